@@ -1,0 +1,41 @@
+# Two commands matter: `make run` (replay mode, the main job) and `make test`.
+# Both bootstrap: they create .venv, install the pinned dependencies and generate the gRPC code.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+GEN    := gen
+PROTOS := $(shell find protos -name '*.proto' | sort)
+SITE    = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
+.PHONY: setup protos run test lint clean
+
+setup: $(VENV)/.installed $(GEN)/.generated
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# gen/ holds generated code importable as trader.<service>.v1 (see protos/)
+	echo "$(CURDIR)/$(GEN)" > "$(SITE)/trader_generated.pth"
+	touch $@
+
+protos: $(GEN)/.generated
+
+$(GEN)/.generated: $(VENV)/.installed $(PROTOS)
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	$(PY) -m grpc_tools.protoc -I protos --python_out=$(GEN) --pyi_out=$(GEN) \
+		--grpc_python_out=$(GEN) $(PROTOS)
+	find $(GEN)/trader -type d -exec touch {}/__init__.py \;
+	touch $@
+
+run: setup
+	$(PY) -m gateway.launch
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) $(GEN) var

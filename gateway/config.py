@@ -1,0 +1,57 @@
+"""Gateway configuration: the shared settings plus the replay driver's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from services.common.config import CommonConfig, Env, load_common
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    autostart: bool            # drive cycles from the gateway process (make run)
+    start: date                # first simulated trading day
+    end: date | None           # last simulated trading day (None: end of the bundled history)
+    cycles_per_second: float   # pace; 0 = as fast as possible
+    initial_deposit: float     # base currency, before the first simulated day
+    monthly_deposit: float     # base currency, on the first trading day of each month
+    max_cycles: int            # stop after this many cycles (0 = no limit)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    common: CommonConfig
+    replay: ReplayConfig
+
+
+def _date(env: Env, name: str, default: str | None) -> date | None:
+    text = env.raw(name) or default
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        env.problems.append(f"{name}={text!r}: expected a date YYYY-MM-DD")
+        return None
+
+
+def load(environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    env = Env(environ)
+    common = load_common("gateway", env=env)
+    start = _date(env, "TRADER_REPLAY_START", "2018-01-02")
+    end = _date(env, "TRADER_REPLAY_END", None)
+    if start and end and end < start:
+        env.problems.append(f"TRADER_REPLAY_END={end}: before TRADER_REPLAY_START={start}")
+    replay = ReplayConfig(
+        autostart=env.flag("TRADER_REPLAY_AUTOSTART", False),
+        start=start or date(2018, 1, 2),
+        end=end,
+        cycles_per_second=env.number("TRADER_REPLAY_CYCLES_PER_SECOND", 4.0, minimum=0, maximum=1000),
+        initial_deposit=env.number("TRADER_INITIAL_DEPOSIT", 10000.0, minimum=0, maximum=1e9),
+        monthly_deposit=env.number("TRADER_MONTHLY_DEPOSIT", 1000.0, minimum=0, maximum=1e7),
+        max_cycles=int(env.number("TRADER_REPLAY_MAX_CYCLES", 0, minimum=0, maximum=1e7)),
+    )
+    env.check()
+    return GatewayConfig(common, replay)

@@ -1,0 +1,188 @@
+"""The sync cycle (DESIGN.md section 7) across the services, one span per step.
+
+A step that fails is reported, never hidden; steps that need it are skipped; and no trade is
+attempted unless every step before execution succeeded (fail closed). The next cycle starts
+clean: nothing here carries state from one cycle to the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from trader.data.v1 import data_pb2, data_pb2_grpc
+from trader.display.v1 import display_pb2, display_pb2_grpc
+from trader.planner.v1 import planner_pb2, planner_pb2_grpc
+from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
+from trader.trading.v1 import trading_pb2, trading_pb2_grpc
+
+from gateway.display_text import next_actions_text
+from services.common.client import Clients
+from services.common.logs import event
+from services.common.tracing import current_trace_id
+
+log = logging.getLogger("trader.cycle")
+tracer = trace.get_tracer("trader.gateway.cycle")
+
+OK, FAILED, REFUSED, SKIPPED = "OK", "FAILED", "REFUSED", "SKIPPED"
+ERROR_TTL_SECONDS = 3600
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str
+    duration_ms: float
+    detail: str = ""
+
+
+@dataclass
+class CycleResult:
+    as_of: datetime
+    trace_id: str
+    steps: list[StepResult] = field(default_factory=list)
+    base_currency: str = ""
+    total_value_base: float = 0.0
+    cash_base: float = 0.0
+    last_trade: str = ""
+    display_text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(step.status != FAILED for step in self.steps)
+
+
+class Services:
+    """Stubs of the five services the cycle talks to."""
+
+    def __init__(self, clients: Clients):
+        self.data = clients.stub("data", data_pb2_grpc.MarketDataStub)
+        self.portfolio = clients.stub("portfolio", portfolio_pb2_grpc.PortfolioStub)
+        self.planner = clients.stub("planner", planner_pb2_grpc.PlannerStub)
+        self.trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
+        self.display = clients.stub("display", display_pb2_grpc.DisplayStub)
+
+
+def _outcome(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        status = REFUSED if exc.code() == grpc.StatusCode.FAILED_PRECONDITION else FAILED
+        return status, f"{exc.code().name}: {exc.details()}"
+    return FAILED, f"{type(exc).__name__}: {exc}"
+
+
+class Cycle:
+    def __init__(self, services: Services, now: datetime):
+        self.s = services
+        self.result = CycleResult(as_of=now, trace_id=current_trace_id())
+
+    def step(self, name: str, action: Callable[[], str | None], needs: tuple[str, ...] = ()):
+        """Run one step in its own span; returns True when it succeeded."""
+        failed_needs = [s.name for s in self.result.steps if s.name in needs and s.status != OK]
+        if failed_needs:
+            self.result.steps.append(StepResult(name, SKIPPED, 0.0, f"needs {', '.join(failed_needs)}"))
+            return False
+        started = time.perf_counter()
+        with tracer.start_as_current_span(f"cycle.{name}") as span:
+            try:
+                detail = action() or ""
+                status = OK
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a reported step
+                status, detail = _outcome(exc)
+                span.set_status(Status(StatusCode.ERROR, detail))
+                event(log, "cycle step did not succeed", logging.WARNING, step=name, status=status, detail=detail)
+        self.result.steps.append(StepResult(name, status, (time.perf_counter() - started) * 1000, detail))
+        return status == OK
+
+    def run(self) -> CycleResult:
+        state: dict = {}
+        self.step("display_processing", lambda: self._post(display_pb2.PROCESSING, "SYNCING...", 120))
+        self.step("sync_broker", lambda: self._sync_broker(state))
+        self.step("sync_prices", self._sync_prices)
+        self.step("valuation", lambda: self._valuation(state), needs=("sync_broker",))
+        self.step("plan", lambda: self._plan(state), needs=("valuation", "sync_prices"))
+        before_execute = ("sync_broker", "sync_prices", "valuation", "plan")
+        if self.step("execute", lambda: self._execute(state), needs=before_execute) and self.result.last_trade:
+            self.step("post_trade_sync", lambda: self._sync_broker(state))
+            self.step("post_trade_valuation", lambda: self._valuation(state), needs=("post_trade_sync",))
+        self.step("display", lambda: self._display(state))
+        return self.result
+
+    # --- steps ---
+
+    def _sync_broker(self, state: dict) -> str:
+        broker = self.s.trading.SyncBroker(trading_pb2.SyncBrokerRequest())
+        reply = self.s.portfolio.ApplyBrokerState(portfolio_pb2.ApplyBrokerStateRequest(
+            positions=[portfolio_pb2.BrokerPosition(symbol=p.symbol, quantity=p.quantity,
+                                                    average_cost=p.average_cost, currency=p.currency)
+                       for p in broker.positions],
+            cash=[portfolio_pb2.BrokerCash(currency=c.currency, amount=c.amount) for c in broker.cash],
+            synced_at=broker.synced_at,
+        ))
+        return f"{broker.broker}: {len(broker.positions)} positions, {broker.trades_imported} trades imported, " \
+               f"hash {reply.portfolio_hash}"
+
+    def _sync_prices(self) -> str:
+        reply = self.s.data.SyncPrices(data_pb2.SyncPricesRequest())
+        return f"{reply.provider}: {reply.bars_added} bars added, latest {reply.latest_bar_date}"
+
+    def _valuation(self, state: dict) -> str:
+        portfolio = self.s.portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
+        state["portfolio"] = portfolio
+        self.result.base_currency = portfolio.base_currency
+        self.result.total_value_base = portfolio.total_value_base
+        self.result.cash_base = portfolio.cash_base
+        negative = [f"{c.currency} {c.amount:.2f}" for c in portfolio.cash if c.amount < 0]
+        if negative:
+            raise RuntimeError(f"negative cash balance: {', '.join(negative)}")
+        return f"total {portfolio.base_currency} {portfolio.total_value_base:,.2f}, hash {portfolio.portfolio_hash}"
+
+    def _plan(self, state: dict) -> str:
+        plan = self.s.planner.GetRecommendations(planner_pb2.GetRecommendationsRequest())
+        state["plan"] = plan
+        return f"plan {plan.plan_id}: {len(plan.steps)} steps ({plan.method}{', cached' if plan.cached else ''})"
+
+    def _execute(self, state: dict) -> str:
+        plan = state["plan"]
+        reply = self.s.trading.ExecutePlan(trading_pb2.ExecutePlanRequest(
+            plan_id=plan.plan_id,
+            steps=[trading_pb2.PlanStep(symbol=s.symbol, side=trading_pb2.Side.Value(planner_pb2.Side.Name(s.side)),
+                                        quantity=s.quantity, reason=s.reason) for s in plan.steps],
+        ))
+        outcome = trading_pb2.ExecutePlanResponse.Outcome.Name(reply.outcome)
+        if reply.outcome == trading_pb2.ExecutePlanResponse.EXECUTED:
+            order = reply.order
+            self.result.last_trade = (f"{trading_pb2.Side.Name(order.side)} {order.quantity} {order.symbol} "
+                                      f"@ {order.fill_price:.2f} {order.currency}")
+            return self.result.last_trade
+        return outcome
+
+    def _display(self, state: dict) -> str:
+        portfolio, plan = state.get("portfolio"), state.get("plan")
+        problems = [s for s in self.result.steps if s.status == FAILED]
+        if portfolio is not None:
+            first = plan.steps[0] if plan is not None and plan.steps and not self.result.last_trade else None
+            next_step = (planner_pb2.Side.Name(first.side), first.symbol, first.estimated_value_base) if first else None
+            self.result.display_text = next_actions_text(portfolio.base_currency, portfolio.total_value_base,
+                                                         portfolio.cash_base, next_step)
+            self._post(display_pb2.NEXT_ACTIONS, self.result.display_text, 0)
+        if problems:
+            self._post(display_pb2.ERROR, f"{problems[0].name.upper()} FAILED", ERROR_TTL_SECONDS)
+        else:
+            self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR))
+        state_reply = self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.PROCESSING))
+        self.result.display_text = state_reply.text
+        return f"showing {display_pb2.Pool.Name(state_reply.pool)}: {state_reply.text}"
+
+    def _post(self, pool: int, text: str, ttl_seconds: int) -> str:
+        self.s.display.PostMessage(display_pb2.PostMessageRequest(pool=pool, text=text, ttl_seconds=ttl_seconds))
+        return text
+
+
+def run_cycle(services: Services, now: datetime) -> CycleResult:
+    return Cycle(services, now).run()

@@ -1,0 +1,56 @@
+"""Gateway storage: one row per sync cycle run."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from services.common.db import Database
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CycleRunRow(Base):
+    __tablename__ = "cycle_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    simulated: Mapped[bool] = mapped_column(Boolean)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    trace_id: Mapped[str] = mapped_column(String(32))
+    steps: Mapped[str] = mapped_column(Text)  # JSON list of {name, status, duration_ms, detail}
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def open_database(url: str) -> Database:
+    return Database(url, Base.metadata, "gateway", SCHEMA_VERSION)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def add_run(session: Session, as_of: datetime, simulated: bool, ok: bool, trace_id: str, steps: list[dict],
+            finished_at: datetime) -> None:
+    session.add(CycleRunRow(as_of=as_of, simulated=simulated, ok=ok, trace_id=trace_id,
+                            steps=json.dumps(steps), finished_at=finished_at))
+
+
+def last_run(session: Session, simulated: bool | None = None) -> CycleRunRow | None:
+    query = select(CycleRunRow).order_by(CycleRunRow.id.desc()).limit(1)
+    if simulated is not None:
+        query = query.where(CycleRunRow.simulated.is_(simulated))
+    row = session.scalars(query).first()
+    if row is not None:
+        row.as_of = _utc(row.as_of)
+    return row
+
+
+def run_count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(CycleRunRow)) or 0

@@ -1,0 +1,2 @@
+"""Shared plumbing for every service: bootstrap, clients, config, database, auth, tracing, clock,
+errors, logging. No domain logic lives here."""

@@ -1,0 +1,204 @@
+"""Environment configuration, validated at start.
+
+Every problem is collected and reported at once (`ConfigError`), naming the variable, what it
+holds and what it should hold, so a wrong setup fails before the server binds a port.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# name -> (gRPC service name, default port)
+SERVICES: dict[str, tuple[str, int]] = {
+    "gateway": ("trader.gateway.v1.Gateway", 50050),
+    "data": ("trader.data.v1.MarketData", 50051),
+    "portfolio": ("trader.portfolio.v1.Portfolio", 50052),
+    "planner": ("trader.planner.v1.Planner", 50053),
+    "trading": ("trader.trading.v1.Trading", 50054),
+    "display": ("trader.display.v1.Display", 50055),
+}
+
+# Modes this build can run. DESIGN.md also names backtest, paper, research and live; they are
+# refused until their pieces (live data provider, Tradernet broker) exist.
+SUPPORTED_MODES = ("replay",)
+KNOWN_MODES = ("replay", "backtest", "paper", "research", "live")
+
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(Exception):
+    """One or more environment variables are missing or malformed."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+class Env:
+    """Reads variables from a mapping and collects every problem instead of stopping at the first."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        self.environ = os.environ if environ is None else environ
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        return value.strip() if value is not None and value.strip() != "" else None
+
+    def text(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            self.problems.append(f"{name}={value!r}: expected a number")
+            return default
+        if not minimum <= number <= maximum:
+            self.problems.append(f"{name}={value!r}: must be between {minimum:g} and {maximum:g}")
+            return default
+        return number
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name}={value!r}: expected one of 1/0, true/false, yes/no, on/off")
+        return default
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = (self.raw(name) or default).lower()
+        if value not in allowed:
+            self.problems.append(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+            return default
+        return value
+
+    def currency(self, name: str, default: str) -> str:
+        value = (self.raw(name) or default).upper()
+        if not _CURRENCY.match(value):
+            self.problems.append(f"{name}={value!r}: expected an ISO 4217 code such as EUR")
+            return default
+        return value
+
+    def address(self, name: str, default: str) -> str:
+        value = self.raw(name) or default
+        match = _ADDRESS.match(value)
+        if not match or not 0 < int(match.group(2)) < 65536:
+            self.problems.append(f"{name}={value!r}: expected host:port, e.g. 127.0.0.1:50051")
+            return default
+        return value
+
+    def check(self) -> None:
+        if self.problems:
+            raise ConfigError(self.problems)
+
+
+def parse_fx_rates(text: str, base: str) -> dict[str, float]:
+    """Parse `USD=1.08,GBP=0.85`: units of each currency per 1 unit of the base (decision 1)."""
+    rates: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        currency, sep, value = part.partition("=")
+        currency = currency.strip().upper()
+        if not sep or not _CURRENCY.match(currency):
+            raise ValueError(f"{part!r} is not CUR=rate")
+        try:
+            rate = float(value)
+        except ValueError as exc:
+            raise ValueError(f"{part!r}: rate is not a number") from exc
+        if not rate > 0 or rate != rate or rate == float("inf"):
+            raise ValueError(f"{part!r}: rate must be a positive number")
+        if currency == base:
+            raise ValueError(f"{part!r}: the base currency has no rate")
+        rates[currency] = rate
+    return rates
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """What every process needs, read from TRADER_* variables."""
+
+    service: str
+    addresses: dict[str, str]
+    listen_address: str
+    api_token: str | None  # None only when auth is explicitly disabled
+    mode: str
+    base_currency: str
+    fx_rates: dict[str, float]
+    var_dir: Path
+    db_url: str
+    call_timeout_s: float
+    shutdown_grace_s: float
+    log_level: str
+
+    def address_of(self, service: str) -> str:
+        return self.addresses[service]
+
+
+def load_common(service: str, environ: Mapping[str, str] | None = None, env: Env | None = None) -> CommonConfig:
+    """Read the shared settings.
+
+    Pass `env` to collect a service's own problems into the same report (the caller then calls
+    `env.check()`); without it, problems raise `ConfigError` here.
+    """
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}")
+    own_env = env is None
+    env = env or Env(environ)
+    addresses = {
+        name: env.address(f"TRADER_{name.upper()}_ADDR", f"127.0.0.1:{port}")
+        for name, (_, port) in SERVICES.items()
+    }
+    token = env.raw("TRADER_API_TOKEN")
+    auth_disabled = env.flag("TRADER_AUTH_DISABLED", False)
+    if token is None and not auth_disabled:
+        env.problems.append(
+            "TRADER_API_TOKEN is not set: set a token (clients send 'authorization: Bearer <token>'),"
+            " or set TRADER_AUTH_DISABLED=1 to run without authentication (tests only)"
+        )
+    elif token is not None and len(token) < 16:
+        env.problems.append("TRADER_API_TOKEN: must be at least 16 characters")
+    mode = env.choice("TRADER_MODE", "replay", KNOWN_MODES)
+    if mode not in SUPPORTED_MODES:
+        env.problems.append(
+            f"TRADER_MODE={mode!r}: not available in this build (supported: {', '.join(SUPPORTED_MODES)})"
+        )
+    base = env.currency("TRADER_BASE_CURRENCY", "EUR")
+    fx_text = env.text("TRADER_FX_RATES", "USD=1.10")
+    try:
+        fx_rates = parse_fx_rates(fx_text, base)
+    except ValueError as exc:
+        env.problems.append(f"TRADER_FX_RATES={fx_text!r}: {exc}")
+        fx_rates = {}
+    var_dir = Path(env.text("TRADER_VAR_DIR", str(REPO_ROOT / "var")))
+    db_url = env.text(f"TRADER_{service.upper()}_DB_URL", f"sqlite:///{var_dir / (service + '.db')}")
+    config = CommonConfig(
+        service=service,
+        addresses=addresses,
+        listen_address=addresses[service],
+        api_token=None if auth_disabled else token,
+        mode=mode,
+        base_currency=base,
+        fx_rates=fx_rates,
+        var_dir=var_dir,
+        db_url=db_url,
+        call_timeout_s=env.number("TRADER_CALL_TIMEOUT_S", 10.0, minimum=0.1, maximum=600),
+        shutdown_grace_s=env.number("TRADER_SHUTDOWN_GRACE_S", 3.0, minimum=0, maximum=60),
+        log_level=env.choice("TRADER_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+    )
+    if own_env:
+        env.check()
+    return config

@@ -1,0 +1,124 @@
+"""Server bootstrap shared by every service.
+
+`run_service` is the whole life of a service process: validated config, logging, tracing,
+a gRPC server with auth and call-context interceptors, grpc.health.v1 and reflection, then a
+wait for SIGTERM/SIGINT and a graceful stop (health NOT_SERVING first, in-flight calls get the
+grace period, then the service's own cleanup and a final flush of spans).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.config import SERVICES, CommonConfig, ConfigError
+from services.common.interceptors import AuthInterceptor, CallContextInterceptor
+from services.common.logs import event, setup_logging
+from services.common.tracing import setup_tracing
+
+log = logging.getLogger("trader.server")
+
+
+@dataclass
+class RunningServer:
+    """A started gRPC server with its health servicer."""
+
+    server: grpc.Server
+    health: health.HealthServicer
+    service_name: str
+    port: int
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def set_serving(self, serving: bool) -> None:
+        """Per-service health: NOT_SERVING while the service cannot do its job."""
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.health.set(self.service_name, status)
+        self.health.set("", status)
+
+    def stop(self, grace_s: float) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.health.enter_graceful_shutdown()  # every status NOT_SERVING before we stop accepting
+        self.server.stop(grace_s).wait()
+
+
+def start_server(config: CommonConfig, register: Callable[[grpc.Server], None],
+                 max_workers: int = 16) -> RunningServer:
+    """Build, bind and start the server for `config.service`; `register` adds the servicer."""
+    service_name = SERVICES[config.service][0]
+    interceptors: list[grpc.ServerInterceptor] = []
+    if config.api_token is not None:
+        interceptors.append(AuthInterceptor(config.api_token))
+    interceptors.append(CallContextInterceptor())
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=interceptors)
+    register(server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(config.listen_address)
+    if port == 0:
+        raise OSError(f"cannot bind {config.listen_address}")
+    server.start()
+    running = RunningServer(server, health_servicer, service_name, port)
+    running.set_serving(True)
+    return running
+
+
+@dataclass
+class ServiceParts:
+    """What a service contributes to `run_service`."""
+
+    register: Callable[[grpc.Server], None]                 # adds the servicer to the server
+    close: Callable[[], None] = lambda: None                 # releases clients, database, ...
+    # Called once serving; `request_stop` stops the service as SIGTERM would.
+    after_start: Callable[[RunningServer, Callable[[], None]], None] | None = None
+
+
+def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any], ServiceParts]) -> int:
+    """Run one service until SIGTERM/SIGINT (or `request_stop`). Returns the exit code.
+
+    `load_config()` returns the service's config: a CommonConfig, or an object whose `common`
+    attribute is one. A ConfigError is printed with every problem and exits with code 2.
+    """
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"trader-{name}: {exc}", file=sys.stderr)
+        return 2
+    common: CommonConfig = getattr(config, "common", config)
+    setup_logging(name, common.log_level)
+    provider = setup_tracing(name)
+    stop_requested = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop_requested.set())
+    parts = build(config)
+    try:
+        running = start_server(common, parts.register)
+    except Exception:
+        parts.close()
+        raise
+    event(log, "serving", address=common.listen_address, mode=common.mode,
+          auth="on" if common.api_token else "off")
+    if parts.after_start is not None:
+        parts.after_start(running, stop_requested.set)
+    stop_requested.wait()
+    event(log, "stopping", grace_s=common.shutdown_grace_s)
+    running.stop(common.shutdown_grace_s)
+    parts.close()
+    provider.shutdown()
+    event(log, "stopped")
+    return 0

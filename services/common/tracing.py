@@ -1,0 +1,52 @@
+"""OpenTelemetry setup: one tracer provider per process, W3C context over gRPC metadata.
+
+The exporter follows the standard variables: with OTEL_EXPORTER_OTLP_ENDPOINT (or the traces
+variant) set, spans go over OTLP/gRPC; with none set, spans are made (trace ids still flow
+between services and into logs) but not exported, and nothing complains.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.grpc import GrpcInstrumentorClient, GrpcInstrumentorServer
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+_instrumented = False
+
+
+def otlp_configured(environ: Mapping[str, str]) -> bool:
+    if environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    if environ.get("OTEL_TRACES_EXPORTER", "otlp").lower() == "none":
+        return False
+    return bool(environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+def setup_tracing(service: str, extra_processors: tuple[SpanProcessor, ...] = ()) -> TracerProvider:
+    """Install the tracer provider and the gRPC instrumentation (before any server or channel)."""
+    global _instrumented
+    name = os.environ.get("OTEL_SERVICE_NAME") or f"trader-{service}"
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    if otlp_configured(os.environ):
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    for processor in extra_processors:
+        provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+    if not _instrumented:
+        GrpcInstrumentorServer().instrument()
+        GrpcInstrumentorClient().instrument()
+        _instrumented = True
+    return provider
+
+
+def current_trace_id() -> str:
+    """The current span's trace id as 32 hex digits, or '' outside a trace."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else ""

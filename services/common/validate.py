@@ -1,0 +1,47 @@
+"""Input checks shared by the servicers; each failure names the field (INVALID_ARGUMENT)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from services.common.errors import InvalidArgument
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def required_text(field: str, value: str, max_length: int = 128) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if len(value) > max_length:
+        raise InvalidArgument(field, f"longer than {max_length} characters")
+    return value
+
+
+def positive_amount(field: str, value: float, maximum: float = 1e12) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidArgument(field, f"must be a positive finite number, got {value!r}")
+    if value > maximum:
+        raise InvalidArgument(field, f"must be at most {maximum:g}, got {value!r}")
+    return value
+
+
+def non_negative_amount(field: str, value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgument(field, f"must be a non-negative finite number, got {value!r}")
+    return value
+
+
+def finite_amount(field: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise InvalidArgument(field, f"must be a finite number, got {value!r}")
+    return value
+
+
+def currency_code(field: str, value: str, default: str | None = None) -> str:
+    if not value and default is not None:
+        return default
+    if not _CURRENCY.match(value):
+        raise InvalidArgument(field, f"must be an ISO 4217 code such as EUR, got {value!r}")
+    return value

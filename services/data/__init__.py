@@ -1,0 +1,1 @@
+"""Market-data service (trader.data.v1.MarketData)."""

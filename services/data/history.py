@@ -1,0 +1,89 @@
+"""Price history rules: date parsing, what is visible as of "now", monthly aggregation.
+
+No lookahead: a daily bar dated D becomes visible only once D's session has closed on the
+security's exchange, so a replay at 10:00 New York time on D sees D-1's close, not D's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from itertools import groupby
+from zoneinfo import ZoneInfo
+
+from services.common.errors import InvalidArgument
+
+# MIC -> (time zone, regular close). The exchanges the original traded on.
+SESSION_CLOSE: dict[str, tuple[str, time]] = {
+    "XNYS": ("America/New_York", time(16, 0)),
+    "XNAS": ("America/New_York", time(16, 0)),
+    "XETR": ("Europe/Berlin", time(17, 30)),
+    "XLON": ("Europe/London", time(16, 30)),
+    "XPAR": ("Europe/Paris", time(17, 30)),
+    "XMIL": ("Europe/Rome", time(17, 30)),
+    "XAMS": ("Europe/Amsterdam", time(17, 30)),
+    "XCSE": ("Europe/Copenhagen", time(17, 0)),
+    "ASEX": ("Europe/Athens", time(17, 20)),
+    "XHKG": ("Asia/Hong_Kong", time(16, 0)),
+    "XSHG": ("Asia/Shanghai", time(15, 0)),
+    "XTSE": ("America/Toronto", time(16, 0)),
+    "XASX": ("Australia/Sydney", time(16, 0)),
+}
+
+
+@dataclass(frozen=True)
+class Bar:
+    date: date
+    close: float
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    volume: float | None = None
+
+
+def parse_date(field: str, text: str) -> date | None:
+    """An ISO YYYY-MM-DD date, or None for an empty string."""
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidArgument(field, f"not an ISO date (YYYY-MM-DD): {text!r}") from exc
+
+
+def last_final_date(now: datetime, exchange: str) -> date:
+    """The latest date whose daily bar is final at `now` on `exchange`.
+
+    An exchange we do not know is treated as closing at midnight UTC (its bar of D is visible
+    from D+1), which can only hide data, never reveal it early.
+    """
+    if exchange not in SESSION_CLOSE:
+        return (now.astimezone(ZoneInfo("UTC")) - timedelta(days=1)).date()
+    zone, close = SESSION_CLOSE[exchange]
+    local = now.astimezone(ZoneInfo(zone))
+    return local.date() if local.time() >= close else local.date() - timedelta(days=1)
+
+
+def resolve_range(start: date | None, end: date | None, visible_until: date) -> tuple[date | None, date]:
+    """Validate a requested range and clamp its end to what is visible now."""
+    if start is not None and end is not None and start > end:
+        raise InvalidArgument("start", f"{start.isoformat()} is after end {end.isoformat()}")
+    return start, min(end, visible_until) if end is not None else visible_until
+
+
+def monthly_bars(daily: list[Bar]) -> list[Bar]:
+    """One bar per calendar month: close is the average of the month's daily closes (as the
+    original's monthly prices), open the first open, high/low the extremes, volume the sum;
+    dated on the month's last daily bar. A field missing on any day is missing for the month."""
+    months = []
+    for _, group in groupby(daily, key=lambda bar: (bar.date.year, bar.date.month)):
+        bars = list(group)
+        months.append(Bar(
+            date=bars[-1].date,
+            close=sum(bar.close for bar in bars) / len(bars),
+            open=bars[0].open,
+            high=None if any(b.high is None for b in bars) else max(b.high for b in bars),
+            low=None if any(b.low is None for b in bars) else min(b.low for b in bars),
+            volume=None if any(b.volume is None for b in bars) else sum(b.volume for b in bars),
+        ))
+    return months

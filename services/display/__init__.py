@@ -1,0 +1,1 @@
+"""Display service (trader.display.v1.Display)."""

@@ -1,0 +1,1 @@
+"""Planner service (trader.planner.v1.Planner)."""

@@ -1,0 +1,27 @@
+"""`python -m services.planner` starts the planner service."""
+
+import sys
+
+from trader.planner.v1 import planner_pb2_grpc
+
+from services.common.client import Clients
+from services.common.config import load_common
+from services.common.server import ServiceParts, run_service
+from services.planner import store
+from services.planner.server import PlannerServicer
+
+
+def build(config):
+    db = store.open_database(config.db_url)
+    clients = Clients(config)
+    servicer = PlannerServicer(db, clients)
+
+    def close():
+        clients.close()
+        db.close()
+
+    return ServiceParts(lambda server: planner_pb2_grpc.add_PlannerServicer_to_server(servicer, server), close)
+
+
+if __name__ == "__main__":
+    sys.exit(run_service("planner", lambda: load_common("planner"), build))

@@ -1,0 +1,1 @@
+"""Portfolio service (trader.portfolio.v1.Portfolio)."""

@@ -1,0 +1,27 @@
+"""`python -m services.portfolio` starts the portfolio service."""
+
+import sys
+
+from trader.portfolio.v1 import portfolio_pb2_grpc
+
+from services.common.client import Clients
+from services.common.config import load_common
+from services.common.server import ServiceParts, run_service
+from services.portfolio import store
+from services.portfolio.server import PortfolioServicer
+
+
+def build(config):
+    db = store.open_database(config.db_url)
+    clients = Clients(config)
+    servicer = PortfolioServicer(config, db, clients)
+
+    def close():
+        clients.close()
+        db.close()
+
+    return ServiceParts(lambda server: portfolio_pb2_grpc.add_PortfolioServicer_to_server(servicer, server), close)
+
+
+if __name__ == "__main__":
+    sys.exit(run_service("portfolio", lambda: load_common("portfolio"), build))

@@ -1,0 +1,1 @@
+"""Trading service (trader.trading.v1.Trading)."""

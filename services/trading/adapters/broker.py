@@ -1,0 +1,60 @@
+"""The broker interface every adapter implements (paper now; Tradernet later)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+class BrokerRejected(Exception):
+    """The broker refused the order; nothing was executed."""
+
+
+@dataclass(frozen=True)
+class Execution:
+    broker_trade_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    quantity: int
+    price: float
+    currency: str
+    commission: float
+    executed_at: datetime
+
+
+@dataclass(frozen=True)
+class BrokerPosition:
+    symbol: str
+    quantity: int
+    average_cost: float
+    currency: str
+
+
+@dataclass(frozen=True)
+class Account:
+    positions: list[BrokerPosition]
+    cash: dict[str, float]
+
+
+@dataclass(frozen=True)
+class MarketOrder:
+    client_order_id: str
+    symbol: str
+    side: str
+    quantity: int
+    currency: str
+    reference_price: float  # the quote the checks used; the paper broker fills at it
+
+
+class Broker(Protocol):
+    name: str
+
+    def account(self) -> Account: ...
+
+    def place_market_order(self, order: MarketOrder, now: datetime) -> Execution: ...
+
+    def find_execution(self, client_order_id: str) -> Execution | None: ...
+
+    def executions(self) -> list[Execution]: ...

@@ -1,0 +1,170 @@
+"""The paper broker: a simulated brokerage account kept in the trading database.
+
+It behaves like a real broker toward the trading service: it holds multi-currency cash and
+positions, refuses orders the account cannot carry, fills market orders at the reference price
+(the as-of close in replay) and charges the broker's fee, and it answers "what happened to
+order X?" by client order id, so a lost reply is resolved by lookup, never by resending.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Float, Integer, String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.common.db import Database
+from services.trading.adapters.broker import Account, BrokerPosition, BrokerRejected, Execution, MarketOrder
+
+
+class PaperBase(DeclarativeBase):
+    pass
+
+
+class PaperCash(PaperBase):
+    __tablename__ = "paper_cash"
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    amount: Mapped[float] = mapped_column(Float)
+
+
+class PaperPosition(PaperBase):
+    __tablename__ = "paper_positions"
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    average_cost: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class PaperExecution(PaperBase):
+    __tablename__ = "paper_executions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(4))
+    quantity: Mapped[int] = mapped_column(Integer)
+    price: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+    commission: Mapped[float] = mapped_column(Float)
+    executed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    def to_execution(self) -> Execution:
+        executed_at = self.executed_at if self.executed_at.tzinfo else self.executed_at.replace(tzinfo=UTC)
+        return Execution(f"PAPER-{self.id}", self.client_order_id, self.symbol, self.side, self.quantity,
+                         self.price, self.currency, self.commission, executed_at)
+
+
+class PaperTransfer(PaperBase):
+    """Money in (deposits) and currency conversions, each once per reference."""
+
+    __tablename__ = "paper_transfers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # deposit | conversion
+    from_currency: Mapped[str] = mapped_column(String(3))
+    from_amount: Mapped[float] = mapped_column(Float)
+    to_currency: Mapped[str] = mapped_column(String(3))
+    to_amount: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PaperBroker:
+    name = "paper"
+
+    def __init__(self, db: Database, fee: Callable[[float, str], float]):
+        """`fee(value, currency)` is the commission charged on an order, in its currency."""
+        self._db = db
+        self._fee = fee
+        self._lock = threading.Lock()
+        PaperBase.metadata.create_all(db.engine)
+
+    def account(self) -> Account:
+        with self._db.transaction() as session:
+            positions = [BrokerPosition(p.symbol, p.quantity, p.average_cost, p.currency)
+                         for p in session.scalars(select(PaperPosition).order_by(PaperPosition.symbol))
+                         if p.quantity > 0]
+            cash = {c.currency: c.amount for c in session.scalars(select(PaperCash))}
+        return Account(positions, cash)
+
+    def deposit(self, amount: float, currency: str, reference: str, now: datetime) -> bool:
+        """Credit money arriving in the account; False (and no change) for a seen reference."""
+        with self._lock, self._db.transaction() as session:
+            if session.scalars(select(PaperTransfer).where(PaperTransfer.reference == reference)).first():
+                return False
+            session.add(PaperTransfer(reference=reference, kind="deposit", from_currency=currency,
+                                      from_amount=amount, to_currency=currency, to_amount=amount, at=now))
+            _credit(session, currency, amount)
+        return True
+
+    def convert(self, from_currency: str, from_amount: float, to_currency: str, to_amount: float,
+                reference: str, now: datetime) -> None:
+        """Exchange currency at the given amounts (the caller prices it with its FX rate)."""
+        with self._lock, self._db.transaction() as session:
+            if session.scalars(select(PaperTransfer).where(PaperTransfer.reference == reference)).first():
+                return
+            if _balance(session, from_currency) < from_amount:
+                raise BrokerRejected(f"insufficient {from_currency} for conversion")
+            session.add(PaperTransfer(reference=reference, kind="conversion", from_currency=from_currency,
+                                      from_amount=from_amount, to_currency=to_currency, to_amount=to_amount,
+                                      at=now))
+            _credit(session, from_currency, -from_amount)
+            _credit(session, to_currency, to_amount)
+
+    def place_market_order(self, order: MarketOrder, now: datetime) -> Execution:
+        with self._lock, self._db.transaction() as session:
+            seen = session.scalars(
+                select(PaperExecution).where(PaperExecution.client_order_id == order.client_order_id)
+            ).first()
+            if seen is not None:
+                return seen.to_execution()  # a broker never executes one user_order_id twice
+            price = order.reference_price
+            value = order.quantity * price
+            fee = self._fee(value, order.currency)
+            position = session.get(PaperPosition, order.symbol)
+            if order.side == "BUY":
+                if _balance(session, order.currency) < value + fee:
+                    raise BrokerRejected(f"insufficient {order.currency} funds")
+                if position is None:
+                    position = PaperPosition(symbol=order.symbol, quantity=0, average_cost=0.0,
+                                             currency=order.currency)
+                    session.add(position)
+                held = position.quantity
+                position.average_cost = (held * position.average_cost + value) / (held + order.quantity)
+                position.quantity = held + order.quantity
+                _credit(session, order.currency, -(value + fee))
+            else:
+                if position is None or position.quantity < order.quantity:
+                    raise BrokerRejected(f"SELL {order.quantity} exceeds the position in {order.symbol}")
+                position.quantity -= order.quantity
+                _credit(session, order.currency, value - fee)
+            row = PaperExecution(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
+                                 quantity=order.quantity, price=price, currency=order.currency,
+                                 commission=fee, executed_at=now)
+            session.add(row)
+            session.flush()
+            return row.to_execution()
+
+    def find_execution(self, client_order_id: str) -> Execution | None:
+        with self._db.transaction() as session:
+            row = session.scalars(
+                select(PaperExecution).where(PaperExecution.client_order_id == client_order_id)
+            ).first()
+            return None if row is None else row.to_execution()
+
+    def executions(self) -> list[Execution]:
+        with self._db.transaction() as session:
+            return [r.to_execution() for r in session.scalars(select(PaperExecution).order_by(PaperExecution.id))]
+
+
+def _balance(session, currency: str) -> float:
+    row = session.get(PaperCash, currency)
+    return row.amount if row else 0.0
+
+
+def _credit(session, currency: str, amount: float) -> None:
+    row = session.get(PaperCash, currency)
+    if row is None:
+        session.add(PaperCash(currency=currency, amount=amount))
+    else:
+        row.amount += amount
