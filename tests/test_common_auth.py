@@ -6,7 +6,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from services.common.interceptors import bearer_token
-from tests.helpers import TOKEN, call_raw, raw_methods, serving, make_config
+from tests.helpers import TOKEN, call_raw, make_config, raw_methods, serving
 
 METHOD = "/trader.display.v1.Display/Ping"
 

@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from services.common.client import is_read, open_channel
-from tests.helpers import TOKEN, call_raw, raw_methods, serving, make_config
+from tests.helpers import TOKEN, call_raw, make_config, raw_methods, serving
 
 
 def test_read_naming_rule():

@@ -1,6 +1,6 @@
 """The as-of clock: read from x-trader-as-of per call, propagated to outgoing calls."""
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from services.common import clock
 from services.common.client import open_channel
 from services.common.errors import InvalidArgument
-from tests.helpers import TOKEN, call_raw, raw_methods, serving, make_config
+from tests.helpers import TOKEN, call_raw, make_config, raw_methods, serving
 
 
 def test_parse_accepts_offsets_and_treats_naive_as_utc():
@@ -67,7 +67,7 @@ def two_servers():
 def test_as_of_is_read_and_propagated(two_servers):
     metadata = [("authorization", f"Bearer {TOKEN}"), (clock.METADATA_KEY, "2001-09-10T22:00:00+00:00")]
     relayed = call_raw(two_servers, "/trader.portfolio.v1.Portfolio/GetRelayedNow", metadata=metadata)
-    assert datetime.fromisoformat(relayed.decode()) == datetime(2001, 9, 10, 22, tzinfo=timezone.utc)
+    assert datetime.fromisoformat(relayed.decode()) == datetime(2001, 9, 10, 22, tzinfo=UTC)
 
 
 def test_without_as_of_downstream_uses_wall_clock(two_servers):

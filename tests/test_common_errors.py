@@ -11,7 +11,7 @@ from services.common.errors import (
     Unavailable,
     status_for,
 )
-from tests.helpers import TOKEN, call_raw, raw_methods, serving, make_config
+from tests.helpers import TOKEN, call_raw, make_config, raw_methods, serving
 
 CASES = [
     (InvalidArgument("quantity", "must be positive"), grpc.StatusCode.INVALID_ARGUMENT, "quantity: must be positive"),

@@ -1,0 +1,222 @@
+"""Bad input over gRPC: a precise status naming the field, and nothing changed."""
+
+import math
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from trader.data.v1 import data_pb2, data_pb2_grpc
+from trader.display.v1 import display_pb2, display_pb2_grpc
+from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
+from trader.trading.v1 import trading_pb2, trading_pb2_grpc
+
+from tests.helpers import TOKEN
+
+pytestmark = pytest.mark.e2e
+AUTH = [("authorization", f"Bearer {TOKEN}"), ("x-trader-as-of", "2018-01-02T22:00:00+00:00")]
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def refused(call, request, code, fragment=""):
+    with pytest.raises(grpc.RpcError) as caught:
+        call(request, metadata=AUTH, timeout=10)
+    assert caught.value.code() == code, caught.value.details()
+    assert fragment in caught.value.details()
+    return caught.value.details()
+
+
+@pytest.fixture(scope="module")
+def stubs(running_suite):
+    return {
+        "data": data_pb2_grpc.MarketDataStub(running_suite.channel("data")),
+        "portfolio": portfolio_pb2_grpc.PortfolioStub(running_suite.channel("portfolio")),
+        "trading": trading_pb2_grpc.TradingStub(running_suite.channel("trading")),
+        "display": display_pb2_grpc.DisplayStub(running_suite.channel("display")),
+    }
+
+
+# --- market data ---
+
+@pytest.mark.parametrize(("request_kwargs", "code", "fragment"), [
+    ({"symbol": "NOPE.US"}, grpc.StatusCode.NOT_FOUND, "NOPE.US"),
+    ({"symbol": ""}, grpc.StatusCode.INVALID_ARGUMENT, "symbol"),
+    ({"symbol": "AAPL.US", "start": "2020-1-1"}, grpc.StatusCode.INVALID_ARGUMENT, "start"),
+    ({"symbol": "AAPL.US", "end": "tomorrow"}, grpc.StatusCode.INVALID_ARGUMENT, "end"),
+    ({"symbol": "AAPL.US", "start": "2020-02-01", "end": "2020-01-01"}, grpc.StatusCode.INVALID_ARGUMENT, "start"),
+    ({"symbol": "AAPL.US", "interval": 7}, grpc.StatusCode.INVALID_ARGUMENT, "interval"),
+])
+def test_price_history_refusals(stubs, request_kwargs, code, fragment):
+    refused(stubs["data"].GetPriceHistory, data_pb2.GetPriceHistoryRequest(**request_kwargs), code, fragment)
+
+
+def test_history_never_shows_the_future(stubs):
+    reply = stubs["data"].GetPriceHistory(data_pb2.GetPriceHistoryRequest(symbol="AAPL.US", start="2017-12-01",
+                                                                          end="2030-01-01"), metadata=AUTH)
+    assert reply.bars[-1].date == "2018-01-02" and not reply.bars[-1].HasField("open")
+    monthly = stubs["data"].GetPriceHistory(data_pb2.GetPriceHistoryRequest(
+        symbol="AAPL.US", start="2017-01-01", interval=data_pb2.MONTHLY), metadata=AUTH)
+    assert len(monthly.bars) == 13 and monthly.bars[-1].date == "2018-01-02"
+
+
+def test_quotes_refusals(stubs):
+    refused(stubs["data"].GetQuotes, data_pb2.GetQuotesRequest(symbols=["AAPL.US", "NOPE.US"]),
+            grpc.StatusCode.NOT_FOUND, "NOPE.US")
+    refused(stubs["data"].GetQuotes, data_pb2.GetQuotesRequest(symbols=["AAPL.US", ""]),
+            grpc.StatusCode.INVALID_ARGUMENT, "symbols[1]")
+    quotes = stubs["data"].GetQuotes(data_pb2.GetQuotesRequest(), metadata=AUTH).quotes
+    assert len(quotes) == 20 and all(q.date == "2018-01-02" for q in quotes)
+
+
+# --- portfolio ---
+
+def cash_flow_count(stubs):
+    return len(stubs["portfolio"].ListCashFlows(portfolio_pb2.ListCashFlowsRequest(), metadata=AUTH).cash_flows)
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"amount": 0, "reference": "r"}, "amount"), ({"amount": -5, "reference": "r"}, "amount"),
+    ({"amount": math.nan, "reference": "r"}, "amount"), ({"amount": math.inf, "reference": "r"}, "amount"),
+    ({"amount": 10, "currency": "eur", "reference": "r"}, "currency"), ({"amount": 10}, "reference"),
+])
+def test_deposit_refusals_change_nothing(stubs, kwargs, field):
+    before = cash_flow_count(stubs)
+    refused(stubs["portfolio"].RecordDeposit, portfolio_pb2.RecordDepositRequest(**kwargs),
+            grpc.StatusCode.INVALID_ARGUMENT, field)
+    assert cash_flow_count(stubs) == before
+
+
+def test_deposit_is_idempotent_by_reference(stubs):
+    first = stubs["portfolio"].RecordDeposit(portfolio_pb2.RecordDepositRequest(amount=100, reference="once"),
+                                             metadata=AUTH)
+    again = stubs["portfolio"].RecordDeposit(portfolio_pb2.RecordDepositRequest(amount=100, reference="once"),
+                                             metadata=AUTH)
+    assert first.id == again.id and first.currency == "EUR"
+    refused(stubs["portfolio"].RecordDeposit, portfolio_pb2.RecordDepositRequest(amount=101, reference="once"),
+            grpc.StatusCode.ALREADY_EXISTS, "once")
+
+
+@given(amount=st.floats(allow_nan=True, allow_infinity=True), currency=st.text(max_size=4),
+       reference=st.text(max_size=140))
+@FUZZ
+def test_deposit_never_fails_internally(stubs, amount, currency, reference):
+    try:
+        stubs["portfolio"].RecordDeposit(portfolio_pb2.RecordDepositRequest(
+            amount=amount, currency=currency, reference=reference), metadata=AUTH, timeout=10)
+    except grpc.RpcError as exc:
+        assert exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS), exc.details()
+
+
+def test_broker_state_refusals(stubs):
+    bad = [
+        (portfolio_pb2.ApplyBrokerStateRequest(positions=[portfolio_pb2.BrokerPosition(
+            symbol="A.US", quantity=-1, currency="USD")]), "positions[0].quantity"),
+        (portfolio_pb2.ApplyBrokerStateRequest(positions=[portfolio_pb2.BrokerPosition(
+            symbol="", quantity=1, currency="USD")]), "positions[0].symbol"),
+        (portfolio_pb2.ApplyBrokerStateRequest(cash=[portfolio_pb2.BrokerCash(currency="EUR", amount=math.nan)]),
+         "cash[0].amount"),
+        (portfolio_pb2.ApplyBrokerStateRequest(cash=[portfolio_pb2.BrokerCash(currency="EUR", amount=1),
+                                                     portfolio_pb2.BrokerCash(currency="EUR", amount=2)]),
+         "cash[1].currency"),
+    ]
+    before = stubs["portfolio"].GetPortfolio(portfolio_pb2.GetPortfolioRequest(), metadata=AUTH)
+    for request, field in bad:
+        refused(stubs["portfolio"].ApplyBrokerState, request, grpc.StatusCode.INVALID_ARGUMENT, field)
+    assert stubs["portfolio"].GetPortfolio(portfolio_pb2.GetPortfolioRequest(), metadata=AUTH) == before
+
+
+# --- trading ---
+
+def order_count(stubs):
+    return len(stubs["trading"].ListOrders(trading_pb2.ListOrdersRequest(), metadata=AUTH).orders)
+
+
+@pytest.mark.parametrize(("kwargs", "code", "fragment"), [
+    ({"client_order_id": "", "symbol": "AAPL.US", "side": trading_pb2.BUY, "quantity": 1},
+     grpc.StatusCode.INVALID_ARGUMENT, "client_order_id"),
+    ({"client_order_id": "b1", "symbol": "AAPL.US", "side": trading_pb2.SIDE_UNSPECIFIED, "quantity": 1},
+     grpc.StatusCode.INVALID_ARGUMENT, "side"),
+    ({"client_order_id": "b2", "symbol": "AAPL.US", "side": trading_pb2.BUY, "quantity": 0},
+     grpc.StatusCode.INVALID_ARGUMENT, "quantity"),
+    ({"client_order_id": "b3", "symbol": "AAPL.US", "side": trading_pb2.BUY, "quantity": -4},
+     grpc.StatusCode.INVALID_ARGUMENT, "quantity"),
+    ({"client_order_id": "b4", "symbol": "", "side": trading_pb2.BUY, "quantity": 1},
+     grpc.StatusCode.INVALID_ARGUMENT, "symbol"),
+    ({"client_order_id": "b5", "symbol": "NOPE.US", "side": trading_pb2.BUY, "quantity": 1},
+     grpc.StatusCode.NOT_FOUND, "NOPE.US"),
+])
+def test_bad_orders_store_and_send_nothing(stubs, kwargs, code, fragment):
+    before = order_count(stubs)
+    refused(stubs["trading"].SubmitOrder, trading_pb2.SubmitOrderRequest(**kwargs), code, fragment)
+    assert order_count(stubs) == before
+
+
+def test_rule_refusals_are_recorded_on_the_order(stubs):
+    submit = stubs["trading"].SubmitOrder
+    details = refused(submit, trading_pb2.SubmitOrderRequest(client_order_id="r1", symbol="KO.US",
+                                                             side=trading_pb2.SELL, quantity=1),
+                      grpc.StatusCode.FAILED_PRECONDITION, "holding")
+    assert details.startswith("holding:")
+    refused(submit, trading_pb2.SubmitOrderRequest(client_order_id="r2", symbol="KO.US", side=trading_pb2.BUY,
+                                                   quantity=10_000_000), grpc.StatusCode.FAILED_PRECONDITION, "cash")
+    refused(submit, trading_pb2.SubmitOrderRequest(client_order_id="r3", symbol="SP500.IDX", side=trading_pb2.BUY,
+                                                   quantity=1), grpc.StatusCode.FAILED_PRECONDITION, "allow_buy")
+    recent = {o.client_order_id: o for o in stubs["trading"].ListOrders(trading_pb2.ListOrdersRequest(),
+                                                                        metadata=AUTH).orders}
+    for cid, rule in (("r1", "holding"), ("r2", "cash"), ("r3", "allow_buy")):
+        assert recent[cid].state == trading_pb2.REJECTED and recent[cid].reason.startswith(rule)
+    refused(submit, trading_pb2.SubmitOrderRequest(client_order_id="r1", symbol="KO.US", side=trading_pb2.BUY,
+                                                   quantity=1), grpc.StatusCode.ALREADY_EXISTS, "r1")
+
+
+def test_manual_order_fills_once(stubs):
+    stubs["trading"].FundPaperAccount(trading_pb2.FundPaperAccountRequest(amount=5000, reference="fund-manual"),
+                                      metadata=AUTH)
+    order = stubs["trading"].SubmitOrder(trading_pb2.SubmitOrderRequest(
+        client_order_id="manual-1", symbol="KO.US", side=trading_pb2.BUY, quantity=10), metadata=AUTH)
+    assert order.state == trading_pb2.FILLED and order.fill_price > 0 and order.commission > 0
+    refused(stubs["trading"].SubmitOrder, trading_pb2.SubmitOrderRequest(
+        client_order_id="manual-1", symbol="KO.US", side=trading_pb2.BUY, quantity=10),
+        grpc.StatusCode.ALREADY_EXISTS, "manual-1")
+    trades = stubs["trading"].ListTrades(trading_pb2.ListTradesRequest(), metadata=AUTH).trades
+    assert [t.client_order_id for t in trades].count("manual-1") == 1
+    synced = stubs["trading"].SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=AUTH)
+    assert synced.trades_imported == 0  # already in the ledger: never imported twice
+    assert any(p.symbol == "KO.US" and p.quantity == 10 for p in synced.positions)
+
+
+@given(quantity=st.integers(min_value=-2**63, max_value=2**63 - 1), side=st.integers(0, 5),
+       symbol=st.sampled_from(["KO.US", "", "NOPE", "SP500.IDX"]))
+@FUZZ
+def test_orders_never_fail_internally(stubs, quantity, side, symbol):
+    try:
+        stubs["trading"].SubmitOrder(trading_pb2.SubmitOrderRequest(
+            client_order_id=f"fuzz-{quantity}-{side}-{symbol}", symbol=symbol, side=side, quantity=quantity),
+            metadata=AUTH, timeout=10)
+    except grpc.RpcError as exc:
+        assert exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                              grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS), exc.details()
+
+
+# --- display ---
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"pool": display_pb2.POOL_UNSPECIFIED, "text": "x"}, "pool"), ({"pool": 9, "text": "x"}, "pool"),
+    ({"pool": display_pb2.ERROR, "text": " "}, "text"), ({"pool": display_pb2.ERROR, "text": "x" * 201}, "text"),
+    ({"pool": display_pb2.ERROR, "text": "x", "ttl_seconds": -1}, "ttl_seconds"),
+])
+def test_display_refusals(stubs, kwargs, field):
+    before = stubs["display"].GetDisplayState(display_pb2.GetDisplayStateRequest(), metadata=AUTH)
+    refused(stubs["display"].PostMessage, display_pb2.PostMessageRequest(**kwargs), grpc.StatusCode.INVALID_ARGUMENT,
+            field)
+    assert stubs["display"].GetDisplayState(display_pb2.GetDisplayStateRequest(), metadata=AUTH) == before
+
+
+def test_display_pools(stubs):
+    display = stubs["display"]
+    display.PostMessage(display_pb2.PostMessageRequest(pool=display_pb2.NEXT_ACTIONS, text="EUR 1"), metadata=AUTH)
+    shown = display.PostMessage(display_pb2.PostMessageRequest(pool=display_pb2.ERROR, text="SYNC FAILED",
+                                                               ttl_seconds=60), metadata=AUTH)
+    assert (shown.pool, shown.text) == (display_pb2.ERROR, "SYNC FAILED") and shown.HasField("expires_at")
+    shown = display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR), metadata=AUTH)
+    assert (shown.pool, shown.text) == (display_pb2.NEXT_ACTIONS, "EUR 1")
