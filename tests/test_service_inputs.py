@@ -220,3 +220,18 @@ def test_display_pools(stubs):
     assert (shown.pool, shown.text) == (display_pb2.ERROR, "SYNC FAILED") and shown.HasField("expires_at")
     shown = display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR), metadata=AUTH)
     assert (shown.pool, shown.text) == (display_pb2.NEXT_ACTIONS, "EUR 1")
+
+
+# --- the grpcurl-like caller ---
+
+def test_call_tool_lists_and_calls(running_suite, capsys):
+    from gateway.call import main
+
+    address = running_suite.addresses["data"]
+    assert main([address]) == 0
+    assert "trader.data.v1.MarketData" in capsys.readouterr().out
+    assert main([address, "trader.data.v1.MarketData/GetQuotes", '{"symbols": ["KO.US"]}', "--token", TOKEN,
+                 "--as-of", "2018-01-02T22:00:00Z"]) == 0
+    assert '"date": "2018-01-02"' in capsys.readouterr().out
+    assert main([address, "trader.data.v1.MarketData/GetQuotes", "{}", "--token", ""]) == 1
+    assert "UNAUTHENTICATED" in capsys.readouterr().err
