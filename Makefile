@@ -5,7 +5,6 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 GEN    := gen
 PROTOS := $(shell find protos -name '*.proto' | sort)
-SITE    = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
 .PHONY: setup protos run test lint clean
 
@@ -15,8 +14,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
-	@# gen/ holds generated code importable as trader.<service>.v1 (see protos/)
-	echo "$(CURDIR)/$(GEN)" > "$(SITE)/trader_generated.pth"
+	@# gen/ holds the generated code, importable as trader.<service>.v1 (see protos/)
+	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "trader_generated.pth").write_text("$(CURDIR)/$(GEN)\n")' 
 	touch $@
 
 protos: $(GEN)/.generated
