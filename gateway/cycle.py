@@ -22,7 +22,6 @@ from trader.planner.v1 import planner_pb2, planner_pb2_grpc
 from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 
-from gateway.display_text import next_actions_text
 from services.common.client import Clients
 from services.common.logs import event
 from services.common.tracing import current_trace_id
@@ -149,6 +148,10 @@ class Cycle:
 
     def _execute(self, state: dict) -> str:
         plan = state["plan"]
+        if plan.steps:
+            first = plan.steps[0]
+            self._post(display_pb2.PROCESSING, f"{planner_pb2.Side.Name(first.side)} {first.symbol.split('.')[0]} "
+                       f"{first.currency} {first.quantity * first.estimated_price:,.0f}", 120, display_pb2.MODE_TRADE)
         reply = self.s.trading.ExecutePlan(trading_pb2.ExecutePlanRequest(
             plan_id=plan.plan_id,
             steps=[trading_pb2.PlanStep(symbol=s.symbol, side=trading_pb2.Side.Value(planner_pb2.Side.Name(s.side)),
@@ -163,24 +166,20 @@ class Cycle:
         return outcome
 
     def _display(self, state: dict) -> str:
-        portfolio, plan = state.get("portfolio"), state.get("plan")
         problems = [s for s in self.result.steps if s.status == FAILED]
-        if portfolio is not None:
-            first = plan.steps[0] if plan is not None and plan.steps and not self.result.last_trade else None
-            next_step = (planner_pb2.Side.Name(first.side), first.symbol, first.estimated_value_base) if first else None
-            self.result.display_text = next_actions_text(portfolio.base_currency, portfolio.total_value_base,
-                                                         portfolio.cash_base, next_step)
-            self._post(display_pb2.NEXT_ACTIONS, self.result.display_text, 0)
+        if "portfolio" in state:
+            self.s.display.RefreshNextActions(display_pb2.RefreshNextActionsRequest())
         if problems:
             self._post(display_pb2.ERROR, f"{problems[0].name.upper()} FAILED", ERROR_TTL_SECONDS)
         else:
             self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR))
-        state_reply = self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.PROCESSING))
-        self.result.display_text = state_reply.text
-        return f"showing {display_pb2.Pool.Name(state_reply.pool)}: {state_reply.text}"
+        shown = self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.PROCESSING))
+        self.result.display_text = shown.text
+        return f"showing {display_pb2.Pool.Name(shown.pool)}: {shown.text}"
 
-    def _post(self, pool: int, text: str, ttl_seconds: int) -> str:
-        self.s.display.PostMessage(display_pb2.PostMessageRequest(pool=pool, text=text, ttl_seconds=ttl_seconds))
+    def _post(self, pool: int, text: str, ttl_seconds: int, mode: int = display_pb2.MODE_UNSPECIFIED) -> str:
+        self.s.display.PostMessage(display_pb2.PostMessageRequest(pool=pool, text=text, ttl_seconds=ttl_seconds,
+                                                                  mode=mode))
         return text
 
 

@@ -66,6 +66,7 @@ def main() -> int:
     env.setdefault("TRADER_API_TOKEN", secrets.token_urlsafe(24))
     env.setdefault("TRADER_REPLAY_AUTOSTART", "1")
     env.setdefault("GRPC_VERBOSITY", "ERROR")
+    env.setdefault("TRADER_DISPLAY_SERIAL", "emulator")  # frames in var/display/matrix.png
     try:
         config = load_common("gateway", env)
     except ConfigError as exc:

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.display_text import next_actions_text
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.money import convert, from_base, to_base
 from services.data.history import Bar, last_final_date, monthly_bars, parse_date, resolve_range
 from services.display import pools
+from services.display.text import next_actions_text
 from services.planner import defaults
 from services.planner.plan import Candidate, buy_cost_base, buy_steps
 from services.portfolio.valuation import Holding, Quote, UniverseEntry, portfolio_hash, value_portfolio

@@ -1,18 +1,19 @@
 """Per-service database: SQLAlchemy engine, transactions, schema creation and version check.
 
 Each service owns one database (SQLite file under var/ by default, any SQLAlchemy URL through
-TRADER_<SERVICE>_DB_URL). The schema is created at start. A database written by a different
-schema version is refused at start rather than used half-compatible.
+TRADER_<SERVICE>_DB_URL). The schema is created at start; an older schema is migrated step by
+step with the service's migrations, in one transaction. A database without a migration path
+(or written by a newer build) is refused at start rather than used half-compatible.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -51,7 +52,9 @@ def make_engine(url: str) -> Engine:
 class Database:
     """An engine plus a session factory for one service's schema."""
 
-    def __init__(self, url: str, metadata: MetaData, schema_name: str, schema_version: int):
+    def __init__(self, url: str, metadata: MetaData, schema_name: str, schema_version: int,
+                 migrations: Mapping[int, Callable[[Connection], None]] | None = None):
+        """`migrations[v]` upgrades a database at version v to v + 1."""
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         _schema_info.create(self.engine, checkfirst=True)
@@ -61,6 +64,11 @@ class Database:
             ).scalar_one_or_none()
             if found is None:
                 connection.execute(_schema_info.insert().values(name=schema_name, version=schema_version))
+            elif found < schema_version and all(v in (migrations or {}) for v in range(found, schema_version)):
+                for version in range(found, schema_version):
+                    migrations[version](connection)
+                connection.execute(_schema_info.update().where(_schema_info.c.name == schema_name)
+                                   .values(version=schema_version))
             elif found != schema_version:
                 raise SchemaMismatch(
                     f"database {self.engine.url.render_as_string(hide_password=True)} holds schema "

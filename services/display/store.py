@@ -1,16 +1,19 @@
-"""Display storage: the current message of each pool (state survives a restart)."""
+"""Display storage: the current message of each pool and the display settings (they survive a
+restart)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, String, delete, select
+from sqlalchemy import DateTime, Integer, String, delete, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database
 from services.display.pools import Message
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+DEFAULT_BRIGHTNESS = 128
+DEFAULT_SPEED_MS = 50
 
 
 class Base(DeclarativeBase):
@@ -22,21 +25,44 @@ class MessageRow(Base):
     pool: Mapped[str] = mapped_column(String(16), primary_key=True)
     text: Mapped[str] = mapped_column(String(256))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    mode: Mapped[str] = mapped_column(String(16), default="normal")
+
+
+class SettingsRow(Base):
+    __tablename__ = "display_settings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # single row, id 1
+    brightness: Mapped[int] = mapped_column(Integer)
+    speed_ms: Mapped[int] = mapped_column(Integer)
+
+
+def _v1_to_v2(connection) -> None:
+    connection.execute(text("ALTER TABLE messages ADD COLUMN mode VARCHAR(16) NOT NULL DEFAULT 'normal'"))
 
 
 def open_database(url: str) -> Database:
-    return Database(url, Base.metadata, "display", SCHEMA_VERSION)
+    return Database(url, Base.metadata, "display", SCHEMA_VERSION, migrations={1: _v1_to_v2})
 
 
 def messages(session: Session) -> list[Message]:
     return [Message(r.pool, r.text, r.expires_at if r.expires_at is None or r.expires_at.tzinfo
-                    else r.expires_at.replace(tzinfo=UTC))
+                    else r.expires_at.replace(tzinfo=UTC), r.mode)
             for r in session.scalars(select(MessageRow))]
 
 
 def put(session: Session, message: Message) -> None:
-    session.merge(MessageRow(pool=message.pool, text=message.text, expires_at=message.expires_at))
+    session.merge(MessageRow(pool=message.pool, text=message.text, expires_at=message.expires_at,
+                             mode=message.mode))
 
 
 def clear(session: Session, pool: str) -> None:
     session.execute(delete(MessageRow).where(MessageRow.pool == pool))
+
+
+def settings(session: Session) -> tuple[int, int]:
+    """(brightness, speed_ms)."""
+    row = session.get(SettingsRow, 1)
+    return (DEFAULT_BRIGHTNESS, DEFAULT_SPEED_MS) if row is None else (row.brightness, row.speed_ms)
+
+
+def save_settings(session: Session, brightness: int, speed_ms: int) -> None:
+    session.merge(SettingsRow(id=1, brightness=brightness, speed_ms=speed_ms))

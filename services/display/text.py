@@ -1,4 +1,4 @@
-"""The next-actions line for the LED matrix, e.g. `EUR 12,345 | CASH EUR 675 | BUY AAPL EUR 855`."""
+"""The next-actions line, e.g. `EUR 12,345 | CASH EUR 675 | BUY AAPL EUR 855`."""
 
 from __future__ import annotations
 
