@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 GEN    := gen
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: setup protos run test lint clean
+.PHONY: setup protos run test lint clean firmware-test
 
 setup: $(VENV)/.installed $(GEN)/.generated
 
@@ -30,11 +30,21 @@ $(GEN)/.generated: $(VENV)/.installed $(PROTOS)
 run: setup
 	$(PY) -m gateway.launch
 
-test: setup
+test: setup firmware-test
 	$(PY) -m pytest
+
+# Host build of the firmware's protocol parser (plain C++, no Arduino), with sanitizers.
+FW := firmware/trader_display
+firmware-test:
+	mkdir -p build/firmware
+	$(CXX) -std=c++17 -Wall -Wextra -Werror -pedantic -fsanitize=address,undefined -I $(FW) \
+		$(FW)/protocol.cpp firmware/test/test_protocol.cpp -o build/firmware/test_protocol
+	$(CXX) -std=c++17 -Wall -Wextra -Werror -I $(FW) $(FW)/protocol.cpp firmware/test/reply_filter.cpp \
+		-o build/firmware/reply_filter
+	build/firmware/test_protocol
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) $(GEN) var
+	rm -rf $(VENV) $(GEN) var build

@@ -54,7 +54,7 @@ class EmulatedDevice:
                 return
             while b"\n" in buffer:
                 raw, buffer = buffer.split(b"\n", 1)
-                reply = self.mcu.handle(raw.decode("ascii", "replace").rstrip("\r"), time.monotonic() * 1000)
+                reply = self.mcu.handle(raw.decode("ascii", "replace").replace("\r", ""), time.monotonic() * 1000)
                 os.write(self._master, reply.encode() + b"\n")
 
     def _render(self) -> None:
