@@ -1,23 +1,31 @@
-"""`python -m services.data` starts the market-data service."""
+"""`python -m services.data` starts the market-data service.
+
+With the bundled provider (the default) the sample history is loaded on the first start;
+TRADER_DATA_PROVIDER=yfinance fetches live data on SyncPrices instead.
+"""
 
 import sys
 
 from trader.data.v1 import data_pb2_grpc
 
-from services.common.config import load_common
 from services.common.server import ServiceParts, run_service
 from services.data import store
 from services.data.adapters.sample_history import load_sample_history
-from services.data.server import MarketDataServicer, sync_sample
+from services.data.adapters.yfinance_provider import YFinanceProvider
+from services.data.config import DataConfig, load
+from services.data.server import MarketDataServicer, sync_bars
 
 
-def build(config):
-    db = store.open_database(config.db_url)
-    sample = load_sample_history()
-    sync_sample(db, sample)  # first start loads the bundled history; later starts add nothing
-    servicer = MarketDataServicer(config, db, sample)
+def build(config: DataConfig) -> ServiceParts:
+    db = store.open_database(config.common.db_url)
+    if config.provider == "sample":
+        provider = load_sample_history()
+        sync_bars(db, provider.securities, provider.bars)  # first start loads it; later starts add nothing
+    else:
+        provider = YFinanceProvider(cache_dir=config.common.var_dir / "yfinance-cache")
+    servicer = MarketDataServicer(config, db, provider)
     return ServiceParts(lambda server: data_pb2_grpc.add_MarketDataServicer_to_server(servicer, server), db.close)
 
 
 if __name__ == "__main__":
-    sys.exit(run_service("data", lambda: load_common("data"), build))
+    sys.exit(run_service("data", load, build))

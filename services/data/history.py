@@ -39,6 +39,12 @@ class Bar:
     high: float | None = None
     low: float | None = None
     volume: float | None = None
+    adj_close: float | None = None  # the provider's adjusted close, when it has one
+
+    @property
+    def metric_close(self) -> float:
+        """The close metrics use: adjusted when available (splits, dividends), else the close."""
+        return self.adj_close if self.adj_close is not None else self.close
 
 
 def parse_date(field: str, text: str) -> date | None:
@@ -85,5 +91,6 @@ def monthly_bars(daily: list[Bar]) -> list[Bar]:
             high=None if any(b.high is None for b in bars) else max(b.high for b in bars),
             low=None if any(b.low is None for b in bars) else min(b.low for b in bars),
             volume=None if any(b.volume is None for b in bars) else sum(b.volume for b in bars),
+            adj_close=None if any(b.adj_close is None for b in bars) else sum(b.adj_close for b in bars) / len(bars),
         ))
     return months

@@ -3,72 +3,163 @@
 from __future__ import annotations
 
 import threading
+from datetime import date, timedelta
 
+import numpy as np
 from trader.data.v1 import data_pb2, data_pb2_grpc
 
 from services.common import clock
-from services.common.config import CommonConfig
 from services.common.db import Database
 from services.common.errors import InvalidArgument, NotFound
+from services.common.money import convert
+from services.common.timestamps import to_timestamp
+from services.common.validate import currency_code, finite_amount, required_text
 from services.data import store
-from services.data.adapters.sample_history import PROVIDER, SampleHistory
+from services.data.adapters.csv_import import parse_yahoo_csv
+from services.data.analytics import indicators_as_of
+from services.data.config import DataConfig
 from services.data.history import Bar, last_final_date, monthly_bars, parse_date, resolve_range
-from services.data.universe import Security
+from services.data.market_hours import exchange_from_name, market_status
+from services.data.providers import PriceProvider
+from services.data.regime import market_regime
+from services.data.universe import EQUITY, Security, detect_metadata, validate_security
 
 _INTERVALS = {data_pb2.INTERVAL_UNSPECIFIED: "DAILY", data_pb2.DAILY: "DAILY", data_pb2.MONTHLY: "MONTHLY"}
+_KINDS = {data_pb2.SECURITY_KIND_UNSPECIFIED: EQUITY, data_pb2.EQUITY: "EQUITY", data_pb2.INDEX: "INDEX"}
 
 
 def security_to_proto(security: Security) -> data_pb2.Security:
-    return data_pb2.Security(
+    message = data_pb2.Security(
         symbol=security.symbol, name=security.name, currency=security.currency, exchange=security.exchange,
         country=security.country, sector=security.sector, industry=security.industry,
         lot_size=security.lot_size, active=security.active, allow_buy=security.allow_buy,
-        allow_sell=security.allow_sell, kind=data_pb2.SecurityKind.Value(security.kind),
+        allow_sell=security.allow_sell, kind=data_pb2.SecurityKind.Value(security.kind), isin=security.isin,
+        bucket=security.bucket, yahoo_symbol=security.yahoo_symbol,
+    )
+    if security.min_target is not None:
+        message.min_portfolio_target = security.min_target
+    if security.max_target is not None:
+        message.max_portfolio_target = security.max_target
+    return message
+
+
+def security_from_proto(message: data_pb2.Security) -> Security:
+    if message.kind not in _KINDS:
+        raise InvalidArgument("security.kind", f"unknown value {message.kind}")
+    return Security(
+        symbol=message.symbol.strip(), name=message.name.strip(), currency=message.currency.strip(),
+        exchange=message.exchange.strip(), country=message.country.strip(), sector=message.sector.strip(),
+        industry=message.industry.strip(), lot_size=message.lot_size or 1, active=message.active,
+        allow_buy=message.allow_buy, allow_sell=message.allow_sell, kind=_KINDS[message.kind],
+        isin=message.isin.strip().upper(), bucket=message.bucket.strip() or "core",
+        yahoo_symbol=message.yahoo_symbol.strip(),
+        min_target=message.min_portfolio_target if message.HasField("min_portfolio_target") else None,
+        max_target=message.max_portfolio_target if message.HasField("max_portfolio_target") else None,
     )
 
 
-def bar_to_proto(bar: Bar) -> data_pb2.Bar:
-    message = data_pb2.Bar(date=bar.date.isoformat(), close=bar.close)
-    for field in ("open", "high", "low", "volume"):
+def bar_to_proto(bar: Bar, flag: str | None = None) -> data_pb2.Bar:
+    message = data_pb2.Bar(date=bar.date.isoformat(), close=bar.close, flag=flag or "")
+    for field in ("open", "high", "low", "volume", "adj_close"):
         value = getattr(bar, field)
         if value is not None:
             setattr(message, field, value)
     return message
 
 
-def sync_sample(db: Database, sample: SampleHistory) -> int:
-    """Store the bundled history: securities and every bar not stored yet. Idempotent."""
-    added = 0
+def sync_bars(db: Database, securities: list[Security], fetched: dict[str, list[Bar]]) -> tuple[int, int, int]:
+    """Store what a provider returned, in one transaction: (added, updated, flagged)."""
+    added = updated = flagged = 0
     with db.transaction() as session:
         extent = store.stored_extent(session)
-        for security in sample.securities:
+        for security in securities:
             security_id = store.ensure_security(session, security)
-            bars = sample.bars[security.symbol]
-            if bars and extent.get(security_id) == (len(bars), bars[-1].date):
-                continue  # everything the provider has is stored already
-            added += store.add_missing_bars(session, security_id, bars)
-    return added
+            bars = fetched.get(security.symbol, [])
+            if not bars or extent.get(security_id) == (len(bars), bars[-1].date):
+                continue  # nothing new (the bundled provider's fast path)
+            new, changed, _ = store.upsert_bars(session, security_id, bars)
+            added, updated = added + new, updated + changed
+            flagged += store.flagged_count(session, security_id)
+    return added, updated, flagged
 
 
 class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
-    def __init__(self, config: CommonConfig, db: Database, sample: SampleHistory):
+    def __init__(self, config: DataConfig, db: Database, provider: PriceProvider):
         self._config = config
+        self._base = config.common.base_currency
         self._db = db
-        self._sample = sample
+        self._provider = provider
         self._sync_lock = threading.Lock()
 
-    def _security(self, session, symbol: str) -> tuple[int, Security]:
+    # --- helpers ---
+
+    def _security(self, session, symbol: str, field: str = "symbol") -> tuple[int, Security]:
         if not symbol:
-            raise InvalidArgument("symbol", "is required")
-        found = store.find_securities(session, [symbol]).get(symbol)
-        if found is None:
+            raise InvalidArgument(field, "is required")
+        row = store.find_security(session, symbol)
+        if row is None:
             raise NotFound(f"unknown symbol {symbol!r}")
-        return found
+        return row.id, row.to_domain()
+
+    def _as_of_date(self, text: str, visible: date) -> date:
+        """A requested as-of date, never later than what is visible now."""
+        day = parse_date("as_of", text)
+        if day is None:
+            return visible
+        if day > visible:
+            raise InvalidArgument("as_of", f"{day} is after now (latest visible date {visible})")
+        return day
+
+    def _rates(self, day: date) -> dict[str, tuple[float, str, str]]:
+        """currency -> (rate, date, source): stored history at or before `day` over configured rates."""
+        rates = {c: (r, "", "configured") for c, r in self._config.common.fx_rates.items()}
+        with self._db.transaction() as session:
+            for currency, (rate, rate_day, source) in store.fx_rates_as_of(session, day).items():
+                rates[currency] = (rate, rate_day.isoformat(), source)
+        return rates
+
+    # --- universe ---
 
     def ListSecurities(self, request, context):
         with self._db.transaction() as session:
-            securities = store.list_securities(session, request.include_inactive, request.include_indices)
+            securities = store.list_securities(
+                session, request.include_inactive, request.include_indices, country=request.country,
+                exchange=request.exchange, currency=request.currency, bucket=request.bucket)
         return data_pb2.ListSecuritiesResponse(securities=[security_to_proto(s) for _, s in securities])
+
+    def GetSecurity(self, request, context):
+        if not request.symbol and not request.isin:
+            raise InvalidArgument("symbol", "give a symbol or an isin")
+        with self._db.transaction() as session:
+            row = store.find_security(session, request.symbol, request.isin.upper())
+            if row is None:
+                raise NotFound(f"unknown security {request.symbol or request.isin!r}")
+            return security_to_proto(row.to_domain())
+
+    def UpsertSecurity(self, request, context):
+        if not request.HasField("security"):
+            raise InvalidArgument("security", "is required")
+        security = security_from_proto(request.security)
+        if not security.symbol:
+            raise InvalidArgument("security.symbol", "is required")
+        if not (security.country and security.exchange and security.industry):
+            security = detect_metadata(security, self._provider.info(security), exchange_from_name)
+        security = validate_security(security)
+        with self._db.transaction() as session:
+            if security.isin:
+                other = store.find_security(session, isin=security.isin)
+                if other is not None and other.symbol != security.symbol:
+                    raise InvalidArgument("security.isin", f"already used by {other.symbol}")
+            return security_to_proto(store.save_security(session, security).to_domain())
+
+    def DeactivateSecurity(self, request, context):
+        with self._db.transaction() as session:
+            _, security = self._security(session, request.symbol)
+            row = store.find_security(session, security.symbol)
+            row.active = False
+            return security_to_proto(row.to_domain())
+
+    # --- prices ---
 
     def GetPriceHistory(self, request, context):
         if request.interval not in _INTERVALS:
@@ -79,14 +170,17 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         with self._db.transaction() as session:
             security_id, security = self._security(session, request.symbol)
             start, end = resolve_range(start, end, last_final_date(now, security.exchange))
-            bars = store.daily_bars(session, security_id, start, end)
+            rows = store.daily_bars_with_flags(session, security_id, start, end)
         interval = _INTERVALS[request.interval]
+        response = data_pb2.GetPriceHistoryResponse(symbol=security.symbol, currency=security.currency,
+                                                    interval=data_pb2.Interval.Value(interval))
         if interval == "MONTHLY":
-            bars = monthly_bars(bars)
-        return data_pb2.GetPriceHistoryResponse(
-            symbol=security.symbol, currency=security.currency,
-            interval=data_pb2.Interval.Value(interval), bars=[bar_to_proto(b) for b in bars],
-        )
+            usable = [bar for bar, flag, known in rows if flag is None or known > end]
+            response.bars.extend(bar_to_proto(b) for b in monthly_bars(usable))
+        else:
+            response.bars.extend(bar_to_proto(bar, flag if flag and known <= end else None)
+                                 for bar, flag, known in rows)
+        return response
 
     def GetQuotes(self, request, context):
         now = clock.now()
@@ -106,25 +200,49 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
                 requested = sorted(found)
             for symbol in requested:
                 security_id, security = found[symbol]
-                bar = store.latest_bar(session, security_id, last_final_date(now, security.exchange))
-                if bar is None:
+                visible = last_final_date(now, security.exchange)
+                rows = store.valid_closes(session, security_id, visible)
+                if not rows:
                     response.unavailable.append(symbol)
-                else:
-                    response.quotes.add(symbol=symbol, price=bar.close, currency=security.currency,
-                                        date=bar.date.isoformat())
+                    continue
+                day, close, *_ = rows[-1]
+                response.quotes.add(symbol=symbol, price=close, currency=security.currency, date=day.isoformat())
         return response
 
-    def GetFxRates(self, request, context):
-        return data_pb2.GetFxRatesResponse(
-            base_currency=self._config.base_currency,
-            rates=[data_pb2.FxRate(currency=c, rate=r) for c, r in sorted(self._config.fx_rates.items())],
-            source="configured (TRADER_FX_RATES)",
-        )
+    def ImportPrices(self, request, context):
+        symbol = required_text("symbol", request.symbol, 32)
+        bars = parse_yahoo_csv(request.csv)
+        with self._db.transaction() as session:
+            security_id, _ = self._security(session, symbol)
+            added, updated, unchanged = store.upsert_bars(session, security_id, bars)
+            flagged = store.flagged_count(session, security_id)
+        return data_pb2.ImportPricesResponse(bars_added=added, bars_updated=updated, bars_unchanged=unchanged,
+                                             bars_flagged=flagged)
 
     def SyncPrices(self, request, context):
         now = clock.now()
+        with self._db.transaction() as session:
+            securities = [s for _, s in store.list_securities(session, False, True)]
+            last = {sid: day for sid, (_, day) in store.stored_extent(session).items()}
+            ids = {s.symbol: store.find_security(session, s.symbol).id for s in securities}
+        if request.symbols:
+            unknown = [s for s in request.symbols if s not in ids]
+            if unknown:
+                raise NotFound(f"unknown symbols: {', '.join(unknown)}")
+            securities = [s for s in securities if s.symbol in set(request.symbols)]
+        end = now.date()
+        starts = [last.get(ids[s.symbol]) for s in securities]
+        start = None if not starts or None in starts else min(starts) - timedelta(days=7)
         with self._sync_lock:
-            added = sync_sample(self._db, self._sample)
+            fetched = self._provider.daily_bars(securities, start, end)  # Unavailable: nothing stored
+            fx = self._provider.fx_history(sorted(self._config.common.fx_rates), self._base, start, end)
+            added, updated, flagged = sync_bars(self._db, securities, fetched)
+            with self._db.transaction() as session:
+                for currency, history in fx.items():
+                    for day, rate in history:
+                        store.save_fx_rate(session, currency, day, rate, self._provider.name)
+                if self._config.retention_days:
+                    store.delete_bars_before(session, end - timedelta(days=self._config.retention_days))
         latest = None
         with self._db.transaction() as session:
             for security_id, security in store.list_securities(session, False, True):
@@ -132,5 +250,71 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
                 if bar is not None and (latest is None or bar.date > latest):
                     latest = bar.date
         return data_pb2.SyncPricesResponse(
-            provider=PROVIDER, bars_added=added, latest_bar_date=latest.isoformat() if latest else ""
+            provider=self._provider.name, bars_added=added, bars_updated=updated, bars_flagged=flagged,
+            latest_bar_date=latest.isoformat() if latest else "",
+            symbols_synced=sorted(s for s in fetched if fetched[s]),
         )
+
+    # --- indicators ---
+
+    def _indicators(self, session, symbol: str, as_of: str, field: str) -> data_pb2.GetIndicatorsResponse:
+        security_id, security = self._security(session, symbol, field)
+        through = self._as_of_date(as_of, last_final_date(clock.now(), security.exchange))
+        last_day, values, cached = indicators_as_of(session, security_id, through, clock.wall_now())
+        return data_pb2.GetIndicatorsResponse(symbol=symbol, as_of=last_day.isoformat() if last_day else "",
+                                              values=values, cached=cached)
+
+    def GetIndicators(self, request, context):
+        with self._db.transaction() as session:
+            return self._indicators(session, request.symbol, request.as_of, "symbol")
+
+    def GetMetrics(self, request, context):
+        with self._db.transaction() as session:
+            symbols = list(request.symbols) or [s.symbol for _, s in store.list_securities(session, False, False)]
+            return data_pb2.GetMetricsResponse(metrics=[
+                self._indicators(session, symbol, request.as_of, f"symbols[{i}]") for i, symbol in enumerate(symbols)])
+
+    # --- FX ---
+
+    def GetFxRates(self, request, context):
+        day = self._as_of_date(request.as_of, clock.now().date())
+        rates = self._rates(day)
+        return data_pb2.GetFxRatesResponse(
+            base_currency=self._base, source=", ".join(sorted({s for _, _, s in rates.values()})),
+            rates=[data_pb2.FxRate(currency=c, rate=r, date=d, source=s) for c, (r, d, s) in sorted(rates.items())],
+        )
+
+    def Convert(self, request, context):
+        amount = finite_amount("amount", request.amount)
+        source = currency_code("from_currency", request.from_currency)
+        target = currency_code("to_currency", request.to_currency)
+        day = self._as_of_date(request.as_of, clock.now().date())
+        rates = {c: r for c, (r, _, _) in self._rates(day).items()}
+        converted = convert(amount, source, target, self._base, rates)
+        rate = convert(1.0, source, target, self._base, rates)
+        return data_pb2.ConvertResponse(amount=converted, rate=rate)
+
+    # --- market hours and regime ---
+
+    def GetMarketStatus(self, request, context):
+        try:
+            at = clock.parse_as_of(request.as_of) if request.as_of else clock.now()
+        except InvalidArgument as exc:
+            raise InvalidArgument("as_of", f"not an ISO 8601 instant: {request.as_of!r}") from exc
+        status = market_status(request.exchange.strip().upper() if request.exchange else "", at)
+        return data_pb2.GetMarketStatusResponse(
+            exchange=status.exchange, open=status.open, next_open=to_timestamp(status.next_open),
+            next_close=to_timestamp(status.next_close), session_date=status.session.isoformat())
+
+    def GetMarketRegime(self, request, context):
+        with self._db.transaction() as session:
+            security_id, security = self._security(session, self._config.regime_index)
+            through = self._as_of_date(request.as_of, last_final_date(clock.now(), security.exchange))
+            rows = store.valid_closes(session, security_id, through)
+        regime, distance = market_regime(np.array([adj if adj is not None else close
+                                                   for _, close, adj, _, _ in rows], dtype=float))
+        response = data_pb2.GetMarketRegimeResponse(regime=regime, index_symbol=security.symbol,
+                                                    as_of=rows[-1][0].isoformat() if rows else "")
+        if distance is not None:
+            response.distance = distance
+        return response

@@ -1,17 +1,20 @@
-"""Market-data storage: the securities universe and daily bars keyed by (security, date)."""
+"""Market-data storage: securities, daily bars keyed by (security, date) with validation flags,
+an indicator cache, and FX rates with history."""
 
 from __future__ import annotations
 
-from datetime import date
+import json
+from datetime import UTC, date, datetime
 
-from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, func, select
+from sqlalchemy import Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text, delete, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database
 from services.data.history import Bar
 from services.data.universe import Security
+from services.data.validation import flag_bars
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -33,10 +36,14 @@ class SecurityRow(Base):
     allow_buy: Mapped[bool] = mapped_column(Boolean)
     allow_sell: Mapped[bool] = mapped_column(Boolean)
     kind: Mapped[str] = mapped_column(String(16))
+    isin: Mapped[str] = mapped_column(String(12), default="", index=True)
+    min_target: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_target: Mapped[float | None] = mapped_column(Float, nullable=True)
+    bucket: Mapped[str] = mapped_column(String(64), default="core")
+    yahoo_symbol: Mapped[str] = mapped_column(String(32), default="")
 
     def to_domain(self) -> Security:
-        return Security(self.symbol, self.name, self.currency, self.exchange, self.country, self.sector,
-                        self.industry, self.lot_size, self.active, self.allow_buy, self.allow_sell, self.kind)
+        return Security(**{f: getattr(self, f) for f in Security.__dataclass_fields__})
 
 
 class DailyBarRow(Base):
@@ -48,16 +55,60 @@ class DailyBarRow(Base):
     low: Mapped[float | None] = mapped_column(Float, nullable=True)
     close: Mapped[float] = mapped_column(Float)
     volume: Mapped[float | None] = mapped_column(Float, nullable=True)
+    adj_close: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flag: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    flag_known_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class IndicatorCacheRow(Base):
+    __tablename__ = "indicator_cache"
+    security_id: Mapped[int] = mapped_column(ForeignKey("securities.id"), primary_key=True)
+    through: Mapped[date] = mapped_column(Date, primary_key=True)
+    values: Mapped[str] = mapped_column(Text)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FxRateRow(Base):
+    __tablename__ = "fx_rates"
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    rate: Mapped[float] = mapped_column(Float)  # units of `currency` per 1 base unit
+    source: Mapped[str] = mapped_column(String(40))
+
+
+def _v1_to_v2(connection) -> None:
+    for statement in (
+        "ALTER TABLE securities ADD COLUMN isin VARCHAR(12) NOT NULL DEFAULT ''",
+        "ALTER TABLE securities ADD COLUMN min_target FLOAT",
+        "ALTER TABLE securities ADD COLUMN max_target FLOAT",
+        "ALTER TABLE securities ADD COLUMN bucket VARCHAR(64) NOT NULL DEFAULT 'core'",
+        "ALTER TABLE securities ADD COLUMN yahoo_symbol VARCHAR(32) NOT NULL DEFAULT ''",
+        "ALTER TABLE daily_bars ADD COLUMN adj_close FLOAT",
+        "ALTER TABLE daily_bars ADD COLUMN flag VARCHAR(120)",
+        "ALTER TABLE daily_bars ADD COLUMN flag_known_on DATE",
+    ):
+        connection.execute(text(statement))
 
 
 def open_database(url: str) -> Database:
-    return Database(url, Base.metadata, "data", SCHEMA_VERSION)
+    return Database(url, Base.metadata, "data", SCHEMA_VERSION, migrations={1: _v1_to_v2})
+
+
+def utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- securities ---
+
+def find_security(session: Session, symbol: str = "", isin: str = "") -> SecurityRow | None:
+    column, value = (SecurityRow.symbol, symbol) if symbol else (SecurityRow.isin, isin)
+    return session.scalars(select(SecurityRow).where(column == value)).first()
 
 
 def ensure_security(session: Session, security: Security) -> int:
     """The id of `security`, inserting it if unknown. A stored security is left as it is, so a
     provider sync never overwrites what the owner changed."""
-    row = session.scalars(select(SecurityRow).where(SecurityRow.symbol == security.symbol)).first()
+    row = find_security(session, security.symbol)
     if row is None:
         row = SecurityRow(**{f: getattr(security, f) for f in Security.__dataclass_fields__})
         session.add(row)
@@ -65,26 +116,28 @@ def ensure_security(session: Session, security: Security) -> int:
     return row.id
 
 
-def add_missing_bars(session: Session, security_id: int, bars: list[Bar]) -> int:
-    """Insert the bars whose date is not stored yet; stored bars are never overwritten here."""
-    known = set(session.scalars(select(DailyBarRow.date).where(DailyBarRow.security_id == security_id)))
-    new = [
-        {"security_id": security_id, "date": bar.date, "open": bar.open, "high": bar.high, "low": bar.low,
-         "close": bar.close, "volume": bar.volume}
-        for bar in bars if bar.date not in known
-    ]
-    if new:
-        session.execute(DailyBarRow.__table__.insert(), new)
-    return len(new)
+def save_security(session: Session, security: Security) -> SecurityRow:
+    row = find_security(session, security.symbol)
+    if row is None:
+        row = SecurityRow(symbol=security.symbol)
+        session.add(row)
+    for field in Security.__dataclass_fields__:
+        setattr(row, field, getattr(security, field))
+    session.flush()
+    return row
 
 
-def list_securities(session: Session, include_inactive: bool, include_indices: bool) -> list[tuple[int, Security]]:
-    """(id, security) pairs ordered by symbol."""
+def list_securities(session: Session, include_inactive: bool, include_indices: bool,
+                    **filters: str) -> list[tuple[int, Security]]:
+    """(id, security) pairs ordered by symbol; `filters` match columns exactly when non-empty."""
     query = select(SecurityRow).order_by(SecurityRow.symbol)
     if not include_inactive:
         query = query.where(SecurityRow.active.is_(True))
     if not include_indices:
         query = query.where(SecurityRow.kind != "INDEX")
+    for column, value in filters.items():
+        if value:
+            query = query.where(getattr(SecurityRow, column) == value)
     return [(row.id, row.to_domain()) for row in session.scalars(query)]
 
 
@@ -93,22 +146,51 @@ def find_securities(session: Session, symbols: list[str]) -> dict[str, tuple[int
     return {row.symbol: (row.id, row.to_domain()) for row in rows}
 
 
+# --- bars ---
+
+_BAR_COLUMNS = (DailyBarRow.date, DailyBarRow.close, DailyBarRow.open, DailyBarRow.high, DailyBarRow.low,
+                DailyBarRow.volume, DailyBarRow.adj_close)
+
+
+def _bar(row) -> Bar:
+    return Bar(*row)
+
+
 def daily_bars(session: Session, security_id: int, start: date | None, end: date) -> list[Bar]:
-    query = select(DailyBarRow).where(DailyBarRow.security_id == security_id, DailyBarRow.date <= end)
+    query = select(*_BAR_COLUMNS).where(DailyBarRow.security_id == security_id, DailyBarRow.date <= end)
     if start is not None:
         query = query.where(DailyBarRow.date >= start)
-    return [Bar(r.date, r.close, r.open, r.high, r.low, r.volume)
-            for r in session.scalars(query.order_by(DailyBarRow.date))]
+    return [_bar(row) for row in session.execute(query.order_by(DailyBarRow.date))]
+
+
+def daily_bars_with_flags(session: Session, security_id: int, start: date | None,
+                          end: date) -> list[tuple[Bar, str | None, date | None]]:
+    query = select(*_BAR_COLUMNS, DailyBarRow.flag, DailyBarRow.flag_known_on).where(
+        DailyBarRow.security_id == security_id, DailyBarRow.date <= end)
+    if start is not None:
+        query = query.where(DailyBarRow.date >= start)
+    return [(_bar(row[:7]), row[7], row[8]) for row in session.execute(query.order_by(DailyBarRow.date))]
+
+
+def valid_closes(session: Session, security_id: int, through: date) -> list[tuple]:
+    """(date, close, adj_close, high, low) of the bars usable as of `through`: flags known by
+    then leave their bar out."""
+    query = select(DailyBarRow.date, DailyBarRow.close, DailyBarRow.adj_close, DailyBarRow.high,
+                   DailyBarRow.low).where(
+        DailyBarRow.security_id == security_id, DailyBarRow.date <= through,
+        (DailyBarRow.flag.is_(None)) | (DailyBarRow.flag_known_on > through),
+    ).order_by(DailyBarRow.date)
+    return list(session.execute(query))
 
 
 def latest_bar(session: Session, security_id: int, until: date) -> Bar | None:
-    row = session.scalars(
-        select(DailyBarRow)
+    row = session.execute(
+        select(*_BAR_COLUMNS)
         .where(DailyBarRow.security_id == security_id, DailyBarRow.date <= until)
         .order_by(DailyBarRow.date.desc())
         .limit(1)
     ).first()
-    return None if row is None else Bar(row.date, row.close, row.open, row.high, row.low, row.volume)
+    return None if row is None else _bar(row)
 
 
 def stored_extent(session: Session) -> dict[int, tuple[int, date]]:
@@ -117,3 +199,90 @@ def stored_extent(session: Session) -> dict[int, tuple[int, date]]:
         select(DailyBarRow.security_id, func.count(), func.max(DailyBarRow.date)).group_by(DailyBarRow.security_id)
     )
     return {security_id: (count, last) for security_id, count, last in rows}
+
+
+def upsert_bars(session: Session, security_id: int, bars: list[Bar]) -> tuple[int, int, int]:
+    """Insert new dates, update changed bars, leave equal ones; then re-validate the series and
+    invalidate cached indicators from the first change on. Returns (added, updated, unchanged)."""
+    stored = {b.date: b for b in daily_bars(session, security_id, None, date.max)}
+    new_rows, changed = [], []
+    for bar in bars:
+        old = stored.get(bar.date)
+        if old is None:
+            new_rows.append({"security_id": security_id, **_bar_fields(bar)})
+        elif old != bar:
+            changed.append(bar)
+    if new_rows:
+        session.execute(DailyBarRow.__table__.insert(), new_rows)
+    for bar in changed:
+        session.execute(DailyBarRow.__table__.update().where(
+            DailyBarRow.security_id == security_id, DailyBarRow.date == bar.date).values(**_bar_fields(bar)))
+    touched = [r["date"] for r in new_rows] + [b.date for b in changed]
+    if touched:
+        first_flag_change = refresh_flags(session, security_id)
+        invalidate_cache(session, security_id, min(touched + ([first_flag_change] if first_flag_change else [])))
+    return len(new_rows), len(changed), len(bars) - len(new_rows) - len(changed)
+
+
+def _bar_fields(bar: Bar) -> dict:
+    return {"date": bar.date, "open": bar.open, "high": bar.high, "low": bar.low, "close": bar.close,
+            "volume": bar.volume, "adj_close": bar.adj_close}
+
+
+def refresh_flags(session: Session, security_id: int) -> date | None:
+    """Re-validate every bar of a security; returns the earliest date whose flag changed."""
+    rows = daily_bars_with_flags(session, security_id, None, date.max)
+    flags = flag_bars([bar for bar, _, _ in rows])
+    first_change = None
+    for (bar, old_reason, old_known), flag in zip(rows, flags, strict=True):
+        new = (flag.reason, flag.known_on) if flag else (None, None)
+        if new != (old_reason, old_known):
+            session.execute(DailyBarRow.__table__.update().where(
+                DailyBarRow.security_id == security_id, DailyBarRow.date == bar.date).values(
+                flag=new[0], flag_known_on=new[1]))
+            changed_on = min(bar.date, flag.known_on if flag else bar.date, old_known or bar.date)
+            first_change = changed_on if first_change is None else min(first_change, changed_on)
+    return first_change
+
+
+def flagged_count(session: Session, security_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(DailyBarRow).where(
+        DailyBarRow.security_id == security_id, DailyBarRow.flag.is_not(None))) or 0
+
+
+def delete_bars_before(session: Session, cutoff: date) -> int:
+    result = session.execute(delete(DailyBarRow).where(DailyBarRow.date < cutoff))
+    session.execute(delete(IndicatorCacheRow))
+    return result.rowcount or 0
+
+
+# --- indicator cache ---
+
+def cached_indicators(session: Session, security_id: int, through: date) -> tuple[dict, datetime] | None:
+    row = session.get(IndicatorCacheRow, (security_id, through))
+    return None if row is None else (json.loads(row.values), utc(row.computed_at))
+
+
+def cache_indicators(session: Session, security_id: int, through: date, values: dict, computed_at: datetime) -> None:
+    session.merge(IndicatorCacheRow(security_id=security_id, through=through, values=json.dumps(values),
+                                    computed_at=computed_at))
+
+
+def invalidate_cache(session: Session, security_id: int, from_date: date) -> None:
+    session.execute(delete(IndicatorCacheRow).where(IndicatorCacheRow.security_id == security_id,
+                                                    IndicatorCacheRow.through >= from_date))
+
+
+# --- FX ---
+
+def save_fx_rate(session: Session, currency: str, day: date, rate: float, source: str) -> None:
+    session.merge(FxRateRow(currency=currency, date=day, rate=rate, source=source))
+
+
+def fx_rates_as_of(session: Session, day: date) -> dict[str, tuple[float, date, str]]:
+    """currency -> (rate, its date, source): the latest stored rate at or before `day`."""
+    latest = select(FxRateRow.currency, func.max(FxRateRow.date).label("day")).where(
+        FxRateRow.date <= day).group_by(FxRateRow.currency).subquery()
+    rows = session.execute(select(FxRateRow).join(
+        latest, (FxRateRow.currency == latest.c.currency) & (FxRateRow.date == latest.c.day)))
+    return {row.currency: (row.rate, row.date, row.source) for (row,) in rows}

@@ -8,6 +8,7 @@ The metadata below (names, listing exchange, sector) is ours, written for these 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from services.data.history import Bar
 from services.data.universe import INDEX, Security
@@ -15,35 +16,52 @@ from services.data.universe import INDEX, Security
 PROVIDER = "skfolio-sp500-sample"
 INDEX_SYMBOL = "SP500.IDX"
 
-# ticker -> (name, exchange MIC, sector, industry)
-_METADATA: dict[str, tuple[str, str, str, str]] = {
-    "AAPL": ("Apple Inc.", "XNAS", "Information Technology", "Technology Hardware"),
-    "AMD": ("Advanced Micro Devices, Inc.", "XNAS", "Information Technology", "Semiconductors"),
-    "BAC": ("Bank of America Corporation", "XNYS", "Financials", "Banks"),
-    "BBY": ("Best Buy Co., Inc.", "XNYS", "Consumer Discretionary", "Specialty Retail"),
-    "CVX": ("Chevron Corporation", "XNYS", "Energy", "Integrated Oil & Gas"),
-    "GE": ("General Electric Company", "XNYS", "Industrials", "Industrial Conglomerates"),
-    "HD": ("The Home Depot, Inc.", "XNYS", "Consumer Discretionary", "Home Improvement Retail"),
-    "JNJ": ("Johnson & Johnson", "XNYS", "Health Care", "Pharmaceuticals"),
-    "JPM": ("JPMorgan Chase & Co.", "XNYS", "Financials", "Banks"),
-    "KO": ("The Coca-Cola Company", "XNYS", "Consumer Staples", "Beverages"),
-    "LLY": ("Eli Lilly and Company", "XNYS", "Health Care", "Pharmaceuticals"),
-    "MRK": ("Merck & Co., Inc.", "XNYS", "Health Care", "Pharmaceuticals"),
-    "MSFT": ("Microsoft Corporation", "XNAS", "Information Technology", "Software"),
-    "PEP": ("PepsiCo, Inc.", "XNAS", "Consumer Staples", "Beverages"),
-    "PFE": ("Pfizer Inc.", "XNYS", "Health Care", "Pharmaceuticals"),
-    "PG": ("The Procter & Gamble Company", "XNYS", "Consumer Staples", "Household Products"),
-    "RRC": ("Range Resources Corporation", "XNYS", "Energy", "Oil & Gas Exploration & Production"),
-    "UNH": ("UnitedHealth Group Incorporated", "XNYS", "Health Care", "Managed Health Care"),
-    "WMT": ("Walmart Inc.", "XNYS", "Consumer Staples", "Consumer Staples Merchandise Retail"),
-    "XOM": ("Exxon Mobil Corporation", "XNYS", "Energy", "Integrated Oil & Gas"),
+# ticker -> (ISIN, name, exchange MIC, sector, industry)
+_METADATA: dict[str, tuple[str, str, str, str, str]] = {
+    "AAPL": ("US0378331005", "Apple Inc.", "XNAS", "Information Technology", "Technology Hardware"),
+    "AMD": ("US0079031078", "Advanced Micro Devices, Inc.", "XNAS", "Information Technology", "Semiconductors"),
+    "BAC": ("US0605051046", "Bank of America Corporation", "XNYS", "Financials", "Banks"),
+    "BBY": ("US0865161014", "Best Buy Co., Inc.", "XNYS", "Consumer Discretionary", "Specialty Retail"),
+    "CVX": ("US1667641005", "Chevron Corporation", "XNYS", "Energy", "Integrated Oil & Gas"),
+    "GE": ("US3696043013", "General Electric Company", "XNYS", "Industrials", "Industrial Conglomerates"),
+    "HD": ("US4370761029", "The Home Depot, Inc.", "XNYS", "Consumer Discretionary", "Home Improvement Retail"),
+    "JNJ": ("US4781601046", "Johnson & Johnson", "XNYS", "Health Care", "Pharmaceuticals"),
+    "JPM": ("US46625H1005", "JPMorgan Chase & Co.", "XNYS", "Financials", "Banks"),
+    "KO": ("US1912161007", "The Coca-Cola Company", "XNYS", "Consumer Staples", "Beverages"),
+    "LLY": ("US5324571083", "Eli Lilly and Company", "XNYS", "Health Care", "Pharmaceuticals"),
+    "MRK": ("US58933Y1055", "Merck & Co., Inc.", "XNYS", "Health Care", "Pharmaceuticals"),
+    "MSFT": ("US5949181045", "Microsoft Corporation", "XNAS", "Information Technology", "Software"),
+    "PEP": ("US7134481081", "PepsiCo, Inc.", "XNAS", "Consumer Staples", "Beverages"),
+    "PFE": ("US7170811035", "Pfizer Inc.", "XNYS", "Health Care", "Pharmaceuticals"),
+    "PG": ("US7427181091", "The Procter & Gamble Company", "XNYS", "Consumer Staples", "Household Products"),
+    "RRC": ("US75281A1097", "Range Resources Corporation", "XNYS", "Energy", "Oil & Gas Exploration & Production"),
+    "UNH": ("US91324P1021", "UnitedHealth Group Incorporated", "XNYS", "Health Care", "Managed Health Care"),
+    "WMT": ("US9311421039", "Walmart Inc.", "XNYS", "Consumer Staples", "Consumer Staples Merchandise Retail"),
+    "XOM": ("US30231G1022", "Exxon Mobil Corporation", "XNYS", "Energy", "Integrated Oil & Gas"),
 }
 
 
 @dataclass(frozen=True)
 class SampleHistory:
+    """The bundled data as a price provider (offline): it has what it has, nothing more."""
+
     securities: list[Security]
     bars: dict[str, list[Bar]]  # symbol -> chronological daily bars
+    name: str = PROVIDER
+
+    def daily_bars(self, securities: list[Security], start: date | None, end: date) -> dict[str, list[Bar]]:
+        return {s.symbol: [b for b in self.bars.get(s.symbol, ()) if (start is None or b.date >= start)
+                           and b.date <= end] for s in securities}
+
+    def info(self, security: Security) -> dict | None:
+        known = next((s for s in self.securities if s.symbol == security.symbol), None)
+        if known is None:
+            return None
+        return {"country": known.country, "fullExchangeName": known.exchange, "sector": known.sector,
+                "industry": known.industry, "longName": known.name}
+
+    def fx_history(self, currencies: list[str], base: str, start: date | None, end: date) -> dict:
+        return {}  # the sample has no FX history: configured rates apply
 
 
 def broker_symbol(ticker: str) -> str:
@@ -59,11 +77,11 @@ def load_sample_history() -> SampleHistory:
     securities: list[Security] = []
     bars: dict[str, list[Bar]] = {}
     for ticker in stocks.columns:
-        name, exchange, sector, industry = _METADATA[ticker]
+        isin, name, exchange, sector, industry = _METADATA[ticker]
         symbol = broker_symbol(ticker)
-        securities.append(Security(symbol, name, "USD", exchange, "US", sector, industry))
+        securities.append(Security(symbol, name, "USD", exchange, "United States", sector, industry, isin=isin))
         bars[symbol] = _bars(stocks[ticker])
-    securities.append(Security(INDEX_SYMBOL, "S&P 500 Index", "USD", "XNYS", "US", "", "",
+    securities.append(Security(INDEX_SYMBOL, "S&P 500 Index", "USD", "XNYS", "United States", "", "",
                                allow_buy=False, allow_sell=False, kind=INDEX))
     bars[INDEX_SYMBOL] = _bars(index["SP500"])
     return SampleHistory(securities, bars)

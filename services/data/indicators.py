@@ -1,0 +1,115 @@
+"""Indicators and risk metrics of one security as of a date. Pure: arrays in, a dict out.
+
+All valid history up to the date is used (decisions.md 5a), so recursive indicators (EMA,
+Wilder RSI) do not depend on where a window starts. TA-Lib computes the technical indicators
+(Bollinger bands use the population standard deviation, as TA-Lib does); numpy the rest.
+A value that cannot be computed (too little data, zero variance) is absent, never 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import talib
+
+TRADING_DAYS = 252
+MIN_CLOSES = {"VOLATILITY": 30, "SHARPE": 50, "DRAWDOWN": 30, "RANGE_52W": 20}
+MIN_MONTHS_CAGR = 12
+
+
+def monthly_average_closes(ordinals: np.ndarray, closes: np.ndarray) -> np.ndarray:
+    """The average close of each calendar month, in order. `ordinals` (year*12+month per bar)
+    are non-decreasing, as bars are chronological, so months are runs of equal ordinals."""
+    if len(closes) == 0:
+        return np.empty(0)
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(ordinals)) + 1))
+    counts = np.diff(np.append(starts, len(closes)))
+    return np.add.reduceat(closes, starts) / counts
+
+
+def cagr(monthly: np.ndarray, months: int) -> float | None:
+    """Compound annual growth over the last `months` monthly prices (None with fewer than 12)."""
+    window = monthly[-months:]
+    if len(window) < MIN_MONTHS_CAGR or window[0] <= 0 or window[-1] <= 0:
+        return None
+    return float((window[-1] / window[0]) ** (12 / (len(window) - 1)) - 1)
+
+
+def _last(values: np.ndarray) -> float | None:
+    value = float(values[-1]) if len(values) else math.nan
+    return None if math.isnan(value) else value
+
+
+def compute(closes: np.ndarray, highs: np.ndarray | None, lows: np.ndarray | None,
+            month_ordinals: np.ndarray) -> dict[str, float]:
+    """Every indicator the planner and the safety checks use, from chronological daily bars.
+
+    `highs`/`lows` are None (or hold NaN) where a provider has closes only; the 52-week range
+    then uses closes. `month_ordinals` (year*12+month per bar) feed the monthly CAGR.
+    """
+    closes = np.asarray(closes, dtype=float)
+    n = len(closes)
+    out: dict[str, float | None] = {}
+    if n == 0:
+        return {}
+    price = closes[-1]
+    out["PRICE"] = price
+    out["RSI_14"] = _last(talib.RSI(closes, timeperiod=14))
+    for period in (50, 200):
+        out[f"EMA_{period}"] = _last(talib.EMA(closes, timeperiod=period))
+        out[f"SMA_{period}"] = _last(talib.SMA(closes, timeperiod=period))
+    upper, middle, lower = talib.BBANDS(closes, timeperiod=20, nbdevup=2.0, nbdevdn=2.0, matype=0)
+    out["BB_UPPER_20"], out["BB_MIDDLE_20"], out["BB_LOWER_20"] = _last(upper), _last(middle), _last(lower)
+    band_low, band_high = out["BB_LOWER_20"], out["BB_UPPER_20"]
+    if band_high is not None and band_high > band_low:
+        out["BB_POSITION"] = min(1.0, max(0.0, (price - band_low) / (band_high - band_low)))
+    if out["EMA_200"] is not None:
+        out["DISTANCE_FROM_EMA_200"] = (price - out["EMA_200"]) / out["EMA_200"]
+    for days in (30, 90):
+        if n > days:
+            out[f"MOMENTUM_{days}D"] = price / closes[-1 - days] - 1
+    _range_52w(out, closes, highs, lows, price)
+    _risk(out, closes)
+    monthly = monthly_average_closes(np.asarray(month_ordinals), closes)
+    out["CAGR_5Y"] = cagr(monthly, 60)
+    out["CAGR_10Y"] = cagr(monthly, 120) if len(monthly) > 60 else None
+    return {key: float(value) for key, value in out.items() if value is not None and math.isfinite(value)}
+
+
+def _range_52w(out: dict, closes: np.ndarray, highs: np.ndarray | None, lows: np.ndarray | None,
+               price: float) -> None:
+    if len(closes) < MIN_CLOSES["RANGE_52W"]:
+        return
+    window_close = closes[-TRADING_DAYS:]
+    high, low = float(np.max(window_close)), float(np.min(window_close))
+    if highs is not None:  # intraday extremes where the provider has them, else closes
+        window_high = np.asarray(highs[-TRADING_DAYS:], dtype=float)
+        window_low = np.asarray(lows[-TRADING_DAYS:], dtype=float)
+        high = max(high, float(np.nanmax(window_high, initial=-np.inf)))
+        low = min(low, float(np.nanmin(window_low, initial=np.inf)))
+    out["HIGH_52W"], out["LOW_52W"] = high, low
+    out["DISTANCE_FROM_52W_HIGH"] = (high - price) / high
+
+
+def _risk(out: dict, closes: np.ndarray) -> None:
+    n = len(closes)
+    returns = closes[1:] / closes[:-1] - 1 if n > 1 else np.empty(0)
+    annualise = math.sqrt(TRADING_DAYS)
+    if n >= MIN_CLOSES["VOLATILITY"]:
+        mean = float(returns.mean())
+        std = float(returns.std(ddof=1))
+        out["VOLATILITY_ANNUAL"] = std * annualise
+        if n >= MIN_CLOSES["SHARPE"]:
+            out["SHARPE"] = mean / std * annualise if std > 0 else None
+            losses = np.minimum(returns, 0.0)
+            downside = math.sqrt(float(losses @ losses) / len(losses))
+            out["SORTINO"] = mean / downside * annualise if downside > 0 else None
+    if n > 60:
+        out["VOLATILITY_60D"] = float(returns[-60:].std(ddof=1)) * annualise
+    if n >= MIN_CLOSES["DRAWDOWN"]:
+        peaks = np.maximum.accumulate(closes)
+        drawdowns = closes / peaks - 1
+        out["MAX_DRAWDOWN"] = float(np.min(drawdowns))
+        out["CURRENT_DRAWDOWN"] = float(drawdowns[-1])
+        out["DAYS_IN_DRAWDOWN"] = float(n - 1 - int(np.argmax(closes == peaks[-1])))
