@@ -235,3 +235,39 @@ def test_call_tool_lists_and_calls(running_suite, capsys):
     assert '"date": "2018-01-02"' in capsys.readouterr().out
     assert main([address, "trader.data.v1.MarketData/GetQuotes", "{}", "--token", ""]) == 1
     assert "UNAUTHENTICATED" in capsys.readouterr().err
+
+
+# --- market data over gRPC: the new RPCs and the import CLI ---
+
+def test_market_data_rpcs_over_grpc(stubs, tmp_path, capsys, running_suite, monkeypatch):
+    from services.data.import_prices import main as import_main
+
+    data = stubs["data"]
+    security = data.GetSecurity(data_pb2.GetSecurityRequest(isin="US0378331005"), metadata=AUTH)
+    assert security.symbol == "AAPL.US" and security.exchange == "XNAS" and security.bucket == "core"
+    values = data.GetIndicators(data_pb2.GetIndicatorsRequest(symbol="AAPL.US"), metadata=AUTH).values
+    assert values["SMA_200"] > 0 and "RSI_14" in values
+    metrics = data.GetMetrics(data_pb2.GetMetricsRequest(symbols=["KO.US", "PG.US"]), metadata=AUTH).metrics
+    assert [m.symbol for m in metrics] == ["KO.US", "PG.US"] and all(m.as_of == "2018-01-02" for m in metrics)
+    status = data.GetMarketStatus(data_pb2.GetMarketStatusRequest(exchange="XNYS"), metadata=AUTH)
+    assert not status.open and status.session_date == "2018-01-03"  # 22:00 UTC: after the close
+    assert data.GetMarketRegime(data_pb2.GetMarketRegimeRequest(), metadata=AUTH).regime == "bull"
+    refused(data.GetMarketStatus, data_pb2.GetMarketStatusRequest(exchange="MOON"), grpc.StatusCode.INVALID_ARGUMENT,
+            "exchange")
+    refused(data.GetIndicators, data_pb2.GetIndicatorsRequest(symbol="AAPL.US", as_of="2019-01-01"),
+            grpc.StatusCode.INVALID_ARGUMENT, "as_of")
+    refused(data.UpsertSecurity, data_pb2.UpsertSecurityRequest(security=data_pb2.Security(
+        symbol="X.US", name="X", currency="USD", isin="US0378331006")), grpc.StatusCode.INVALID_ARGUMENT, "isin")
+
+    data.UpsertSecurity(data_pb2.UpsertSecurityRequest(security=data_pb2.Security(
+        symbol="CSV.US", name="Imported", currency="USD", exchange="XNYS", country="United States",
+        industry="Test", active=True)), metadata=AUTH)
+    csv = tmp_path / "csv.csv"
+    csv.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n2017-12-28,10,11,9,10.5,10.4,100\n"
+                   "2017-12-29,10.5,11,10,10.8,10.7,120\n")
+    monkeypatch.setenv("TRADER_API_TOKEN", TOKEN)
+    assert import_main(["CSV.US", str(csv), "--address", running_suite.addresses["data"]]) == 0
+    assert "2 added, 0 updated, 0 unchanged" in capsys.readouterr().out
+    csv.write_text("Date,Open,High,Low,Close\n2017-12-28,10,11,9,oops\n")
+    assert import_main(["CSV.US", str(csv), "--address", running_suite.addresses["data"]]) == 1
+    assert "line 2: Close: not a number" in capsys.readouterr().err

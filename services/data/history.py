@@ -6,9 +6,9 @@ security's exchange, so a replay at 10:00 New York time on D sees D-1's close, n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from itertools import groupby
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from services.common.errors import InvalidArgument
@@ -31,8 +31,9 @@ SESSION_CLOSE: dict[str, tuple[str, time]] = {
 }
 
 
-@dataclass(frozen=True)
-class Bar:
+class Bar(NamedTuple):
+    """One daily (or monthly) bar. A NamedTuple: history reads build thousands of them."""
+
     date: date
     close: float
     open: float | None = None

@@ -59,12 +59,9 @@ def security_from_proto(message: data_pb2.Security) -> Security:
 
 
 def bar_to_proto(bar: Bar, flag: str | None = None) -> data_pb2.Bar:
-    message = data_pb2.Bar(date=bar.date.isoformat(), close=bar.close, flag=flag or "")
-    for field in ("open", "high", "low", "volume", "adj_close"):
-        value = getattr(bar, field)
-        if value is not None:
-            setattr(message, field, value)
-    return message
+    optional = {"open": bar.open, "high": bar.high, "low": bar.low, "volume": bar.volume, "adj_close": bar.adj_close}
+    return data_pb2.Bar(date=bar.date.isoformat(), close=bar.close, flag=flag or "",
+                        **{k: v for k, v in optional.items() if v is not None})
 
 
 def sync_bars(db: Database, securities: list[Security], fetched: dict[str, list[Bar]]) -> tuple[int, int, int]:

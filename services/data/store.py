@@ -153,14 +153,14 @@ _BAR_COLUMNS = (DailyBarRow.date, DailyBarRow.close, DailyBarRow.open, DailyBarR
 
 
 def _bar(row) -> Bar:
-    return Bar(*row)
+    return Bar._make(row)
 
 
 def daily_bars(session: Session, security_id: int, start: date | None, end: date) -> list[Bar]:
     query = select(*_BAR_COLUMNS).where(DailyBarRow.security_id == security_id, DailyBarRow.date <= end)
     if start is not None:
         query = query.where(DailyBarRow.date >= start)
-    return [_bar(row) for row in session.execute(query.order_by(DailyBarRow.date))]
+    return [_bar(row) for row in session.connection().execute(query.order_by(DailyBarRow.date))]
 
 
 def daily_bars_with_flags(session: Session, security_id: int, start: date | None,
@@ -169,7 +169,7 @@ def daily_bars_with_flags(session: Session, security_id: int, start: date | None
         DailyBarRow.security_id == security_id, DailyBarRow.date <= end)
     if start is not None:
         query = query.where(DailyBarRow.date >= start)
-    return [(_bar(row[:7]), row[7], row[8]) for row in session.execute(query.order_by(DailyBarRow.date))]
+    return [(_bar(row[:7]), row[7], row[8]) for row in session.connection().execute(query.order_by(DailyBarRow.date))]
 
 
 def valid_closes(session: Session, security_id: int, through: date) -> list[tuple]:
@@ -180,7 +180,7 @@ def valid_closes(session: Session, security_id: int, through: date) -> list[tupl
         DailyBarRow.security_id == security_id, DailyBarRow.date <= through,
         (DailyBarRow.flag.is_(None)) | (DailyBarRow.flag_known_on > through),
     ).order_by(DailyBarRow.date)
-    return list(session.execute(query))
+    return list(session.connection().execute(query))
 
 
 def latest_bar(session: Session, security_id: int, until: date) -> Bar | None:
