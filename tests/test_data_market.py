@@ -388,3 +388,22 @@ def test_monthly_averages_match_pandas(rows):
     closes = np.array([c for *_, c in rows])
     expected = pd.Series(closes).groupby(ordinals).mean().to_numpy()
     assert indicators.monthly_average_closes(ordinals, closes) == pytest.approx(expected)
+
+
+prices = st.floats(min_value=1e-4, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@given(st.lists(st.tuples(st.dates(date(1990, 1, 1), date(2030, 1, 1)), prices, prices, prices, prices,
+                          st.one_of(st.none(), prices), st.one_of(st.none(), st.integers(0, 10**12))),
+                min_size=1, max_size=50, unique_by=lambda row: row[0]))
+def test_csv_parsing_round_trips(rows):
+    from services.data.adapters.csv_import import parse_yahoo_csv
+
+    def cell(value):
+        return "null" if value is None else repr(value)
+
+    text = "Date,Open,High,Low,Close,Adj Close,Volume\n" + "".join(
+        f"{d.isoformat()},{o!r},{h!r},{lo!r},{c!r},{cell(a)},{cell(v)}\n" for d, o, h, lo, c, a, v in rows)
+    bars = parse_yahoo_csv(text)
+    assert [(b.date, b.open, b.high, b.low, b.close, b.adj_close, b.volume) for b in bars] == \
+        sorted((d, o, h, lo, c, a, None if v is None else float(v)) for d, o, h, lo, c, a, v in rows)
