@@ -131,6 +131,7 @@ class Cycle:
         return f"{reply.provider}: {reply.bars_added} bars added, latest {reply.latest_bar_date}"
 
     def _valuation(self, state: dict) -> str:
+        self.s.portfolio.TakeSnapshot(portfolio_pb2.TakeSnapshotRequest())  # today's, for the loss breaker
         portfolio = self.s.portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
         state["portfolio"] = portfolio
         self.result.base_currency = portfolio.base_currency

@@ -43,7 +43,7 @@ def test_every_problem_reported_at_once():
         assert name in text
 
 
-@pytest.mark.parametrize("mode", ["live", "paper", "research", "backtest"])
+@pytest.mark.parametrize("mode", ["live", "paper"])
 def test_modes_not_built_yet_are_refused(mode):
     [problem] = problems({**TOKEN, "TRADER_MODE": mode})
     assert "not available in this build" in problem

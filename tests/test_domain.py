@@ -165,15 +165,8 @@ def test_commission_is_two_euros_plus_point_two_percent():
     assert orders.commission(1000, "USD", "EUR", RATES) == pytest.approx(2.2 + 2.0)
 
 
-def test_cash_and_holding_rules():
-    orders.check_cash(100, 100, "EUR")
-    with pytest.raises(FailedPrecondition, match="^cash"):
-        orders.check_cash(100.01, 100, "EUR")
-    with pytest.raises(FailedPrecondition, match="negative"):
-        orders.check_cash(0, -1, "EUR")
-    orders.check_holding(5, 5, "A.US")
-    with pytest.raises(FailedPrecondition, match="^holding"):
-        orders.check_holding(6, 5, "A.US")
+def test_lot_rule():
+    orders.check_lot(20, 10)
     with pytest.raises(InvalidArgument):
         orders.check_lot(15, 10)
 

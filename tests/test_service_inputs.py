@@ -18,9 +18,9 @@ AUTH = [("authorization", f"Bearer {TOKEN}"), ("x-trader-as-of", "2018-01-02T22:
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def refused(call, request, code, fragment=""):
+def refused(call, request, code, fragment="", metadata=None):
     with pytest.raises(grpc.RpcError) as caught:
-        call(request, metadata=AUTH, timeout=10)
+        call(request, metadata=metadata or AUTH, timeout=10)
     assert caught.value.code() == code, caught.value.details()
     assert fragment in caught.value.details()
     return caught.value.details()
@@ -153,17 +153,22 @@ def test_bad_orders_store_and_send_nothing(stubs, kwargs, code, fragment):
 
 def test_rule_refusals_are_recorded_on_the_order(stubs):
     submit = stubs["trading"].SubmitOrder
+    market_hours = [AUTH[0], ("x-trader-as-of", "2018-01-03T17:00:00+00:00")]  # 12:00 New York
     details = refused(submit, trading_pb2.SubmitOrderRequest(client_order_id="r1", symbol="KO.US",
                                                              side=trading_pb2.SELL, quantity=1),
-                      grpc.StatusCode.FAILED_PRECONDITION, "holding")
+                      grpc.StatusCode.FAILED_PRECONDITION, "holding", metadata=market_hours)
     assert details.startswith("holding:")
+    closed = refused(submit, trading_pb2.SubmitOrderRequest(client_order_id="r0", symbol="KO.US",
+                                                            side=trading_pb2.SELL, quantity=1),
+                     grpc.StatusCode.FAILED_PRECONDITION, "market_closed")
+    assert closed.startswith("market_closed: XNYS is closed")
     refused(submit, trading_pb2.SubmitOrderRequest(client_order_id="r2", symbol="KO.US", side=trading_pb2.BUY,
                                                    quantity=10_000_000), grpc.StatusCode.FAILED_PRECONDITION, "cash")
     refused(submit, trading_pb2.SubmitOrderRequest(client_order_id="r3", symbol="SP500.IDX", side=trading_pb2.BUY,
                                                    quantity=1), grpc.StatusCode.FAILED_PRECONDITION, "allow_buy")
     recent = {o.client_order_id: o for o in stubs["trading"].ListOrders(trading_pb2.ListOrdersRequest(),
                                                                         metadata=AUTH).orders}
-    for cid, rule in (("r1", "holding"), ("r2", "cash"), ("r3", "allow_buy")):
+    for cid, rule in (("r0", "market_closed"), ("r1", "holding"), ("r2", "cash"), ("r3", "allow_buy")):
         assert recent[cid].state == trading_pb2.REJECTED and recent[cid].reason.startswith(rule)
     refused(submit, trading_pb2.SubmitOrderRequest(client_order_id="r1", symbol="KO.US", side=trading_pb2.BUY,
                                                    quantity=1), grpc.StatusCode.ALREADY_EXISTS, "r1")

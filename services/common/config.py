@@ -22,9 +22,10 @@ SERVICES: dict[str, tuple[str, int]] = {
     "display": ("trader.display.v1.Display", 50055),
 }
 
-# Modes this build can run. DESIGN.md also names backtest, paper, research and live; they are
-# refused until their pieces (live data provider, Tradernet broker) exist.
-SUPPORTED_MODES = ("replay",)
+# Modes this build can run: replay and backtest (bundled or imported history, paper broker),
+# research (plans only: trading refuses every order). Paper and live are refused until their
+# pieces (a live clock with a live provider, the Tradernet broker) exist.
+SUPPORTED_MODES = ("replay", "backtest", "research")
 KNOWN_MODES = ("replay", "backtest", "paper", "research", "live")
 
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import date
 
 from services.common.errors import InvalidArgument
 
@@ -45,3 +46,13 @@ def currency_code(field: str, value: str, default: str | None = None) -> str:
     if not _CURRENCY.match(value):
         raise InvalidArgument(field, f"must be an ISO 4217 code such as EUR, got {value!r}")
     return value
+
+
+def parse_day(field: str, text: str) -> date | None:
+    """An ISO YYYY-MM-DD date, or None for an empty string."""
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidArgument(field, f"not an ISO date (YYYY-MM-DD): {text!r}") from exc

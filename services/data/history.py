@@ -12,6 +12,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from services.common.errors import InvalidArgument
+from services.common.validate import parse_day
 
 # MIC -> (time zone, regular close). The exchanges the original traded on.
 SESSION_CLOSE: dict[str, tuple[str, time]] = {
@@ -48,14 +49,7 @@ class Bar(NamedTuple):
         return self.adj_close if self.adj_close is not None else self.close
 
 
-def parse_date(field: str, text: str) -> date | None:
-    """An ISO YYYY-MM-DD date, or None for an empty string."""
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidArgument(field, f"not an ISO date (YYYY-MM-DD): {text!r}") from exc
+parse_date = parse_day  # one date parser for every service (services/common/validate.py)
 
 
 def last_final_date(now: datetime, exchange: str) -> date:

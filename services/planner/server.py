@@ -9,11 +9,13 @@ import pandas as pd
 from trader.data.v1 import data_pb2, data_pb2_grpc
 from trader.planner.v1 import planner_pb2, planner_pb2_grpc
 from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
+from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 
 from services.common import clock
 from services.common.client import Clients
 from services.common.db import Database
 from services.common.money import to_base
+from services.common.timestamps import from_timestamp
 from services.planner import defaults, store
 from services.planner.optimizer import target_weights
 from services.planner.plan import Candidate, Step, buy_steps, plan_id
@@ -27,6 +29,7 @@ class PlannerServicer(planner_pb2_grpc.PlannerServicer):
         self._db = db
         self._data = clients.stub("data", data_pb2_grpc.MarketDataStub)
         self._portfolio = clients.stub("portfolio", portfolio_pb2_grpc.PortfolioStub)
+        self._trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
 
     def GetRecommendations(self, request, context):
         now = clock.now()
@@ -52,9 +55,17 @@ class PlannerServicer(planner_pb2_grpc.PlannerServicer):
                                reason=step["reason"])
         return response
 
+    def _recently_bought(self, now) -> set[str]:
+        """Symbols inside trading's BUY cooldown: a step for them would only be refused."""
+        days = self._trading.GetSettings(trading_pb2.GetSettingsRequest()).buy_cooldown_days
+        trades = self._trading.ListTrades(trading_pb2.ListTradesRequest(limit=1000)).trades
+        return {t.symbol for t in trades if t.side == trading_pb2.BUY
+                and now - from_timestamp(t.executed_at) < timedelta(days=days)}
+
     def _compute(self, portfolio, now) -> dict:
+        cooling = self._recently_bought(now)
         securities = [s for s in self._data.ListSecurities(data_pb2.ListSecuritiesRequest()).securities
-                      if s.allow_buy and s.kind == data_pb2.EQUITY]
+                      if s.allow_buy and s.kind == data_pb2.EQUITY and s.symbol not in cooling]
         rates_reply = self._data.GetFxRates(data_pb2.GetFxRatesRequest())
         base, rates = rates_reply.base_currency, {r.currency: r.rate for r in rates_reply.rates}
         start = (now.date() - timedelta(days=_LOOKBACK_DAYS)).isoformat()

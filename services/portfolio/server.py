@@ -15,6 +15,7 @@ from services.common.validate import (
     currency_code,
     finite_amount,
     non_negative_amount,
+    parse_day,
     positive_amount,
     required_text,
 )
@@ -36,6 +37,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
         return portfolio_hash(holdings, cash, self._universe())
 
     def GetPortfolio(self, request, context):
+        return self._portfolio()
+
+    def _portfolio(self) -> portfolio_pb2.GetPortfolioResponse:
         with self._db.transaction() as session:
             holdings = store.holdings(session)
             cash = store.cash(session)
@@ -65,6 +69,24 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
         if synced_at is not None:
             response.broker_synced_at.CopyFrom(to_timestamp(synced_at))
         return response
+
+    def TakeSnapshot(self, request, context):
+        now = clock.now()
+        valued = self._portfolio()
+        row = store.SnapshotRow(date=now.date(), positions_value_base=valued.positions_value_base,
+                                cash_base=valued.cash_base, total_value_base=valued.total_value_base,
+                                base_currency=valued.base_currency, taken_at=now)
+        with self._db.transaction() as session:
+            store.save_snapshot(session, row)
+        return _snapshot_to_proto(row)
+
+    def ListSnapshots(self, request, context):
+        if request.limit < 0:
+            raise InvalidArgument("limit", "must not be negative")
+        before = parse_day("before", request.before)
+        with self._db.transaction() as session:
+            rows = store.snapshots(session, before, min(request.limit or 100, 1000))
+            return portfolio_pb2.ListSnapshotsResponse(snapshots=[_snapshot_to_proto(r) for r in rows])
 
     def RecordDeposit(self, request, context):
         amount = positive_amount("amount", request.amount, maximum=1e9)
@@ -116,6 +138,12 @@ def _holdings_from_request(positions) -> list[Holding]:
         if p.quantity > 0:
             holdings.append(Holding(symbol, p.quantity, cost, currency))
     return sorted(holdings, key=lambda h: h.symbol)
+
+
+def _snapshot_to_proto(row: store.SnapshotRow) -> portfolio_pb2.Snapshot:
+    return portfolio_pb2.Snapshot(date=row.date.isoformat(), positions_value_base=row.positions_value_base,
+                                  cash_base=row.cash_base, total_value_base=row.total_value_base,
+                                  base_currency=row.base_currency)
 
 
 def _cash_flow_to_proto(row: store.CashFlowRow) -> portfolio_pb2.CashFlow:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import DateTime, Float, Integer, String, delete, select
+from sqlalchemy import Date, DateTime, Float, Integer, String, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database
 from services.portfolio.valuation import Holding
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -47,8 +47,32 @@ class SyncStateRow(Base):
     synced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class SnapshotRow(Base):
+    """One per day, in the base currency: positions value, cash and their total (decision 5)."""
+
+    __tablename__ = "snapshots"
+    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    positions_value_base: Mapped[float] = mapped_column(Float)
+    cash_base: Mapped[float] = mapped_column(Float)
+    total_value_base: Mapped[float] = mapped_column(Float)
+    base_currency: Mapped[str] = mapped_column(String(3))
+    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 def open_database(url: str) -> Database:
-    return Database(url, Base.metadata, "portfolio", SCHEMA_VERSION)
+    # Version 2 only adds the snapshots table, which create_all makes.
+    return Database(url, Base.metadata, "portfolio", SCHEMA_VERSION, migrations={1: lambda connection: None})
+
+
+def save_snapshot(session: Session, row: SnapshotRow) -> None:
+    session.merge(row)
+
+
+def snapshots(session: Session, before: date | None, limit: int) -> list[SnapshotRow]:
+    query = select(SnapshotRow).order_by(SnapshotRow.date.desc()).limit(limit)
+    if before is not None:
+        query = query.where(SnapshotRow.date < before)
+    return list(session.scalars(query))
 
 
 def utc(value: datetime | None) -> datetime | None:

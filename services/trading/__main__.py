@@ -1,31 +1,47 @@
-"""`python -m services.trading` starts the trading service (paper broker)."""
+"""`python -m services.trading` starts the trading service (paper broker).
+
+At start it reconciles with the broker (imports fills, resolves orders whose outcome is
+unknown by lookup, compares positions); while the books disagree, health is NOT_SERVING and
+every order is refused. TRADER_PAPER_FAULTS (tests only) injects broker faults, one per order.
+"""
 
 import sys
 
 from trader.trading.v1 import trading_pb2_grpc
 
+from services.common import clock
 from services.common.client import Clients
-from services.common.config import load_common
 from services.common.server import ServiceParts, run_service
 from services.trading import orders, store
 from services.trading.adapters.paper_broker import PaperBroker
+from services.trading.adapters.services import ServiceReads
+from services.trading.config import TradingConfig, load
+from services.trading.engine import OrderEngine
 from services.trading.server import TradingServicer
 
 
-def build(config):
-    db = store.open_database(config.db_url)
-    clients = Clients(config)
+def build(config: TradingConfig) -> ServiceParts:
+    common = config.common
+    db = store.open_database(common.db_url)
+    clients = Clients(common)
     # The simulated broker charges the real broker's fee, converted at the configured rates.
-    broker = PaperBroker(db, lambda value, currency: orders.commission(
-        value, currency, config.base_currency, config.fx_rates))
-    servicer = TradingServicer(config, db, broker, clients)
+    broker = PaperBroker(db, lambda value, currency: orders.commission(value, currency, common.base_currency,
+                                                                       common.fx_rates),
+                         slippage=config.paper_slippage, faults=config.paper_faults)
+    engine = OrderEngine(common.mode, db, broker, ServiceReads(clients))
+    servicer = TradingServicer(common, db, engine)
+
+    def reconcile_on_start(running, _request_stop):
+        engine._set_serving = running.set_serving
+        engine.sync(clock.wall_now())
 
     def close():
         clients.close()
         db.close()
 
-    return ServiceParts(lambda server: trading_pb2_grpc.add_TradingServicer_to_server(servicer, server), close)
+    return ServiceParts(lambda server: trading_pb2_grpc.add_TradingServicer_to_server(servicer, server), close,
+                        reconcile_on_start)
 
 
 if __name__ == "__main__":
-    sys.exit(run_service("trading", lambda: load_common("trading"), build))
+    sys.exit(run_service("trading", load, build))

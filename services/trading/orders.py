@@ -60,22 +60,6 @@ def commission(value: float, currency: str, base: str, rates: Mapping[str, float
     return from_base(COMMISSION_FIXED_BASE, currency, base, rates) + COMMISSION_RATE * value
 
 
-def check_holding(quantity: int, held: int, symbol: str) -> None:
-    """A SELL never exceeds the holding."""
-    if quantity > held:
-        raise FailedPrecondition("holding", f"SELL {quantity} {symbol} exceeds the holding of {held}")
-
-
-def check_cash(required: float, available: float, currency: str) -> None:
-    """A BUY needs value plus commission in the trade currency; a negative balance blocks."""
-    if available < 0:
-        raise FailedPrecondition("cash", f"{currency} balance is negative ({available:.2f})")
-    if required > available:
-        raise FailedPrecondition(
-            "cash", f"needs {required:.2f} {currency} including commission, {available:.2f} available"
-        )
-
-
 def conversion_for(required: float, available: float, currency: str, base_available: float, base: str,
                    rates: Mapping[str, float]) -> float:
     """Base-currency amount to convert so a foreign BUY is covered: the deficit plus 2% when

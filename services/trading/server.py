@@ -1,47 +1,34 @@
-"""gRPC servicer for trader.trading.v1.Trading.
-
-Every order, from a plan or submitted by hand, goes through `_submit`: validate, refuse a
-repeated client order id, persist the intent, run the checks, then call the broker. A refusal
-is stored on the order (REJECTED, with the rule) and returned as FAILED_PRECONDITION.
-"""
+"""gRPC servicer for trader.trading.v1.Trading: proto <-> domain; the order path is engine.py."""
 
 from __future__ import annotations
 
-import threading
+from dataclasses import asdict
 
-import grpc
-from trader.data.v1 import data_pb2, data_pb2_grpc
 from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 
 from services.common import clock
-from services.common.client import Clients
 from services.common.config import CommonConfig
 from services.common.db import Database
-from services.common.errors import (
-    AlreadyExists,
-    DomainError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    Unavailable,
-)
-from services.common.money import from_base
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.timestamps import to_timestamp
-from services.common.validate import currency_code, positive_amount, required_text
+from services.common.validate import currency_code, finite_amount, positive_amount, required_text
 from services.trading import orders, store
-from services.trading.adapters.broker import BrokerRejected, MarketOrder
-from services.trading.adapters.paper_broker import PaperBroker
+from services.trading.engine import OrderEngine
+from services.trading.risk import RiskSettings
 
 _SIDES = {trading_pb2.BUY: orders.BUY, trading_pb2.SELL: orders.SELL}
 
 
-def order_to_proto(row: store.OrderRow) -> trading_pb2.Order:
+def order_to_proto(row: store.OrderRow, events: list[store.OrderEventRow] = ()) -> trading_pb2.Order:
     return trading_pb2.Order(
         id=row.id, client_order_id=row.client_order_id, symbol=row.symbol,
         side=trading_pb2.Side.Value(row.side), quantity=row.quantity,
         state=trading_pb2.OrderState.Value(row.state), reason=row.reason, currency=row.currency,
-        fill_price=row.fill_price, commission=row.commission,
+        fill_price=row.fill_price, commission=row.commission, filled_quantity=row.filled_quantity or 0,
+        limit_price=row.limit_price or 0.0, realized_pnl=row.realized_pnl or 0.0,
         created_at=to_timestamp(store.utc(row.created_at)), updated_at=to_timestamp(store.utc(row.updated_at)),
+        events=[trading_pb2.OrderEvent(state=trading_pb2.OrderState.Value(e.state), reason=e.reason,
+                                       at=to_timestamp(store.utc(e.at))) for e in events],
     )
 
 
@@ -50,8 +37,12 @@ def trade_to_proto(row: store.TradeRow) -> trading_pb2.Trade:
         id=row.id, broker_trade_id=row.broker_trade_id, order_id=row.order_id or 0,
         client_order_id=row.client_order_id, symbol=row.symbol, side=trading_pb2.Side.Value(row.side),
         quantity=row.quantity, price=row.price, currency=row.currency, commission=row.commission,
-        executed_at=to_timestamp(store.utc(row.executed_at)),
+        executed_at=to_timestamp(store.utc(row.executed_at)), realized_pnl=row.realized_pnl or 0.0,
     )
+
+
+def settings_to_proto(settings: RiskSettings) -> trading_pb2.Settings:
+    return trading_pb2.Settings(**asdict(settings))
 
 
 def _limit(value: int) -> int:
@@ -60,108 +51,34 @@ def _limit(value: int) -> int:
     return min(value or 100, 1000)
 
 
+def _intent(request) -> tuple[orders.OrderIntent, float | None]:
+    intent = orders.validate_intent(request.client_order_id, request.symbol, _SIDES.get(request.side, ""),
+                                    request.quantity, request.reason)
+    limit_price = None
+    if request.HasField("limit_price"):
+        limit_price = positive_amount("limit_price", finite_amount("limit_price", request.limit_price))
+    return intent, limit_price
+
+
 class TradingServicer(trading_pb2_grpc.TradingServicer):
-    def __init__(self, config: CommonConfig, db: Database, broker: PaperBroker, clients: Clients):
+    def __init__(self, config: CommonConfig, db: Database, engine: OrderEngine):
         self._config = config
         self._db = db
-        self._broker = broker
-        self._data = clients.stub("data", data_pb2_grpc.MarketDataStub)
-        self._lock = threading.Lock()  # one order at a time: checks and fills see a consistent account
-
-    # --- market reads (never stored; a failure leaves nothing behind) ---
-
-    def _security(self, symbol: str) -> data_pb2.Security:
-        for security in self._data.ListSecurities(data_pb2.ListSecuritiesRequest(include_indices=True)).securities:
-            if security.symbol == symbol:
-                return security
-        raise NotFound(f"unknown symbol {symbol!r}")
-
-    def _quote(self, symbol: str) -> data_pb2.Quote | None:
-        try:
-            reply = self._data.GetQuotes(data_pb2.GetQuotesRequest(symbols=[symbol]))
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(f"unknown symbol {symbol!r}") from exc
-            raise
-        return reply.quotes[0] if reply.quotes else None
-
-    def _rates(self) -> tuple[str, dict[str, float]]:
-        reply = self._data.GetFxRates(data_pb2.GetFxRatesRequest())
-        return reply.base_currency, {r.currency: r.rate for r in reply.rates}
-
-    # --- the one order path ---
-
-    def _submit(self, intent: orders.OrderIntent) -> store.OrderRow:
-        with self._lock:
-            with self._db.transaction() as session:
-                if store.find_order(session, intent.client_order_id) is not None:
-                    raise AlreadyExists(f"client_order_id {intent.client_order_id!r} was used before")
-            security = self._security(intent.symbol)
-            orders.check_lot(intent.quantity, security.lot_size)
-            quote = self._quote(intent.symbol)
-            base, rates = self._rates()
-            now = clock.now()
-            with self._db.transaction() as session:
-                order_id = store.add_order(session, intent, security.currency, now).id  # the intent, first
-            try:
-                self._check(intent, security, quote, base, rates, now)
-            except DomainError as refusal:
-                self._finish(order_id, orders.REJECTED, refusal.message, now)
-                raise
-            return self._place(order_id, intent, security.currency, quote.price, now)
-
-    def _check(self, intent, security, quote, base, rates, now) -> None:
-        allowed = security.allow_buy if intent.side == orders.BUY else security.allow_sell
-        if not allowed or security.kind != data_pb2.EQUITY:
-            rule = "allow_buy" if intent.side == orders.BUY else "allow_sell"
-            raise FailedPrecondition(rule, f"{intent.symbol} may not be {'bought' if rule == 'allow_buy' else 'sold'}")
-        if quote is None or not quote.price > 0:
-            raise FailedPrecondition("price_unavailable", f"no valid price for {intent.symbol} as of now")
-        account = self._broker.account()
-        if intent.side == orders.SELL:
-            held = next((p.quantity for p in account.positions if p.symbol == intent.symbol), 0)
-            orders.check_holding(intent.quantity, held, intent.symbol)
-            return
-        value = intent.quantity * quote.price
-        required = value + orders.commission(value, security.currency, base, rates)
-        available = account.cash.get(security.currency, 0.0)
-        if security.currency != base:
-            convert_base = orders.conversion_for(required, available, security.currency,
-                                                 account.cash.get(base, 0.0), base, rates)
-            if convert_base > 0:
-                amount = orders.round_cents_up(convert_base)
-                self._broker.convert(base, amount, security.currency,
-                                     from_base(amount, security.currency, base, rates),
-                                     f"fx:{intent.client_order_id}", now)
-                available = self._broker.account().cash.get(security.currency, 0.0)
-        orders.check_cash(required, available, security.currency)
-
-    def _place(self, order_id: int, intent, currency: str, price: float, now) -> store.OrderRow:
-        self._finish(order_id, orders.SUBMITTED, "", now)
-        order = MarketOrder(intent.client_order_id, intent.symbol, intent.side, intent.quantity, currency, price)
-        try:
-            execution = self._broker.place_market_order(order, now)
-        except BrokerRejected as exc:
-            self._finish(order_id, orders.REJECTED, f"broker: {exc}", now)
-            raise FailedPrecondition("broker_rejected", str(exc)) from exc
-        except Exception as exc:
-            # The broker may or may not have the order: only a lookup (SyncBroker) may tell.
-            self._finish(order_id, orders.UNKNOWN_OUTCOME, f"broker call failed: {type(exc).__name__}", now)
-            raise Unavailable(f"broker outcome unknown for {intent.client_order_id}; resolved at next sync") from exc
-        with self._db.transaction() as session:
-            store.record_execution(session, execution, now)
-            return session.get(store.OrderRow, order_id)
-
-    def _finish(self, order_id: int, state: str, reason: str, now) -> None:
-        with self._db.transaction() as session:
-            store.set_state(session, order_id, state, reason, now)
-
-    # --- RPCs ---
+        self._engine = engine
 
     def SubmitOrder(self, request, context):
-        intent = orders.validate_intent(request.client_order_id, request.symbol,
-                                        _SIDES.get(request.side, ""), request.quantity, request.reason)
-        return order_to_proto(self._submit(intent))
+        intent, limit_price = _intent(request)
+        return order_to_proto(self._engine.submit(intent, limit_price, clock.now()))
+
+    def CheckOrder(self, request, context):
+        intent, limit_price = _intent(request)
+        try:
+            approval, currency = self._engine.check(intent, limit_price, clock.now())
+        except FailedPrecondition as refusal:
+            return trading_pb2.CheckOrderResponse(allowed=False, rule=refusal.rule, detail=refusal.message)
+        return trading_pb2.CheckOrderResponse(
+            allowed=True, quantity=approval.quantity, reference_price=approval.reference_price,
+            limit_price=approval.limit_price, required_cash=approval.required_cash, currency=currency)
 
     def ExecutePlan(self, request, context):
         response = trading_pb2.ExecutePlanResponse()
@@ -171,18 +88,39 @@ class TradingServicer(trading_pb2_grpc.TradingServicer):
         plan_id = required_text("plan_id", request.plan_id, 64)
         step = request.steps[0]  # one trade per cycle (decisions.md rule 22)
         side = _SIDES.get(step.side, "")
-        client_order_id = orders.plan_client_order_id(plan_id, 1, step.symbol, side)
-        with self._db.transaction() as session:
-            existing = store.find_order(session, client_order_id)
-            if existing is not None:
-                response.outcome = trading_pb2.ExecutePlanResponse.ALREADY_EXECUTED
-                response.order.CopyFrom(order_to_proto(existing))
-                return response
-        intent = orders.validate_intent(client_order_id, step.symbol, side, step.quantity,
-                                        step.reason or f"plan {plan_id} step 1")
-        response.outcome = trading_pb2.ExecutePlanResponse.EXECUTED
-        response.order.CopyFrom(order_to_proto(self._submit(intent)))
+        orders.validate_intent("plan", step.symbol, side, step.quantity, step.reason)
+        already, row = self._engine.execute_plan(plan_id, step.symbol, side, step.quantity, step.reason,
+                                                 clock.now())
+        response.outcome = (trading_pb2.ExecutePlanResponse.ALREADY_EXECUTED if already
+                            else trading_pb2.ExecutePlanResponse.EXECUTED)
+        response.order.CopyFrom(order_to_proto(row))
         return response
+
+    def GetOrder(self, request, context):
+        with self._db.transaction() as session:
+            row = self._find(session, request)
+            return order_to_proto(row, store.order_events(session, row.id))
+
+    def CancelOrder(self, request, context):
+        with self._db.transaction() as session:
+            row = self._find(session, request)
+            if row.state in orders.FINAL_STATES:
+                raise FailedPrecondition("order_final", f"order {row.client_order_id} is {row.state}")
+            if row.client_order_id in self._engine.broker.open_order_ids():
+                raise FailedPrecondition("broker_cancel", "cancelling open broker orders needs the live broker")
+            raise FailedPrecondition("order_in_flight", f"order {row.client_order_id} is {row.state}: "
+                                                        "its outcome is resolved at the next sync")
+
+    def _find(self, session, request) -> store.OrderRow:
+        if request.id:
+            row = store.find_order_by_id(session, request.id)
+        elif request.client_order_id:
+            row = store.find_order(session, request.client_order_id)
+        else:
+            raise InvalidArgument("id", "give an id or a client_order_id")
+        if row is None:
+            raise NotFound(f"no order {request.id or request.client_order_id!r}")
+        return row
 
     def ListOrders(self, request, context):
         with self._db.transaction() as session:
@@ -196,13 +134,9 @@ class TradingServicer(trading_pb2_grpc.TradingServicer):
 
     def SyncBroker(self, request, context):
         now = clock.now()
-        with self._lock:
-            imported = 0
-            for execution in self._broker.executions():
-                with self._db.transaction() as session:
-                    imported += store.record_execution(session, execution, now)
-            account = self._broker.account()
-        response = trading_pb2.SyncBrokerResponse(broker=self._broker.name, trades_imported=imported,
+        imported = self._engine.sync(now)
+        account = self._engine.broker.account()
+        response = trading_pb2.SyncBrokerResponse(broker=self._engine.broker.name, trades_imported=imported,
                                                   synced_at=to_timestamp(now))
         for p in account.positions:
             response.positions.add(symbol=p.symbol, quantity=p.quantity, average_cost=p.average_cost,
@@ -211,12 +145,34 @@ class TradingServicer(trading_pb2_grpc.TradingServicer):
             response.cash.add(currency=currency, amount=amount)
         return response
 
+    def GetTradingStatus(self, request, context):
+        now = clock.now()
+        status = self._engine.status(now)
+        reply = trading_pb2.TradingStatus(
+            mode=self._config.mode, broker=self._engine.broker.name,
+            trading_enabled=status["settings"].trading_enabled, breaker=status["breaker"],
+            trades_today=status["trades_today"], trades_last_7_days=status["trades_week"],
+            next_trade_allowed_at=to_timestamp(status["next_allowed"]),
+            reconciled=self._engine.reconciliation.reconciled,
+            reconciliation_issues=self._engine.reconciliation.issues, open_orders=status["open_orders"])
+        if status["daily_pnl"] is not None:
+            reply.daily_pnl = status["daily_pnl"]
+        if status["last_trade_at"] is not None:
+            reply.last_trade_at.CopyFrom(to_timestamp(status["last_trade_at"]))
+        return reply
+
+    def GetSettings(self, request, context):
+        return settings_to_proto(self._engine.settings())
+
+    def UpdateSettings(self, request, context):
+        changes = {name: getattr(request, name) for name in RiskSettings.names() if request.HasField(name)}
+        return settings_to_proto(self._engine.update_settings(changes, clock.wall_now()))
+
     def FundPaperAccount(self, request, context):
         amount = positive_amount("amount", request.amount, maximum=1e9)
         currency = currency_code("currency", request.currency, default=self._config.base_currency)
         reference = required_text("reference", request.reference)
-        applied = self._broker.deposit(amount, currency, reference, clock.now())
-        cash = sorted(self._broker.account().cash.items())
+        applied = self._engine.broker.deposit(amount, currency, reference, clock.now())
+        cash = sorted(self._engine.broker.account().cash.items())
         return trading_pb2.FundPaperAccountResponse(
-            applied=applied, cash=[trading_pb2.BrokerCash(currency=c, amount=a) for c, a in cash]
-        )
+            applied=applied, cash=[trading_pb2.BrokerCash(currency=c, amount=a) for c, a in cash])

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, select
+from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database
 from services.trading.adapters.broker import Execution
 from services.trading.orders import OrderIntent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+OPEN_STATES = ("NEW", "SUBMITTED", "PARTIALLY_FILLED", "UNKNOWN_OUTCOME")
 
 
 class Base(DeclarativeBase):
@@ -30,6 +32,9 @@ class OrderRow(Base):
     reason: Mapped[str] = mapped_column(String(300))
     fill_price: Mapped[float] = mapped_column(Float, default=0.0)
     commission: Mapped[float] = mapped_column(Float, default=0.0)
+    filled_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    limit_price: Mapped[float] = mapped_column(Float, default=0.0)
+    realized_pnl: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -58,10 +63,40 @@ class TradeRow(Base):
     currency: Mapped[str] = mapped_column(String(3))
     commission: Mapped[float] = mapped_column(Float)
     executed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    realized_pnl: Mapped[float | None] = mapped_column(Float, nullable=True)  # SELLs only
+
+
+class SettingsRow(Base):
+    __tablename__ = "risk_settings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # single row, id 1
+    values: Mapped[str] = mapped_column(String(2000))  # JSON of RiskSettings fields
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AdjustmentRow(Base):
+    """Broker positions the owner accepted as they are (e.g. bought outside this system)."""
+
+    __tablename__ = "position_adjustments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    quantity: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(300))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def _v1_to_v2(connection) -> None:
+    for statement in (
+        "ALTER TABLE orders ADD COLUMN filled_quantity INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE orders ADD COLUMN limit_price FLOAT NOT NULL DEFAULT 0",
+        "ALTER TABLE orders ADD COLUMN realized_pnl FLOAT NOT NULL DEFAULT 0",
+        "ALTER TABLE trades ADD COLUMN realized_pnl FLOAT",
+        "UPDATE orders SET filled_quantity = quantity WHERE state = 'FILLED'",
+    ):
+        connection.execute(text(statement))
 
 
 def open_database(url: str) -> Database:
-    return Database(url, Base.metadata, "trading", SCHEMA_VERSION)
+    return Database(url, Base.metadata, "trading", SCHEMA_VERSION, migrations={1: _v1_to_v2})
 
 
 def utc(value: datetime) -> datetime:
@@ -100,16 +135,26 @@ def record_execution(session: Session, execution: Execution, now: datetime) -> b
     if known is not None:
         return False
     order = find_order(session, execution.client_order_id)
+    realized = None
+    if execution.side == "SELL":
+        cost = average_cost(session, execution.symbol)
+        realized = None if cost is None else (execution.price - cost) * execution.quantity - execution.commission
     session.add(TradeRow(
         broker_trade_id=execution.broker_trade_id, order_id=order.id if order else None,
         client_order_id=execution.client_order_id, symbol=execution.symbol, side=execution.side,
         quantity=execution.quantity, price=execution.price, currency=execution.currency,
-        commission=execution.commission, executed_at=execution.executed_at,
+        commission=execution.commission, executed_at=execution.executed_at, realized_pnl=realized,
     ))
-    if order is not None and order.state != "FILLED":
+    if order is not None and order.state not in ("FILLED", "CANCELLED"):
         order.fill_price = execution.price
         order.commission = execution.commission
-        set_state(session, order.id, "FILLED", "", now)
+        order.filled_quantity = execution.quantity
+        order.realized_pnl = realized or 0.0
+        if execution.quantity < order.quantity:
+            set_state(session, order.id, "PARTIALLY_FILLED", f"{execution.quantity} of {order.quantity} filled", now)
+            set_state(session, order.id, "CANCELLED", "the broker cancelled the unfilled rest", now)
+        else:
+            set_state(session, order.id, "FILLED", "", now)
     return True
 
 
@@ -119,3 +164,66 @@ def orders(session: Session, limit: int) -> list[OrderRow]:
 
 def trades(session: Session, limit: int) -> list[TradeRow]:
     return list(session.scalars(select(TradeRow).order_by(TradeRow.id.desc()).limit(limit)))
+
+
+def average_cost(session: Session, symbol: str) -> float | None:
+    """Average cost per share of the current holding from the ledger (average-cost method:
+    BUYs raise it, SELLs leave it). None when nothing is held."""
+    quantity, cost = 0, 0.0
+    for side, qty, price in session.execute(select(TradeRow.side, TradeRow.quantity, TradeRow.price).where(
+            TradeRow.symbol == symbol).order_by(TradeRow.executed_at, TradeRow.id)):
+        if side == "BUY":
+            cost += qty * price
+            quantity += qty
+        elif quantity:
+            cost -= cost / quantity * min(qty, quantity)
+            quantity = max(0, quantity - qty)
+    return cost / quantity if quantity > 0 else None
+
+
+def last_trade_at(session: Session, symbol: str, side: str, now: datetime) -> datetime | None:
+    """The latest fill of a symbol and side at or before `now` (a replay never sees its future)."""
+    value = session.scalar(select(func.max(TradeRow.executed_at)).where(
+        TradeRow.symbol == symbol, TradeRow.side == side, TradeRow.executed_at <= now))
+    return None if value is None else utc(value)
+
+
+def trade_times_between(session: Session, since: datetime, now: datetime) -> list[datetime]:
+    return [utc(t) for t in session.scalars(select(TradeRow.executed_at).where(
+        TradeRow.executed_at >= since, TradeRow.executed_at <= now))]
+
+
+def open_orders(session: Session) -> list[OrderRow]:
+    return list(session.scalars(select(OrderRow).where(OrderRow.state.in_(OPEN_STATES))))
+
+
+def ledger_positions(session: Session) -> dict[str, int]:
+    """symbol -> quantity from every recorded fill plus the accepted adjustments."""
+    positions: dict[str, int] = {}
+    for symbol, side, quantity in session.execute(select(TradeRow.symbol, TradeRow.side, TradeRow.quantity)):
+        positions[symbol] = positions.get(symbol, 0) + (quantity if side == "BUY" else -quantity)
+    for symbol, quantity in session.execute(select(AdjustmentRow.symbol, AdjustmentRow.quantity)):
+        positions[symbol] = positions.get(symbol, 0) + quantity
+    return {s: q for s, q in positions.items() if q != 0}
+
+
+def add_adjustment(session: Session, symbol: str, quantity: int, reason: str, now: datetime) -> None:
+    session.add(AdjustmentRow(symbol=symbol, quantity=quantity, reason=reason, at=now))
+
+
+def order_events(session: Session, order_id: int) -> list[OrderEventRow]:
+    return list(session.scalars(select(OrderEventRow).where(OrderEventRow.order_id == order_id)
+                                .order_by(OrderEventRow.id)))
+
+
+def find_order_by_id(session: Session, order_id: int) -> OrderRow | None:
+    return session.get(OrderRow, order_id)
+
+
+def load_settings(session: Session) -> dict:
+    row = session.get(SettingsRow, 1)
+    return {} if row is None else json.loads(row.values)
+
+
+def save_settings(session: Session, values: dict, now: datetime) -> None:
+    session.merge(SettingsRow(id=1, values=json.dumps(values, sort_keys=True), updated_at=now))

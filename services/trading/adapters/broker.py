@@ -45,7 +45,8 @@ class MarketOrder:
     side: str
     quantity: int
     currency: str
-    reference_price: float  # the quote the checks used; the paper broker fills at it
+    reference_price: float  # the quote the checks used; the paper broker fills at it (+ slippage)
+    limit_price: float      # the worst acceptable price (reference +- the price band)
 
 
 class Broker(Protocol):
@@ -58,3 +59,7 @@ class Broker(Protocol):
     def find_execution(self, client_order_id: str) -> Execution | None: ...
 
     def executions(self) -> list[Execution]: ...
+
+    def open_order_ids(self) -> set[str]:
+        """Client order ids of orders the broker still has open."""
+        ...

@@ -8,8 +8,10 @@ order X?" by client order id, so a lost reply is resolved by lookup, never by re
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Float, Integer, String, select
@@ -69,13 +71,28 @@ class PaperTransfer(PaperBase):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+FAULTS = ("reject", "disconnect", "timeout_after_accept", "partial_fill", "crash_after_accept")
+
+
 class PaperBroker:
+    """Faults (tests only) make the next orders misbehave, one fault per order, in order:
+    reject (refused), disconnect (nothing reaches the broker), timeout_after_accept (executed,
+    but the reply is lost), partial_fill (half is filled, the rest cancelled), crash_after_accept
+    (executed, then the whole process dies, as a power cut would)."""
+
     name = "paper"
 
-    def __init__(self, db: Database, fee: Callable[[float, str], float]):
-        """`fee(value, currency)` is the commission charged on an order, in its currency."""
+    def __init__(self, db: Database, fee: Callable[[float, str], float], slippage: float = 0.0,
+                 faults: list[str] | None = None):
+        """`fee(value, currency)` is the commission charged on an order, in its currency;
+        `slippage` moves fills against the order (0.001 = 0.1%), never past its limit."""
         self._db = db
         self._fee = fee
+        self._slippage = slippage
+        self.faults = list(faults or [])
+        unknown = [f for f in self.faults if f not in FAULTS]
+        if unknown:
+            raise ValueError(f"unknown paper broker faults: {', '.join(unknown)}")
         self._lock = threading.Lock()
         PaperBase.metadata.create_all(db.engine)
 
@@ -112,13 +129,33 @@ class PaperBroker:
             _credit(session, to_currency, to_amount)
 
     def place_market_order(self, order: MarketOrder, now: datetime) -> Execution:
+        fault = self.faults.pop(0) if self.faults else None
+        if fault == "disconnect":
+            raise ConnectionError("paper broker: connection lost before the order was sent")
+        if fault == "reject":
+            raise BrokerRejected("paper broker: order rejected (injected)")
+        execution = self._execute(order, now, partial=fault == "partial_fill")
+        if fault == "timeout_after_accept":
+            raise TimeoutError("paper broker: no reply (the order was executed)")
+        if fault == "crash_after_accept":
+            os._exit(17)  # the process dies between the broker's execution and our record of it
+        return execution
+
+    def open_order_ids(self) -> set[str]:
+        return set()  # paper orders fill or fail at once: none stays open
+
+    def _execute(self, order: MarketOrder, now: datetime, partial: bool) -> Execution:
         with self._lock, self._db.transaction() as session:
             seen = session.scalars(
                 select(PaperExecution).where(PaperExecution.client_order_id == order.client_order_id)
             ).first()
             if seen is not None:
                 return seen.to_execution()  # a broker never executes one user_order_id twice
-            price = order.reference_price
+            direction = 1 if order.side == "BUY" else -1
+            price = order.reference_price * (1 + direction * self._slippage)
+            price = min(price, order.limit_price) if order.side == "BUY" else max(price, order.limit_price)
+            quantity = max(1, order.quantity // 2) if partial else order.quantity
+            order = replace(order, quantity=quantity)
             value = order.quantity * price
             fee = self._fee(value, order.currency)
             position = session.get(PaperPosition, order.symbol)

@@ -1,0 +1,63 @@
+"""Reads from the other services that the checks need. A read that fails returns None (the
+check then refuses: fail closed), except an unknown symbol, which is the caller's mistake."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import grpc
+from trader.data.v1 import data_pb2, data_pb2_grpc
+from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
+
+from services.common.client import Clients
+from services.common.errors import NotFound, Unavailable
+
+
+class ServiceReads:
+    def __init__(self, clients: Clients):
+        self._data = clients.stub("data", data_pb2_grpc.MarketDataStub)
+        self._portfolio = clients.stub("portfolio", portfolio_pb2_grpc.PortfolioStub)
+
+    def security(self, symbol: str) -> data_pb2.Security:
+        try:
+            return self._data.GetSecurity(data_pb2.GetSecurityRequest(symbol=symbol))
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(f"unknown symbol {symbol!r}") from exc
+            raise Unavailable(f"market data: {exc.details()}") from exc
+
+    def market_open(self, exchange: str, now: datetime) -> bool | None:
+        if not exchange:
+            return None
+        try:
+            return self._data.GetMarketStatus(data_pb2.GetMarketStatusRequest(
+                exchange=exchange, as_of=now.isoformat())).open
+        except grpc.RpcError:
+            return None
+
+    def quote(self, symbol: str) -> tuple[float, date] | None:
+        try:
+            quotes = self._data.GetQuotes(data_pb2.GetQuotesRequest(symbols=[symbol])).quotes
+        except grpc.RpcError:
+            return None
+        return (quotes[0].price, date.fromisoformat(quotes[0].date)) if quotes else None
+
+    def rates(self) -> tuple[str, dict[str, float]]:
+        try:
+            reply = self._data.GetFxRates(data_pb2.GetFxRatesRequest())
+        except grpc.RpcError as exc:
+            raise Unavailable(f"market data: FX rates: {exc.details()}") from exc
+        return reply.base_currency, {r.currency: r.rate for r in reply.rates}
+
+    def daily_pnl(self, today: date) -> tuple[bool, float | None]:
+        """(armed, P&L vs the last snapshot before today). Not armed without such a snapshot."""
+        try:
+            before = self._portfolio.ListSnapshots(portfolio_pb2.ListSnapshotsRequest(
+                before=today.isoformat(), limit=1)).snapshots
+            if not before:
+                return False, None
+            current = self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest()).total_value_base
+        except grpc.RpcError:
+            return True, None
+        baseline = before[0].total_value_base
+        return True, (current / baseline - 1) if baseline > 0 else None

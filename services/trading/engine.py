@@ -1,0 +1,271 @@
+"""The order engine: every order (plan step, manual, emergency) takes the same path.
+
+validate -> refuse a repeated client order id -> gather facts -> store the intent (NEW) ->
+risk check (REJECTED with the rule on refusal) -> currency conversion if needed -> SUBMITTED ->
+broker -> record the fill (FILLED). A lost reply leaves UNKNOWN_OUTCOME, resolved later by
+looking the order up at the broker by its client id, never by sending it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+
+from services.common.errors import AlreadyExists, DomainError, FailedPrecondition, Unavailable
+from services.common.logs import event
+from services.common.money import from_base
+from services.trading import orders, risk, store
+from services.trading.adapters.broker import BrokerRejected, MarketOrder
+from services.trading.adapters.services import ServiceReads
+
+log = logging.getLogger("trader.trading.engine")
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    reconciled: bool
+    issues: list[str]
+
+
+class OrderEngine:
+    def __init__(self, mode: str, db, broker, reads: ServiceReads,
+                 set_serving: Callable[[bool], None] = lambda _: None):
+        self.mode = mode
+        self._db = db
+        self.broker = broker
+        self._reads = reads
+        self._set_serving = set_serving
+        self._lock = threading.RLock()  # one order at a time: checks and fills see one account
+        self.reconciliation = Reconciliation(False, ["not reconciled yet"])
+
+    # --- settings ---
+
+    def settings(self) -> risk.RiskSettings:
+        with self._db.transaction() as session:
+            stored = store.load_settings(session)
+        known = {k: v for k, v in stored.items() if k in risk.RiskSettings.names()}
+        return risk.RiskSettings(**known)
+
+    def update_settings(self, changes: dict, now: datetime) -> risk.RiskSettings:
+        updated = replace(self.settings(), **changes).validated()
+        with self._db.transaction() as session:
+            store.save_settings(session, {k: v for k, v in asdict(updated).items()}, now)
+        return updated
+
+    # --- facts ---
+
+    def _facts(self, intent: orders.OrderIntent, limit_price: float | None, now: datetime,
+               emergency: bool) -> tuple[risk.OrderFacts, object, str, dict]:
+        security = self._reads.security(intent.symbol)  # NotFound: the caller's mistake, nothing stored
+        base, rates = self._reads.rates()
+        quote = self._reads.quote(intent.symbol)
+        account = self.broker.account()
+        held = next((p for p in account.positions if p.symbol == intent.symbol), None)
+        ledger_known, last_buy, last_sell, times, pending = True, None, None, None, None
+        try:
+            with self._db.transaction() as session:
+                last_buy = store.last_trade_at(session, intent.symbol, orders.BUY, now)
+                last_sell = store.last_trade_at(session, intent.symbol, orders.SELL, now)
+                times = store.trade_times_between(session, now - timedelta(days=8), now)
+                pending = any(o.symbol == intent.symbol and o.side == intent.side for o in store.open_orders(session))
+        except Exception:  # noqa: BLE001 - an unreadable ledger refuses the order
+            ledger_known = False
+            event(log, "ledger read failed", logging.ERROR, exc_info=True)
+        armed, pnl = self._reads.daily_pnl(now.date())
+        cash = account.cash.get(security.currency, 0.0) - self._pending_buys(security.currency)
+        settings = self.settings()
+        if security.currency != base and settings.auto_convert_currency and intent.side == orders.BUY:
+            cash += from_base(max(0.0, account.cash.get(base, 0.0)), security.currency, base, rates)
+        facts = risk.OrderFacts(
+            symbol=intent.symbol, side=intent.side, quantity=intent.quantity, now=now, mode=self.mode,
+            currency=security.currency, exchange=security.exchange, lot_size=max(1, security.lot_size),
+            allow=(security.allow_buy if intent.side == orders.BUY else security.allow_sell)
+            and security.kind == 1,  # EQUITY: an index is never traded
+            market_open=self._reads.market_open(security.exchange, now),
+            quote_price=quote[0] if quote else None, quote_date=quote[1] if quote else None,
+            limit_price=limit_price, held_quantity=held.quantity if held else 0,
+            average_cost=held.average_cost if held else None, last_buy_at=last_buy, last_sell_at=last_sell,
+            ledger_known=ledger_known, trade_times=times, daily_pnl=pnl, daily_pnl_armed=armed,
+            cash_available=cash, commission=0.0, pending_same_side=pending,
+            reconciled=self.reconciliation.reconciled, emergency=emergency,
+        )
+        if quote is not None:
+            value = intent.quantity * quote[0] * (1 + settings.price_band)
+            facts = replace(facts, commission=orders.commission(value, security.currency, base, rates))
+        return facts, security, base, rates
+
+    def _pending_buys(self, currency: str) -> float:
+        with self._db.transaction() as session:
+            return sum(o.quantity * o.limit_price for o in store.open_orders(session)
+                       if o.side == orders.BUY and o.currency == currency and o.state != "NEW")
+
+    # --- the order path ---
+
+    def check(self, intent: orders.OrderIntent, limit_price: float | None, now: datetime,
+              whole_lots: bool = True) -> tuple[risk.Approval, str]:
+        """The dry run: the same facts and rules, nothing stored, nothing sent."""
+        with self._lock:
+            facts, security, *_ = self._facts(intent, limit_price, now, emergency=False)
+            if whole_lots:
+                orders.check_lot(intent.quantity, facts.lot_size)
+            return risk.check(facts, self.settings()), security.currency
+
+    def submit(self, intent: orders.OrderIntent, limit_price: float | None, now: datetime,
+               emergency: bool = False, whole_lots: bool = True) -> store.OrderRow:
+        """`whole_lots`: a quantity that is not a whole number of lots is bad input (manual
+        orders); otherwise it is rounded down to whole lots (plans, the emergency path)."""
+        with self._lock:
+            with self._db.transaction() as session:
+                if store.find_order(session, intent.client_order_id) is not None:
+                    raise AlreadyExists(f"client_order_id {intent.client_order_id!r} was used before")
+            facts, security, base, rates = self._facts(intent, limit_price, now, emergency)
+            if whole_lots:
+                orders.check_lot(intent.quantity, facts.lot_size)
+            with self._db.transaction() as session:
+                order_id = store.add_order(session, intent, security.currency, now).id  # the intent, first
+            try:
+                approval = risk.check(facts, self.settings())
+                self._convert_if_needed(intent, facts, approval, security.currency, base, rates, now)
+            except DomainError as refusal:
+                self._set(order_id, orders.REJECTED, refusal.message, now)
+                raise
+            return self._place(order_id, intent, security.currency, approval, now)
+
+    def _convert_if_needed(self, intent, facts, approval, currency, base, rates, now) -> None:
+        if intent.side != orders.BUY or currency == base:
+            return
+        available = self.broker.account().cash
+        amount = orders.conversion_for(approval.required_cash, available.get(currency, 0.0), currency,
+                                       available.get(base, 0.0), base, rates)
+        if amount > 0:
+            amount = orders.round_cents_up(amount)
+            self.broker.convert(base, amount, currency, from_base(amount, currency, base, rates),
+                                f"fx:{intent.client_order_id}", now)
+            event(log, "currency converted", amount=amount, currency=base, to=currency, order=intent.client_order_id)
+
+    def _place(self, order_id: int, intent, currency: str, approval: risk.Approval, now) -> store.OrderRow:
+        with self._db.transaction() as session:
+            row = session.get(store.OrderRow, order_id)
+            row.limit_price = approval.limit_price
+            row.quantity = approval.quantity
+            store.set_state(session, order_id, orders.SUBMITTED, "", now)
+        order = MarketOrder(intent.client_order_id, intent.symbol, intent.side, approval.quantity, currency,
+                            approval.reference_price, approval.limit_price)
+        try:
+            execution = self.broker.place_market_order(order, now)
+        except BrokerRejected as exc:
+            self._set(order_id, orders.REJECTED, f"broker: {exc}", now)
+            raise FailedPrecondition("broker_rejected", str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - the broker may or may not have it: only a lookup can tell
+            self._set(order_id, orders.UNKNOWN_OUTCOME, f"broker call failed: {type(exc).__name__}: {exc}", now)
+            self._mark_unreconciled([f"order {intent.client_order_id} has an unknown outcome"])
+            raise Unavailable(f"broker outcome unknown for {intent.client_order_id}; "
+                              "it is resolved by lookup at the next sync, never resent") from exc
+        with self._db.transaction() as session:
+            store.record_execution(session, execution, now)
+            return session.get(store.OrderRow, order_id)
+
+    def _set(self, order_id: int, state: str, reason: str, now) -> None:
+        with self._db.transaction() as session:
+            store.set_state(session, order_id, state, reason, now)
+
+    # --- plans ---
+
+    def execute_plan(self, plan_id: str, symbol: str, side: str, quantity: int, reason: str,
+                     now: datetime) -> tuple[bool, store.OrderRow]:
+        """(already executed before, order) for a plan's first step."""
+        client_order_id = orders.plan_client_order_id(plan_id, 1, symbol, side)
+        with self._db.transaction() as session:
+            existing = store.find_order(session, client_order_id)
+            if existing is not None:
+                return True, existing
+        intent = orders.validate_intent(client_order_id, symbol, side, quantity, reason or f"plan {plan_id} step 1")
+        return False, self.submit(intent, None, now, whole_lots=False)
+
+    # --- reconciliation ---
+
+    def sync(self, now: datetime) -> int:
+        """Import the broker's fills once, resolve unknown outcomes by lookup, then compare
+        positions. Returns the number of fills imported."""
+        with self._lock:
+            imported = 0
+            for execution in self.broker.executions():
+                with self._db.transaction() as session:
+                    imported += store.record_execution(session, execution, now)
+            self._resolve_open_orders(now)
+            self.reconcile()
+            return imported
+
+    def _resolve_open_orders(self, now: datetime) -> None:
+        still_open = self.broker.open_order_ids()
+        with self._db.transaction() as session:
+            unresolved = [o for o in store.open_orders(session) if o.state != orders.NEW]
+        for order in unresolved:
+            if order.client_order_id in still_open:
+                continue
+            if self.broker.find_execution(order.client_order_id) is None:
+                self._set(order.id, orders.REJECTED, "the broker has no such order: it never executed", now)
+
+    def reconcile(self) -> Reconciliation:
+        account = self.broker.account()
+        broker_positions = {p.symbol: p.quantity for p in account.positions}
+        with self._db.transaction() as session:
+            books = store.ledger_positions(session)
+            unknown = [o.client_order_id for o in store.open_orders(session) if o.state == orders.UNKNOWN_OUTCOME]
+        issues = [f"{s}: books {books.get(s, 0)}, broker {broker_positions.get(s, 0)}"
+                  for s in sorted(set(books) | set(broker_positions)) if books.get(s, 0) != broker_positions.get(s, 0)]
+        issues += [f"order {cid} has an unknown outcome" for cid in unknown]
+        self.reconciliation = Reconciliation(not issues, issues)
+        self._set_serving(self.reconciliation.reconciled)
+        if issues:
+            event(log, "books disagree with the broker", logging.WARNING, issues=issues)
+        return self.reconciliation
+
+    def _mark_unreconciled(self, issues: list[str]) -> None:
+        self.reconciliation = Reconciliation(False, issues)
+        self._set_serving(False)
+
+    def accept_broker_positions(self, reason: str, now: datetime) -> Reconciliation:
+        """Take the broker's positions as the truth: each difference becomes an adjustment."""
+        with self._lock:
+            broker_positions = {p.symbol: p.quantity for p in self.broker.account().positions}
+            with self._db.transaction() as session:
+                books = store.ledger_positions(session)
+                for symbol in set(books) | set(broker_positions):
+                    difference = broker_positions.get(symbol, 0) - books.get(symbol, 0)
+                    if difference:
+                        store.add_adjustment(session, symbol, difference, reason, now)
+            return self.reconcile()
+
+    # --- status ---
+
+    def status(self, now: datetime) -> dict:
+        settings = self.settings()
+        with self._db.transaction() as session:
+            times = store.trade_times_between(session, now - timedelta(days=7), now)
+            open_count = len(store.open_orders(session))
+        today = sum(1 for t in times if t.date() == now.date())
+        last = max(times, default=None)
+        armed, pnl = self._reads.daily_pnl(now.date())
+        breaker = ("not_armed" if not armed else "unknown" if pnl is None else
+                   "halt" if pnl <= settings.daily_loss_halt else
+                   "sell_block" if pnl <= settings.daily_loss_sell_block else "normal")
+        return {"settings": settings, "trades_today": today, "trades_week": len(times), "last_trade_at": last,
+                "next_allowed": next_trade_allowed(times, now, settings), "breaker": breaker, "daily_pnl": pnl,
+                "open_orders": open_count}
+
+
+def next_trade_allowed(times: list[datetime], now: datetime, settings: risk.RiskSettings) -> datetime:
+    """The earliest moment the frequency caps allow another trade."""
+    candidates = [now]
+    if times:
+        candidates.append(max(times) + timedelta(minutes=settings.min_minutes_between_trades))
+    if sum(1 for t in times if t.date() == now.date()) >= settings.max_trades_per_day:
+        candidates.append(datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo))
+    window = sorted(t for t in times if now - t < timedelta(days=7))
+    if len(window) >= settings.max_trades_per_week:
+        candidates.append(window[len(window) - settings.max_trades_per_week] + timedelta(days=7))
+    return max(candidates)
