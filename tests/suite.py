@@ -68,6 +68,16 @@ class Suite:
             wait_serving(self.addresses[name], SERVICES[name][0], process, deadline)
         return self
 
+    def start_one(self, name: str, **env_changes: str | None) -> None:
+        """(Re)start one service, with environment changes (None removes a variable)."""
+        env = {**self.env, **{k: v for k, v in env_changes.items() if v is not None}}
+        for key in [k for k, v in env_changes.items() if v is None]:
+            env.pop(key, None)
+        log = open(self.workdir / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
+        self.processes[name] = subprocess.Popen([sys.executable, "-m", module_of(name)], cwd=REPO_ROOT, env=env,
+                                                stdout=log, stderr=subprocess.STDOUT)
+        wait_serving(self.addresses[name], SERVICES[name][0], self.processes[name], time.monotonic() + 60)
+
     def channel(self, service: str) -> grpc.Channel:
         return grpc.insecure_channel(self.addresses[service])
 

@@ -276,3 +276,52 @@ def test_market_data_rpcs_over_grpc(stubs, tmp_path, capsys, running_suite, monk
     csv.write_text("Date,Open,High,Low,Close\n2017-12-28,10,11,9,oops\n")
     assert import_main(["CSV.US", str(csv), "--address", running_suite.addresses["data"]]) == 1
     assert "line 2: Close: not a number" in capsys.readouterr().err
+
+
+# --- trading: settings, dry runs, status, orders ---
+
+def test_trading_settings_over_grpc(stubs):
+    trading = stubs["trading"]
+    before = trading.GetSettings(trading_pb2.GetSettingsRequest(), metadata=AUTH)
+    assert (before.max_trades_per_day, before.min_hold_days, before.price_band) == (4, 90, 0.05)
+    refused(trading.UpdateSettings, trading_pb2.UpdateSettingsRequest(price_band=0.5, max_trades_per_day=3),
+            grpc.StatusCode.INVALID_ARGUMENT, "settings.price_band")
+    assert trading.GetSettings(trading_pb2.GetSettingsRequest(), metadata=AUTH) == before  # nothing changed
+    changed = trading.UpdateSettings(trading_pb2.UpdateSettingsRequest(max_trades_per_day=3), metadata=AUTH)
+    assert changed.max_trades_per_day == 3 and changed.price_band == 0.05
+    trading.UpdateSettings(trading_pb2.UpdateSettingsRequest(max_trades_per_day=4), metadata=AUTH)
+
+
+def test_check_order_is_a_dry_run(stubs):
+    trading = stubs["trading"]
+    trading.FundPaperAccount(trading_pb2.FundPaperAccountRequest(amount=1000, reference="dry-run-fund"), metadata=AUTH)
+    before = order_count(stubs)
+    later = [AUTH[0], ("x-trader-as-of", "2018-01-10T22:00:00+00:00")]  # clear of the other tests' trades
+    verdict = trading.CheckOrder(trading_pb2.SubmitOrderRequest(client_order_id="dry-1", symbol="PG.US",
+                                                                side=trading_pb2.BUY, quantity=2), metadata=later)
+    assert verdict.allowed and verdict.quantity == 2 and verdict.currency == "USD"
+    assert verdict.limit_price == pytest.approx(verdict.reference_price * 1.05)
+    no = trading.CheckOrder(trading_pb2.SubmitOrderRequest(client_order_id="dry-2", symbol="PG.US",
+                                                           side=trading_pb2.SELL, quantity=2), metadata=later)
+    assert (no.allowed, no.rule) == (False, "market_closed") and no.detail.startswith("market_closed:")
+    band = trading.CheckOrder(trading_pb2.SubmitOrderRequest(client_order_id="dry-3", symbol="PG.US",
+                                                             side=trading_pb2.BUY, quantity=2, limit_price=1.0),
+                              metadata=later)
+    assert (band.allowed, band.rule) == (False, "price_band")
+    refused(trading.CheckOrder, trading_pb2.SubmitOrderRequest(client_order_id="dry-4", symbol="PG.US",
+                                                               side=trading_pb2.BUY, quantity=2, limit_price=-5),
+            grpc.StatusCode.INVALID_ARGUMENT, "limit_price")
+    assert order_count(stubs) == before
+
+
+def test_trading_status_and_order_lookup(stubs):
+    trading = stubs["trading"]
+    status = trading.GetTradingStatus(trading_pb2.GetTradingStatusRequest(), metadata=AUTH)
+    assert status.mode == "replay" and status.broker == "paper" and status.trading_enabled and status.reconciled
+    assert status.breaker in ("normal", "not_armed") and status.HasField("next_trade_allowed_at")
+    refused(trading.GetOrder, trading_pb2.GetOrderRequest(client_order_id="never"), grpc.StatusCode.NOT_FOUND,
+            "never")
+    refused(trading.GetOrder, trading_pb2.GetOrderRequest(), grpc.StatusCode.INVALID_ARGUMENT, "id")
+    rejected = trading.ListOrders(trading_pb2.ListOrdersRequest(), metadata=AUTH).orders[0]
+    refused(trading.CancelOrder, trading_pb2.GetOrderRequest(id=rejected.id), grpc.StatusCode.FAILED_PRECONDITION,
+            "order_final")

@@ -1,0 +1,272 @@
+"""The order engine with the paper broker: the order path, broker faults and their resolution,
+realised P&L, reconciliation, and a state machine over random orders, fills and faults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from trader.data.v1 import data_pb2
+
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.trading import orders, store
+from services.trading.adapters.paper_broker import PaperBroker
+from services.trading.engine import OrderEngine
+
+START = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)
+RATES = {"USD": 1.10}
+
+
+@dataclass
+class FakeReads:
+    """The other services, scripted: quotes, market state, FX, the daily P&L."""
+
+    prices: dict[str, float] = field(default_factory=lambda: {"AAPL.US": 100.0, "SAP.DE": 50.0, "KO.US": 60.0})
+    market_open_value: bool | None = True
+    pnl: tuple[bool, float | None] = (False, None)
+    now: datetime = START
+
+    def security(self, symbol):
+        if symbol not in self.prices:
+            raise NotFound(f"unknown symbol {symbol!r}")
+        currency, exchange = ("EUR", "XETR") if symbol.endswith(".DE") else ("USD", "XNYS")
+        return data_pb2.Security(symbol=symbol, currency=currency, exchange=exchange, lot_size=1, allow_buy=True,
+                                 allow_sell=True, kind=data_pb2.EQUITY)
+
+    def market_open(self, exchange, now):
+        return self.market_open_value
+
+    def quote(self, symbol):
+        return self.prices[symbol], self.now.date()
+
+    def rates(self):
+        return "EUR", dict(RATES)
+
+    def daily_pnl(self, today: date):
+        return self.pnl
+
+
+def make_engine(tmp_path, faults=(), serving=None):
+    db = store.open_database(f"sqlite:///{tmp_path / 'trading.db'}")
+    broker = PaperBroker(db, lambda value, currency: orders.commission(value, currency, "EUR", RATES),
+                         faults=list(faults))
+    reads = FakeReads()
+    engine = OrderEngine("replay", db, broker, reads, set_serving=(serving.append if serving is not None
+                                                                   else lambda _: None))
+    engine.reconcile()
+    broker.deposit(100_000, "EUR", "seed", START)
+    return engine, broker, reads, db
+
+
+def intent(cid, symbol="AAPL.US", side="BUY", quantity=10):
+    return orders.validate_intent(cid, symbol, side, quantity, "test")
+
+
+def events(db, cid):
+    with db.transaction() as session:
+        return [e.state for e in store.order_events(session, store.find_order(session, cid).id)]
+
+
+def test_buy_fills_with_every_state_recorded(tmp_path):
+    engine, broker, _, db = make_engine(tmp_path)
+    row = engine.submit(intent("a"), None, START)
+    assert (row.state, row.filled_quantity, row.fill_price) == ("FILLED", 10, 100.0)
+    assert row.limit_price == pytest.approx(105.0) and row.commission == pytest.approx(2.2 + 2.0)
+    assert events(db, "a") == ["NEW", "SUBMITTED", "FILLED"]
+    account = broker.account()
+    assert [(p.symbol, p.quantity) for p in account.positions] == [("AAPL.US", 10)]
+    # the USD needed at the limit price (with commission), plus 2%, was converted from EUR first
+    needed_at_limit = 10 * 105.0 + orders.commission(1050.0, "USD", "EUR", RATES)
+    assert account.cash["USD"] == pytest.approx(needed_at_limit * 1.02 - 1004.2, abs=0.02)
+    with pytest.raises(AlreadyExists):
+        engine.submit(intent("a"), None, START + timedelta(hours=2))
+
+
+def test_refusal_is_stored_and_nothing_reaches_the_broker(tmp_path):
+    engine, broker, reads, db = make_engine(tmp_path)
+    reads.market_open_value = False
+    with pytest.raises(FailedPrecondition, match="^market_closed"):
+        engine.submit(intent("s", side="SELL"), None, START)
+    with db.transaction() as session:
+        order = store.find_order(session, "s")
+        assert order.state == "REJECTED" and order.reason.startswith("market_closed")
+    assert broker.executions() == []
+
+
+def test_bad_input_stores_nothing(tmp_path):
+    engine, _, _, db = make_engine(tmp_path)
+    with pytest.raises(NotFound):
+        engine.submit(intent("x", symbol="NOPE.US"), None, START)
+    with db.transaction() as session:
+        assert store.orders(session, 10) == []
+    with pytest.raises(InvalidArgument):
+        orders.validate_intent("y", "AAPL.US", "BUY", 0, "")
+
+
+def test_rejection_by_the_broker(tmp_path):
+    engine, broker, _, db = make_engine(tmp_path, faults=["reject"])
+    with pytest.raises(FailedPrecondition, match="^broker_rejected"):
+        engine.submit(intent("r"), None, START)
+    assert events(db, "r") == ["NEW", "SUBMITTED", "REJECTED"] and broker.executions() == []
+
+
+def test_lost_reply_after_accept_is_resolved_by_lookup_not_resent(tmp_path):
+    serving = []
+    engine, broker, _, db = make_engine(tmp_path, faults=["timeout_after_accept"], serving=serving)
+    with pytest.raises(Unavailable, match="never resent"):
+        engine.submit(intent("t"), None, START)
+    assert events(db, "t")[-1] == "UNKNOWN_OUTCOME" and serving[-1] is False
+    with pytest.raises(FailedPrecondition, match="^reconciliation"):
+        engine.submit(intent("u", symbol="KO.US"), None, START + timedelta(hours=2))
+    assert engine.sync(START) == 1
+    assert events(db, "t")[-1] == "FILLED" and serving[-1] is True
+    assert len(broker.executions()) == 1 and engine.sync(START) == 0  # imported once
+
+
+def test_disconnect_before_sending_resolves_to_rejected(tmp_path):
+    engine, broker, _, db = make_engine(tmp_path, faults=["disconnect"])
+    with pytest.raises(Unavailable):
+        engine.submit(intent("d"), None, START)
+    engine.sync(START)
+    assert events(db, "d")[-2:] == ["UNKNOWN_OUTCOME", "REJECTED"] and engine.reconciliation.reconciled
+
+
+def test_partial_fill_keeps_the_filled_part(tmp_path):
+    engine, broker, _, db = make_engine(tmp_path, faults=["partial_fill"])
+    row = engine.submit(intent("p"), None, START)
+    assert (row.state, row.filled_quantity) == ("CANCELLED", 5)
+    assert events(db, "p") == ["NEW", "SUBMITTED", "PARTIALLY_FILLED", "CANCELLED"]
+    assert [p.quantity for p in broker.account().positions] == [5] and engine.reconcile().reconciled
+
+
+def test_realized_pnl_uses_average_cost(tmp_path):
+    engine, _, reads, db = make_engine(tmp_path)
+    engine.submit(intent("b1"), None, START)
+    reads.prices["AAPL.US"] = 120.0
+    reads.now = START + timedelta(days=40)
+    engine.submit(intent("b2"), None, reads.now)
+    reads.prices["AAPL.US"] = 130.0
+    later = START + timedelta(days=140)
+    reads.now = later
+    sold = engine.submit(intent("s1", side="SELL", quantity=5), None, later)
+    expected = (130.0 - 110.0) * 5 - orders.commission(5 * 130.0, "USD", "EUR", RATES)
+    assert sold.realized_pnl == pytest.approx(expected)
+    with db.transaction() as session:
+        assert store.average_cost(session, "AAPL.US") == pytest.approx(110.0)
+
+
+def test_books_that_disagree_stop_trading_until_accepted(tmp_path):
+    serving = []
+    engine, broker, _, db = make_engine(tmp_path, serving=serving)
+    outside = orders.validate_intent("outside", "KO.US", "BUY", 3, "")
+    from services.trading.adapters.broker import MarketOrder
+
+    broker.deposit(1000, "USD", "usd-seed", START)
+    broker.place_market_order(MarketOrder(outside.client_order_id, "KO.US", "BUY", 3, "USD", 60.0, 63.0), START)
+    assert not engine.reconcile().reconciled  # a broker fill the ledger has not imported yet...
+    engine.sync(START)  # ...is imported once, and the books agree again
+    assert engine.reconciliation.reconciled
+    with db.transaction() as session:
+        session.execute(store.TradeRow.__table__.delete())  # ...until the ledger loses it
+    assert not engine.reconcile().reconciled and serving[-1] is False
+    assert engine.reconciliation.issues == ["KO.US: books 0, broker 3"]
+    with pytest.raises(FailedPrecondition, match="^reconciliation"):
+        engine.submit(intent("z"), None, START + timedelta(hours=1))
+    assert engine.accept_broker_positions("bought by hand", START).reconciled and serving[-1] is True
+
+
+def test_settings_round_trip(tmp_path):
+    engine, *_ = make_engine(tmp_path)
+    assert engine.settings().max_trades_per_day == 4
+    assert engine.update_settings({"max_trades_per_day": 2}, START).max_trades_per_day == 2
+    with pytest.raises(InvalidArgument):
+        engine.update_settings({"price_band": 0.9}, START)
+    assert engine.settings().max_trades_per_day == 2 and engine.settings().price_band == 0.05
+
+
+# --- the state machine ---
+
+SYMBOLS = ("AAPL.US", "SAP.DE", "KO.US")
+
+
+class TradingMachine(RuleBasedStateMachine):
+    """Random orders, price moves, time steps, faults and syncs against the invariants."""
+
+    def __init__(self):
+        super().__init__()
+        import tempfile
+        from pathlib import Path
+
+        self.tmp = tempfile.TemporaryDirectory()
+        self.engine, self.broker, self.reads, self.db = make_engine(Path(self.tmp.name))
+        self.engine.update_settings({"min_hold_days": 0, "sell_cooldown_days": 0, "buy_cooldown_days": 0}, START)
+        self.now = START
+        self.sent: list[str] = []
+
+    def teardown(self):
+        self.db.close()
+        self.tmp.cleanup()
+
+    @rule(symbol=st.sampled_from(SYMBOLS), side=st.sampled_from(["BUY", "SELL"]), quantity=st.integers(1, 400),
+          fault=st.sampled_from([None, None, None, "reject", "disconnect", "timeout_after_accept", "partial_fill"]))
+    def order(self, symbol, side, quantity, fault):
+        if fault:
+            self.broker.faults.append(fault)
+        cid = f"o{len(self.sent)}"
+        self.sent.append(cid)
+        try:
+            self.engine.submit(intent(cid, symbol, side, quantity), None, self.now)
+        except (FailedPrecondition, Unavailable):
+            pass
+        self.broker.faults.clear()
+
+    @rule(minutes=st.sampled_from([1, 30, 61, 600, 1500, 4 * 1440]))
+    def advance(self, minutes):
+        self.now += timedelta(minutes=minutes)
+        self.reads.now = self.now
+
+    @rule(symbol=st.sampled_from(SYMBOLS), change=st.floats(0.7, 1.3))
+    def move_price(self, symbol, change):
+        self.reads.prices[symbol] = round(self.reads.prices[symbol] * change, 2)
+
+    @rule()
+    def sync(self):
+        self.engine.sync(self.now)
+
+    @invariant()
+    def no_duplicate_executions(self):
+        ids = [e.client_order_id for e in self.broker.executions()]
+        assert len(ids) == len(set(ids))
+
+    @invariant()
+    def no_negative_positions_or_cash(self):
+        account = self.broker.account()
+        assert all(p.quantity >= 0 for p in account.positions)
+        assert all(amount >= -1e-6 for amount in account.cash.values())
+
+    @invariant()
+    def frequency_caps_hold(self):
+        times = sorted(e.executed_at for e in self.broker.executions())
+        for earlier, later in zip(times, times[1:], strict=False):
+            assert later - earlier >= timedelta(minutes=60)
+        for t in times:
+            assert sum(1 for u in times if u.date() == t.date()) <= 4
+            assert sum(1 for u in times if timedelta(0) <= t - u < timedelta(days=7)) <= 10
+
+    @precondition(lambda self: self.sent)
+    @rule()
+    def everything_final_after_sync(self):
+        self.engine.sync(self.now)
+        with self.db.transaction() as session:
+            states = {o.client_order_id: o.state for o in store.orders(session, 10_000)}
+        assert all(state in orders.FINAL_STATES for state in states.values()), states
+        assert self.engine.reconciliation.reconciled
+
+
+TradingMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None,
+                                            suppress_health_check=[HealthCheck.too_slow])
+test_trading_state_machine = TradingMachine.TestCase
