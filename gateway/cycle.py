@@ -104,8 +104,10 @@ class Cycle:
         self.step("sync_broker", lambda: self._sync_broker(state))
         self.step("sync_prices", self._sync_prices)
         self.step("valuation", lambda: self._valuation(state), needs=("sync_broker",))
+        if state.get("negative_cash"):
+            self.step("emergency", self._emergency, needs=("valuation",))
         self.step("plan", lambda: self._plan(state), needs=("valuation", "sync_prices"))
-        before_execute = ("sync_broker", "sync_prices", "valuation", "plan")
+        before_execute = ("sync_broker", "sync_prices", "valuation", "plan", "emergency")
         if self.step("execute", lambda: self._execute(state), needs=before_execute) and self.result.last_trade:
             self.step("post_trade_sync", lambda: self._sync_broker(state))
             self.step("post_trade_valuation", lambda: self._valuation(state), needs=("post_trade_sync",))
@@ -137,10 +139,15 @@ class Cycle:
         self.result.base_currency = portfolio.base_currency
         self.result.total_value_base = portfolio.total_value_base
         self.result.cash_base = portfolio.cash_base
-        negative = [f"{c.currency} {c.amount:.2f}" for c in portfolio.cash if c.amount < 0]
-        if negative:
-            raise RuntimeError(f"negative cash balance: {', '.join(negative)}")
+        state["negative_cash"] = [f"{c.currency} {c.amount:.2f}" for c in portfolio.cash if c.amount < 0]
         return f"total {portfolio.base_currency} {portfolio.total_value_base:,.2f}, hash {portfolio.portfolio_hash}"
+
+    def _emergency(self) -> str:
+        reply = self.s.trading.ResolveNegativeBalances(trading_pb2.ResolveNegativeBalancesRequest())
+        if reply.remaining:
+            left = ", ".join(f"{c.currency} {c.amount:.2f}" for c in reply.remaining)
+            raise RuntimeError(f"negative cash remains after the emergency path: {left}")
+        return f"{len(reply.conversions)} conversions, {len(reply.orders)} emergency orders"
 
     def _plan(self, state: dict) -> str:
         plan = self.s.planner.GetRecommendations(planner_pb2.GetRecommendationsRequest())

@@ -270,3 +270,66 @@ class TradingMachine(RuleBasedStateMachine):
 TradingMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None,
                                             suppress_health_check=[HealthCheck.too_slow])
 test_trading_state_machine = TradingMachine.TestCase
+
+
+# --- the emergency path ---
+
+def test_conversion_plan_keeps_reserves_and_covers_the_deficit():
+    from services.trading.emergency import RESERVE, plan_conversions
+
+    planned = plan_conversions({"EUR": 100.0, "USD": -55.0, "GBP": 3.0}, "EUR", RATES | {"GBP": 0.85})
+    assert [(p.from_currency, p.to_currency) for p in planned] == [("EUR", "USD")]  # GBP is under its reserve
+    assert planned[0].to_amount >= 55.0 + RESERVE - 0.01 and 100.0 - planned[0].from_amount >= RESERVE
+    assert plan_conversions({"EUR": 4.0, "USD": -50.0}, "EUR", RATES) == []  # nothing above the reserve
+
+
+def test_sale_plan_takes_the_largest_first_with_a_buffer():
+    from services.trading.emergency import plan_sales
+
+    sales = plan_sales(1000.0, [("A.US", 5, 100.0), ("B.US", 100, 50.0), ("C.US", 1000, 1.0)], {"B.US": 10})
+    assert sales == [("B.US", 30)]  # 5,000 held in B: 30 shares (whole lots of 10) cover 1,100
+    assert plan_sales(10_000.0, [("A.US", 5, 100.0)], {}) == [("A.US", 5)]  # never above the holding
+
+
+def _force_cash(db, currency, amount):
+    from services.trading.adapters.paper_broker import PaperCash
+
+    with db.transaction() as session:
+        session.merge(PaperCash(currency=currency, amount=amount))
+
+
+def test_emergency_converts_first_then_sells_waiving_only_holding_rules(tmp_path):
+    engine, broker, reads, db = make_engine(tmp_path)
+    engine.submit(intent("e1", "KO.US", "BUY", 100), None, START)
+    engine.sync(START)
+    _force_cash(db, "EUR", 50.0)           # little left to convert from
+    _force_cash(db, "USD", -3000.0)        # e.g. fees charged by the broker
+    later = START + timedelta(minutes=5)   # inside the 60-minute cap and the 90-day minimum hold
+    conversions, placed, remaining = engine.resolve_negative_balances(later)
+    assert [(c.from_currency, c.to_currency) for c in conversions] == [("EUR", "USD")]
+    assert broker.account().cash["EUR"] == pytest.approx(5.0)  # the reserve stays
+    assert [(o.symbol, o.side, o.state) for o in placed] == [("KO.US", "SELL", "FILLED")]
+    assert remaining == {} and broker.account().cash["USD"] > 0
+    assert placed[0].quantity == 55  # (3000 - 49.50 converted) x 1.1 / 60 = 54.1, rounded up to whole shares
+    assert engine.resolve_negative_balances(later + timedelta(minutes=1)) == ([], [], {})
+
+
+def test_emergency_still_needs_an_open_market(tmp_path):
+    engine, broker, reads, db = make_engine(tmp_path)
+    engine.submit(intent("e2", "KO.US", "BUY", 10), None, START)
+    _force_cash(db, "EUR", 0.0)
+    _force_cash(db, "USD", -100.0)
+    reads.market_open_value = False
+    _, placed, remaining = engine.resolve_negative_balances(START + timedelta(minutes=1))
+    assert [(o.state, o.reason.split(":")[0]) for o in placed] == [("REJECTED", "market_closed")]
+    assert remaining == {"USD": pytest.approx(-100.0)}
+
+
+def test_two_emergencies_never_run_at_once(tmp_path):
+    engine, *_ = make_engine(tmp_path)
+    engine._emergency_lock.acquire()
+    try:
+        with pytest.raises(FailedPrecondition, match="^emergency_in_progress"):
+            engine.resolve_negative_balances(START)
+    finally:
+        engine._emergency_lock.release()

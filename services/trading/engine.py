@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from services.common.errors import AlreadyExists, DomainError, FailedPrecondition, Unavailable
 from services.common.logs import event
 from services.common.money import from_base
-from services.trading import orders, risk, store
+from services.trading import emergency, orders, risk, store
 from services.trading.adapters.broker import BrokerRejected, MarketOrder
 from services.trading.adapters.services import ServiceReads
 
@@ -39,6 +39,7 @@ class OrderEngine:
         self._reads = reads
         self._set_serving = set_serving
         self._lock = threading.RLock()  # one order at a time: checks and fills see one account
+        self._emergency_lock = threading.Lock()  # one emergency at a time: never a double sale
         self.reconciliation = Reconciliation(False, ["not reconciled yet"])
 
     # --- settings ---
@@ -239,6 +240,46 @@ class OrderEngine:
                     if difference:
                         store.add_adjustment(session, symbol, difference, reason, now)
             return self.reconcile()
+
+    # --- the emergency path ---
+
+    def resolve_negative_balances(self, now: datetime) -> tuple[list, list[store.OrderRow], dict[str, float]]:
+        """(conversions done, emergency orders, balances still negative)."""
+        if not self._emergency_lock.acquire(blocking=False):
+            raise FailedPrecondition("emergency_in_progress", "another emergency resolution is running")
+        try:
+            base, rates = self._reads.rates()
+            conversions = []
+            for step, planned in enumerate(emergency.plan_conversions(self.broker.account().cash, base, rates)):
+                self.broker.convert(planned.from_currency, planned.from_amount, planned.to_currency,
+                                    planned.to_amount, f"emergency:{now.isoformat()}:{step}", now)
+                conversions.append(planned)
+            placed = []
+            account = self.broker.account()
+            for currency, balance in sorted(account.cash.items()):
+                if balance >= 0:
+                    continue
+                held = [(p.symbol, p.quantity, (self._reads.quote(p.symbol) or (0.0,))[0])
+                        for p in account.positions if p.currency == currency]
+                lots = {symbol: max(1, self._reads.security(symbol).lot_size) for symbol, _, _ in held}
+                for symbol, quantity in emergency.plan_sales(-balance, [h for h in held if h[2] > 0], lots):
+                    cid = f"emergency-{now.strftime('%Y%m%dT%H%M%S')}-{symbol}"
+                    try:
+                        placed.append(self.submit(orders.validate_intent(cid, symbol, orders.SELL, quantity,
+                                                                         f"negative {currency} balance"),
+                                                  None, now, emergency=True, whole_lots=False))
+                    except (FailedPrecondition, Unavailable, AlreadyExists):
+                        with self._db.transaction() as session:
+                            row = store.find_order(session, cid)
+                        if row is not None:
+                            placed.append(row)
+            remaining = {c: a for c, a in self.broker.account().cash.items() if a < 0}
+            if conversions or placed or remaining:
+                event(log, "emergency resolution", logging.WARNING, conversions=len(conversions),
+                      orders=[o.client_order_id for o in placed], remaining=remaining)
+            return conversions, placed, remaining
+        finally:
+            self._emergency_lock.release()
 
     # --- status ---
 

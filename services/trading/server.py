@@ -168,6 +168,19 @@ class TradingServicer(trading_pb2_grpc.TradingServicer):
         changes = {name: getattr(request, name) for name in RiskSettings.names() if request.HasField(name)}
         return settings_to_proto(self._engine.update_settings(changes, clock.wall_now()))
 
+    def ResolveNegativeBalances(self, request, context):
+        conversions, placed, remaining = self._engine.resolve_negative_balances(clock.now())
+        return trading_pb2.ResolveNegativeBalancesResponse(
+            conversions=[trading_pb2.Conversion(from_currency=c.from_currency, from_amount=c.from_amount,
+                                                to_currency=c.to_currency, to_amount=c.to_amount) for c in conversions],
+            orders=[order_to_proto(o) for o in placed],
+            remaining=[trading_pb2.BrokerCash(currency=c, amount=a) for c, a in sorted(remaining.items())])
+
+    def AcceptBrokerPositions(self, request, context):
+        reason = required_text("reason", request.reason, 300)
+        self._engine.accept_broker_positions(reason, clock.now())
+        return self.GetTradingStatus(request, context)
+
     def FundPaperAccount(self, request, context):
         amount = positive_amount("amount", request.amount, maximum=1e9)
         currency = currency_code("currency", request.currency, default=self._config.base_currency)
