@@ -53,5 +53,8 @@ def load(environ: Mapping[str, str] | None = None) -> GatewayConfig:
         monthly_deposit=env.number("TRADER_MONTHLY_DEPOSIT", 1000.0, minimum=0, maximum=1e7),
         max_cycles=int(env.number("TRADER_REPLAY_MAX_CYCLES", 0, minimum=0, maximum=1e7)),
     )
+    if replay.autostart and common.mode not in ("replay", "backtest", "research"):
+        env.problems.append(f"TRADER_REPLAY_AUTOSTART: the replay driver simulates time; it cannot run in "
+                            f"TRADER_MODE={common.mode}")
     env.check()
     return GatewayConfig(common, replay)

@@ -22,10 +22,10 @@ SERVICES: dict[str, tuple[str, int]] = {
     "display": ("trader.display.v1.Display", 50055),
 }
 
-# Modes this build can run: replay and backtest (bundled or imported history, paper broker),
-# research (plans only: trading refuses every order). Paper and live are refused until their
-# pieces (a live clock with a live provider, the Tradernet broker) exist.
-SUPPORTED_MODES = ("replay", "backtest", "research")
+# Modes: replay and backtest (bundled or imported history, paper broker), research (plans
+# only: trading refuses every order), paper (wall clock, live prices, paper broker) and live
+# (Tradernet; the trading service also needs credentials and an explicit confirmation).
+SUPPORTED_MODES = ("replay", "backtest", "research", "paper", "live")
 KNOWN_MODES = ("replay", "backtest", "paper", "research", "live")
 
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")

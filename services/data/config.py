@@ -27,5 +27,8 @@ def load(environ: Mapping[str, str] | None = None) -> DataConfig:
         retention_days=int(env.number("TRADER_DATA_RETENTION_DAYS", 0, minimum=0, maximum=100_000)),
         regime_index=env.text("TRADER_REGIME_INDEX", "SP500.IDX"),
     )
+    if common.mode in ("paper", "live") and config.provider == "sample":
+        env.problems.append(f"TRADER_DATA_PROVIDER=sample cannot serve TRADER_MODE={common.mode} (the bundled "
+                            "history ends in 2022): set TRADER_DATA_PROVIDER=yfinance")
     env.check()
     return config

@@ -1,4 +1,5 @@
-"""`python -m services.trading` starts the trading service (paper broker).
+"""`python -m services.trading` starts the trading service: the paper broker, or Tradernet in
+live mode (credentials and TRADER_LIVE_CONFIRM required, or it refuses to start).
 
 At start it reconciles with the broker (imports fills, resolves orders whose outcome is
 unknown by lookup, compares positions); while the books disagree, health is NOT_SERVING and
@@ -11,10 +12,12 @@ from trader.trading.v1 import trading_pb2_grpc
 
 from services.common import clock
 from services.common.client import Clients
+from services.common.errors import Unavailable
 from services.common.server import ServiceParts, run_service
 from services.trading import orders, store
 from services.trading.adapters.paper_broker import PaperBroker
 from services.trading.adapters.services import ServiceReads
+from services.trading.adapters.tradernet import TradernetBroker, TradernetClient
 from services.trading.config import TradingConfig, load
 from services.trading.engine import OrderEngine
 from services.trading.server import TradingServicer
@@ -24,16 +27,24 @@ def build(config: TradingConfig) -> ServiceParts:
     common = config.common
     db = store.open_database(common.db_url)
     clients = Clients(common)
-    # The simulated broker charges the real broker's fee, converted at the configured rates.
-    broker = PaperBroker(db, lambda value, currency: orders.commission(value, currency, common.base_currency,
-                                                                       common.fx_rates),
-                         slippage=config.paper_slippage, faults=config.paper_faults)
+    if config.tradernet is not None:
+        broker = TradernetBroker(TradernetClient(config.tradernet.url, config.tradernet.public_key,
+                                                 config.tradernet.secret))
+    else:
+        # The simulated broker charges the real broker's fee, converted at the configured rates.
+        broker = PaperBroker(db, lambda value, currency: orders.commission(value, currency, common.base_currency,
+                                                                           common.fx_rates),
+                             slippage=config.paper_slippage, faults=config.paper_faults)
     engine = OrderEngine(common.mode, db, broker, ServiceReads(clients))
     servicer = TradingServicer(common, db, engine)
 
     def reconcile_on_start(running, _request_stop):
         engine._set_serving = running.set_serving
-        engine.sync(clock.wall_now())
+        running.set_serving(False)  # until the books are known to agree with the broker
+        try:
+            engine.sync(clock.wall_now())
+        except Unavailable:
+            pass  # stays NOT_SERVING and refuses orders; the next SyncBroker tries again
 
     def close():
         clients.close()

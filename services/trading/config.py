@@ -8,12 +8,22 @@ from dataclasses import dataclass
 from services.common.config import CommonConfig, Env, load_common
 from services.trading.adapters.paper_broker import FAULTS
 
+LIVE_CONFIRMATION = "I-ACCEPT-REAL-MONEY-RISK"
+
+
+@dataclass(frozen=True)
+class TradernetConfig:
+    url: str
+    public_key: str
+    secret: str
+
 
 @dataclass(frozen=True)
 class TradingConfig:
     common: CommonConfig
     paper_slippage: float    # fraction of the price a paper fill moves against the order
     paper_faults: list[str]  # tests only: faults the paper broker injects, one per order
+    tradernet: TradernetConfig | None  # set in live mode only
 
 
 def load(environ: Mapping[str, str] | None = None) -> TradingConfig:
@@ -23,7 +33,19 @@ def load(environ: Mapping[str, str] | None = None) -> TradingConfig:
     unknown = [f for f in faults if f not in FAULTS]
     if unknown:
         env.problems.append(f"TRADER_PAPER_FAULTS: unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
+    tradernet = None
+    if common.mode == "live":
+        tradernet = TradernetConfig(env.text("TRADER_TRADERNET_URL", "https://freedom24.com"),
+                                    env.raw("TRADER_TRADERNET_API_KEY") or "",
+                                    env.raw("TRADER_TRADERNET_API_SECRET") or "")
+        if not tradernet.public_key or not tradernet.secret:
+            env.problems.append("TRADER_MODE=live needs TRADER_TRADERNET_API_KEY and TRADER_TRADERNET_API_SECRET")
+        if env.raw("TRADER_LIVE_CONFIRM") != LIVE_CONFIRMATION:
+            env.problems.append(f"TRADER_MODE=live trades real money: set TRADER_LIVE_CONFIRM={LIVE_CONFIRMATION} "
+                                "to confirm")
+        if faults:
+            env.problems.append("TRADER_PAPER_FAULTS is for tests with the paper broker, never with TRADER_MODE=live")
     config = TradingConfig(common, env.number("TRADER_PAPER_SLIPPAGE", 0.0, minimum=0, maximum=0.05),
-                           [f for f in faults if f in FAULTS])
+                           [f for f in faults if f in FAULTS], tradernet)
     env.check()
     return config

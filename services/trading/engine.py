@@ -166,7 +166,8 @@ class OrderEngine:
             raise Unavailable(f"broker outcome unknown for {intent.client_order_id}; "
                               "it is resolved by lookup at the next sync, never resent") from exc
         with self._db.transaction() as session:
-            store.record_execution(session, execution, now)
+            if execution is not None:  # a live broker accepts now and fills later (imported at sync)
+                store.record_execution(session, execution, now)
             return session.get(store.OrderRow, order_id)
 
     def _set(self, order_id: int, state: str, reason: str, now) -> None:
@@ -193,11 +194,15 @@ class OrderEngine:
         positions. Returns the number of fills imported."""
         with self._lock:
             imported = 0
-            for execution in self.broker.executions():
-                with self._db.transaction() as session:
-                    imported += store.record_execution(session, execution, now)
-            self._resolve_open_orders(now)
-            self.reconcile()
+            try:
+                for execution in self.broker.executions():
+                    with self._db.transaction() as session:
+                        imported += store.record_execution(session, execution, now)
+                self._resolve_open_orders(now)
+                self.reconcile()
+            except Unavailable as exc:
+                self._mark_unreconciled([f"the broker could not be reached: {exc.message}"])
+                raise
             return imported
 
     def _resolve_open_orders(self, now: datetime) -> None:
@@ -205,7 +210,9 @@ class OrderEngine:
         with self._db.transaction() as session:
             unresolved = [o for o in store.open_orders(session) if o.state != orders.NEW]
         for order in unresolved:
-            if order.client_order_id in still_open:
+            if order.client_order_id in still_open or order.broker_reference in still_open:
+                if order.state == orders.UNKNOWN_OUTCOME:
+                    self._set(order.id, orders.SUBMITTED, "found open at the broker", now)
                 continue
             if self.broker.find_execution(order.client_order_id) is None:
                 self._set(order.id, orders.REJECTED, "the broker has no such order: it never executed", now)
@@ -240,6 +247,21 @@ class OrderEngine:
                     if difference:
                         store.add_adjustment(session, symbol, difference, reason, now)
             return self.reconcile()
+
+    def cancel(self, row: store.OrderRow, now: datetime) -> store.OrderRow:
+        """Cancel an order the broker still has open; anything else is refused by its state."""
+        with self._lock:
+            if row.state in orders.FINAL_STATES:
+                raise FailedPrecondition("order_final", f"order {row.client_order_id} is {row.state}")
+            open_ids = self.broker.open_order_ids()
+            if row.client_order_id not in open_ids and row.broker_reference not in open_ids:
+                raise FailedPrecondition("order_in_flight", f"order {row.client_order_id} is {row.state} and not open "
+                                                            "at the broker: its outcome is resolved at the next sync")
+            if not self.broker.cancel(row.client_order_id):
+                raise FailedPrecondition("broker_cancel", f"the broker no longer has {row.client_order_id} open")
+            self._set(row.id, orders.CANCELLED, "cancelled by request", now)
+            with self._db.transaction() as session:
+                return session.get(store.OrderRow, row.id)
 
     # --- the emergency path ---
 

@@ -36,6 +36,12 @@ def plan_client_order_id(plan_id: str, step: int, symbol: str, side: str) -> str
     return hashlib.sha256(f"{plan_id}:{step}:{symbol}:{side}".encode()).hexdigest()[:32]
 
 
+def broker_reference(client_order_id: str) -> str:
+    """The numeric id sent to a broker as its client-side order id (Tradernet's user_order_id),
+    derived from the client order id so it can be recomputed at any time."""
+    return str(int(hashlib.sha256(client_order_id.encode()).hexdigest()[:15], 16))
+
+
 def validate_intent(client_order_id: str, symbol: str, side: str, quantity: int, reason: str) -> OrderIntent:
     if not client_order_id.strip():
         raise InvalidArgument("client_order_id", "is required")

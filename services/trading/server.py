@@ -104,12 +104,7 @@ class TradingServicer(trading_pb2_grpc.TradingServicer):
     def CancelOrder(self, request, context):
         with self._db.transaction() as session:
             row = self._find(session, request)
-            if row.state in orders.FINAL_STATES:
-                raise FailedPrecondition("order_final", f"order {row.client_order_id} is {row.state}")
-            if row.client_order_id in self._engine.broker.open_order_ids():
-                raise FailedPrecondition("broker_cancel", "cancelling open broker orders needs the live broker")
-            raise FailedPrecondition("order_in_flight", f"order {row.client_order_id} is {row.state}: "
-                                                        "its outcome is resolved at the next sync")
+        return order_to_proto(self._engine.cancel(row, clock.now()))
 
     def _find(self, session, request) -> store.OrderRow:
         if request.id:

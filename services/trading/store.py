@@ -10,9 +10,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database
 from services.trading.adapters.broker import Execution
-from services.trading.orders import OrderIntent
+from services.trading.orders import OrderIntent, broker_reference
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 OPEN_STATES = ("NEW", "SUBMITTED", "PARTIALLY_FILLED", "UNKNOWN_OUTCOME")
 
 
@@ -33,6 +33,7 @@ class OrderRow(Base):
     fill_price: Mapped[float] = mapped_column(Float, default=0.0)
     commission: Mapped[float] = mapped_column(Float, default=0.0)
     filled_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    broker_reference: Mapped[str] = mapped_column(String(20), default="", index=True)
     limit_price: Mapped[float] = mapped_column(Float, default=0.0)
     realized_pnl: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -95,8 +96,15 @@ def _v1_to_v2(connection) -> None:
         connection.execute(text(statement))
 
 
+def _v2_to_v3(connection) -> None:
+    connection.execute(text("ALTER TABLE orders ADD COLUMN broker_reference VARCHAR(20) NOT NULL DEFAULT ''"))
+    for order_id, client_order_id in connection.execute(text("SELECT id, client_order_id FROM orders")).all():
+        connection.execute(text("UPDATE orders SET broker_reference = :ref WHERE id = :id"),
+                           {"ref": broker_reference(client_order_id), "id": order_id})
+
+
 def open_database(url: str) -> Database:
-    return Database(url, Base.metadata, "trading", SCHEMA_VERSION, migrations={1: _v1_to_v2})
+    return Database(url, Base.metadata, "trading", SCHEMA_VERSION, migrations={1: _v1_to_v2, 2: _v2_to_v3})
 
 
 def utc(value: datetime) -> datetime:
@@ -104,13 +112,16 @@ def utc(value: datetime) -> datetime:
 
 
 def find_order(session: Session, client_order_id: str) -> OrderRow | None:
-    return session.scalars(select(OrderRow).where(OrderRow.client_order_id == client_order_id)).first()
+    """By client order id, or by the numeric reference a broker reports it under."""
+    return session.scalars(select(OrderRow).where(OrderRow.client_order_id == client_order_id)).first() or \
+        session.scalars(select(OrderRow).where(OrderRow.broker_reference == client_order_id,
+                                               OrderRow.broker_reference != "")).first()
 
 
 def add_order(session: Session, intent: OrderIntent, currency: str, now: datetime) -> OrderRow:
     row = OrderRow(client_order_id=intent.client_order_id, symbol=intent.symbol, side=intent.side,
                    quantity=intent.quantity, currency=currency, state="NEW", reason=intent.reason,
-                   created_at=now, updated_at=now)
+                   broker_reference=broker_reference(intent.client_order_id), created_at=now, updated_at=now)
     session.add(row)
     session.flush()
     session.add(OrderEventRow(order_id=row.id, state="NEW", reason=intent.reason, at=now))
@@ -141,8 +152,8 @@ def record_execution(session: Session, execution: Execution, now: datetime) -> b
         realized = None if cost is None else (execution.price - cost) * execution.quantity - execution.commission
     session.add(TradeRow(
         broker_trade_id=execution.broker_trade_id, order_id=order.id if order else None,
-        client_order_id=execution.client_order_id, symbol=execution.symbol, side=execution.side,
-        quantity=execution.quantity, price=execution.price, currency=execution.currency,
+        client_order_id=order.client_order_id if order else execution.client_order_id, symbol=execution.symbol,
+        side=execution.side, quantity=execution.quantity, price=execution.price, currency=execution.currency,
         commission=execution.commission, executed_at=execution.executed_at, realized_pnl=realized,
     ))
     if order is not None and order.state not in ("FILLED", "CANCELLED"):

@@ -144,6 +144,9 @@ class PaperBroker:
     def open_order_ids(self) -> set[str]:
         return set()  # paper orders fill or fail at once: none stays open
 
+    def cancel(self, client_order_id: str) -> bool:
+        return False  # nothing is ever open to cancel
+
     def _execute(self, order: MarketOrder, now: datetime, partial: bool) -> Execution:
         with self._lock, self._db.transaction() as session:
             seen = session.scalars(
