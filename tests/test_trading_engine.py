@@ -122,9 +122,10 @@ def test_lost_reply_after_accept_is_resolved_by_lookup_not_resent(tmp_path):
     assert events(db, "t")[-1] == "UNKNOWN_OUTCOME" and serving[-1] is False
     with pytest.raises(FailedPrecondition, match="^reconciliation"):
         engine.submit(intent("u", symbol="KO.US"), None, START + timedelta(hours=2))
-    assert engine.sync(START) == 1
+    fills, movements = engine.sync(START)
+    assert fills == 1 and movements == 3  # the seed deposit and the conversion's two legs
     assert events(db, "t")[-1] == "FILLED" and serving[-1] is True
-    assert len(broker.executions()) == 1 and engine.sync(START) == 0  # imported once
+    assert len(broker.executions()) == 1 and engine.sync(START) == (0, 0)  # each imported once
 
 
 def test_disconnect_before_sending_resolves_to_rejected(tmp_path):

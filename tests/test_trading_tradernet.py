@@ -92,6 +92,9 @@ class FakeTradernet:
             return {"result": "ok"}
         if command == "getTradesHistory":
             return {"trades": {"trade": self.trades}}
+        if command == "getClientCpsHistory":
+            return {"cps": [{"id": 501, "type_doc_id": 337, "date": "2024-03-01 10:00:00", "currency": "EUR",
+                             "totalMoneyOut": 250.0, "status_c": 3}]}
         if command == "getStockQuotesJson":
             return {"result": {"q": [{"c": t, "ltp": 101.5, "x_curr": "USD"} for t in params["tickers"].split(",")]}}
         return {"errMsg": f"unknown command {command}", "code": 2}
@@ -204,8 +207,11 @@ def test_engine_with_tradernet_fills_at_sync_and_resolves_a_lost_reply(fake, tmp
         engine.submit(intent("live-2", "AAPL.US", "BUY", 1), None, START + timedelta(hours=2))
     fake.fill(fake.open_orders[0], 101.0)
     fake.positions = [{"i": "AAPL.US", "q": 3, "bal_price_a": 101.0, "curr": "USD"}]
-    assert engine.sync(START) == 1
+    assert engine.sync(START) == (1, 1)  # the fill, and a withdrawal of 250 EUR
+    assert engine.sync(START) == (0, 0)
     with db.transaction() as session:
+        movement = session.scalars(store.select(store.CashMovementRow)).one()
+        assert (movement.kind, movement.amount, movement.currency) == ("withdrawal", -250.0, "EUR")
         order = store.find_order(session, "live-1")
         assert (order.state, order.fill_price) == ("FILLED", 101.0)
     assert engine.reconciliation.reconciled

@@ -189,21 +189,24 @@ class OrderEngine:
 
     # --- reconciliation ---
 
-    def sync(self, now: datetime) -> int:
-        """Import the broker's fills once, resolve unknown outcomes by lookup, then compare
-        positions. Returns the number of fills imported."""
+    def sync(self, now: datetime) -> tuple[int, int]:
+        """Import the broker's fills and cash movements once, resolve unknown outcomes by
+        lookup, then compare positions. Returns (fills imported, cash movements imported)."""
         with self._lock:
-            imported = 0
+            imported = moved = 0
             try:
                 for execution in self.broker.executions():
                     with self._db.transaction() as session:
                         imported += store.record_execution(session, execution, now)
+                with self._db.transaction() as session:
+                    for movement in self.broker.cash_movements():
+                        moved += store.record_cash_movement(session, movement)
                 self._resolve_open_orders(now)
                 self.reconcile()
             except Unavailable as exc:
                 self._mark_unreconciled([f"the broker could not be reached: {exc.message}"])
                 raise
-            return imported
+            return imported, moved
 
     def _resolve_open_orders(self, now: datetime) -> None:
         still_open = self.broker.open_order_ids()

@@ -129,10 +129,10 @@ class TradingServicer(trading_pb2_grpc.TradingServicer):
 
     def SyncBroker(self, request, context):
         now = clock.now()
-        imported = self._engine.sync(now)
+        imported, moved = self._engine.sync(now)
         account = self._engine.broker.account()
         response = trading_pb2.SyncBrokerResponse(broker=self._engine.broker.name, trades_imported=imported,
-                                                  synced_at=to_timestamp(now))
+                                                  cash_movements_imported=moved, synced_at=to_timestamp(now))
         for p in account.positions:
             response.positions.add(symbol=p.symbol, quantity=p.quantity, average_cost=p.average_cost,
                                    currency=p.currency)

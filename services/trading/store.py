@@ -12,7 +12,7 @@ from services.common.db import Database
 from services.trading.adapters.broker import Execution
 from services.trading.orders import OrderIntent, broker_reference
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 OPEN_STATES = ("NEW", "SUBMITTED", "PARTIALLY_FILLED", "UNKNOWN_OUTCOME")
 
 
@@ -85,6 +85,28 @@ class AdjustmentRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class CashMovementRow(Base):
+    """Money in or out of the broker account other than trades, imported once per broker id."""
+
+    __tablename__ = "cash_movements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    broker_id: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    amount: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    description: Mapped[str] = mapped_column(String(300))
+
+
+def record_cash_movement(session: Session, movement) -> bool:
+    """Add a movement once (keyed by its broker id); False when it is known."""
+    if session.scalars(select(CashMovementRow.id).where(CashMovementRow.broker_id == movement.broker_id)).first():
+        return False
+    session.add(CashMovementRow(broker_id=movement.broker_id, kind=movement.kind, amount=movement.amount,
+                                currency=movement.currency, at=movement.at, description=movement.description[:300]))
+    return True
+
+
 def _v1_to_v2(connection) -> None:
     for statement in (
         "ALTER TABLE orders ADD COLUMN filled_quantity INTEGER NOT NULL DEFAULT 0",
@@ -104,7 +126,8 @@ def _v2_to_v3(connection) -> None:
 
 
 def open_database(url: str) -> Database:
-    return Database(url, Base.metadata, "trading", SCHEMA_VERSION, migrations={1: _v1_to_v2, 2: _v2_to_v3})
+    return Database(url, Base.metadata, "trading", SCHEMA_VERSION, migrations={1: _v1_to_v2, 2: _v2_to_v3,
+                                                                          3: lambda connection: None})
 
 
 def utc(value: datetime) -> datetime:

@@ -25,6 +25,18 @@ class Execution:
 
 
 @dataclass(frozen=True)
+class CashMovement:
+    """Money in or out of the account other than trades: deposits, withdrawals, conversions."""
+
+    broker_id: str
+    kind: str          # deposit, withdrawal, conversion_out, conversion_in, ...
+    amount: float      # signed: + in, - out
+    currency: str
+    at: datetime
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class BrokerPosition:
     symbol: str
     quantity: int
@@ -61,6 +73,8 @@ class Broker(Protocol):
     def find_execution(self, client_order_id: str) -> Execution | None: ...
 
     def executions(self) -> list[Execution]: ...
+
+    def cash_movements(self) -> list[CashMovement]: ...
 
     def open_order_ids(self) -> set[str]:
         """Ids (client order ids or their broker references) of orders the broker still has open."""

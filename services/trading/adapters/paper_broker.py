@@ -18,7 +18,14 @@ from sqlalchemy import DateTime, Float, Integer, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import Database
-from services.trading.adapters.broker import Account, BrokerPosition, BrokerRejected, Execution, MarketOrder
+from services.trading.adapters.broker import (
+    Account,
+    BrokerPosition,
+    BrokerRejected,
+    CashMovement,
+    Execution,
+    MarketOrder,
+)
 
 
 class PaperBase(DeclarativeBase):
@@ -191,6 +198,21 @@ class PaperBroker:
                 select(PaperExecution).where(PaperExecution.client_order_id == client_order_id)
             ).first()
             return None if row is None else row.to_execution()
+
+    def cash_movements(self) -> list[CashMovement]:
+        movements = []
+        with self._db.transaction() as session:
+            for t in session.scalars(select(PaperTransfer).order_by(PaperTransfer.id)):
+                at = t.at if t.at.tzinfo else t.at.replace(tzinfo=UTC)
+                if t.kind == "deposit":
+                    movements.append(CashMovement(f"PAPER-T{t.id}", "deposit", t.to_amount, t.to_currency, at,
+                                                  t.reference))
+                else:
+                    movements.append(CashMovement(f"PAPER-T{t.id}-out", "conversion_out", -t.from_amount,
+                                                  t.from_currency, at, t.reference))
+                    movements.append(CashMovement(f"PAPER-T{t.id}-in", "conversion_in", t.to_amount, t.to_currency,
+                                                  at, t.reference))
+        return movements
 
     def executions(self) -> list[Execution]:
         with self._db.transaction() as session:

@@ -24,7 +24,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from services.common.errors import FailedPrecondition, Unavailable
-from services.trading.adapters.broker import Account, BrokerPosition, BrokerRejected, Execution, MarketOrder
+from services.trading.adapters.broker import (
+    Account,
+    BrokerPosition,
+    BrokerRejected,
+    CashMovement,
+    Execution,
+    MarketOrder,
+)
 from services.trading.orders import broker_reference
 
 ACTION = {"BUY": 1, "SELL": 3}       # 2 and 4 are margin: never used
@@ -168,6 +175,27 @@ class TradernetBroker:
                 commission=float(t.get("commission") or 0.0),
                 executed_at=executed if executed.tzinfo else executed.replace(tzinfo=UTC)))
         return found
+
+    def cash_movements(self) -> list[CashMovement]:
+        """From getClientCpsHistory, read as the original did: type 337 withdrawal, 297 structured
+        product; the amount is the first of totalMoneyOut, totalMoneyIn, amount, sum. Tradernet
+        does not report deposits here: record them with the portfolio's RecordDeposit."""
+        answer = self._client.call("getClientCpsHistory", {})
+        container = answer.get("cps", answer.get("result"))
+        records = container.get("doc") if isinstance(container, dict) else container
+        movements = []
+        for record in _as_list(records):
+            type_id = int(record.get("type_doc_id", 0))
+            kind = {337: "withdrawal", 297: "structured_product_purchase"}.get(type_id, f"type_{type_id}")
+            out = record.get("totalMoneyOut")
+            amount = -float(out) if out not in (None, "", 0) else float(
+                next((record[k] for k in ("totalMoneyIn", "amount", "sum") if record.get(k) not in (None, "")), 0))
+            when = datetime.fromisoformat(str(record["date"]).replace(" ", "T"))
+            movements.append(CashMovement(f"TN-CPS-{record['id']}", kind, amount,
+                                          str(record.get("currency") or record.get("curr") or ""),
+                                          when if when.tzinfo else when.replace(tzinfo=UTC),
+                                          str(record.get("description") or "")))
+        return movements
 
     def find_execution(self, client_order_id: str) -> Execution | None:
         reference = broker_reference(client_order_id)
