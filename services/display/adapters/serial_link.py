@@ -37,7 +37,7 @@ class SerialLink:
         self._write_timeout_s = write_timeout_s
         self._heartbeat_s = heartbeat_s
         self._retry_s = retry_s
-        self._wanted = DeviceState()
+        self._wanted: DeviceState | None = None  # nothing is sent before the service says what to show
         self._sent: DeviceState | None = None
         self._changed = threading.Event()
         self._stop = threading.Event()
@@ -78,6 +78,10 @@ class SerialLink:
             try:
                 with self._lock:
                     wanted = self._wanted
+                if wanted is None:
+                    self._changed.wait(self._heartbeat_s)
+                    self._changed.clear()
+                    continue
                 lines = commands(wanted, self._sent)
                 if not lines and time.monotonic() - last_line >= self._heartbeat_s:
                     lines = ["HEARTBEAT"]
