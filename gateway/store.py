@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Integer, String, Text, func, select
+from sqlalchemy import Boolean, Integer, String, Text, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from services.common.db import Database
+from services.common.db import Database, UtcDateTime
 
 SCHEMA_VERSION = 1
 
@@ -20,20 +20,16 @@ class Base(DeclarativeBase):
 class CycleRunRow(Base):
     __tablename__ = "cycle_runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    as_of: Mapped[datetime] = mapped_column(UtcDateTime())
     simulated: Mapped[bool] = mapped_column(Boolean)
     ok: Mapped[bool] = mapped_column(Boolean)
     trace_id: Mapped[str] = mapped_column(String(32))
     steps: Mapped[str] = mapped_column(Text)  # JSON list of {name, status, duration_ms, detail}
-    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 def open_database(url: str) -> Database:
     return Database(url, Base.metadata, "gateway", SCHEMA_VERSION)
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def add_run(session: Session, as_of: datetime, simulated: bool, ok: bool, trace_id: str, steps: list[dict],
@@ -46,10 +42,7 @@ def last_run(session: Session, simulated: bool | None = None) -> CycleRunRow | N
     query = select(CycleRunRow).order_by(CycleRunRow.id.desc()).limit(1)
     if simulated is not None:
         query = query.where(CycleRunRow.simulated.is_(simulated))
-    row = session.scalars(query).first()
-    if row is not None:
-        row.as_of = _utc(row.as_of)
-    return row
+    return session.scalars(query).first()
 
 
 def run_count(session: Session) -> int:

@@ -4,12 +4,12 @@ an indicator cache, and FX rates with history."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text, delete, func, select, text
+from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, Text, delete, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from services.common.db import Database
+from services.common.db import Database, UtcDateTime
 from services.data.history import Bar
 from services.data.universe import Security
 from services.data.validation import flag_bars
@@ -65,7 +65,7 @@ class IndicatorCacheRow(Base):
     security_id: Mapped[int] = mapped_column(ForeignKey("securities.id"), primary_key=True)
     through: Mapped[date] = mapped_column(Date, primary_key=True)
     values: Mapped[str] = mapped_column(Text)
-    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class FxRateRow(Base):
@@ -92,10 +92,6 @@ def _v1_to_v2(connection) -> None:
 
 def open_database(url: str) -> Database:
     return Database(url, Base.metadata, "data", SCHEMA_VERSION, migrations={1: _v1_to_v2})
-
-
-def utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # --- securities ---
@@ -260,7 +256,7 @@ def delete_bars_before(session: Session, cutoff: date) -> int:
 
 def cached_indicators(session: Session, security_id: int, through: date) -> tuple[dict, datetime] | None:
     row = session.get(IndicatorCacheRow, (security_id, through))
-    return None if row is None else (json.loads(row.values), utc(row.computed_at))
+    return None if row is None else (json.loads(row.values), row.computed_at)
 
 
 def cache_indicators(session: Session, security_id: int, through: date, values: dict, computed_at: datetime) -> None:

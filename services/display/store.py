@@ -3,12 +3,12 @@ restart)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, delete, select, text
+from sqlalchemy import Integer, String, delete, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from services.common.db import Database
+from services.common.db import Database, UtcDateTime
 from services.display.pools import Message
 
 SCHEMA_VERSION = 2
@@ -24,7 +24,7 @@ class MessageRow(Base):
     __tablename__ = "messages"
     pool: Mapped[str] = mapped_column(String(16), primary_key=True)
     text: Mapped[str] = mapped_column(String(256))
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     mode: Mapped[str] = mapped_column(String(16), default="normal")
 
 
@@ -44,9 +44,7 @@ def open_database(url: str) -> Database:
 
 
 def messages(session: Session) -> list[Message]:
-    return [Message(r.pool, r.text, r.expires_at if r.expires_at is None or r.expires_at.tzinfo
-                    else r.expires_at.replace(tzinfo=UTC), r.mode)
-            for r in session.scalars(select(MessageRow))]
+    return [Message(r.pool, r.text, r.expires_at, r.mode) for r in session.scalars(select(MessageRow))]
 
 
 def put(session: Session, message: Message) -> None:

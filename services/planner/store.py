@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, Text
+from sqlalchemy import String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from services.common.db import Database
+from services.common.db import Database, UtcDateTime
 
 SCHEMA_VERSION = 1
 
@@ -23,7 +23,7 @@ class PlanRow(Base):
     as_of_date: Mapped[str] = mapped_column(String(10), primary_key=True)
     plan_id: Mapped[str] = mapped_column(String(32))
     payload: Mapped[str] = mapped_column(Text)  # JSON: steps, target weights, method
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 def open_database(url: str) -> Database:

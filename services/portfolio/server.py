@@ -148,4 +148,4 @@ def _snapshot_to_proto(row: store.SnapshotRow) -> portfolio_pb2.Snapshot:
 
 def _cash_flow_to_proto(row: store.CashFlowRow) -> portfolio_pb2.CashFlow:
     return portfolio_pb2.CashFlow(id=row.id, kind=row.kind, amount=row.amount, currency=row.currency,
-                                  reference=row.reference, occurred_at=to_timestamp(store.utc(row.occurred_at)))
+                                  reference=row.reference, occurred_at=to_timestamp(row.occurred_at))

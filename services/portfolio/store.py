@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
-from sqlalchemy import Date, DateTime, Float, Integer, String, delete, select
+from sqlalchemy import Date, Float, Integer, String, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from services.common.db import Database
+from services.common.db import Database, UtcDateTime
 from services.portfolio.valuation import Holding
 
 SCHEMA_VERSION = 2
@@ -38,13 +38,13 @@ class CashFlowRow(Base):
     amount: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
     reference: Mapped[str] = mapped_column(String(128), unique=True)
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class SyncStateRow(Base):
     __tablename__ = "broker_sync"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # single row, id 1
-    synced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    synced_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class SnapshotRow(Base):
@@ -56,7 +56,7 @@ class SnapshotRow(Base):
     cash_base: Mapped[float] = mapped_column(Float)
     total_value_base: Mapped[float] = mapped_column(Float)
     base_currency: Mapped[str] = mapped_column(String(3))
-    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 def open_database(url: str) -> Database:
@@ -75,11 +75,6 @@ def snapshots(session: Session, before: date | None, limit: int) -> list[Snapsho
     return list(session.scalars(query))
 
 
-def utc(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def holdings(session: Session) -> list[Holding]:
     rows = session.scalars(select(PositionRow).order_by(PositionRow.symbol))
     return [Holding(r.symbol, r.quantity, r.average_cost, r.currency) for r in rows]
@@ -91,7 +86,7 @@ def cash(session: Session) -> dict[str, float]:
 
 def broker_synced_at(session: Session) -> datetime | None:
     row = session.get(SyncStateRow, 1)
-    return utc(row.synced_at) if row else None
+    return row.synced_at if row else None
 
 
 def replace_broker_state(session: Session, new_holdings: list[Holding], new_cash: dict[str, float],

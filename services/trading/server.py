@@ -26,9 +26,9 @@ def order_to_proto(row: store.OrderRow, events: list[store.OrderEventRow] = ()) 
         state=trading_pb2.OrderState.Value(row.state), reason=row.reason, currency=row.currency,
         fill_price=row.fill_price, commission=row.commission, filled_quantity=row.filled_quantity or 0,
         limit_price=row.limit_price or 0.0, realized_pnl=row.realized_pnl or 0.0,
-        created_at=to_timestamp(store.utc(row.created_at)), updated_at=to_timestamp(store.utc(row.updated_at)),
+        created_at=to_timestamp(row.created_at), updated_at=to_timestamp(row.updated_at),
         events=[trading_pb2.OrderEvent(state=trading_pb2.OrderState.Value(e.state), reason=e.reason,
-                                       at=to_timestamp(store.utc(e.at))) for e in events],
+                                       at=to_timestamp(e.at)) for e in events],
     )
 
 
@@ -37,7 +37,7 @@ def trade_to_proto(row: store.TradeRow) -> trading_pb2.Trade:
         id=row.id, broker_trade_id=row.broker_trade_id, order_id=row.order_id or 0,
         client_order_id=row.client_order_id, symbol=row.symbol, side=trading_pb2.Side.Value(row.side),
         quantity=row.quantity, price=row.price, currency=row.currency, commission=row.commission,
-        executed_at=to_timestamp(store.utc(row.executed_at)), realized_pnl=row.realized_pnl or 0.0,
+        executed_at=to_timestamp(row.executed_at), realized_pnl=row.realized_pnl or 0.0,
     )
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, func, select, text
+from sqlalchemy import Float, ForeignKey, Integer, String, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from services.common.db import Database
+from services.common.db import Database, UtcDateTime
 from services.trading.adapters.broker import Execution
 from services.trading.orders import OrderIntent, broker_reference
 
@@ -36,8 +36,8 @@ class OrderRow(Base):
     broker_reference: Mapped[str] = mapped_column(String(20), default="", index=True)
     limit_price: Mapped[float] = mapped_column(Float, default=0.0)
     realized_pnl: Mapped[float] = mapped_column(Float, default=0.0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class OrderEventRow(Base):
@@ -48,7 +48,7 @@ class OrderEventRow(Base):
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
     state: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(String(300))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class TradeRow(Base):
@@ -63,7 +63,7 @@ class TradeRow(Base):
     price: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
     commission: Mapped[float] = mapped_column(Float)
-    executed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    executed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     realized_pnl: Mapped[float | None] = mapped_column(Float, nullable=True)  # SELLs only
 
 
@@ -71,7 +71,7 @@ class SettingsRow(Base):
     __tablename__ = "risk_settings"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # single row, id 1
     values: Mapped[str] = mapped_column(String(2000))  # JSON of RiskSettings fields
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class AdjustmentRow(Base):
@@ -82,7 +82,7 @@ class AdjustmentRow(Base):
     symbol: Mapped[str] = mapped_column(String(32))
     quantity: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(300))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class CashMovementRow(Base):
@@ -94,7 +94,7 @@ class CashMovementRow(Base):
     kind: Mapped[str] = mapped_column(String(40))
     amount: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
     description: Mapped[str] = mapped_column(String(300))
 
 
@@ -128,10 +128,6 @@ def _v2_to_v3(connection) -> None:
 def open_database(url: str) -> Database:
     return Database(url, Base.metadata, "trading", SCHEMA_VERSION, migrations={1: _v1_to_v2, 2: _v2_to_v3,
                                                                           3: lambda connection: None})
-
-
-def utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def find_order(session: Session, client_order_id: str) -> OrderRow | None:
@@ -219,12 +215,12 @@ def last_trade_at(session: Session, symbol: str, side: str, now: datetime) -> da
     """The latest fill of a symbol and side at or before `now` (a replay never sees its future)."""
     value = session.scalar(select(func.max(TradeRow.executed_at)).where(
         TradeRow.symbol == symbol, TradeRow.side == side, TradeRow.executed_at <= now))
-    return None if value is None else utc(value)
+    return value
 
 
 def trade_times_between(session: Session, since: datetime, now: datetime) -> list[datetime]:
-    return [utc(t) for t in session.scalars(select(TradeRow.executed_at).where(
-        TradeRow.executed_at >= since, TradeRow.executed_at <= now))]
+    return list(session.scalars(select(TradeRow.executed_at).where(
+        TradeRow.executed_at >= since, TradeRow.executed_at <= now)))
 
 
 def open_orders(session: Session) -> list[OrderRow]:

@@ -12,12 +12,12 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import DateTime, Float, Integer, String, select
+from sqlalchemy import Float, Integer, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.db import Database
+from services.common.db import Database, UtcDateTime
 from services.trading.adapters.broker import (
     Account,
     BrokerPosition,
@@ -56,12 +56,11 @@ class PaperExecution(PaperBase):
     price: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
     commission: Mapped[float] = mapped_column(Float)
-    executed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    executed_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     def to_execution(self) -> Execution:
-        executed_at = self.executed_at if self.executed_at.tzinfo else self.executed_at.replace(tzinfo=UTC)
         return Execution(f"PAPER-{self.id}", self.client_order_id, self.symbol, self.side, self.quantity,
-                         self.price, self.currency, self.commission, executed_at)
+                         self.price, self.currency, self.commission, self.executed_at)
 
 
 class PaperTransfer(PaperBase):
@@ -75,7 +74,7 @@ class PaperTransfer(PaperBase):
     from_amount: Mapped[float] = mapped_column(Float)
     to_currency: Mapped[str] = mapped_column(String(3))
     to_amount: Mapped[float] = mapped_column(Float)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 FAULTS = ("reject", "disconnect", "timeout_after_accept", "partial_fill", "crash_after_accept")
@@ -203,7 +202,7 @@ class PaperBroker:
         movements = []
         with self._db.transaction() as session:
             for t in session.scalars(select(PaperTransfer).order_by(PaperTransfer.id)):
-                at = t.at if t.at.tzinfo else t.at.replace(tzinfo=UTC)
+                at = t.at
                 if t.kind == "deposit":
                     movements.append(CashMovement(f"PAPER-T{t.id}", "deposit", t.to_amount, t.to_currency, at,
                                                   t.reference))
