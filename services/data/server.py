@@ -197,12 +197,11 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
                 requested = sorted(found)
             for symbol in requested:
                 security_id, security = found[symbol]
-                visible = last_final_date(now, security.exchange)
-                rows = store.valid_closes(session, security_id, visible)
-                if not rows:
+                latest = store.latest_valid_close(session, security_id, last_final_date(now, security.exchange))
+                if latest is None:
                     response.unavailable.append(symbol)
                     continue
-                day, close, *_ = rows[-1]
+                day, close = latest
                 response.quotes.add(symbol=symbol, price=close, currency=security.currency, date=day.isoformat())
         return response
 

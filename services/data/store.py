@@ -179,6 +179,16 @@ def valid_closes(session: Session, security_id: int, through: date) -> list[tupl
     return list(session.connection().execute(query))
 
 
+def latest_valid_close(session: Session, security_id: int, through: date) -> tuple[date, float] | None:
+    """(date, close) of the latest bar usable as of `through` (flags known by then excluded)."""
+    return session.connection().execute(
+        select(DailyBarRow.date, DailyBarRow.close).where(
+            DailyBarRow.security_id == security_id, DailyBarRow.date <= through,
+            (DailyBarRow.flag.is_(None)) | (DailyBarRow.flag_known_on > through),
+        ).order_by(DailyBarRow.date.desc()).limit(1)
+    ).first()
+
+
 def latest_bar(session: Session, security_id: int, until: date) -> Bar | None:
     row = session.execute(
         select(*_BAR_COLUMNS)

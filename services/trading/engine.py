@@ -8,9 +8,11 @@ looking the order up at the broker by its client id, never by sending it again.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
@@ -22,6 +24,7 @@ from services.trading.adapters.broker import BrokerRejected, MarketOrder
 from services.trading.adapters.services import ServiceReads
 
 log = logging.getLogger("trader.trading.engine")
+_READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="order-facts")
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,11 @@ class OrderEngine:
     def _facts(self, intent: orders.OrderIntent, limit_price: float | None, now: datetime,
                emergency: bool) -> tuple[risk.OrderFacts, object, str, dict]:
         security = self._reads.security(intent.symbol)  # NotFound: the caller's mistake, nothing stored
-        base, rates = self._reads.rates()
-        quote = self._reads.quote(intent.symbol)
+        # The other services' answers are independent: ask them at once (each in a copy of this
+        # call's context, so the as-of time and the trace go along).
+        asks = [self._reads.rates, lambda: self._reads.quote(intent.symbol),
+                lambda: self._reads.market_open(security.exchange, now), lambda: self._reads.daily_pnl(now.date())]
+        pending_reads = [_READS.submit(contextvars.copy_context().run, ask) for ask in asks]
         account = self.broker.account()
         held = next((p for p in account.positions if p.symbol == intent.symbol), None)
         ledger_known, last_buy, last_sell, times, pending = True, None, None, None, None
@@ -75,7 +81,7 @@ class OrderEngine:
         except Exception:  # noqa: BLE001 - an unreadable ledger refuses the order
             ledger_known = False
             event(log, "ledger read failed", logging.ERROR, exc_info=True)
-        armed, pnl = self._reads.daily_pnl(now.date())
+        (base, rates), quote, market_open, (armed, pnl) = (f.result() for f in pending_reads)
         cash = account.cash.get(security.currency, 0.0) - self._pending_buys(security.currency)
         settings = self.settings()
         if security.currency != base and settings.auto_convert_currency and intent.side == orders.BUY:
@@ -85,7 +91,7 @@ class OrderEngine:
             currency=security.currency, exchange=security.exchange, lot_size=max(1, security.lot_size),
             allow=(security.allow_buy if intent.side == orders.BUY else security.allow_sell)
             and security.kind == 1,  # EQUITY: an index is never traded
-            market_open=self._reads.market_open(security.exchange, now),
+            market_open=market_open,
             quote_price=quote[0] if quote else None, quote_date=quote[1] if quote else None,
             limit_price=limit_price, held_quantity=held.quantity if held else 0,
             average_cost=held.average_cost if held else None, last_buy_at=last_buy, last_sell_at=last_sell,
