@@ -270,12 +270,25 @@ def test_market_data_rpcs_over_grpc(stubs, tmp_path, capsys, running_suite, monk
     csv = tmp_path / "csv.csv"
     csv.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n2017-12-28,10,11,9,10.5,10.4,100\n"
                    "2017-12-29,10.5,11,10,10.8,10.7,120\n")
+    converted = data.Convert(data_pb2.ConvertRequest(amount=110, from_currency="USD", to_currency="EUR"),
+                             metadata=AUTH)
+    assert converted.amount == pytest.approx(100) and converted.rate == pytest.approx(1 / 1.1)
+    refused(data.Convert, data_pb2.ConvertRequest(amount=1, from_currency="JPY", to_currency="EUR"),
+            grpc.StatusCode.FAILED_PRECONDITION, "fx_rate_missing")
+    listed = data.ListSecurities(data_pb2.ListSecuritiesRequest(exchange="XNAS"), metadata=AUTH).securities
+    assert {s.symbol for s in listed} == {"AAPL.US", "AMD.US", "MSFT.US", "PEP.US"}
     monkeypatch.setenv("TRADER_API_TOKEN", TOKEN)
     assert import_main(["CSV.US", str(csv), "--address", running_suite.addresses["data"]]) == 0
     assert "2 added, 0 updated, 0 unchanged" in capsys.readouterr().out
     csv.write_text("Date,Open,High,Low,Close\n2017-12-28,10,11,9,oops\n")
     assert import_main(["CSV.US", str(csv), "--address", running_suite.addresses["data"]]) == 1
     assert "line 2: Close: not a number" in capsys.readouterr().err
+    gone = data.DeactivateSecurity(data_pb2.DeactivateSecurityRequest(symbol="CSV.US"), metadata=AUTH)
+    assert not gone.active
+    assert "CSV.US" not in {s.symbol for s in data.ListSecurities(data_pb2.ListSecuritiesRequest(),
+                                                                   metadata=AUTH).securities}
+    refused(data.DeactivateSecurity, data_pb2.DeactivateSecurityRequest(symbol="NOPE.US"), grpc.StatusCode.NOT_FOUND,
+            "NOPE.US")
 
 
 # --- trading: settings, dry runs, status, orders ---
