@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.money import convert, from_base, to_base
-from services.data.history import Bar, last_final_date, monthly_bars, parse_date, resolve_range
+from services.common.validate import parse_day
+from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
 from services.display import pools
 from services.display.text import next_actions_text
 from services.planner import defaults
@@ -51,9 +52,9 @@ def test_bars_become_visible_only_after_the_close():
 
 
 def test_range_validation_and_clamping():
-    assert parse_date("start", "") is None
+    assert parse_day("start", "") is None
     with pytest.raises(InvalidArgument) as caught:
-        parse_date("end", "2020-02-30")
+        parse_day("end", "2020-02-30")
     assert caught.value.field == "end"
     with pytest.raises(InvalidArgument) as caught:
         resolve_range(date(2020, 2, 1), date(2020, 1, 1), date(2021, 1, 1))

@@ -12,7 +12,6 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from services.common.errors import InvalidArgument
-from services.common.validate import parse_day
 
 # MIC -> (time zone, regular close). The exchanges the original traded on.
 SESSION_CLOSE: dict[str, tuple[str, time]] = {
@@ -42,14 +41,6 @@ class Bar(NamedTuple):
     low: float | None = None
     volume: float | None = None
     adj_close: float | None = None  # the provider's adjusted close, when it has one
-
-    @property
-    def metric_close(self) -> float:
-        """The close metrics use: adjusted when available (splits, dividends), else the close."""
-        return self.adj_close if self.adj_close is not None else self.close
-
-
-parse_date = parse_day  # one date parser for every service (services/common/validate.py)
 
 
 def last_final_date(now: datetime, exchange: str) -> date:

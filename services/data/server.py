@@ -13,12 +13,12 @@ from services.common.db import Database
 from services.common.errors import InvalidArgument, NotFound
 from services.common.money import convert
 from services.common.timestamps import to_timestamp
-from services.common.validate import currency_code, finite_amount, required_text
+from services.common.validate import currency_code, finite_amount, parse_day, required_text
 from services.data import store
 from services.data.adapters.csv_import import parse_yahoo_csv
 from services.data.analytics import indicators_as_of
 from services.data.config import DataConfig
-from services.data.history import Bar, last_final_date, monthly_bars, parse_date, resolve_range
+from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
 from services.data.market_hours import exchange_from_name, market_status
 from services.data.providers import PriceProvider
 from services.data.regime import market_regime
@@ -100,7 +100,7 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
 
     def _as_of_date(self, text: str, visible: date) -> date:
         """A requested as-of date, never later than what is visible now."""
-        day = parse_date("as_of", text)
+        day = parse_day("as_of", text)
         if day is None:
             return visible
         if day > visible:
@@ -161,8 +161,8 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
     def GetPriceHistory(self, request, context):
         if request.interval not in _INTERVALS:
             raise InvalidArgument("interval", f"unknown value {request.interval}; use DAILY or MONTHLY")
-        start = parse_date("start", request.start)
-        end = parse_date("end", request.end)
+        start = parse_day("start", request.start)
+        end = parse_day("end", request.end)
         now = clock.now()
         with self._db.transaction() as session:
             security_id, security = self._security(session, request.symbol)

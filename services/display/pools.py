@@ -65,9 +65,3 @@ def check_speed(value: int) -> int:
     if not low <= value <= high:
         raise InvalidArgument("speed_ms", f"must be between {low} and {high} ms, got {value}")
     return value
-
-
-def next_expiry(messages: list[Message], now: datetime) -> datetime | None:
-    """When the shown message may next change by itself (a live message expiring)."""
-    times = [m.expires_at for m in messages if m.expires_at is not None and m.expires_at > now]
-    return min(times, default=None)
