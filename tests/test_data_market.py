@@ -407,3 +407,13 @@ def test_csv_parsing_round_trips(rows):
     bars = parse_yahoo_csv(text)
     assert [(b.date, b.open, b.high, b.low, b.close, b.adj_close, b.volume) for b in bars] == \
         sorted((d, o, h, lo, c, a, None if v is None else float(v)) for d, o, h, lo, c, a, v in rows)
+
+
+def test_sync_window_and_effective_rates():
+    from services.data.fx import effective_rates
+    from services.data.history import sync_start
+
+    assert sync_start([date(2024, 5, 10), date(2024, 5, 3)]) == date(2024, 4, 26)
+    assert sync_start([date(2024, 5, 10), None]) is None and sync_start([]) is None
+    assert effective_rates({"USD": 1.1, "GBP": 0.85}, {"USD": (1.08, date(2024, 1, 2), "yfinance")}) == {
+        "USD": (1.08, "2024-01-02", "yfinance"), "GBP": (0.85, "", "configured")}

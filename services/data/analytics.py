@@ -19,6 +19,11 @@ DEFAULT_TTL = timedelta(hours=24)
 TTL = {key: timedelta(days=7) for key in ("SHARPE", "SORTINO", "CAGR_5Y", "CAGR_10Y")}
 
 
+def adjusted_closes(rows: list[tuple]) -> np.ndarray:
+    """The closes metrics use from store.valid_closes rows: adjusted where the provider has them."""
+    return np.fromiter((adj if adj is not None else close for _, close, adj, _, _ in rows), float, len(rows))
+
+
 def expired(values: dict, computed_at: datetime, now: datetime) -> bool:
     return any(now - computed_at > TTL.get(key, DEFAULT_TTL) for key in values) or not values
 
@@ -34,7 +39,7 @@ def indicators_as_of(session: Session, security_id: int, through: date, now: dat
     if cached is not None and not expired(cached[0], cached[1], now):
         return last_day, cached[0], True
     raw = np.fromiter((close for _, close, *_ in rows), float, len(rows))
-    closes = np.fromiter((adj if adj is not None else close for _, close, adj, _, _ in rows), float, len(rows))
+    closes = adjusted_closes(rows)
     factor = closes / raw  # adjusted / raw close: puts highs and lows on the adjusted scale
     highs = factor * np.fromiter((np.nan if h is None else h for *_, h, _ in rows), float, len(rows))
     lows = factor * np.fromiter((np.nan if low is None else low for *_, low in rows), float, len(rows))

@@ -63,6 +63,14 @@ def resolve_range(start: date | None, end: date | None, visible_until: date) -> 
     return start, min(end, visible_until) if end is not None else visible_until
 
 
+def sync_start(last_stored: list[date | None], overlap_days: int = 7) -> date | None:
+    """Where a provider sync starts: a week before the oldest of the securities' last stored
+    bars (late corrections get picked up), or from the beginning when one has none."""
+    if not last_stored or None in last_stored:
+        return None
+    return min(last_stored) - timedelta(days=overlap_days)
+
+
 def monthly_bars(daily: list[Bar]) -> list[Bar]:
     """One bar per calendar month: close is the average of the month's daily closes (as the
     original's monthly prices), open the first open, high/low the extremes, volume the sum;

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from datetime import date, timedelta
 
-import numpy as np
 from trader.data.v1 import data_pb2, data_pb2_grpc
 
 from services.common import clock
@@ -16,9 +15,10 @@ from services.common.timestamps import to_timestamp
 from services.common.validate import currency_code, finite_amount, parse_day, required_text
 from services.data import store
 from services.data.adapters.csv_import import parse_yahoo_csv
-from services.data.analytics import indicators_as_of
+from services.data.analytics import adjusted_closes, indicators_as_of
 from services.data.config import DataConfig
-from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
+from services.data.fx import effective_rates
+from services.data.history import Bar, last_final_date, monthly_bars, resolve_range, sync_start
 from services.data.market_hours import exchange_from_name, market_status
 from services.data.providers import PriceProvider
 from services.data.regime import market_regime
@@ -108,12 +108,8 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         return day
 
     def _rates(self, day: date) -> dict[str, tuple[float, str, str]]:
-        """currency -> (rate, date, source): stored history at or before `day` over configured rates."""
-        rates = {c: (r, "", "configured") for c, r in self._config.common.fx_rates.items()}
         with self._db.transaction() as session:
-            for currency, (rate, rate_day, source) in store.fx_rates_as_of(session, day).items():
-                rates[currency] = (rate, rate_day.isoformat(), source)
-        return rates
+            return effective_rates(self._config.common.fx_rates, store.fx_rates_as_of(session, day))
 
     # --- universe ---
 
@@ -227,8 +223,7 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
                 raise NotFound(f"unknown symbols: {', '.join(unknown)}")
             securities = [s for s in securities if s.symbol in set(request.symbols)]
         end = now.date()
-        starts = [last.get(ids[s.symbol]) for s in securities]
-        start = None if not starts or None in starts else min(starts) - timedelta(days=7)
+        start = sync_start([last.get(ids[s.symbol]) for s in securities])
         with self._sync_lock:
             fetched = self._provider.daily_bars(securities, start, end)  # Unavailable: nothing stored
             fx = self._provider.fx_history(sorted(self._config.common.fx_rates), self._base, start, end)
@@ -307,8 +302,7 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
             security_id, security = self._security(session, self._config.regime_index)
             through = self._as_of_date(request.as_of, last_final_date(clock.now(), security.exchange))
             rows = store.valid_closes(session, security_id, through)
-        regime, distance = market_regime(np.array([adj if adj is not None else close
-                                                   for _, close, adj, _, _ in rows], dtype=float))
+        regime, distance = market_regime(adjusted_closes(rows))
         response = data_pb2.GetMarketRegimeResponse(regime=regime, index_symbol=security.symbol,
                                                     as_of=rows[-1][0].isoformat() if rows else "")
         if distance is not None:
