@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.client import health_status
 from services.common.config import REPO_ROOT, SERVICES, ConfigError, load_common
 
 START_ORDER = ("data", "portfolio", "planner", "trading", "display")
@@ -33,16 +33,11 @@ def module_of(service: str) -> str:
 
 def wait_serving(address: str, service_name: str, process: subprocess.Popen, deadline: float) -> None:
     with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"{service_name} exited with code {process.returncode}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=service_name), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
+            if health_status(channel, service_name) == "SERVING":
+                return
             time.sleep(0.2)
     raise RuntimeError(f"{service_name} did not report SERVING within {STARTUP_TIMEOUT_S} s")
 

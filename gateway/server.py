@@ -6,12 +6,12 @@ import threading
 from dataclasses import asdict
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from trader.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 from gateway import store
 from gateway.cycle import CycleResult, Services, run_cycle
 from services.common import clock
+from services.common.client import health_status
 from services.common.config import SERVICES, CommonConfig
 from services.common.db import Database
 from services.common.timestamps import to_timestamp
@@ -57,8 +57,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         response = gateway_pb2.GetSystemStatusResponse(mode=self._config.mode)
         for name, (service_name, _) in SERVICES.items():
             address = self._config.address_of(name)
-            response.services.add(service=service_name, address=address,
-                                  health=_health(address, service_name))
+            with grpc.insecure_channel(address) as channel:
+                health = health_status(channel, service_name)
+            response.services.add(service=service_name, address=address, health=health)
         with self._db.transaction() as session:
             last = store.last_run(session)
             response.cycles_run = store.run_count(session)
@@ -66,13 +67,3 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 response.last_cycle_as_of.CopyFrom(to_timestamp(last.as_of))
                 response.last_cycle_ok = last.ok
         return response
-
-
-def _health(address: str, service_name: str) -> str:
-    try:
-        with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service_name), timeout=1.0)
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    except grpc.RpcError:
-        return "UNREACHABLE"

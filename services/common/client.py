@@ -11,6 +11,7 @@ import collections
 import threading
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
 from services.common import clock
@@ -71,6 +72,16 @@ class RetryReadsInterceptor(grpc.UnaryUnaryClientInterceptor):
             retry_error_callback=lambda state: state.outcome.result(),
         )
         return retrying(continuation, client_call_details, request)
+
+
+def health_status(channel: grpc.Channel, service_name: str, timeout_s: float = 1.0) -> str:
+    """A service's grpc.health.v1 status (SERVING, NOT_SERVING, ...), or UNREACHABLE."""
+    try:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service_name),
+                                                          timeout=timeout_s)
+    except grpc.RpcError:
+        return "UNREACHABLE"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
 def open_channel(address: str, token: str | None, timeout_s: float) -> grpc.Channel:
