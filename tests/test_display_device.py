@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import select
-import threading
 import time
-import tty
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,42 +135,22 @@ def test_png_shows_the_lit_leds():
 
 # --- serial link against a fake MCU on a pseudo-terminal ---
 
-class FakeMcu:
-    """The master side of a pty, answering like the firmware (or not at all, when mute)."""
+class FakeMcu(EmulatedDevice):
+    """The emulator's virtual MCU on a pty, recording every line; a mute one never answers."""
 
     def __init__(self, mute=False):
-        self.master, slave = os.openpty()
-        tty.setraw(slave)
-        self.path = os.ttyname(slave)
-        self._slave = slave
-        self.mcu = VirtualMcu()
-        self.mute = mute
-        self.lines: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(None)
+        if mute:
+            received = self.mcu.received
+            self.mcu.handle = lambda line, now: received.append(line)  # records, answers nothing
+        self.start()
 
-    def _run(self):
-        buffer = b""
-        while not self._stop.is_set():
-            if not select.select([self.master], [], [], 0.05)[0]:
-                continue
-            try:
-                buffer += os.read(self.master, 1024)
-            except OSError:
-                return
-            while b"\n" in buffer:
-                raw, buffer = buffer.split(b"\n", 1)
-                line = raw.decode()
-                self.lines.append(line)
-                if not self.mute:
-                    os.write(self.master, (self.mcu.handle(line, time.monotonic() * 1000) + "\n").encode())
+    @property
+    def lines(self) -> list[str]:
+        return self.mcu.received
 
     def unplug(self):
-        self._stop.set()
-        self._thread.join()
-        os.close(self.master)
-        os.close(self._slave)
+        self.stop()
 
 
 @pytest.fixture
@@ -216,7 +192,8 @@ def test_link_sends_heartbeats_when_idle(link_to):
 
 def test_device_refusal_is_recorded_not_fatal(link_to):
     mcu = FakeMcu()
-    mcu.mcu.handle = lambda line, now: "ERR out of range" if line.startswith("SPEED") else "OK"
+    mcu.mcu.handle = lambda line, now: (mcu.lines.append(line),
+                                        "ERR out of range" if line.startswith("SPEED") else "OK")[1]
     link = link_to(mcu.path, heartbeat_s=60)
     link.show(DeviceState("A", 50, 1, "normal"))
     assert wait_until(lambda: "TEXT:A" in mcu.lines)

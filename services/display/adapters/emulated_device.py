@@ -55,7 +55,8 @@ class EmulatedDevice:
             while b"\n" in buffer:
                 raw, buffer = buffer.split(b"\n", 1)
                 reply = self.mcu.handle(raw.decode("ascii", "replace").replace("\r", ""), time.monotonic() * 1000)
-                os.write(self._master, reply.encode() + b"\n")
+                if reply is not None:  # None: a device that has stopped answering
+                    os.write(self._master, reply.encode() + b"\n")
 
     def _render(self) -> None:
         step, last_write = 0, 0.0
