@@ -21,6 +21,7 @@ from services.planner.eligibility import (
     history_exclusions,
     last_buys_within,
     screen,
+    strict_exchanges,
     valid_closes,
 )
 from services.planner.optimizer import AT_CAPS, target_weights
@@ -94,6 +95,17 @@ def test_each_refusal_is_reported_with_trading_rule_names():
     stale = next(e for e in excluded if e.symbol == "STALE.US")
     assert "2018-01-05" in stale.detail and "limit 4" in stale.detail
     assert candidates["OK.US"].price == 50.0 and candidates["OK.US"].price_base == pytest.approx(50 / 1.1)
+
+
+def test_a_buy_on_a_strict_exchange_needs_its_market_open():
+    listings = [listing("HK.HK", exchange="XHKG"), listing("TO.CA", exchange="XTSE"), listing("NY.US", exchange="XNYS"),
+                listing("AX.AU", exchange="XASX")]
+    assert strict_exchanges(listings) == ["XASX", "XHKG", "XTSE"]
+    quotes = {s.symbol: Quote(50.0, NOW.date()) for s in listings}
+    candidates, excluded = screen(listings, quotes, "EUR", RATES, RULES, {}, Cash("EUR", {"EUR": 10_000}), NOW,
+                                  {"XHKG": False, "XTSE": None, "XASX": True})
+    assert sorted(candidates) == ["AX.AU", "NY.US"]  # XNYS: trading needs no open market for a BUY there
+    assert {e.symbol: e.reason for e in excluded} == {"HK.HK": "market_closed", "TO.CA": "market_closed"}
 
 
 def test_history_too_short_is_reported():

@@ -76,9 +76,10 @@ def test_what_trading_would_refuse_is_excluded_with_its_reason(harness):
     stale = random_walk(COUNT - 10, seed=50)           # last valid close 10 business days ago
     yen = random_walk(COUNT, seed=51, price=15_000.0)  # a currency without a rate
     big_lot = random_walk(COUNT, seed=52)
-    bars = history({"STALE.US": stale, "YEN.T": yen, "LOT.US": big_lot})
+    bars = history({"STALE.US": stale, "YEN.T": yen, "LOT.US": big_lot, "HK.HK": random_walk(COUNT, seed=54)})
     securities = ([security(s) for s in SYMBOLS] + [security("STALE.US"), security("YEN.T", currency="JPY"),
-                   security("LOT.US", lot_size=100_000), security("NOBUY.US", allow_buy=False)])
+                   security("LOT.US", lot_size=100_000), security("NOBUY.US", allow_buy=False),
+                   security("HK.HK", exchange="XHKG", country="Hong Kong")])
     bars["NOBUY.US"] = random_walk(COUNT, seed=53)
     h = harness(bars, securities)
     now = datetime(LAST_DAY.year, LAST_DAY.month, LAST_DAY.day, 22, tzinfo=UTC)
@@ -86,7 +87,8 @@ def test_what_trading_would_refuse_is_excluded_with_its_reason(harness):
     plan = h.plan(LAST_DAY)
     reasons = {e.symbol: e.reason for e in plan.excluded}
     assert reasons == {"STALE.US": "price_stale", "YEN.T": "fx_rate_missing", "LOT.US": "cash",
-                       "NOBUY.US": "allow_buy", "S0.US": "buy_cooldown"}
+                       "NOBUY.US": "allow_buy", "S0.US": "buy_cooldown",
+                       "HK.HK": "market_closed"}  # 22:00 UTC: Hong Kong is closed
     assert "limit 4" in next(e.detail for e in plan.excluded if e.symbol == "STALE.US")
     assert plan.steps and not set(reasons) & {s.symbol for s in plan.steps}
     assert not set(reasons) & set(plan.target_weights)

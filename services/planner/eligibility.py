@@ -7,6 +7,8 @@ reported in the plan, when trading would refuse its BUY by one of its own rules 
 are trading's where trading has one):
 
 - `allow_buy`: the owner does not allow buying it (an index is never traded);
+- `market_closed`: its exchange is one where trading needs an open market for a BUY
+  (trading's STRICT_EXCHANGES) and that market is closed, or its state unknown, now;
 - `price_unavailable`: no valid quote at or before now (flagged bars are never quoted);
 - `price_stale`: the quote is older than trading's `max_price_age_days`;
 - `fx_rate_missing`: no rate for its currency (only that security is dropped, not the plan);
@@ -26,6 +28,7 @@ from services.common.errors import FailedPrecondition
 from services.common.money import to_base
 from services.planner import defaults
 from services.planner.plan import Candidate, Cash, required_cash_base
+from services.trading.risk import STRICT_EXCHANGES  # trading's rule, read where it is defined
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ class Listing:
     tradable: bool                # an equity; an index is never traded
     min_target: float | None = None
     max_target: float | None = None
+    exchange: str = ""            # MIC
+
+    @property
+    def buyable(self) -> bool:
+        return self.allow_buy and self.tradable
 
 
 @dataclass(frozen=True)
@@ -91,16 +99,23 @@ def last_buys_within(buys: Sequence[tuple[str, datetime]], now: datetime, days: 
     return recent
 
 
+def strict_exchanges(listings: Sequence[Listing]) -> list[str]:
+    """The exchanges of buyable securities where trading needs an open market for a BUY."""
+    return sorted({s.exchange for s in listings if s.buyable and s.exchange in STRICT_EXCHANGES})
+
+
 def screen(listings: Sequence[Listing], quotes: Mapping[str, Quote], base: str, rates: Mapping[str, float],
-           rules: TradingRules, recent_buys: Mapping[str, datetime], cash: Cash,
-           now: datetime) -> tuple[dict[str, Candidate], list[Exclusion]]:
+           rules: TradingRules, recent_buys: Mapping[str, datetime], cash: Cash, now: datetime,
+           market_open: Mapping[str, bool | None] | None = None) -> tuple[dict[str, Candidate], list[Exclusion]]:
     """The securities the plan may buy (as Candidates priced at their quote) and the ones left
-    out with the first rule that refuses them, in trading's order of checks."""
+    out with the first rule that refuses them, in trading's order of checks. `market_open`
+    holds the state now of the strict_exchanges() (None or absent: unknown, counted closed)."""
     candidates: dict[str, Candidate] = {}
     excluded: list[Exclusion] = []
     for listing in sorted(listings, key=lambda s: s.symbol):
+        open_now = True if listing.exchange not in STRICT_EXCHANGES else (market_open or {}).get(listing.exchange)
         outcome = _screen_one(listing, quotes.get(listing.symbol), base, rates, rules,
-                              recent_buys.get(listing.symbol), cash, now)
+                              recent_buys.get(listing.symbol), cash, now, open_now)
         if isinstance(outcome, Exclusion):
             excluded.append(outcome)
         else:
@@ -109,11 +124,15 @@ def screen(listings: Sequence[Listing], quotes: Mapping[str, Quote], base: str, 
 
 
 def _screen_one(listing: Listing, quote: Quote | None, base: str, rates: Mapping[str, float],
-                rules: TradingRules, last_buy: datetime | None, cash: Cash, now: datetime) -> Candidate | Exclusion:
+                rules: TradingRules, last_buy: datetime | None, cash: Cash, now: datetime,
+                open_now: bool | None) -> Candidate | Exclusion:
     symbol = listing.symbol
-    if not (listing.allow_buy and listing.tradable):
+    if not listing.buyable:
         return Exclusion(symbol, "allow_buy", f"{symbol} may not be bought" if listing.tradable
                          else f"{symbol} is an index, never traded")
+    if open_now is not True:
+        state = "closed" if open_now is False else "in an unknown state"
+        return Exclusion(symbol, "market_closed", f"{listing.exchange} is {state} (a BUY there needs it open)")
     if quote is None or not quote.price > 0:
         return Exclusion(symbol, "price_unavailable", f"no valid price for {symbol} as of now")
     age = (now.date() - quote.day).days

@@ -20,6 +20,7 @@ from services.planner.eligibility import (
     history_exclusions,
     last_buys_within,
     screen,
+    strict_exchanges,
     valid_closes,
 )
 from services.planner.optimizer import target_weights
@@ -50,27 +51,30 @@ class PlannerEngine:
 
     def recommendations(self, now: datetime) -> Plan:
         """The plan for the portfolio's hash and `now`'s day: computed once, then served from
-        the cache while the hash, the day and trading's rules stay the same."""
+        the cache while the hash, the day, trading's rules and the state of the markets where a
+        BUY needs an open market stay the same."""
         day = now.date().isoformat()
         portfolio = self._peers.portfolio()
         rules = self._peers.trading_rules()
+        listings = self._peers.listings()
+        markets = {exchange: self._peers.market_open(exchange, now) for exchange in strict_exchanges(listings)}
         with self._db.transaction() as session:
             cached = store.find_plan(session, portfolio.portfolio_hash, day)
-        if cached is not None and cached[1].get("rules") == asdict(rules):
+        if cached is not None and cached[1].get("rules") == asdict(rules) and cached[1].get("markets") == markets:
             return _plan_from_payload(cached[0], portfolio.portfolio_hash, day, cached[1], cached=True)
-        payload = self._compute(portfolio, rules, now)
+        payload = self._compute(portfolio, rules, listings, markets, now)
         identifier = plan_id(portfolio.portfolio_hash, day, [Step(**s) for s in payload["steps"]])
         with self._db.transaction() as session:
             store.save_plan(session, portfolio.portfolio_hash, day, identifier, payload, now)
         return _plan_from_payload(identifier, portfolio.portfolio_hash, day, payload, cached=False)
 
-    def _compute(self, portfolio: PortfolioView, rules: TradingRules, now: datetime) -> dict:
-        listings = self._peers.listings()
+    def _compute(self, portfolio: PortfolioView, rules: TradingRules, listings: list[Listing],
+                 markets: dict[str, bool | None], now: datetime) -> dict:
         base, rates = self._peers.fx_rates()
-        quotes = self._peers.quotes([s.symbol for s in listings if s.allow_buy and s.tradable])
+        quotes = self._peers.quotes([s.symbol for s in listings if s.buyable])
         recent = last_buys_within(self._peers.buys(), now, rules.buy_cooldown_days)
         cash = Cash(base, portfolio.cash_base, auto_convert=rules.auto_convert_currency)
-        candidates, excluded = screen(listings, quotes, base, rates, rules, recent, cash, now)
+        candidates, excluded = screen(listings, quotes, base, rates, rules, recent, cash, now, markets)
         start = now.date() - timedelta(days=_LOOKBACK_DAYS)
         closes = {s: valid_closes(self._peers.daily_bars(s, start))[-defaults.LOOKBACK_BARS:] for s in candidates}
         short = history_exclusions(closes)
@@ -79,7 +83,7 @@ class PlannerEngine:
         excluded = sorted(excluded + short, key=lambda e: e.symbol)
         notes = _unmet_minimums(listings, excluded)
         payload = {"steps": [], "target_weights": {}, "method": "", "unallocated_weight": 1.0,
-                   "excluded": [asdict(e) for e in excluded], "rules": asdict(rules)}
+                   "excluded": [asdict(e) for e in excluded], "rules": asdict(rules), "markets": markets}
         if not candidates:
             payload["notes"] = notes + ["no security can be bought now (see excluded): the plan is empty"]
             return payload

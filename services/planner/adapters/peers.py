@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import grpc
 from trader.data.v1 import data_pb2, data_pb2_grpc
 from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from trader.trading.v1 import trading_pb2, trading_pb2_grpc
@@ -50,8 +51,16 @@ class Peers:
         securities = self._data.ListSecurities(data_pb2.ListSecuritiesRequest()).securities
         return [Listing(s.symbol, s.currency, s.lot_size, s.allow_buy, s.kind == data_pb2.EQUITY,
                         s.min_portfolio_target if s.HasField("min_portfolio_target") else None,
-                        s.max_portfolio_target if s.HasField("max_portfolio_target") else None)
+                        s.max_portfolio_target if s.HasField("max_portfolio_target") else None, s.exchange)
                 for s in securities]
+
+    def market_open(self, exchange: str, now: datetime) -> bool | None:
+        """Whether `exchange` is open at `now`; None when it cannot be told (counted closed)."""
+        try:
+            return self._data.GetMarketStatus(data_pb2.GetMarketStatusRequest(
+                exchange=exchange, as_of=now.isoformat())).open
+        except grpc.RpcError:
+            return None
 
     def fx_rates(self) -> tuple[str, dict[str, float]]:
         reply = self._data.GetFxRates(data_pb2.GetFxRatesRequest())
