@@ -243,3 +243,5 @@ def test_optimised_weights_never_exceed_a_max_or_20_percent(targets, seed):
         maximum = dict(zip(series, targets, strict=True))[symbol][1]
         assert weight <= defaults.MAX_WEIGHT
         assert maximum is None or weight <= maximum / 100 + 1e-12
+    for symbol, lower in bounds.lower.items():
+        assert allocation.weights.get(symbol, 0.0) >= lower - 1e-6

@@ -77,7 +77,8 @@ def test_what_trading_would_refuse_is_excluded_with_its_reason(harness):
     yen = random_walk(COUNT, seed=51, price=15_000.0)  # a currency without a rate
     big_lot = random_walk(COUNT, seed=52)
     bars = history({"STALE.US": stale, "YEN.T": yen, "LOT.US": big_lot, "HK.HK": random_walk(COUNT, seed=54)})
-    securities = ([security(s) for s in SYMBOLS] + [security("STALE.US"), security("YEN.T", currency="JPY"),
+    securities = ([security(s) for s in SYMBOLS] + [security("STALE.US", min_target=10.0),
+                                                     security("YEN.T", currency="JPY"),
                    security("LOT.US", lot_size=100_000), security("NOBUY.US", allow_buy=False),
                    security("HK.HK", exchange="XHKG", country="Hong Kong")])
     bars["NOBUY.US"] = random_walk(COUNT, seed=53)
@@ -90,6 +91,7 @@ def test_what_trading_would_refuse_is_excluded_with_its_reason(harness):
                        "NOBUY.US": "allow_buy", "S0.US": "buy_cooldown",
                        "HK.HK": "market_closed"}  # 22:00 UTC: Hong Kong is closed
     assert "limit 4" in next(e.detail for e in plan.excluded if e.symbol == "STALE.US")
+    assert "STALE.US: minimum target 10% not planned (price_stale)" in plan.notes
     assert plan.steps and not set(reasons) & {s.symbol for s in plan.steps}
     assert not set(reasons) & set(plan.target_weights)
     # Trading's own price-age setting decides: allowed 30 days, the stale security is planned again.
