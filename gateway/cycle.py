@@ -31,6 +31,7 @@ tracer = trace.get_tracer("trader.gateway.cycle")
 
 OK, FAILED, REFUSED, SKIPPED = "OK", "FAILED", "REFUSED", "SKIPPED"
 ERROR_TTL_SECONDS = 3600
+DISPLAY_SOURCE = "sync_cycle"  # the cycle posts and clears only its own display messages
 
 
 @dataclass
@@ -180,14 +181,15 @@ class Cycle:
         if problems:
             self._post(display_pb2.ERROR, f"{problems[0].name.upper()} FAILED", ERROR_TTL_SECONDS)
         else:
-            self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR))
-        shown = self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.PROCESSING))
+            self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR, source=DISPLAY_SOURCE))
+        shown = self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.PROCESSING,
+                                                                            source=DISPLAY_SOURCE))
         self.result.display_text = shown.text
         return f"showing {display_pb2.Pool.Name(shown.pool)}: {shown.text}"
 
     def _post(self, pool: int, text: str, ttl_seconds: int, mode: int = display_pb2.MODE_UNSPECIFIED) -> str:
         self.s.display.PostMessage(display_pb2.PostMessageRequest(pool=pool, text=text, ttl_seconds=ttl_seconds,
-                                                                  mode=mode))
+                                                                  mode=mode, source=DISPLAY_SOURCE))
         return text
 
 

@@ -13,7 +13,7 @@ from services.data.history import Bar, last_final_date, monthly_bars, resolve_ra
 from services.display import pools
 from services.display.text import next_actions_text
 from services.planner import defaults
-from services.planner.plan import Candidate, buy_cost_base, buy_steps
+from services.planner.plan import Candidate, Cash, buy_cost_base, buy_steps
 from services.portfolio.valuation import Holding, Quote, UniverseEntry, portfolio_hash, value_portfolio
 from services.trading import orders
 
@@ -119,16 +119,17 @@ def candidates(price_base=50.0, lot=1):
 
 
 def test_buy_steps_follow_the_largest_gaps_within_cash():
-    steps = buy_steps({"A.US": 0.5, "B.US": 0.3, "C.US": 0.2}, {}, 10_000, 10_000, candidates())
+    steps = buy_steps({"A.US": 0.5, "B.US": 0.3, "C.US": 0.2}, {}, 10_000, Cash("EUR", {"EUR": 10_000}),
+                      candidates())
     assert [s.symbol for s in steps] == ["A.US", "B.US", "C.US"]
     assert steps[0].quantity == 100 and steps[0].estimated_value_base == pytest.approx(5000)
     assert sum(buy_cost_base(s.estimated_value_base) for s in steps) <= 10_000 - defaults.MIN_CASH_RESERVE_BASE
 
 
 def test_no_step_below_the_minimum_trade():
-    assert buy_steps({"A.US": 1.0}, {}, 700, 700, candidates()) == []  # 200 spendable after the reserve
-    assert len(buy_steps({"A.US": 1.0}, {}, 800, 800, candidates())) == 1  # 300 spendable: 5 shares
-    assert buy_steps({"A.US": 0.02}, {}, 10_000, 10_000, candidates()) == []  # gap 200 < 250
+    assert buy_steps({"A.US": 1.0}, {}, 700, Cash("EUR", {"EUR": 700}), candidates()) == []  # 200 spendable
+    assert len(buy_steps({"A.US": 1.0}, {}, 800, Cash("EUR", {"EUR": 800}), candidates())) == 1  # 300: 5 shares
+    assert buy_steps({"A.US": 0.02}, {}, 10_000, Cash("EUR", {"EUR": 10_000}), candidates()) == []  # gap 200
 
 
 @given(st.floats(min_value=0, max_value=1e6), st.floats(min_value=0.01, max_value=5000), st.integers(1, 100),
@@ -136,7 +137,7 @@ def test_no_step_below_the_minimum_trade():
 def test_plan_never_overspends(cash, price, lot, raw_weights):
     total = sum(raw_weights) or 1.0
     targets = dict(zip(("A.US", "B.US", "C.US"), (w / total for w in raw_weights), strict=True))
-    steps = buy_steps(targets, {}, cash, cash, candidates(price, lot))
+    steps = buy_steps(targets, {}, cash, Cash("EUR", {"EUR": cash}), candidates(price, lot))
     spent = sum(buy_cost_base(s.estimated_value_base) for s in steps)
     assert spent <= max(0.0, cash - defaults.MIN_CASH_RESERVE_BASE) + 1e-6
     for step in steps:

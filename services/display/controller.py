@@ -36,6 +36,7 @@ class Shown:
     mode: str
     device_status: str
     device_detail: str
+    source: str = ""  # who posted the shown message
 
     @property
     def device_text(self) -> str:
@@ -69,7 +70,7 @@ class DisplayController:
         status, detail = self._device.status() if self._device else (NOT_CONFIGURED, "TRADER_DISPLAY_SERIAL unset")
         return Shown(message.text if message else "", message.pool if message else None,
                      message.expires_at if message else None, brightness, speed_ms,
-                     message.mode if message else "normal", status, detail)
+                     message.mode if message else "normal", status, detail, message.source if message else "")
 
     def refresh(self) -> Shown:
         """Recompute; on a change push it to the device and wake the watchers."""

@@ -20,6 +20,8 @@ _POOLS = {display_pb2.ERROR: pools.ERROR, display_pb2.PROCESSING: pools.PROCESSI
 _MODES = {display_pb2.MODE_NORMAL: "normal", display_pb2.MODE_SYNCING: "syncing",
           display_pb2.MODE_TRADE: "trade", display_pb2.MODE_ERROR: "error"}
 _MODE_VALUES = {name: value for value, name in _MODES.items()}
+# RefreshNextActions posts under this source; the gateway's cycle uses its own ("sync_cycle").
+NEXT_ACTIONS_SOURCE = "next_actions"
 _DEVICE = {NOT_CONFIGURED: display_pb2.DEVICE_NOT_CONFIGURED, CONNECTED: display_pb2.DEVICE_CONNECTED,
            MISSING: display_pb2.DEVICE_MISSING}
 
@@ -29,6 +31,7 @@ def shown_to_proto(shown: Shown) -> display_pb2.DisplayState:
         text=shown.text, pool=display_pb2.Pool.Value(shown.pool) if shown.pool else display_pb2.POOL_UNSPECIFIED,
         brightness=shown.brightness, speed_ms=shown.speed_ms, mode=_MODE_VALUES[shown.mode],
         device_text=shown.device_text, device=_DEVICE[shown.device_status], device_detail=shown.device_detail,
+        source=shown.source,
     )
     if shown.expires_at is not None:
         state.expires_at.CopyFrom(to_timestamp(shown.expires_at))
@@ -57,15 +60,16 @@ class DisplayServicer(display_pb2_grpc.DisplayServicer):
 
     def PostMessage(self, request, context):
         message = pools.new_message(_POOLS.get(request.pool, ""), request.text, request.ttl_seconds,
-                                    clock.wall_now(), _mode(request.mode))
+                                    clock.wall_now(), _mode(request.mode), request.source)
         with self._db.transaction() as session:
             store.put(session, message)
         return self._changed()
 
     def ClearMessage(self, request, context):
         pool = _pool(request.pool)
+        source = pools.check_source(request.source)
         with self._db.transaction() as session:
-            store.clear(session, pool)
+            store.clear(session, pool, source)
         return self._changed()
 
     def GetDisplayState(self, request, context):
@@ -95,7 +99,8 @@ class DisplayServicer(display_pb2_grpc.DisplayServicer):
         next_step = (planner_pb2.Side.Name(first.side), first.symbol, first.estimated_value_base) if first else None
         text = next_actions_text(portfolio.base_currency, portfolio.total_value_base, portfolio.cash_base, next_step)
         with self._db.transaction() as session:
-            store.put(session, pools.new_message(pools.NEXT_ACTIONS, text, 0, clock.wall_now()))
+            store.put(session, pools.new_message(pools.NEXT_ACTIONS, text, 0, clock.wall_now(),
+                                                 source=NEXT_ACTIONS_SOURCE))
         return self._changed()
 
     def WatchDisplay(self, request, context):

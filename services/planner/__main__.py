@@ -8,13 +8,15 @@ from services.common.client import Clients
 from services.common.config import load_common
 from services.common.server import ServiceParts, run_service
 from services.planner import store
+from services.planner.adapters.peers import Peers
+from services.planner.engine import PlannerEngine
 from services.planner.server import PlannerServicer
 
 
 def build(config):
     db = store.open_database(config.db_url)
     clients = Clients(config)
-    servicer = PlannerServicer(db, clients)
+    servicer = PlannerServicer(PlannerEngine(db, Peers(clients)))
 
     def close():
         clients.close()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from services.planner import defaults
 
@@ -34,32 +35,77 @@ def buy_cost_base(value_base: float) -> float:
     return value_base + defaults.COMMISSION_FIXED_BASE + defaults.COMMISSION_RATE * value_base
 
 
+def required_cash_base(value_base: float, price_band: float) -> float:
+    """The cash trading's check requires for a BUY of `value_base` at the quote: the value at
+    the limit price (quote * (1 + band)) plus the commission on it (trading risk._cash)."""
+    return buy_cost_base(value_base * (1 + price_band))
+
+
+def value_for_cash(cash_base: float, price_band: float) -> float:
+    """The largest value at the quote whose required cash fits `cash_base` (inverse of
+    required_cash_base)."""
+    return (cash_base - defaults.COMMISSION_FIXED_BASE) / ((1 + defaults.COMMISSION_RATE) * (1 + price_band))
+
+
+@dataclass(frozen=True)
+class Cash:
+    """The cash a plan may spend, as trading's cash check sees it (decisions.md rule 10).
+
+    `balances` are per currency, valued in the base currency. The plan never spends the
+    reserve; a BUY in currency C may use C's balance plus, with auto-conversion on, the base
+    currency's balance (trading converts the deficit); other currencies are never converted."""
+
+    base: str
+    balances: Mapping[str, float] = field(default_factory=dict)
+    reserve_base: float = defaults.MIN_CASH_RESERVE_BASE
+    auto_convert: bool = True
+
+    @property
+    def pooled(self) -> float:
+        return sum(self.balances.values()) - self.reserve_base
+
+    def spendable(self, currency: str) -> float:
+        own = self.balances.get(currency, 0.0)
+        if currency != self.base and self.auto_convert:
+            own += max(0.0, self.balances.get(self.base, 0.0))
+        return max(0.0, min(self.pooled, own))
+
+    def spend(self, currency: str, amount_base: float) -> Cash:
+        """After a BUY: the currency's own balance first, the rest from the base currency."""
+        balances = dict(self.balances)
+        own = max(0.0, min(amount_base, balances.get(currency, 0.0)))
+        balances[currency] = balances.get(currency, 0.0) - own
+        if amount_base > own:
+            balances[self.base] = balances.get(self.base, 0.0) - (amount_base - own)
+        return Cash(self.base, balances, self.reserve_base, self.auto_convert)
+
+
 def buy_steps(targets: dict[str, float], held_value_base: dict[str, float], total_value_base: float,
-              cash_base: float, candidates: dict[str, Candidate]) -> list[Step]:
+              cash: Cash, candidates: dict[str, Candidate], price_band: float = 0.0) -> list[Step]:
     """BUY steps for the largest underweight gaps that the spendable cash covers.
 
-    Spendable cash is cash minus the reserve. Each step buys whole lots, at least the minimum
-    trade value, and never more than its gap; steps are ordered by gap, largest first.
+    Each step buys whole lots, at least the minimum trade value, and never more than its gap;
+    its cash at trading's limit price (`price_band` above the quote) with commission fits what
+    `cash` leaves spendable in its currency. Steps are ordered by gap, largest first.
     """
-    budget = cash_base - defaults.MIN_CASH_RESERVE_BASE
     gaps = sorted(
         ((targets[s] * total_value_base - held_value_base.get(s, 0.0), s) for s in targets if s in candidates),
         key=lambda gap_symbol: (-gap_symbol[0], gap_symbol[1]),
     )
     steps: list[Step] = []
     for gap, symbol in gaps:
-        if len(steps) == defaults.MAX_STEPS or budget < defaults.MIN_TRADE_BASE:
+        if len(steps) == defaults.MAX_STEPS or cash.pooled < defaults.MIN_TRADE_BASE:
             break
         if gap < defaults.MIN_TRADE_BASE:
             break  # sorted: every later gap is smaller
         candidate = candidates[symbol]
-        affordable = (budget - defaults.COMMISSION_FIXED_BASE) / (1 + defaults.COMMISSION_RATE)
+        affordable = value_for_cash(cash.spendable(candidate.currency), price_band)
         lot_value = candidate.price_base * candidate.lot_size
         lots = math.floor(min(gap, affordable) / lot_value)
         value_base = lots * lot_value
         if lots < 1 or value_base < defaults.MIN_TRADE_BASE:
             continue
-        budget -= buy_cost_base(value_base)
+        cash = cash.spend(candidate.currency, required_cash_base(value_base, price_band))
         current = held_value_base.get(symbol, 0.0) / total_value_base if total_value_base > 0 else 0.0
         steps.append(Step(symbol, "BUY", lots * candidate.lot_size, candidate.price, candidate.currency,
                           value_base, f"rebalance toward target weight {targets[symbol]:.1%} (now {current:.1%})"))

@@ -31,7 +31,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
 
     def _universe(self) -> list[UniverseEntry]:
         securities = self._data.ListSecurities(data_pb2.ListSecuritiesRequest()).securities
-        return [UniverseEntry(s.symbol, s.allow_buy, s.allow_sell, s.country, s.industry) for s in securities]
+        return [universe_entry(s) for s in securities]
 
     def _hash(self, holdings, cash) -> str:
         return portfolio_hash(holdings, cash, self._universe())
@@ -121,6 +121,16 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
             store.replace_broker_state(session, holdings, cash, synced_at)
         changed = before != (holdings, cash)
         return portfolio_pb2.ApplyBrokerStateResponse(changed=changed, portfolio_hash=self._hash(holdings, cash))
+
+
+def universe_entry(security: data_pb2.Security) -> UniverseEntry:
+    """The hash inputs of one security: allow flags, min/max portfolio targets (absent stays
+    None, never 0), country and industry."""
+    return UniverseEntry(
+        security.symbol, security.allow_buy, security.allow_sell, security.country, security.industry,
+        security.min_portfolio_target if security.HasField("min_portfolio_target") else None,
+        security.max_portfolio_target if security.HasField("max_portfolio_target") else None,
+    )
 
 
 def _holdings_from_request(positions) -> list[Holding]:

@@ -1,0 +1,1 @@
+"""The planner's edge: the other services, read through plain dataclasses."""
