@@ -342,8 +342,13 @@ def test_settings_round_trip(tmp_path):
 SYMBOLS = ("AAPL.US", "SAP.DE", "KO.US")
 
 
+ORDER_FAULTS = [None, None, None, "reject", "disconnect", "timeout_after_accept", "partial_fill",
+                "reject_conversion", "disconnect_conversion"]
+
+
 class TradingMachine(RuleBasedStateMachine):
-    """Random orders, price moves, time steps, faults and syncs against the invariants."""
+    """Random orders, deposits, price moves, time steps, faults, kills (orders orphaned as a
+    killed process leaves them), restarts and syncs against the invariants."""
 
     def __init__(self):
         super().__init__()
@@ -351,7 +356,7 @@ class TradingMachine(RuleBasedStateMachine):
         from pathlib import Path
 
         self.tmp = tempfile.TemporaryDirectory()
-        self.engine, self.broker, self.reads, self.db = make_engine(Path(self.tmp.name))
+        self.engine, self.broker, self.reads, self.db = make_engine(Path(self.tmp.name), seed=5_000.0)
         self.engine.update_settings({"min_hold_days": 0, "sell_cooldown_days": 0, "buy_cooldown_days": 0}, START)
         self.now = START
         self.sent: list[str] = []
@@ -360,18 +365,51 @@ class TradingMachine(RuleBasedStateMachine):
         self.db.close()
         self.tmp.cleanup()
 
+    def state_of(self, cid: str) -> str:
+        with self.db.transaction() as session:
+            return store.find_order(session, cid).state
+
     @rule(symbol=st.sampled_from(SYMBOLS), side=st.sampled_from(["BUY", "SELL"]), quantity=st.integers(1, 400),
-          fault=st.sampled_from([None, None, None, "reject", "disconnect", "timeout_after_accept", "partial_fill"]))
+          fault=st.sampled_from(ORDER_FAULTS))
     def order(self, symbol, side, quantity, fault):
-        if fault:
-            self.broker.faults.append(fault)
         cid = f"o{len(self.sent)}"
         self.sent.append(cid)
+        order = intent(cid, symbol, side, quantity)
         try:
-            self.engine.submit(intent(cid, symbol, side, quantity), None, self.now)
-        except (FailedPrecondition, Unavailable):
-            pass
+            self.engine.check(order, None, self.now)
+            allowed = None
+        except FailedPrecondition as refusal:
+            allowed = refusal.rule
+        if fault:
+            self.broker.faults.append(fault)
+        try:
+            row = self.engine.submit(order, None, self.now)
+            assert allowed is None, allowed
+            assert row.state == ("CANCELLED" if fault == "partial_fill" else "FILLED"), (fault, row.state)
+        except FailedPrecondition as refusal:  # a rule, or the broker, refused: never INTERNAL
+            assert refusal.rule == allowed or (allowed is None and refusal.rule == "broker_rejected" and fault in (
+                "reject", "reject_conversion")), (allowed, refusal.message, fault)
+            assert self.state_of(cid) == "REJECTED"
+        except Unavailable:  # the broker could not be reached: the order ends or awaits its lookup
+            assert fault in ("disconnect", "timeout_after_accept", "disconnect_conversion")
+            assert self.state_of(cid) in ("REJECTED", "UNKNOWN_OUTCOME")
         self.broker.faults.clear()
+
+    @rule(symbol=st.sampled_from(SYMBOLS), state=st.sampled_from(["NEW", "SUBMITTED"]))
+    def killed_mid_order(self, symbol, state):
+        """The process died between storing the intent (or marking it sent) and the broker."""
+        cid = f"o{len(self.sent)}"
+        self.sent.append(cid)
+        orphan(self.db, cid, state, symbol=symbol)
+
+    @rule()
+    def restart(self):
+        self.engine = OrderEngine("replay", self.db, self.broker, self.reads)
+        self.engine.sync(self.now)  # the start-up reconciliation
+
+    @rule(amount=st.floats(0.01, 3000.0).map(lambda x: round(x, 6)), currency=st.sampled_from(["EUR", "USD"]))
+    def deposit(self, amount, currency):
+        self.broker.deposit(amount, currency, f"d{len(self.sent)}-{amount}-{self.now.isoformat()}", self.now)
 
     @rule(minutes=st.sampled_from([1, 30, 61, 600, 1500, 4 * 1440]))
     def advance(self, minutes):
