@@ -468,6 +468,8 @@ def test_conversion_plan_keeps_reserves_and_covers_the_deficit():
     assert [(p.from_currency, p.to_currency) for p in planned] == [("EUR", "USD")]  # GBP is under its reserve
     assert planned[0].to_amount >= 55.0 + RESERVE - 0.01 and 100.0 - planned[0].from_amount >= RESERVE
     assert plan_conversions({"EUR": 4.0, "USD": -50.0}, "EUR", RATES) == []  # nothing above the reserve
+    unpriced = plan_conversions({"EUR": 100.0, "USD": -55.0, "CHF": 500.0, "SEK": -3.0}, "EUR", RATES)
+    assert [(p.from_currency, p.to_currency) for p in unpriced] == [("EUR", "USD")]  # no rate: left out
 
 
 def test_sale_plan_takes_the_largest_first_with_a_buffer():
@@ -520,3 +522,18 @@ def test_two_emergencies_never_run_at_once(tmp_path):
             engine.resolve_negative_balances(START)
     finally:
         engine._emergency_lock.release()
+
+
+def test_a_refused_emergency_conversion_is_covered_by_sales_never_internal(tmp_path):
+    engine, broker, reads, db = make_engine(tmp_path)
+    engine.submit(intent("e3", "KO.US", "BUY", 100), None, START)
+    engine.sync(START)
+    _force_cash(db, "USD", -300.0)
+    broker.faults.append("reject_conversion")
+    with db.transaction() as session:  # a holding the data service no longer knows: not sold, no NOT_FOUND
+        from services.trading.adapters.paper_broker import PaperPosition
+
+        session.add(PaperPosition(symbol="GONE.US", quantity=1000, average_cost=10.0, currency="USD"))
+    conversions, placed, remaining = engine.resolve_negative_balances(START + timedelta(minutes=5))
+    assert conversions == []  # refused by the broker, so the SELL covers it
+    assert [(o.symbol, o.state) for o in placed] == [("KO.US", "FILLED")] and remaining == {}

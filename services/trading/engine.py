@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
-from services.common.errors import AlreadyExists, DomainError, FailedPrecondition, Unavailable
+from services.common.errors import AlreadyExists, DomainError, FailedPrecondition, NotFound, Unavailable
 from services.common.logs import event
 from services.common.money import from_base
 from services.trading import emergency, orders, risk, store
@@ -357,16 +357,16 @@ class OrderEngine:
             for currency, balance in sorted(account.cash.items()):
                 if balance >= 0:
                     continue
+                lots = self._lot_sizes([p.symbol for p in account.positions if p.currency == currency])
                 held = [(p.symbol, p.quantity, (self._reads.quote(p.symbol) or (0.0,))[0])
-                        for p in account.positions if p.currency == currency]
-                lots = {symbol: max(1, self._reads.security(symbol).lot_size) for symbol, _, _ in held}
+                        for p in account.positions if p.currency == currency and p.symbol in lots]
                 for symbol, quantity in emergency.plan_sales(-balance, [h for h in held if h[2] > 0], lots):
                     cid = f"emergency-{now.strftime('%Y%m%dT%H%M%S')}-{symbol}"
                     try:
                         placed.append(self.submit(orders.validate_intent(cid, symbol, orders.SELL, quantity,
                                                                          f"negative {currency} balance"),
                                                   None, now, emergency=True, whole_lots=False))
-                    except (FailedPrecondition, Unavailable, AlreadyExists):
+                    except DomainError:  # refused or unreachable: the order (if stored) says why
                         with self._db.transaction() as session:
                             row = store.find_order(session, cid)
                         if row is not None:
@@ -379,7 +379,17 @@ class OrderEngine:
         finally:
             self._emergency_lock.release()
 
-    # --- status ---
+    def _lot_sizes(self, symbols: list[str]) -> dict[str, int]:
+        """symbol -> lot size for the securities the data service knows; a holding it does not
+        know cannot be checked, so it is left out of the emergency sales (and logged)."""
+        lots = {}
+        for symbol in symbols:
+            try:
+                lots[symbol] = max(1, self._reads.security(symbol).lot_size)
+            except NotFound:
+                event(log, "emergency: a holding the data service does not know is not sold", logging.WARNING,
+                      symbol=symbol)
+        return lots
 
     # --- the paper account ---
 
@@ -395,6 +405,8 @@ class OrderEngine:
             raise FailedPrecondition("fx_rate_missing", f"no {base}{currency} rate, so {currency} could never be "
                                                         f"valued; deposit in a currency with a rate ({known})")
         return self.broker.deposit(amount, currency, reference, now)
+
+    # --- status ---
 
     def status(self, now: datetime) -> dict:
         settings = self.settings()
