@@ -123,7 +123,7 @@ class OrderEngine:
               whole_lots: bool = True) -> tuple[risk.Approval, str]:
         """The dry run: the same facts and rules, nothing stored, nothing sent."""
         with self._lock:
-            facts, security, *_ = self._facts(intent, limit_price, now, emergency=False)
+            facts, security = self._facts(intent, limit_price, now, emergency=False)
             if whole_lots:
                 orders.check_lot(intent.quantity, facts.lot_size)
             return risk.check(facts, self.settings()), security.currency
