@@ -27,8 +27,6 @@ from services.trading.adapters.broker import (
     MarketOrder,
 )
 
-CENT_NOISE = 1e-9  # float noise below any amount a broker books (it books whole cents)
-
 
 class PaperBase(DeclarativeBase):
     pass
@@ -148,7 +146,7 @@ class PaperBroker:
         with self._lock, self._db.transaction() as session:
             if session.scalars(select(PaperTransfer).where(PaperTransfer.reference == reference)).first():
                 return
-            if _balance(session, from_currency) < from_amount - CENT_NOISE:
+            if _balance(session, from_currency) < from_amount:
                 raise BrokerRejected(f"insufficient {from_currency} for conversion")
             session.add(PaperTransfer(reference=reference, kind="conversion", from_currency=from_currency,
                                       from_amount=from_amount, to_currency=to_currency, to_amount=to_amount,
@@ -193,7 +191,7 @@ class PaperBroker:
             fee = self._fee(value, order.currency)
             position = session.get(PaperPosition, order.symbol)
             if order.side == "BUY":
-                if _balance(session, order.currency) < value + fee - CENT_NOISE:
+                if _balance(session, order.currency) < value + fee:
                     raise BrokerRejected(f"insufficient {order.currency} funds")
                 if position is None:
                     position = PaperPosition(symbol=order.symbol, quantity=0, average_cost=0.0,
