@@ -1,4 +1,4 @@
-"""Order rules: identities, fees, and the checks an order must pass. Pure functions."""
+"""Order rules: the life cycle (states and transitions), identities, fees, conversions. Pure functions."""
 
 from __future__ import annotations
 
