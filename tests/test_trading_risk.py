@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.trading.engine import next_trade_allowed
+from services.trading.orders import round_cents_up
 from services.trading.risk import OrderFacts, RiskSettings, check
 
 NOW = datetime(2024, 6, 12, 15, 0, tzinfo=UTC)
@@ -121,6 +122,30 @@ def test_emergency_skips_only_holding_rules_and_caps():
                          (replace(hurried, quantity=50), "holding"),
                          (replace(hurried, daily_pnl=-0.06), "daily_loss_halt")):
         assert refusal(broken) == rule
+
+
+FOREIGN = replace(BUY, cash_available=100.0, convertible_base_cash=2000.0, base_currency="EUR",
+                  rates={"USD": 1.10})  # needs 1,054.10 USD, holds 100 USD and 2,000 EUR
+
+
+def test_a_foreign_buy_converts_the_deficit_in_whole_cents():
+    approval = check(FOREIGN, SETTINGS)
+    assert approval.conversion == round_cents_up((10 * 105.0 + 4.1 - 100.0) * 1.02 / 1.10) == 884.72
+    bare = round_cents_up((10 * 105.0 + 4.1 - 100.0) / 1.10)  # 867.37 (867.3636... rounded up)
+    assert check(replace(FOREIGN, convertible_base_cash=bare), SETTINGS).conversion == bare
+    assert check(replace(FOREIGN, cash_available=2000.0), SETTINGS).conversion == 0.0
+    assert check(replace(FOREIGN, cash_available=-50.0), SETTINGS).conversion == round_cents_up(
+        (1054.1 + 50.0) * 1.02 / 1.10)  # a negative balance is covered too, never left short
+
+
+@pytest.mark.parametrize(("facts", "rule"), [
+    (replace(FOREIGN, convertible_base_cash=867.364), "cash"),  # the bare deficit, but not to the cent
+    (replace(FOREIGN, convertible_base_cash=None), "cash"),      # no conversion possible
+    (replace(FOREIGN, rates={}), "fx_rate_missing"),
+    (replace(BUY, commission=None), "fx_rate_missing"),
+])
+def test_a_conversion_the_broker_would_refuse_is_refused_by_the_check(facts, rule):
+    assert refusal(facts) == rule
 
 
 @pytest.mark.parametrize(("changes", "field"), [

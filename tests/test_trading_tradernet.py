@@ -99,12 +99,21 @@ class FakeTradernet:
             return {"result": {"q": [{"c": t, "ltp": 101.5, "x_curr": "USD"} for t in params["tickers"].split(",")]}}
         return {"errMsg": f"unknown command {command}", "code": 2}
 
-    def fill(self, order: dict, price: float, when: str = "2024-03-04 15:30:00"):
-        self.open_orders.remove(order)
-        self.trades.append({"id": 77 + len(self.trades), "instr_nm": order["instr_name"], "q": order["qty"],
+    def fill(self, order: dict, price: float, when: str = "2024-03-04 15:30:00", quantity: int | None = None):
+        """Fill `quantity` (all that is left by default); the order stays open until all is."""
+        left = order["qty"] - order.get("filled", 0)
+        quantity = left if quantity is None else quantity
+        order["filled"] = order.get("filled", 0) + quantity
+        if quantity == left:
+            self.open_orders.remove(order)
+        self.trades.append({"id": 77 + len(self.trades), "instr_nm": order["instr_name"], "q": quantity,
                             "price": price, "date": when, "type": 1 if order["buy_sell"] == 1 else 2,
                             "commission": 2.5, "commission_currency": "USD", "order_id": order["id"],
                             "user_order_id": order["user_order_id"]})
+
+    def cancel_rest(self, order: dict):
+        """The broker cancels what is left (the day ended, say)."""
+        self.open_orders.remove(order)
 
     def close(self):
         self.server.shutdown()
@@ -225,6 +234,110 @@ def test_engine_with_tradernet_fills_at_sync_and_resolves_a_lost_reply(fake, tmp
     with db.transaction() as session:
         assert store.find_order(session, "live-3").state == "SUBMITTED"
     assert sum(1 for c, *_ in fake.requests if c == "putTradeOrder") == 2 and engine.reconciliation.reconciled
+
+
+def live_engine(fake, tmp_path, usd: float):
+    db = store.open_database(f"sqlite:///{tmp_path / 'live.db'}")
+    fake.positions, fake.cash = [], [{"curr": "USD", "s": usd}, {"curr": "EUR", "s": 0.0}]
+    reads = FakeReads()
+    engine = OrderEngine("live", db, TradernetBroker(client_for(fake)), reads)
+    engine.reconcile()
+    return engine, reads, db
+
+
+def broker_fills(fake, symbol: str, quantity: int, usd: float):
+    """The account as the broker reports it after fills."""
+    fake.positions = [p for p in fake.positions if p["i"] != symbol] + (
+        [{"i": symbol, "q": quantity, "bal_price_a": 101.0, "curr": "USD"}] if quantity else [])
+    fake.cash[0]["s"] = usd
+
+
+def order_of(db, cid):
+    with db.transaction() as session:
+        order = store.find_order(session, cid)
+        session.expunge(order)
+        return order
+
+
+def test_a_partial_fill_stays_open_and_keeps_its_reservation_until_the_rest_fills(fake, tmp_path):
+    """Issue 8 item 6: BUY 10, 4 fill and 6 stay working."""
+    engine, reads, db = live_engine(fake, tmp_path, usd=1500.0)
+    assert engine.submit(intent("p-1", "AAPL.US", "BUY", 10), None, START).state == "SUBMITTED"  # limit 105
+    working = fake.open_orders[0]
+    fake.fill(working, 101.0, quantity=4)
+    broker_fills(fake, "AAPL.US", 4, 1500.0 - 404.0 - 2.5)
+    assert engine.sync(START)[0] == 1
+    order = order_of(db, "p-1")
+    assert (order.state, order.filled_quantity, order.fill_price) == ("PARTIALLY_FILLED", 4, 101.0)
+    assert engine.reconciliation.reconciled and engine.status(START)["open_orders"] == 1
+    # 1,093.50 USD at the broker, 6 x 105 = 630 still reserved: 10 KO.US at 63 + fee fit only without it
+    later = START + timedelta(hours=2)
+    with pytest.raises(FailedPrecondition, match="^cash: needs 633.46 USD .* 463.50 available"):
+        engine.submit(intent("p-2", "KO.US", "BUY", 10), None, later)
+    assert engine.sync(later) == (0, 0)  # the fill is imported once
+    fake.fill(working, 102.0, when="2024-03-04 16:10:00")
+    broker_fills(fake, "AAPL.US", 10, 1500.0 - 404.0 - 612.0 - 5.0)
+    engine.sync(later)
+    order = order_of(db, "p-1")
+    assert (order.state, order.filled_quantity, order.commission) == ("FILLED", 10, 5.0)
+    assert order.fill_price == pytest.approx(101.6)  # volume-weighted over both fills
+    with db.transaction() as session:
+        assert [e.state for e in store.order_events(session, order.id)] == [
+            "NEW", "SUBMITTED", "PARTIALLY_FILLED", "FILLED"]
+        assert [t.quantity for t in store.trades(session, 10)] == [6, 4]
+    assert engine.reconciliation.reconciled and engine.status(later)["open_orders"] == 0
+
+
+def test_a_partial_fill_is_cancelled_only_when_the_broker_cancels_the_rest(fake, tmp_path):
+    engine, reads, db = live_engine(fake, tmp_path, usd=1500.0)
+    engine.submit(intent("c-1", "AAPL.US", "BUY", 10), None, START)
+    working = fake.open_orders[0]
+    fake.fill(working, 101.0, quantity=4)
+    broker_fills(fake, "AAPL.US", 4, 1093.5)
+    engine.sync(START)
+    engine.sync(START)
+    assert order_of(db, "c-1").state == "PARTIALLY_FILLED"  # still working: no sync closes it
+    fake.cancel_rest(working)
+    engine.sync(START)
+    order = order_of(db, "c-1")
+    assert (order.state, order.filled_quantity) == ("CANCELLED", 4)
+    assert order.reason == "the broker closed it with 4 of 10 filled: the rest was cancelled"
+    later = START + timedelta(hours=2)  # the reservation is released: the same BUY now fits
+    assert engine.submit(intent("c-2", "KO.US", "BUY", 10), None, later).state == "SUBMITTED"
+
+
+def test_cancelling_a_partly_filled_order_keeps_the_filled_part(fake, tmp_path):
+    engine, reads, db = live_engine(fake, tmp_path, usd=1500.0)
+    engine.submit(intent("x-1", "AAPL.US", "BUY", 10), None, START)
+    fake.fill(fake.open_orders[0], 101.0, quantity=4)
+    broker_fills(fake, "AAPL.US", 4, 1093.5)
+    engine.sync(START)
+    original = fake.answer
+
+    def refuse_cancel(command, params):  # code 12: only a trader may cancel it
+        if command == "delTradeOrder":
+            return {"error": "This order may only be cancelled through traders", "code": 12}
+        return original(command, params)
+
+    fake.answer = refuse_cancel
+    with pytest.raises(FailedPrecondition, match="^broker_rejected: the broker refused to cancel x-1"):
+        engine.cancel(order_of(db, "x-1"), START)
+    assert order_of(db, "x-1").state == "PARTIALLY_FILLED"  # still open, still resolvable
+    fake.answer = original
+    cancelled = engine.cancel(order_of(db, "x-1"), START)
+    assert (cancelled.state, cancelled.filled_quantity, cancelled.reason) == (
+        "CANCELLED", 4, "cancelled by request with 4 of 10 filled")
+    assert fake.open_orders == []
+
+
+def test_a_foreign_buy_is_refused_by_the_check_when_the_broker_cannot_convert(fake, tmp_path):
+    engine, reads, db = live_engine(fake, tmp_path, usd=10.0)
+    fake.cash[1]["s"] = 100_000.0  # plenty of EUR, but Tradernet conversions are not built
+    with pytest.raises(FailedPrecondition, match="^cash"):
+        engine.check(intent("fx-1", "AAPL.US", "BUY", 3), None, START)
+    with pytest.raises(FailedPrecondition, match="^cash"):
+        engine.submit(intent("fx-1", "AAPL.US", "BUY", 3), None, START)
+    assert order_of(db, "fx-1").state == "REJECTED" and not any(c == "putTradeOrder" for c, *_ in fake.requests)
 
 
 def test_live_mode_refuses_to_start_without_credentials_and_confirmation():

@@ -1,11 +1,13 @@
 """`python -m services.trading` starts the trading service: the paper broker, or Tradernet in
 live mode (credentials and TRADER_LIVE_CONFIRM required, or it refuses to start).
 
-At start it reconciles with the broker (imports fills, resolves orders whose outcome is
-unknown by lookup, compares positions); while the books disagree, health is NOT_SERVING and
-every order is refused. TRADER_PAPER_FAULTS (tests only) injects broker faults, one per order.
+At start it reconciles with the broker (imports fills, resolves every order left open, e.g. by
+a crash between storing it and the broker's answer, by lookup, compares positions); while the
+books disagree, health is NOT_SERVING and every order is refused. TRADER_PAPER_FAULTS (tests
+only) injects broker faults, one per order or conversion.
 """
 
+import logging
 import sys
 
 from trader.trading.v1 import trading_pb2_grpc
@@ -13,6 +15,7 @@ from trader.trading.v1 import trading_pb2_grpc
 from services.common import clock
 from services.common.client import Clients
 from services.common.errors import Unavailable
+from services.common.logs import event
 from services.common.server import ServiceParts, run_service
 from services.trading import orders, store
 from services.trading.adapters.paper_broker import PaperBroker
@@ -21,6 +24,8 @@ from services.trading.adapters.tradernet import TradernetBroker, TradernetClient
 from services.trading.config import TradingConfig, load
 from services.trading.engine import OrderEngine
 from services.trading.server import TradingServicer
+
+log = logging.getLogger("trader.trading")
 
 
 def build(config: TradingConfig) -> ServiceParts:
@@ -42,9 +47,11 @@ def build(config: TradingConfig) -> ServiceParts:
         engine._set_serving = running.set_serving
         running.set_serving(False)  # until the books are known to agree with the broker
         try:
-            engine.sync(clock.wall_now())
+            engine.sync(clock.wall_now())  # also resolves every order a crash left open (NEW, ...)
         except Unavailable:
             pass  # stays NOT_SERVING and refuses orders; the next SyncBroker tries again
+        except Exception:  # noqa: BLE001 - a bug must not leave it serving: fail closed, say why
+            event(log, "start-up reconciliation failed", logging.ERROR, exc_info=True)
 
     def close():
         clients.close()

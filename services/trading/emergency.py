@@ -27,8 +27,9 @@ class PlannedConversion:
 
 def plan_conversions(cash: dict[str, float], base: str, rates: dict[str, float]) -> list[PlannedConversion]:
     """Conversions that cover negative balances from the others, richest source first, each
-    source keeping RESERVE. Pure: the caller executes them."""
-    balances = dict(cash)
+    source keeping RESERVE. A currency without an FX rate can be neither priced nor converted:
+    it is left out (its own shortfall is covered by sales). Pure: the caller executes them."""
+    balances = {c: amount for c, amount in cash.items() if c == base or rates.get(c, 0) > 0}
     planned = []
     for short in sorted(c for c, amount in balances.items() if amount < 0):
         for source in sorted((c for c in balances if c != short and balances[c] > RESERVE),

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
-from services.common.errors import AlreadyExists, DomainError, FailedPrecondition, Unavailable
+from services.common.errors import AlreadyExists, DomainError, FailedPrecondition, NotFound, Unavailable
 from services.common.logs import event
 from services.common.money import from_base
 from services.trading import emergency, orders, risk, store
@@ -62,7 +62,7 @@ class OrderEngine:
     # --- facts ---
 
     def _facts(self, intent: orders.OrderIntent, limit_price: float | None, now: datetime,
-               emergency: bool) -> tuple[risk.OrderFacts, object, str, dict]:
+               emergency: bool) -> tuple[risk.OrderFacts, object]:
         security = self._reads.security(intent.symbol)  # NotFound: the caller's mistake, nothing stored
         # The other services' answers are independent: ask them at once (each in a copy of this
         # call's context, so the as-of time and the trace go along).
@@ -82,10 +82,19 @@ class OrderEngine:
             ledger_known = False
             event(log, "ledger read failed", logging.ERROR, exc_info=True)
         (base, rates), quote, market_open, (armed, pnl) = (f.result() for f in pending_reads)
-        cash = account.cash.get(security.currency, 0.0) - self._pending_buys(security.currency)
         settings = self.settings()
-        if security.currency != base and settings.auto_convert_currency and intent.side == orders.BUY:
-            cash += from_base(max(0.0, account.cash.get(base, 0.0)), security.currency, base, rates)
+        cash = account.cash.get(security.currency, 0.0) - self._pending_buys(security.currency)
+        convertible = None
+        if (intent.side == orders.BUY and security.currency != base and settings.auto_convert_currency
+                and self.broker.converts_currency):
+            convertible = account.cash.get(base, 0.0) - self._pending_buys(base)
+        commission: float | None = 0.0
+        if quote is not None:
+            try:
+                commission = orders.commission(intent.quantity * quote[0] * (1 + settings.price_band),
+                                               security.currency, base, rates)
+            except FailedPrecondition:  # no rate for the currency: the check refuses (fx_rate_missing)
+                commission = None
         facts = risk.OrderFacts(
             symbol=intent.symbol, side=intent.side, quantity=intent.quantity, now=now, mode=self.mode,
             currency=security.currency, exchange=security.exchange, lot_size=max(1, security.lot_size),
@@ -96,18 +105,17 @@ class OrderEngine:
             limit_price=limit_price, held_quantity=held.quantity if held else 0,
             average_cost=held.average_cost if held else None, last_buy_at=last_buy, last_sell_at=last_sell,
             ledger_known=ledger_known, trade_times=times, daily_pnl=pnl, daily_pnl_armed=armed,
-            cash_available=cash, commission=0.0, pending_same_side=pending,
+            cash_available=cash, commission=commission, pending_same_side=pending,
             reconciled=self.reconciliation.reconciled, emergency=emergency,
+            convertible_base_cash=convertible, base_currency=base, rates=rates,
         )
-        if quote is not None:
-            value = intent.quantity * quote[0] * (1 + settings.price_band)
-            facts = replace(facts, commission=orders.commission(value, security.currency, base, rates))
-        return facts, security, base, rates
+        return facts, security
 
     def _pending_buys(self, currency: str) -> float:
+        """Cash the open BUYs in `currency` still hold: their unfilled rest at the limit price."""
         with self._db.transaction() as session:
-            return sum(o.quantity * o.limit_price for o in store.open_orders(session)
-                       if o.side == orders.BUY and o.currency == currency and o.state != "NEW")
+            return sum((o.quantity - (o.filled_quantity or 0)) * o.limit_price for o in store.open_orders(session)
+                       if o.side == orders.BUY and o.currency == currency and o.state != orders.NEW)
 
     # --- the order path ---
 
@@ -115,7 +123,7 @@ class OrderEngine:
               whole_lots: bool = True) -> tuple[risk.Approval, str]:
         """The dry run: the same facts and rules, nothing stored, nothing sent."""
         with self._lock:
-            facts, security, *_ = self._facts(intent, limit_price, now, emergency=False)
+            facts, security = self._facts(intent, limit_price, now, emergency=False)
             if whole_lots:
                 orders.check_lot(intent.quantity, facts.lot_size)
             return risk.check(facts, self.settings()), security.currency
@@ -123,35 +131,42 @@ class OrderEngine:
     def submit(self, intent: orders.OrderIntent, limit_price: float | None, now: datetime,
                emergency: bool = False, whole_lots: bool = True) -> store.OrderRow:
         """`whole_lots`: a quantity that is not a whole number of lots is bad input (manual
-        orders); otherwise it is rounded down to whole lots (plans, the emergency path)."""
+        orders); otherwise it is rounded down to whole lots (plans, the emergency path).
+
+        Every order that is stored ends final or in a state a sync resolves: a refusal (by a rule
+        or by the broker, at any stage) is REJECTED with its reason and answered
+        FAILED_PRECONDITION naming the rule; a lost reply is UNKNOWN_OUTCOME (UNAVAILABLE)."""
         with self._lock:
             with self._db.transaction() as session:
                 if store.find_order(session, intent.client_order_id) is not None:
                     raise AlreadyExists(f"client_order_id {intent.client_order_id!r} was used before")
-            facts, security, base, rates = self._facts(intent, limit_price, now, emergency)
+            facts, security = self._facts(intent, limit_price, now, emergency)
             if whole_lots:
                 orders.check_lot(intent.quantity, facts.lot_size)
             with self._db.transaction() as session:
                 order_id = store.add_order(session, intent, security.currency, now).id  # the intent, first
             try:
                 approval = risk.check(facts, self.settings())
-                self._convert_if_needed(intent, facts, approval, security.currency, base, rates, now)
-            except DomainError as refusal:
-                self._set(order_id, orders.REJECTED, refusal.message, now)
-                raise
+                self._convert_if_needed(intent, facts, approval, now)
+            except Exception as exc:  # noqa: BLE001 - nothing was sent: the order ends here, whatever failed
+                answer = _refusal_before_sending(exc)
+                self._set(order_id, orders.REJECTED, answer.message if answer is not None
+                          else f"not sent: internal error: {type(exc).__name__}", now)
+                if answer is None or answer is exc:
+                    raise
+                raise answer from exc
             return self._place(order_id, intent, security.currency, approval, now)
 
-    def _convert_if_needed(self, intent, facts, approval, currency, base, rates, now) -> None:
-        if intent.side != orders.BUY or currency == base:
+    def _convert_if_needed(self, intent, facts: risk.OrderFacts, approval: risk.Approval, now) -> None:
+        """Convert exactly the amount the check computed (whole cents of the base currency)."""
+        if approval.conversion <= 0:
             return
-        available = self.broker.account().cash
-        amount = orders.conversion_for(approval.required_cash, available.get(currency, 0.0), currency,
-                                       available.get(base, 0.0), base, rates)
-        if amount > 0:
-            amount = orders.round_cents_up(amount)
-            self.broker.convert(base, amount, currency, from_base(amount, currency, base, rates),
-                                f"fx:{intent.client_order_id}", now)
-            event(log, "currency converted", amount=amount, currency=base, to=currency, order=intent.client_order_id)
+        base, currency = facts.base_currency, facts.currency
+        self.broker.convert(base, approval.conversion, currency, from_base(approval.conversion, currency, base,
+                                                                           facts.rates),
+                            f"fx:{intent.client_order_id}", now)
+        event(log, "currency converted", amount=approval.conversion, currency=base, to=currency,
+              order=intent.client_order_id)
 
     def _place(self, order_id: int, intent, currency: str, approval: risk.Approval, now) -> store.OrderRow:
         with self._db.transaction() as session:
@@ -164,17 +179,31 @@ class OrderEngine:
         try:
             execution = self.broker.place_market_order(order, now)
         except BrokerRejected as exc:
-            self._set(order_id, orders.REJECTED, f"broker: {exc}", now)
+            self._set(order_id, orders.REJECTED, f"broker_rejected: {exc}", now)
             raise FailedPrecondition("broker_rejected", str(exc)) from exc
         except Exception as exc:  # noqa: BLE001 - the broker may or may not have it: only a lookup can tell
             self._set(order_id, orders.UNKNOWN_OUTCOME, f"broker call failed: {type(exc).__name__}: {exc}", now)
             self._mark_unreconciled([f"order {intent.client_order_id} has an unknown outcome"])
             raise Unavailable(f"broker outcome unknown for {intent.client_order_id}; "
                               "it is resolved by lookup at the next sync, never resent") from exc
-        with self._db.transaction() as session:
-            if execution is not None:  # a live broker accepts now and fills later (imported at sync)
+        if execution is not None:  # a live broker accepts now and fills later (imported at sync)
+            with self._db.transaction() as session:
                 store.record_execution(session, execution, now)
+                partial = session.get(store.OrderRow, order_id).state == orders.PARTIALLY_FILLED
+            if partial:
+                self._resolve_partial_fill(order_id, now)
+        with self._db.transaction() as session:
             return session.get(store.OrderRow, order_id)
+
+    def _resolve_partial_fill(self, order_id: int, now: datetime) -> None:
+        """A part filled at once: the rest stays open while the broker works it, or is cancelled
+        when the broker has closed the order."""
+        try:
+            still_open = self.broker.open_order_ids()
+        except Exception:  # noqa: BLE001 - it stays PARTIALLY_FILLED; the next sync resolves it
+            event(log, "open orders could not be read after a partial fill", logging.WARNING, exc_info=True)
+            return
+        self._resolve(order_id, still_open, now)
 
     def _set(self, order_id: int, state: str, reason: str, now) -> None:
         with self._db.transaction() as session:
@@ -196,35 +225,42 @@ class OrderEngine:
     # --- reconciliation ---
 
     def sync(self, now: datetime) -> tuple[int, int]:
-        """Import the broker's fills and cash movements once, resolve unknown outcomes by
-        lookup, then compare positions. Returns (fills imported, cash movements imported)."""
+        """Import the broker's fills and cash movements once, resolve every open order (NEW,
+        SUBMITTED, PARTIALLY_FILLED, UNKNOWN_OUTCOME) by looking it up at the broker, then compare
+        positions. Returns (fills imported, cash movements imported)."""
         with self._lock:
-            imported = moved = 0
             try:
-                for execution in self.broker.executions():
-                    with self._db.transaction() as session:
-                        imported += store.record_execution(session, execution, now)
+                still_open = self.broker.open_order_ids()  # before the fills: see orders.resolution
+                imported = self._import_fills(now)
+                moved = 0
                 with self._db.transaction() as session:
                     for movement in self.broker.cash_movements():
                         moved += store.record_cash_movement(session, movement)
-                self._resolve_open_orders(now)
+                with self._db.transaction() as session:
+                    open_ids = [o.id for o in store.open_orders(session)]
+                for order_id in open_ids:
+                    self._resolve(order_id, still_open, now)
                 self.reconcile()
             except Unavailable as exc:
                 self._mark_unreconciled([f"the broker could not be reached: {exc.message}"])
                 raise
             return imported, moved
 
-    def _resolve_open_orders(self, now: datetime) -> None:
-        still_open = self.broker.open_order_ids()
+    def _import_fills(self, now: datetime) -> int:
+        imported = 0
+        for execution in self.broker.executions():
+            with self._db.transaction() as session:
+                imported += store.record_execution(session, execution, now)
+        return imported
+
+    def _resolve(self, order_id: int, still_open: set[str], now: datetime) -> None:
+        """Move one open order where the broker's answer puts it (orders.resolution)."""
         with self._db.transaction() as session:
-            unresolved = [o for o in store.open_orders(session) if o.state != orders.NEW]
-        for order in unresolved:
-            if order.client_order_id in still_open or order.broker_reference in still_open:
-                if order.state == orders.UNKNOWN_OUTCOME:
-                    self._set(order.id, orders.SUBMITTED, "found open at the broker", now)
-                continue
-            if self.broker.find_execution(order.client_order_id) is None:
-                self._set(order.id, orders.REJECTED, "the broker has no such order: it never executed", now)
+            order = session.get(store.OrderRow, order_id)
+            is_open = order.client_order_id in still_open or order.broker_reference in still_open
+            move = orders.resolution(order.state, order.filled_quantity or 0, order.quantity, is_open)
+            if move is not None:
+                store.set_state(session, order_id, *move, now)
 
     def reconcile(self) -> Reconciliation:
         account = self.broker.account()
@@ -258,19 +294,45 @@ class OrderEngine:
             return self.reconcile()
 
     def cancel(self, row: store.OrderRow, now: datetime) -> store.OrderRow:
-        """Cancel an order the broker still has open; anything else is refused by its state."""
+        """Cancel an order the broker still has open (CANCELLED, its filled part kept). An open
+        order the broker does not have is resolved by lookup instead, as a sync would: never
+        sent or closed there -> REJECTED or CANCELLED with the reason; filled -> refused."""
         with self._lock:
+            row = self._order(row.id)
             if row.state in orders.FINAL_STATES:
                 raise FailedPrecondition("order_final", f"order {row.client_order_id} is {row.state}")
             open_ids = self.broker.open_order_ids()
-            if row.client_order_id not in open_ids and row.broker_reference not in open_ids:
-                raise FailedPrecondition("order_in_flight", f"order {row.client_order_id} is {row.state} and not open "
-                                                            "at the broker: its outcome is resolved at the next sync")
-            if not self.broker.cancel(row.client_order_id):
-                raise FailedPrecondition("broker_cancel", f"the broker no longer has {row.client_order_id} open")
-            self._set(row.id, orders.CANCELLED, "cancelled by request", now)
-            with self._db.transaction() as session:
-                return session.get(store.OrderRow, row.id)
+            if row.client_order_id in open_ids or row.broker_reference in open_ids:
+                try:
+                    cancelled = self.broker.cancel(row.client_order_id)
+                except BrokerRejected as exc:
+                    raise FailedPrecondition("broker_rejected", f"the broker refused to cancel "
+                                                                f"{row.client_order_id}: {exc}") from exc
+                if cancelled:
+                    self._import_fills(now)  # what filled before the cancel stays filled
+                    self._cancelled_by_request(row.id, now)
+                    return self._order(row.id)
+            self.sync(now)
+            row = self._order(row.id)
+            if row.state == orders.FILLED:
+                raise FailedPrecondition("order_final", f"order {row.client_order_id} is FILLED: it executed "
+                                                        "before it could be cancelled")
+            return row
+
+    def _cancelled_by_request(self, order_id: int, now: datetime) -> None:
+        with self._db.transaction() as session:
+            order = session.get(store.OrderRow, order_id)
+            if order.state in orders.FINAL_STATES:
+                return  # it filled before the cancel reached it
+            if order.state in (orders.NEW, orders.UNKNOWN_OUTCOME):
+                store.set_state(session, order_id, orders.SUBMITTED, "found open at the broker", now)
+            filled = order.filled_quantity or 0
+            store.set_state(session, order_id, orders.CANCELLED, "cancelled by request" + (
+                f" with {filled} of {order.quantity} filled" if filled else ""), now)
+
+    def _order(self, order_id: int) -> store.OrderRow:
+        with self._db.transaction() as session:
+            return session.get(store.OrderRow, order_id)
 
     # --- the emergency path ---
 
@@ -282,24 +344,29 @@ class OrderEngine:
             base, rates = self._reads.rates()
             conversions = []
             for step, planned in enumerate(emergency.plan_conversions(self.broker.account().cash, base, rates)):
-                self.broker.convert(planned.from_currency, planned.from_amount, planned.to_currency,
-                                    planned.to_amount, f"emergency:{now.isoformat()}:{step}", now)
+                try:
+                    self.broker.convert(planned.from_currency, planned.from_amount, planned.to_currency,
+                                        planned.to_amount, f"emergency:{now.isoformat()}:{step}", now)
+                except (BrokerRejected, FailedPrecondition) as exc:  # refused: the sales below cover it
+                    event(log, "emergency conversion refused", logging.WARNING, reason=str(exc),
+                          source=planned.from_currency, to=planned.to_currency)
+                    continue
                 conversions.append(planned)
             placed = []
             account = self.broker.account()
             for currency, balance in sorted(account.cash.items()):
                 if balance >= 0:
                     continue
+                lots = self._lot_sizes([p.symbol for p in account.positions if p.currency == currency])
                 held = [(p.symbol, p.quantity, (self._reads.quote(p.symbol) or (0.0,))[0])
-                        for p in account.positions if p.currency == currency]
-                lots = {symbol: max(1, self._reads.security(symbol).lot_size) for symbol, _, _ in held}
+                        for p in account.positions if p.currency == currency and p.symbol in lots]
                 for symbol, quantity in emergency.plan_sales(-balance, [h for h in held if h[2] > 0], lots):
                     cid = f"emergency-{now.strftime('%Y%m%dT%H%M%S')}-{symbol}"
                     try:
                         placed.append(self.submit(orders.validate_intent(cid, symbol, orders.SELL, quantity,
                                                                          f"negative {currency} balance"),
                                                   None, now, emergency=True, whole_lots=False))
-                    except (FailedPrecondition, Unavailable, AlreadyExists):
+                    except DomainError:  # refused or unreachable: the order (if stored) says why
                         with self._db.transaction() as session:
                             row = store.find_order(session, cid)
                         if row is not None:
@@ -311,6 +378,33 @@ class OrderEngine:
             return conversions, placed, remaining
         finally:
             self._emergency_lock.release()
+
+    def _lot_sizes(self, symbols: list[str]) -> dict[str, int]:
+        """symbol -> lot size for the securities the data service knows; a holding it does not
+        know cannot be checked, so it is left out of the emergency sales (and logged)."""
+        lots = {}
+        for symbol in symbols:
+            try:
+                lots[symbol] = max(1, self._reads.security(symbol).lot_size)
+            except NotFound:
+                event(log, "emergency: a holding the data service does not know is not sold", logging.WARNING,
+                      symbol=symbol)
+        return lots
+
+    # --- the paper account ---
+
+    def fund_paper_account(self, amount: float, currency: str, reference: str, now: datetime) -> bool:
+        """Credit a deposit to the paper account once per reference. Money in a currency without
+        an FX rate could never be valued (every valuation would be refused), so it is refused up
+        front (fx_rate_missing) and nothing is stored."""
+        if not self.broker.takes_deposits:
+            raise FailedPrecondition("paper_only", "deposits reach a live account from the bank, not through the API")
+        base, rates = self._reads.rates()
+        if currency != base and not rates.get(currency, 0) > 0:
+            known = ", ".join(sorted({base, *(c for c, r in rates.items() if r > 0)}))
+            raise FailedPrecondition("fx_rate_missing", f"no {base}{currency} rate, so {currency} could never be "
+                                                        f"valued; deposit in a currency with a rate ({known})")
+        return self.broker.deposit(amount, currency, reference, now)
 
     # --- status ---
 
@@ -328,6 +422,19 @@ class OrderEngine:
         return {"settings": settings, "trades_today": today, "trades_week": len(times), "last_trade_at": last,
                 "next_allowed": next_trade_allowed(times, now, settings), "breaker": breaker, "daily_pnl": pnl,
                 "open_orders": open_count}
+
+
+def _refusal_before_sending(exc: Exception) -> DomainError | None:
+    """How a failure before the order reached the broker is answered: a rule's or the broker's
+    refusal as FAILED_PRECONDITION naming it, an unreachable broker as UNAVAILABLE; None for a
+    bug of ours (INTERNAL)."""
+    if isinstance(exc, DomainError):
+        return exc
+    if isinstance(exc, BrokerRejected):
+        return FailedPrecondition("broker_rejected", f"the currency conversion was refused: {exc}")
+    if isinstance(exc, OSError):  # ConnectionError, TimeoutError: the conversion's broker call failed
+        return Unavailable(f"the currency conversion failed ({type(exc).__name__}: {exc}); the order was not sent")
+    return None
 
 
 def next_trade_allowed(times: list[datetime], now: datetime, settings: risk.RiskSettings) -> datetime:

@@ -1,4 +1,4 @@
-"""Order rules: identities, fees, and the checks an order must pass. Pure functions."""
+"""Order rules: the life cycle (states and transitions), identities, fees, conversions. Pure functions."""
 
 from __future__ import annotations
 
@@ -12,10 +12,61 @@ from services.common.money import from_base, to_base
 
 BUY, SELL = "BUY", "SELL"
 
-# Explicit order states (nautilus_trader style); FILLED, CANCELLED and REJECTED are final.
+# The order life cycle: explicit states and the only moves between them (as nautilus_trader's
+# order state machine). FILLED, CANCELLED and REJECTED are final; every other state is resolved
+# by a sync or the start-up reconciliation (`resolution` below), so no order stays open forever.
 NEW, SUBMITTED, PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED, UNKNOWN_OUTCOME = (
     "NEW", "SUBMITTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "UNKNOWN_OUTCOME")
+STATES = (NEW, SUBMITTED, PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED, UNKNOWN_OUTCOME)
 FINAL_STATES = frozenset({FILLED, CANCELLED, REJECTED})
+OPEN_STATES = tuple(s for s in STATES if s not in FINAL_STATES)
+TRANSITIONS: dict[str, frozenset[str]] = {
+    # the intent is stored; then it is sent, refused before sending, or found (not) at the broker
+    NEW: frozenset({SUBMITTED, REJECTED, CANCELLED}),
+    # handed to the broker: fills, a refusal, a cancel or expiry, or a lost reply
+    SUBMITTED: frozenset({PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED, UNKNOWN_OUTCOME}),
+    # part filled, the rest still working: more fills, or the rest cancelled by the broker
+    PARTIALLY_FILLED: frozenset({PARTIALLY_FILLED, FILLED, CANCELLED}),
+    # the reply was lost: a lookup at the broker finds it open, (partly) filled, or absent
+    UNKNOWN_OUTCOME: frozenset({SUBMITTED, PARTIALLY_FILLED, FILLED, REJECTED}),
+    FILLED: frozenset(), CANCELLED: frozenset(), REJECTED: frozenset(),
+}
+
+
+class IllegalTransition(Exception):
+    """A move the order life cycle does not allow: a bug on our side, never a caller's mistake."""
+
+
+def transition(current: str, new: str) -> str:
+    """`new` when the life cycle allows current -> new; raises IllegalTransition otherwise."""
+    if new not in TRANSITIONS.get(current, frozenset()):
+        raise IllegalTransition(f"an order cannot move from {current} to {new}")
+    return new
+
+
+def fill_state(quantity: int, filled: int) -> str:
+    """The state an order's imported fills put it in."""
+    return FILLED if filled >= quantity else PARTIALLY_FILLED
+
+
+def resolution(state: str, filled: int, quantity: int, open_at_broker: bool) -> tuple[str, str] | None:
+    """Where a lookup at the broker moves an open order: (state, reason), or None to stay.
+
+    The order's fills are imported before (so `filled` is complete and a (partly) filled order
+    is already PARTIALLY_FILLED), and `open_at_broker` was read before those fills, so an order
+    that is not open has no fill still to come."""
+    if state in FINAL_STATES:
+        return None
+    if open_at_broker:
+        return (SUBMITTED, "found open at the broker") if state in (NEW, UNKNOWN_OUTCOME) else None
+    if filled > 0:
+        return CANCELLED, f"the broker closed it with {filled} of {quantity} filled: the rest was cancelled"
+    if state == NEW:
+        return REJECTED, "never sent: the broker has it neither open nor executed"
+    if state == UNKNOWN_OUTCOME:
+        return REJECTED, "the broker has no such order: it never executed"
+    return CANCELLED, "not open at the broker and never filled (not sent, expired or cancelled there)"
+
 
 COMMISSION_FIXED_BASE = 2.00  # EUR (base currency) per order: the broker's real fee
 COMMISSION_RATE = 0.002       # plus 0.2% of the order value
@@ -68,14 +119,17 @@ def commission(value: float, currency: str, base: str, rates: Mapping[str, float
 
 def conversion_for(required: float, available: float, currency: str, base_available: float, base: str,
                    rates: Mapping[str, float]) -> float:
-    """Base-currency amount to convert so a foreign BUY is covered: the deficit plus 2% when
-    the base balance allows, else the bare deficit; 0 when nothing is missing. Raises the cash
-    rule when even the deficit is not there."""
-    deficit = required - max(available, 0.0)
-    if deficit <= 0:
+    """Base-currency amount to convert so a foreign BUY is covered, in whole cents rounded up
+    (what the broker debits): the deficit plus 2% when the base balance allows, else the bare
+    deficit; 0 when nothing is missing. `available` may be negative (the deficit covers it).
+    Raises the cash rule when even the bare deficit, rounded up, is more than `base_available`:
+    the check and the conversion both use this one function, so a conversion the check allowed
+    is never refused by the broker for want of a cent."""
+    deficit = required - available
+    if deficit <= 1e-9:
         return 0.0
-    with_buffer = to_base(deficit * (1 + FX_BUFFER), currency, base, rates)
-    bare = to_base(deficit, currency, base, rates)
+    with_buffer = round_cents_up(to_base(deficit * (1 + FX_BUFFER), currency, base, rates))
+    bare = round_cents_up(to_base(deficit, currency, base, rates))
     if base_available >= with_buffer:
         return with_buffer
     if base_available >= bare:
@@ -86,4 +140,5 @@ def conversion_for(required: float, available: float, currency: str, base_availa
 
 
 def round_cents_up(amount: float) -> float:
+    """Up to the next whole cent (a hair of float noise above a whole cent does not count)."""
     return math.ceil(amount * 100 - 1e-9) / 100

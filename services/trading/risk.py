@@ -9,11 +9,12 @@ rules and the frequency caps, and nothing else (decisions.md rule 15).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 
 from services.common.errors import FailedPrecondition, InvalidArgument
-from services.trading.orders import BUY, SELL
+from services.trading.orders import BUY, SELL, conversion_for
 
 STRICT_EXCHANGES = frozenset({"XHKG", "XSHG", "XTSE", "XASX"})  # BUYs need an open market there too
 TRADING_MODES = ("replay", "backtest", "paper", "live")           # research places no order at all
@@ -85,11 +86,17 @@ class OrderFacts:
     trade_times: list[datetime] | None  # fills of every symbol, for the frequency caps
     daily_pnl: float | None          # vs the last snapshot before today; None = cannot be checked
     daily_pnl_armed: bool            # False while no snapshot before today exists (new account)
-    cash_available: float | None     # in the order currency, after pending BUYs
-    commission: float                # in the order currency
+    cash_available: float | None     # in the order currency, after pending BUYs (may be negative)
+    commission: float | None         # in the order currency; None = no FX rate to price the fee
     pending_same_side: bool | None
     reconciled: bool
     emergency: bool = False
+    # A BUY in a foreign currency may convert the missing amount from the base currency first:
+    # the free base balance (after pending BUYs in it) it may draw on, or None when no automatic
+    # conversion is possible (same currency, a SELL, switched off, or the broker cannot convert).
+    convertible_base_cash: float | None = None
+    base_currency: str = ""
+    rates: Mapping[str, float] = field(default_factory=dict)  # units of a currency per 1 base unit
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,7 @@ class Approval:
     limit_price: float
     required_cash: float  # value at the limit + commission, BUYs only (0 for SELLs)
     notes: list[str] = field(default_factory=list)
+    conversion: float = 0.0  # base currency to convert first (whole cents), 0 when none is needed
 
 
 def refuse(rule: str, detail: str):
@@ -116,8 +124,8 @@ def check(facts: OrderFacts, settings: RiskSettings) -> Approval:
         _frequency(facts, settings)
     _daily_loss(facts, settings)
     _pending(facts)
-    required = _cash(facts, quantity, limit)
-    return Approval(quantity, reference, limit, required)
+    required, conversion = _cash(facts, quantity, limit)
+    return Approval(quantity, reference, limit, required, conversion=conversion)
 
 
 def _mode(facts: OrderFacts, settings: RiskSettings) -> None:
@@ -232,15 +240,23 @@ def _pending(facts: OrderFacts) -> None:
         refuse("pending_order", f"a {facts.side} order for {facts.symbol} is still open")
 
 
-def _cash(facts: OrderFacts, quantity: int, limit: float) -> float:
+def _cash(facts: OrderFacts, quantity: int, limit: float) -> tuple[float, float]:
+    """(cash required in the order currency, base currency to convert first). The conversion is
+    the one `orders.conversion_for` computes, in whole cents: the same amount the engine then
+    converts, so an order this allows is never refused for a rounded-up cent."""
     if facts.side == SELL:
-        return 0.0
+        return 0.0, 0.0
+    if facts.commission is None:
+        refuse("fx_rate_missing", f"no {facts.base_currency or 'base'}{facts.currency} rate to price the commission")
     required = quantity * limit + facts.commission
     if facts.cash_available is None:
         refuse("cash", f"the {facts.currency} balance could not be read")
-    if facts.cash_available < 0:
-        refuse("cash", f"the {facts.currency} balance is negative ({facts.cash_available:.2f})")
-    if required > facts.cash_available + 1e-9:
+    if required <= facts.cash_available + 1e-9:
+        return required, 0.0
+    if facts.convertible_base_cash is None:
+        if facts.cash_available < 0:
+            refuse("cash", f"the {facts.currency} balance is negative ({facts.cash_available:.2f})")
         refuse("cash", f"needs {required:.2f} {facts.currency} (at the limit, with commission), "
                        f"{facts.cash_available:.2f} available")
-    return required
+    return required, conversion_for(required, facts.cash_available, facts.currency, facts.convertible_base_cash,
+                                    facts.base_currency, facts.rates)

@@ -180,7 +180,7 @@ class TradingServicer(trading_pb2_grpc.TradingServicer):
         amount = positive_amount("amount", request.amount, maximum=1e9)
         currency = currency_code("currency", request.currency, default=self._config.base_currency)
         reference = required_text("reference", request.reference)
-        applied = self._engine.broker.deposit(amount, currency, reference, clock.now())
+        applied = self._engine.fund_paper_account(amount, currency, reference, clock.now())
         cash = sorted(self._engine.broker.account().cash.items())
         return trading_pb2.FundPaperAccountResponse(
             applied=applied, cash=[trading_pb2.BrokerCash(currency=c, amount=a) for c, a in cash])

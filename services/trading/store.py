@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 
 from sqlalchemy import Float, ForeignKey, Integer, String, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
+from services.common.logs import event
+from services.trading import orders as life_cycle
 from services.trading.adapters.broker import Execution
 from services.trading.orders import OrderIntent, broker_reference
 
+log = logging.getLogger("trader.trading.store")
 SCHEMA_VERSION = 4
-OPEN_STATES = ("NEW", "SUBMITTED", "PARTIALLY_FILLED", "UNKNOWN_OUTCOME")
+OPEN_STATES = life_cycle.OPEN_STATES
 
 
 class Base(DeclarativeBase):
@@ -139,17 +143,19 @@ def find_order(session: Session, client_order_id: str) -> OrderRow | None:
 
 def add_order(session: Session, intent: OrderIntent, currency: str, now: datetime) -> OrderRow:
     row = OrderRow(client_order_id=intent.client_order_id, symbol=intent.symbol, side=intent.side,
-                   quantity=intent.quantity, currency=currency, state="NEW", reason=intent.reason,
+                   quantity=intent.quantity, currency=currency, state=life_cycle.NEW, reason=intent.reason,
                    broker_reference=broker_reference(intent.client_order_id), created_at=now, updated_at=now)
     session.add(row)
     session.flush()
-    session.add(OrderEventRow(order_id=row.id, state="NEW", reason=intent.reason, at=now))
+    session.add(OrderEventRow(order_id=row.id, state=life_cycle.NEW, reason=intent.reason, at=now))
     return row
 
 
 def set_state(session: Session, order_id: int, state: str, reason: str, now: datetime) -> OrderRow:
+    """Move an order to `state`, recording the event; IllegalTransition (nothing changed) for a
+    move the life cycle does not allow (orders.TRANSITIONS)."""
     row = session.get(OrderRow, order_id)
-    row.state = state
+    row.state = life_cycle.transition(row.state, state)
     if reason:
         row.reason = reason[:300]
     row.updated_at = now
@@ -158,7 +164,8 @@ def set_state(session: Session, order_id: int, state: str, reason: str, now: dat
 
 
 def record_execution(session: Session, execution: Execution, now: datetime) -> bool:
-    """Add the trade once (keyed by broker trade id) and mark its order filled. False if known."""
+    """Add the trade once (keyed by broker trade id) and move its order by all of its fills:
+    PARTIALLY_FILLED while some of it is still to fill, FILLED when all is. False if known."""
     known = session.scalars(
         select(TradeRow.id).where(TradeRow.broker_trade_id == execution.broker_trade_id)
     ).first()
@@ -175,17 +182,31 @@ def record_execution(session: Session, execution: Execution, now: datetime) -> b
         side=execution.side, quantity=execution.quantity, price=execution.price, currency=execution.currency,
         commission=execution.commission, executed_at=execution.executed_at, realized_pnl=realized,
     ))
-    if order is not None and order.state not in ("FILLED", "CANCELLED"):
-        order.fill_price = execution.price
-        order.commission = execution.commission
-        order.filled_quantity = execution.quantity
-        order.realized_pnl = realized or 0.0
-        if execution.quantity < order.quantity:
-            set_state(session, order.id, "PARTIALLY_FILLED", f"{execution.quantity} of {order.quantity} filled", now)
-            set_state(session, order.id, "CANCELLED", "the broker cancelled the unfilled rest", now)
-        else:
-            set_state(session, order.id, "FILLED", "", now)
+    session.flush()
+    if order is not None:
+        _apply_fills(session, order, now)
     return True
+
+
+def _apply_fills(session: Session, order: OrderRow, now: datetime) -> None:
+    """The order's fill summary from all of its trades (so a fill counts once however often it
+    is imported), and the state they put it in."""
+    fills = list(session.execute(select(TradeRow.quantity, TradeRow.price, TradeRow.commission,
+                                        TradeRow.realized_pnl).where(TradeRow.order_id == order.id)))
+    filled = sum(q for q, *_ in fills)
+    order.filled_quantity = filled
+    order.fill_price = sum(q * p for q, p, *_ in fills) / filled if filled else 0.0
+    order.commission = sum(c for _, _, c, _ in fills)
+    order.realized_pnl = sum(r or 0.0 for *_, r in fills)
+    if order.state in life_cycle.FINAL_STATES:
+        event(log, "a fill arrived for a final order: the trade is recorded, the state kept", logging.ERROR,
+              order=order.client_order_id, state=order.state)
+        return
+    if order.state == life_cycle.NEW:  # a fill proves the broker had it: it was sent
+        set_state(session, order.id, life_cycle.SUBMITTED, "found at the broker", now)
+    state = life_cycle.fill_state(order.quantity, filled)
+    set_state(session, order.id, state, "" if state == life_cycle.FILLED else f"{filled} of {order.quantity} filled",
+              now)
 
 
 def orders(session: Session, limit: int) -> list[OrderRow]:

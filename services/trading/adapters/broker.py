@@ -1,4 +1,7 @@
-"""The broker interface every adapter implements (paper now; Tradernet later)."""
+"""The broker interface every adapter implements (the paper broker and Tradernet).
+
+An adapter raises BrokerRejected when the broker refused something (nothing happened), and
+Unavailable (or a connection error) when the answer could not be had (anything may have)."""
 
 from __future__ import annotations
 
@@ -63,6 +66,8 @@ class MarketOrder:
 
 class Broker(Protocol):
     name: str
+    converts_currency: bool  # `convert` works: a foreign BUY may convert its missing amount first
+    takes_deposits: bool     # `deposit` works (the paper account); a live account is funded by bank
 
     def account(self) -> Account: ...
 
@@ -81,5 +86,13 @@ class Broker(Protocol):
         ...
 
     def cancel(self, client_order_id: str) -> bool:
-        """Cancel an open order; False when the broker has no such open order."""
+        """Cancel an open order; False when the broker has no such open order. BrokerRejected
+        when the broker refuses to cancel it."""
+        ...
+
+    def deposit(self, amount: float, currency: str, reference: str, now: datetime) -> bool: ...
+
+    def convert(self, from_currency: str, from_amount: float, to_currency: str, to_amount: float,
+                reference: str, now: datetime) -> None:
+        """Exchange currency once per reference; BrokerRejected when the broker refuses."""
         ...

@@ -77,16 +77,24 @@ class PaperTransfer(PaperBase):
     at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
-FAULTS = ("reject", "disconnect", "timeout_after_accept", "partial_fill", "crash_after_accept")
+ORDER_FAULTS = ("reject", "disconnect", "timeout_after_accept", "partial_fill", "crash_after_accept",
+                "crash_before_send")
+CONVERSION_FAULTS = ("reject_conversion", "disconnect_conversion")
+FAULTS = ORDER_FAULTS + CONVERSION_FAULTS
 
 
 class PaperBroker:
-    """Faults (tests only) make the next orders misbehave, one fault per order, in order:
-    reject (refused), disconnect (nothing reaches the broker), timeout_after_accept (executed,
-    but the reply is lost), partial_fill (half is filled, the rest cancelled), crash_after_accept
-    (executed, then the whole process dies, as a power cut would)."""
+    """Faults (tests only) make the next orders or conversions misbehave, each fault once, in
+    order. An order: reject (refused), disconnect (nothing reaches the broker),
+    timeout_after_accept (executed, but the reply is lost), partial_fill (half is filled, the
+    rest cancelled by the broker), crash_after_accept (executed, then the whole process dies, as
+    a power cut would), crash_before_send (the process dies as the order is handed over, before
+    the broker has it). A currency conversion: reject_conversion (refused), disconnect_conversion
+    (nothing reaches the broker)."""
 
     name = "paper"
+    converts_currency = True  # the engine may convert a foreign BUY's missing amount first
+    takes_deposits = True
 
     def __init__(self, db: Database, fee: Callable[[float, str], float], slippage: float = 0.0,
                  faults: list[str] | None = None):
@@ -101,6 +109,13 @@ class PaperBroker:
             raise ValueError(f"unknown paper broker faults: {', '.join(unknown)}")
         self._lock = threading.Lock()
         PaperBase.metadata.create_all(db.engine)
+
+    def _next_fault(self, kinds: tuple[str, ...]) -> str | None:
+        """The first queued fault of these kinds, taken off the queue."""
+        for index, fault in enumerate(self.faults):
+            if fault in kinds:
+                return self.faults.pop(index)
+        return None
 
     def account(self) -> Account:
         with self._db.transaction() as session:
@@ -123,6 +138,11 @@ class PaperBroker:
     def convert(self, from_currency: str, from_amount: float, to_currency: str, to_amount: float,
                 reference: str, now: datetime) -> None:
         """Exchange currency at the given amounts (the caller prices it with its FX rate)."""
+        fault = self._next_fault(CONVERSION_FAULTS)
+        if fault == "disconnect_conversion":
+            raise ConnectionError("paper broker: connection lost before the conversion was sent")
+        if fault == "reject_conversion":
+            raise BrokerRejected("paper broker: conversion rejected (injected)")
         with self._lock, self._db.transaction() as session:
             if session.scalars(select(PaperTransfer).where(PaperTransfer.reference == reference)).first():
                 return
@@ -135,7 +155,9 @@ class PaperBroker:
             _credit(session, to_currency, to_amount)
 
     def place_market_order(self, order: MarketOrder, now: datetime) -> Execution:
-        fault = self.faults.pop(0) if self.faults else None
+        fault = self._next_fault(ORDER_FAULTS)
+        if fault == "crash_before_send":
+            os._exit(17)  # the process dies after storing the order as sent, before the broker has it
         if fault == "disconnect":
             raise ConnectionError("paper broker: connection lost before the order was sent")
         if fault == "reject":

@@ -113,6 +113,8 @@ def _number(record: dict, key: str, command: str) -> float:
 
 class TradernetBroker:
     name = "tradernet"
+    converts_currency = False  # not built yet: a foreign BUY needs its currency held (check: cash)
+    takes_deposits = False
 
     def __init__(self, client: TradernetClient):
         self._client = client
@@ -155,7 +157,12 @@ class TradernetBroker:
         reference = broker_reference(client_order_id)
         for order in self._open_orders():
             if str(order.get("user_order_id")) == reference:
-                self._client.call("delTradeOrder", {"order_id": order["id"]})
+                try:
+                    self._client.call("delTradeOrder", {"order_id": order["id"]})
+                except TradernetError as exc:
+                    if exc.code is not None:  # refused (e.g. code 12: only through a trader)
+                        raise BrokerRejected(str(exc)) from exc
+                    raise
                 return True
         return False
 
