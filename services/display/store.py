@@ -4,14 +4,16 @@ restart)."""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import Integer, String, delete, select, text
+from sqlalchemy import Integer, String, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
+from services.common.migrations import Schema
+from services.display.migrations import LEGACY_STEPS
 from services.display.pools import Message
 
-SCHEMA_VERSION = 2
 DEFAULT_BRIGHTNESS = 128
 DEFAULT_SPEED_MS = 50
 
@@ -35,12 +37,12 @@ class SettingsRow(Base):
     speed_ms: Mapped[int] = mapped_column(Integer)
 
 
-def _v1_to_v2(connection) -> None:
-    connection.execute(text("ALTER TABLE messages ADD COLUMN mode VARCHAR(16) NOT NULL DEFAULT 'normal'"))
+SCHEMA = Schema("display", (Base.metadata,), Path(__file__).with_name("migrations") / "versions",
+                legacy_version=2, legacy_steps=LEGACY_STEPS)
 
 
 def open_database(url: str) -> Database:
-    return Database(url, Base.metadata, "display", SCHEMA_VERSION, migrations={1: _v1_to_v2})
+    return Database(url, SCHEMA)
 
 
 def messages(session: Session) -> list[Message]:

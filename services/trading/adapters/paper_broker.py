@@ -29,7 +29,7 @@ from services.trading.adapters.broker import (
 
 
 class PaperBase(DeclarativeBase):
-    pass
+    """The simulated account's tables: part of the trading schema (services/trading/migrations)."""
 
 
 class PaperCash(PaperBase):
@@ -100,7 +100,6 @@ class PaperBroker:
         if unknown:
             raise ValueError(f"unknown paper broker faults: {', '.join(unknown)}")
         self._lock = threading.Lock()
-        PaperBase.metadata.create_all(db.engine)
 
     def account(self) -> Account:
         with self._db.transaction() as session:
