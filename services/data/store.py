@@ -7,7 +7,7 @@ import json
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, Text, delete, func, select
+from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Integer, String, Text, delete, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -32,7 +32,7 @@ class SecurityRow(Base):
     country: Mapped[str] = mapped_column(String(64))
     sector: Mapped[str] = mapped_column(String(100))
     industry: Mapped[str] = mapped_column(String(100))
-    lot_size: Mapped[int] = mapped_column(Integer)
+    lot_size: Mapped[int] = mapped_column(BigInteger)  # int64 in the contract
     active: Mapped[bool] = mapped_column(Boolean)
     allow_buy: Mapped[bool] = mapped_column(Boolean)
     allow_sell: Mapped[bool] = mapped_column(Boolean)

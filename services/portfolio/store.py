@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import Date, Float, Integer, String, delete, select
+from sqlalchemy import BigInteger, Date, Float, Integer, String, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -21,7 +21,7 @@ class Base(DeclarativeBase):
 class PositionRow(Base):
     __tablename__ = "positions"
     symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
-    quantity: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(BigInteger)  # int64 in the contract
     average_cost: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
 

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Float, ForeignKey, Integer, String, func, select
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -29,13 +29,13 @@ class OrderRow(Base):
     client_order_id: Mapped[str] = mapped_column(String(64), unique=True)
     symbol: Mapped[str] = mapped_column(String(32))
     side: Mapped[str] = mapped_column(String(4))
-    quantity: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(BigInteger)  # int64 in the contract
     currency: Mapped[str] = mapped_column(String(3))
     state: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(String(300))
     fill_price: Mapped[float] = mapped_column(Float, default=0.0)
     commission: Mapped[float] = mapped_column(Float, default=0.0)
-    filled_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    filled_quantity: Mapped[int] = mapped_column(BigInteger, default=0)
     broker_reference: Mapped[str] = mapped_column(String(20), default="", index=True)
     limit_price: Mapped[float] = mapped_column(Float, default=0.0)
     realized_pnl: Mapped[float] = mapped_column(Float, default=0.0)
@@ -62,7 +62,7 @@ class TradeRow(Base):
     client_order_id: Mapped[str] = mapped_column(String(64))
     symbol: Mapped[str] = mapped_column(String(32))
     side: Mapped[str] = mapped_column(String(4))
-    quantity: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(BigInteger)
     price: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
     commission: Mapped[float] = mapped_column(Float)
@@ -83,7 +83,7 @@ class AdjustmentRow(Base):
     __tablename__ = "position_adjustments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     symbol: Mapped[str] = mapped_column(String(32))
-    quantity: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(300))
     at: Mapped[datetime] = mapped_column(UtcDateTime())
 
