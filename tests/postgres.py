@@ -33,6 +33,7 @@ class Postgres:
         self.admin_url = admin_url
         self.prefix = f"trader_test_{os.getpid()}_{secrets.token_hex(3)}"
         self.created: list[str] = []
+        self.roles: list[str] = []
         self._admin: Engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
 
     def url(self, database: str) -> str:
@@ -46,12 +47,23 @@ class Postgres:
         self.created.append(database)
         return self.url(database)
 
+    def create_role(self, name: str, password: str) -> str:
+        """A new login role `<prefix>_<name>` with only the rights every role has; returns its name."""
+        role = f"{self.prefix}_{name}"[:63]
+        with self._admin.connect() as connection:
+            connection.execute(text(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'"))
+        self.roles.append(role)
+        return role
+
     def drop_all(self) -> None:
         with self._admin.connect() as connection:
             for database in self.created:
                 # FORCE: a service killed mid-test may have left a connection open
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            for role in self.roles:
+                connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
         self.created.clear()
+        self.roles.clear()
         self._admin.dispose()
 
 

@@ -72,6 +72,24 @@ def test_a_wrong_password(postgres):
     assert "password authentication failed" in message and "not-the-password" not in message
 
 
+def test_a_role_that_may_not_create_tables_is_a_configuration_error(postgres):
+    """PostgreSQL 15 lets only the database owner create tables in `public`: a role without that
+    right is told so at start, and nothing is changed."""
+    admin = make_url(postgres.admin_url)
+    if admin.host:
+        pytest.skip("TRADER_TEST_POSTGRES_URL points elsewhere: this test knows the local cluster's rules")
+    database = make_url(postgres.create_database("no_create")).database
+    role = postgres.create_role("no_create", "pw-0123456789")
+    url = admin.set(host="127.0.0.1", username=role, password="pw-0123456789", database=database,
+                    query={}).render_as_string(False)
+    with pytest.raises(DatabaseConfigError) as caught:
+        planner_store.open_database(url)
+    message = str(caught.value)
+    assert message.startswith("TRADER_PLANNER_DB_URL=") and "\n" not in message and "pw-0123456789" not in message
+    assert "cannot bring the schema to this build's revision (nothing was changed)" in message
+    assert "permission denied for schema public" in message
+
+
 def test_a_service_with_a_bad_database_url_exits_2_with_one_line(tmp_path):
     env = {**os.environ, "TRADER_AUTH_DISABLED": "1", "TRADER_VAR_DIR": str(tmp_path),
            "TRADER_PLANNER_ADDR": f"127.0.0.1:{free_port()}",

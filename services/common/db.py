@@ -141,6 +141,11 @@ class Database:
         self.engine = open_engine(schema.service, url)
         try:
             before, after = migrate(self.engine, schema)
+        except DBAPIError as exc:  # e.g. a role without CREATE on the schema, a read-only file
+            self.engine.dispose()
+            log_event(log, "migration failed", logging.ERROR, service=schema.service, statement=exc.statement)
+            raise DatabaseConfigError(schema.service, url, f"cannot bring the schema to this build's revision "
+                                                           f"(nothing was changed): {_one_line(exc.orig)}") from None
         except Exception:
             self.engine.dispose()
             raise
