@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import Boolean, Integer, String, Text, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
-
-SCHEMA_VERSION = 1
+from services.common.migrations import Schema
 
 
 class Base(DeclarativeBase):
@@ -28,8 +28,12 @@ class CycleRunRow(Base):
     finished_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+SCHEMA = Schema("gateway", (Base.metadata,), Path(__file__).with_name("migrations") / "versions",
+                legacy_version=1)
+
+
 def open_database(url: str) -> Database:
-    return Database(url, Base.metadata, "gateway", SCHEMA_VERSION)
+    return Database(url, SCHEMA)
 
 
 def add_run(session: Session, as_of: datetime, simulated: bool, ok: bool, trace_id: str, steps: list[dict],

@@ -1,4 +1,5 @@
-"""End to end: the six services as separate processes, several replay cycles, one trace."""
+"""End to end: the six services as separate processes, several replay cycles, one trace; on SQLite
+and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from sqlalchemy import create_engine, text
 from trader.data.v1 import data_pb2, data_pb2_grpc
 from trader.display.v1 import display_pb2, display_pb2_grpc
 from trader.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 
-from services.common.config import SERVICES
+from services.common.config import SERVICES, db_url_variable
+from services.common.migrations import load_schema, scripts
 from tests.helpers import TOKEN
 from tests.suite import Suite
 
@@ -28,9 +31,14 @@ def as_of(day: date) -> tuple[str, str]:
     return ("x-trader-as-of", datetime(day.year, day.month, day.day, 22, tzinfo=UTC).isoformat())
 
 
-@pytest.fixture(scope="module")
-def suite(tmp_path_factory):
-    suite = Suite(tmp_path_factory.mktemp("e2e")).start()
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def suite(request, tmp_path_factory):
+    """The six services on SQLite files, or each on its own new PostgreSQL database."""
+    env = {}
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres")
+        env = {db_url_variable(name): server.create_database(f"e2e_{name}") for name in SERVICES}
+    suite = Suite(tmp_path_factory.mktemp("e2e"), env).start()
     yield suite
     suite.terminate()
 
@@ -130,6 +138,22 @@ def test_one_trace_covers_all_six_services(cycles, suite):
         time.sleep(0.2)
     assert suite.collector.services_in_trace(trace_id) == expected
     assert len({trace for _, trace, _ in suite.collector.spans if trace != trace_id}) >= len(cycles) - 1
+
+
+def test_each_service_keeps_its_books_in_its_configured_database(cycles, suite):
+    for name in SERVICES:
+        url = suite.env.get(db_url_variable(name)) or f"sqlite:///{suite.workdir / name}.db"
+        schema = load_schema(name)
+        engine = create_engine(url)
+        try:
+            with engine.connect() as connection:
+                assert connection.execute(text(f"SELECT version_num FROM {schema.version_table}")).scalar_one() \
+                    == scripts(schema).get_current_head()
+                if name == "trading":
+                    trades = connection.execute(text("SELECT COUNT(*) FROM trades")).scalar_one()
+                    assert trades == len([r for r in cycles if r.last_trade])
+        finally:
+            engine.dispose()
 
 
 def test_system_status(cycles, suite):

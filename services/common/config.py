@@ -128,6 +128,11 @@ def parse_fx_rates(text: str, base: str) -> dict[str, float]:
     return rates
 
 
+def db_url_variable(service: str) -> str:
+    """The variable holding a service's database URL, e.g. TRADER_TRADING_DB_URL."""
+    return f"TRADER_{service.upper()}_DB_URL"
+
+
 @dataclass(frozen=True)
 class CommonConfig:
     """What every process needs, read from TRADER_* variables."""
@@ -185,7 +190,7 @@ def load_common(service: str, environ: Mapping[str, str] | None = None, env: Env
         env.problems.append(f"TRADER_FX_RATES={fx_text!r}: {exc}")
         fx_rates = {}
     var_dir = Path(env.text("TRADER_VAR_DIR", str(REPO_ROOT / "var")))
-    db_url = env.text(f"TRADER_{service.upper()}_DB_URL", f"sqlite:///{var_dir / (service + '.db')}")
+    db_url = env.text(db_url_variable(service), f"sqlite:///{var_dir / (service + '.db')}")
     config = CommonConfig(
         service=service,
         addresses=addresses,

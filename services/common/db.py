@@ -1,31 +1,54 @@
-"""Per-service database: SQLAlchemy engine, transactions, schema creation and version check.
+"""Per-service database: SQLAlchemy engine, transactions, and the schema brought to this build's
+revision at start.
 
 Each service owns one database (SQLite file under var/ by default, any SQLAlchemy URL through
-TRADER_<SERVICE>_DB_URL). The schema is created at start; an older schema is migrated step by
-step with the service's migrations, in one transaction. A database without a migration path
-(or written by a newer build) is refused at start rather than used half-compatible.
+TRADER_<SERVICE>_DB_URL; SQLite and PostgreSQL through psycopg are tested). Opening it checks
+the URL and the connection first: a URL that cannot be used is a `DatabaseConfigError` naming the
+variable and the problem (the service exits with code 2), never a traceback. Then the service's
+Alembic migrations run (services/common/migrations.py), in one transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+import logging
+import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, event, select
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import DateTime, TypeDecorator
+
+from services.common.config import ConfigError, db_url_variable
+from services.common.logs import event as log_event
+
+log = logging.getLogger("trader.db")
+CONNECT_TIMEOUT_S = 10
+EXAMPLE_URLS = "sqlite:///var/trading.db or postgresql+psycopg://user:password@host:5432/dbname"
 
 
-class SchemaMismatch(Exception):
-    pass
+class DatabaseConfigError(ConfigError):
+    """TRADER_<SERVICE>_DB_URL cannot be used: one line naming the variable and the problem."""
+
+    def __init__(self, service: str, url: str, problem: str):
+        super().__init__([f"{db_url_variable(service)}={shown_url(url)}: {problem}"])
+
+    def __str__(self) -> str:
+        return self.problems[0]
+
+
+class SchemaMismatch(DatabaseConfigError):
+    """The database holds a schema this build cannot use (newer, or not one of ours)."""
 
 
 class UtcDateTime(TypeDecorator):
-    """A timestamp stored in UTC and always read back timezone-aware (SQLite keeps no offset).
-    A naive datetime is refused: every time in this system is UTC and aware (decision 3)."""
+    """A timestamp stored in UTC and always read back timezone-aware in UTC (SQLite keeps no
+    offset; PostgreSQL answers in the session's time zone). A naive datetime is refused: every
+    time in this system is UTC and aware (decision 3)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -38,17 +61,15 @@ class UtcDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None or value.tzinfo is not None:
-            return value
-        return value.replace(tzinfo=UTC)
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-_schema_info = Table(
-    "schema_info",
-    MetaData(),
-    Column("name", String(64), primary_key=True),
-    Column("version", Integer, nullable=False),
-)
+def shown_url(url: str) -> str:
+    """The URL as the user wrote it, with any password masked (also when it does not parse)."""
+    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
@@ -61,43 +82,77 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 
 def make_engine(url: str) -> Engine:
+    """An engine for `url` (raises ArgumentError, NoSuchModuleError or ImportError for a URL or
+    driver that cannot be used; `open_engine` turns those into configuration errors)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(parsed, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S  # an unreachable host fails at start, not never
+    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+
+
+def open_engine(service: str, url: str) -> Engine:
+    """An engine that has connected once, or DatabaseConfigError saying why it cannot."""
+    try:
+        engine = make_engine(url)
+    except NoSuchModuleError:  # an ArgumentError too: first
+        raise DatabaseConfigError(service, url, f"unknown database driver {_driver(url)!r}; this build "
+                                                "supports sqlite and postgresql+psycopg") from None
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        raise DatabaseConfigError(service, url, f"not a database URL ({_one_line(exc)}); expected e.g. "
+                                                f"{EXAMPLE_URLS}") from None
+    except ImportError as exc:
+        raise DatabaseConfigError(service, url, f"the driver for {_driver(url)!r} is not installed "
+                                                f"({exc.name or exc}); use postgresql+psycopg for PostgreSQL") from None
+    except OSError as exc:
+        raise DatabaseConfigError(service, url, f"cannot create the database's folder: {exc}") from None
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        engine.dispose()
+        raise DatabaseConfigError(service, url, f"cannot connect: {_one_line(exc.orig)}") from None
+    return engine
+
+
+def _driver(url: str) -> str:
+    return url.partition("://")[0]
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 class Database:
-    """An engine plus a session factory for one service's schema."""
+    """An engine plus a session factory for one service's schema, migrated to this build's head
+    revision when opened (see services/common/migrations.py)."""
 
-    def __init__(self, url: str, metadata: MetaData, schema_name: str, schema_version: int,
-                 migrations: Mapping[int, Callable[[Connection], None]] | None = None):
-        """`migrations[v]` upgrades a database at version v to v + 1."""
-        self.engine = make_engine(url)
+    def __init__(self, url: str, schema):
+        """`schema` is the service's `migrations.Schema`. Raises DatabaseConfigError (with
+        SchemaMismatch for a schema this build cannot use)."""
+        from services.common.migrations import migrate  # here: that module imports this one
+
+        self.engine = open_engine(schema.service, url)
+        try:
+            before, after = migrate(self.engine, schema)
+        except DBAPIError as exc:  # e.g. a role without CREATE on the schema, a read-only file
+            self.engine.dispose()
+            log_event(log, "migration failed", logging.ERROR, service=schema.service, statement=exc.statement)
+            raise DatabaseConfigError(schema.service, url, f"cannot bring the schema to this build's revision "
+                                                           f"(nothing was changed): {_one_line(exc.orig)}") from None
+        except Exception:
+            self.engine.dispose()
+            raise
+        if before != after:
+            log_event(log, "database migrated", service=schema.service, from_revision=before or "empty",
+                      to_revision=after)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        _schema_info.create(self.engine, checkfirst=True)
-        with self.engine.begin() as connection:
-            found = connection.execute(
-                select(_schema_info.c.version).where(_schema_info.c.name == schema_name)
-            ).scalar_one_or_none()
-            if found is None:
-                connection.execute(_schema_info.insert().values(name=schema_name, version=schema_version))
-            elif found < schema_version and all(v in (migrations or {}) for v in range(found, schema_version)):
-                for version in range(found, schema_version):
-                    migrations[version](connection)
-                connection.execute(_schema_info.update().where(_schema_info.c.name == schema_name)
-                                   .values(version=schema_version))
-            elif found != schema_version:
-                raise SchemaMismatch(
-                    f"database {self.engine.url.render_as_string(hide_password=True)} holds schema "
-                    f"{schema_name!r} version {found}, this build needs {schema_version}: "
-                    "migrate it or point TRADER_<SERVICE>_DB_URL at a new database"
-                )
-        metadata.create_all(self.engine)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:

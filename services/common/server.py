@@ -93,7 +93,8 @@ def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any]
     """Run one service until SIGTERM/SIGINT (or `request_stop`). Returns the exit code.
 
     `load_config()` returns the service's config: a CommonConfig, or an object whose `common`
-    attribute is one. A ConfigError is printed with every problem and exits with code 2.
+    attribute is one. A ConfigError (from it, or from `build`, e.g. a database that cannot be
+    used) is printed with every problem and exits with code 2.
     """
     try:
         config = load_config()
@@ -106,7 +107,12 @@ def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any]
     stop_requested = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop_requested.set())
-    parts = build(config)
+    try:
+        parts = build(config)
+    except ConfigError as exc:  # found while building, e.g. a database URL that does not connect
+        print(f"trader-{name}: {exc}", file=sys.stderr)
+        provider.shutdown()
+        return 2
     try:
         running = start_server(common, parts.register)
     except Exception:

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from pathlib import Path
 
-from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, Text, delete, func, select, text
+from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Integer, String, Text, delete, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
+from services.common.migrations import Schema
 from services.data.history import Bar
+from services.data.migrations import LEGACY_STEPS
 from services.data.universe import Security
 from services.data.validation import flag_bars
-
-SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -31,7 +32,7 @@ class SecurityRow(Base):
     country: Mapped[str] = mapped_column(String(64))
     sector: Mapped[str] = mapped_column(String(100))
     industry: Mapped[str] = mapped_column(String(100))
-    lot_size: Mapped[int] = mapped_column(Integer)
+    lot_size: Mapped[int] = mapped_column(BigInteger)  # int64 in the contract
     active: Mapped[bool] = mapped_column(Boolean)
     allow_buy: Mapped[bool] = mapped_column(Boolean)
     allow_sell: Mapped[bool] = mapped_column(Boolean)
@@ -76,22 +77,12 @@ class FxRateRow(Base):
     source: Mapped[str] = mapped_column(String(40))
 
 
-def _v1_to_v2(connection) -> None:
-    for statement in (
-        "ALTER TABLE securities ADD COLUMN isin VARCHAR(12) NOT NULL DEFAULT ''",
-        "ALTER TABLE securities ADD COLUMN min_target FLOAT",
-        "ALTER TABLE securities ADD COLUMN max_target FLOAT",
-        "ALTER TABLE securities ADD COLUMN bucket VARCHAR(64) NOT NULL DEFAULT 'core'",
-        "ALTER TABLE securities ADD COLUMN yahoo_symbol VARCHAR(32) NOT NULL DEFAULT ''",
-        "ALTER TABLE daily_bars ADD COLUMN adj_close FLOAT",
-        "ALTER TABLE daily_bars ADD COLUMN flag VARCHAR(120)",
-        "ALTER TABLE daily_bars ADD COLUMN flag_known_on DATE",
-    ):
-        connection.execute(text(statement))
+SCHEMA = Schema("data", (Base.metadata,), Path(__file__).with_name("migrations") / "versions",
+                legacy_version=2, legacy_steps=LEGACY_STEPS)
 
 
 def open_database(url: str) -> Database:
-    return Database(url, Base.metadata, "data", SCHEMA_VERSION, migrations={1: _v1_to_v2})
+    return Database(url, SCHEMA)
 
 
 # --- securities ---

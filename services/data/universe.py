@@ -39,6 +39,8 @@ _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-_/]{0,31}$")
 _ISIN = re.compile(r"^[A-Z]{2}[A-Z0-9]{9}[0-9]$")
 _MIC = re.compile(r"^[A-Z0-9]{4}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+# The longest text each field holds (the store's column sizes, which PostgreSQL enforces).
+MAX_LENGTHS = {"name": 200, "country": 64, "sector": 100, "industry": 100, "bucket": 64, "yahoo_symbol": 32}
 
 
 def isin_valid(isin: str) -> bool:
@@ -78,6 +80,9 @@ def validate_security(security: Security) -> Security:
         raise InvalidArgument("security.kind", f"unknown kind {security.kind!r}")
     if not security.name.strip():
         raise InvalidArgument("security.name", "is required")
+    for field, limit in MAX_LENGTHS.items():
+        if len(getattr(security, field)) > limit:
+            raise InvalidArgument(f"security.{field}", f"longer than {limit} characters")
     return replace(security, bucket=security.bucket or "core")
 
 

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, delete, select, text
+from sqlalchemy import Integer, String, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
+from services.common.migrations import Schema
+from services.display.migrations import LEGACY_STEPS
 from services.display.pools import Message
 
-SCHEMA_VERSION = 3
 DEFAULT_BRIGHTNESS = 128
 DEFAULT_SPEED_MS = 50
 
@@ -37,35 +39,12 @@ class SettingsRow(Base):
     speed_ms: Mapped[int] = mapped_column(Integer)
 
 
-def _v1_to_v2(connection) -> None:
-    connection.execute(text("ALTER TABLE messages ADD COLUMN mode VARCHAR(16) NOT NULL DEFAULT 'normal'"))
-
-
-_V2_POSTED_AT = datetime(1970, 1, 1, tzinfo=UTC)  # v2 kept no post time: older than any new post
-
-
-def _v2_to_v3(connection) -> None:
-    """Messages keyed by (pool, source) with their post time. A v2 message (one per pool) keeps
-    its text, expiry and mode under the default source "". The table is rebuilt (a primary key
-    cannot be altered in SQLite); the new one is created first so PostgreSQL's constraint names
-    never clash."""
-    Table("messages_v3", MetaData(),
-          Column("pool", String(16), primary_key=True), Column("source", String(64), primary_key=True),
-          Column("text", String(256), nullable=False), Column("expires_at", UtcDateTime(), nullable=True),
-          Column("mode", String(16), nullable=False), Column("posted_at", UtcDateTime(), nullable=False),
-          ).create(connection)
-    connection.execute(
-        text("INSERT INTO messages_v3 (pool, source, text, expires_at, mode, posted_at) "
-             "SELECT pool, '', text, expires_at, mode, :posted_at FROM messages")
-        .bindparams(bindparam("posted_at", type_=UtcDateTime())),
-        {"posted_at": _V2_POSTED_AT},
-    )
-    connection.execute(text("DROP TABLE messages"))
-    connection.execute(text("ALTER TABLE messages_v3 RENAME TO messages"))
+SCHEMA = Schema("display", (Base.metadata,), Path(__file__).with_name("migrations") / "versions",
+                legacy_version=2, legacy_steps=LEGACY_STEPS)
 
 
 def open_database(url: str) -> Database:
-    return Database(url, Base.metadata, "display", SCHEMA_VERSION, migrations={1: _v1_to_v2, 2: _v2_to_v3})
+    return Database(url, SCHEMA)
 
 
 def messages(session: Session) -> list[Message]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
-
-SCHEMA_VERSION = 1
+from services.common.migrations import Schema
 
 
 class Base(DeclarativeBase):
@@ -26,8 +26,12 @@ class PlanRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+SCHEMA = Schema("planner", (Base.metadata,), Path(__file__).with_name("migrations") / "versions",
+                legacy_version=1)
+
+
 def open_database(url: str) -> Database:
-    return Database(url, Base.metadata, "planner", SCHEMA_VERSION)
+    return Database(url, SCHEMA)
 
 
 def find_plan(session: Session, portfolio_hash: str, as_of_date: str) -> tuple[str, dict] | None:

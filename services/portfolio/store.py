@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from pathlib import Path
 
-from sqlalchemy import Date, Float, Integer, String, delete, select
+from sqlalchemy import BigInteger, Date, Float, Integer, String, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
+from services.common.migrations import Schema
+from services.portfolio.migrations import LEGACY_STEPS
 from services.portfolio.valuation import Holding
-
-SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -20,7 +21,7 @@ class Base(DeclarativeBase):
 class PositionRow(Base):
     __tablename__ = "positions"
     symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
-    quantity: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(BigInteger)  # int64 in the contract
     average_cost: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
 
@@ -59,9 +60,12 @@ class SnapshotRow(Base):
     taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+SCHEMA = Schema("portfolio", (Base.metadata,), Path(__file__).with_name("migrations") / "versions",
+                legacy_version=2, legacy_steps=LEGACY_STEPS)
+
+
 def open_database(url: str) -> Database:
-    # Version 2 only adds the snapshots table, which create_all makes.
-    return Database(url, Base.metadata, "portfolio", SCHEMA_VERSION, migrations={1: lambda connection: None})
+    return Database(url, SCHEMA)
 
 
 def save_snapshot(session: Session, row: SnapshotRow) -> None:

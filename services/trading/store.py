@@ -5,18 +5,21 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import Float, ForeignKey, Integer, String, func, select, text
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
 from services.common.logs import event
+from services.common.migrations import Schema
 from services.trading import orders as life_cycle
 from services.trading.adapters.broker import Execution
+from services.trading.adapters.paper_broker import PaperBase
+from services.trading.migrations import LEGACY_STEPS
 from services.trading.orders import OrderIntent, broker_reference
 
 log = logging.getLogger("trader.trading.store")
-SCHEMA_VERSION = 4
 OPEN_STATES = life_cycle.OPEN_STATES
 
 
@@ -30,13 +33,13 @@ class OrderRow(Base):
     client_order_id: Mapped[str] = mapped_column(String(64), unique=True)
     symbol: Mapped[str] = mapped_column(String(32))
     side: Mapped[str] = mapped_column(String(4))
-    quantity: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(BigInteger)  # int64 in the contract
     currency: Mapped[str] = mapped_column(String(3))
     state: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(String(300))
     fill_price: Mapped[float] = mapped_column(Float, default=0.0)
     commission: Mapped[float] = mapped_column(Float, default=0.0)
-    filled_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    filled_quantity: Mapped[int] = mapped_column(BigInteger, default=0)
     broker_reference: Mapped[str] = mapped_column(String(20), default="", index=True)
     limit_price: Mapped[float] = mapped_column(Float, default=0.0)
     realized_pnl: Mapped[float] = mapped_column(Float, default=0.0)
@@ -63,7 +66,7 @@ class TradeRow(Base):
     client_order_id: Mapped[str] = mapped_column(String(64))
     symbol: Mapped[str] = mapped_column(String(32))
     side: Mapped[str] = mapped_column(String(4))
-    quantity: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(BigInteger)
     price: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
     commission: Mapped[float] = mapped_column(Float)
@@ -84,7 +87,7 @@ class AdjustmentRow(Base):
     __tablename__ = "position_adjustments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     symbol: Mapped[str] = mapped_column(String(32))
-    quantity: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(300))
     at: Mapped[datetime] = mapped_column(UtcDateTime())
 
@@ -111,27 +114,13 @@ def record_cash_movement(session: Session, movement) -> bool:
     return True
 
 
-def _v1_to_v2(connection) -> None:
-    for statement in (
-        "ALTER TABLE orders ADD COLUMN filled_quantity INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE orders ADD COLUMN limit_price FLOAT NOT NULL DEFAULT 0",
-        "ALTER TABLE orders ADD COLUMN realized_pnl FLOAT NOT NULL DEFAULT 0",
-        "ALTER TABLE trades ADD COLUMN realized_pnl FLOAT",
-        "UPDATE orders SET filled_quantity = quantity WHERE state = 'FILLED'",
-    ):
-        connection.execute(text(statement))
-
-
-def _v2_to_v3(connection) -> None:
-    connection.execute(text("ALTER TABLE orders ADD COLUMN broker_reference VARCHAR(20) NOT NULL DEFAULT ''"))
-    for order_id, client_order_id in connection.execute(text("SELECT id, client_order_id FROM orders")).all():
-        connection.execute(text("UPDATE orders SET broker_reference = :ref WHERE id = :id"),
-                           {"ref": broker_reference(client_order_id), "id": order_id})
+# The paper broker keeps its simulated account in the same database: one schema, one history.
+SCHEMA = Schema("trading", (Base.metadata, PaperBase.metadata), Path(__file__).with_name("migrations") / "versions",
+                legacy_version=4, legacy_steps=LEGACY_STEPS)
 
 
 def open_database(url: str) -> Database:
-    return Database(url, Base.metadata, "trading", SCHEMA_VERSION, migrations={1: _v1_to_v2, 2: _v2_to_v3,
-                                                                          3: lambda connection: None})
+    return Database(url, SCHEMA)
 
 
 def find_order(session: Session, client_order_id: str) -> OrderRow | None:

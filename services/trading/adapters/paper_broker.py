@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import Float, Integer, String, select
+from sqlalchemy import BigInteger, Float, Integer, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -29,7 +29,7 @@ from services.trading.adapters.broker import (
 
 
 class PaperBase(DeclarativeBase):
-    pass
+    """The simulated account's tables: part of the trading schema (services/trading/migrations)."""
 
 
 class PaperCash(PaperBase):
@@ -41,7 +41,7 @@ class PaperCash(PaperBase):
 class PaperPosition(PaperBase):
     __tablename__ = "paper_positions"
     symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
-    quantity: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(BigInteger)
     average_cost: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
 
@@ -52,7 +52,7 @@ class PaperExecution(PaperBase):
     client_order_id: Mapped[str] = mapped_column(String(64), unique=True)
     symbol: Mapped[str] = mapped_column(String(32))
     side: Mapped[str] = mapped_column(String(4))
-    quantity: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(BigInteger)
     price: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
     commission: Mapped[float] = mapped_column(Float)
@@ -108,7 +108,6 @@ class PaperBroker:
         if unknown:
             raise ValueError(f"unknown paper broker faults: {', '.join(unknown)}")
         self._lock = threading.Lock()
-        PaperBase.metadata.create_all(db.engine)
 
     def _next_fault(self, kinds: tuple[str, ...]) -> str | None:
         """The first queued fault of these kinds, taken off the queue."""
