@@ -19,7 +19,7 @@ from services.data.analytics import adjusted_closes, indicators_as_of
 from services.data.config import DataConfig
 from services.data.fx import effective_rates
 from services.data.history import Bar, last_final_date, monthly_bars, resolve_range, sync_start
-from services.data.market_hours import exchange_from_name, market_status
+from services.data.market_hours import OutsideCalendar, exchange_from_name, market_status
 from services.data.providers import PriceProvider
 from services.data.regime import market_regime
 from services.data.universe import EQUITY, Security, detect_metadata, validate_security
@@ -292,7 +292,15 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
             at = clock.parse_as_of(request.as_of) if request.as_of else clock.now()
         except InvalidArgument as exc:
             raise InvalidArgument("as_of", f"not an ISO 8601 instant: {request.as_of!r}") from exc
-        status = market_status(request.exchange.strip().upper() if request.exchange else "", at)
+        exchange = request.exchange.strip().upper()
+        try:
+            status = market_status(exchange, at)
+        except OutsideCalendar as exc:
+            if request.as_of:  # the caller's own instant: a bad argument; "now": a limit of the data
+                first, last = exc.span
+                raise InvalidArgument("as_of", f"{request.as_of!r} is outside the {exchange} calendar "
+                                               f"({first} to {last})") from exc
+            raise
         return data_pb2.GetMarketStatusResponse(
             exchange=status.exchange, open=status.open, next_open=to_timestamp(status.next_open),
             next_close=to_timestamp(status.next_close), session_date=status.session.isoformat())
