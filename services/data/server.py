@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import date, timedelta
+from datetime import date
 
 from trader.data.v1 import data_pb2, data_pb2_grpc
 
@@ -13,13 +13,13 @@ from services.common.errors import InvalidArgument, NotFound
 from services.common.money import convert
 from services.common.timestamps import to_timestamp
 from services.common.validate import currency_code, finite_amount, parse_day, required_text
-from services.data import store
+from services.data import engine, store
 from services.data.adapters.csv_import import parse_yahoo_csv
 from services.data.analytics import adjusted_closes, indicators_as_of
 from services.data.config import DataConfig
 from services.data.fx import effective_rates
-from services.data.history import Bar, last_final_date, monthly_bars, resolve_range, sync_start
-from services.data.market_hours import OutsideCalendar, exchange_from_name, market_status
+from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
+from services.data.market_hours import OutsideCalendar, exchange_from_name, market_status, session_days
 from services.data.providers import PriceProvider
 from services.data.regime import market_regime
 from services.data.universe import EQUITY, Security, detect_metadata, validate_security
@@ -62,22 +62,6 @@ def bar_to_proto(bar: Bar, flag: str | None = None) -> data_pb2.Bar:
     optional = {"open": bar.open, "high": bar.high, "low": bar.low, "volume": bar.volume, "adj_close": bar.adj_close}
     return data_pb2.Bar(date=bar.date.isoformat(), close=bar.close, flag=flag or "",
                         **{k: v for k, v in optional.items() if v is not None})
-
-
-def sync_bars(db: Database, securities: list[Security], fetched: dict[str, list[Bar]]) -> tuple[int, int, int]:
-    """Store what a provider returned, in one transaction: (added, updated, flagged)."""
-    added = updated = flagged = 0
-    with db.transaction() as session:
-        extent = store.stored_extent(session)
-        for security in securities:
-            security_id = store.ensure_security(session, security)
-            bars = fetched.get(security.symbol, [])
-            if not bars or extent.get(security_id) == (len(bars), bars[-1].date):
-                continue  # nothing new (the bundled provider's fast path)
-            new, changed, _ = store.upsert_bars(session, security_id, bars)
-            added, updated = added + new, updated + changed
-            flagged += store.flagged_count(session, security_id)
-    return added, updated, flagged
 
 
 class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
@@ -143,7 +127,12 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
                 other = store.find_security(session, isin=security.isin)
                 if other is not None and other.symbol != security.symbol:
                     raise InvalidArgument("security.isin", f"already used by {other.symbol}")
-            return security_to_proto(store.save_security(session, security).to_domain())
+            before = store.find_security(session, security.symbol)
+            moved = before is not None and before.exchange != security.exchange
+            saved = security_to_proto(store.save_security(session, security).to_domain())
+        if moved:  # another exchange, other trading days: its bars' flags change
+            engine.revalidate_security(self._db, security.symbol)
+        return saved
 
     def DeactivateSecurity(self, request, context):
         with self._db.transaction() as session:
@@ -205,8 +194,9 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         symbol = required_text("symbol", request.symbol, 32)
         bars = parse_yahoo_csv(request.csv)
         with self._db.transaction() as session:
-            security_id, _ = self._security(session, symbol)
-            added, updated, unchanged = store.upsert_bars(session, security_id, bars)
+            security_id, security = self._security(session, symbol)
+            added, updated, unchanged = store.upsert_bars(session, security_id, bars,
+                                                          session_days(security.exchange))
             flagged = store.flagged_count(session, security_id)
         return data_pb2.ImportPricesResponse(bars_added=added, bars_updated=updated, bars_unchanged=unchanged,
                                              bars_flagged=flagged)
@@ -215,25 +205,15 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         now = clock.now()
         with self._db.transaction() as session:
             securities = [s for _, s in store.list_securities(session, False, True)]
-            last = {sid: day for sid, (_, day) in store.stored_extent(session).items()}
-            ids = {s.symbol: store.find_security(session, s.symbol).id for s in securities}
         if request.symbols:
-            unknown = [s for s in request.symbols if s not in ids]
+            known = {s.symbol for s in securities}
+            unknown = [s for s in request.symbols if s not in known]
             if unknown:
                 raise NotFound(f"unknown symbols: {', '.join(unknown)}")
             securities = [s for s in securities if s.symbol in set(request.symbols)]
-        end = now.date()
-        start = sync_start([last.get(ids[s.symbol]) for s in securities])
-        with self._sync_lock:
-            fetched = self._provider.daily_bars(securities, start, end)  # Unavailable: nothing stored
-            fx = self._provider.fx_history(sorted(self._config.common.fx_rates), self._base, start, end)
-            added, updated, flagged = sync_bars(self._db, securities, fetched)
-            with self._db.transaction() as session:
-                for currency, history in fx.items():
-                    for day, rate in history:
-                        store.save_fx_rate(session, currency, day, rate, self._provider.name)
-                if self._config.retention_days:
-                    store.delete_bars_before(session, end - timedelta(days=self._config.retention_days))
+        with self._sync_lock:  # Unavailable from the provider: nothing stored
+            result = engine.sync_prices(self._db, self._provider, securities, now.date(),
+                                        sorted(self._config.common.fx_rates), self._base, self._config.retention_days)
         latest = None
         with self._db.transaction() as session:
             for security_id, security in store.list_securities(session, False, True):
@@ -241,9 +221,9 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
                 if bar is not None and (latest is None or bar.date > latest):
                     latest = bar.date
         return data_pb2.SyncPricesResponse(
-            provider=self._provider.name, bars_added=added, bars_updated=updated, bars_flagged=flagged,
-            latest_bar_date=latest.isoformat() if latest else "",
-            symbols_synced=sorted(s for s in fetched if fetched[s]),
+            provider=self._provider.name, bars_added=result.added, bars_updated=result.updated,
+            bars_flagged=result.flagged, latest_bar_date=latest.isoformat() if latest else "",
+            symbols_synced=result.synced,
         )
 
     # --- indicators ---

@@ -1,0 +1,112 @@
+"""Market-data use cases that span the provider and the store: storing fetched bars
+(validated against the exchange's calendar), syncing from the provider (with re-based series
+replaced) and re-validating after a rules change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from services.common.db import Database
+from services.data import store
+from services.data.history import Bar, Rebase, rebase_factors, rebased, sync_start
+from services.data.market_hours import session_days
+from services.data.providers import PriceProvider
+from services.data.universe import Security
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    added: int
+    updated: int
+    flagged: int
+    synced: list[str]  # symbols the provider returned bars for
+
+
+def sync_bars(db: Database, securities: list[Security], fetched: dict[str, list[Bar]],
+              replacements: dict[str, list[Bar]] | None = None) -> tuple[int, int, int]:
+    """Store what a provider returned, in one transaction: (added, updated, flagged).
+    `replacements` are whole re-based histories that replace what is stored."""
+    replacements = replacements or {}
+    added = updated = flagged = 0
+    with db.transaction() as session:
+        extent = store.stored_extent(session)
+        for security in securities:
+            security_id = store.ensure_security(session, security)
+            sessions = session_days(security.exchange)
+            if security.symbol in replacements:
+                new, changed, _ = store.replace_bars(session, security_id, replacements[security.symbol], sessions)
+            else:
+                bars = fetched.get(security.symbol, [])
+                if not bars or extent.get(security_id) == (len(bars), bars[-1].date):
+                    continue  # nothing new (the bundled provider's fast path)
+                new, changed, _ = store.upsert_bars(session, security_id, bars, sessions)
+            added, updated = added + new, updated + changed
+            flagged += store.flagged_count(session, security_id)
+    return added, updated, flagged
+
+
+def revalidate_stale(db: Database) -> int:
+    """Re-validate every security whose flags came from older rules; returns how many."""
+    with db.transaction() as session:
+        stale = store.stale_validation(session)
+        for security_id, security in stale:
+            store.revalidate(session, security_id, session_days(security.exchange))
+    return len(stale)
+
+
+def revalidate_security(db: Database, symbol: str) -> None:
+    """Re-validate one security (its exchange, hence its trading days, changed)."""
+    with db.transaction() as session:
+        row = store.find_security(session, symbol)
+        if row is not None:
+            store.revalidate(session, row.id, session_days(row.exchange))
+
+
+def _rebased_series(db: Database, securities: list[Security], fetched: dict[str, list[Bar]],
+                    start: date | None, end: date) -> dict[str, Rebase]:
+    """symbol -> factors for the securities whose whole history must come again from the
+    provider: its bars overlapping the stored ones all differ from them by one factor (a split,
+    a re-adjustment, a change of unit), or the stored series ends in an unresolved unit change."""
+    found: dict[str, Rebase] = {}
+    with db.transaction() as session:
+        for security in securities:
+            row = store.find_security(session, security.symbol)
+            if row is None:
+                continue
+            factors = rebase_factors(store.daily_bars(session, row.id, start, end), fetched.get(security.symbol, []))
+            if factors is None and (store.latest_flag(session, row.id) or "").startswith("unit_change"):
+                factors = Rebase(1.0, 1.0)
+            if factors is not None:
+                found[security.symbol] = factors
+    return found
+
+
+def sync_prices(db: Database, provider: PriceProvider, securities: list[Security], end: date,
+                fx_currencies: list[str], base: str, retention_days: int) -> SyncResult:
+    """Fetch bars (from a week before the oldest last stored bar) and FX history, replace the
+    history of re-based series with the provider's whole history, store everything. A provider
+    failure (Unavailable) stores nothing."""
+    with db.transaction() as session:
+        ids = {s.symbol: row.id for s in securities if (row := store.find_security(session, s.symbol))}
+        last = {security_id: day for security_id, (_, day) in store.stored_extent(session).items()}
+    start = sync_start([last.get(ids.get(s.symbol)) for s in securities])
+    fetched = provider.daily_bars(securities, start, end)
+    fx = provider.fx_history(fx_currencies, base, start, end)
+    factors = _rebased_series(db, securities, fetched, start, end)
+    replacements: dict[str, list[Bar]] = {}
+    if factors:
+        whole = provider.daily_bars([s for s in securities if s.symbol in factors], None, end)
+        with db.transaction() as session:
+            for symbol, rebase in factors.items():  # without a whole history: the fetched part
+                stored = store.daily_bars(session, ids[symbol], None, date.max)
+                replacements[symbol] = rebased(stored, whole.get(symbol) or fetched.get(symbol, []), rebase)
+    added, updated, flagged = sync_bars(db, securities, fetched, replacements)
+    with db.transaction() as session:
+        for currency, history in fx.items():
+            for day, rate in history:
+                store.save_fx_rate(session, currency, day, rate, provider.name)
+        if retention_days:
+            store.delete_bars_before(session, end - timedelta(days=retention_days))
+    return SyncResult(added, updated, flagged, sorted(s for s in fetched if fetched[s]))
