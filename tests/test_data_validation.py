@@ -340,6 +340,7 @@ def test_a_version_2_database_is_migrated(tmp_path):
     url = f"sqlite:///{tmp_path / 'data.db'}"
     db = store.open_database(url)
     with db.transaction() as session:
+        session.execute(text("DROP TABLE reference_rates"))
         session.execute(text("ALTER TABLE securities DROP COLUMN validated_with"))
         session.execute(text("UPDATE schema_info SET version = 2 WHERE name = 'data'"))
         session.execute(text("INSERT INTO securities (symbol, name, currency, exchange, country, sector, industry, "
@@ -349,3 +350,4 @@ def test_a_version_2_database_is_migrated(tmp_path):
     db = store.open_database(url)
     with db.transaction() as session:
         assert [s.symbol for _, s in store.stale_validation(session)] == ["OLD.US"]
+        assert store.reference_rate_extent(session) == {}

@@ -2,7 +2,8 @@
 
 With the bundled provider (the default) the sample history is loaded on the first start;
 TRADER_DATA_PROVIDER=yfinance fetches live data on SyncPrices instead. Every start then
-re-validates bars stored under older validation rules (a no-op once done).
+re-validates bars stored under older validation rules and loads the ECB reference rates of the
+currencies the service prices that are not stored yet (both no-ops once done).
 """
 
 import sys
@@ -25,6 +26,8 @@ def build(config: DataConfig) -> ServiceParts:
     else:
         provider = YFinanceProvider(cache_dir=config.common.var_dir / "yfinance-cache")
     engine.revalidate_stale(db)
+    common = config.common
+    engine.load_reference_rates(db, engine.needed_currencies(db, common.base_currency, sorted(common.fx_rates)))
     servicer = MarketDataServicer(config, db, provider)
     return ServiceParts(lambda server: data_pb2_grpc.add_MarketDataServicer_to_server(servicer, server), db.close)
 

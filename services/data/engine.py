@@ -1,19 +1,27 @@
-"""Market-data use cases that span the provider and the store: storing fetched bars
-(validated against the exchange's calendar), syncing from the provider (with re-based series
-replaced) and re-validating after a rules change.
+"""Market-data use cases that span the provider, the bundled reference data and the store:
+storing fetched bars (validated against the exchange's calendar), syncing from the provider
+(with re-based series replaced), re-validating after a rules change, and loading the ECB's
+reference rates.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from currency_converter import CURRENCY_FILE
+
 from services.common.db import Database
 from services.data import store
+from services.data.adapters import ecb_rates
+from services.data.fx import REFERENCE_CURRENCY
 from services.data.history import Bar, Rebase, rebase_factors, rebased, sync_start
 from services.data.market_hours import session_days
 from services.data.providers import PriceProvider
 from services.data.universe import Security
+
+_reference_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -110,3 +118,25 @@ def sync_prices(db: Database, provider: PriceProvider, securities: list[Security
         if retention_days:
             store.delete_bars_before(session, end - timedelta(days=retention_days))
     return SyncResult(added, updated, flagged, sorted(s for s in fetched if fetched[s]))
+
+
+def needed_currencies(db: Database, base: str, configured: list[str]) -> set[str]:
+    """The currencies the service prices: the base, the configured ones, every security's."""
+    with db.transaction() as session:
+        held = {security.currency for _, security in store.list_securities(session, True, True)}
+    return {base, *configured, *held}
+
+
+def load_reference_rates(db: Database, currencies: set[str], path: str = CURRENCY_FILE) -> int:
+    """Store the ECB reference rates of `currencies` that are not stored yet, or only up to an
+    older file's last date (bulk insert, idempotent); returns the rows added. A currency the
+    ECB never published is skipped (the configured rate, if any, stays its only rate)."""
+    last_day, latest = ecb_rates.latest_fixing(path)
+    wanted = {c for c in currencies if c in latest and c != REFERENCE_CURRENCY}
+    with _reference_lock, db.transaction() as session:
+        extent = store.reference_rate_extent(session)
+        missing = {c for c in wanted if c not in extent or (latest[c] is not None and extent[c] < last_day)}
+        if not missing:
+            return 0
+        after = {c: extent[c] for c in missing if c in extent}
+        return store.save_reference_rates(session, ecb_rates.read_rates(missing, after, path))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import date
+from datetime import date, datetime
 
 from trader.data.v1 import data_pb2, data_pb2_grpc
 
@@ -17,7 +17,7 @@ from services.data import engine, store
 from services.data.adapters.csv_import import parse_yahoo_csv
 from services.data.analytics import adjusted_closes, indicators_as_of
 from services.data.config import DataConfig
-from services.data.fx import effective_rates
+from services.data.fx import effective_rates, reference_in_base, reference_window
 from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
 from services.data.market_hours import OutsideCalendar, exchange_from_name, market_status, session_days
 from services.data.providers import PriceProvider
@@ -91,9 +91,12 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
             raise InvalidArgument("as_of", f"{day} is after now (latest visible date {visible})")
         return day
 
-    def _rates(self, day: date) -> dict[str, tuple[float, str, str]]:
+    def _rates(self, day: date, now: datetime) -> dict[str, tuple[float, str, str]]:
+        """The rates that apply on `day` (store and fx.py decide which), as seen at `now`."""
+        oldest, latest = reference_window(day, now)
         with self._db.transaction() as session:
-            return effective_rates(self._config.common.fx_rates, store.fx_rates_as_of(session, day))
+            reference = reference_in_base(store.reference_fixing(session, latest, oldest), self._base)
+            return effective_rates(self._config.common.fx_rates, store.fx_rates_as_of(session, day), reference)
 
     # --- universe ---
 
@@ -132,6 +135,7 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
             saved = security_to_proto(store.save_security(session, security).to_domain())
         if moved:  # another exchange, other trading days: its bars' flags change
             engine.revalidate_security(self._db, security.symbol)
+        engine.load_reference_rates(self._db, {security.currency, self._base})
         return saved
 
     def DeactivateSecurity(self, request, context):
@@ -248,8 +252,9 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
     # --- FX ---
 
     def GetFxRates(self, request, context):
-        day = self._as_of_date(request.as_of, clock.now().date())
-        rates = self._rates(day)
+        now = clock.now()
+        day = self._as_of_date(request.as_of, now.date())
+        rates = self._rates(day, now)
         return data_pb2.GetFxRatesResponse(
             base_currency=self._base, source=", ".join(sorted({s for _, _, s in rates.values()})),
             rates=[data_pb2.FxRate(currency=c, rate=r, date=d, source=s) for c, (r, d, s) in sorted(rates.items())],
@@ -259,8 +264,9 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         amount = finite_amount("amount", request.amount)
         source = currency_code("from_currency", request.from_currency)
         target = currency_code("to_currency", request.to_currency)
-        day = self._as_of_date(request.as_of, clock.now().date())
-        rates = {c: r for c, (r, _, _) in self._rates(day).items()}
+        now = clock.now()
+        day = self._as_of_date(request.as_of, now.date())
+        rates = {c: r for c, (r, _, _) in self._rates(day, now).items()}
         converted = convert(amount, source, target, self._base, rates)
         rate = convert(1.0, source, target, self._base, rates)
         return data_pb2.ConvertResponse(amount=converted, rate=rate)

@@ -1,12 +1,13 @@
 """Market-data storage: securities, daily bars keyed by (security, date) with validation flags,
-an indicator cache, and FX rates with history."""
+an indicator cache, FX rates with history (the provider's, per base unit) and the ECB's euro
+reference rates (per 1 EUR, as published)."""
 
 from __future__ import annotations
 
 import json
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, Text, delete, func, select, text
+from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, Text, delete, func, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -79,6 +80,16 @@ class FxRateRow(Base):
     source: Mapped[str] = mapped_column(String(40))
 
 
+class ReferenceRateRow(Base):
+    """The ECB's euro foreign exchange reference rates, as published: units of `currency` per
+    1 EUR (whatever the base currency), one row per TARGET business day."""
+
+    __tablename__ = "reference_rates"
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    date: Mapped[date] = mapped_column(Date, primary_key=True, index=True)
+    rate: Mapped[float] = mapped_column(Float)
+
+
 def _v1_to_v2(connection) -> None:
     for statement in (
         "ALTER TABLE securities ADD COLUMN isin VARCHAR(12) NOT NULL DEFAULT ''",
@@ -96,6 +107,7 @@ def _v1_to_v2(connection) -> None:
 def _v2_to_v3(connection) -> None:
     # 0: flags from older rules; every security is re-validated at the next start
     connection.execute(text("ALTER TABLE securities ADD COLUMN validated_with INTEGER NOT NULL DEFAULT 0"))
+    ReferenceRateRow.__table__.create(connection, checkfirst=True)
 
 
 def open_database(url: str) -> Database:
@@ -341,3 +353,31 @@ def fx_rates_as_of(session: Session, day: date) -> dict[str, tuple[float, date, 
         latest, (FxRateRow.currency == latest.c.currency) & (FxRateRow.date == latest.c.day)))
     return {row.currency: (row.rate, row.date, row.source) for (row,) in rows}
 
+
+# --- ECB reference rates ---
+
+def reference_rate_extent(session: Session) -> dict[str, date]:
+    """currency -> date of its latest stored reference rate."""
+    rows = session.execute(select(ReferenceRateRow.currency, func.max(ReferenceRateRow.date))
+                           .group_by(ReferenceRateRow.currency))
+    return dict(rows.all())
+
+
+def save_reference_rates(session: Session, rates: dict[str, list[tuple[date, float]]]) -> int:
+    """Insert new reference rates in one bulk statement; returns the number of rows."""
+    rows = [{"currency": currency, "date": day, "rate": rate} for currency, history in rates.items()
+            for day, rate in history]
+    if rows:
+        session.execute(insert(ReferenceRateRow), rows)
+    return len(rows)
+
+
+def reference_fixing(session: Session, day: date, oldest: date) -> tuple[date, dict[str, float]] | None:
+    """(date, currency -> units per 1 EUR) of the latest fixing between `oldest` and `day`."""
+    fixing_day = session.scalar(select(func.max(ReferenceRateRow.date)).where(
+        ReferenceRateRow.date <= day, ReferenceRateRow.date >= oldest))
+    if fixing_day is None:
+        return None
+    rows = session.execute(select(ReferenceRateRow.currency, ReferenceRateRow.rate).where(
+        ReferenceRateRow.date == fixing_day))
+    return fixing_day, dict(rows.all())
