@@ -66,6 +66,7 @@ def test_a_day_never_sees_a_later_fixing(eur):
 def test_before_the_ecb_history_the_configured_rate_applies(eur):
     servicer, _, _ = eur
     assert rates(servicer, "1998-12-31")["USD"] == (1.10, "", "configured")  # TRADER_FX_RATES default
+    assert rates(servicer, "0001-01-01")["USD"] == (1.10, "", "configured")  # the earliest date: no overflow
 
 
 def test_loading_is_idempotent_and_only_what_is_needed(eur):

@@ -13,7 +13,7 @@ rate for ever. Nothing is interpolated: a rate is never taken from after the day
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 REFERENCE_CURRENCY = "EUR"  # the ECB's rates are units of a currency per 1 EUR
@@ -26,13 +26,17 @@ def reference_day(now: datetime) -> date:
     """The date of the latest ECB fixing published at `now` (weekends aside)."""
     zone, published = REFERENCE_PUBLISHED
     local = now.astimezone(zone)
-    return local.date() if local.time() >= published else local.date() - timedelta(days=1)
+    return local.date() if local.time() >= published else _days_before(local.date(), 1)
+
+
+def _days_before(day: date, days: int) -> date:
+    return date.fromordinal(max(1, day.toordinal() - days))  # date.min, not OverflowError
 
 
 def reference_window(day: date, now: datetime) -> tuple[date, date]:
     """(oldest, latest) dates of an ECB fixing that may apply on `day` as seen at `now`."""
     latest = min(day, reference_day(now))
-    return latest - timedelta(days=REFERENCE_VALID_DAYS), latest
+    return _days_before(latest, REFERENCE_VALID_DAYS), latest
 
 
 def reference_in_base(fixing: tuple[date, Mapping[str, float]] | None,

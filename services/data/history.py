@@ -69,7 +69,7 @@ def sync_start(last_stored: list[date | None], overlap_days: int = 7) -> date | 
     bars (late corrections get picked up), or from the beginning when one has none."""
     if not last_stored or None in last_stored:
         return None
-    return min(last_stored) - timedelta(days=overlap_days)
+    return date.fromordinal(max(1, min(last_stored).toordinal() - overlap_days))  # no OverflowError at date.min
 
 
 REBASE_TOLERANCE = 1e-3  # overlapping ratios this close to each other share one factor...
