@@ -72,22 +72,21 @@ def revalidate_security(db: Database, symbol: str) -> None:
             store.revalidate(session, row.id, session_days(row.exchange))
 
 
-def _rebased_series(db: Database, securities: list[Security], fetched: dict[str, list[Bar]],
-                    start: date | None, end: date) -> dict[str, Rebase]:
+def _rebased_series(db: Database, ids: dict[str, int], fetched: dict[str, list[Bar]], start: date | None,
+                    end: date) -> dict[str, Rebase]:
     """symbol -> factors for the securities whose whole history must come again from the
     provider: its bars overlapping the stored ones all differ from them by one factor (a split,
     a re-adjustment, a change of unit), or the stored series ends in an unresolved unit change."""
     found: dict[str, Rebase] = {}
     with db.transaction() as session:
-        for security in securities:
-            row = store.find_security(session, security.symbol)
-            if row is None:
-                continue
-            factors = rebase_factors(store.daily_bars(session, row.id, start, end), fetched.get(security.symbol, []))
-            if factors is None and (store.latest_flag(session, row.id) or "").startswith("unit_change"):
+        for symbol, bars in fetched.items():
+            if not bars or symbol not in ids:
+                continue  # nothing new from the provider (a replay's usual sync): nothing to compare
+            factors = rebase_factors(store.daily_bars(session, ids[symbol], start, end), bars)
+            if factors is None and (store.latest_flag(session, ids[symbol]) or "").startswith("unit_change"):
                 factors = Rebase(1.0, 1.0)
             if factors is not None:
-                found[security.symbol] = factors
+                found[symbol] = factors
     return found
 
 
@@ -97,12 +96,13 @@ def sync_prices(db: Database, provider: PriceProvider, securities: list[Security
     history of re-based series with the provider's whole history, store everything. A provider
     failure (Unavailable) stores nothing."""
     with db.transaction() as session:
-        ids = {s.symbol: row.id for s in securities if (row := store.find_security(session, s.symbol))}
+        ids = {symbol: security_id for symbol, (security_id, _) in
+               store.find_securities(session, [s.symbol for s in securities]).items()}
         last = {security_id: day for security_id, (_, day) in store.stored_extent(session).items()}
     start = sync_start([last.get(ids.get(s.symbol)) for s in securities])
     fetched = provider.daily_bars(securities, start, end)
     fx = provider.fx_history(fx_currencies, base, start, end)
-    factors = _rebased_series(db, securities, fetched, start, end)
+    factors = _rebased_series(db, ids, fetched, start, end)
     replacements: dict[str, list[Bar]] = {}
     if factors:
         whole = provider.daily_bars([s for s in securities if s.symbol in factors], None, end)
