@@ -285,6 +285,17 @@ def test_without_a_whole_history_the_stored_bars_are_scaled_onto_the_new_basis(t
     assert [b.close for b in history(servicer).bars] == pytest.approx([b.close for b in split])
 
 
+def test_an_imported_file_on_another_basis_is_not_mixed_in(tmp_path):
+    bars = random_walk(100)
+    servicer, _, _ = make_servicer(tmp_path, FakeProvider(bars={"TEST.US": bars[:90]}), [security()])
+    split = [bar._replace(close=round(bar.close / 2, 4)) for bar in bars]
+    csv = "Date,Open,High,Low,Close\n" + "".join(f"{b.date},{b.close},{b.close},{b.close},{b.close}\n"
+                                                  for b in split[80:])
+    reply = call(servicer.ImportPrices, data_pb2.ImportPricesRequest(symbol="TEST.US", csv=csv))
+    assert (reply.bars_added, reply.bars_updated, reply.bars_flagged) == (10, 90, 0)
+    assert [b.close for b in history(servicer).bars] == pytest.approx([b.close for b in split], rel=1e-4)
+
+
 def test_a_dividend_re_adjustment_replaces_the_adjusted_closes(tmp_path):
     bars = [bar._replace(adj_close=bar.close) for bar in random_walk(100)]
     readjusted = [bar._replace(adj_close=bar.close * 0.99) for bar in bars]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from currency_converter import CURRENCY_FILE
+from sqlalchemy.orm import Session
 
 from services.common.db import Database
 from services.data import store
@@ -53,6 +54,19 @@ def sync_bars(db: Database, securities: list[Security], fetched: dict[str, list[
             added, updated = added + new, updated + changed
             flagged += store.flagged_count(session, security_id)
     return added, updated, flagged
+
+
+def store_imported(session: Session, security_id: int, security: Security, bars: list[Bar]) -> tuple[int, int, int]:
+    """Store imported bars (a CSV) in the caller's transaction: (added, updated, unchanged).
+    When the file's bars overlapping the stored ones all differ from them by one factor, the
+    file is on another basis (a split, a re-adjustment, a unit): it replaces those bars and
+    every other stored bar is scaled onto its basis (counted as updated), never mixed."""
+    sessions = session_days(security.exchange)
+    factors = rebase_factors(store.daily_bars(session, security_id, bars[0].date, bars[-1].date), bars)
+    if factors is None:
+        return store.upsert_bars(session, security_id, bars, sessions)
+    stored = store.daily_bars(session, security_id, None, date.max)
+    return store.replace_bars(session, security_id, rebased(stored, bars, factors), sessions)
 
 
 def revalidate_stale(db: Database) -> int:

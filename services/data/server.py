@@ -19,7 +19,7 @@ from services.data.analytics import adjusted_closes, indicators_as_of
 from services.data.config import DataConfig
 from services.data.fx import effective_rates, reference_in_base, reference_window
 from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
-from services.data.market_hours import OutsideCalendar, exchange_from_name, market_status, session_days
+from services.data.market_hours import OutsideCalendar, exchange_from_name, market_status
 from services.data.providers import PriceProvider
 from services.data.regime import market_regime
 from services.data.universe import EQUITY, Security, detect_metadata, validate_security
@@ -199,8 +199,7 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         bars = parse_yahoo_csv(request.csv)
         with self._db.transaction() as session:
             security_id, security = self._security(session, symbol)
-            added, updated, unchanged = store.upsert_bars(session, security_id, bars,
-                                                          session_days(security.exchange))
+            added, updated, unchanged = engine.store_imported(session, security_id, security, bars)
             flagged = store.flagged_count(session, security_id)
         return data_pb2.ImportPricesResponse(bars_added=added, bars_updated=updated, bars_unchanged=unchanged,
                                              bars_flagged=flagged)
