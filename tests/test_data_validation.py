@@ -136,6 +136,8 @@ DAY = date(2024, 3, 4)  # a Monday
     (Bar(DAY, 0.0), "non_positive: close 0"),
     (Bar(DAY, 10, adj_close=0.0), "non_positive: adj_close 0"),
     (Bar(DAY, 10, open=10, high=-1, low=-2), "non_positive: high -1, low -2"),
+    (Bar(DAY, -1e300, open=-1e300, high=-1e300, low=-1e300, adj_close=-1e300),
+     "non_positive: open -1e+300, high -1e+300, low -1e+300, close -1e+300, adj_close -1e+300"),
     (Bar(DAY, math.inf), "non_finite: close inf"),
     (Bar(DAY, 10, adj_close=math.nan), "non_finite: adj_close nan"),
     (Bar(DAY + timedelta(days=5), 10), "no_session: Saturday 2024-03-09 was not a trading session"),
@@ -188,6 +190,7 @@ def messy_series(draw):
 @given(bars=messy_series())
 def test_flags_never_need_later_bars_than_known_on(bars):
     flags = flag_bars(bars, XNYS)
+    assert all(len(flag.reason) <= 120 for flag in flags if flag)  # fits the stored column
     for i, flag in enumerate(flags):
         if flag is not None:
             assert flag_bars([b for b in bars if b.date <= flag.known_on], XNYS)[i] == flag

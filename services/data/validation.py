@@ -43,6 +43,7 @@ SPIKE_NET = 0.2        # ...that leaves the price within 20% of where it started
 GAP_DAYS = 14          # calendar days between bars beyond which the later bar is flagged
 UNIT_STEP = 50.0       # a ratio to the last valid close at or beyond this (or its inverse)
 RANGE_TOLERANCE = 1e-6  # relative slack for open/close against low/high (float rounding)
+REASON_LENGTH = 120     # the stored reason's column width (store.DailyBarRow.flag)
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,8 @@ def _unit_problem(bar: Bar, reference: Bar) -> str | None:
                                 ("adjusted close", bar.adj_close, reference.adj_close)):
         ratio = _step(value, before)
         if ratio is not None:
-            return (f"unit_change: {name} {value:g} is {ratio:.4g} times the last valid bar's ({before:g} on "
-                    f"{reference.date}); a change of unit, not a market move")
+            return f"unit_change: {name} {value:g} is {ratio:.4g} times the last valid bar's ({before:g} on " \
+                   f"{reference.date})"
     return None
 
 
@@ -131,7 +132,7 @@ def flag_bars(bars: list[Bar], sessions: SessionDays | None = None) -> list[Flag
         if problem is None and reference is not None:
             problem = _unit_problem(bar, reference)
         if problem:
-            flags[i] = Flag(problem, bar.date)
+            flags[i] = Flag(problem[:REASON_LENGTH], bar.date)
         else:
             reference = bar
     for i in range(1, len(bars) - 1):
