@@ -1,0 +1,258 @@
+"""The portfolio score (0..100) and the end-state score (0..1) of planner.md section 1, for one
+portfolio or for many candidate end states at once.
+
+`Universe` holds each security's part once (its total-return, promise and stability scores,
+yield, quality and country group); `portfolio_scores` and `end_state_scores` then score a
+matrix of position values (S end states × N securities, base currency) and S cash amounts with
+numpy alone, no loop per end state (decisions.md rule 21). `portfolio_score_reference` and
+`end_state_score_reference` are the same formulas written plainly for one portfolio, the
+yardstick the vectorised ones are tested against.
+
+Weights of a position are its value over the portfolio's total value, cash included (as the
+original): cash earns no total-return, promise or stability score.
+
+Missing is not zero (decisions.md rule 2): a security's missing scores are 0.5; a missing
+quality counts 0.5; a missing yield counts NEUTRAL_YIELD (the yield whose dividend part is the
+documented no-data value 50); a universe without any yield (or quality) scores that part 50.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.planner.scoring import dividends, fundamentals, long_term, short_term
+from services.planner.scoring.curves import NEUTRAL, bell, clamp, known
+from services.planner.scoring.inputs import OTHER_GROUP, Fundamentals, Metrics
+
+# --- weights ---
+
+
+@dataclass(frozen=True)
+class EndStateWeights:
+    total_return: float
+    diversification: float
+    promise: float
+    stability: float
+    opinion: float
+
+
+END_STATE_WEIGHTS = {
+    "default": EndStateWeights(0.35, 0.25, 0.20, 0.15, 0.05),
+    "conservative": EndStateWeights(0.25, 0.30, 0.20, 0.20, 0.05),
+    "aggressive": EndStateWeights(0.45, 0.20, 0.25, 0.05, 0.05),
+}
+OPINION = NEUTRAL              # the end state's opinion part (the original's constant 0.5)
+EMPTY_END_STATE = NEUTRAL      # no positions or no value
+PORTFOLIO_WEIGHTS = {"diversification": 0.4, "dividend": 0.3, "quality": 0.3}
+NO_DATA_PART = 50.0            # a portfolio-score part without data
+NO_TARGET_DEVIATION = 0.2      # mean country-group deviation assumed without targets
+NEUTRAL_YIELD = (NO_DATA_PART - 30) / 1000  # 0.02: 30 + 1000·y = 50
+TOTAL_RETURN_TARGET = 0.12
+
+# --- one security's part ---
+
+
+def total_return_score(cagr_5y: float | None, dividend_yield: float | None) -> float:
+    """TR = CAGR_5Y + yield on the bell curve (target 0.12, σ 0.06 below, 0.12 above, floor
+    0.15). Without a yield TR is the CAGR alone (it comes from adjusted closes, which already
+    hold the dividends); without a CAGR -> 0.5."""
+    cagr = known(cagr_5y)
+    if cagr is None:
+        return NEUTRAL
+    return bell(cagr + (known(dividend_yield) or 0.0), TOTAL_RETURN_TARGET, 0.06, 0.12)
+
+
+def promise_sortino_score(sortino: float | None) -> float:
+    """The end state's Sortino curve: >= 2 -> 1; [1.5, 2) -> 0.8 + 0.4(s - 1.5);
+    [1, 1.5) -> 0.6 + 0.4(s - 1); [0, 1) -> 0.6s; < 0 -> 0; missing -> 0.5."""
+    s = known(sortino)
+    if s is None:
+        return NEUTRAL
+    if s >= 2:
+        return 1.0
+    if s >= 1.5:
+        return 0.8 + 0.4 * (s - 1.5)
+    if s >= 1:
+        return 0.6 + 0.4 * (s - 1)
+    if s >= 0:
+        return 0.6 * s
+    return 0.0
+
+
+def volatility_score(volatility: float | None) -> float:
+    """v <= 0.15 -> 1; <= 0.25 -> 1 - 3(v - 0.15); <= 0.4 -> 0.7 - (0.4/0.15)(v - 0.25);
+    else max(0.1, 0.3 - (v - 0.4)); missing or <= 0 -> 0.5."""
+    v = known(volatility)
+    if v is None or v <= 0:
+        return NEUTRAL
+    if v <= 0.15:
+        return 1.0
+    if v <= 0.25:
+        return 1 - 3 * (v - 0.15)
+    if v <= 0.4:
+        return 0.7 - 0.4 / 0.15 * (v - 0.25)
+    return max(0.1, 0.3 - (v - 0.4))
+
+
+def promise_score(metrics: Metrics, facts: Fundamentals) -> float:
+    """0.35·consistency + 0.25·financial strength + 0.25·dividend consistency (the payout
+    curve) + 0.15·Sortino (the end state's curve)."""
+    return clamp(0.35 * fundamentals.consistency_score(metrics.cagr_5y, metrics.cagr_10y)
+                 + 0.25 * fundamentals.financial_strength(facts)
+                 + 0.25 * dividends.payout_score(facts.payout_ratio)
+                 + 0.15 * promise_sortino_score(metrics.sortino))
+
+
+def stability_score(metrics: Metrics) -> float:
+    """0.5·volatility + 0.3·drawdown + 0.2·Sharpe score, over the last year's volatility and
+    drawdown (the original's window) and the Sharpe ratio of all history."""
+    return clamp(0.5 * volatility_score(metrics.volatility_1y)
+                 + 0.3 * short_term.drawdown_score(metrics.max_drawdown_1y)
+                 + 0.2 * long_term.sharpe_score(metrics.sharpe))
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """One security's part in an end state: scores in [0, 1], yield a fraction (None: unknown),
+    quality the planner's score (None: not scored), its country group."""
+
+    total_return: float = NEUTRAL
+    promise: float = NEUTRAL
+    stability: float = NEUTRAL
+    dividend_yield: float | None = None
+    quality: float | None = None
+    country_group: str = OTHER_GROUP
+
+
+def outlook(metrics: Metrics, facts: Fundamentals, quality: float | None, country_group: str) -> Outlook:
+    return Outlook(total_return_score(metrics.cagr_5y, facts.dividend_yield), promise_score(metrics, facts),
+                   stability_score(metrics), known(facts.dividend_yield), known(quality), country_group)
+
+
+# --- vectorised over many end states ---
+
+
+@dataclass(frozen=True)
+class Universe:
+    """The securities' parts as arrays, in the column order of the value matrices."""
+
+    symbols: tuple[str, ...]
+    total_return: np.ndarray      # (N,)
+    promise: np.ndarray
+    stability: np.ndarray
+    dividend_yield: np.ndarray    # (N,), NEUTRAL_YIELD where unknown
+    quality: np.ndarray           # (N,), NEUTRAL where unknown
+    group_matrix: np.ndarray      # (N, G): 1 where the security is in targeted country group g
+    targets: np.ndarray           # (G,) the country-group targets
+    any_yield: bool
+    any_quality: bool
+
+    @classmethod
+    def build(cls, symbols: Sequence[str], outlooks: Mapping[str, Outlook],
+              country_targets: Mapping[str, float]) -> Universe:
+        """`outlooks` may lack symbols (they get neutral parts); `country_targets` are shares."""
+        parts = [outlooks.get(symbol, Outlook()) for symbol in symbols]
+        groups = sorted(g for g, t in country_targets.items() if known(t) is not None)
+        matrix = np.array([[1.0 if p.country_group == g else 0.0 for g in groups] for p in parts]).reshape(
+            len(parts), len(groups))
+        column = lambda values: np.array(values, dtype=float).reshape(len(parts))  # noqa: E731
+        return cls(
+            tuple(symbols), column([p.total_return for p in parts]), column([p.promise for p in parts]),
+            column([p.stability for p in parts]),
+            column([NEUTRAL_YIELD if p.dividend_yield is None else p.dividend_yield for p in parts]),
+            column([NEUTRAL if p.quality is None else p.quality for p in parts]),
+            matrix, np.array([float(country_targets[g]) for g in groups]),
+            any(p.dividend_yield is not None for p in parts), any(p.quality is not None for p in parts))
+
+
+def _weights(values: np.ndarray, cash: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(position weights (S, N), total (S,), valid rows (S,)) for values (S, N) or (N,)."""
+    held = np.clip(np.atleast_2d(np.asarray(values, dtype=float)), 0.0, None)
+    total = held.sum(axis=1) + np.broadcast_to(np.asarray(cash, dtype=float), held.shape[:1])
+    valid = (total > 0) & (held.sum(axis=1) > 0)
+    safe_total = np.where(valid, total, 1.0)
+    return held / safe_total[:, None], total, valid
+
+
+def portfolio_scores(values: np.ndarray, cash: np.ndarray | float, universe: Universe) -> np.ndarray:
+    """Portfolio scores (S,) in 0..100: 0.4·diversification + 0.3·dividend + 0.3·quality."""
+    weights, total, _ = _weights(values, cash)
+    if universe.targets.size:
+        shares = weights @ universe.group_matrix
+        deviation = np.abs(shares - universe.targets).mean(axis=1)
+    else:
+        deviation = np.full(len(weights), NO_TARGET_DEVIATION)
+    diversification = np.maximum(0.0, 100 * (1 - deviation / 0.3))
+    dividend = (np.minimum(100.0, 30 + 1000 * (weights @ universe.dividend_yield)) if universe.any_yield
+                else np.full(len(weights), NO_DATA_PART))
+    quality = (np.minimum(100.0, 100 * (weights @ universe.quality)) if universe.any_quality
+               else np.full(len(weights), NO_DATA_PART))
+    score = (PORTFOLIO_WEIGHTS["diversification"] * diversification + PORTFOLIO_WEIGHTS["dividend"] * dividend
+             + PORTFOLIO_WEIGHTS["quality"] * quality)
+    return np.where(total > 0, score, NO_DATA_PART)
+
+
+def end_state_scores(values: np.ndarray, cash: np.ndarray | float, universe: Universe,
+                     weights: EndStateWeights = END_STATE_WEIGHTS["default"]) -> np.ndarray:
+    """End-state scores (S,) in 0..1 of the portfolios `values` (S, N) plus `cash` (S,)."""
+    position_weights, _, valid = _weights(values, cash)
+    score = (weights.total_return * (position_weights @ universe.total_return)
+             + weights.diversification * portfolio_scores(values, cash, universe) / 100
+             + weights.promise * (position_weights @ universe.promise)
+             + weights.stability * (position_weights @ universe.stability)
+             + weights.opinion * OPINION)
+    return np.where(valid, np.minimum(1.0, score), EMPTY_END_STATE)
+
+
+# --- the same formulas for one portfolio, plainly ---
+
+
+def portfolio_score_reference(positions: Mapping[str, float], cash: float, outlooks: Mapping[str, Outlook],
+                              country_targets: Mapping[str, float]) -> float:
+    """The portfolio score (0..100) of one portfolio: `positions` symbol -> value (base)."""
+    held = {symbol: value for symbol, value in positions.items() if value > 0}
+    total = sum(held.values()) + cash
+    if total <= 0:
+        return NO_DATA_PART
+    parts = {symbol: outlooks.get(symbol, Outlook()) for symbol in held}
+    targets = {g: t for g, t in country_targets.items() if known(t) is not None}
+    group_values: dict[str, float] = {}
+    for symbol, value in held.items():
+        group_values[parts[symbol].country_group] = group_values.get(parts[symbol].country_group, 0.0) + value
+    deviations = [abs(group_values.get(g, 0.0) / total - t) for g, t in targets.items()]
+    deviation = sum(deviations) / len(deviations) if deviations else NO_TARGET_DEVIATION
+    diversification = max(0.0, 100 * (1 - deviation / 0.3))
+    universe = list(outlooks.values())
+    dividend = NO_DATA_PART
+    if any(o.dividend_yield is not None for o in universe):
+        weighted_yield = sum(value / total * (NEUTRAL_YIELD if parts[s].dividend_yield is None
+                                              else parts[s].dividend_yield) for s, value in held.items())
+        dividend = min(100.0, 30 + 1000 * weighted_yield)
+    quality = NO_DATA_PART
+    if any(o.quality is not None for o in universe):
+        quality = min(100.0, 100 * sum(value / total * (NEUTRAL if parts[s].quality is None else parts[s].quality)
+                                       for s, value in held.items()))
+    return 0.4 * diversification + 0.3 * dividend + 0.3 * quality
+
+
+def end_state_score_reference(positions: Mapping[str, float], cash: float, outlooks: Mapping[str, Outlook],
+                              country_targets: Mapping[str, float],
+                              weights: EndStateWeights = END_STATE_WEIGHTS["default"]) -> float:
+    """The end-state score (0..1) of one portfolio, position by position."""
+    held = {symbol: value for symbol, value in positions.items() if value > 0}
+    total = sum(held.values()) + cash
+    if total <= 0 or not held:
+        return EMPTY_END_STATE
+    total_return = promise = stability = 0.0
+    for symbol, value in held.items():
+        part = outlooks.get(symbol, Outlook())
+        total_return += value / total * part.total_return
+        promise += value / total * part.promise
+        stability += value / total * part.stability
+    diversification = portfolio_score_reference(positions, cash, outlooks, country_targets) / 100
+    score = (weights.total_return * total_return + weights.diversification * diversification
+             + weights.promise * promise + weights.stability * stability + weights.opinion * OPINION)
+    return min(1.0, score)
