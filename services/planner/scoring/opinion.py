@@ -6,6 +6,7 @@ camel case (strongBuy), so a strong buy scored as "other". Both spellings count 
 
 from __future__ import annotations
 
+from services.data.fundamentals import canonical_recommendation  # the data service's reading of the keys
 from services.planner.scoring.curves import NEUTRAL, GroupScore, clamp, group, known
 from services.planner.scoring.inputs import Fundamentals
 
@@ -13,20 +14,10 @@ WEIGHTS = {"recommendation": 0.6, "target": 0.4}
 RECOMMENDATION = {"strong_buy": 1.0, "buy": 0.8, "hold": 0.5, "sell": 0.2, "strong_sell": 0.0}
 
 
-def canonical_recommendation(key: str | None) -> str | None:
-    """`strongBuy`, `Strong Buy`, `strong-buy` -> `strong_buy`; empty or `none` -> None."""
-    if not isinstance(key, str):
-        return None
-    key = key.strip()
-    if not key.isupper():  # camel case: a capital starts a word
-        key = "".join(f"_{c}" if c.isupper() else c for c in key)
-    text = key.lower()
-    text = "_".join(part for part in text.replace("-", " ").replace("_", " ").split())
-    return None if text in ("", "none") else text
-
-
 def recommendation_score(key: str | None) -> float:
     """strong_buy 1, buy 0.8, hold 0.5, sell 0.2, strong_sell 0, any other key or none 0.5."""
+    if not isinstance(key, str):
+        return NEUTRAL
     return RECOMMENDATION.get(canonical_recommendation(key) or "", NEUTRAL)
 
 
