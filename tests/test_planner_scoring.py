@@ -368,7 +368,7 @@ def test_metrics_from_the_data_services_values():
 # --- sell scoring ---
 
 def sell_holding(**extra) -> Holding:
-    base = dict(first_buy=TODAY - timedelta(days=400), last_buy=TODAY - timedelta(days=400))
+    base = dict(first_buy=TODAY - timedelta(days=400), last_buy=TODAY - timedelta(days=400), dates_known=True)
     return holding(**{**base, **extra})
 
 

@@ -83,7 +83,8 @@ class Fundamentals:
 @dataclass(frozen=True)
 class Holding:
     """A position as the portfolio books it. Dates are those of the fills; None: no such fill.
-    `dates_known` is False when the portfolio could not tell (a sell is then blocked)."""
+    `dates_known` says the dates were read; it is False by default, and a sell is then blocked
+    (fail closed), so a holding built without its fills can never pass the holding rules."""
 
     symbol: str
     quantity: int
@@ -95,7 +96,7 @@ class Holding:
     first_buy: date | None = None
     last_buy: date | None = None
     last_sell: date | None = None
-    dates_known: bool = True
+    dates_known: bool = False
 
     @property
     def gain(self) -> float | None:

@@ -19,7 +19,7 @@ from services.planner.scoring import (
     short_term,
     technicals,
 )
-from services.planner.scoring.curves import clamp, weighted
+from services.planner.scoring.curves import GroupScore, clamp, weighted
 from services.planner.scoring.inputs import Fundamentals, Metrics, PortfolioContext
 
 # Fixed group weights of the original (renormalised by their sum, which is 1).
@@ -64,27 +64,51 @@ def quality(long_term_score: float, fundamentals_score: float) -> float:
     return round((long_term_score + fundamentals_score) / 2, 3)
 
 
-def score_security(security: SecurityInput, context: PortfolioContext | None = None) -> SecurityScore | NotScored:
-    """Score one security; `context` (the portfolio) feeds the diversification group."""
-    metrics = security.metrics
-    if metrics.daily_bars < MIN_DAILY_BARS or metrics.monthly_bars < MIN_MONTHLY_BARS:
-        return NotScored(security.symbol, INSUFFICIENT_HISTORY,
-                         f"{metrics.daily_bars} valid daily bars over {metrics.monthly_bars} months; "
-                         f"scoring needs {MIN_DAILY_BARS} daily bars and {MIN_MONTHLY_BARS} months")
-    facts = security.fundamentals
-    results = {
-        "long_term": long_term.score(metrics),
-        "fundamentals": fundamentals.score(metrics, facts),
-        "opportunity": opportunity.score(metrics, facts),
-        "dividends": dividends.score(facts),
-        "short_term": short_term.score(metrics),
-        "technicals": technicals.score(metrics),
-        "opinion": opinion.score(facts, metrics.price),
-    }
+# The seven groups that depend on the security alone (diversification depends on the portfolio).
+_STATIC_GROUPS = {
+    "long_term": lambda metrics, facts: long_term.score(metrics),
+    "fundamentals": fundamentals.score,
+    "opportunity": opportunity.score,
+    "dividends": lambda metrics, facts: dividends.score(facts),
+    "short_term": lambda metrics, facts: short_term.score(metrics),
+    "technicals": lambda metrics, facts: technicals.score(metrics),
+    "opinion": lambda metrics, facts: opinion.score(facts, metrics.price),
+}
+STATIC_GROUPS = tuple(_STATIC_GROUPS)
+
+
+def not_scored(symbol: str, metrics: Metrics) -> NotScored | None:
+    """The reason a security with these metrics is not scored, or None."""
+    if metrics.daily_bars >= MIN_DAILY_BARS and metrics.monthly_bars >= MIN_MONTHLY_BARS:
+        return None
+    return NotScored(symbol, INSUFFICIENT_HISTORY,
+                     f"{metrics.daily_bars} valid daily bars over {metrics.monthly_bars} months; "
+                     f"scoring needs {MIN_DAILY_BARS} daily bars and {MIN_MONTHLY_BARS} months")
+
+
+def static_groups(metrics: Metrics, facts: Fundamentals, names=STATIC_GROUPS) -> dict[str, GroupScore]:
+    """The named groups among STATIC_GROUPS (all of them by default)."""
+    return {name: _STATIC_GROUPS[name](metrics, facts) for name in names}
+
+
+def combine(symbol: str, groups: dict[str, GroupScore], country: str = "", industry: str = "",
+            context: PortfolioContext | None = None) -> SecurityScore:
+    """The score from the seven static groups: adds diversification (from `context`), the
+    quality and the weighted total."""
+    results = dict(groups)
     planner_quality = quality(results["long_term"].score, results["fundamentals"].score)
     results["diversification"] = diversification.score(
-        security.symbol, security.country, security.industry, planner_quality, results["opportunity"].score, context)
-    groups = {name: result.score for name, result in results.items()}
+        symbol, country, industry, planner_quality, results["opportunity"].score, context)
+    scores = {name: results[name].score for name in GROUP_WEIGHTS}
     return SecurityScore(
-        symbol=security.symbol, total=round(clamp(weighted(groups, GROUP_WEIGHTS)), 3), quality=planner_quality,
-        groups=groups, components={name: result.components for name, result in results.items()})
+        symbol=symbol, total=round(clamp(weighted(scores, GROUP_WEIGHTS)), 3), quality=planner_quality,
+        groups=scores, components={name: results[name].components for name in GROUP_WEIGHTS})
+
+
+def score_security(security: SecurityInput, context: PortfolioContext | None = None) -> SecurityScore | NotScored:
+    """Score one security; `context` (the portfolio) feeds the diversification group."""
+    refused = not_scored(security.symbol, security.metrics)
+    if refused is not None:
+        return refused
+    return combine(security.symbol, static_groups(security.metrics, security.fundamentals), security.country,
+                   security.industry, context)
