@@ -134,19 +134,19 @@ def outlook(metrics: Metrics, facts: Fundamentals, quality: float | None, countr
 
 # --- vectorised over many end states ---
 
+# Columns of Universe.columns: one matrix product gives every value-weighted sum at once.
+_TR, _PROMISE, _STABILITY, _YIELD, _QUALITY, _GROUPS = range(6)
+
 
 @dataclass(frozen=True)
 class Universe:
-    """The securities' parts as arrays, in the column order of the value matrices."""
+    """The securities' parts as arrays, in the column order of the value matrices: `columns`
+    (N, 5 + G) holds total return, promise, stability, yield (NEUTRAL_YIELD where unknown),
+    quality (NEUTRAL where unknown) and one indicator column per targeted country group."""
 
     symbols: tuple[str, ...]
-    total_return: np.ndarray      # (N,)
-    promise: np.ndarray
-    stability: np.ndarray
-    dividend_yield: np.ndarray    # (N,), NEUTRAL_YIELD where unknown
-    quality: np.ndarray           # (N,), NEUTRAL where unknown
-    group_matrix: np.ndarray      # (N, G): 1 where the security is in targeted country group g
-    targets: np.ndarray           # (G,) the country-group targets
+    columns: np.ndarray
+    targets: np.ndarray           # (G,) the country-group targets, in the order of the columns
     any_yield: bool
     any_quality: bool
 
@@ -156,53 +156,56 @@ class Universe:
         """`outlooks` may lack symbols (they get neutral parts); `country_targets` are shares."""
         parts = [outlooks.get(symbol, Outlook()) for symbol in symbols]
         groups = sorted(g for g, t in country_targets.items() if known(t) is not None)
-        matrix = np.array([[1.0 if p.country_group == g else 0.0 for g in groups] for p in parts]).reshape(
-            len(parts), len(groups))
-        column = lambda values: np.array(values, dtype=float).reshape(len(parts))  # noqa: E731
-        return cls(
-            tuple(symbols), column([p.total_return for p in parts]), column([p.promise for p in parts]),
-            column([p.stability for p in parts]),
-            column([NEUTRAL_YIELD if p.dividend_yield is None else p.dividend_yield for p in parts]),
-            column([NEUTRAL if p.quality is None else p.quality for p in parts]),
-            matrix, np.array([float(country_targets[g]) for g in groups]),
-            any(p.dividend_yield is not None for p in parts), any(p.quality is not None for p in parts))
+        rows = [[p.total_return, p.promise, p.stability,
+                 NEUTRAL_YIELD if p.dividend_yield is None else p.dividend_yield,
+                 NEUTRAL if p.quality is None else p.quality, *(1.0 if p.country_group == g else 0.0 for g in groups)]
+                for p in parts]
+        return cls(tuple(symbols), np.array(rows, dtype=float).reshape(len(parts), _GROUPS + len(groups)),
+                   np.array([float(country_targets[g]) for g in groups]),
+                   any(p.dividend_yield is not None for p in parts), any(p.quality is not None for p in parts))
 
 
-def _weights(values: np.ndarray, cash: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(position weights (S, N), total (S,), valid rows (S,)) for values (S, N) or (N,)."""
+def _weighted_sums(values: np.ndarray, cash: np.ndarray | float,
+                   universe: Universe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Σ weight × column (S, 5 + G), total value (S,), rows with a position and value (S,)) for
+    values (S, N) or (N,); a position's weight is its value over the total, cash included."""
     held = np.clip(np.atleast_2d(np.asarray(values, dtype=float)), 0.0, None)
-    total = held.sum(axis=1) + np.broadcast_to(np.asarray(cash, dtype=float), held.shape[:1])
-    valid = (total > 0) & (held.sum(axis=1) > 0)
-    safe_total = np.where(valid, total, 1.0)
-    return held / safe_total[:, None], total, valid
+    held_sum = held.sum(axis=1)
+    total = held_sum + np.broadcast_to(np.asarray(cash, dtype=float), held_sum.shape)
+    safe_total = np.where(total > 0, total, 1.0)
+    held /= safe_total[:, None]  # weights first: value × score would underflow for tiny values
+    return held @ universe.columns, total, (total > 0) & (held_sum > 0)
 
 
-def portfolio_scores(values: np.ndarray, cash: np.ndarray | float, universe: Universe) -> np.ndarray:
-    """Portfolio scores (S,) in 0..100: 0.4·diversification + 0.3·dividend + 0.3·quality."""
-    weights, total, _ = _weights(values, cash)
+def _portfolio(sums: np.ndarray, total: np.ndarray, universe: Universe) -> np.ndarray:
+    rows = len(sums)
     if universe.targets.size:
-        shares = weights @ universe.group_matrix
-        deviation = np.abs(shares - universe.targets).mean(axis=1)
+        deviation = np.abs(sums[:, _GROUPS:] - universe.targets).mean(axis=1)
     else:
-        deviation = np.full(len(weights), NO_TARGET_DEVIATION)
+        deviation = np.full(rows, NO_TARGET_DEVIATION)
     diversification = np.maximum(0.0, 100 * (1 - deviation / 0.3))
-    dividend = (np.minimum(100.0, 30 + 1000 * (weights @ universe.dividend_yield)) if universe.any_yield
-                else np.full(len(weights), NO_DATA_PART))
-    quality = (np.minimum(100.0, 100 * (weights @ universe.quality)) if universe.any_quality
-               else np.full(len(weights), NO_DATA_PART))
+    dividend = (np.minimum(100.0, 30 + 1000 * sums[:, _YIELD]) if universe.any_yield
+                else np.full(rows, NO_DATA_PART))
+    quality = np.minimum(100.0, 100 * sums[:, _QUALITY]) if universe.any_quality else np.full(rows, NO_DATA_PART)
     score = (PORTFOLIO_WEIGHTS["diversification"] * diversification + PORTFOLIO_WEIGHTS["dividend"] * dividend
              + PORTFOLIO_WEIGHTS["quality"] * quality)
     return np.where(total > 0, score, NO_DATA_PART)
 
 
+def portfolio_scores(values: np.ndarray, cash: np.ndarray | float, universe: Universe) -> np.ndarray:
+    """Portfolio scores (S,) in 0..100: 0.4·diversification + 0.3·dividend + 0.3·quality."""
+    sums, total, _ = _weighted_sums(values, cash, universe)
+    return _portfolio(sums, total, universe)
+
+
 def end_state_scores(values: np.ndarray, cash: np.ndarray | float, universe: Universe,
                      weights: EndStateWeights = END_STATE_WEIGHTS["default"]) -> np.ndarray:
     """End-state scores (S,) in 0..1 of the portfolios `values` (S, N) plus `cash` (S,)."""
-    position_weights, _, valid = _weights(values, cash)
-    score = (weights.total_return * (position_weights @ universe.total_return)
-             + weights.diversification * portfolio_scores(values, cash, universe) / 100
-             + weights.promise * (position_weights @ universe.promise)
-             + weights.stability * (position_weights @ universe.stability)
+    sums, total, valid = _weighted_sums(values, cash, universe)
+    score = (weights.total_return * sums[:, _TR]
+             + weights.diversification * _portfolio(sums, total, universe) / 100
+             + weights.promise * sums[:, _PROMISE]
+             + weights.stability * sums[:, _STABILITY]
              + weights.opinion * OPINION)
     return np.where(valid, np.minimum(1.0, score), EMPTY_END_STATE)
 
