@@ -125,6 +125,11 @@ def test_csv_and_json_give_the_same_observations():
     ('[{"symbol": "KO.US", "date": "2018-01-02", "trailing_pe": true}]', "json", "not a number"),
     ("[", "json", "content: not JSON"),
     ("a,b", "xml", "format: 'xml' is not csv or json"),
+    ("  \n", "", "content: is empty"),
+    ("symbol,date,trailing_pe\nKO.US,2018-01-02," + "1" * 200_000 + "\n", "csv", "not readable as CSV"),
+    ("[" * 100_000, "json", "not readable as JSON"),
+    ('[{"symbol": "KO.US", "date": "2018-01-02", "trailing_pe": 1' + "0" * 400 + "}]", "json",
+     "trailing_pe: not a number"),
 ])
 def test_bad_files_are_refused_naming_the_place(content, file_format, fragment):
     with pytest.raises(InvalidArgument) as refused:

@@ -75,7 +75,7 @@ def check_value(field: str, value: object, where: str) -> float | str:
         raise InvalidArgument(name, f"not a number: {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(name, f"not a number: {value!r}") from exc
     if not math.isfinite(number):
         raise InvalidArgument(name, f"not a finite number: {value!r}")
@@ -109,7 +109,9 @@ def parse_import(content: str, file_format: str = "") -> list[Observation]:
     security and day, an empty cell not observed) or `json` (a list of objects with `symbol`,
     `date` and fields; null not observed). An empty `file_format` is told by the first
     character. Any problem refuses the whole file, naming the place and field."""
-    kind = (file_format or "").strip().lower() or ("json" if content.lstrip()[:1] in "[{" else "csv")
+    if not content.strip():
+        raise InvalidArgument("content", "is empty")
+    kind = (file_format or "").strip().lower() or ("json" if content.lstrip()[0] in "[{" else "csv")
     if kind == "csv":
         observations = _parse_csv(content)
     elif kind == "json":
@@ -129,6 +131,13 @@ def parse_import(content: str, file_format: str = "") -> list[Observation]:
 
 
 def _parse_csv(content: str) -> list[Observation]:
+    try:
+        return _read_csv(content)
+    except csv.Error as exc:  # a NUL byte, a field over the csv module's size limit, ...
+        raise InvalidArgument("content", f"not readable as CSV: {exc}") from exc
+
+
+def _read_csv(content: str) -> list[Observation]:
     reader = csv.DictReader(io.StringIO(content.strip()))
     header = [(name or "").strip() for name in (reader.fieldnames or [])]
     for required in ("symbol", "date"):
@@ -158,6 +167,8 @@ def _parse_json(content: str) -> list[Observation]:
         items = json.loads(content)
     except json.JSONDecodeError as exc:
         raise InvalidArgument("content", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except (RecursionError, ValueError) as exc:  # nested too deep; an integer too long to read
+        raise InvalidArgument("content", f"not readable as JSON: {type(exc).__name__}") from exc
     if not isinstance(items, list):
         raise InvalidArgument("content", "the JSON must be a list of objects")
     if len(items) > MAX_ROWS:

@@ -66,20 +66,9 @@ def total_return_score(cagr_5y: float | None, dividend_yield: float | None) -> f
 
 
 def promise_sortino_score(sortino: float | None) -> float:
-    """The end state's Sortino curve: >= 2 -> 1; [1.5, 2) -> 0.8 + 0.4(s - 1.5);
-    [1, 1.5) -> 0.6 + 0.4(s - 1); [0, 1) -> 0.6s; < 0 -> 0; missing -> 0.5."""
+    """The end state's Sortino curve: the long-term one, except 0.6s on [0, 1)."""
     s = known(sortino)
-    if s is None:
-        return NEUTRAL
-    if s >= 2:
-        return 1.0
-    if s >= 1.5:
-        return 0.8 + 0.4 * (s - 1.5)
-    if s >= 1:
-        return 0.6 + 0.4 * (s - 1)
-    if s >= 0:
-        return 0.6 * s
-    return 0.0
+    return 0.6 * s if s is not None and 0 <= s < 1 else long_term.sortino_score(s)
 
 
 def volatility_score(volatility: float | None) -> float:
