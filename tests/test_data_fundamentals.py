@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from trader.data.v1 import data_pb2
 
 from services.common import clock
@@ -312,3 +314,23 @@ def test_import_cli_over_grpc(tmp_path, capsys, monkeypatch):
         assert main([str(bad), "--address", address]) == 1
         assert "INVALID_ARGUMENT: line 2: dividend_yield: 3.1 is not a fraction" in capsys.readouterr().err
         assert main([str(tmp_path / "missing.csv"), "--address", address]) == 2
+
+
+_SERVICERS: dict = {}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(
+    st.text(max_size=300),
+    st.lists(st.sampled_from(["symbol", "date", "trailing_pe", "dividend_yield", "recommendation_key", ",", "\n",
+                              "KO.US", "2018-01-02", "1e400", "-0", "nan", '"', "strong buy", "[", "{", "}", "]",
+                              ":", "null", "0.5", "\x00"]), max_size=40).map("".join)),
+    file_format=st.sampled_from(["", "csv", "json", "CSV", "xml"]))
+def test_any_file_is_imported_or_refused_precisely(tmp_path, content, file_format):
+    if tmp_path not in _SERVICERS:
+        _SERVICERS[tmp_path] = servicer_with(tmp_path)[0]
+    servicer = _SERVICERS[tmp_path]
+    try:
+        call(servicer.ImportFundamentals, data_pb2.ImportFundamentalsRequest(content=content, format=file_format))
+    except (InvalidArgument, NotFound):
+        pass
