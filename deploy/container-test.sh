@@ -52,7 +52,8 @@ GRPCURL=$VENV_BIN/grpcurl
 # --- 2. the Debian base -----------------------------------------------------------------------
 if [ ! -f "$BASE_TAR" ]; then
     say "building the Debian 12 base with mmdebstrap (cached in $BASE_TAR)"
-    mmdebstrap --quiet --variant=minbase bookworm "$BASE_TAR.part" >"$WORK/mmdebstrap.log" 2>&1 \
+    rm -rf "$BASE_TAR.part"
+    mmdebstrap --quiet --variant=minbase --format=tar bookworm "$BASE_TAR.part" >"$WORK/mmdebstrap.log" 2>&1 \
         || skip "mmdebstrap cannot build a Debian base here (see $WORK/mmdebstrap.log)"
     mv "$BASE_TAR.part" "$BASE_TAR"
     podman rmi --force "$BASE_IMAGE" >/dev/null 2>&1 || true
@@ -94,7 +95,8 @@ if ! podman build "${build_args[@]}" . >"$WORK/build.log" 2>&1; then
     say "FAILED: the image did not build ($(elapsed))"
     exit 1
 fi
-say "image built: $(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}') ($(elapsed))"
+say "image built: $(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'),\
+ $(podman run --rm --network none --entrypoint python "$IMAGE" -V 2>/dev/null) ($(elapsed))"
 
 # --- 4. compose up --------------------------------------------------------------------------
 free_port() { "$VENV_BIN/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -163,4 +165,6 @@ failed = [step for step in cycle.get("steps", []) if step.get("status") == "FAIL
 assert cycle.get("ok") and not failed, f"failed steps: {failed}"
 assert len(trades) == 1 and trades[0]["symbol"] in cycle.get("last_trade", ""), "expected the cycle's one trade"
 EOF
+podman stats --no-stream --format '{{.Name}} {{.MemUsage}}' $(for s in data portfolio planner trading display gateway; \
+    do container_of "$s"; done) 2>/dev/null | sed 's/^/container-test: memory /' || true
 say "PASSED ($(elapsed)); taking it down"
