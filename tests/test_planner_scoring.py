@@ -646,3 +646,36 @@ def test_vectorised_scores_equal_the_reference(case):
                                                               END_STATE_WEIGHTS[profile]), abs=1e-9)
         assert score == pytest.approx(portfolio_score_reference(positions, cash, outlooks, targets), abs=1e-9)
         assert 0.0 <= end <= 1.0 and 0.0 <= score <= 100.0
+
+
+# component -> (the inputs it reads, its documented value when all of them are missing)
+NEUTRAL_WHEN_MISSING = {
+    ("long_term", "cagr"): (["cagr_5y"], 0.5), ("long_term", "sortino"): (["sortino"], 0.5),
+    ("long_term", "sharpe"): (["sharpe"], 0.5), ("fundamentals", "consistency"): (["cagr_5y"], 0.5),
+    ("fundamentals", "financial_strength"): (["profit_margin", "debt_to_equity", "current_ratio"], 0.5),
+    ("opportunity", "below_52w_high"): (["distance_from_52w_high"], 0.5), ("opportunity", "pe"): (["trailing_pe"], 0.5),
+    ("dividends", "yield"): (["dividend_yield"], 0.5),
+    ("dividends", "consistency"): (["payout_ratio", "five_year_avg_dividend_yield"], 0.5),
+    ("short_term", "momentum"): (["momentum_30d"], 0.5), ("short_term", "drawdown"): (["max_drawdown_1y"], 0.5),
+    ("technicals", "rsi"): (["rsi_14"], 0.5), ("technicals", "bollinger"): (["bb_position"], 0.5),
+    ("technicals", "ema"): (["distance_from_ema_200"], 0.5),
+    ("opinion", "recommendation"): (["recommendation_key"], 0.5), ("opinion", "target"): (["target_mean_price"], 0.5),
+}
+
+
+def missing(source, name) -> bool:
+    value = getattr(source, name)
+    return value is None or (not isinstance(value, str) and not math.isfinite(value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(metrics_strategy.filter(lambda m: m.daily_bars >= 50 and m.monthly_bars >= 12), fundamentals_strategy)
+def test_missing_inputs_give_the_documented_neutral_value(metrics, facts):
+    result = score_security(SecurityInput("A", metrics, facts, "United States", "Software"))
+    for (group, component), (inputs, neutral) in NEUTRAL_WHEN_MISSING.items():
+        sources = [metrics if hasattr(metrics, name) else facts for name in inputs]
+        if all(missing(source, name) for source, name in zip(sources, inputs, strict=True)):
+            assert result.components[group][component] == neutral, (group, component)
+    assert result.groups["diversification"] == 0.5  # no portfolio context
+    if missing(metrics, "cagr_10y") and not missing(metrics, "cagr_5y"):
+        assert result.components["fundamentals"]["consistency"] == 0.6
