@@ -10,8 +10,8 @@ currency; the recommendation key is one of RECOMMENDATIONS.
 Yahoo's units differ and have changed (`from_yahoo_info` normalises them):
 - `debtToEquity` is in percent (150.0 = 1.5);
 - `fiveYearAvgDividendYield` is in percent (3.1 = 3.1%);
-- `dividendYield` was a fraction and became percent (Yahoo's reply changed in 2025; yfinance
-  passes it through). It is read as whichever of the two agrees with the yield implied by
+- `dividendYield` is a fraction in older replies and percent in current ones (Yahoo's reply
+  changed; yfinance passes it through). It is read as whichever of the two agrees with the yield implied by
   `dividendRate` / price (else `trailingAnnualDividendYield`, always a fraction); with neither
   to compare against, as percent (the reply of the pinned yfinance 1.7);
 - `recommendationKey` is snake case (`strong_buy`), `none` when no analyst covers it.
