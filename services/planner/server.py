@@ -60,7 +60,7 @@ class PlannerServicer(planner_pb2_grpc.PlannerServicer):
         days = self._trading.GetSettings(trading_pb2.GetSettingsRequest()).buy_cooldown_days
         trades = self._trading.ListTrades(trading_pb2.ListTradesRequest(limit=1000)).trades
         return {t.symbol for t in trades if t.side == trading_pb2.BUY
-                and now - from_timestamp(t.executed_at) < timedelta(days=days)}
+                and now - from_timestamp(t.executed_at, "trades.executed_at") < timedelta(days=days)}
 
     def _compute(self, portfolio, now) -> dict:
         cooling = self._recently_bought(now)

@@ -14,6 +14,7 @@ import io
 import math
 from datetime import date
 
+from services.common import clock
 from services.common.errors import InvalidArgument
 from services.data.history import Bar
 
@@ -52,6 +53,9 @@ def parse_yahoo_csv(text: str) -> list[Bar]:
             day = date.fromisoformat(row["Date"].strip())
         except ValueError as exc:
             raise InvalidArgument("csv", f"line {line}: Date: not YYYY-MM-DD: {row['Date']!r}") from exc
+        if not clock.FIRST_DAY <= day <= clock.LAST_DAY:
+            raise InvalidArgument("csv", f"line {line}: Date: {day} is outside the supported dates "
+                                         f"{clock.SUPPORTED_DAYS}")
         if day in bars:
             raise InvalidArgument("csv", f"line {line}: Date: {day} appears twice")
         adj = (row.get("Adj Close") or "").strip()
