@@ -34,6 +34,13 @@ def _number(text: str, line: int, column: str) -> float:
 
 def parse_yahoo_csv(text: str) -> list[Bar]:
     """Chronological bars from the CSV text; refuses duplicates and malformed rows."""
+    try:
+        return _parse(text)
+    except csv.Error as exc:  # e.g. a bare carriage return inside a field
+        raise InvalidArgument("csv", f"not a CSV file: {exc}") from exc
+
+
+def _parse(text: str) -> list[Bar]:
     reader = csv.DictReader(io.StringIO(text.strip()))
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED if c not in header]
