@@ -29,10 +29,12 @@ class StopRequest:
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
         self.reason: str | None = None
+        self._signums: tuple[int, ...] = ()
 
     def install(self, signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
         """Handle `signums` (main thread only): each raises the request; repeats change nothing."""
         signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        self._signums = signums
         for signum in signums:
             signal.signal(signum, self._on_signal)
 
@@ -63,7 +65,13 @@ class StopRequest:
             # Short slices: a signal's Python handler runs after select returns, not before.
             select.select([self._read_fd], [], [], 0.5 if left is None else min(left, 0.5))
             self._drain()
-        return self.reason is not None
+        if self.reason is None:
+            return False
+        # Stopping: later signals change nothing. Ignored (not handled) they also cannot kill the
+        # process while the interpreter exits, when Python puts its handlers back to the default.
+        for signum in self._signums:
+            signal.signal(signum, signal.SIG_IGN)
+        return True
 
     def _drain(self) -> None:
         try:
