@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,35 @@ def test_a_burst_of_sigterms_stops_everything_within_the_grace_period(tmp_path):
         launcher.until(lambda line: line == "all services stopped", timeout_s=5)
         assert not [line for line in launcher.seen if "killing it" in line]
         for name, pid in children.items():
-            assert not Path(f"/proc/{pid}").exists() or "Z" in (Path(f"/proc/{pid}/stat").read_text().split()[2]), name
+            assert zombie(pid), f"{name} still runs"
             assert '"msg": "stopped"' in (tmp_path / "logs" / f"{name}.log").read_text(), name
     finally:
         launcher.close()
+
+
+def test_a_killed_launcher_leaves_no_orphans(tmp_path):
+    launcher = Launcher(launcher_env(tmp_path, TRADER_REPLAY_CYCLES_PER_SECOND="4"))
+    try:
+        launcher.until(lambda line: cycle_day(line) is not None)
+        children = launcher.children()
+        assert len(children) == 6
+        launcher.process.kill()  # SIGKILL: the launcher cannot stop anything itself
+        launcher.process.wait()
+        # Each child gets SIGTERM from the kernel (PR_SET_PDEATHSIG) and stops gracefully.
+        deadline = time.monotonic() + 2 * STOP_TIMEOUT_S + 10
+        while time.monotonic() < deadline and not all(zombie(pid) for pid in children.values()):
+            time.sleep(0.2)
+        left = {name: pid for name, pid in children.items() if not zombie(pid)}
+        assert not left, f"orphans: {left}"
+        for name in children:
+            assert '"msg": "stopped"' in (tmp_path / "logs" / f"{name}.log").read_text(), name
+    finally:
+        launcher.close()
+
+
+def zombie(pid: int) -> bool:
+    """True when `pid` no longer runs: gone, or exited and not yet reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
