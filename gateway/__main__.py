@@ -25,7 +25,8 @@ def build(config: GatewayConfig) -> ServiceParts:
     def start_replay(_running, request_stop):
         if config.replay.autostart:
             # The gateway stops (as on SIGTERM) when the replay ends.
-            driver = ReplayDriver(config.replay, common.base_currency, db, services, runner, request_stop)
+            driver = ReplayDriver(config.replay, common.base_currency, db, services, runner, request_stop,
+                                  clients)
             drivers.append(driver)
             driver.start()
 

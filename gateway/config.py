@@ -18,6 +18,7 @@ class ReplayConfig:
     initial_deposit: float     # base currency, before the first simulated day
     monthly_deposit: float     # base currency, on the first trading day of each month
     max_cycles: int            # stop after this many cycles (0 = no limit)
+    day_tries: int = 10        # a simulated day whose cycle is not ok is tried this often, then the replay gives up
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ def load(environ: Mapping[str, str] | None = None) -> GatewayConfig:
         initial_deposit=env.number("TRADER_INITIAL_DEPOSIT", 10000.0, minimum=0, maximum=1e9),
         monthly_deposit=env.number("TRADER_MONTHLY_DEPOSIT", 1000.0, minimum=0, maximum=1e7),
         max_cycles=int(env.number("TRADER_REPLAY_MAX_CYCLES", 0, minimum=0, maximum=1e7)),
+        day_tries=int(env.number("TRADER_REPLAY_DAY_TRIES", 10, minimum=1, maximum=1000)),
     )
     if replay.autostart and common.mode not in ("replay", "backtest", "research"):
         env.problems.append(f"TRADER_REPLAY_AUTOSTART: the replay driver simulates time; it cannot run in "

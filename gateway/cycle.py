@@ -32,6 +32,11 @@ tracer = trace.get_tracer("trader.gateway.cycle")
 OK, FAILED, REFUSED, SKIPPED = "OK", "FAILED", "REFUSED", "SKIPPED"
 ERROR_TTL_SECONDS = 3600
 DISPLAY_SOURCE = "sync_cycle"  # the cycle posts and clears only its own display messages
+# Steps whose refusal is an answer: a safety rule refused the trade, or the planner has no plan
+# for this state. Any other step that is refused (valuation without an FX rate, ...) could not do
+# its job: it FAILED, and the cycle is not ok.
+REFUSABLE_STEPS = ("plan", "execute", "emergency")
+ERROR_TEXT_LENGTH = 120
 
 
 @dataclass
@@ -76,6 +81,14 @@ def _outcome(exc: Exception) -> tuple[str, str]:
     return FAILED, f"{type(exc).__name__}: {exc}"
 
 
+def error_text(step: StepResult) -> str:
+    """The error pool's text for a failed step: `SYNC_PRICES FAILED`, with the rule's reason when
+    a service refused (`VALUATION FAILED: fx_rate_missing: no exchange rate for CHF (base EUR)`)."""
+    code, _, reason = step.detail.partition(": ")
+    text = f"{step.name.upper()} FAILED" + (f": {reason}" if code == "FAILED_PRECONDITION" else "")
+    return text[:ERROR_TEXT_LENGTH]
+
+
 class Cycle:
     def __init__(self, services: Services, now: datetime):
         self.s = services
@@ -94,6 +107,8 @@ class Cycle:
                 status = OK
             except Exception as exc:  # noqa: BLE001 - every failure becomes a reported step
                 status, detail = _outcome(exc)
+                if status == REFUSED and name not in REFUSABLE_STEPS:
+                    status = FAILED
                 span.set_status(Status(StatusCode.ERROR, detail))
                 event(log, "cycle step did not succeed", logging.WARNING, step=name, status=status, detail=detail)
         self.result.steps.append(StepResult(name, status, (time.perf_counter() - started) * 1000, detail))
@@ -179,7 +194,7 @@ class Cycle:
         if "portfolio" in state:
             self.s.display.RefreshNextActions(display_pb2.RefreshNextActionsRequest())
         if problems:
-            self._post(display_pb2.ERROR, f"{problems[0].name.upper()} FAILED", ERROR_TTL_SECONDS)
+            self._post(display_pb2.ERROR, error_text(problems[0]), ERROR_TTL_SECONDS)
         else:
             self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR, source=DISPLAY_SOURCE))
         shown = self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.PROCESSING,

@@ -1,8 +1,14 @@
-"""`make run`: start the five services and the gateway (with its replay driver) as processes.
+"""`make run`: start the five services and the gateway (with its replay driver) as processes,
+and keep them running.
 
 Prints the API token and a grpcurl example, waits until every service reports SERVING, then
-passes the gateway's one-line-per-cycle output through. Ctrl-C or SIGTERM stops everything:
-each child gets SIGTERM (health NOT_SERVING, graceful stop) and is killed if it lingers.
+passes the gateway's one-line-per-cycle output through. Supervision (as compose's `restart:`
+or Kubernetes would): a service that exits on its own is logged and restarted after a back-off
+(0.5 s, doubling up to 30 s; reset once it has run for a minute). When the gateway exits by
+itself with code 0 the replay is over and everything stops. Ctrl-C or SIGTERM stops everything:
+the gateway first, then the services, each with SIGTERM (health NOT_SERVING, graceful stop),
+killed if it lingers. Any number of signals at any time only raise a flag (no deadlock). The
+children die with the launcher even if it is killed (PR_SET_PDEATHSIG, services/common/shutdown.py).
 Service logs (JSON lines) go to var/logs/<service>.log.
 """
 
@@ -13,50 +19,150 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import grpc
 
 from services.common.client import health_status
-from services.common.config import REPO_ROOT, SERVICES, ConfigError, load_common
+from services.common.config import REPO_ROOT, SERVICES, CommonConfig, ConfigError, load_common
+from services.common.shutdown import PARENT_PID_VARIABLE, StopRequest
 
 START_ORDER = ("data", "portfolio", "planner", "trading", "display")
 STARTUP_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 10
+RESTART_FIRST_DELAY_S = 0.5
+RESTART_MAX_DELAY_S = 30.0
+STABLE_AFTER_S = 60.0  # a child that ran this long restarts after the first delay again
 
 
 def module_of(service: str) -> str:
     return "gateway" if service == "gateway" else f"services.{service}"
 
 
-def wait_serving(address: str, service_name: str, process: subprocess.Popen, deadline: float) -> None:
+def wait_serving(address: str, service_name: str, process: subprocess.Popen, deadline: float,
+                 stop: StopRequest | None = None) -> None:
     with grpc.insecure_channel(address) as channel:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"{service_name} exited with code {process.returncode}")
+            if stop is not None and stop.is_set():
+                raise RuntimeError(f"stopped by {stop.reason} while starting {service_name}")
             if health_status(channel, service_name) == "SERVING":
                 return
             time.sleep(0.2)
     raise RuntimeError(f"{service_name} did not report SERVING within {STARTUP_TIMEOUT_S} s")
 
 
-def stop_all(processes: dict[str, subprocess.Popen]) -> None:
-    for process in reversed(list(processes.values())):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for name, process in processes.items():
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"{name} did not stop in time; killing it", file=sys.stderr)
-            process.kill()
-            process.wait()
+def describe_exit(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log: IO | None
+    started_at: float
+    restarts: int = 0
+    quick_failures: int = 0           # exits in a row, each within STABLE_AFTER_S of its start
+    restart_at: float | None = None   # when a crashed child is due to start again
+    awaiting_serving: bool = False    # restarted, not yet SERVING
+
+
+class Supervisor:
+    """Starts the children and restarts the ones that exit on their own."""
+
+    def __init__(self, config: CommonConfig, env: dict[str, str], log_dir: Path):
+        self._config = config
+        self._env = {**env, PARENT_PID_VARIABLE: str(os.getpid())}
+        self._log_dir = log_dir
+        self.children: dict[str, Child] = {}
+
+    def _spawn(self, name: str) -> tuple[subprocess.Popen, IO | None]:
+        log = open(self._log_dir / f"{name}.log", "a")  # noqa: SIM115 - closed when the child ends
+        process = subprocess.Popen(
+            [sys.executable, "-m", module_of(name)], cwd=REPO_ROOT, env=self._env,
+            stdout=None if name == "gateway" else log, stderr=log,
+            start_new_session=True,  # Ctrl-C reaches the launcher only; it stops the children in order
+        )
+        return process, log
+
+    def start(self, name: str, stop: StopRequest) -> None:
+        process, log = self._spawn(name)
+        self.children[name] = Child(name, process, log, time.monotonic())
+        wait_serving(self._config.address_of(name), SERVICES[name][0], process,
+                     time.monotonic() + STARTUP_TIMEOUT_S, stop)
+        say(f"{name:<10} serving on {self._config.address_of(name)}")
+
+    def check(self) -> bool:
+        """Restart what crashed, report what came back. False once the gateway finished (code 0)."""
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    self._restart(child, now)
+                continue
+            code = child.process.poll()
+            if code is None:
+                if child.awaiting_serving and self._serving(child.name):
+                    child.awaiting_serving = False
+                    say(f"{child.name} serving again (restart {child.restarts})")
+                continue
+            if child.log is not None:
+                child.log.close()
+            if child.name == "gateway" and code == 0:
+                return False  # the replay is over (or the gateway was told to stop)
+            child.quick_failures = child.quick_failures + 1 if now - child.started_at < STABLE_AFTER_S else 1
+            delay = min(RESTART_MAX_DELAY_S, RESTART_FIRST_DELAY_S * 2 ** (child.quick_failures - 1))
+            child.restart_at = now + delay
+            say(f"{child.name} {describe_exit(code)}; restarting it in {delay:.1f} s")
+        return True
+
+    def _restart(self, child: Child, now: float) -> None:
+        child.process, child.log = self._spawn(child.name)
+        child.started_at, child.restart_at = now, None
+        child.restarts += 1
+        child.awaiting_serving = True
+        say(f"{child.name} restarted (pid {child.process.pid}, restart {child.restarts})")
+
+    def _serving(self, name: str) -> bool:
+        with grpc.insecure_channel(self._config.address_of(name)) as channel:
+            return health_status(channel, SERVICES[name][0], timeout_s=0.2) == "SERVING"
+
+    def stop_all(self) -> None:
+        """SIGTERM the gateway and wait for it (its cycle in flight finishes against live services),
+        then the services; each gets STOP_TIMEOUT_S before it is killed."""
+        self._stop([c for c in self.children.values() if c.name == "gateway"])
+        self._stop([c for c in reversed(list(self.children.values())) if c.name != "gateway"])
+
+    def _stop(self, children: list[Child]) -> None:
+        for child in children:
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for child in children:
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{child.name} did not stop in time; killing it", error=True)
+                child.process.kill()
+                child.process.wait()
+            if child.log is not None:
+                child.log.close()
+
+
+def say(text: str, error: bool = False) -> None:
+    print(text, file=sys.stderr if error else sys.stdout, flush=True)
 
 
 def main() -> int:
+    stop = StopRequest()
+    stop.install()  # before anything starts: a signal burst at any time only raises the flag
     env = dict(os.environ)
     env.setdefault("TRADER_API_TOKEN", secrets.token_urlsafe(24))
     env.setdefault("TRADER_REPLAY_AUTOSTART", "1")
@@ -70,35 +176,27 @@ def main() -> int:
     log_dir = Path(env.get("TRADER_VAR_DIR", REPO_ROOT / "var")) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     token = env["TRADER_API_TOKEN"]
-    print(f"mode {config.mode}; API token: {token}")
-    print("call any service, e.g.:\n  grpcurl -plaintext -H 'authorization: Bearer " + token + "' "
-          f"{config.address_of('gateway')} trader.gateway.v1.Gateway/GetSystemStatus")
-    print(f"logs: {log_dir}/<service>.log; Ctrl-C stops everything", flush=True)
+    say(f"mode {config.mode}; API token: {token}")
+    say("call any service, e.g.:\n  grpcurl -plaintext -H 'authorization: Bearer " + token + "' "
+        f"{config.address_of('gateway')} trader.gateway.v1.Gateway/GetSystemStatus")
+    say(f"logs: {log_dir}/<service>.log; Ctrl-C stops everything")
 
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    processes: dict[str, subprocess.Popen] = {}
+    supervisor = Supervisor(config, env, log_dir)
     try:
         for name in START_ORDER + ("gateway",):
-            log_file = open(log_dir / f"{name}.log", "a")  # noqa: SIM115 - owned by the child
-            processes[name] = subprocess.Popen(
-                [sys.executable, "-m", module_of(name)], cwd=REPO_ROOT, env=env,
-                stdout=None if name == "gateway" else log_file, stderr=log_file,
-                start_new_session=True,  # Ctrl-C reaches the launcher only; it stops the children in order
-            )
-            wait_serving(config.address_of(name), SERVICES[name][0], processes[name],
-                         time.monotonic() + STARTUP_TIMEOUT_S)
-            print(f"{name:<10} serving on {config.address_of(name)}", flush=True)
-        while not stop.is_set() and processes["gateway"].poll() is None:
-            stop.wait(0.5)
+            supervisor.start(name, stop)
+        while not stop.wait(0.2):
+            if not supervisor.check():
+                break
         return 0
     except RuntimeError as exc:
-        print(f"startup failed: {exc}; see {log_dir}", file=sys.stderr)
+        if stop.is_set():
+            return 0
+        say(f"startup failed: {exc}; see {log_dir}", error=True)
         return 1
     finally:
-        stop_all(processes)
-        print("all services stopped", flush=True)
+        supervisor.stop_all()
+        say("all services stopped")
 
 
 if __name__ == "__main__":

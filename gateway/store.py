@@ -42,10 +42,12 @@ def add_run(session: Session, as_of: datetime, simulated: bool, ok: bool, trace_
                             steps=json.dumps(steps), finished_at=finished_at))
 
 
-def last_run(session: Session, simulated: bool | None = None) -> CycleRunRow | None:
+def last_run(session: Session, simulated: bool | None = None, ok: bool | None = None) -> CycleRunRow | None:
     query = select(CycleRunRow).order_by(CycleRunRow.id.desc()).limit(1)
     if simulated is not None:
         query = query.where(CycleRunRow.simulated.is_(simulated))
+    if ok is not None:
+        query = query.where(CycleRunRow.ok.is_(ok))
     return session.scalars(query).first()
 
 

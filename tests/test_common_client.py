@@ -6,7 +6,7 @@ import time
 import grpc
 import pytest
 
-from services.common.client import is_read, open_channel
+from services.common.client import Clients, is_read, open_channel
 from tests.helpers import TOKEN, call_raw, make_config, raw_methods, serving
 
 
@@ -62,3 +62,45 @@ def test_default_deadline_applies(flaky):
     with open_channel(address, TOKEN, 0.3) as channel, pytest.raises(grpc.RpcError) as caught:
         call_raw(channel, "/trader.display.v1.Display/GetSlow")
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+# --- a restarted peer (issue 9: calls failed at once while the channel backed off for seconds) ---
+
+def test_a_call_waits_for_a_restarting_peer_within_its_deadline():
+    config = make_config("display")
+    register = raw_methods("trader.display.v1.Display", {"PutThing": lambda request, context: b"done"})
+    with open_channel(config.listen_address, TOKEN, 10) as channel:
+        with serving(config, register):
+            assert call_raw(channel, "/trader.display.v1.Display/PutThing") == b"done"
+        # The peer is gone. A write issued now waits for it rather than failing at once ...
+        result = {}
+        caller = threading.Thread(target=lambda: result.update(
+            reply=call_raw(channel, "/trader.display.v1.Display/PutThing")))
+        caller.start()
+        time.sleep(1.5)  # longer than gRPC's default first reconnect back-off (1 s)
+        assert caller.is_alive()
+        # ... and succeeds once the peer is back.
+        with serving(config, register):
+            caller.join(timeout=10)
+            assert result == {"reply": b"done"}
+
+
+def test_a_call_to_a_peer_that_stays_down_ends_at_its_deadline():
+    config = make_config("display")
+    with open_channel(config.listen_address, TOKEN, 0.5) as channel, pytest.raises(grpc.RpcError) as caught:
+        call_raw(channel, "/trader.display.v1.Display/PutThing")
+    assert caught.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+
+
+def test_wait_serving_watches_health():
+    config = make_config("display")
+    clients = Clients(config)
+    try:
+        assert clients.health("display") == "UNREACHABLE"
+        assert not clients.wait_serving(["display"], 0.3)
+        with serving(config, raw_methods("trader.display.v1.Display", {})) as running:
+            assert clients.wait_serving(["display"], 10)
+            running.set_serving(False)
+            assert clients.health("display") == "NOT_SERVING"
+    finally:
+        clients.close()

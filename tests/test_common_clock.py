@@ -1,6 +1,6 @@
 """The as-of clock: read from x-trader-as-of per call, propagated to outgoing calls."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import grpc
 import pytest
@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from services.common import clock
 from services.common.client import open_channel
 from services.common.errors import InvalidArgument
+from services.common.validate import parse_day
+from services.data.adapters.csv_import import parse_yahoo_csv
 from tests.helpers import TOKEN, call_raw, make_config, raw_methods, serving
 
 
@@ -25,7 +27,8 @@ def test_parse_rejects_garbage_naming_the_header(bad):
     assert caught.value.field == clock.METADATA_KEY
 
 
-@given(st.datetimes(timezones=st.just(UTC), min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)))
+@given(st.datetimes(timezones=st.just(UTC), min_value=clock.EARLIEST.replace(tzinfo=None),
+                    max_value=clock.LATEST.replace(tzinfo=None) - timedelta(microseconds=1)))
 def test_format_parse_round_trip(moment):
     assert clock.parse_as_of(clock.format_as_of(moment)) == moment
 
@@ -82,3 +85,61 @@ def test_malformed_as_of_is_invalid_argument(two_servers):
                  metadata=[("authorization", f"Bearer {TOKEN}"), (clock.METADATA_KEY, "soon")])
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert clock.METADATA_KEY in caught.value.details()
+
+
+# --- the supported range (issue 9: out-of-range headers gave INTERNAL OverflowError) ---
+
+@pytest.mark.parametrize("extreme", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59.999999-23:59",
+                                     "0001-01-01T00:00:00Z", "1899-12-31T23:59:59Z", "2100-01-01T00:00:00Z"])
+def test_out_of_range_as_of_is_refused_with_the_range(extreme):
+    with pytest.raises(InvalidArgument) as caught:
+        clock.parse_as_of(extreme)
+    assert caught.value.field == clock.METADATA_KEY
+    assert clock.SUPPORTED_RANGE in caught.value.message
+
+
+def test_range_edges_and_other_fields():
+    assert clock.parse_as_of("1900-01-01T00:00:00Z") == clock.EARLIEST
+    assert clock.parse_as_of("2099-12-31T23:59:59.999999Z") < clock.LATEST
+    with pytest.raises(InvalidArgument) as caught:
+        clock.parse_as_of("0001-01-01T00:00:00Z", field="as_of")
+    assert caught.value.field == "as_of"
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+       st.integers(-(24 * 60 - 1), 24 * 60 - 1))
+def test_any_instant_is_accepted_in_range_or_refused_naming_the_header(moment, offset_minutes):
+    text = moment.isoformat() + ("-" if offset_minutes < 0 else "+") + \
+        f"{abs(offset_minutes) // 60:02d}:{abs(offset_minutes) % 60:02d}"
+    try:
+        parsed = clock.parse_as_of(text)
+    except InvalidArgument as exc:
+        assert exc.field == clock.METADATA_KEY
+        return
+    assert clock.EARLIEST <= parsed < clock.LATEST and parsed.tzinfo == UTC
+
+
+def test_out_of_range_as_of_is_invalid_argument_over_grpc(two_servers):
+    for extreme in ("0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59.999999-23:59", "0001-01-01T00:00:00Z"):
+        with pytest.raises(grpc.RpcError) as caught:
+            call_raw(two_servers, "/trader.portfolio.v1.Portfolio/GetRelayedNow",
+                     metadata=[("authorization", f"Bearer {TOKEN}"), (clock.METADATA_KEY, extreme)])
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details().startswith(f"{clock.METADATA_KEY}: ")
+        assert clock.SUPPORTED_RANGE in caught.value.details()
+
+
+def test_dates_have_a_century_more_room_than_instants():
+    assert parse_day("start", "1850-06-30") == date(1850, 6, 30)
+    assert parse_day("end", "2199-12-31") == clock.LAST_DAY
+    for bad in ("1799-12-31", "2200-01-01", "0001-01-01", "9999-12-31"):
+        with pytest.raises(InvalidArgument) as caught:
+            parse_day("start", bad)
+        assert caught.value.field == "start" and clock.SUPPORTED_DAYS in caught.value.message
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+def test_imported_bars_share_the_date_range(day):
+    with pytest.raises(InvalidArgument) as caught:
+        parse_yahoo_csv(f"Date,Open,High,Low,Close\n2018-01-02,1,2,0.5,1.5\n{day},1,2,0.5,1.5\n")
+    assert caught.value.field == "csv" and "line 3" in caught.value.message

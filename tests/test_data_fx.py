@@ -11,7 +11,7 @@ import pytest
 from trader.data.v1 import data_pb2
 
 from services.common import clock
-from services.common.errors import FailedPrecondition
+from services.common.errors import FailedPrecondition, InvalidArgument
 from services.data import engine, store
 from services.data.adapters import ecb_rates
 from tests.data_fixtures import FakeProvider, make_servicer, security
@@ -66,7 +66,10 @@ def test_a_day_never_sees_a_later_fixing(eur):
 def test_before_the_ecb_history_the_configured_rate_applies(eur):
     servicer, _, _ = eur
     assert rates(servicer, "1998-12-31")["USD"] == (1.10, "", "configured")  # TRADER_FX_RATES default
-    assert rates(servicer, "0001-01-01")["USD"] == (1.10, "", "configured")  # the earliest date: no overflow
+    assert rates(servicer, "1800-01-01")["USD"] == (1.10, "", "configured")  # the earliest date: no overflow
+    with pytest.raises(InvalidArgument) as caught:  # before the supported range: refused, never INTERNAL
+        rates(servicer, "0001-01-01")
+    assert caught.value.field == "as_of"
 
 
 def test_loading_is_idempotent_and_only_what_is_needed(eur):

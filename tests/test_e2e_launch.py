@@ -5,22 +5,16 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from gateway.launch import STOP_TIMEOUT_S
 from services.common.config import REPO_ROOT, SERVICES
-from tests.helpers import free_port
+from tests.launcher import LINE, Launcher, cycle_day, cycle_ok, launcher_env
 
 pytestmark = pytest.mark.e2e
-LINE = re.compile(r"^(\d{4}-\d{2}-\d{2})  value EUR +([\d,]+\.\d\d)  cash EUR +([\d,]+\.\d\d)  "
-                  r"trade: (.+)  display: (.+)$")
-
-
-def launcher_env(tmp_path, **extra):
-    env = {**os.environ, "TRADER_VAR_DIR": str(tmp_path), "TRADER_REPLAY_CYCLES_PER_SECOND": "0", **extra}
-    env.pop("TRADER_API_TOKEN", None)
-    env.update({f"TRADER_{name.upper()}_ADDR": f"127.0.0.1:{free_port()}" for name in SERVICES})
-    return env
 
 
 def test_replay_prints_a_line_per_cycle_and_stops(tmp_path):
@@ -55,3 +49,78 @@ def test_sigterm_stops_the_launcher_and_every_service(tmp_path):
     assert "all services stopped" in out
     for name in SERVICES:
         assert '"msg": "stopped"' in (tmp_path / "logs" / f"{name}.log").read_text(), name
+
+
+# --- supervision and shutdown under faults (issue 9) ---
+
+def test_a_killed_service_is_restarted_and_the_replay_loses_no_day(tmp_path):
+    launcher = Launcher(launcher_env(tmp_path, TRADER_REPLAY_CYCLES_PER_SECOND="4",
+                                     TRADER_REPLAY_START="2019-03-01"))
+    try:
+        launcher.until(lambda line: cycle_day(line) is not None)
+        os.kill(launcher.children()["trading"], signal.SIGKILL)
+        launcher.until(lambda line: line.startswith("trading killed by SIGKILL; restarting it in"))
+        launcher.until(lambda line: line.startswith("trading restarted"))
+        launcher.until(lambda line: line.startswith("trading serving again"))
+        after = len(launcher.seen)
+        # Recovery: within two cycles of trading reporting SERVING, a cycle is ok again.
+        for _ in range(3):
+            launcher.until(lambda line: cycle_day(line) is not None)
+        recovered = [line for line in launcher.seen[after:] if cycle_day(line)]
+        assert any(cycle_ok(line) for line in recovered[:2]), "\n".join(launcher.seen[-20:])
+        for _ in range(3):
+            launcher.until(lambda line: cycle_day(line) is not None and cycle_ok(line))
+        # No simulated day was skipped: each day whose cycle failed was tried again until ok.
+        days = [(cycle_day(line), cycle_ok(line)) for line in launcher.seen if cycle_day(line)]
+        ok_days = [day for day, ok in days if ok]
+        assert all(day in ok_days for day, _ in days)
+        assert ok_days == sorted(set(ok_days))
+    finally:
+        launcher.close()
+
+
+def test_a_burst_of_sigterms_stops_everything_within_the_grace_period(tmp_path):
+    launcher = Launcher(launcher_env(tmp_path, TRADER_REPLAY_CYCLES_PER_SECOND="4"))
+    try:
+        launcher.until(lambda line: cycle_day(line) is not None)
+        children = launcher.children()
+        assert set(children) == {"gateway", "data", "portfolio", "planner", "trading", "display"}
+        for _ in range(8):  # within a millisecond
+            os.kill(launcher.process.pid, signal.SIGTERM)
+        # Each of the two stop phases (gateway, then services) has STOP_TIMEOUT_S at most.
+        assert launcher.process.wait(timeout=2 * STOP_TIMEOUT_S + 5) == 0
+        launcher.until(lambda line: line == "all services stopped", timeout_s=5)
+        assert not [line for line in launcher.seen if "killing it" in line]
+        for name, pid in children.items():
+            assert zombie(pid), f"{name} still runs"
+            assert '"msg": "stopped"' in (tmp_path / "logs" / f"{name}.log").read_text(), name
+    finally:
+        launcher.close()
+
+
+def test_a_killed_launcher_leaves_no_orphans(tmp_path):
+    launcher = Launcher(launcher_env(tmp_path, TRADER_REPLAY_CYCLES_PER_SECOND="4"))
+    try:
+        launcher.until(lambda line: cycle_day(line) is not None)
+        children = launcher.children()
+        assert len(children) == 6
+        launcher.process.kill()  # SIGKILL: the launcher cannot stop anything itself
+        launcher.process.wait()
+        # Each child gets SIGTERM from the kernel (PR_SET_PDEATHSIG) and stops gracefully.
+        deadline = time.monotonic() + 2 * STOP_TIMEOUT_S + 10
+        while time.monotonic() < deadline and not all(zombie(pid) for pid in children.values()):
+            time.sleep(0.2)
+        left = {name: pid for name, pid in children.items() if not zombie(pid)}
+        assert not left, f"orphans: {left}"
+        for name in children:
+            assert '"msg": "stopped"' in (tmp_path / "logs" / f"{name}.log").read_text(), name
+    finally:
+        launcher.close()
+
+
+def zombie(pid: int) -> bool:
+    """True when `pid` no longer runs: gone, or exited and not yet reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True

@@ -3,21 +3,35 @@ every call, and retries with backoff on UNAVAILABLE for reads only.
 
 A method is a read when its name starts with Get, List or Check (the contract's naming rule);
 anything else (SubmitOrder, ExecutePlan, RecordDeposit, ...) is never retried blindly.
+
+Recovering from a restarted peer: channels reconnect after at most RECONNECT_BACKOFF_MAX_MS
+(gRPC's default grows to 120 s), and every call waits for a connection within its deadline
+(wait_for_ready) instead of failing at once while the peer is starting. Waiting is safe for
+every call, writes included: a call waiting for a connection has not been sent, so nothing can
+happen twice; once sent, a lost reply is reported as before and never resent.
 """
 
 from __future__ import annotations
 
 import collections
 import threading
+import time
+from collections.abc import Callable, Iterable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
 from services.common import clock
-from services.common.config import CommonConfig
+from services.common.config import SERVICES, CommonConfig
 
 READ_PREFIXES = ("Get", "List", "Check")
+RECONNECT_BACKOFF_MAX_MS = 1000
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+)
 
 
 def is_read(method: str) -> bool:
@@ -33,7 +47,8 @@ class _CallDetails(
 
 
 class OutgoingInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Adds the bearer token and the current as-of time; sets the default deadline."""
+    """Adds the bearer token and the current as-of time; sets the default deadline; waits for a
+    connection (wait_for_ready) unless the call says otherwise."""
 
     def __init__(self, token: str | None, timeout_s: float):
         self._token = token
@@ -46,8 +61,9 @@ class OutgoingInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClie
         as_of = clock.as_of()
         if as_of is not None:
             metadata.append((clock.METADATA_KEY, clock.format_as_of(as_of)))
+        wait_for_ready = True if details.wait_for_ready is None else details.wait_for_ready
         return _CallDetails(details.method, details.timeout or self._timeout_s, metadata,
-                            details.credentials, details.wait_for_ready, details.compression)
+                            details.credentials, wait_for_ready, details.compression)
 
     def intercept_unary_unary(self, continuation, client_call_details, request):
         return continuation(self._details(client_call_details), request)
@@ -84,9 +100,12 @@ def health_status(channel: grpc.Channel, service_name: str, timeout_s: float = 1
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
-def open_channel(address: str, token: str | None, timeout_s: float) -> grpc.Channel:
-    channel = grpc.insecure_channel(address)
+def _intercepted(channel: grpc.Channel, token: str | None, timeout_s: float) -> grpc.Channel:
     return grpc.intercept_channel(channel, RetryReadsInterceptor(), OutgoingInterceptor(token, timeout_s))
+
+
+def open_channel(address: str, token: str | None, timeout_s: float) -> grpc.Channel:
+    return _intercepted(grpc.insecure_channel(address, options=CHANNEL_OPTIONS), token, timeout_s)
 
 
 class Clients:
@@ -94,22 +113,43 @@ class Clients:
 
     def __init__(self, config: CommonConfig):
         self._config = config
+        self._raw: dict[str, grpc.Channel] = {}
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
 
     def channel(self, service: str) -> grpc.Channel:
         with self._lock:
             if service not in self._channels:
-                self._channels[service] = open_channel(
-                    self._config.address_of(service), self._config.api_token, self._config.call_timeout_s
-                )
+                raw = grpc.insecure_channel(self._config.address_of(service), options=CHANNEL_OPTIONS)
+                self._raw[service] = raw
+                self._channels[service] = _intercepted(raw, self._config.api_token, self._config.call_timeout_s)
             return self._channels[service]
 
     def stub(self, service: str, stub_class):
         return stub_class(self.channel(service))
 
+    def health(self, service: str, timeout_s: float = 0.5) -> str:
+        """A peer's grpc.health.v1 status (SERVING, NOT_SERVING, UNREACHABLE, ...)."""
+        self.channel(service)
+        return health_status(self._raw[service], SERVICES[service][0], timeout_s)
+
+    def wait_serving(self, services: Iterable[str], timeout_s: float,
+                     stopped: Callable[[], bool] = lambda: False) -> bool:
+        """Poll the peers' health until every one reports SERVING (True), `timeout_s` passes or
+        `stopped()` (False). A peer that was restarted is reconnected to while waiting."""
+        deadline = time.monotonic() + timeout_s
+        pending = list(services)
+        while True:
+            pending = [s for s in pending if self.health(s) != "SERVING"]
+            if not pending:
+                return True
+            if stopped() or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
     def close(self) -> None:
         with self._lock:
-            for channel in self._channels.values():
+            for channel in self._raw.values():
                 channel.close()
+            self._raw.clear()
             self._channels.clear()

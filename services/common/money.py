@@ -15,7 +15,7 @@ from services.common.errors import FailedPrecondition
 def _rate(currency: str, base: str, rates: Mapping[str, float]) -> float:
     rate = rates.get(currency)
     if rate is None or not rate > 0:
-        raise FailedPrecondition("fx_rate_missing", f"no {base}{currency} rate is configured")
+        raise FailedPrecondition("fx_rate_missing", f"no exchange rate for {currency} (base {base})")
     return rate
 
 

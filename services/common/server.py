@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common.config import SERVICES, CommonConfig, ConfigError
 from services.common.interceptors import AuthInterceptor, CallContextInterceptor
 from services.common.logs import event, setup_logging
+from services.common.shutdown import StopRequest, die_with_parent
 from services.common.tracing import setup_tracing
 
 log = logging.getLogger("trader.server")
@@ -104,9 +104,9 @@ def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any]
     common: CommonConfig = getattr(config, "common", config)
     setup_logging(name, common.log_level)
     provider = setup_tracing(name)
-    stop_requested = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop_requested.set())
+    die_with_parent()
+    stop_requested = StopRequest()
+    stop_requested.install()  # a burst of signals cannot deadlock it (see shutdown.py)
     try:
         parts = build(config)
     except ConfigError as exc:  # found while building, e.g. a database URL that does not connect
@@ -124,9 +124,9 @@ def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any]
     event(log, "serving", address=common.listen_address, mode=common.mode,
           auth="on" if common.api_token else "off")
     if parts.after_start is not None:
-        parts.after_start(running, stop_requested.set)
+        parts.after_start(running, stop_requested.request)
     stop_requested.wait()
-    event(log, "stopping", grace_s=common.shutdown_grace_s)
+    event(log, "stopping", reason=stop_requested.reason, grace_s=common.shutdown_grace_s)
     running.stop(common.shutdown_grace_s)
     parts.close()
     provider.shutdown()

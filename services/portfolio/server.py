@@ -12,6 +12,7 @@ from services.common.db import Database
 from services.common.errors import AlreadyExists, InvalidArgument
 from services.common.timestamps import from_timestamp, to_timestamp
 from services.common.validate import (
+    MAX_QUANTITY,
     currency_code,
     finite_amount,
     non_negative_amount,
@@ -115,7 +116,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
             if currency in cash:
                 raise InvalidArgument(f"cash[{i}].currency", f"{currency} is listed twice")
             cash[currency] = finite_amount(f"cash[{i}].amount", balance.amount)
-        synced_at = from_timestamp(request.synced_at) if request.HasField("synced_at") else clock.now()
+        synced_at = from_timestamp(request.synced_at, "synced_at") if request.HasField("synced_at") else clock.now()
         with self._db.transaction() as session:
             before = (store.holdings(session), store.cash(session))
             store.replace_broker_state(session, holdings, cash, synced_at)
@@ -141,8 +142,8 @@ def _holdings_from_request(positions) -> list[Holding]:
         if symbol in seen:
             raise InvalidArgument(f"positions[{i}].symbol", f"{symbol} is listed twice")
         seen.add(symbol)
-        if p.quantity < 0:
-            raise InvalidArgument(f"positions[{i}].quantity", "must not be negative")
+        if not 0 <= p.quantity <= MAX_QUANTITY:
+            raise InvalidArgument(f"positions[{i}].quantity", f"must be between 0 and {MAX_QUANTITY}")
         cost = non_negative_amount(f"positions[{i}].average_cost", p.average_cost)
         currency = currency_code(f"positions[{i}].currency", p.currency)
         if p.quantity > 0:

@@ -14,6 +14,7 @@ import io
 import math
 from datetime import date
 
+from services.common import clock
 from services.common.errors import InvalidArgument
 from services.data.history import Bar
 
@@ -33,6 +34,13 @@ def _number(text: str, line: int, column: str) -> float:
 
 def parse_yahoo_csv(text: str) -> list[Bar]:
     """Chronological bars from the CSV text; refuses duplicates and malformed rows."""
+    try:
+        return _parse(text)
+    except csv.Error as exc:  # e.g. a bare carriage return inside a field
+        raise InvalidArgument("csv", f"not a CSV file: {exc}") from exc
+
+
+def _parse(text: str) -> list[Bar]:
     reader = csv.DictReader(io.StringIO(text.strip()))
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED if c not in header]
@@ -52,6 +60,9 @@ def parse_yahoo_csv(text: str) -> list[Bar]:
             day = date.fromisoformat(row["Date"].strip())
         except ValueError as exc:
             raise InvalidArgument("csv", f"line {line}: Date: not YYYY-MM-DD: {row['Date']!r}") from exc
+        if not clock.FIRST_DAY <= day <= clock.LAST_DAY:
+            raise InvalidArgument("csv", f"line {line}: Date: {day} is outside the supported dates "
+                                         f"{clock.SUPPORTED_DAYS}")
         if day in bars:
             raise InvalidArgument("csv", f"line {line}: Date: {day} appears twice")
         adj = (row.get("Adj Close") or "").strip()

@@ -71,7 +71,8 @@ class Peers:
     def buys(self, limit: int = 1000) -> list[tuple[str, datetime]]:
         """(symbol, executed_at) of the newest BUY fills."""
         trades = self._trading.ListTrades(trading_pb2.ListTradesRequest(limit=limit)).trades
-        return [(t.symbol, from_timestamp(t.executed_at)) for t in trades if t.side == trading_pb2.BUY]
+        return [(t.symbol, from_timestamp(t.executed_at, "trades.executed_at"))
+                for t in trades if t.side == trading_pb2.BUY]
 
     def listings(self) -> list[Listing]:
         securities = self._data.ListSecurities(data_pb2.ListSecuritiesRequest()).securities

@@ -1,0 +1,192 @@
+"""The cycle and the replay under faults (issue 9), with stand-ins for the five services.
+
+- Money in a currency without a rate: the cycle is not ok, the error pool names the currency,
+  and the steps that do not need a valuation still run.
+- The replay never stops on a failed call: the failed day is reported and tried again, for the
+  same simulated day, and the replay gives up only after the allowed tries, saying why.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import grpc
+import pytest
+from trader.data.v1 import data_pb2
+from trader.display.v1 import display_pb2
+from trader.planner.v1 import planner_pb2
+from trader.portfolio.v1 import portfolio_pb2
+from trader.trading.v1 import trading_pb2
+
+from gateway import store
+from gateway.config import ReplayConfig
+from gateway.cycle import FAILED, OK, REFUSED, SKIPPED, run_cycle
+from gateway.replay import ReplayDriver
+from gateway.server import CycleRunner
+from services.common import clock
+
+
+class PeerError(grpc.RpcError):
+    def __init__(self, code, details):
+        self._code, self._details = code, details
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+
+class Stub:
+    """Answers each method from `answers` (a value, an exception to raise, or a function of the
+    request giving either); records (method, request, as-of) of every call."""
+
+    def __init__(self, calls: list, **answers):
+        self._calls = calls
+        self._answers = answers
+
+    def __getattr__(self, method):
+        def call(request, **_):
+            self._calls.append((method, request, clock.as_of()))
+            answer = self._answers[method]
+            if callable(answer) and not isinstance(answer, Exception):
+                answer = answer(request)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return call
+
+
+NO_CHF_RATE = PeerError(grpc.StatusCode.FAILED_PRECONDITION, "fx_rate_missing: no exchange rate for CHF (base EUR)")
+
+
+def services(calls, **overrides):
+    portfolio = portfolio_pb2.GetPortfolioResponse(base_currency="EUR", total_value_base=1000, cash_base=1000,
+                                                   portfolio_hash="h")
+    plan = planner_pb2.GetRecommendationsResponse(plan_id="p", steps=[planner_pb2.Step(
+        symbol="KO.US", side=planner_pb2.BUY, quantity=1, estimated_price=40, currency="USD")])
+    answers = {
+        "trading": dict(SyncBroker=trading_pb2.SyncBrokerResponse(broker="paper", cash=[
+            trading_pb2.BrokerCash(currency="EUR", amount=1000), trading_pb2.BrokerCash(currency="CHF", amount=1)]),
+            ExecutePlan=trading_pb2.ExecutePlanResponse(outcome=trading_pb2.ExecutePlanResponse.NOTHING_TO_DO),
+            FundPaperAccount=trading_pb2.FundPaperAccountResponse(applied=True)),
+        "portfolio": dict(ApplyBrokerState=portfolio_pb2.ApplyBrokerStateResponse(portfolio_hash="h"),
+                          TakeSnapshot=portfolio_pb2.Snapshot(), GetPortfolio=portfolio,
+                          RecordDeposit=portfolio_pb2.CashFlow()),
+        "data": dict(SyncPrices=data_pb2.SyncPricesResponse(provider="sample"),
+                     GetPriceHistory=lambda request: data_pb2.GetPriceHistoryResponse(bars=[
+                         data_pb2.Bar(date=d, close=1) for d in ("2019-03-01", "2019-03-04", "2019-03-05")
+                         if d >= request.start])),
+        "planner": dict(GetRecommendations=plan),
+        "display": dict(PostMessage=display_pb2.DisplayState(), RefreshNextActions=display_pb2.DisplayState(),
+                        ClearMessage=display_pb2.DisplayState(text="EUR 1,000", pool=display_pb2.NEXT_ACTIONS)),
+    }
+    for key, value in overrides.items():
+        service, method = key.split("__")
+        answers[service][method] = value
+
+    class Services:
+        pass
+
+    result = Services()
+    for name, methods in answers.items():
+        setattr(result, name, Stub(calls, **methods))
+    return result
+
+
+NOW = datetime(2019, 3, 1, 22, tzinfo=UTC)
+
+
+def statuses(result) -> dict[str, str]:
+    return {s.name: s.status for s in result.steps}
+
+
+def test_money_without_a_rate_makes_the_cycle_not_ok_and_the_error_names_the_currency():
+    calls = []
+    result = run_cycle(services(calls, portfolio__TakeSnapshot=NO_CHF_RATE), NOW)
+    assert not result.ok
+    assert statuses(result) == {"display_processing": OK, "sync_broker": OK, "sync_prices": OK, "valuation": FAILED,
+                                "plan": SKIPPED, "execute": SKIPPED, "display": OK}
+    errors = [r for m, r, _ in calls if m == "PostMessage" and r.pool == display_pb2.ERROR]
+    assert len(errors) == 1 and "CHF" in errors[0].text and errors[0].text.startswith("VALUATION FAILED")
+
+
+def test_a_refused_trade_is_an_ok_cycle():
+    calls = []
+    refused = PeerError(grpc.StatusCode.FAILED_PRECONDITION, "buy_cooldown: KO.US was bought 3 days ago")
+    result = run_cycle(services(calls, trading__ExecutePlan=refused), NOW)
+    assert result.ok and statuses(result)["execute"] == REFUSED
+    assert not [r for m, r, _ in calls if m == "PostMessage" and r.pool == display_pb2.ERROR]
+
+
+def replay_config(**changes) -> ReplayConfig:
+    values = dict(autostart=True, start=date(2019, 3, 1), end=date(2019, 3, 5), cycles_per_second=0,
+                  initial_deposit=1000, monthly_deposit=100, max_cycles=0, day_tries=4)
+    values.update(changes)
+    return ReplayConfig(**values)
+
+
+class ServingPeers:
+    """Stands in for Clients: every peer reports SERVING at once."""
+
+    def wait_serving(self, services, timeout_s, stopped=lambda: False):
+        return True
+
+
+def run_replay(tmp_path, fake_services, **config) -> list:
+    db = store.open_database(f"sqlite:///{tmp_path / 'gateway.db'}")
+    finished = []
+    driver = ReplayDriver(replay_config(**config), "EUR", db, fake_services, CycleRunner(db, fake_services),
+                          lambda: finished.append(True), ServingPeers())
+    driver.run()  # in this thread
+    db.close()
+    assert finished == [True]
+    return finished
+
+
+def cycle_days(calls) -> list[date]:
+    return [as_of.date() for method, _, as_of in calls if method == "SyncBroker"]
+
+
+def test_a_failed_call_is_retried_for_the_same_day(tmp_path, capsys):
+    calls = []
+    outcomes = iter([PeerError(grpc.StatusCode.UNAVAILABLE, "trading restarting"),
+                     PeerError(grpc.StatusCode.UNAVAILABLE, "trading restarting")])
+    flaky_sync = lambda _: next(outcomes, None) or trading_pb2.SyncBrokerResponse(broker="paper")  # noqa: E731
+    fund_fails_once = iter([PeerError(grpc.StatusCode.UNAVAILABLE, "trading restarting")])
+    fund = lambda _: next(fund_fails_once, None) or trading_pb2.FundPaperAccountResponse()  # noqa: E731
+    run_replay(tmp_path, services(calls, trading__SyncBroker=flaky_sync, trading__FundPaperAccount=fund))
+    # Day 1: the deposit failed once, then two cycles failed at sync_broker; each retry is the same day.
+    assert cycle_days(calls) == [date(2019, 3, 1)] * 3 + [date(2019, 3, 4), date(2019, 3, 5)]
+    out = capsys.readouterr().out
+    assert out.count("simulated day 2019-03-01: try") == 3 and "replay reached the end of the history" in out
+    deposits = [r.reference for m, r, _ in calls if m == "FundPaperAccount"]
+    assert deposits.count("replay-deposit-2019-03") == 3  # idempotent by reference: retried, applied once
+
+
+def test_the_replay_gives_up_after_its_tries_saying_why(tmp_path, capsys):
+    calls = []
+    run_replay(tmp_path, services(calls, portfolio__TakeSnapshot=NO_CHF_RATE), day_tries=3)
+    assert cycle_days(calls) == [date(2019, 3, 1)] * 3
+    out = capsys.readouterr().out
+    assert "replay gave up: simulated day 2019-03-01 did not succeed in 3 tries" in out
+    assert "no exchange rate for CHF" in out.splitlines()[-1]
+
+
+def test_a_resumed_replay_starts_at_the_day_that_did_not_succeed(tmp_path, capsys):
+    calls = []
+    failing_from_day_2 = lambda _: NO_CHF_RATE if clock.as_of().day == 4 else portfolio_pb2.Snapshot()  # noqa: E731
+    run_replay(tmp_path, services(calls, portfolio__TakeSnapshot=failing_from_day_2), day_tries=2)
+    calls.clear()
+    run_replay(tmp_path, services(calls))
+    assert cycle_days(calls) == [date(2019, 3, 4), date(2019, 3, 5)]
+    assert "resuming replay after 2019-03-01" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE])
+def test_listing_the_days_is_retried_too(tmp_path, capsys, code):
+    calls = []
+    fails_once = iter([PeerError(code, "data restarting")])
+    bars = data_pb2.GetPriceHistoryResponse(bars=[data_pb2.Bar(date="2019-03-01", close=1)])
+    run_replay(tmp_path, services(calls, data__GetPriceHistory=lambda _: next(fails_once, None) or bars))
+    assert cycle_days(calls) == [date(2019, 3, 1)]
