@@ -10,8 +10,8 @@
    (hrp.py), blended (blend.py; `optimizer_blend` is HRP's share).
 6. Post-processing in the documented order, then fit (blend.py): every bound and the group
    ranges of the level used hold on the result, and the weights sum to at most
-   1 - reserve/value - the weight of holdings the optimiser cannot move. What cannot be placed
-   stays cash and a note says so.
+   1 - reserve/value - the weight of holdings the optimiser cannot move (held securities left
+   out, here or before). What cannot be placed stays cash and a note says so.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class OptimizerInput:
     settings: PlannerSettings = PlannerSettings()
     groups: GroupTargets = GroupTargets()
     outlook: MarketOutlook = MarketOutlook()
-    fixed_weight: float = 0.0             # held weight outside the optimisation (it stays where it is)
+    fixed_weight: float = 0.0             # held weight outside `securities` (it stays where it is)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,10 @@ class OptimizerResult:
 def optimize(inputs: OptimizerInput) -> OptimizerResult:
     usable, excluded = _usable(inputs.securities)
     value = inputs.portfolio_value_base
-    investable = max(0.0, 1 - inputs.reserve_base / value - inputs.fixed_weight) if value > 0 else 0.0
+    left_out = {e.symbol for e in excluded}
+    fixed = inputs.fixed_weight + sum(s.bounds.value_base for s in inputs.securities if s.symbol in left_out) / value \
+        if value > 0 else 0.0
+    investable = max(0.0, 1 - inputs.reserve_base / value - fixed) if value > 0 else 0.0
     notes = _input_notes(inputs, usable)
     prices = aligned_closes({s.symbol: s.closes for s in usable})
     if not usable or investable <= 0 or len(prices) < defaults.MIN_HISTORY_BARS:
