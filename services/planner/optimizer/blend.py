@@ -73,14 +73,17 @@ def fit(weights: Mapping[str, float], bounds: Bounds, constraints: list[SectorCo
     solution without them exists. Unchanged when nothing is broken."""
     weights = {s: weights.get(s, 0.0) for s in bounds.upper}
     total = sum(weights.values())
-    if total <= 0 or not violations(weights, bounds, constraints):
+    if total <= 0:
         return weights, True
     support = [s for s in sorted(weights) if weights[s] > 0 or bounds.lower.get(s, 0.0) > 0]
     for kept in ([constraints, []] if constraints else [[]]):
+        held = bool(kept) or not constraints
+        if not violations(weights, bounds, kept):
+            return weights, held
         for members in (support, sorted(weights)):
             found = _projected_without_small(weights, members, bounds, kept, total, cutoff, solver)
             if found is not None:
-                return {s: found.get(s, 0.0) for s in weights}, bool(kept) or not constraints
+                return {s: found.get(s, 0.0) for s in weights}, held
     return weights, not constraints
 
 
