@@ -36,11 +36,13 @@ def aligned_closes(closes: Mapping[str, Sequence[tuple[str, float]]],
     series = {symbol: _series(rows[-lookback:]) for symbol, rows in sorted(closes.items())}
     if not series:
         return pd.DataFrame()
-    return pd.DataFrame(series).sort_index().ffill().dropna()
+    frame = pd.DataFrame(series).sort_index().ffill().dropna()  # ISO dates sort as dates
+    frame.index = pd.to_datetime(frame.index)
+    return frame
 
 
 def _series(rows: Sequence[tuple[str, float]]) -> pd.Series:
-    return pd.Series([c for _, c in rows], index=pd.to_datetime([d for d, _ in rows]), dtype=float)
+    return pd.Series([c for _, c in rows], index=[d for d, _ in rows], dtype=float)
 
 
 def daily_returns(prices: pd.DataFrame) -> pd.DataFrame:
