@@ -80,6 +80,13 @@ def sync_bars(db: Database, securities: list[Security], fetched: dict[str, list[
     return added, updated, flagged
 
 
+def history_request(request) -> tuple[str, date | None, date | None]:
+    """(interval, start, end) of a GetPriceHistory(ies) request, each checked."""
+    if request.interval not in _INTERVALS:
+        raise InvalidArgument("interval", f"unknown value {request.interval}; use DAILY or MONTHLY")
+    return _INTERVALS[request.interval], parse_day("start", request.start), parse_day("end", request.end)
+
+
 def history_to_proto(security: Security, rows: list[tuple[Bar, str | None, date | None]], end: date,
                      interval: str) -> data_pb2.GetPriceHistoryResponse:
     """A security's bars up to `end` (store.daily_bars_with_flags rows): daily with the flags known
@@ -169,22 +176,16 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
     # --- prices ---
 
     def GetPriceHistory(self, request, context):
-        if request.interval not in _INTERVALS:
-            raise InvalidArgument("interval", f"unknown value {request.interval}; use DAILY or MONTHLY")
-        start = parse_day("start", request.start)
-        end = parse_day("end", request.end)
+        interval, start, end = history_request(request)
         now = clock.now()
         with self._db.transaction() as session:
             security_id, security = self._security(session, request.symbol)
             start, end = resolve_range(start, end, last_final_date(now, security.exchange))
             rows = store.daily_bars_with_flags(session, security_id, start, end)
-        return history_to_proto(security, rows, end, _INTERVALS[request.interval])
+        return history_to_proto(security, rows, end, interval)
 
     def GetPriceHistories(self, request, context):
-        if request.interval not in _INTERVALS:
-            raise InvalidArgument("interval", f"unknown value {request.interval}; use DAILY or MONTHLY")
-        start = parse_day("start", request.start)
-        end = parse_day("end", request.end)
+        interval, start, end = history_request(request)
         now = clock.now()
         with self._db.transaction() as session:
             found = self._securities(session, list(request.symbols))
@@ -193,7 +194,7 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
                                                   max(ends.values(), default=date.min))
         return data_pb2.GetPriceHistoriesResponse(histories=[
             history_to_proto(security, [r for r in rows[security_id] if r[0].date <= ends[symbol]], ends[symbol],
-                             _INTERVALS[request.interval]) for symbol, (security_id, security) in found.items()])
+                             interval) for symbol, (security_id, security) in found.items()])
 
     def _securities(self, session, symbols: list[str]) -> dict[str, tuple[int, Security]]:
         """symbol -> (id, security) for the requested symbols in order, repeated ones once; every
