@@ -292,6 +292,14 @@ def test_held_securities_left_out_keep_their_weight():
     assert sum(result.weights.values()) == pytest.approx(result.investable, abs=1e-5)
 
 
+@pytest.mark.parametrize("value", [0.0, -10.0])
+def test_a_portfolio_without_value_gets_shares_of_a_fully_invested_one(value):
+    result = optimize(OptimizerInput([security(i) for i in range(8)], value, 500.0))
+    assert result.method == "blend" and sum(result.weights.values()) == pytest.approx(1.0, abs=1e-5)
+    assert any("no value yet" in note for note in result.notes)
+    assert_within(result)
+
+
 def test_correlated_pairs_are_reported_strongest_first():
     base = walk(1)
     twin = [(d, c * (1 + 0.0005 * np.sin(n))) for n, (d, c) in enumerate(base)]
@@ -332,8 +340,9 @@ targets = st.tuples(st.none() | st.floats(0, 30), st.none() | st.floats(0, 30)).
 @given(st.lists(st.tuples(targets, st.booleans(), st.integers(0, 400), st.floats(-0.05, 0.3)), min_size=2,
                 max_size=12),
        st.integers(0, 10_000), st.sampled_from(["bull", "bear", "sideways"]), st.floats(0, 0.2),
-       st.none() | st.tuples(st.floats(0.05, 1), st.floats(0.05, 1), st.floats(0, 1)))
-def test_returned_weights_hold_every_bound_and_group_range(rows, seed, regime, reserve_share, shares):
+       st.none() | st.tuples(st.floats(0.05, 1), st.floats(0.05, 1), st.floats(0, 1)),
+       st.just(0.0) | st.floats(1_000, 1e7))
+def test_returned_weights_hold_every_bound_and_group_range(rows, seed, regime, reserve_share, shares, value):
     securities = []
     for i, ((minimum, maximum), allow_sell, held, growth) in enumerate(rows):
         securities.append(SecurityInput(
@@ -343,9 +352,9 @@ def test_returned_weights_hold_every_bound_and_group_range(rows, seed, regime, r
                               value_base=held * 100.0)))
     group_targets = groups({"US": shares[0], "DE": shares[1], "FR": shares[2]}, {"T": 0.5, "E": 0.5}) \
         if shares else GroupTargets()
-    result = run(securities, reserve=reserve_share * VALUE, regime=regime, groups=group_targets)
+    result = optimize(OptimizerInput(securities, value, reserve_share * value, regime, groups=group_targets))
     assert_within(result)
     for i, ((_, maximum), *_rest) in enumerate(rows):
         weight = result.weights.get(f"S{i}.US", 0.0)
         assert maximum is None or weight <= maximum / 100 + 1e-12  # a maximum is never exceeded
-    assert sum(result.weights.values()) <= 1 - reserve_share + 1e-9
+    assert sum(result.weights.values()) <= (1 - reserve_share if value > 0 else 1) + 1e-9

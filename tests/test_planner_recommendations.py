@@ -269,3 +269,23 @@ def test_upsert_rules(tmp_path):
             assert session.scalar(select(func.count()).select_from(store.RecommendationRow)) == 1
     finally:
         db.close()
+
+
+# --- on the bundled history (the six services as processes) ---
+
+@pytest.mark.e2e
+def test_optimize_on_the_bundled_history(running_suite):
+    from trader.planner.v1 import planner_pb2, planner_pb2_grpc
+
+    from tests.helpers import TOKEN
+
+    planner = planner_pb2_grpc.PlannerStub(running_suite.channel("planner"))
+    metadata = [("authorization", f"Bearer {TOKEN}"), ("x-trader-as-of", "2020-03-16T22:00:00+00:00")]
+    reply = planner.Optimize(planner_pb2.OptimizeRequest(), metadata=metadata, timeout=120)
+    assert reply.method == "blend" and reply.fallback.level == "full" and reply.regime == "bear"  # March 2020
+    assert len(reply.securities) == 20 and not reply.excluded  # the 20 bundled stocks, the index never traded
+    assert all(0 < w <= 0.2 for w in reply.target_weights.values())
+    assert sum(reply.target_weights.values()) <= 1 + 1e-9 and reply.reserve_base >= 500
+    assert not any("market regime unknown" in note for note in reply.notes)
+    again = planner.Optimize(planner_pb2.OptimizeRequest(), metadata=metadata, timeout=120)
+    assert again.target_weights == reply.target_weights

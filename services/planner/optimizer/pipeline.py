@@ -99,8 +99,10 @@ def optimize(inputs: OptimizerInput) -> OptimizerResult:
     left_out = {e.symbol for e in excluded}
     fixed = inputs.fixed_weight + sum(s.bounds.value_base for s in inputs.securities if s.symbol in left_out) / value \
         if value > 0 else 0.0
-    investable = max(0.0, 1 - inputs.reserve_base / value - fixed) if value > 0 else 0.0
+    investable = max(0.0, 1 - inputs.reserve_base / value - fixed) if value > 0 else 1.0
     notes = _input_notes(inputs, usable)
+    if value <= 0:
+        notes.append("the portfolio has no value yet: the targets are shares of a fully invested portfolio")
     prices = aligned_closes({s.symbol: s.closes for s in usable})
     if not usable or investable <= 0 or len(prices) < defaults.MIN_HISTORY_BARS:
         why = ("no security has the history to be optimised" if not usable else
@@ -119,7 +121,7 @@ def optimize(inputs: OptimizerInput) -> OptimizerResult:
         return OptimizerResult({}, "", None, 0.0, mu, top_correlations(returns), bounds, [], investable, excluded,
                                notes + bounds.notes + ["neither mean-variance nor HRP found weights"])
     applied = dict(levels)[fallback.level] if fallback else constraints
-    current = {s: by_symbol[s].bounds.value_base / value for s in symbols}
+    current = {s: by_symbol[s].bounds.value_base / value if value > 0 else 0.0 for s in symbols}
     weights, halfway = post_process(raw, bounds, current, investable)
     weights, groups_held = fit(weights, bounds, applied)
     weights = rounded(weights, bounds, total=sum(weights.values()) + EPSILON)
