@@ -1,12 +1,13 @@
 """Reads from the other services the planner needs, returned as plain dataclasses (never
-protobufs). One call per kind of data, except price history, which data serves per symbol."""
+protobufs). One call per kind of data, whatever the number of securities (market status: one
+per strict exchange, at most four)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import grpc
@@ -17,7 +18,11 @@ from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 from services.common.client import Clients
 from services.common.timestamps import from_timestamp
 from services.planner.eligibility import Listing, PriceBar, Quote, TradingRules
+from services.planner.optimizer.sectors import GroupTargets
 from services.planner.scoring.inputs import Fundamentals, Holding, Metrics, PortfolioContext
+from services.planner.settings import NO_ALLOCATIONS_HASH
+
+SIDES = {trading_pb2.BUY: "BUY", trading_pb2.SELL: "SELL"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,29 @@ class PortfolioView:
     total_value_base: float
     held_value_base: dict[str, float]  # symbol -> market value in the base currency
     cash_base: dict[str, float]        # currency -> balance valued in the base currency
+    quantities: dict[str, int] = field(default_factory=dict)  # symbol -> shares held
+
+
+@dataclass(frozen=True)
+class Fill:
+    """A trade trading executed (ListTrades)."""
+
+    symbol: str
+    side: str                # BUY or SELL
+    executed_at: datetime
+    client_order_id: str
+
+
+@dataclass(frozen=True)
+class Regime:
+    name: str    # bull, bear or sideways
+    note: str    # why it is sideways by default, when it could not be read
+
+
+@dataclass(frozen=True)
+class AllocationTargets:
+    groups: GroupTargets
+    allocations_hash: str
 
 
 @dataclass(frozen=True)
@@ -61,23 +89,33 @@ class Peers:
         reply = self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
         return PortfolioView(reply.portfolio_hash, reply.base_currency, reply.total_value_base,
                              {p.symbol: p.market_value_base for p in reply.positions},
-                             {c.currency: c.amount_base for c in reply.cash})
+                             {c.currency: c.amount_base for c in reply.cash},
+                             {p.symbol: p.quantity for p in reply.positions})
+
+    def allocation_targets(self) -> AllocationTargets:
+        """The portfolio's country and industry group targets and their hash. The portfolio
+        service does not serve them yet (GetAllocationTargets is being added): until it does
+        there are no targets, hence no sector constraints, and the original's hash of no targets.
+        This is the one place that reads them."""
+        return AllocationTargets(GroupTargets(), NO_ALLOCATIONS_HASH)
 
     def trading_rules(self) -> TradingRules:
         reply = self._trading.GetSettings(trading_pb2.GetSettingsRequest())
         return TradingRules(reply.max_price_age_days, reply.buy_cooldown_days, reply.price_band,
                             reply.auto_convert_currency)
 
-    def buys(self, limit: int = 1000) -> list[tuple[str, datetime]]:
-        """(symbol, executed_at) of the newest BUY fills."""
+    def fills(self, limit: int = 1000) -> list[Fill]:
+        """The newest trades, newest first."""
         trades = self._trading.ListTrades(trading_pb2.ListTradesRequest(limit=limit)).trades
-        return [(t.symbol, from_timestamp(t.executed_at)) for t in trades if t.side == trading_pb2.BUY]
+        return [Fill(t.symbol, SIDES.get(t.side, ""), from_timestamp(t.executed_at), t.client_order_id)
+                for t in trades]
 
     def listings(self) -> list[Listing]:
         securities = self._data.ListSecurities(data_pb2.ListSecuritiesRequest()).securities
         return [Listing(s.symbol, s.currency, s.lot_size, s.allow_buy, s.kind == data_pb2.EQUITY,
                         s.min_portfolio_target if s.HasField("min_portfolio_target") else None,
-                        s.max_portfolio_target if s.HasField("max_portfolio_target") else None, s.exchange)
+                        s.max_portfolio_target if s.HasField("max_portfolio_target") else None, s.exchange,
+                        s.allow_sell, s.country, s.industry)
                 for s in securities]
 
     def market_open(self, exchange: str, now: datetime) -> bool | None:
@@ -87,6 +125,14 @@ class Peers:
                 exchange=exchange, as_of=now.isoformat())).open
         except grpc.RpcError:
             return None
+
+    def market_regime(self) -> Regime:
+        """The data service's regime (index against its 200-day average); sideways, with the
+        reason, when it cannot be read (planner.md section 5: any error counts sideways)."""
+        try:
+            return Regime(self._data.GetMarketRegime(data_pb2.GetMarketRegimeRequest()).regime, "")
+        except grpc.RpcError as exc:
+            return Regime("sideways", f"market regime unknown ({exc.details()}): sideways assumed")
 
     def fx_rates(self) -> tuple[str, dict[str, float]]:
         reply = self._data.GetFxRates(data_pb2.GetFxRatesRequest())
@@ -99,10 +145,28 @@ class Peers:
         reply = self._data.GetQuotes(data_pb2.GetQuotesRequest(symbols=symbols))
         return {q.symbol: Quote(q.price, date.fromisoformat(q.date)) for q in reply.quotes}
 
-    def daily_bars(self, symbol: str, start: date) -> list[PriceBar]:
-        bars = self._data.GetPriceHistory(data_pb2.GetPriceHistoryRequest(
-            symbol=symbol, start=start.isoformat(), interval=data_pb2.DAILY)).bars
-        return [PriceBar(b.date, b.close, b.adj_close if b.HasField("adj_close") else None, b.flag) for b in bars]
+    def daily_bars(self, symbols: Sequence[str], start: date) -> dict[str, list[PriceBar]]:
+        """symbol -> its daily bars from `start` up to now, flags included (one call)."""
+        if not symbols:
+            return {}
+        reply = self._data.GetPriceHistories(data_pb2.GetPriceHistoriesRequest(
+            symbols=list(symbols), start=start.isoformat(), interval=data_pb2.DAILY))
+        return {h.symbol: [PriceBar(b.date, b.close, b.adj_close if b.HasField("adj_close") else None, b.flag)
+                           for b in h.bars] for h in reply.histories}
+
+    def cagrs(self, symbols: Sequence[str]) -> dict[str, float | None]:
+        """symbol -> CAGR_5Y, else CAGR_10Y, of its valid monthly averages (data GetMetrics, one
+        call); None when neither can be computed."""
+        if not symbols:
+            return {}
+        reply = self._data.GetMetrics(data_pb2.GetMetricsRequest(symbols=list(symbols)))
+        return {m.symbol: m.values.get("CAGR_5Y", m.values.get("CAGR_10Y")) for m in reply.metrics}
+
+    def dividend_yields(self, symbols: Sequence[str]) -> dict[str, float | None]:
+        """symbol -> dividend yield from its fundamentals. The data service has no fundamentals
+        yet (GetFundamentals is being added): every yield is unknown until it does. This is the
+        one place that reads them."""
+        return dict.fromkeys(symbols)
 
     # --- what the scoring reads (one call per kind of data) ---
 
