@@ -24,7 +24,7 @@ from services.planner.eligibility import (
     strict_exchanges,
     valid_closes,
 )
-from services.planner.inputs import current_weights, held_elsewhere, security_inputs
+from services.planner.inputs import cagrs, current_weights, dividend_yields, held_elsewhere, security_inputs
 from services.planner.optimizer import OptimizerInput, OptimizerResult, optimize
 from services.planner.optimizer.reserve import regime_reserve
 from services.planner.plan import Candidate, Cash, Step, buy_steps, plan_id
@@ -147,9 +147,9 @@ class PlannerEngine:
         bars = self._peers.daily_bars(symbols, now.date() - timedelta(days=_LOOKBACK_DAYS))
         closes = {s: valid_closes(bars.get(s, []))[-defaults.LOOKBACK_BARS:] for s in symbols}
         listings = {s.symbol: s for s in context.listings}
-        securities = security_inputs(candidates, listings, closes, self._peers.cagrs(symbols), self._scores(symbols),
-                                     self._peers.dividend_yields(symbols), portfolio.held_value_base,
-                                     portfolio.quantities)
+        metrics, facts = self._peers.metrics(symbols), self._peers.fundamentals(symbols)
+        securities = security_inputs(candidates, listings, closes, cagrs(metrics), self._scores(symbols),
+                                     dividend_yields(facts), portfolio.held_value_base, portfolio.quantities)
         result = optimize(OptimizerInput(
             securities, portfolio.total_value_base, context.reserve_base, context.regime.name, context.settings,
             context.allocations.groups,

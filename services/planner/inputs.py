@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from services.planner.adapters.peers import FundamentalsView, MetricsView
 from services.planner.eligibility import Listing
 from services.planner.optimizer import SecurityInput
 from services.planner.optimizer.bounds import BoundInput
@@ -24,6 +25,19 @@ def security_inputs(candidates: Mapping[str, Candidate], listings: Mapping[str, 
         securities.append(SecurityInput(symbol, list(closes.get(symbol, [])), cagrs.get(symbol), yields.get(symbol),
                                         scores.get(symbol), listing.country, listing.industry, bounds))
     return securities
+
+
+def cagrs(metrics: Mapping[str, MetricsView]) -> dict[str, float | None]:
+    """symbol -> CAGR_5Y, else CAGR_10Y, of its valid monthly averages (planner.md section 3);
+    None when neither is known."""
+    return {s: m.metrics.cagr_5y if m.metrics.cagr_5y is not None else m.metrics.cagr_10y
+            for s, m in metrics.items()}
+
+
+def dividend_yields(facts: Mapping[str, FundamentalsView]) -> dict[str, float | None]:
+    """symbol -> dividend yield (fraction) from its fundamentals; None when unknown (the CAGR
+    alone is then the total return)."""
+    return {s: f.fundamentals.dividend_yield for s, f in facts.items()}
 
 
 def held_elsewhere(held_value_base: Mapping[str, float], optimised: set[str], total_value_base: float) -> float:

@@ -1,6 +1,8 @@
 """Reads from the other services the planner needs, returned as plain dataclasses (never
-protobufs). One call per kind of data, whatever the number of securities (market status: one
-per strict exchange, at most four)."""
+protobufs). One method, and one call, per kind of data whatever the number of securities
+(market status: one per strict exchange, at most four). The optimiser and the scoring share
+them: the securities, quotes, metrics, fundamentals and the portfolio are read once and handed
+to both."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from services.common.client import Clients
 from services.common.timestamps import from_timestamp
 from services.planner.eligibility import Listing, PriceBar, Quote, TradingRules
 from services.planner.optimizer.sectors import GroupTargets
-from services.planner.scoring.inputs import Fundamentals, Holding, Metrics, PortfolioContext
+from services.planner.scoring.inputs import Fundamentals, Holding, Metrics
 from services.planner.settings import NO_ALLOCATIONS_HASH
 
 SIDES = {trading_pb2.BUY: "BUY", trading_pb2.SELL: "SELL"}
@@ -30,9 +32,18 @@ class PortfolioView:
     portfolio_hash: str
     base_currency: str
     total_value_base: float
-    held_value_base: dict[str, float]  # symbol -> market value in the base currency
-    cash_base: dict[str, float]        # currency -> balance valued in the base currency
-    quantities: dict[str, int] = field(default_factory=dict)  # symbol -> shares held
+    cash_base: dict[str, float]   # currency -> balance valued in the base currency
+    holdings: dict[str, Holding] = field(default_factory=dict)  # symbol -> position (quantity > 0)
+
+    @property
+    def held_value_base(self) -> dict[str, float]:
+        """symbol -> market value in the base currency."""
+        return {symbol: holding.value_base for symbol, holding in self.holdings.items()}
+
+    @property
+    def quantities(self) -> dict[str, int]:
+        """symbol -> shares held."""
+        return {symbol: holding.quantity for symbol, holding in self.holdings.items()}
 
 
 @dataclass(frozen=True)
@@ -58,15 +69,6 @@ class AllocationTargets:
 
 
 @dataclass(frozen=True)
-class ScoringSecurity:
-    """An active equity as the scoring sees it (data ListSecurities)."""
-
-    symbol: str
-    country: str
-    industry: str
-
-
-@dataclass(frozen=True)
 class MetricsView:
     metrics: Metrics
     as_of: date | None  # the last daily bar the metrics used; None without bars
@@ -86,11 +88,23 @@ class Peers:
         self._trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
 
     def portfolio(self) -> PortfolioView:
+        """The positions (quantity, average cost, price, value) and cash. The portfolio service
+        does not serve a position's first-buy and last-sell dates yet: every holding has
+        `dates_known` False until it does, so a sell scored from it is blocked (fail closed).
+        This is the one place that reads positions."""
         reply = self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
+        holdings = {p.symbol: Holding(p.symbol, p.quantity, p.average_cost, p.price, p.market_value_base)
+                    for p in reply.positions if p.quantity > 0}
         return PortfolioView(reply.portfolio_hash, reply.base_currency, reply.total_value_base,
-                             {p.symbol: p.market_value_base for p in reply.positions},
-                             {c.currency: c.amount_base for c in reply.cash},
-                             {p.symbol: p.quantity for p in reply.positions})
+                             {c.currency: c.amount_base for c in reply.cash}, holdings)
+
+    def portfolio_or_none(self) -> PortfolioView | None:
+        """`portfolio()`, or None when the portfolio service cannot answer (ScoreSecurities then
+        scores diversification neutral rather than not at all)."""
+        try:
+            return self.portfolio()
+        except grpc.RpcError:
+            return None
 
     def allocation_targets(self) -> AllocationTargets:
         """The portfolio's country and industry group targets and their hash. The portfolio
@@ -154,30 +168,9 @@ class Peers:
         return {h.symbol: [PriceBar(b.date, b.close, b.adj_close if b.HasField("adj_close") else None, b.flag)
                            for b in h.bars] for h in reply.histories}
 
-    def cagrs(self, symbols: Sequence[str]) -> dict[str, float | None]:
-        """symbol -> CAGR_5Y, else CAGR_10Y, of its valid monthly averages (data GetMetrics, one
-        call); None when neither can be computed."""
-        if not symbols:
-            return {}
-        reply = self._data.GetMetrics(data_pb2.GetMetricsRequest(symbols=list(symbols)))
-        return {m.symbol: m.values.get("CAGR_5Y", m.values.get("CAGR_10Y")) for m in reply.metrics}
-
-    def dividend_yields(self, symbols: Sequence[str]) -> dict[str, float | None]:
-        """symbol -> dividend yield from its fundamentals. The data service has no fundamentals
-        yet (GetFundamentals is being added): every yield is unknown until it does. This is the
-        one place that reads them."""
-        return dict.fromkeys(symbols)
-
-    # --- what the scoring reads (one call per kind of data) ---
-
-    def scoring_universe(self) -> dict[str, ScoringSecurity]:
-        """symbol -> every active equity of the universe."""
-        securities = self._data.ListSecurities(data_pb2.ListSecuritiesRequest()).securities
-        return {s.symbol: ScoringSecurity(s.symbol, s.country, s.industry) for s in securities
-                if s.kind == data_pb2.EQUITY}
-
     def metrics(self, symbols: Sequence[str]) -> dict[str, MetricsView]:
-        """symbol -> its metrics as of now (data GetMetrics, one call)."""
+        """symbol -> its metrics as of now (data GetMetrics, one call): what the scoring reads,
+        and the CAGR of the optimiser's expected returns."""
         if not symbols:
             return {}
         reply = self._data.GetMetrics(data_pb2.GetMetricsRequest(symbols=list(symbols)))
@@ -185,29 +178,13 @@ class Peers:
                                       date.fromisoformat(m.as_of) if m.as_of else None) for m in reply.metrics}
 
     def fundamentals(self, symbols: Sequence[str]) -> dict[str, FundamentalsView]:
-        """symbol -> its fundamentals as of now (data GetFundamentals, one call); a field nobody
-        observed is None."""
+        """symbol -> its fundamentals as of now (data GetFundamentals, one call): what the
+        scoring reads, and the dividend yield of the optimiser's expected returns; a field
+        nobody observed is None (unknown, never 0)."""
         if not symbols:
             return {}
         reply = self._data.GetFundamentals(data_pb2.GetFundamentalsRequest(symbols=list(symbols)))
         return {f.symbol: _fundamentals_view(f) for f in reply.fundamentals}
-
-    def portfolio_context(self, universe: dict[str, ScoringSecurity]) -> PortfolioContext | None:
-        """The portfolio the securities are scored in (diversification). Degrades to neutral:
-        None (every diversification part 0.5) when the portfolio cannot be read. Allocation
-        targets and group mappings are not served by the portfolio service yet: until they are,
-        every group is untargeted (country and industry parts 0.5). Fill dates are not read here
-        (`dates_known` stays False: a sell scored from this context is blocked)."""
-        try:
-            reply = self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
-        except grpc.RpcError:
-            return None
-        holdings = {p.symbol: Holding(p.symbol, p.quantity, p.average_cost, p.price, p.market_value_base)
-                    for p in reply.positions if p.quantity > 0}
-        return PortfolioContext(
-            total_value_base=reply.total_value_base, holdings=holdings,
-            country_of={s: u.country for s, u in universe.items()},
-            industry_of={s: u.industry for s, u in universe.items()})
 
 
 def _fundamentals_view(message: data_pb2.Fundamentals) -> FundamentalsView:
