@@ -65,8 +65,9 @@ class PlannerHarness:
         self.planner_db = planner_store.open_database(f"sqlite:///{tmp_path / 'planner.db'}")
         portfolio = PortfolioServicer(configs["portfolio"], portfolio_db, self._clients[0])
         peers = Peers(self._clients[1])
-        self.engine = PlannerEngine(self.planner_db, peers, settings)
-        planner = PlannerServicer(self.engine, ScoringEngine(self.planner_db, peers))
+        scoring = ScoringEngine(self.planner_db, peers)
+        self.engine = PlannerEngine(self.planner_db, peers, scoring, settings)
+        planner = PlannerServicer(self.engine, scoring)
         self._servers = [
             start_server(configs["data"], lambda s: data_pb2_grpc.add_MarketDataServicer_to_server(self.data, s)),
             start_server(configs["portfolio"], lambda s: portfolio_pb2_grpc.add_PortfolioServicer_to_server(

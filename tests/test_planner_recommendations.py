@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -15,9 +16,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from trader.data.v1 import data_pb2
+from trader.planner.v1 import planner_pb2
 from trader.portfolio.v1 import portfolio_pb2
 
 from services.planner import store
+from services.planner.optimizer.expected_returns import cost_haircut, expected_return
 from services.planner.recommendations import (
     DISMISSED,
     EXECUTED,
@@ -82,14 +85,77 @@ def test_optimize_reports_targets_method_fallback_and_why(harness):
     assert reply.expected_return == pytest.approx(sum(by_symbol[s].expected_return * w
                                                       for s, w in reply.target_weights.items()), abs=1e-6)
     notes = " | ".join(reply.notes)
-    assert "market regime unknown" in notes and "forward-looking terms" in notes and "no score" in notes
-    assert "no dividend yield" in notes
+    assert "market regime unknown" in notes and "forward-looking terms" in notes and "no score" not in notes
+    assert "7 of 7 securities have no dividend yield" in notes
     assert all(abs(c.rho) >= 0.8 for c in reply.correlations) and len(reply.correlations) <= 5
     assert rows(h) == {"plans": [], "recommendations": []}  # Optimize writes nothing
     only_hrp = h.optimize(LAST_DAY, blend=1.0)
     assert only_hrp.method == "hrp" and only_hrp.blend == 1.0 and not only_hrp.HasField("fallback")
     assert h.optimize(LAST_DAY, blend=0.0, target_return=0.05).method == "mean_variance"
     assert h.optimize(LAST_DAY).target_weights == reply.target_weights  # the same inputs, the same weights
+
+
+def expected_returns(h: PlannerHarness, day) -> dict[str, float]:
+    """What each security's expected return must be from its stored total score, the data
+    service's CAGR and its imported dividend yield (planner.md section 3), for a portfolio of
+    cash only (no holding: the new-position cost haircut)."""
+    scores = h.planner_stub.GetScores(planner_pb2.GetScoresRequest(symbols=SYMBOLS), metadata=[as_of(day)])
+    totals = {s.symbol: s.total for s in scores.scores if s.scored}
+    metrics = h.data_stub.GetMetrics(data_pb2.GetMetricsRequest(symbols=SYMBOLS), metadata=[as_of(day)]).metrics
+    facts = h.data_stub.GetFundamentals(data_pb2.GetFundamentalsRequest(symbols=SYMBOLS),
+                                        metadata=[as_of(day)]).fundamentals
+    yields = {f.symbol: f.dividend_yield for f in facts if f.HasField("dividend_yield")}
+    assert sorted(totals) == SYMBOLS  # every security was scored by the run
+    return {m.symbol: expected_return(m.values["CAGR_5Y"], yields.get(m.symbol), totals[m.symbol], "sideways")
+            - cost_haircut(0.0, 100_000.0) for m in metrics}
+
+
+def test_optimize_reads_the_scores_and_the_dividend_yields_of_the_fundamentals(harness):
+    """The score factor is the stored total (refreshed by the run itself), the dividend yield the
+    imported fundamentals'; a security without fundamentals keeps an unknown yield."""
+    h = harness()
+    reply = h.optimize(LAST_DAY)
+    assert {s.symbol: s.expected_return for s in reply.securities} == pytest.approx(expected_returns(h, LAST_DAY))
+    h.data_stub.ImportFundamentals(data_pb2.ImportFundamentalsRequest(content=(
+        "symbol,date,dividend_yield,recommendation_key\n"
+        f"S0.US,{LAST_DAY - timedelta(days=3)},0.04,strong_buy\n")))
+    imported = h.optimize(LAST_DAY)
+    mu = {s.symbol: s.expected_return for s in imported.securities}
+    assert mu == pytest.approx(expected_returns(h, LAST_DAY))
+    assert mu["S0.US"] > {s.symbol: s.expected_return for s in reply.securities}["S0.US"]
+    assert "6 of 7 securities have no dividend yield" in " | ".join(imported.notes)
+    scores = h.planner_stub.GetScores(planner_pb2.GetScoresRequest(symbols=["S0.US"]), metadata=[as_of(LAST_DAY)])
+    assert scores.scores[0].groups["opinion"].components["recommendation"] == 1.0  # rescored from the import
+
+
+class CountingStub:
+    """Counts the calls made through a stub, by method."""
+
+    def __init__(self, stub):
+        self._stub, self.calls = stub, Counter()
+
+    def __getattr__(self, name):
+        method = getattr(self._stub, name)
+
+        def call(*args, **kwargs):
+            self.calls[name] += 1
+            return method(*args, **kwargs)
+        return call
+
+
+def data_calls_of_a_plan(h: PlannerHarness) -> Counter:
+    peers = h.engine._peers
+    peers._data = counting = CountingStub(peers._data)
+    assert h.plan(LAST_DAY).steps
+    return counting.calls
+
+
+def test_a_plan_reads_each_kind_of_data_once_whatever_the_number_of_securities(harness):
+    """Scores, CAGRs, yields, histories and quotes of every security come in one call each."""
+    many = data_calls_of_a_plan(harness())
+    few = data_calls_of_a_plan(harness([security(s) for s in SYMBOLS[:3]]))
+    assert many == few == Counter(dict.fromkeys(("ListSecurities", "GetQuotes", "GetPriceHistories", "GetMetrics",
+                                                  "GetFundamentals", "GetFxRates", "GetMarketRegime"), 1))
 
 
 @pytest.mark.parametrize("request_fields,field", [

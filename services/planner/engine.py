@@ -4,20 +4,32 @@
 Each use case reads what it needs from the other services through adapters/peers.py, once per
 kind of data (never once per security), and hands it to the pure modules: eligibility (what
 trading would buy), inputs and optimizer (target weights), plan (BUY steps), recommendations
-(steps stored per state), settings (the settings and the state hashes)."""
+(steps stored per state), settings (the settings and the state hashes). The optimiser's score
+factor reads the security scores, which the scoring engine refreshes from the same reads (a
+stored group is recomputed only when its TTL passed or its inputs changed)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
 from services.common.db import Database
 from services.common.errors import FailedPrecondition, NotFound
 from services.planner import defaults, store
-from services.planner.adapters.peers import AllocationTargets, Fill, Peers, PortfolioView, Regime
+from services.planner.adapters.peers import (
+    AllocationTargets,
+    Fill,
+    FundamentalsView,
+    MetricsView,
+    Peers,
+    PortfolioView,
+    Regime,
+)
 from services.planner.eligibility import (
     Exclusion,
     Listing,
+    Quote,
     TradingRules,
     last_buys_within,
     screen,
@@ -29,6 +41,7 @@ from services.planner.optimizer import OptimizerInput, OptimizerResult, optimize
 from services.planner.optimizer.reserve import regime_reserve
 from services.planner.plan import Candidate, Cash, Step, buy_steps, plan_id
 from services.planner.recommendations import DISMISSED, EXECUTED, PENDING, Recommendation, recommendation_id
+from services.planner.scoring_engine import ScoringEngine, ScoringReads
 from services.planner.settings import PlannerSettings, settings_hash, state_key
 from services.trading.orders import plan_client_order_id  # the id trading gives a plan's step-1 order
 
@@ -94,9 +107,10 @@ class Plan:
 
 
 class PlannerEngine:
-    def __init__(self, db: Database, peers: Peers, settings: PlannerSettings | None = None):
+    def __init__(self, db: Database, peers: Peers, scoring: ScoringEngine, settings: PlannerSettings | None = None):
         self._db = db
         self._peers = peers
+        self._scoring = scoring
         self._settings = settings or PlannerSettings()
 
     # --- where inputs come from ---
@@ -106,11 +120,17 @@ class PlannerEngine:
         (issue 14) store them; this is the one place that reads them."""
         return self._settings
 
-    def _scores(self, symbols: list[str]) -> dict[str, float | None]:
-        """symbol -> total_score (0..1) for the optimiser's score factor; None = not scored
-        (neutral). The planner stores no scores yet (ScoreSecurities is being added): every score
-        is neutral until it does. This is the one place the optimiser reads scores from."""
-        return dict.fromkeys(symbols)
+    def _scores(self, symbols: list[str], context: Context, quotes: Mapping[str, Quote],
+                facts: Mapping[str, FundamentalsView], metrics: Mapping[str, MetricsView],
+                now: datetime) -> dict[str, float | None]:
+        """symbol -> total score (0..1) for the optimiser's score factor; None = not scored
+        (neutral). The stored scores are refreshed as of `now` from the inputs already read (a
+        group is recomputed when its TTL passed or its price or fundamentals changed, as
+        ScoreSecurities does) and stored. This is the one place the optimiser reads scores from."""
+        equities = {s.symbol: s for s in context.listings if s.tradable}
+        reads = ScoringReads(equities, quotes, facts, context.portfolio, context.allocations.groups)
+        refreshed = self._scoring.refresh(symbols, reads, lambda _: metrics, now)
+        return {score.symbol: score.total for score in refreshed}
 
     def _context(self, now: datetime) -> Context:
         settings = self._current_settings()
@@ -148,8 +168,9 @@ class PlannerEngine:
         closes = {s: valid_closes(bars.get(s, []))[-defaults.LOOKBACK_BARS:] for s in symbols}
         listings = {s.symbol: s for s in context.listings}
         metrics, facts = self._peers.metrics(symbols), self._peers.fundamentals(symbols)
-        securities = security_inputs(candidates, listings, closes, cagrs(metrics), self._scores(symbols),
-                                     dividend_yields(facts), portfolio.held_value_base, portfolio.quantities)
+        scores = self._scores(symbols, context, quotes, facts, metrics, now)
+        securities = security_inputs(candidates, listings, closes, cagrs(metrics), scores, dividend_yields(facts),
+                                     portfolio.held_value_base, portfolio.quantities)
         result = optimize(OptimizerInput(
             securities, portfolio.total_value_base, context.reserve_base, context.regime.name, context.settings,
             context.allocations.groups,

@@ -110,7 +110,7 @@ def _optional_in(field: str, request, low: float, high: float) -> float | None:
 
 
 class PlannerServicer(planner_pb2_grpc.PlannerServicer):
-    def __init__(self, engine: PlannerEngine, scoring: ScoringEngine | None = None):
+    def __init__(self, engine: PlannerEngine, scoring: ScoringEngine):
         self._engine = engine
         self._scoring = scoring
 
