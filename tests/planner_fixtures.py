@@ -23,6 +23,7 @@ from services.planner.adapters.peers import Peers
 from services.planner.engine import PlannerEngine
 from services.planner.scoring_engine import ScoringEngine
 from services.planner.server import PlannerServicer
+from services.planner.settings import PlannerSettings
 from services.portfolio import store as portfolio_store
 from services.portfolio.server import PortfolioServicer
 from services.trading.risk import RiskSettings
@@ -38,6 +39,7 @@ class ScriptedTrading(trading_pb2_grpc.TradingServicer):
     def __init__(self):
         self.settings = RiskSettings()
         self.buys: list[tuple[str, datetime]] = []
+        self.client_order_ids: dict[str, str] = {}  # symbol -> the client order id of its BUY
 
     def GetSettings(self, request, context):
         fields = trading_pb2.Settings.DESCRIPTOR.fields_by_name
@@ -46,12 +48,13 @@ class ScriptedTrading(trading_pb2_grpc.TradingServicer):
     def ListTrades(self, request, context):
         return trading_pb2.ListTradesResponse(trades=[
             trading_pb2.Trade(symbol=symbol, side=trading_pb2.BUY, quantity=1, price=1.0, currency="USD",
-                              executed_at=to_timestamp(at)) for symbol, at in self.buys])
+                              executed_at=to_timestamp(at), client_order_id=self.client_order_ids.get(symbol, ""))
+            for symbol, at in self.buys])
 
 
 class PlannerHarness:
     def __init__(self, tmp_path, securities: list[Security], bars: dict[str, list[Bar]], fx: str = "USD=1.10",
-                 cash: float = 100_000.0):
+                 cash: float = 100_000.0, settings: PlannerSettings | None = None):
         env = {"TRADER_AUTH_DISABLED": "1", "TRADER_VAR_DIR": str(tmp_path), "TRADER_FX_RATES": fx,
                **{f"TRADER_{name.upper()}_ADDR": f"127.0.0.1:{free_port()}" for name in PEERS}}
         configs = {name: load_common(name, env) for name in PEERS}
@@ -62,7 +65,9 @@ class PlannerHarness:
         self.planner_db = planner_store.open_database(f"sqlite:///{tmp_path / 'planner.db'}")
         portfolio = PortfolioServicer(configs["portfolio"], portfolio_db, self._clients[0])
         peers = Peers(self._clients[1])
-        planner = PlannerServicer(PlannerEngine(self.planner_db, peers), ScoringEngine(self.planner_db, peers))
+        scoring = ScoringEngine(self.planner_db, peers)
+        self.engine = PlannerEngine(self.planner_db, peers, scoring, settings)
+        planner = PlannerServicer(self.engine, scoring)
         self._servers = [
             start_server(configs["data"], lambda s: data_pb2_grpc.add_MarketDataServicer_to_server(self.data, s)),
             start_server(configs["portfolio"], lambda s: portfolio_pb2_grpc.add_PortfolioServicer_to_server(
@@ -79,9 +84,16 @@ class PlannerHarness:
         self.portfolio_stub.ApplyBrokerState(portfolio_pb2.ApplyBrokerStateRequest(
             cash=[portfolio_pb2.BrokerCash(currency="EUR", amount=cash)]))
 
-    def plan(self, day: date) -> planner_pb2.GetRecommendationsResponse:
-        return self.planner_stub.GetRecommendations(planner_pb2.GetRecommendationsRequest(),
+    def plan(self, day: date, **request) -> planner_pb2.GetRecommendationsResponse:
+        return self.planner_stub.GetRecommendations(planner_pb2.GetRecommendationsRequest(**request),
                                                     metadata=[as_of(day)], timeout=60)
+
+    def optimize(self, day: date, **request) -> planner_pb2.OptimizeResponse:
+        return self.planner_stub.Optimize(planner_pb2.OptimizeRequest(**request), metadata=[as_of(day)], timeout=60)
+
+    def dismiss(self, day: date, uuid: str) -> planner_pb2.Recommendation:
+        return self.planner_stub.DismissRecommendation(planner_pb2.DismissRecommendationRequest(uuid=uuid),
+                                                       metadata=[as_of(day)], timeout=60)
 
     def close(self) -> None:
         for channel in self._channels.values():

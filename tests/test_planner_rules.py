@@ -1,5 +1,6 @@
 """The planner's pure rules (issue 8 items 2-4): only valid bars, only securities trading would
-buy, and weight bounds that are never broken."""
+buy, and weight bounds that are never broken (also through the whole optimiser: see
+test_planner_optimizer.py for the rest of it)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.planner import defaults
-from services.planner.bounds import Bounds, fit_to_bounds, weight_bounds
 from services.planner.eligibility import (
     Listing,
     PriceBar,
@@ -24,7 +24,8 @@ from services.planner.eligibility import (
     strict_exchanges,
     valid_closes,
 )
-from services.planner.optimizer import AT_CAPS, target_weights
+from services.planner.optimizer import AT_CAPS, OptimizerInput, OptimizerResult, SecurityInput, optimize
+from services.planner.optimizer.bounds import BoundInput, Bounds, fit_to_bounds, weight_bounds
 from services.planner.plan import Cash, buy_steps, required_cash_base
 from services.trading import orders, risk
 
@@ -40,9 +41,18 @@ def walk(seed: int, count: int = 400, drift: float = 0.0004) -> list[tuple[str, 
     return [(d.date().isoformat(), float(c)) for d, c in zip(days, closes, strict=True)]
 
 
-def frame(series: dict[str, list[tuple[str, float]]]) -> pd.DataFrame:
-    return pd.DataFrame({s: pd.Series([c for _, c in rows], index=pd.to_datetime([d for d, _ in rows]))
-                         for s, rows in series.items()}).sort_index()
+def cagr(rows: list[tuple[str, float]]) -> float:
+    """Annualised growth of a series of daily closes (a stand-in for the data service's CAGR)."""
+    return (rows[-1][1] / rows[0][1]) ** (252 / (len(rows) - 1)) - 1
+
+
+def target_weights(series: dict[str, list[tuple[str, float]]],
+                   targets: dict[str, tuple[float | None, float | None]] | None = None,
+                   growth: dict[str, float] | None = None) -> OptimizerResult:
+    """The optimiser on valid closes alone: nothing held, no reserve, neutral scores."""
+    securities = [SecurityInput(s, rows, (growth or {}).get(s, cagr(rows)), bounds=BoundInput(*(targets or {}).get(
+        s, (None, None)))) for s, rows in series.items()]
+    return optimize(OptimizerInput(securities, portfolio_value_base=100_000.0, reserve_base=0.0))
 
 
 def open_bounds(symbols) -> Bounds:
@@ -62,12 +72,12 @@ def test_a_flagged_crash_gives_the_same_plan_as_without_the_bar():
     crashed = [PriceBar(d, c) for d, c in series["S7.US"]]
     day, close = series["S7.US"][-120]
     crashed[-120] = PriceBar(day, close * 0.3, flag="spike: -70% then +233%")
-    bounds = open_bounds(series)
-    with_flag = target_weights(frame({**series, "S7.US": valid_closes(crashed)}), bounds)
-    without_bar = target_weights(frame({**series, "S7.US": [r for r in series["S7.US"] if r[0] != day]}), bounds)
+    growth = {s: cagr(rows) for s, rows in series.items()}  # the CAGR comes from the data service's valid bars
+    with_flag = target_weights({**series, "S7.US": valid_closes(crashed)}, growth=growth)
+    without_bar = target_weights({**series, "S7.US": [r for r in series["S7.US"] if r[0] != day]}, growth=growth)
     assert with_flag == without_bar
     # The fault this guards against: read unfiltered, the crash moves the target.
-    unfiltered = target_weights(frame({**series, "S7.US": [(b.date, b.close) for b in crashed]}), bounds)
+    unfiltered = target_weights({**series, "S7.US": [(b.date, b.close) for b in crashed]}, growth=growth)
     assert unfiltered.weights.get("S7.US", 0) != pytest.approx(with_flag.weights.get("S7.US", 0), abs=1e-3)
 
 
@@ -174,15 +184,14 @@ def test_required_cash_is_trading_cash_rule_in_base():
 
 def test_a_max_target_of_5_percent_is_a_hard_cap():
     series = {f"S{i}.US": walk(i, drift=0.002 if i == 0 else 0.0001) for i in range(8)}
-    bounds = weight_bounds({**{s: (None, None) for s in series}, "S0.US": (None, 5.0)})
-    allocation = target_weights(frame(series), bounds)
+    allocation = target_weights(series, {"S0.US": (None, 5.0)})
     assert allocation.weights["S0.US"] <= 0.05
-    assert target_weights(frame(series), open_bounds(series)).weights["S0.US"] > 0.05  # the cap binds here
+    assert target_weights(series).weights["S0.US"] > 0.05  # the cap binds here
 
 
 def test_three_securities_stay_at_20_percent_and_the_rest_is_cash():
     series = {f"S{i}.US": walk(i) for i in range(3)}
-    allocation = target_weights(frame(series), open_bounds(series))
+    allocation = target_weights(series)
     assert allocation.weights == {s: 0.2 for s in series} and allocation.method == AT_CAPS
     assert allocation.unallocated == pytest.approx(0.4)
     assert any("40.0% stays cash" in note for note in allocation.notes)
@@ -206,13 +215,12 @@ def test_infeasible_minimums_fall_back_without_breaking_a_maximum():
 
 def test_min_targets_are_met():
     series = {f"S{i}.US": walk(i, drift=0.0001 * i) for i in range(8)}
-    bounds = weight_bounds({**{s: (None, None) for s in series}, "S0.US": (12.0, None)})
-    assert target_weights(frame(series), bounds).weights["S0.US"] >= 0.12
+    assert target_weights(series, {"S0.US": (12.0, None)}).weights["S0.US"] >= 0.12
 
 
 def test_optimiser_is_deterministic():
     series = {f"S{i}.US": walk(i, drift=0.0002 * i) for i in range(8)}
-    assert target_weights(frame(series), open_bounds(series)) == target_weights(frame(series), open_bounds(series))
+    assert target_weights(series) == target_weights(series)
 
 
 targets_strategy = st.tuples(st.none() | st.floats(0, 100), st.none() | st.floats(0, 100)).map(
@@ -236,7 +244,7 @@ def test_fitted_weights_respect_every_bound(rows):
 def test_optimised_weights_never_exceed_a_max_or_20_percent(targets, seed):
     series = {f"S{i}.US": walk(seed + i, 120, drift=0.0005 * ((seed + i) % 5 - 2)) for i in range(len(targets))}
     bounds = weight_bounds(dict(zip(series, targets, strict=True)))
-    allocation = target_weights(frame(series), bounds)
+    allocation = target_weights(series, dict(zip(series, targets, strict=True)))
     assert sum(allocation.weights.values()) <= 1 + 1e-9
     assert allocation.unallocated == pytest.approx(1 - sum(allocation.weights.values()))
     for symbol, weight in allocation.weights.items():

@@ -83,6 +83,27 @@ def _symbols(field: str, symbols) -> list[str]:
     return list(dict.fromkeys(symbol.strip() for symbol in symbols))
 
 
+def history_request(request) -> tuple[str, date | None, date | None]:
+    """(interval, start, end) of a GetPriceHistory(ies) request, each checked."""
+    if request.interval not in _INTERVALS:
+        raise InvalidArgument("interval", f"unknown value {request.interval}; use DAILY or MONTHLY")
+    return _INTERVALS[request.interval], parse_day("start", request.start), parse_day("end", request.end)
+
+
+def history_to_proto(security: Security, rows: list[tuple[Bar, str | None, date | None]], end: date,
+                     interval: str) -> data_pb2.GetPriceHistoryResponse:
+    """A security's bars up to `end` (store.daily_bars_with_flags rows): daily with the flags known
+    by `end`, or monthly averages of the bars valid as of `end`."""
+    response = data_pb2.GetPriceHistoryResponse(symbol=security.symbol, currency=security.currency,
+                                                interval=data_pb2.Interval.Value(interval))
+    if interval == "MONTHLY":
+        usable = [bar for bar, flag, known in rows if flag is None or known > end]
+        response.bars.extend(bar_to_proto(b) for b in monthly_bars(usable))
+    else:
+        response.bars.extend(bar_to_proto(bar, flag if flag and known <= end else None) for bar, flag, known in rows)
+    return response
+
+
 class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
     def __init__(self, config: DataConfig, db: Database, provider: PriceProvider):
         self._config = config
@@ -167,25 +188,41 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
     # --- prices ---
 
     def GetPriceHistory(self, request, context):
-        if request.interval not in _INTERVALS:
-            raise InvalidArgument("interval", f"unknown value {request.interval}; use DAILY or MONTHLY")
-        start = parse_day("start", request.start)
-        end = parse_day("end", request.end)
+        interval, start, end = history_request(request)
         now = clock.now()
         with self._db.transaction() as session:
             security_id, security = self._security(session, request.symbol)
             start, end = resolve_range(start, end, last_final_date(now, security.exchange))
             rows = store.daily_bars_with_flags(session, security_id, start, end)
-        interval = _INTERVALS[request.interval]
-        response = data_pb2.GetPriceHistoryResponse(symbol=security.symbol, currency=security.currency,
-                                                    interval=data_pb2.Interval.Value(interval))
-        if interval == "MONTHLY":
-            usable = [bar for bar, flag, known in rows if flag is None or known > end]
-            response.bars.extend(bar_to_proto(b) for b in monthly_bars(usable))
-        else:
-            response.bars.extend(bar_to_proto(bar, flag if flag and known <= end else None)
-                                 for bar, flag, known in rows)
-        return response
+        return history_to_proto(security, rows, end, interval)
+
+    def GetPriceHistories(self, request, context):
+        interval, start, end = history_request(request)
+        now = clock.now()
+        with self._db.transaction() as session:
+            found = self._securities(session, list(request.symbols))
+            ends = {s: resolve_range(start, end, last_final_date(now, found[s][1].exchange))[1] for s in found}
+            rows = store.daily_bars_with_flags_of(session, [i for i, _ in found.values()], start,
+                                                  max(ends.values(), default=date.min))
+        return data_pb2.GetPriceHistoriesResponse(histories=[
+            history_to_proto(security, [r for r in rows[security_id] if r[0].date <= ends[symbol]], ends[symbol],
+                             interval) for symbol, (security_id, security) in found.items()])
+
+    def _securities(self, session, symbols: list[str]) -> dict[str, tuple[int, Security]]:
+        """symbol -> (id, security) for the requested symbols in order, repeated ones once; every
+        active equity when none is requested. Raises INVALID_ARGUMENT for an empty symbol,
+        NOT_FOUND naming the unknown ones."""
+        for index, symbol in enumerate(symbols):
+            if not symbol.strip():
+                raise InvalidArgument(f"symbols[{index}]", "is empty")
+        if not symbols:
+            return {s.symbol: (i, s) for i, s in store.list_securities(session, False, False)}
+        requested = list(dict.fromkeys(symbols))
+        found = store.find_securities(session, requested)
+        unknown = [s for s in requested if s not in found]
+        if unknown:
+            raise NotFound(f"unknown symbols: {', '.join(unknown)}")
+        return {s: found[s] for s in requested}
 
     def GetQuotes(self, request, context):
         now = clock.now()

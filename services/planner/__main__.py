@@ -18,7 +18,8 @@ def build(config):
     db = store.open_database(config.db_url)
     clients = Clients(config)
     peers = Peers(clients)
-    servicer = PlannerServicer(PlannerEngine(db, peers), ScoringEngine(db, peers))
+    scoring = ScoringEngine(db, peers)
+    servicer = PlannerServicer(PlannerEngine(db, peers, scoring), scoring)
 
     def close():
         clients.close()

@@ -53,6 +53,9 @@ class Listing:
     min_target: float | None = None
     max_target: float | None = None
     exchange: str = ""            # MIC
+    allow_sell: bool = True
+    country: str = ""
+    industry: str = ""
 
     @property
     def buyable(self) -> bool:

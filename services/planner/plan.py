@@ -28,6 +28,7 @@ class Step:
     currency: str
     estimated_value_base: float
     reason: str
+    uuid: str = ""      # its recommendation's id (services/planner/recommendations.py)
 
 
 def buy_cost_base(value_base: float) -> float:
@@ -81,12 +82,14 @@ class Cash:
 
 
 def buy_steps(targets: dict[str, float], held_value_base: dict[str, float], total_value_base: float,
-              cash: Cash, candidates: dict[str, Candidate], price_band: float = 0.0) -> list[Step]:
+              cash: Cash, candidates: dict[str, Candidate], price_band: float = 0.0,
+              max_steps: int = defaults.MAX_STEPS) -> list[Step]:
     """BUY steps for the largest underweight gaps that the spendable cash covers.
 
-    Each step buys whole lots, at least the minimum trade value, and never more than its gap;
-    its cash at trading's limit price (`price_band` above the quote) with commission fits what
-    `cash` leaves spendable in its currency. Steps are ordered by gap, largest first.
+    At most `max_steps` steps. Each step buys whole lots, at least the minimum trade value, and
+    never more than its gap; its cash at trading's limit price (`price_band` above the quote)
+    with commission fits what `cash` leaves spendable in its currency. Steps are ordered by gap,
+    largest first.
     """
     gaps = sorted(
         ((targets[s] * total_value_base - held_value_base.get(s, 0.0), s) for s in targets if s in candidates),
@@ -94,7 +97,7 @@ def buy_steps(targets: dict[str, float], held_value_base: dict[str, float], tota
     )
     steps: list[Step] = []
     for gap, symbol in gaps:
-        if len(steps) == defaults.MAX_STEPS or cash.pooled < defaults.MIN_TRADE_BASE:
+        if len(steps) >= max_steps or cash.pooled < defaults.MIN_TRADE_BASE:
             break
         if gap < defaults.MIN_TRADE_BASE:
             break  # sorted: every later gap is smaller
@@ -112,6 +115,8 @@ def buy_steps(targets: dict[str, float], held_value_base: dict[str, float], tota
     return steps
 
 
-def plan_id(portfolio_hash: str, as_of_date: str, steps: list[Step]) -> str:
-    text = "|".join([portfolio_hash, as_of_date] + [f"{s.side}:{s.symbol}:{s.quantity}" for s in steps])
+def plan_id(state_key: str, as_of_date: str, steps: list[Step]) -> str:
+    """Deterministic per (state, day, steps): trading derives the order's client order id from it,
+    so the same plan executed twice is one order (decisions.md rule 13)."""
+    text = "|".join([state_key, as_of_date] + [f"{s.side}:{s.symbol}:{s.quantity}" for s in steps])
     return hashlib.sha256(text.encode()).hexdigest()[:16]

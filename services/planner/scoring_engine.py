@@ -1,8 +1,9 @@
-"""The planner's scoring use cases: ScoreSecurities (compute what is stale, store it) and
-GetScores (read what is stored). Inputs come through adapters/peers.py, one call per kind of
-data: the universe, the latest prices, the fundamentals, the metrics of the securities that
-need them, and the portfolio. The formulas are the pure `scoring` package; when a stored group
-is recomputed is `scoring.refresh`.
+"""The planner's scoring use cases: ScoreSecurities (compute what is stale, store it), GetScores
+(read what is stored), and `refresh`, which the planner's optimiser calls with the inputs it has
+already read. Inputs come through adapters/peers.py, one call per kind of data: the securities,
+the latest prices, the fundamentals, the metrics of the securities that need them, the
+portfolio and its allocation targets. The formulas are the pure `scoring` package; when a
+stored group is recomputed is `scoring.refresh`.
 
 "Now" is the caller's (replay: the simulated clock). The data service never answers with a bar
 or an observation after it, and a stored score computed after it is neither shown nor reused.
@@ -11,13 +12,16 @@ or an observation after it, and a stored score computed after it is neither show
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from services.common.db import Database
 from services.common.errors import NotFound
 from services.planner import store
-from services.planner.adapters.peers import FundamentalsView, MetricsView, Peers, ScoringSecurity
+from services.planner.adapters.peers import FundamentalsView, MetricsView, Peers, PortfolioView
+from services.planner.eligibility import Listing, Quote
+from services.planner.optimizer.sectors import GroupTargets
 from services.planner.scoring.curves import GroupScore
 from services.planner.scoring.inputs import Fundamentals, Metrics, PortfolioContext
 from services.planner.scoring.refresh import NEEDS_METRICS, SCORING_VERSION, Inputs, StoredState, stale_groups
@@ -48,6 +52,20 @@ class StoredScore:
     recomputed: list[str] = field(default_factory=list)  # the groups this call computed anew
 
 
+@dataclass(frozen=True)
+class ScoringReads:
+    """What scoring reads from the other services besides metrics, each read once by the caller."""
+
+    securities: Mapping[str, Listing]               # symbol -> active equity (country, industry)
+    quotes: Mapping[str, Quote]                     # the latest valid close: a change recomputes
+    fundamentals: Mapping[str, FundamentalsView]
+    portfolio: PortfolioView | None                 # None: diversification neutral
+    groups: GroupTargets                            # the allocation targets
+
+
+MetricsReader = Callable[[Sequence[str]], Mapping[str, MetricsView]]
+
+
 class ScoringEngine:
     def __init__(self, db: Database, peers: Peers):
         self._db = db
@@ -57,21 +75,29 @@ class ScoringEngine:
         """Score `symbols` (every active equity when empty) as of `now`: stale groups are
         recomputed, fresh ones kept, diversification and the total always recomputed; every
         score is stored. Unknown or inactive symbols: NotFound, nothing stored."""
-        universe = self._peers.scoring_universe()
-        unknown = [s for s in symbols if s not in universe]
+        equities = {s.symbol: s for s in self._peers.listings() if s.tradable}
+        unknown = [s for s in symbols if s not in equities]
         if unknown:
             raise NotFound(f"not an active equity of the universe: {', '.join(unknown)}")
-        symbols = symbols or sorted(universe)
-        quotes = self._peers.quotes(symbols)
-        facts = self._peers.fundamentals(symbols)
+        symbols = symbols or sorted(equities)
+        reads = ScoringReads(equities, self._peers.quotes(symbols), self._peers.fundamentals(symbols),
+                             self._peers.portfolio_or_none(), self._peers.allocation_targets().groups)
+        return self.refresh(symbols, reads, self._peers.metrics, now)
+
+    def refresh(self, symbols: Sequence[str], reads: ScoringReads, metrics: MetricsReader,
+                now: datetime) -> list[StoredScore]:
+        """Score `symbols` (each in `reads.securities`) from inputs already read, as `score`
+        does, and store the scores. `metrics` is asked once, for the securities with a stale
+        group that needs them."""
         with self._db.transaction() as session:
-            stored = store.load_scores(session, symbols)
+            stored = store.load_scores(session, list(symbols))
+        quotes, facts = reads.quotes, reads.fundamentals
         current = {s: Inputs(quotes[s].day if s in quotes else None, quotes[s].price if s in quotes else None,
                              facts[s].key if s in facts else "") for s in symbols}
         stale = {s: stale_groups(_state(stored.get(s)), current[s], now) for s in symbols}
-        metrics = self._peers.metrics([s for s in symbols if stale[s] & NEEDS_METRICS])
-        context = self._peers.portfolio_context(universe)
-        results = [self._rescore(universe[s], stored.get(s), current[s], stale[s], metrics.get(s),
+        seen = metrics([s for s in symbols if stale[s] & NEEDS_METRICS])
+        context = portfolio_context(reads.portfolio, reads.securities, reads.groups)
+        results = [self._rescore(reads.securities[s], stored.get(s), current[s], stale[s], seen.get(s),
                                  facts.get(s), context, now) for s in symbols]
         with self._db.transaction() as session:
             for result, inputs in zip(results, (current[s] for s in symbols), strict=True):
@@ -87,14 +113,7 @@ class ScoringEngine:
         missing = [s for s in symbols if s not in visible]
         return [visible[s] for s in (symbols or sorted(visible)) if s in visible], missing
 
-    def totals(self, symbols: list[str], now: datetime) -> dict[str, float | None]:
-        """symbol -> total score (0..1) refreshed as of `now`, None when not scored: what the
-        optimiser's score factor reads (planner.md section 3)."""
-        if not symbols:
-            return {}
-        return {score.symbol: score.total for score in self.score(symbols, now)}
-
-    def _rescore(self, security: ScoringSecurity, row: store.ScoreRow | None, inputs: Inputs, stale: frozenset[str],
+    def _rescore(self, security: Listing, row: store.ScoreRow | None, inputs: Inputs, stale: frozenset[str],
                  seen: MetricsView | None, facts: FundamentalsView | None, context: PortfolioContext | None,
                  now: datetime) -> StoredScore:
         previous = _stored(row) if row is not None else None
@@ -123,6 +142,21 @@ class ScoringEngine:
             groups={n: StoredGroup(result.groups[n], result.components[n], computed.get(n)) for n in result.groups},
             inputs_as_of=seen.as_of if seen is not None else previous.inputs_as_of,
             fundamentals_as_of=facts_as_of, recomputed=sorted(fresh))
+
+
+def portfolio_context(portfolio: PortfolioView | None, securities: Mapping[str, Listing],
+                      groups: GroupTargets) -> PortfolioContext | None:
+    """The portfolio the securities are scored in (diversification); None without a portfolio
+    (every diversification part 0.5). Without allocation targets every group is untargeted
+    (country and industry parts 0.5)."""
+    if portfolio is None:
+        return None
+    return PortfolioContext(
+        total_value_base=portfolio.total_value_base, holdings=portfolio.holdings,
+        country_of={s: listing.country for s, listing in securities.items()},
+        industry_of={s: listing.industry for s, listing in securities.items()},
+        country_to_group=groups.country_groups, industry_to_group=groups.industry_groups,
+        country_targets=groups.country, industry_targets=groups.industry)
 
 
 def _state(row: store.ScoreRow | None) -> StoredState | None:

@@ -2,26 +2,60 @@
 
 from __future__ import annotations
 
+import math
+
 from trader.planner.v1 import planner_pb2, planner_pb2_grpc
 
 from services.common import clock
 from services.common.errors import InvalidArgument
 from services.common.timestamps import to_timestamp
-from services.planner.engine import Plan, PlannerEngine
+from services.planner import defaults
+from services.planner.engine import Plan, PlannerEngine, Targets
+from services.planner.optimizer.pipeline import Fallback
+from services.planner.recommendations import Recommendation, parse_uuid
 from services.planner.scoring_engine import ScoringEngine, StoredScore
+
+
+def _exclusions(excluded) -> list[planner_pb2.Exclusion]:
+    return [planner_pb2.Exclusion(symbol=e.symbol, reason=e.reason, detail=e.detail) for e in excluded]
+
+
+def _fallback(fallback: dict | Fallback | None) -> planner_pb2.Fallback | None:
+    if fallback is None:
+        return None
+    if isinstance(fallback, Fallback):
+        return planner_pb2.Fallback(level=fallback.level, objective=fallback.objective)
+    return planner_pb2.Fallback(**fallback)
+
+
+def recommendation_to_proto(recommendation: Recommendation) -> planner_pb2.Recommendation:
+    message = planner_pb2.Recommendation(
+        uuid=recommendation.uuid, state_key=recommendation.state_key, symbol=recommendation.symbol,
+        side=planner_pb2.Side.Value(recommendation.side), quantity=recommendation.quantity,
+        estimated_price=recommendation.estimated_price, currency=recommendation.currency,
+        estimated_value_base=recommendation.estimated_value_base, reason=recommendation.reason,
+        status=recommendation.status, plan_id=recommendation.plan_id, step=recommendation.step,
+        created_at=to_timestamp(recommendation.created_at), updated_at=to_timestamp(recommendation.updated_at))
+    if recommendation.executed_at is not None:
+        message.executed_at.CopyFrom(to_timestamp(recommendation.executed_at))
+    if recommendation.dismissed_at is not None:
+        message.dismissed_at.CopyFrom(to_timestamp(recommendation.dismissed_at))
+    return message
 
 
 def plan_to_proto(plan: Plan) -> planner_pb2.GetRecommendationsResponse:
     response = planner_pb2.GetRecommendationsResponse(
         plan_id=plan.plan_id, portfolio_hash=plan.portfolio_hash, as_of_date=plan.as_of_date,
         target_weights=plan.target_weights, cached=plan.cached, method=plan.method,
-        unallocated_weight=plan.unallocated_weight, notes=plan.notes,
-        excluded=[planner_pb2.Exclusion(symbol=e.symbol, reason=e.reason, detail=e.detail) for e in plan.excluded],
+        unallocated_weight=plan.unallocated_weight, notes=plan.notes, excluded=_exclusions(plan.excluded),
+        settings_hash=plan.settings_hash, allocations_hash=plan.allocations_hash, state_key=plan.state_key,
+        regime=plan.regime, reserve_base=plan.reserve_base, fallback=_fallback(plan.fallback),
+        expected_return=plan.expected_return, dismissed=[recommendation_to_proto(r) for r in plan.dismissed],
     )
     for number, step in enumerate(plan.steps, start=1):
         response.steps.add(step=number, symbol=step.symbol, side=planner_pb2.Side.Value(step.side),
                            quantity=step.quantity, estimated_price=step.estimated_price, currency=step.currency,
-                           estimated_value_base=step.estimated_value_base, reason=step.reason)
+                           estimated_value_base=step.estimated_value_base, reason=step.reason, uuid=step.uuid)
     return response
 
 
@@ -49,13 +83,42 @@ def requested_symbols(symbols) -> list[str]:
     return list(dict.fromkeys(symbol.strip() for symbol in symbols))
 
 
+def targets_to_proto(targets: Targets, as_of_date: str) -> planner_pb2.OptimizeResponse:
+    result, context = targets.result, targets.context
+    return planner_pb2.OptimizeResponse(
+        target_weights=result.weights, method=result.method, fallback=_fallback(result.fallback),
+        expected_return=result.expected_return, regime=context.regime.name, reserve_base=context.reserve_base,
+        unallocated_weight=result.unallocated, excluded=_exclusions(targets.excluded),
+        notes=targets.notes + result.notes, portfolio_hash=context.portfolio.portfolio_hash, as_of_date=as_of_date,
+        blend=context.settings.optimizer_blend, target_return=context.settings.optimizer_target_return,
+        correlations=[planner_pb2.Correlation(first=c.first, second=c.second, rho=c.rho)
+                      for c in result.correlations],
+        securities=[planner_pb2.SecurityTarget(
+            symbol=s, expected_return=mu, current_weight=targets.current.get(s, 0.0),
+            target_weight=result.weights.get(s, 0.0), lower=result.bounds.lower[s], upper=result.bounds.upper[s])
+            for s, mu in sorted(result.expected_returns.items())],
+    )
+
+
+def _optional_in(field: str, request, low: float, high: float) -> float | None:
+    if not request.HasField(field):
+        return None
+    value = getattr(request, field)
+    if not math.isfinite(value) or not low <= value <= high:
+        raise InvalidArgument(field, f"must be between {low:g} and {high:g}, got {value!r}")
+    return value
+
+
 class PlannerServicer(planner_pb2_grpc.PlannerServicer):
-    def __init__(self, engine: PlannerEngine, scoring: ScoringEngine | None = None):
+    def __init__(self, engine: PlannerEngine, scoring: ScoringEngine):
         self._engine = engine
         self._scoring = scoring
 
     def GetRecommendations(self, request, context):
-        return plan_to_proto(self._engine.recommendations(clock.now()))
+        if not 0 <= request.max_steps <= defaults.MAX_STEPS:
+            raise InvalidArgument("max_steps", f"must be between 0 (every step) and {defaults.MAX_STEPS}, "
+                                               f"got {request.max_steps}")
+        return plan_to_proto(self._engine.recommendations(clock.now(), request.max_steps))
 
     def ScoreSecurities(self, request, context):
         scores = self._scoring.score(requested_symbols(request.symbols), clock.now())
@@ -64,3 +127,12 @@ class PlannerServicer(planner_pb2_grpc.PlannerServicer):
     def GetScores(self, request, context):
         scores, missing = self._scoring.scores(requested_symbols(request.symbols), clock.now())
         return planner_pb2.GetScoresResponse(scores=[score_to_proto(s) for s in scores], missing=missing)
+
+    def Optimize(self, request, context):
+        blend = _optional_in("blend", request, 0.0, 1.0)
+        target_return = _optional_in("target_return", request, *defaults.EXPECTED_RETURN_RANGE)
+        now = clock.now()
+        return targets_to_proto(self._engine.optimize(now, blend, target_return), now.date().isoformat())
+
+    def DismissRecommendation(self, request, context):
+        return recommendation_to_proto(self._engine.dismiss(parse_uuid("uuid", request.uuid), clock.now()))

@@ -1,12 +1,15 @@
 """Reads from the other services the planner needs, returned as plain dataclasses (never
-protobufs). One call per kind of data, except price history, which data serves per symbol."""
+protobufs). One method, and one call, per kind of data whatever the number of securities
+(market status: one per strict exchange, at most four). The optimiser and the scoring share
+them: the securities, quotes, metrics, fundamentals and the portfolio are read once and handed
+to both."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import grpc
@@ -17,7 +20,11 @@ from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 from services.common.client import Clients
 from services.common.timestamps import from_timestamp
 from services.planner.eligibility import Listing, PriceBar, Quote, TradingRules
-from services.planner.scoring.inputs import Fundamentals, Holding, Metrics, PortfolioContext
+from services.planner.optimizer.sectors import GroupTargets
+from services.planner.scoring.inputs import Fundamentals, Holding, Metrics
+from services.planner.settings import NO_ALLOCATIONS_HASH
+
+SIDES = {trading_pb2.BUY: "BUY", trading_pb2.SELL: "SELL"}
 
 
 @dataclass(frozen=True)
@@ -25,17 +32,40 @@ class PortfolioView:
     portfolio_hash: str
     base_currency: str
     total_value_base: float
-    held_value_base: dict[str, float]  # symbol -> market value in the base currency
-    cash_base: dict[str, float]        # currency -> balance valued in the base currency
+    cash_base: dict[str, float]   # currency -> balance valued in the base currency
+    holdings: dict[str, Holding] = field(default_factory=dict)  # symbol -> position (quantity > 0)
+
+    @property
+    def held_value_base(self) -> dict[str, float]:
+        """symbol -> market value in the base currency."""
+        return {symbol: holding.value_base for symbol, holding in self.holdings.items()}
+
+    @property
+    def quantities(self) -> dict[str, int]:
+        """symbol -> shares held."""
+        return {symbol: holding.quantity for symbol, holding in self.holdings.items()}
 
 
 @dataclass(frozen=True)
-class ScoringSecurity:
-    """An active equity as the scoring sees it (data ListSecurities)."""
+class Fill:
+    """A trade trading executed (ListTrades)."""
 
     symbol: str
-    country: str
-    industry: str
+    side: str                # BUY or SELL
+    executed_at: datetime
+    client_order_id: str
+
+
+@dataclass(frozen=True)
+class Regime:
+    name: str    # bull, bear or sideways
+    note: str    # why it is sideways by default, when it could not be read
+
+
+@dataclass(frozen=True)
+class AllocationTargets:
+    groups: GroupTargets
+    allocations_hash: str
 
 
 @dataclass(frozen=True)
@@ -58,27 +88,48 @@ class Peers:
         self._trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
 
     def portfolio(self) -> PortfolioView:
+        """The positions (quantity, average cost, price, value) and cash. The portfolio service
+        does not serve a position's first-buy and last-sell dates yet: every holding has
+        `dates_known` False until it does, so a sell scored from it is blocked (fail closed).
+        This is the one place that reads positions."""
         reply = self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
+        holdings = {p.symbol: Holding(p.symbol, p.quantity, p.average_cost, p.price, p.market_value_base)
+                    for p in reply.positions if p.quantity > 0}
         return PortfolioView(reply.portfolio_hash, reply.base_currency, reply.total_value_base,
-                             {p.symbol: p.market_value_base for p in reply.positions},
-                             {c.currency: c.amount_base for c in reply.cash})
+                             {c.currency: c.amount_base for c in reply.cash}, holdings)
+
+    def portfolio_or_none(self) -> PortfolioView | None:
+        """`portfolio()`, or None when the portfolio service cannot answer (ScoreSecurities then
+        scores diversification neutral rather than not at all)."""
+        try:
+            return self.portfolio()
+        except grpc.RpcError:
+            return None
+
+    def allocation_targets(self) -> AllocationTargets:
+        """The portfolio's country and industry group targets and their hash. The portfolio
+        service does not serve them yet (GetAllocationTargets is being added): until it does
+        there are no targets, hence no sector constraints, and the original's hash of no targets.
+        This is the one place that reads them."""
+        return AllocationTargets(GroupTargets(), NO_ALLOCATIONS_HASH)
 
     def trading_rules(self) -> TradingRules:
         reply = self._trading.GetSettings(trading_pb2.GetSettingsRequest())
         return TradingRules(reply.max_price_age_days, reply.buy_cooldown_days, reply.price_band,
                             reply.auto_convert_currency)
 
-    def buys(self, limit: int = 1000) -> list[tuple[str, datetime]]:
-        """(symbol, executed_at) of the newest BUY fills."""
+    def fills(self, limit: int = 1000) -> list[Fill]:
+        """The newest trades, newest first."""
         trades = self._trading.ListTrades(trading_pb2.ListTradesRequest(limit=limit)).trades
-        return [(t.symbol, from_timestamp(t.executed_at, "trades.executed_at"))
-                for t in trades if t.side == trading_pb2.BUY]
+        return [Fill(t.symbol, SIDES.get(t.side, ""), from_timestamp(t.executed_at, "trades.executed_at"),
+                     t.client_order_id) for t in trades]
 
     def listings(self) -> list[Listing]:
         securities = self._data.ListSecurities(data_pb2.ListSecuritiesRequest()).securities
         return [Listing(s.symbol, s.currency, s.lot_size, s.allow_buy, s.kind == data_pb2.EQUITY,
                         s.min_portfolio_target if s.HasField("min_portfolio_target") else None,
-                        s.max_portfolio_target if s.HasField("max_portfolio_target") else None, s.exchange)
+                        s.max_portfolio_target if s.HasField("max_portfolio_target") else None, s.exchange,
+                        s.allow_sell, s.country, s.industry)
                 for s in securities]
 
     def market_open(self, exchange: str, now: datetime) -> bool | None:
@@ -88,6 +139,14 @@ class Peers:
                 exchange=exchange, as_of=now.isoformat())).open
         except grpc.RpcError:
             return None
+
+    def market_regime(self) -> Regime:
+        """The data service's regime (index against its 200-day average); sideways, with the
+        reason, when it cannot be read (planner.md section 5: any error counts sideways)."""
+        try:
+            return Regime(self._data.GetMarketRegime(data_pb2.GetMarketRegimeRequest()).regime, "")
+        except grpc.RpcError as exc:
+            return Regime("sideways", f"market regime unknown ({exc.details()}): sideways assumed")
 
     def fx_rates(self) -> tuple[str, dict[str, float]]:
         reply = self._data.GetFxRates(data_pb2.GetFxRatesRequest())
@@ -100,21 +159,18 @@ class Peers:
         reply = self._data.GetQuotes(data_pb2.GetQuotesRequest(symbols=symbols))
         return {q.symbol: Quote(q.price, date.fromisoformat(q.date)) for q in reply.quotes}
 
-    def daily_bars(self, symbol: str, start: date) -> list[PriceBar]:
-        bars = self._data.GetPriceHistory(data_pb2.GetPriceHistoryRequest(
-            symbol=symbol, start=start.isoformat(), interval=data_pb2.DAILY)).bars
-        return [PriceBar(b.date, b.close, b.adj_close if b.HasField("adj_close") else None, b.flag) for b in bars]
-
-    # --- what the scoring reads (one call per kind of data) ---
-
-    def scoring_universe(self) -> dict[str, ScoringSecurity]:
-        """symbol -> every active equity of the universe."""
-        securities = self._data.ListSecurities(data_pb2.ListSecuritiesRequest()).securities
-        return {s.symbol: ScoringSecurity(s.symbol, s.country, s.industry) for s in securities
-                if s.kind == data_pb2.EQUITY}
+    def daily_bars(self, symbols: Sequence[str], start: date) -> dict[str, list[PriceBar]]:
+        """symbol -> its daily bars from `start` up to now, flags included (one call)."""
+        if not symbols:
+            return {}
+        reply = self._data.GetPriceHistories(data_pb2.GetPriceHistoriesRequest(
+            symbols=list(symbols), start=start.isoformat(), interval=data_pb2.DAILY))
+        return {h.symbol: [PriceBar(b.date, b.close, b.adj_close if b.HasField("adj_close") else None, b.flag)
+                           for b in h.bars] for h in reply.histories}
 
     def metrics(self, symbols: Sequence[str]) -> dict[str, MetricsView]:
-        """symbol -> its metrics as of now (data GetMetrics, one call)."""
+        """symbol -> its metrics as of now (data GetMetrics, one call): what the scoring reads,
+        and the CAGR of the optimiser's expected returns."""
         if not symbols:
             return {}
         reply = self._data.GetMetrics(data_pb2.GetMetricsRequest(symbols=list(symbols)))
@@ -122,29 +178,13 @@ class Peers:
                                       date.fromisoformat(m.as_of) if m.as_of else None) for m in reply.metrics}
 
     def fundamentals(self, symbols: Sequence[str]) -> dict[str, FundamentalsView]:
-        """symbol -> its fundamentals as of now (data GetFundamentals, one call); a field nobody
-        observed is None."""
+        """symbol -> its fundamentals as of now (data GetFundamentals, one call): what the
+        scoring reads, and the dividend yield of the optimiser's expected returns; a field
+        nobody observed is None (unknown, never 0)."""
         if not symbols:
             return {}
         reply = self._data.GetFundamentals(data_pb2.GetFundamentalsRequest(symbols=list(symbols)))
         return {f.symbol: _fundamentals_view(f) for f in reply.fundamentals}
-
-    def portfolio_context(self, universe: dict[str, ScoringSecurity]) -> PortfolioContext | None:
-        """The portfolio the securities are scored in (diversification). Degrades to neutral:
-        None (every diversification part 0.5) when the portfolio cannot be read. Allocation
-        targets and group mappings are not served by the portfolio service yet: until they are,
-        every group is untargeted (country and industry parts 0.5). Fill dates are not read here
-        (`dates_known` stays False: a sell scored from this context is blocked)."""
-        try:
-            reply = self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
-        except grpc.RpcError:
-            return None
-        holdings = {p.symbol: Holding(p.symbol, p.quantity, p.average_cost, p.price, p.market_value_base)
-                    for p in reply.positions if p.quantity > 0}
-        return PortfolioContext(
-            total_value_base=reply.total_value_base, holdings=holdings,
-            country_of={s: u.country for s, u in universe.items()},
-            industry_of={s: u.industry for s, u in universe.items()})
 
 
 def _fundamentals_view(message: data_pb2.Fundamentals) -> FundamentalsView:
