@@ -35,9 +35,9 @@ class CycleRunner:
         self._services = services
         self._lock = threading.Lock()
 
-    def run(self) -> CycleResult:
+    def run(self, settle_only: bool = False) -> CycleResult:
         with self._lock:
-            result = run_cycle(self._services, clock.now())
+            result = run_cycle(self._services, clock.now(), settle_only)
             with self._db.transaction() as session:
                 store.add_run(session, result.as_of, clock.as_of() is not None, result.ok, result.trace_id,
                               [asdict(s) for s in result.steps], clock.wall_now())
@@ -51,7 +51,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._runner = runner
 
     def RunSyncCycle(self, request, context):
-        return result_to_proto(self._runner.run())
+        return result_to_proto(self._runner.run(request.settle_only))
 
     def GetSystemStatus(self, request, context):
         response = gateway_pb2.GetSystemStatusResponse(mode=self._config.mode)

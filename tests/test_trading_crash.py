@@ -12,6 +12,7 @@ from tests.suite import Suite
 
 pytestmark = pytest.mark.e2e
 AUTH = [("authorization", f"Bearer {TOKEN}"), ("x-trader-as-of", "2018-01-03T17:00:00+00:00")]
+AFTER_CLOSE = [AUTH[0], ("x-trader-as-of", "2018-01-03T22:00:00+00:00")]
 
 
 def test_crash_between_intent_and_reply_never_duplicates(tmp_path):
@@ -36,7 +37,9 @@ def test_crash_between_intent_and_reply_never_duplicates(tmp_path):
         with pytest.raises(grpc.RpcError) as again:
             trading.SubmitOrder(order, metadata=AUTH)
         assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS
-        status = trading.GetTradingStatus(trading_pb2.GetTradingStatusRequest(), metadata=AUTH)
+        # market-on-close: the restart's sync (on the wall clock) filled it at the 2018-01-03 close
+        assert trades[0].executed_at.ToJsonString() == "2018-01-03T21:00:00Z"
+        status = trading.GetTradingStatus(trading_pb2.GetTradingStatusRequest(), metadata=AFTER_CLOSE)
         assert status.reconciled and status.trades_today == 1 and status.open_orders == 0
         synced = trading.SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=AUTH)
         assert synced.trades_imported == 0 and [(p.symbol, p.quantity) for p in synced.positions] == [("KO.US", 10)]
@@ -48,8 +51,9 @@ EXAMPLE = [("authorization", f"Bearer {TOKEN}"), ("x-trader-as-of", "2022-12-29T
 
 
 def test_no_order_is_left_open_by_a_refusal_or_a_kill_before_the_broker(tmp_path):
-    """Issue 8 item 5 over gRPC, and issue 9 item 2's paper deposit in a currency without a rate."""
-    suite = Suite(tmp_path).start()
+    """Issue 8 item 5 over gRPC, and issue 9 item 2's paper deposit in a currency without a rate.
+    (Fills at once, at the quote: the bundled history has no close after 2022-12-28 to fill at.)"""
+    suite = Suite(tmp_path, {"TRADER_PAPER_FILLS": "quote"}).start()
     try:
         trading = trading_pb2_grpc.TradingStub(suite.channel("trading"))
         with pytest.raises(grpc.RpcError) as chf:

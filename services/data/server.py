@@ -20,7 +20,7 @@ from services.data.config import DataConfig
 from services.data.fundamentals import IMPORT_SOURCE, TEXT_FIELDS, parse_import
 from services.data.fx import effective_rates, reference_in_base, reference_window
 from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
-from services.data.market_hours import OutsideCalendar, exchange_from_name, market_status
+from services.data.market_hours import MAX_SESSION_DAYS, OutsideCalendar, exchange_from_name, market_status, sessions
 from services.data.providers import PriceProvider
 from services.data.regime import market_regime
 from services.data.universe import EQUITY, Security, detect_metadata, validate_security
@@ -343,6 +343,26 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         return data_pb2.GetMarketStatusResponse(
             exchange=status.exchange, open=status.open, next_open=to_timestamp(status.next_open),
             next_close=to_timestamp(status.next_close), session_date=status.session.isoformat())
+
+    def ListSessions(self, request, context):
+        exchange = request.exchange.strip().upper()
+        start, end = parse_day("start", request.start), parse_day("end", request.end)
+        if start is None or end is None:
+            raise InvalidArgument("start" if start is None else "end", "is required (YYYY-MM-DD)")
+        if end < start:
+            raise InvalidArgument("end", f"{end} is before start {start}")
+        if (end - start).days > MAX_SESSION_DAYS:
+            raise InvalidArgument("end", f"more than {MAX_SESSION_DAYS} days after start; ask in parts")
+        try:
+            found = sessions(exchange, start, end)
+        except OutsideCalendar as exc:
+            first, last = exc.span
+            field = "start" if not first <= start <= last else "end"
+            raise InvalidArgument(field, f"{getattr(request, field)!r} is outside the {exchange} calendar "
+                                         f"({first} to {last})") from exc
+        return data_pb2.ListSessionsResponse(exchange=exchange, sessions=[
+            data_pb2.MarketSession(date=s.day.isoformat(), open=to_timestamp(s.open), close=to_timestamp(s.close))
+            for s in found])
 
     def GetMarketRegime(self, request, context):
         with self._db.transaction() as session:

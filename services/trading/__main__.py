@@ -32,6 +32,7 @@ def build(config: TradingConfig) -> ServiceParts:
     common = config.common
     db = store.open_database(common.db_url)
     clients = Clients(common)
+    reads = ServiceReads(clients)
     if config.tradernet is not None:
         broker = TradernetBroker(TradernetClient(config.tradernet.url, config.tradernet.public_key,
                                                  config.tradernet.secret))
@@ -39,8 +40,9 @@ def build(config: TradingConfig) -> ServiceParts:
         # The simulated broker charges the real broker's fee, converted at the configured rates.
         broker = PaperBroker(db, lambda value, currency: orders.commission(value, currency, common.base_currency,
                                                                            common.fx_rates),
-                             slippage=config.paper_slippage, faults=config.paper_faults)
-    engine = OrderEngine(common.mode, db, broker, ServiceReads(clients))
+                             slippage=config.paper_slippage, faults=config.paper_faults, fills=config.paper_fills,
+                             closes=reads.closes)
+    engine = OrderEngine(common.mode, db, broker, reads)
     servicer = TradingServicer(common, db, engine)
 
     def reconcile_on_start(running, _request_stop):

@@ -6,7 +6,7 @@ Unavailable (or a connection error) when the answer could not be had (anything m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 
@@ -60,8 +60,12 @@ class MarketOrder:
     side: str
     quantity: int
     currency: str
-    reference_price: float  # the quote the checks used; the paper broker fills at it (+ slippage)
+    reference_price: float  # the quote the checks used
     limit_price: float      # the worst acceptable price (reference +- the price band)
+    # The exchange's session the order is placed in (the next one while the market is closed):
+    # its date and close, from the market data; None when unknown.
+    session_date: date | None = None
+    session_close: datetime | None = None
 
 
 class Broker(Protocol):
@@ -73,6 +77,12 @@ class Broker(Protocol):
 
     def place_market_order(self, order: MarketOrder, now: datetime) -> Execution | None:
         """The execution, or None when the broker accepted the order to fill it later."""
+        ...
+
+    def settle(self, now: datetime) -> int:
+        """Let the broker work its open orders up to `now` (the paper broker executes its
+        market-on-close orders whose session has closed); returns how many executed. A live
+        broker works its orders itself: nothing to do."""
         ...
 
     def find_execution(self, client_order_id: str) -> Execution | None: ...

@@ -150,6 +150,9 @@ class TradernetBroker:
         result = self._client.call("getNotifyOrderJson", {"active_only": 1}).get("result", {})
         return _as_list((result.get("orders") or {}).get("order"))
 
+    def settle(self, now: datetime) -> int:
+        return 0  # Tradernet works its orders itself; fills arrive through executions()
+
     def open_order_ids(self) -> set[str]:
         return {str(o.get("user_order_id")) for o in self._open_orders() if o.get("user_order_id") is not None}
 
