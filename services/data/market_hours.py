@@ -171,7 +171,8 @@ def sessions(exchange: str, start: date, end: date) -> list[Session]:
             raise OutsideCalendar(exchange, moment, first, last)
     days = cal.sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
     opens, closes = cal.opens[days], cal.closes[days]
-    return [Session(d.date(), o.to_pydatetime(), c.to_pydatetime()) for d, o, c in zip(days, opens, closes, strict=True)]
+    return [Session(d.date(), o.to_pydatetime(), c.to_pydatetime())
+            for d, o, c in zip(days, opens, closes, strict=True)]
 
 
 def exchange_from_name(name: str) -> str | None:

@@ -273,7 +273,8 @@ class PaperBroker:
                 if any(day > row.session_date for day in closes):
                     row.state, row.reason = EXPIRED, f"no valid close for the session of {row.session_date}"
                 elif now - row.session_close > EXPIRY:
-                    row.state, row.reason = EXPIRED, f"the close of {row.session_date} did not arrive in {EXPIRY.days} days"
+                    row.state = EXPIRED
+                    row.reason = f"the close of {row.session_date} did not arrive in {EXPIRY.days} days"
                 return 0
             beyond = close > row.limit_price if row.side == "BUY" else close < row.limit_price
             if beyond:
