@@ -245,6 +245,11 @@ class PaperBroker:
             row.state, row.reason = CANCELLED, "cancelled by request"
             return True
 
+    def closed_reason(self, client_order_id: str) -> str:
+        with self._db.transaction() as session:
+            row = session.scalars(select(PaperOrder).where(PaperOrder.client_order_id == client_order_id)).first()
+            return f"{row.state}: {row.reason}" if row is not None and row.state in (EXPIRED, CANCELLED) else ""
+
     def settle(self, now: datetime) -> int:
         """Execute or expire the open orders whose session closed at or before `now` (see the
         module's docstring); an order whose close is not known yet stays open. Returns how many

@@ -153,6 +153,9 @@ class TradernetBroker:
     def settle(self, now: datetime) -> int:
         return 0  # Tradernet works its orders itself; fills arrive through executions()
 
+    def closed_reason(self, client_order_id: str) -> str:
+        return ""  # its order history is not read for reasons
+
     def open_order_ids(self) -> set[str]:
         return {str(o.get("user_order_id")) for o in self._open_orders() if o.get("user_order_id") is not None}
 
