@@ -416,9 +416,7 @@ class PortfolioEngine:
             cutoff = snapshots.retention_cutoff(today, self._retention_days)
             if cutoff is not None:
                 store.delete_snapshots_before(session, cutoff)
-            session.flush()
-            session.expunge(row)
-        return row, view
+        return row, view  # `row` was merged, not added: it stays a plain detached copy
 
     def snapshots(self, before: date | None, limit: int) -> list[store.SnapshotRow]:
         with self._db.transaction() as session:

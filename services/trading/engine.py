@@ -144,7 +144,8 @@ class OrderEngine:
             if whole_lots:
                 orders.check_lot(intent.quantity, facts.lot_size)
             with self._db.transaction() as session:
-                order_id = store.add_order(session, intent, security.currency, now).id  # the intent, first
+                order_id = store.add_order(session, intent, security.currency, now,  # the intent, first
+                                           security.bucket or "core").id
             try:
                 approval = risk.check(facts, self.settings())
                 self._convert_if_needed(intent, facts, approval, now)

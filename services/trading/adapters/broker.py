@@ -29,14 +29,17 @@ class Execution:
 
 @dataclass(frozen=True)
 class CashMovement:
-    """Money in or out of the account other than trades: deposits, withdrawals, conversions."""
+    """Money in or out of the account other than trades: deposits, withdrawals, conversions,
+    dividends."""
 
     broker_id: str
-    kind: str          # deposit, withdrawal, conversion_out, conversion_in, ...
+    kind: str          # deposit, withdrawal, dividend, conversion_out, conversion_in, ...
     amount: float      # signed: + in, - out
     currency: str
     at: datetime
     description: str = ""
+    symbol: str = ""     # the security of a dividend, coupon or tax
+    reference: str = ""  # the caller's reference of a deposit or conversion
 
 
 @dataclass(frozen=True)

@@ -226,12 +226,12 @@ class PaperBroker:
                 at = t.at
                 if t.kind == "deposit":
                     movements.append(CashMovement(f"PAPER-T{t.id}", "deposit", t.to_amount, t.to_currency, at,
-                                                  t.reference))
+                                                  t.reference, reference=t.reference))
                 else:
                     movements.append(CashMovement(f"PAPER-T{t.id}-out", "conversion_out", -t.from_amount,
-                                                  t.from_currency, at, t.reference))
+                                                  t.from_currency, at, t.reference, reference=t.reference))
                     movements.append(CashMovement(f"PAPER-T{t.id}-in", "conversion_in", t.to_amount, t.to_currency,
-                                                  at, t.reference))
+                                                  at, t.reference, reference=t.reference))
         return movements
 
     def executions(self) -> list[Execution]:
