@@ -127,13 +127,21 @@ class BucketBook:
                              description, cash_flow_id)
 
     def values(self, session, rates: Rates) -> dict[str, float]:
-        """bucket -> virtual cash (base, now) + its positions' value at the last snapshot."""
+        """bucket -> its virtual cash (base, now) + its positions: the books' quantities at the
+        last snapshot's value per share, or at cost for a symbol bought since."""
         values: dict[str, float] = {r.id: 0.0 for r in store.buckets(session)}
         for bucket, balances in store.bucket_balances(session).items():
             values[bucket] = values.get(bucket, 0.0) + sum(a / rates.rate(c) for c, a in balances.items()
                                                            if rates.rate(c))
-        for held in store.latest_snapshot_positions(session):
-            values[held.bucket] = values.get(held.bucket, 0.0) + held.value_base
+        per_share = {p.symbol: p.value_base / p.quantity for p in store.latest_snapshot_positions(session)
+                     if p.quantity > 0}
+        for held in store.position_histories(session).values():
+            if held.quantity <= 0:
+                continue
+            rate = rates.rate(held.currency)
+            value = held.quantity * per_share[held.symbol] if held.symbol in per_share else (
+                held.cost / rate if rate else 0.0)
+            values[held.bucket] = values.get(held.bucket, 0.0) + value
         return values
 
     def allocate_deposit(self, session, flow: store.CashFlowRow, rates: Rates) -> None:

@@ -271,7 +271,7 @@ class PortfolioEngine:
     def _book_movements(self, session, movements: list[cash_flows.Movement], rates: Rates, now: datetime) -> int:
         known = store.known_broker_ids(session, (m.broker_id for m in movements))
         booked = 0
-        for movement in sorted(movements, key=lambda m: (m.at, m.broker_id)):
+        for movement in sorted(movements, key=lambda m: m.at):  # stable: the ledger's order within an instant
             if movement.broker_id in known:
                 continue
             known.add(movement.broker_id)

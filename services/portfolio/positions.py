@@ -56,9 +56,10 @@ class PositionHistory:
         return self.cost / self.quantity if self.quantity > 0 else None
 
 
-def fill_order(fill: FillRecord) -> tuple:
-    """The order fills are replayed in: execution time, then the broker's id."""
-    return fill.executed_at, fill.broker_trade_id
+def fill_order(fill: FillRecord) -> datetime:
+    """The order fills are replayed in: execution time; fills of the same instant keep the
+    ledger's order (the sort is stable and callers pass them in ledger order)."""
+    return fill.executed_at
 
 
 def replay(symbol: str, fills: Iterable[FillRecord]) -> tuple[PositionHistory, dict[str, SellResult]]:

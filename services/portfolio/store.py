@@ -384,7 +384,8 @@ def known_fills(session: Session, ids: Iterable[str]) -> set[str]:
 
 
 def fills_of(session: Session, symbol: str) -> list[FillRow]:
-    return list(session.scalars(select(FillRow).where(FillRow.symbol == symbol)))
+    """A symbol's fills in the order they were booked (the ledger's)."""
+    return list(session.scalars(select(FillRow).where(FillRow.symbol == symbol).order_by(FillRow.id)))
 
 
 def fills(session: Session, limit: int | None, symbol: str = "", bucket: str = "", start: datetime | None = None,

@@ -76,6 +76,14 @@ class Peers:
         reply = self._data.GetFxRates(data_pb2.GetFxRatesRequest())
         return Rates(reply.base_currency, {r.currency: r.rate for r in reply.rates if r.rate > 0})
 
+    def dividends(self, symbols: list[str], start: date, end: date) -> list[DividendPerShare]:
+        """Dividends per share with ex-dates in [start, end], for many symbols (one GetDividends)."""
+        if not symbols:
+            return []
+        reply = self._data.GetDividends(data_pb2.GetDividendsRequest(symbols=sorted(set(symbols)),
+                                                                     start=start.isoformat(), end=end.isoformat()))
+        return [DividendPerShare(d.symbol, date.fromisoformat(d.date), d.amount) for d in reply.dividends]
+
     def post_alert(self, source: str, text: str) -> bool:
         """On the display's error pool; False (logged) when the display cannot be reached."""
         try:

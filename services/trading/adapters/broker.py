@@ -6,7 +6,7 @@ Unavailable (or a connection error) when the answer could not be had (anything m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 
@@ -40,6 +40,15 @@ class CashMovement:
     description: str = ""
     symbol: str = ""     # the security of a dividend, coupon or tax
     reference: str = ""  # the caller's reference of a deposit or conversion
+
+
+@dataclass(frozen=True)
+class DividendPerShare:
+    """A security's dividend from the market-data history (paid by the paper broker)."""
+
+    symbol: str
+    ex_date: date
+    amount: float  # per share, in the security's currency
 
 
 @dataclass(frozen=True)
