@@ -10,8 +10,10 @@ import numpy as np
 from services.common.errors import Unavailable
 from services.data import store
 from services.data.config import load
+from services.data.engine import sync_bars
 from services.data.history import Bar
-from services.data.server import MarketDataServicer, sync_bars
+from services.data.market_hours import session_days
+from services.data.server import MarketDataServicer
 from services.data.universe import Security
 
 
@@ -21,10 +23,12 @@ def security(symbol: str = "TEST.US", **overrides) -> Security:
     return Security(**{**base, **overrides})
 
 
-def business_days(start: date, count: int) -> list[date]:
+def business_days(start: date, count: int, exchange: str = "XNYS") -> list[date]:
+    """The first `count` trading sessions of `exchange` from `start` (exchange-calendars)."""
+    sessions = session_days(exchange).days
     days, day = [], start
     while len(days) < count:
-        if day.weekday() < 5:
+        if day in sessions:
             days.append(day)
         day += timedelta(days=1)
     return days

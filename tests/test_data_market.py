@@ -415,5 +415,6 @@ def test_sync_window_and_effective_rates():
 
     assert sync_start([date(2024, 5, 10), date(2024, 5, 3)]) == date(2024, 4, 26)
     assert sync_start([date(2024, 5, 10), None]) is None and sync_start([]) is None
+    assert sync_start([date(1, 1, 3)]) == date(1, 1, 1)  # a bar imported at the calendar's start
     assert effective_rates({"USD": 1.1, "GBP": 0.85}, {"USD": (1.08, date(2024, 1, 2), "yfinance")}) == {
         "USD": (1.08, "2024-01-02", "yfinance"), "GBP": (0.85, "", "configured")}

@@ -108,7 +108,10 @@ def test_portfolio_value_is_cash_plus_positions(cycles, suite):
     portfolio = portfolio_pb2_grpc.PortfolioStub(suite.channel("portfolio")).GetPortfolio(
         portfolio_pb2.GetPortfolioRequest(), metadata=metadata)
     data = data_pb2_grpc.MarketDataStub(suite.channel("data"))
-    rates = {r.currency: r.rate for r in data.GetFxRates(data_pb2.GetFxRatesRequest(), metadata=metadata).rates}
+    fx = {r.currency: r for r in data.GetFxRates(data_pb2.GetFxRatesRequest(), metadata=metadata).rates}
+    # the ECB's reference rate of the last fixing (Friday 2018-01-05), not the configured 1.10
+    assert (fx["USD"].rate, fx["USD"].date, fx["USD"].source) == (1.2045, "2018-01-05", "ECB")
+    rates = {currency: rate.rate for currency, rate in fx.items()}
     quotes = {q.symbol: q for q in data.GetQuotes(
         data_pb2.GetQuotesRequest(symbols=[p.symbol for p in portfolio.positions]), metadata=metadata).quotes}
     assert portfolio.positions

@@ -270,9 +270,12 @@ def test_market_data_rpcs_over_grpc(stubs, tmp_path, capsys, running_suite, monk
     csv = tmp_path / "csv.csv"
     csv.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n2017-12-28,10,11,9,10.5,10.4,100\n"
                    "2017-12-29,10.5,11,10,10.8,10.7,120\n")
-    converted = data.Convert(data_pb2.ConvertRequest(amount=110, from_currency="USD", to_currency="EUR"),
-                             metadata=AUTH)
-    assert converted.amount == pytest.approx(100) and converted.rate == pytest.approx(1 / 1.1)
+    converted = data.Convert(data_pb2.ConvertRequest(amount=120.65, from_currency="USD", to_currency="EUR"),
+                             metadata=AUTH)  # at the ECB's EUR/USD 1.2065 of 2018-01-02, not the configured 1.10
+    assert converted.amount == pytest.approx(100) and converted.rate == pytest.approx(1 / 1.2065)
+    configured = data.Convert(data_pb2.ConvertRequest(amount=110, from_currency="USD", to_currency="EUR",
+                                                      as_of="1998-12-31"), metadata=AUTH)  # before the ECB's
+    assert configured.amount == pytest.approx(100)
     refused(data.Convert, data_pb2.ConvertRequest(amount=1, from_currency="JPY", to_currency="EUR"),
             grpc.StatusCode.FAILED_PRECONDITION, "fx_rate_missing")
     listed = data.ListSecurities(data_pb2.ListSecuritiesRequest(exchange="XNAS"), metadata=AUTH).securities

@@ -103,6 +103,14 @@ class Env:
             return default
         return value
 
+    def host(self, name: str) -> str | None:
+        """A host or IP alone (`0.0.0.0`, `[::]`, `trader-data`), or None when unset."""
+        value = self.raw(name)
+        if value is not None and not _ADDRESS.match(f"{value}:1"):
+            self.problems.append(f"{name}={value!r}: expected a host or IP address, e.g. 0.0.0.0 or [::]")
+            return None
+        return value
+
     def check(self) -> None:
         if self.problems:
             raise ConfigError(self.problems)
@@ -191,10 +199,16 @@ def load_common(service: str, environ: Mapping[str, str] | None = None, env: Env
         fx_rates = {}
     var_dir = Path(env.text("TRADER_VAR_DIR", str(REPO_ROOT / "var")))
     db_url = env.text(db_url_variable(service), f"sqlite:///{var_dir / (service + '.db')}")
+    # Containers listen on every interface (TRADER_LISTEN_HOST=0.0.0.0) while peers connect to
+    # TRADER_<SERVICE>_ADDR (a service name); the port is always the service's own.
+    listen_host = env.host("TRADER_LISTEN_HOST")
+    listen_address = addresses[service]
+    if listen_host is not None:
+        listen_address = f"{listen_host}:{listen_address.rsplit(':', 1)[1]}"
     config = CommonConfig(
         service=service,
         addresses=addresses,
-        listen_address=addresses[service],
+        listen_address=listen_address,
         api_token=None if auth_disabled else token,
         mode=mode,
         base_currency=base,

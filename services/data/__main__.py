@@ -1,7 +1,9 @@
 """`python -m services.data` starts the market-data service.
 
 With the bundled provider (the default) the sample history is loaded on the first start;
-TRADER_DATA_PROVIDER=yfinance fetches live data on SyncPrices instead.
+TRADER_DATA_PROVIDER=yfinance fetches live data on SyncPrices instead. Every start then
+re-validates bars stored under older validation rules and loads the ECB reference rates of the
+currencies the service prices that are not stored yet (both no-ops once done).
 """
 
 import sys
@@ -9,20 +11,23 @@ import sys
 from trader.data.v1 import data_pb2_grpc
 
 from services.common.server import ServiceParts, run_service
-from services.data import store
+from services.data import engine, store
 from services.data.adapters.sample_history import load_sample_history
 from services.data.adapters.yfinance_provider import YFinanceProvider
 from services.data.config import DataConfig, load
-from services.data.server import MarketDataServicer, sync_bars
+from services.data.server import MarketDataServicer
 
 
 def build(config: DataConfig) -> ServiceParts:
     db = store.open_database(config.common.db_url)
     if config.provider == "sample":
         provider = load_sample_history()
-        sync_bars(db, provider.securities, provider.bars)  # first start loads it; later starts add nothing
+        engine.sync_bars(db, provider.securities, provider.bars)  # first start loads it; later starts add nothing
     else:
         provider = YFinanceProvider(cache_dir=config.common.var_dir / "yfinance-cache")
+    engine.revalidate_stale(db)
+    common = config.common
+    engine.load_reference_rates(db, engine.needed_currencies(db, common.base_currency, sorted(common.fx_rates)))
     servicer = MarketDataServicer(config, db, provider)
     return ServiceParts(lambda server: data_pb2_grpc.add_MarketDataServicer_to_server(servicer, server), db.close)
 

@@ -6,6 +6,7 @@ security's exchange, so a replay at 10:00 New York time on D sees D-1's close, n
 
 from __future__ import annotations
 
+import statistics
 from datetime import date, datetime, time, timedelta
 from itertools import groupby
 from typing import NamedTuple
@@ -68,7 +69,58 @@ def sync_start(last_stored: list[date | None], overlap_days: int = 7) -> date | 
     bars (late corrections get picked up), or from the beginning when one has none."""
     if not last_stored or None in last_stored:
         return None
-    return min(last_stored) - timedelta(days=overlap_days)
+    return date.fromordinal(max(1, min(last_stored).toordinal() - overlap_days))  # no OverflowError at date.min
+
+
+REBASE_TOLERANCE = 1e-3  # overlapping ratios this close to each other share one factor...
+REBASE_MIN_OVERLAP = 2   # ...over at least this many overlapping bars
+
+
+class Rebase(NamedTuple):
+    """Factors from the stored series to the provider's: new = stored x factor."""
+
+    close: float
+    adj_close: float
+
+
+def _common_factor(pairs: list[tuple[float | None, float | None]]) -> float | None:
+    """The one factor every (stored, new) pair differs by (1.0 without pairs), else None."""
+    ratios = [new / old for old, new in pairs if old is not None and new is not None and old > 0 and new > 0]
+    if not ratios:
+        return 1.0
+    factor = statistics.median(ratios)
+    return factor if all(abs(r / factor - 1) <= REBASE_TOLERANCE for r in ratios) else None
+
+
+def rebase_factors(stored: list[Bar], fetched: list[Bar]) -> Rebase | None:
+    """How a provider re-based a series: when its bars overlapping the stored ones all differ
+    from them by one factor (a split: prices x 1/2; a dividend re-adjustment: adjusted closes
+    x 0.99; a unit change: x 1/100), that factor per price field; None when the overlap agrees
+    or differs bar by bar (late corrections, stored one by one)."""
+    by_date = {bar.date: bar for bar in stored}
+    overlap = [(by_date[bar.date], bar) for bar in fetched if bar.date in by_date]
+    if len(overlap) < REBASE_MIN_OVERLAP:
+        return None
+    close = _common_factor([(old.close, new.close) for old, new in overlap])
+    adjusted = _common_factor([(old.adj_close, new.adj_close) for old, new in overlap])
+    factors = Rebase(close or 1.0, adjusted or 1.0)
+    return factors if any(abs(f - 1) > REBASE_TOLERANCE for f in factors) else None
+
+
+def rebased(stored: list[Bar], replacement: list[Bar], factors: Rebase) -> list[Bar]:
+    """The new stored history: the replacement's bars, plus stored bars on dates it does not
+    cover scaled onto its basis (prices by the factors, volume inversely to the close's, as a
+    split does), so history the provider no longer serves is kept, not lost."""
+    covered = {bar.date for bar in replacement}
+
+    def scale(value: float | None, factor: float) -> float | None:
+        return None if value is None else value * factor
+
+    kept = [bar._replace(open=scale(bar.open, factors.close), high=scale(bar.high, factors.close),
+                         low=scale(bar.low, factors.close), close=bar.close * factors.close,
+                         volume=scale(bar.volume, 1 / factors.close), adj_close=scale(bar.adj_close, factors.adj_close))
+            for bar in stored if bar.date not in covered]
+    return sorted(kept + list(replacement), key=lambda bar: bar.date)
 
 
 def monthly_bars(daily: list[Bar]) -> list[Bar]:

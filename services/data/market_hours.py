@@ -2,6 +2,11 @@
 
 The exchanges are the original's (data-display.md section 6). An unknown exchange is refused;
 callers that must decide whether to trade treat "unknown" as closed.
+
+Every calendar is built once over a fixed span (CALENDAR_START to CALENDAR_END, narrowed to
+what the library records for the exchange), never the library's default of 20 years back and
+one year ahead of today: the answer for a date must not change as the wall clock moves, and the
+span covers all history the data service holds (the bundled sample starts 1990-01-02).
 """
 
 from __future__ import annotations
@@ -12,8 +17,13 @@ from datetime import UTC, date, datetime
 
 import exchange_calendars as xcals
 import pandas as pd
+from dateutil.easter import EASTER_ORTHODOX
+from exchange_calendars import exchange_calendar_asex as asex
+from exchange_calendars.exchange_calendar import HolidayCalendar
+from pandas.tseries.holiday import Holiday
+from pandas.tseries.offsets import Day, Easter
 
-from services.common.errors import InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument
 
 EXCHANGES = ("XNYS", "XNAS", "XETR", "XLON", "XPAR", "XMIL", "XAMS", "XCSE", "ASEX", "XHKG", "XSHG", "XTSE",
              "XASX")
@@ -27,6 +37,10 @@ EXCHANGE_NAMES = {
     "ATHENS": "ASEX", "HKSE": "XHKG", "HONG KONG": "XHKG", "SHANGHAI": "XSHG", "SHENZHEN": "XSHG",
     "TORONTO": "XTSE", "TSE": "XTSE", "ASX": "XASX",
 }
+# The span every calendar is built over (then narrowed to the library's bounds for the
+# exchange: XSHG's holidays are recorded from 1990-12-03 to the end of the current year only).
+CALENDAR_START = pd.Timestamp("1970-01-01")
+CALENDAR_END = pd.Timestamp("2060-12-31")
 
 
 @dataclass(frozen=True)
@@ -38,11 +52,74 @@ class MarketStatus:
     session: date
 
 
-@functools.cache
+@dataclass(frozen=True)
+class SessionDays:
+    """The trading sessions of one exchange over its calendar's span (plain data for validation)."""
+
+    first: date
+    last: date
+    days: frozenset[date]
+
+
+class OutsideCalendar(FailedPrecondition):
+    """An instant outside the span the exchange's calendar covers: the library does not know
+    that exchange's sessions then, so nothing is answered (never a guess)."""
+
+    def __init__(self, exchange: str, at: datetime, first: date, last: date):
+        super().__init__("calendar_range", f"{at.isoformat()} is outside the {exchange} calendar "
+                                           f"({first} to {last}, exchange-calendars {xcals.__version__})")
+        self.span = (first, last)
+
+
+def _orthodox(name: str, days_after_easter: int) -> Holiday:
+    return Holiday(name, month=1, day=1, offset=[Easter(method=EASTER_ORTHODOX), Day(days_after_easter)])
+
+
+class ASEXCalendar(asex.ASEXExchangeCalendar):
+    """Athens, with its Orthodox Easter holidays computed by pandas' own `Easter(method=
+    EASTER_ORTHODOX)` offset. exchange-calendars 4.13.2 builds them with its `OrthodoxEaster`
+    offset, which pandas 3 no longer drives (`NotImplementedError` for every date); the
+    holiday list, times and ad hoc closures are the library's. Subclassing `ExchangeCalendar`
+    is how the library defines a calendar."""
+
+    @property
+    def regular_holidays(self) -> HolidayCalendar:
+        return HolidayCalendar([
+            asex.NewYearsDay, asex.Epiphany, _orthodox("Orthodox Ash Monday", -48), asex.NationalHoliday1,
+            asex.GoodFriday, asex.EasterMonday, _orthodox("Orthodox Good Friday", -2),
+            _orthodox("Orthodox Easter Monday", 1), asex.LabourDay, _orthodox("Orthodox Whit Monday", 50),
+            asex.AssumptionDay, asex.NationalHoliday2, asex.ChristmasEve, asex.ChristmasDay,
+            asex.SecondDayOfChristmas,
+        ])
+
+
+_OWN_CALENDARS: dict[str, type[xcals.ExchangeCalendar]] = {"ASEX": ASEXCalendar}
+
+
 def calendar(exchange: str) -> xcals.ExchangeCalendar:
     if exchange not in EXCHANGES:
         raise InvalidArgument("exchange", f"unknown exchange {exchange!r}; known: {', '.join(EXCHANGES)}")
-    return xcals.get_calendar(exchange)
+    return _build(xcals.resolve_alias(exchange))  # XNAS is the XNYS calendar: built once
+
+
+@functools.cache
+def _build(name: str) -> xcals.ExchangeCalendar:
+    factory = _OWN_CALENDARS.get(name) or xcals.calendar_utils.global_calendar_dispatcher._calendar_factories[name]
+    start = max(CALENDAR_START, factory.bound_min() or CALENDAR_START)
+    end = min(CALENDAR_END, factory.bound_max() or CALENDAR_END)
+    return factory(start=start, end=end)
+
+
+def session_days(exchange: str) -> SessionDays | None:
+    """The sessions of a known exchange (None for any other: validation then knows only that
+    no listed exchange trades on a Saturday or Sunday)."""
+    return _session_days(xcals.resolve_alias(exchange)) if exchange in EXCHANGES else None
+
+
+@functools.cache
+def _session_days(name: str) -> SessionDays:
+    cal = _build(name)
+    return SessionDays(cal.first_session.date(), cal.last_session.date(), frozenset(cal.sessions.date))
 
 
 def _intervals(cal: xcals.ExchangeCalendar, session: pd.Timestamp) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
@@ -55,12 +132,13 @@ def _intervals(cal: xcals.ExchangeCalendar, session: pd.Timestamp) -> list[tuple
 
 def market_status(exchange: str, at: datetime) -> MarketStatus:
     """Open or closed at `at` (timezone-aware), with the next open and close after it; a lunch
-    break counts as closed (it closes at the break and opens again after it)."""
+    break counts as closed (it closes at the break and opens again after it). Raises
+    OutsideCalendar when `at` or the following session lies outside the calendar's span."""
     cal = calendar(exchange)
     moment = pd.Timestamp(at.astimezone(UTC))
-    if not cal.first_minute <= moment.floor("min") <= cal.last_minute:
-        raise InvalidArgument("as_of", f"outside the {exchange} calendar ({cal.first_session.date()} to "
-                                       f"{cal.last_session.date()})")
+    # the session at `moment` and the one after it must both lie inside the span
+    if not cal.first_minute <= moment < cal.session_close(cal.sessions[-2]):
+        raise OutsideCalendar(exchange, at, cal.first_session.date(), cal.last_session.date())
     session = cal.minute_to_session(moment.floor("min"), direction="next")
     intervals = _intervals(cal, session) + _intervals(cal, cal.next_session(session))
     is_open = any(start <= moment < end for start, end in intervals)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import date, timedelta
+from datetime import date, datetime
 
 from trader.data.v1 import data_pb2, data_pb2_grpc
 
@@ -13,13 +13,13 @@ from services.common.errors import InvalidArgument, NotFound
 from services.common.money import convert
 from services.common.timestamps import to_timestamp
 from services.common.validate import currency_code, finite_amount, parse_day, required_text
-from services.data import store
+from services.data import engine, store
 from services.data.adapters.csv_import import parse_yahoo_csv
 from services.data.analytics import adjusted_closes, indicators_as_of
 from services.data.config import DataConfig
-from services.data.fx import effective_rates
-from services.data.history import Bar, last_final_date, monthly_bars, resolve_range, sync_start
-from services.data.market_hours import exchange_from_name, market_status
+from services.data.fx import effective_rates, reference_in_base, reference_window
+from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
+from services.data.market_hours import OutsideCalendar, exchange_from_name, market_status
 from services.data.providers import PriceProvider
 from services.data.regime import market_regime
 from services.data.universe import EQUITY, Security, detect_metadata, validate_security
@@ -64,22 +64,6 @@ def bar_to_proto(bar: Bar, flag: str | None = None) -> data_pb2.Bar:
                         **{k: v for k, v in optional.items() if v is not None})
 
 
-def sync_bars(db: Database, securities: list[Security], fetched: dict[str, list[Bar]]) -> tuple[int, int, int]:
-    """Store what a provider returned, in one transaction: (added, updated, flagged)."""
-    added = updated = flagged = 0
-    with db.transaction() as session:
-        extent = store.stored_extent(session)
-        for security in securities:
-            security_id = store.ensure_security(session, security)
-            bars = fetched.get(security.symbol, [])
-            if not bars or extent.get(security_id) == (len(bars), bars[-1].date):
-                continue  # nothing new (the bundled provider's fast path)
-            new, changed, _ = store.upsert_bars(session, security_id, bars)
-            added, updated = added + new, updated + changed
-            flagged += store.flagged_count(session, security_id)
-    return added, updated, flagged
-
-
 class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
     def __init__(self, config: DataConfig, db: Database, provider: PriceProvider):
         self._config = config
@@ -107,9 +91,12 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
             raise InvalidArgument("as_of", f"{day} is after now (latest visible date {visible})")
         return day
 
-    def _rates(self, day: date) -> dict[str, tuple[float, str, str]]:
+    def _rates(self, day: date, now: datetime) -> dict[str, tuple[float, str, str]]:
+        """The rates that apply on `day` (store and fx.py decide which), as seen at `now`."""
+        oldest, latest = reference_window(day, now)
         with self._db.transaction() as session:
-            return effective_rates(self._config.common.fx_rates, store.fx_rates_as_of(session, day))
+            reference = reference_in_base(store.reference_fixing(session, latest, oldest), self._base)
+            return effective_rates(self._config.common.fx_rates, store.fx_rates_as_of(session, day), reference)
 
     # --- universe ---
 
@@ -143,7 +130,13 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
                 other = store.find_security(session, isin=security.isin)
                 if other is not None and other.symbol != security.symbol:
                     raise InvalidArgument("security.isin", f"already used by {other.symbol}")
-            return security_to_proto(store.save_security(session, security).to_domain())
+            before = store.find_security(session, security.symbol)
+            moved = before is not None and before.exchange != security.exchange
+            saved = security_to_proto(store.save_security(session, security).to_domain())
+        if moved:  # another exchange, other trading days: its bars' flags change
+            engine.revalidate_security(self._db, security.symbol)
+        engine.load_reference_rates(self._db, {security.currency, self._base})
+        return saved
 
     def DeactivateSecurity(self, request, context):
         with self._db.transaction() as session:
@@ -205,8 +198,8 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         symbol = required_text("symbol", request.symbol, 32)
         bars = parse_yahoo_csv(request.csv)
         with self._db.transaction() as session:
-            security_id, _ = self._security(session, symbol)
-            added, updated, unchanged = store.upsert_bars(session, security_id, bars)
+            security_id, security = self._security(session, symbol)
+            added, updated, unchanged = engine.store_imported(session, security_id, security, bars)
             flagged = store.flagged_count(session, security_id)
         return data_pb2.ImportPricesResponse(bars_added=added, bars_updated=updated, bars_unchanged=unchanged,
                                              bars_flagged=flagged)
@@ -215,25 +208,15 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         now = clock.now()
         with self._db.transaction() as session:
             securities = [s for _, s in store.list_securities(session, False, True)]
-            last = {sid: day for sid, (_, day) in store.stored_extent(session).items()}
-            ids = {s.symbol: store.find_security(session, s.symbol).id for s in securities}
         if request.symbols:
-            unknown = [s for s in request.symbols if s not in ids]
+            known = {s.symbol for s in securities}
+            unknown = [s for s in request.symbols if s not in known]
             if unknown:
                 raise NotFound(f"unknown symbols: {', '.join(unknown)}")
             securities = [s for s in securities if s.symbol in set(request.symbols)]
-        end = now.date()
-        start = sync_start([last.get(ids[s.symbol]) for s in securities])
-        with self._sync_lock:
-            fetched = self._provider.daily_bars(securities, start, end)  # Unavailable: nothing stored
-            fx = self._provider.fx_history(sorted(self._config.common.fx_rates), self._base, start, end)
-            added, updated, flagged = sync_bars(self._db, securities, fetched)
-            with self._db.transaction() as session:
-                for currency, history in fx.items():
-                    for day, rate in history:
-                        store.save_fx_rate(session, currency, day, rate, self._provider.name)
-                if self._config.retention_days:
-                    store.delete_bars_before(session, end - timedelta(days=self._config.retention_days))
+        with self._sync_lock:  # Unavailable from the provider: nothing stored
+            result = engine.sync_prices(self._db, self._provider, securities, now.date(),
+                                        sorted(self._config.common.fx_rates), self._base, self._config.retention_days)
         latest = None
         with self._db.transaction() as session:
             for security_id, security in store.list_securities(session, False, True):
@@ -241,9 +224,9 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
                 if bar is not None and (latest is None or bar.date > latest):
                     latest = bar.date
         return data_pb2.SyncPricesResponse(
-            provider=self._provider.name, bars_added=added, bars_updated=updated, bars_flagged=flagged,
-            latest_bar_date=latest.isoformat() if latest else "",
-            symbols_synced=sorted(s for s in fetched if fetched[s]),
+            provider=self._provider.name, bars_added=result.added, bars_updated=result.updated,
+            bars_flagged=result.flagged, latest_bar_date=latest.isoformat() if latest else "",
+            symbols_synced=result.synced,
         )
 
     # --- indicators ---
@@ -268,8 +251,9 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
     # --- FX ---
 
     def GetFxRates(self, request, context):
-        day = self._as_of_date(request.as_of, clock.now().date())
-        rates = self._rates(day)
+        now = clock.now()
+        day = self._as_of_date(request.as_of, now.date())
+        rates = self._rates(day, now)
         return data_pb2.GetFxRatesResponse(
             base_currency=self._base, source=", ".join(sorted({s for _, _, s in rates.values()})),
             rates=[data_pb2.FxRate(currency=c, rate=r, date=d, source=s) for c, (r, d, s) in sorted(rates.items())],
@@ -279,8 +263,9 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         amount = finite_amount("amount", request.amount)
         source = currency_code("from_currency", request.from_currency)
         target = currency_code("to_currency", request.to_currency)
-        day = self._as_of_date(request.as_of, clock.now().date())
-        rates = {c: r for c, (r, _, _) in self._rates(day).items()}
+        now = clock.now()
+        day = self._as_of_date(request.as_of, now.date())
+        rates = {c: r for c, (r, _, _) in self._rates(day, now).items()}
         converted = convert(amount, source, target, self._base, rates)
         rate = convert(1.0, source, target, self._base, rates)
         return data_pb2.ConvertResponse(amount=converted, rate=rate)
@@ -292,7 +277,15 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
             at = clock.parse_as_of(request.as_of) if request.as_of else clock.now()
         except InvalidArgument as exc:
             raise InvalidArgument("as_of", f"not an ISO 8601 instant: {request.as_of!r}") from exc
-        status = market_status(request.exchange.strip().upper() if request.exchange else "", at)
+        exchange = request.exchange.strip().upper()
+        try:
+            status = market_status(exchange, at)
+        except OutsideCalendar as exc:
+            if request.as_of:  # the caller's own instant: a bad argument; "now": a limit of the data
+                first, last = exc.span
+                raise InvalidArgument("as_of", f"{request.as_of!r} is outside the {exchange} calendar "
+                                               f"({first} to {last})") from exc
+            raise
         return data_pb2.GetMarketStatusResponse(
             exchange=status.exchange, open=status.open, next_open=to_timestamp(status.next_open),
             next_close=to_timestamp(status.next_close), session_date=status.session.isoformat())

@@ -1,5 +1,6 @@
 """Market-data storage: securities, daily bars keyed by (security, date) with validation flags,
-an indicator cache, and FX rates with history."""
+an indicator cache, FX rates with history (the provider's, per base unit) and the ECB's euro
+reference rates (per 1 EUR, as published)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import json
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Integer, String, Text, delete, func, select
+from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Integer, String, Text, delete, func, insert, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
 from services.common.migrations import Schema
 from services.data.history import Bar
+from services.data.market_hours import SessionDays
 from services.data.migrations import LEGACY_STEPS
 from services.data.universe import Security
-from services.data.validation import flag_bars
+from services.data.validation import RULES_VERSION, flag_bars
 
 
 class Base(DeclarativeBase):
@@ -42,6 +44,8 @@ class SecurityRow(Base):
     max_target: Mapped[float | None] = mapped_column(Float, nullable=True)
     bucket: Mapped[str] = mapped_column(String(64), default="core")
     yahoo_symbol: Mapped[str] = mapped_column(String(32), default="")
+    # the validation rules (validation.RULES_VERSION) the stored flags were computed with
+    validated_with: Mapped[int] = mapped_column(Integer, default=0)
 
     def to_domain(self) -> Security:
         return Security(**{f: getattr(self, f) for f in Security.__dataclass_fields__})
@@ -75,6 +79,16 @@ class FxRateRow(Base):
     date: Mapped[date] = mapped_column(Date, primary_key=True)
     rate: Mapped[float] = mapped_column(Float)  # units of `currency` per 1 base unit
     source: Mapped[str] = mapped_column(String(40))
+
+
+class ReferenceRateRow(Base):
+    """The ECB's euro foreign exchange reference rates, as published: units of `currency` per
+    1 EUR (whatever the base currency), one row per TARGET business day."""
+
+    __tablename__ = "reference_rates"
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    date: Mapped[date] = mapped_column(Date, primary_key=True, index=True)
+    rate: Mapped[float] = mapped_column(Float)
 
 
 SCHEMA = Schema("data", (Base.metadata,), Path(__file__).with_name("migrations") / "versions",
@@ -198,9 +212,11 @@ def stored_extent(session: Session) -> dict[int, tuple[int, date]]:
     return {security_id: (count, last) for security_id, count, last in rows}
 
 
-def upsert_bars(session: Session, security_id: int, bars: list[Bar]) -> tuple[int, int, int]:
-    """Insert new dates, update changed bars, leave equal ones; then re-validate the series and
-    invalidate cached indicators from the first change on. Returns (added, updated, unchanged)."""
+def upsert_bars(session: Session, security_id: int, bars: list[Bar],
+                sessions: SessionDays | None) -> tuple[int, int, int]:
+    """Insert new dates, update changed bars, leave equal ones; then re-validate the series
+    (`sessions`: the exchange's trading days) and invalidate cached indicators from the first
+    change on. Returns (added, updated, unchanged)."""
     stored = {b.date: b for b in daily_bars(session, security_id, None, date.max)}
     new_rows, changed = [], []
     for bar in bars:
@@ -216,9 +232,25 @@ def upsert_bars(session: Session, security_id: int, bars: list[Bar]) -> tuple[in
             DailyBarRow.security_id == security_id, DailyBarRow.date == bar.date).values(**_bar_fields(bar)))
     touched = [r["date"] for r in new_rows] + [b.date for b in changed]
     if touched:
-        first_flag_change = refresh_flags(session, security_id)
+        first_flag_change = refresh_flags(session, security_id, sessions)
         invalidate_cache(session, security_id, min(touched + ([first_flag_change] if first_flag_change else [])))
     return len(new_rows), len(changed), len(bars) - len(new_rows) - len(changed)
+
+
+def replace_bars(session: Session, security_id: int, bars: list[Bar],
+                 sessions: SessionDays | None) -> tuple[int, int, int]:
+    """Make `bars` the security's whole stored history (a re-based series from its source):
+    every other stored bar is deleted, flags are recomputed and every cached indicator of the
+    security is dropped. Returns (added, updated, unchanged) against what was stored."""
+    stored = {b.date: b for b in daily_bars(session, security_id, None, date.max)}
+    session.execute(delete(DailyBarRow).where(DailyBarRow.security_id == security_id))
+    if bars:
+        session.execute(DailyBarRow.__table__.insert(), [{"security_id": security_id, **_bar_fields(b)} for b in bars])
+    refresh_flags(session, security_id, sessions)
+    invalidate_cache(session, security_id, date.min)
+    added = sum(1 for b in bars if b.date not in stored)
+    unchanged = sum(1 for b in bars if stored.get(b.date) == b)
+    return added, len(bars) - added - unchanged, unchanged
 
 
 def _bar_fields(bar: Bar) -> dict:
@@ -226,10 +258,11 @@ def _bar_fields(bar: Bar) -> dict:
             "volume": bar.volume, "adj_close": bar.adj_close}
 
 
-def refresh_flags(session: Session, security_id: int) -> date | None:
-    """Re-validate every bar of a security; returns the earliest date whose flag changed."""
+def refresh_flags(session: Session, security_id: int, sessions: SessionDays | None) -> date | None:
+    """Re-validate every bar of a security and record the rules used; returns the earliest
+    date whose flag changed."""
     rows = daily_bars_with_flags(session, security_id, None, date.max)
-    flags = flag_bars([bar for bar, _, _ in rows])
+    flags = flag_bars([bar for bar, _, _ in rows], sessions)
     first_change = None
     for (bar, old_reason, old_known), flag in zip(rows, flags, strict=True):
         new = (flag.reason, flag.known_on) if flag else (None, None)
@@ -239,7 +272,28 @@ def refresh_flags(session: Session, security_id: int) -> date | None:
                 flag=new[0], flag_known_on=new[1]))
             changed_on = min(bar.date, flag.known_on if flag else bar.date, old_known or bar.date)
             first_change = changed_on if first_change is None else min(first_change, changed_on)
+    session.execute(SecurityRow.__table__.update().where(SecurityRow.id == security_id).values(
+        validated_with=RULES_VERSION))
     return first_change
+
+
+def revalidate(session: Session, security_id: int, sessions: SessionDays | None) -> None:
+    """Recompute a security's flags (new rules, another exchange) and drop what they change."""
+    first_change = refresh_flags(session, security_id, sessions)
+    if first_change is not None:
+        invalidate_cache(session, security_id, first_change)
+
+
+def stale_validation(session: Session) -> list[tuple[int, Security]]:
+    """Securities whose flags were computed with older validation rules."""
+    rows = session.scalars(select(SecurityRow).where(SecurityRow.validated_with != RULES_VERSION))
+    return [(row.id, row.to_domain()) for row in rows]
+
+
+def latest_flag(session: Session, security_id: int) -> str | None:
+    """The flag of the security's latest stored bar (None when valid or no bars)."""
+    return session.scalar(select(DailyBarRow.flag).where(DailyBarRow.security_id == security_id)
+                          .order_by(DailyBarRow.date.desc()).limit(1))
 
 
 def flagged_count(session: Session, security_id: int) -> int:
@@ -283,3 +337,32 @@ def fx_rates_as_of(session: Session, day: date) -> dict[str, tuple[float, date, 
     rows = session.execute(select(FxRateRow).join(
         latest, (FxRateRow.currency == latest.c.currency) & (FxRateRow.date == latest.c.day)))
     return {row.currency: (row.rate, row.date, row.source) for (row,) in rows}
+
+
+# --- ECB reference rates ---
+
+def reference_rate_extent(session: Session) -> dict[str, date]:
+    """currency -> date of its latest stored reference rate."""
+    rows = session.execute(select(ReferenceRateRow.currency, func.max(ReferenceRateRow.date))
+                           .group_by(ReferenceRateRow.currency))
+    return dict(rows.all())
+
+
+def save_reference_rates(session: Session, rates: dict[str, list[tuple[date, float]]]) -> int:
+    """Insert new reference rates in one bulk statement; returns the number of rows."""
+    rows = [{"currency": currency, "date": day, "rate": rate} for currency, history in rates.items()
+            for day, rate in history]
+    if rows:
+        session.execute(insert(ReferenceRateRow), rows)
+    return len(rows)
+
+
+def reference_fixing(session: Session, day: date, oldest: date) -> tuple[date, dict[str, float]] | None:
+    """(date, currency -> units per 1 EUR) of the latest fixing between `oldest` and `day`."""
+    fixing_day = session.scalar(select(func.max(ReferenceRateRow.date)).where(
+        ReferenceRateRow.date <= day, ReferenceRateRow.date >= oldest))
+    if fixing_day is None:
+        return None
+    rows = session.execute(select(ReferenceRateRow.currency, ReferenceRateRow.rate).where(
+        ReferenceRateRow.date == fixing_day))
+    return fixing_day, dict(rows.all())

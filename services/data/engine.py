@@ -1,0 +1,156 @@
+"""Market-data use cases that span the provider, the bundled reference data and the store:
+storing fetched bars (validated against the exchange's calendar), syncing from the provider
+(with re-based series replaced), re-validating after a rules change, and loading the ECB's
+reference rates.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from currency_converter import CURRENCY_FILE
+from sqlalchemy.orm import Session
+
+from services.common.db import Database
+from services.data import store
+from services.data.adapters import ecb_rates
+from services.data.fx import REFERENCE_CURRENCY
+from services.data.history import Bar, Rebase, rebase_factors, rebased, sync_start
+from services.data.market_hours import session_days
+from services.data.providers import PriceProvider
+from services.data.universe import Security
+
+_reference_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    added: int
+    updated: int
+    flagged: int
+    synced: list[str]  # symbols the provider returned bars for
+
+
+def sync_bars(db: Database, securities: list[Security], fetched: dict[str, list[Bar]],
+              replacements: dict[str, list[Bar]] | None = None) -> tuple[int, int, int]:
+    """Store what a provider returned, in one transaction: (added, updated, flagged).
+    `replacements` are whole re-based histories that replace what is stored."""
+    replacements = replacements or {}
+    added = updated = flagged = 0
+    with db.transaction() as session:
+        extent = store.stored_extent(session)
+        for security in securities:
+            security_id = store.ensure_security(session, security)
+            sessions = session_days(security.exchange)
+            if security.symbol in replacements:
+                new, changed, _ = store.replace_bars(session, security_id, replacements[security.symbol], sessions)
+            else:
+                bars = fetched.get(security.symbol, [])
+                if not bars or extent.get(security_id) == (len(bars), bars[-1].date):
+                    continue  # nothing new (the bundled provider's fast path)
+                new, changed, _ = store.upsert_bars(session, security_id, bars, sessions)
+            added, updated = added + new, updated + changed
+            flagged += store.flagged_count(session, security_id)
+    return added, updated, flagged
+
+
+def store_imported(session: Session, security_id: int, security: Security, bars: list[Bar]) -> tuple[int, int, int]:
+    """Store imported bars (a CSV) in the caller's transaction: (added, updated, unchanged).
+    When the file's bars overlapping the stored ones all differ from them by one factor, the
+    file is on another basis (a split, a re-adjustment, a unit): it replaces those bars and
+    every other stored bar is scaled onto its basis (counted as updated), never mixed."""
+    sessions = session_days(security.exchange)
+    factors = rebase_factors(store.daily_bars(session, security_id, bars[0].date, bars[-1].date), bars)
+    if factors is None:
+        return store.upsert_bars(session, security_id, bars, sessions)
+    stored = store.daily_bars(session, security_id, None, date.max)
+    return store.replace_bars(session, security_id, rebased(stored, bars, factors), sessions)
+
+
+def revalidate_stale(db: Database) -> int:
+    """Re-validate every security whose flags came from older rules; returns how many."""
+    with db.transaction() as session:
+        stale = store.stale_validation(session)
+        for security_id, security in stale:
+            store.revalidate(session, security_id, session_days(security.exchange))
+    return len(stale)
+
+
+def revalidate_security(db: Database, symbol: str) -> None:
+    """Re-validate one security (its exchange, hence its trading days, changed)."""
+    with db.transaction() as session:
+        row = store.find_security(session, symbol)
+        if row is not None:
+            store.revalidate(session, row.id, session_days(row.exchange))
+
+
+def _rebased_series(db: Database, ids: dict[str, int], fetched: dict[str, list[Bar]], start: date | None,
+                    end: date) -> dict[str, Rebase]:
+    """symbol -> factors for the securities whose whole history must come again from the
+    provider: its bars overlapping the stored ones all differ from them by one factor (a split,
+    a re-adjustment, a change of unit), or the stored series ends in an unresolved unit change."""
+    found: dict[str, Rebase] = {}
+    with db.transaction() as session:
+        for symbol, bars in fetched.items():
+            if not bars or symbol not in ids:
+                continue  # nothing new from the provider (a replay's usual sync): nothing to compare
+            factors = rebase_factors(store.daily_bars(session, ids[symbol], start, end), bars)
+            if factors is None and (store.latest_flag(session, ids[symbol]) or "").startswith("unit_change"):
+                factors = Rebase(1.0, 1.0)
+            if factors is not None:
+                found[symbol] = factors
+    return found
+
+
+def sync_prices(db: Database, provider: PriceProvider, securities: list[Security], end: date,
+                fx_currencies: list[str], base: str, retention_days: int) -> SyncResult:
+    """Fetch bars (from a week before the oldest last stored bar) and FX history, replace the
+    history of re-based series with the provider's whole history, store everything. A provider
+    failure (Unavailable) stores nothing."""
+    with db.transaction() as session:
+        ids = {symbol: security_id for symbol, (security_id, _) in
+               store.find_securities(session, [s.symbol for s in securities]).items()}
+        last = {security_id: day for security_id, (_, day) in store.stored_extent(session).items()}
+    start = sync_start([last.get(ids.get(s.symbol)) for s in securities])
+    fetched = provider.daily_bars(securities, start, end)
+    fx = provider.fx_history(fx_currencies, base, start, end)
+    factors = _rebased_series(db, ids, fetched, start, end)
+    replacements: dict[str, list[Bar]] = {}
+    if factors:
+        whole = provider.daily_bars([s for s in securities if s.symbol in factors], None, end)
+        with db.transaction() as session:
+            for symbol, rebase in factors.items():  # without a whole history: the fetched part
+                stored = store.daily_bars(session, ids[symbol], None, date.max)
+                replacements[symbol] = rebased(stored, whole.get(symbol) or fetched.get(symbol, []), rebase)
+    added, updated, flagged = sync_bars(db, securities, fetched, replacements)
+    with db.transaction() as session:
+        for currency, history in fx.items():
+            for day, rate in history:
+                store.save_fx_rate(session, currency, day, rate, provider.name)
+        if retention_days:
+            store.delete_bars_before(session, end - timedelta(days=retention_days))
+    return SyncResult(added, updated, flagged, sorted(s for s in fetched if fetched[s]))
+
+
+def needed_currencies(db: Database, base: str, configured: list[str]) -> set[str]:
+    """The currencies the service prices: the base, the configured ones, every security's."""
+    with db.transaction() as session:
+        held = {security.currency for _, security in store.list_securities(session, True, True)}
+    return {base, *configured, *held}
+
+
+def load_reference_rates(db: Database, currencies: set[str], path: str = CURRENCY_FILE) -> int:
+    """Store the ECB reference rates of `currencies` that are not stored yet, or only up to an
+    older file's last date (bulk insert, idempotent); returns the rows added. A currency the
+    ECB never published is skipped (the configured rate, if any, stays its only rate)."""
+    last_day, latest = ecb_rates.latest_fixing(path)
+    wanted = {c for c in currencies if c in latest and c != REFERENCE_CURRENCY}
+    with _reference_lock, db.transaction() as session:
+        extent = store.reference_rate_extent(session)
+        missing = {c for c in wanted if c not in extent or (latest[c] is not None and extent[c] < last_day)}
+        if not missing:
+            return 0
+        after = {c: extent[c] for c in missing if c in extent}
+        return store.save_reference_rates(session, ecb_rates.read_rates(missing, after, path))
