@@ -18,6 +18,7 @@ from services.portfolio.server import broker_state_from_proto
 from services.portfolio.valuation import Quote
 from services.trading import orders
 from services.trading import store as trading_store
+from services.trading.adapters.broker import DividendPerShare as BrokerDividend
 from services.trading.adapters.broker import MarketOrder
 from services.trading.adapters.paper_broker import PaperBroker
 from services.trading.engine import OrderEngine
@@ -90,6 +91,10 @@ class _Reads:
 
     def daily_pnl(self, today: date):
         return False, None
+
+    def dividends(self, symbols, start, end):
+        return [BrokerDividend(d.symbol, d.day, d.amount) for d in self.peers.per_share
+                if d.symbol in symbols and start <= d.day <= end]
 
 
 class Account:

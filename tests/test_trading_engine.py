@@ -29,6 +29,7 @@ class FakeReads:
     market_open_value: bool | None = True
     pnl: tuple[bool, float | None] = (False, None)
     now: datetime = START
+    per_share: list = field(default_factory=list)
 
     def security(self, symbol):
         if symbol not in self.prices:
@@ -48,6 +49,9 @@ class FakeReads:
 
     def daily_pnl(self, today: date):
         return self.pnl
+
+    def dividends(self, symbols, start, end):
+        return [d for d in self.per_share if d.symbol in symbols and start <= d.ex_date <= end]
 
 
 def make_engine(tmp_path, faults=(), serving=None, seed=100_000.0, name="trading.db"):

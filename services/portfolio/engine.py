@@ -536,7 +536,8 @@ class PortfolioEngine:
         securities = {s.symbol: s for s in self.peers.securities()}
         quotes = self.peers.quotes([s for s in symbols if s in securities])
         rates = self.peers.rates()
-        per_share = self.peers.dividends(symbols, now.date() - timedelta(days=365), now.date())
+        per_share = self.peers.dividends([s for s in symbols if s in securities], now.date() - timedelta(days=365),
+                                         now.date())
         with self._db.transaction() as session:
             held = {p.symbol: p for p in store.latest_snapshot_positions(session)}
         facts = {}

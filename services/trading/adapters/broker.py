@@ -80,6 +80,7 @@ class Broker(Protocol):
     name: str
     converts_currency: bool  # `convert` works: a foreign BUY may convert its missing amount first
     takes_deposits: bool     # `deposit` works (the paper account); a live account is funded by bank
+    pays_dividends: bool     # `pay_dividends` pays the market data's dividends (the paper account)
 
     def account(self) -> Account: ...
 

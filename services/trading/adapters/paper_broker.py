@@ -97,6 +97,7 @@ class PaperBroker:
     name = "paper"
     converts_currency = True  # the engine may convert a foreign BUY's missing amount first
     takes_deposits = True
+    pays_dividends = True  # from the market data's dividend history (none for adjusted-only histories)
 
     def __init__(self, db: Database, fee: Callable[[float, str], float], slippage: float = 0.0,
                  faults: list[str] | None = None):

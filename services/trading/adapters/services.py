@@ -11,6 +11,7 @@ from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from services.common.client import Clients
 from services.common.errors import NotFound, Unavailable
+from services.trading.adapters.broker import DividendPerShare
 
 
 class ServiceReads:
@@ -48,6 +49,15 @@ class ServiceReads:
         except grpc.RpcError as exc:
             raise Unavailable(f"market data: FX rates: {exc.details()}") from exc
         return reply.base_currency, {r.currency: r.rate for r in reply.rates}
+
+    def dividends(self, symbols: list[str], start: date, end: date) -> list[DividendPerShare] | None:
+        """Dividends per share by ex-date for the symbols (one GetDividends); None when unreadable."""
+        try:
+            reply = self._data.GetDividends(data_pb2.GetDividendsRequest(symbols=symbols, start=start.isoformat(),
+                                                                         end=end.isoformat()))
+        except grpc.RpcError:
+            return None
+        return [DividendPerShare(d.symbol, date.fromisoformat(d.date), d.amount) for d in reply.dividends]
 
     def daily_pnl(self, today: date) -> tuple[bool, float | None]:
         """(armed, P&L vs the last snapshot before today, deposits and withdrawals since
