@@ -30,13 +30,14 @@ class FakeReads:
     pnl: tuple[bool, float | None] = (False, None)
     now: datetime = START
     per_share: list = field(default_factory=list)
+    buckets: dict[str, str] = field(default_factory=dict)
 
     def security(self, symbol):
         if symbol not in self.prices:
             raise NotFound(f"unknown symbol {symbol!r}")
         currency, exchange = {".DE": ("EUR", "XETR"), ".SW": ("CHF", "XSWX")}.get(symbol[-3:], ("USD", "XNYS"))
         return data_pb2.Security(symbol=symbol, currency=currency, exchange=exchange, lot_size=1, allow_buy=True,
-                                 allow_sell=True, kind=data_pb2.EQUITY)
+                                 allow_sell=True, kind=data_pb2.EQUITY, bucket=self.buckets.get(symbol, ""))
 
     def market_open(self, exchange, now):
         return self.market_open_value

@@ -123,12 +123,13 @@ def record_cash_movement(session: Session, movement) -> bool:
 LEDGER_PAGE = 1000
 
 
-def ledger_after(session: Session, trade_id: int, movement_id: int,
-                 limit: int = LEDGER_PAGE) -> tuple[list[TradeRow], list[CashMovementRow], tuple[int, int], bool]:
+def ledger_after(session: Session, trade_id: int,
+                 movement_id: int) -> tuple[list[TradeRow], list[CashMovementRow], tuple[int, int], bool]:
     """The trades and cash movements after a ledger position, oldest first (at most `limit` of
     each), the position after them, and whether more wait. A position beyond the ledger's end
     (a newer database than the caller's cursor) starts again from the beginning: the caller
     books every entry once by its broker id, so nothing is counted twice and nothing is lost."""
+    limit = LEDGER_PAGE
     last_trade = session.scalar(select(func.max(TradeRow.id))) or 0
     last_movement = session.scalar(select(func.max(CashMovementRow.id))) or 0
     if trade_id > last_trade or movement_id > last_movement:
