@@ -461,7 +461,7 @@ class PortfolioEngine:
             figures = self._window_figures(session, window, bucket, notes)
             held = store.snapshot_positions(session, first.date if first else None, last.date if last else None)
             if bucket:
-                held = [h for h in held if h.bucket == bucket]
+                held = [h for h in held if h[6] == bucket]  # (date, symbol, quantity, value, country, industry, bucket)
         return _performance(points, values, held, rows, figures, bucket, notes, self._base)
 
     def _account_points(self, session, rows: list[store.SnapshotRow],
@@ -598,7 +598,7 @@ def _snapshot_row(figures: snapshots.SnapshotFigures, now: datetime) -> store.Sn
         industry_shares=json.dumps(figures.industry_shares, sort_keys=True), annual_turnover=figures.annual_turnover)
 
 
-def _performance(points: list[performance.Point], values: dict[date, float], held: list[store.SnapshotPositionRow],
+def _performance(points: list[performance.Point], values: dict[date, float], held: list[tuple],
                  rows: list[store.SnapshotRow], figures: dict, bucket: str, notes: list[str], base: str) -> dict:
     returns = performance.daily_returns(points)
     twr = performance.time_weighted_return(r for _, r in returns)
@@ -606,9 +606,8 @@ def _performance(points: list[performance.Point], values: dict[date, float], hel
     cagr = performance.cagr(twr, first.day, last.day) if first else None
     risk = performance.risk([r for _, r in returns])
     holdings: dict[date, dict[str, performance.HeldValue]] = {}
-    for h in held:
-        held_value = performance.HeldValue(h.quantity, h.value_base, h.country, h.industry)
-        holdings.setdefault(h.date, {})[h.symbol] = held_value
+    for day, symbol, quantity, value, country, industry, _ in held:
+        holdings.setdefault(day, {})[symbol] = performance.HeldValue(quantity, value, country, industry)
     days = [p.day for p in points]
     attribution = performance.attribution(days, values, holdings)
     mean_value = sum(p.value for p in points) / len(points) if points else None

@@ -462,13 +462,17 @@ def delete_snapshots_before(session: Session, day: date) -> None:
     session.execute(delete(SnapshotRow).where(SnapshotRow.date < day))
 
 
-def snapshot_positions(session: Session, start: date | None, end: date | None) -> list[SnapshotPositionRow]:
-    query = select(SnapshotPositionRow)
+def snapshot_positions(session: Session, start: date | None, end: date | None) -> list:
+    """Rows (date, symbol, quantity, value_base, country, industry, bucket): plain rows, not
+    entities, since ten years of them are read at once."""
+    table = SnapshotPositionRow.__table__
+    query = select(table.c.date, table.c.symbol, table.c.quantity, table.c.value_base, table.c.country,
+                   table.c.industry, table.c.bucket)
     if start is not None:
-        query = query.where(SnapshotPositionRow.date >= start)
+        query = query.where(table.c.date >= start)
     if end is not None:
-        query = query.where(SnapshotPositionRow.date <= end)
-    return list(session.scalars(query))
+        query = query.where(table.c.date <= end)
+    return list(session.execute(query))
 
 
 def latest_snapshot_positions(session: Session) -> list[SnapshotPositionRow]:
