@@ -112,8 +112,9 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def day_after(day: date) -> datetime:
-    return day_start(day) + timedelta(days=1)
+def day_after(day: date) -> datetime | None:
+    """The instant a day ends (exclusive); None (no bound) for the last representable day."""
+    return None if day == date.max else day_start(day) + timedelta(days=1)
 
 
 def base_amount(amount: float, currency: str, rates: Rates) -> float | None:

@@ -33,6 +33,7 @@ from services.portfolio.positions import FillRecord
 from services.portfolio.valuation import Holding
 
 MAX_QUANTITY = 10**12
+MAX_AMOUNT = 1e12  # far above any account, far below where sums of amounts lose cents
 _SIDES = {portfolio_pb2.BUY: "BUY", portfolio_pb2.SELL: "SELL"}
 _STATUSES = {portfolio_pb2.RESEARCH: bucket_rules.RESEARCH, portfolio_pb2.ACCUMULATING: bucket_rules.ACCUMULATING,
              portfolio_pb2.ACTIVE: bucket_rules.ACTIVE, portfolio_pb2.HIBERNATING: bucket_rules.HIBERNATING,
@@ -335,7 +336,7 @@ def _fill(i: int, f) -> FillRecord:
         required_text(f"{field}.broker_trade_id", f.broker_trade_id, 64),
         required_text(f"{field}.symbol", f.symbol, 32),
         side, f.quantity, positive_amount(f"{field}.price", f.price), currency_code(f"{field}.currency", f.currency),
-        non_negative_amount(f"{field}.commission", f.commission), _instant(f"{field}.executed_at", f.executed_at),
+        _commission(f"{field}.commission", f.commission), _instant(f"{field}.executed_at", f.executed_at),
         _text(f"{field}.bucket", f.bucket, 32) or bucket_rules.CORE, _text(f"{field}.client_order_id",
                                                                            f.client_order_id, 64))
 
@@ -344,11 +345,21 @@ def _movement(i: int, m) -> cash_flows.Movement:
     field = f"cash_movements[{i}]"
     if not m.HasField("at"):
         raise InvalidArgument(f"{field}.at", "is required")
+    amount = finite_amount(f"{field}.amount", m.amount)
+    if abs(amount) > MAX_AMOUNT:
+        raise InvalidArgument(f"{field}.amount", f"beyond any account (more than {MAX_AMOUNT:g})")
     return cash_flows.Movement(
         required_text(f"{field}.broker_id", m.broker_id, 80), required_text(f"{field}.kind", m.kind, 40),
-        finite_amount(f"{field}.amount", m.amount), currency_code(f"{field}.currency", m.currency),
+        amount, currency_code(f"{field}.currency", m.currency),
         _instant(f"{field}.at", m.at), m.description.strip()[:300], _text(f"{field}.symbol", m.symbol, 32),
         _text(f"{field}.reference", m.reference, 128))
+
+
+def _commission(field: str, value: float) -> float:
+    value = non_negative_amount(field, value)
+    if value > MAX_AMOUNT:
+        raise InvalidArgument(field, f"beyond any account (more than {MAX_AMOUNT:g})")
+    return value
 
 
 def _text(field: str, value: str, max_length: int) -> str:
@@ -366,8 +377,8 @@ def broker_state_from_proto(request: portfolio_pb2.ApplyBrokerStateRequest) -> B
         if currency in cash:
             raise InvalidArgument(f"cash[{i}].currency", f"{currency} is listed twice")
         amount = finite_amount(f"cash[{i}].amount", balance.amount)
-        if abs(amount) > 1e12:
-            raise InvalidArgument(f"cash[{i}].amount", "beyond any account (more than 1e12)")
+        if abs(amount) > MAX_AMOUNT:
+            raise InvalidArgument(f"cash[{i}].amount", f"beyond any account (more than {MAX_AMOUNT:g})")
         cash[currency] = amount
     synced_at = _instant("synced_at", request.synced_at) if request.HasField("synced_at") else clock.now()
     cursor = None
