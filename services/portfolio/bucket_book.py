@@ -4,7 +4,9 @@ meta-allocator. The rules are in buckets.py; this gathers, applies and stores th
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
@@ -49,6 +51,16 @@ class MetaChange:
     change: str
 
 
+def serialized(method):
+    """One change of the books at a time: balances are read, changed and written back, so two
+    changes at once (a deposit during a sync) must not interleave. The portfolio is one process."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 def _rule(row: store.BucketRow) -> rules.Bucket:
     return rules.Bucket(row.id, row.kind, row.status, row.target_share, row.min_share, row.max_share,
                         row.consecutive_losses or 0, row.high_water_mark, row.high_water_mark_at,
@@ -65,10 +77,11 @@ def _save(row: store.BucketRow, bucket: rules.Bucket, now: datetime) -> None:
 
 
 class BucketBook:
-    def __init__(self, db, peers: Peers, base_currency: str):
+    def __init__(self, db, peers: Peers, base_currency: str, lock: threading.RLock | None = None):
         self._db = db
         self._peers = peers
         self._base = base_currency
+        self.lock = lock or threading.RLock()
 
     def ensure_core(self, now: datetime) -> None:
         """The core bucket exists from the first start ("Core Portfolio", active)."""
@@ -91,6 +104,7 @@ class BucketBook:
         with self._db.transaction() as session:
             return self.settings(session)
 
+    @serialized
     def update_settings(self, changes: dict, now: datetime) -> rules.BucketSettings:
         with self._db.transaction() as session:
             updated = replace(self.settings(session), **changes).validated()
@@ -258,6 +272,7 @@ class BucketBook:
 
     # --- changes ---
 
+    @serialized
     def create(self, bucket_id: str, name: str, status: str, min_share: float | None, max_share: float | None,
                dividend_handling: str, now: datetime) -> BucketView:
         if not rules.BUCKET_ID.match(bucket_id):
@@ -280,6 +295,7 @@ class BucketBook:
                                         updated_at=now))
         return self.view(bucket_id, now)
 
+    @serialized
     def update(self, bucket_id: str, changes: dict, now: datetime) -> BucketView:
         """Name, target/min/max shares and dividend handling; core's target follows the budget."""
         if "dividend_handling" in changes and changes["dividend_handling"] not in rules.DIVIDEND_HANDLING:
@@ -303,6 +319,7 @@ class BucketBook:
             row.updated_at = now
         return self.view(bucket_id, now)
 
+    @serialized
     def transition(self, bucket_id: str, action: str, reason: str, now: datetime) -> BucketView:
         with self._db.transaction() as session:
             row = self._row(session, bucket_id)
@@ -315,6 +332,7 @@ class BucketBook:
             row.status, row.updated_at = status, now
         return self.view(bucket_id, now)
 
+    @serialized
     def transfer(self, source: str, destination: str, amount: float, currency: str, reference: str,
                  now: datetime) -> tuple[BucketView, BucketView, bool]:
         rates = self._peers.rates()
@@ -349,6 +367,7 @@ class BucketBook:
 
     # --- the daily and quarterly jobs ---
 
+    @serialized
     def reconcile(self, now: datetime) -> tuple[list[rules.CurrencyCheck], bool]:
         """Virtual balances against the broker's, per currency: a difference up to 5 is booked
         into core (reallocation), a larger one is an alert on the display (nothing changed)."""
@@ -377,6 +396,7 @@ class BucketBook:
         self._peers.clear_alert(ALERT_SOURCE)
         return checks, False
 
+    @serialized
     def maintain(self, now: datetime) -> list[Maintenance]:
         results = []
         with self._db.transaction() as session:
@@ -391,6 +411,7 @@ class BucketBook:
                 results.append(Maintenance(row.id, before.status, after.status, drawdown, note))
         return results
 
+    @serialized
     def meta_allocate(self, now: datetime, dry_run: bool) -> tuple[list[MetaChange], float, bool]:
         """New satellite targets from their composite scores over the last 90 days."""
         with self._db.transaction() as session:

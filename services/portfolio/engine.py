@@ -7,6 +7,7 @@ modules and writes the result in one transaction. `now` is always passed in.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -17,7 +18,7 @@ from services.common.money import to_base
 from services.portfolio import buckets as bucket_rules
 from services.portfolio import cash_flows, dividends, performance, positions, snapshots, store
 from services.portfolio.adapters.peers import Peers, Rates, Security
-from services.portfolio.bucket_book import BucketBook
+from services.portfolio.bucket_book import BucketBook, serialized
 from services.portfolio.hashing import UniverseEntry, portfolio_hash
 from services.portfolio.positions import FillRecord, PositionHistory
 from services.portfolio.valuation import Holding, Quote, ValuedPosition, value_portfolio
@@ -128,7 +129,8 @@ class PortfolioEngine:
         self.peers = peers
         self._base = base_currency
         self._retention_days = snapshot_retention_days
-        self.buckets = BucketBook(db, peers, base_currency)
+        self.lock = threading.RLock()
+        self.buckets = BucketBook(db, peers, base_currency, self.lock)
         self.buckets.ensure_core(started_at)
 
     # --- valuation ---
@@ -185,6 +187,7 @@ class PortfolioEngine:
         with self._db.transaction() as session:
             return store.ledger_cursor(session)
 
+    @serialized
     def apply_broker_state(self, state: BrokerState, now: datetime) -> ApplyResult:
         """Take the broker's positions and cash, book every fill and cash movement not booked yet
         (by broker id) and move the ledger cursor, in one transaction: a failure books nothing
@@ -339,6 +342,7 @@ class PortfolioEngine:
 
     # --- manual entries and listings ---
 
+    @serialized
     def record_deposit(self, amount: float, currency: str, reference: str, now: datetime) -> store.CashFlowRow:
         """A deposit entered by hand, once per reference; money in a currency without a rate is
         refused (it could never be valued)."""
@@ -386,6 +390,7 @@ class PortfolioEngine:
 
     # --- snapshots and the daily P&L ---
 
+    @serialized
     def take_snapshot(self, now: datetime) -> tuple[store.SnapshotRow, PortfolioView]:
         """Value the portfolio and store today's snapshot (replacing an earlier one of today),
         with its positions and buckets; delete snapshots beyond the retention."""
@@ -511,6 +516,7 @@ class PortfolioEngine:
             matching = store.dividends(session, None, symbol, status, start, end)
         return matching[:limit], sum(d.amount_base or 0.0 for d in matching)
 
+    @serialized
     def plan_reinvestment(self, now: datetime) -> dividends.Plan:
         """The reinvestment rule over every plannable dividend; assigns the BUYs' client order
         ids and marks bonuses and pooled dividends (only the fill marks them reinvested)."""
