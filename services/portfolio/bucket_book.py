@@ -163,8 +163,9 @@ class BucketBook:
         values = self.values(session, rates)
         funding = [rules.Funding(r.id, r.kind, r.status, r.target_share, values.get(r.id, 0.0))
                    for r in store.buckets(session, include_retired=False)]
-        rate = rates.rate(flow.currency) or 1.0
-        parts = rules.allocate_deposit(flow.amount / rate, funding, settings.satellite_budget)
+        rate = rates.rate(flow.currency)
+        # without a rate the deposit cannot be weighed against the buckets' values: all to core
+        parts = rules.allocate_deposit(flow.amount / rate, funding, settings.satellite_budget) if rate else {}
         booked = 0.0
         for bucket, part in sorted(parts.items()):
             if bucket == rules.CORE or part <= 0:
