@@ -21,6 +21,7 @@ from services.data.universe import Security
 from services.planner import store as planner_store
 from services.planner.adapters.peers import Peers
 from services.planner.engine import PlannerEngine
+from services.planner.scoring_engine import ScoringEngine
 from services.planner.server import PlannerServicer
 from services.portfolio import store as portfolio_store
 from services.portfolio.server import PortfolioServicer
@@ -60,7 +61,8 @@ class PlannerHarness:
         portfolio_db = portfolio_store.open_database(f"sqlite:///{tmp_path / 'portfolio.db'}")
         self.planner_db = planner_store.open_database(f"sqlite:///{tmp_path / 'planner.db'}")
         portfolio = PortfolioServicer(configs["portfolio"], portfolio_db, self._clients[0])
-        planner = PlannerServicer(PlannerEngine(self.planner_db, Peers(self._clients[1])))
+        peers = Peers(self._clients[1])
+        planner = PlannerServicer(PlannerEngine(self.planner_db, peers), ScoringEngine(self.planner_db, peers))
         self._servers = [
             start_server(configs["data"], lambda s: data_pb2_grpc.add_MarketDataServicer_to_server(self.data, s)),
             start_server(configs["portfolio"], lambda s: portfolio_pb2_grpc.add_PortfolioServicer_to_server(

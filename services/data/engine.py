@@ -1,21 +1,23 @@
 """Market-data use cases that span the provider, the bundled reference data and the store:
 storing fetched bars (validated against the exchange's calendar), syncing from the provider
 (with re-based series replaced), re-validating after a rules change, and loading the ECB's
-reference rates.
+reference rates; storing and reading fundamentals.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from currency_converter import CURRENCY_FILE
 from sqlalchemy.orm import Session
 
 from services.common.db import Database
+from services.common.errors import NotFound
 from services.data import store
 from services.data.adapters import ecb_rates
+from services.data.fundamentals import Observation, from_yahoo_info
 from services.data.fx import REFERENCE_CURRENCY
 from services.data.history import Bar, Rebase, rebase_factors, rebased, sync_start
 from services.data.market_hours import session_days
@@ -160,3 +162,63 @@ def load_reference_rates(db: Database, currencies: set[str], path: str = CURRENC
             return 0
         after = {c: extent[c] for c in missing if c in extent}
         return store.save_reference_rates(session, ecb_rates.read_rates(missing, after, path))
+
+
+# --- fundamentals ---
+
+@dataclass(frozen=True)
+class FundamentalsSaved:
+    added: int
+    updated: int
+    unchanged: int
+    symbols: list[str]
+
+
+def save_fundamentals(db: Database, observations: list[Observation], source: str,
+                      recorded_at: datetime) -> FundamentalsSaved:
+    """Store observations (an import or a provider's) in one transaction; unknown symbols
+    refuse the lot (NOT_FOUND) and store nothing."""
+    counts = {"added": 0, "updated": 0, "unchanged": 0}
+    symbols = sorted({item.symbol for item in observations})
+    with db.transaction() as session:
+        found = store.find_securities(session, symbols)
+        unknown = [symbol for symbol in symbols if symbol not in found]
+        if unknown:
+            raise NotFound(f"unknown symbols: {', '.join(unknown)}")
+        for item in observations:
+            outcome = store.save_fundamental(session, found[item.symbol][0], item.field, item.observed_on,
+                                             item.value, source, recorded_at)
+            counts[outcome] += 1
+    return FundamentalsSaved(symbols=symbols, **counts)
+
+
+def sync_fundamentals(db: Database, provider: PriceProvider, securities: list[Security],
+                      observed_at: datetime) -> tuple[FundamentalsSaved, list[str]]:
+    """Read each security's fundamentals from the provider's info, as observed on
+    `observed_at`'s date (the wall clock: a provider only knows today's values). Returns what
+    was stored and the symbols the provider had no info for. A field the provider no longer
+    reports is recorded as unknown from that day."""
+    day = observed_at.date()
+    observations, unavailable = [], []
+    for security in securities:
+        info = provider.info(security)
+        if info is None:
+            unavailable.append(security.symbol)
+            continue
+        observations += [Observation(security.symbol, name, day, value)
+                         for name, value in from_yahoo_info(info, security.currency).items()]
+    if not observations:
+        return FundamentalsSaved(0, 0, 0, []), unavailable
+    return save_fundamentals(db, observations, provider.name, observed_at), unavailable
+
+
+def fundamentals_as_of(db: Database, symbols: list[str], day: date) -> dict[str, dict[str, tuple]]:
+    """symbol -> field -> (value, observed on, source) as of `day` (no later observation);
+    every requested symbol is present, with no fields when none are known."""
+    with db.transaction() as session:
+        found = store.find_securities(session, symbols)
+        unknown = [symbol for symbol in symbols if symbol not in found]
+        if unknown:
+            raise NotFound(f"unknown symbols: {', '.join(unknown)}")
+        known = store.fundamentals_as_of(session, [security_id for security_id, _ in found.values()], day)
+    return {symbol: known.get(found[symbol][0], {}) for symbol in symbols}

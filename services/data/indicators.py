@@ -4,6 +4,8 @@ All valid history up to the date is used (decisions.md 5a), so recursive indicat
 Wilder RSI) do not depend on where a window starts. TA-Lib computes the technical indicators
 (Bollinger bands use the population standard deviation, as TA-Lib does); numpy the rest.
 A value that cannot be computed (too little data, zero variance) is absent, never 0.
+The keys ending in _1Y (volatility, drawdowns) use the last 252 bars only: they measure the
+last year by definition (the scoring's short-term drawdown and volatility spike).
 """
 
 from __future__ import annotations
@@ -107,9 +109,19 @@ def _risk(out: dict, closes: np.ndarray) -> None:
             out["SORTINO"] = mean / downside * annualise if downside > 0 else None
     if n > 60:
         out["VOLATILITY_60D"] = float(returns[-60:].std(ddof=1)) * annualise
+    if n >= MIN_CLOSES["VOLATILITY"]:  # the last year alone: the scoring's short-term view
+        out["VOLATILITY_1Y"] = float(returns[-(TRADING_DAYS - 1):].std(ddof=1)) * annualise
+    _drawdowns(out, closes, "")
+    _drawdowns(out, closes[-TRADING_DAYS:], "_1Y")
+
+
+def _drawdowns(out: dict, closes: np.ndarray, suffix: str) -> None:
+    """MAX_DRAWDOWN, CURRENT_DRAWDOWN (from the highest close so far) and DAYS_IN_DRAWDOWN (bars
+    since that close) of `closes`, the keys ending in `suffix`."""
+    n = len(closes)
     if n >= MIN_CLOSES["DRAWDOWN"]:
         peaks = np.maximum.accumulate(closes)
         drawdowns = closes / peaks - 1
-        out["MAX_DRAWDOWN"] = float(np.min(drawdowns))
-        out["CURRENT_DRAWDOWN"] = float(drawdowns[-1])
-        out["DAYS_IN_DRAWDOWN"] = float(n - 1 - int(np.argmax(closes == peaks[-1])))
+        out[f"MAX_DRAWDOWN{suffix}"] = float(np.min(drawdowns))
+        out[f"CURRENT_DRAWDOWN{suffix}"] = float(drawdowns[-1])
+        out[f"DAYS_IN_DRAWDOWN{suffix}"] = float(n - 1 - int(np.argmax(closes == peaks[-1])))

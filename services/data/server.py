@@ -18,6 +18,7 @@ from services.data.adapters.csv_import import parse_yahoo_csv
 from services.data.adapters.dividend_csv import parse_dividend_csv
 from services.data.analytics import adjusted_closes, indicators_as_of
 from services.data.config import DataConfig
+from services.data.fundamentals import IMPORT_SOURCE, TEXT_FIELDS, parse_import
 from services.data.fx import effective_rates, reference_in_base, reference_window
 from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
 from services.data.market_hours import OutsideCalendar, exchange_from_name, market_status
@@ -63,6 +64,24 @@ def bar_to_proto(bar: Bar, flag: str | None = None) -> data_pb2.Bar:
     optional = {"open": bar.open, "high": bar.high, "low": bar.low, "volume": bar.volume, "adj_close": bar.adj_close}
     return data_pb2.Bar(date=bar.date.isoformat(), close=bar.close, flag=flag or "",
                         **{k: v for k, v in optional.items() if v is not None})
+
+
+def fundamentals_to_proto(symbol: str, fields: dict[str, tuple]) -> data_pb2.Fundamentals:
+    """`fields`: field name -> (value, observed on, source), as engine.fundamentals_as_of."""
+    message = data_pb2.Fundamentals(symbol=symbol)
+    for name, (value, observed_on, source) in fields.items():
+        setattr(message, name, value if name in TEXT_FIELDS else float(value))
+        message.observed_on[name] = observed_on.isoformat()
+        message.sources[name] = source
+    return message
+
+
+def _symbols(field: str, symbols) -> list[str]:
+    """The requested symbols, once each, in order; an empty one is refused naming its index."""
+    for index, symbol in enumerate(symbols):
+        if not symbol.strip():
+            raise InvalidArgument(f"{field}[{index}]", "is empty")
+    return list(dict.fromkeys(symbol.strip() for symbol in symbols))
 
 
 class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
@@ -235,9 +254,10 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
     def _indicators(self, session, symbol: str, as_of: str, field: str) -> data_pb2.GetIndicatorsResponse:
         security_id, security = self._security(session, symbol, field)
         through = self._as_of_date(as_of, last_final_date(clock.now(), security.exchange))
-        last_day, values, cached = indicators_as_of(session, security_id, through, clock.wall_now())
-        return data_pb2.GetIndicatorsResponse(symbol=symbol, as_of=last_day.isoformat() if last_day else "",
-                                              values=values, cached=cached)
+        found = indicators_as_of(session, security_id, through, clock.wall_now())
+        return data_pb2.GetIndicatorsResponse(
+            symbol=symbol, as_of=found.last_day.isoformat() if found.last_day else "", values=found.values,
+            cached=found.cached, daily_bars=found.daily_bars, monthly_bars=found.monthly_bars)
 
     def GetIndicators(self, request, context):
         with self._db.transaction() as session:
@@ -302,6 +322,43 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         if distance is not None:
             response.distance = distance
         return response
+
+    # --- fundamentals ---
+
+    def _equities(self, field: str, requested) -> list[str]:
+        symbols = _symbols(field, requested)
+        if symbols:
+            return symbols
+        with self._db.transaction() as session:
+            return [s.symbol for _, s in store.list_securities(session, False, False)]
+
+    def GetFundamentals(self, request, context):
+        day = self._as_of_date(request.as_of, clock.now().date())
+        symbols = self._equities("symbols", request.symbols)
+        found = engine.fundamentals_as_of(self._db, symbols, day)
+        return data_pb2.GetFundamentalsResponse(
+            as_of=day.isoformat(), fundamentals=[fundamentals_to_proto(s, found[s]) for s in symbols])
+
+    def ImportFundamentals(self, request, context):
+        observations = parse_import(request.content, request.format)
+        saved = engine.save_fundamentals(self._db, observations, IMPORT_SOURCE, clock.wall_now())
+        return data_pb2.ImportFundamentalsResponse(
+            observations_added=saved.added, observations_updated=saved.updated,
+            observations_unchanged=saved.unchanged, symbols=saved.symbols)
+
+    def SyncFundamentals(self, request, context):
+        symbols = self._equities("symbols", request.symbols)
+        with self._db.transaction() as session:
+            found = store.find_securities(session, symbols)
+        unknown = [symbol for symbol in symbols if symbol not in found]
+        if unknown:
+            raise NotFound(f"unknown symbols: {', '.join(unknown)}")
+        observed_at = clock.wall_now()
+        saved, unavailable = engine.sync_fundamentals(self._db, self._provider, [found[s][1] for s in symbols],
+                                                      observed_at)
+        return data_pb2.SyncFundamentalsResponse(
+            provider=self._provider.name, observed_on=observed_at.date().isoformat(), observations_added=saved.added,
+            observations_updated=saved.updated, unavailable=unavailable)
 
     # --- dividends ---
 

@@ -1,6 +1,6 @@
 """Market-data storage: securities, daily bars keyed by (security, date) with validation flags,
 an indicator cache, FX rates with history (the provider's, per base unit) and the ECB's euro
-reference rates (per 1 EUR, as published)."""
+reference rates (per 1 EUR, as published), and fundamentals observed per field and day."""
 
 from __future__ import annotations
 
@@ -99,6 +99,21 @@ class ReferenceRateRow(Base):
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     date: Mapped[date] = mapped_column(Date, primary_key=True, index=True)
     rate: Mapped[float] = mapped_column(Float)
+
+
+class FundamentalRow(Base):
+    """One field of a security's fundamentals as observed on a day (units: fundamentals.py).
+    A value is stored when it changes, so `observed_on` is the day a value was first seen;
+    a row with neither number nor text records that a provider stopped reporting the field."""
+
+    __tablename__ = "fundamentals"
+    security_id: Mapped[int] = mapped_column(ForeignKey("securities.id"), primary_key=True)
+    field: Mapped[str] = mapped_column(String(40), primary_key=True)
+    observed_on: Mapped[date] = mapped_column(Date, primary_key=True)
+    number: Mapped[float | None] = mapped_column(Float, nullable=True)
+    text: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    source: Mapped[str] = mapped_column(String(40))
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 SCHEMA = Schema("data", (Base.metadata,), Path(__file__).with_name("migrations") / "versions",
@@ -376,6 +391,59 @@ def reference_fixing(session: Session, day: date, oldest: date) -> tuple[date, d
     rows = session.execute(select(ReferenceRateRow.currency, ReferenceRateRow.rate).where(
         ReferenceRateRow.date == fixing_day))
     return fixing_day, dict(rows.all())
+
+
+# --- fundamentals ---
+
+FundamentalValue = float | str | None
+
+
+def _fundamental_value(row) -> FundamentalValue:
+    return row.number if row.number is not None else row.text
+
+
+def fundamentals_as_of(session: Session, security_ids: list[int],
+                       day: date) -> dict[int, dict[str, tuple[float | str, date, str]]]:
+    """security id -> field -> (value, observed on, source): each field's latest observation at
+    or before `day`, in one query; a field last observed as unknown is left out."""
+    if not security_ids:
+        return {}
+    latest = select(FundamentalRow.security_id, FundamentalRow.field,
+                    func.max(FundamentalRow.observed_on).label("day")).where(
+        FundamentalRow.security_id.in_(security_ids), FundamentalRow.observed_on <= day).group_by(
+        FundamentalRow.security_id, FundamentalRow.field).subquery()
+    rows = session.execute(select(FundamentalRow).join(latest, (FundamentalRow.security_id == latest.c.security_id)
+                                                       & (FundamentalRow.field == latest.c.field)
+                                                       & (FundamentalRow.observed_on == latest.c.day)))
+    found: dict[int, dict[str, tuple[float | str, date, str]]] = {}
+    for (row,) in rows:
+        value = _fundamental_value(row)
+        if value is not None:
+            found.setdefault(row.security_id, {})[row.field] = (value, row.observed_on, row.source)
+    return found
+
+
+def save_fundamental(session: Session, security_id: int, field: str, day: date, value: FundamentalValue,
+                     source: str, recorded_at: datetime) -> str:
+    """Store one observation; returns "added", "updated" or "unchanged". An observation equal
+    to the value already in force on `day` (or an unknown one where nothing is known) adds
+    nothing, so a daily sync of unchanged values writes no rows."""
+    row = session.get(FundamentalRow, (security_id, field, day))
+    number, text = (value, None) if isinstance(value, float | int) else (None, value)
+    if row is not None:
+        if (row.number, row.text) == (number, text):
+            return "unchanged"
+        row.number, row.text, row.source, row.recorded_at = number, text, source, recorded_at
+        return "updated"
+    previous = session.scalars(select(FundamentalRow).where(
+        FundamentalRow.security_id == security_id, FundamentalRow.field == field,
+        FundamentalRow.observed_on < day).order_by(FundamentalRow.observed_on.desc()).limit(1)).first()
+    in_force = (None, None) if previous is None else (previous.number, previous.text)
+    if in_force == (number, text):
+        return "unchanged"
+    session.add(FundamentalRow(security_id=security_id, field=field, observed_on=day, number=number, text=text,
+                               source=source, recorded_at=recorded_at))
+    return "added"
 
 
 # --- dividends ---

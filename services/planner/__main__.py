@@ -10,13 +10,15 @@ from services.common.server import ServiceParts, run_service
 from services.planner import store
 from services.planner.adapters.peers import Peers
 from services.planner.engine import PlannerEngine
+from services.planner.scoring_engine import ScoringEngine
 from services.planner.server import PlannerServicer
 
 
 def build(config):
     db = store.open_database(config.db_url)
     clients = Clients(config)
-    servicer = PlannerServicer(PlannerEngine(db, Peers(clients)))
+    peers = Peers(clients)
+    servicer = PlannerServicer(PlannerEngine(db, peers), ScoringEngine(db, peers))
 
     def close():
         clients.close()

@@ -1,7 +1,7 @@
 """Dividends per share by ex-date
 
-Revision ID: data_0004
-Revises: data_0003
+Revision ID: data_0005
+Revises: data_0004
 Created: 2026-11-30 16:24:42.377014
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "data_0004"
-down_revision: str | None = "data_0003"
+revision: str = "data_0005"
+down_revision: str | None = "data_0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
