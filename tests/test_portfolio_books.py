@@ -183,7 +183,7 @@ def test_a_deposit_entered_by_hand_and_reported_by_the_broker_is_one_cash_flow(t
             flows = store.cash_flows(session, 10)
         assert [(f.kind, f.amount, f.source, f.reference) for f in flows] == [
             ("deposit", 1000.0, "manual+broker", "replay-deposit-2024-03")]
-        assert flows[0].broker_id.startswith("PAPER-T")
+        assert flows[0].broker_id.startswith("movement:PAPER-T")
         # the same deposit recorded by hand again is the same cash flow, not a second one
         assert account.portfolio.record_deposit(1000.0, "EUR", "replay-deposit-2024-03", START).id == flows[0].id
     finally:

@@ -62,19 +62,30 @@ class Flow:
     broker_reference: str = ""
 
 
+def fill_key(broker_trade_id: str) -> str:
+    """The cash flow key of a fill's settlement (its fee's adds ":fee"). Fills and cash movements
+    are keyed apart, so a broker that numbers both from 1 never has one taken for the other."""
+    return f"fill:{broker_trade_id}"
+
+
+def movement_key(broker_id: str) -> str:
+    return f"movement:{broker_id}"
+
+
 def book_kind(broker_kind: str) -> str:
     return MOVEMENT_KINDS.get(broker_kind, OTHER)
 
 
 def flows_of_fill(fill: FillRecord) -> list[Flow]:
-    """The settlement and, when charged, the commission of one fill (keys `<id>` and `<id>:fee`)."""
+    """The settlement and, when charged, the commission of one fill (keys `fill:<id>` and
+    `fill:<id>:fee`)."""
     value = fill.quantity * fill.price
     settlement = Flow(TRADE_BUY if fill.side == BUY else TRADE_SELL, -value if fill.side == BUY else value,
-                      fill.currency, fill.executed_at, fill.broker_trade_id, fill.symbol,
+                      fill.currency, fill.executed_at, fill_key(fill.broker_trade_id), fill.symbol,
                       f"{fill.side} {fill.quantity} {fill.symbol} @ {fill.price:g}", fill.client_order_id)
     if not fill.commission:
         return [settlement]
-    fee = Flow(TRADING_FEE, -fill.commission, fill.currency, fill.executed_at, f"{fill.broker_trade_id}:fee",
+    fee = Flow(TRADING_FEE, -fill.commission, fill.currency, fill.executed_at, f"{fill_key(fill.broker_trade_id)}:fee",
                fill.symbol, f"commission on {fill.side} {fill.quantity} {fill.symbol}", fill.client_order_id)
     return [settlement, fee]
 
@@ -82,8 +93,8 @@ def flows_of_fill(fill: FillRecord) -> list[Flow]:
 def flow_of_movement(movement: Movement) -> Flow:
     kind = book_kind(movement.kind)
     description = movement.description if kind != OTHER else f"{movement.kind}: {movement.description}".rstrip(": ")
-    return Flow(kind, movement.amount, movement.currency, movement.at, movement.broker_id, movement.symbol,
-                description[:300], movement.reference)
+    return Flow(kind, movement.amount, movement.currency, movement.at, movement_key(movement.broker_id),
+                movement.symbol, description[:300], movement.reference)
 
 
 def balances(flows: Iterable[tuple[str, float]]) -> dict[str, float]:

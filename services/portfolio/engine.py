@@ -273,14 +273,14 @@ class PortfolioEngine:
                 dividend.reinvest_client_order_id = fill.client_order_id
 
     def _book_movements(self, session, movements: list[cash_flows.Movement], rates: Rates, now: datetime) -> int:
-        known = store.known_broker_ids(session, (m.broker_id for m in movements))
+        known = store.known_broker_ids(session, (cash_flows.movement_key(m.broker_id) for m in movements))
         booked = 0
         for movement in sorted(movements, key=lambda m: m.at):  # stable: the ledger's order within an instant
-            if movement.broker_id in known:
-                continue
-            known.add(movement.broker_id)
             flow = cash_flows.flow_of_movement(movement)
-            if flow.kind == cash_flows.DEPOSIT and movement.reference and self._match_manual(session, movement):
+            if flow.broker_id in known:
+                continue
+            known.add(flow.broker_id)
+            if flow.kind == cash_flows.DEPOSIT and movement.reference and self._match_manual(session, movement, flow):
                 continue
             reference = movement.reference if (flow.kind == cash_flows.DEPOSIT and movement.reference
                                                and store.find_cash_flow(session, movement.reference) is None) else None
@@ -289,7 +289,7 @@ class PortfolioEngine:
             booked += 1
         return booked
 
-    def _match_manual(self, session, movement: cash_flows.Movement) -> bool:
+    def _match_manual(self, session, movement: cash_flows.Movement, flow: cash_flows.Flow) -> bool:
         """A broker deposit carrying a manual entry's reference is that entry (True): booked once."""
         manual = store.find_cash_flow(session, movement.reference)
         if manual is None or manual.broker_id is not None or manual.kind != cash_flows.DEPOSIT:
@@ -298,7 +298,7 @@ class PortfolioEngine:
             event(log, "a broker deposit has a manual entry's reference but another amount: booked apart",
                   logging.WARNING, reference=movement.reference, manual=manual.amount, broker=movement.amount)
             return False
-        manual.broker_id, manual.source = movement.broker_id, cash_flows.MANUAL_AND_BROKER
+        manual.broker_id, manual.source = flow.broker_id, cash_flows.MANUAL_AND_BROKER
         return True
 
     def _add_flow(self, session, flow: cash_flows.Flow, rates: Rates, reference: str | None = None,
