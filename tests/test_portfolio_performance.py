@@ -82,16 +82,16 @@ def test_the_service_reports_the_same_from_its_snapshots_and_cash_flows(tmp_path
             assert not result.cash_differences and not result.position_differences
             engine.take_snapshot(close)
         result = engine.performance(None, None, "")
-        assert {k: result[k] for k in EXPECTED} == pytest.approx(EXPECTED, rel=1e-8)
-        assert (result["days"], result["start"], result["end"]) == (4, "2024-01-01", "2025-01-01")
-        assert (result["net_deposits_base"], result["start_value_base"], result["end_value_base"]) == (
+        assert {k: getattr(result, k) for k in EXPECTED} == pytest.approx(EXPECTED, rel=1e-8)
+        assert (result.days, result.start, result.end) == (4, "2024-01-01", "2025-01-01")
+        assert (result.net_deposits_base, result.start_value_base, result.end_value_base) == (
             500.0, 1000.0, pytest.approx(1512.0))
         partial = engine.performance(DAYS[1], DAYS[3], "")  # the range narrows the series
-        assert partial["time_weighted_return"] == pytest.approx(1.0 * 0.9 - 1)
+        assert partial.time_weighted_return == pytest.approx(1.0 * 0.9 - 1)
         core = engine.performance(None, None, "core")
-        assert core["time_weighted_return"] == pytest.approx(0.0395)
-        assert core["net_deposits_base"] == pytest.approx(500.0)
-        assert result["attribution"].country == pytest.approx(
+        assert core.time_weighted_return == pytest.approx(0.0395)
+        assert core.net_deposits_base == pytest.approx(500.0)
+        assert result.attribution.country == pytest.approx(
             {"Germany": 0.10 + 0.0 + 1100 / 1600 * (94 / 110 - 1) + 940 / 1440 * (101.2 / 94 - 1)})
     finally:
         db.close()
@@ -104,8 +104,8 @@ def test_one_snapshot_has_no_returns_and_says_so(tmp_path):
         engine.apply_broker_state(BrokerState([], {"EUR": 100.0}, now, [], [], None), now)
         engine.take_snapshot(now)
         result = engine.performance(None, None, "")
-        assert result["time_weighted_return"] is None and result["cagr"] is None and result["sharpe"] is None
-        assert any("fewer than two snapshots" in n for n in result["notes"])
+        assert result.time_weighted_return is None and result.cagr is None and result.sharpe is None
+        assert any("fewer than two snapshots" in n for n in result.notes)
     finally:
         db.close()
 

@@ -102,6 +102,34 @@ class DailyPnl:
 
 
 @dataclass(frozen=True)
+class PerformanceReport:
+    """GetPerformance's figures (performance.py); None where not computable, never 0."""
+
+    start: str
+    end: str
+    bucket: str
+    base_currency: str
+    days: int
+    time_weighted_return: float | None
+    money_weighted_return: float | None
+    cagr: float | None
+    volatility: float | None
+    sharpe: float | None
+    sortino: float | None
+    max_drawdown: float | None
+    calmar: float | None
+    turnover: float | None
+    fees_paid_base: float
+    dividends_received_base: float
+    net_deposits_base: float
+    start_value_base: float
+    end_value_base: float
+    attribution: performance.Attribution
+    trades: performance.TradeMetrics
+    notes: list[str]
+
+
+@dataclass(frozen=True)
 class CashFlowFilter:
     kinds: list[str]
     currency: str | None
@@ -447,7 +475,7 @@ class PortfolioEngine:
 
     # --- performance ---
 
-    def performance(self, start: date | None, end: date | None, bucket: str) -> dict:
+    def performance(self, start: date | None, end: date | None, bucket: str) -> PerformanceReport:
         """See performance.py for every figure; `bucket` narrows it to one bucket's value,
         external flows (deposits, transfers) and trades."""
         if start is not None and end is not None and start > end:
@@ -606,7 +634,8 @@ def _snapshot_row(figures: snapshots.SnapshotFigures, now: datetime) -> store.Sn
 
 
 def _performance(points: list[performance.Point], values: dict[date, float], held: list[tuple],
-                 rows: list[store.SnapshotRow], figures: dict, bucket: str, notes: list[str], base: str) -> dict:
+                 rows: list[store.SnapshotRow], figures: dict, bucket: str, notes: list[str],
+                 base: str) -> PerformanceReport:
     returns = performance.daily_returns(points)
     twr = performance.time_weighted_return(r for _, r in returns)
     first, last = (points[0], points[-1]) if points else (None, None)
@@ -621,16 +650,15 @@ def _performance(points: list[performance.Point], values: dict[date, float], hel
     calendar_days = (last.day - first.day).days if first else 0
     if len(points) < 2:
         notes.append("fewer than two snapshots in the range: no returns")
-    return {
-        "start": first.day.isoformat() if first else "", "end": last.day.isoformat() if last else "",
-        "bucket": bucket, "base_currency": rows[0].base_currency if rows else base, "days": len(returns),
-        "time_weighted_return": twr, "money_weighted_return": performance.money_weighted_return(points),
-        "cagr": cagr, "volatility": risk.volatility, "sharpe": risk.sharpe, "sortino": risk.sortino,
-        "max_drawdown": risk.max_drawdown, "calmar": performance.calmar(cagr, risk.max_drawdown),
-        "turnover": performance.turnover(figures["traded"], mean_value, calendar_days or None),
-        "fees_paid_base": -figures["fees"], "dividends_received_base": figures["dividends"],
-        "net_deposits_base": figures["deposits"], "start_value_base": first.value if first else 0.0,
-        "end_value_base": last.value if last else 0.0, "attribution": attribution,
-        "trades": performance.trade_metrics(figures["sells"], first.value if first else None, calendar_days),
-        "notes": notes,
-    }
+    return PerformanceReport(
+        start=first.day.isoformat() if first else "", end=last.day.isoformat() if last else "", bucket=bucket,
+        base_currency=rows[0].base_currency if rows else base, days=len(returns), time_weighted_return=twr,
+        money_weighted_return=performance.money_weighted_return(points), cagr=cagr, volatility=risk.volatility,
+        sharpe=risk.sharpe, sortino=risk.sortino, max_drawdown=risk.max_drawdown,
+        calmar=performance.calmar(cagr, risk.max_drawdown),
+        turnover=performance.turnover(figures["traded"], mean_value, calendar_days or None),
+        fees_paid_base=-figures["fees"], dividends_received_base=figures["dividends"],
+        net_deposits_base=figures["deposits"], start_value_base=first.value if first else 0.0,
+        end_value_base=last.value if last else 0.0, attribution=attribution,
+        trades=performance.trade_metrics(figures["sells"], first.value if first else None, calendar_days),
+        notes=notes)

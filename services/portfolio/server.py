@@ -27,7 +27,7 @@ from services.portfolio import cash_flows, dividends, store
 from services.portfolio.adapters.peers import Peers
 from services.portfolio.allocation_book import AllocationBook, AllocationState
 from services.portfolio.bucket_book import BucketView
-from services.portfolio.engine import BrokerState, CashFlowFilter, PortfolioEngine, PortfolioView
+from services.portfolio.engine import BrokerState, CashFlowFilter, PerformanceReport, PortfolioEngine, PortfolioView
 from services.portfolio.hashing import UniverseEntry
 from services.portfolio.positions import FillRecord
 from services.portfolio.valuation import Holding
@@ -469,31 +469,32 @@ def snapshot_to_proto(row: store.SnapshotRow) -> portfolio_pb2.Snapshot:
     return snapshot
 
 
-def _optional(message, values: dict, names: tuple[str, ...]) -> None:
+def _optional(message, source, names: tuple[str, ...]) -> None:
+    """Set each named field that `source` (an object) has a value for; absent stays absent."""
     for name in names:
-        value = values.get(name)
+        value = getattr(source, name)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             setattr(message, name, value)
 
 
-def performance_to_proto(result: dict) -> portfolio_pb2.Performance:
+def performance_to_proto(report: PerformanceReport) -> portfolio_pb2.Performance:
     reply = portfolio_pb2.Performance(
-        start=result["start"], end=result["end"], bucket=result["bucket"], base_currency=result["base_currency"],
-        days=result["days"], fees_paid_base=result["fees_paid_base"],
-        dividends_received_base=result["dividends_received_base"], net_deposits_base=result["net_deposits_base"],
-        start_value_base=result["start_value_base"], end_value_base=result["end_value_base"], notes=result["notes"])
-    _optional(reply, result, ("time_weighted_return", "money_weighted_return", "cagr", "volatility", "sharpe",
+        start=report.start, end=report.end, bucket=report.bucket, base_currency=report.base_currency,
+        days=report.days, fees_paid_base=report.fees_paid_base, dividends_received_base=report.dividends_received_base,
+        net_deposits_base=report.net_deposits_base, start_value_base=report.start_value_base,
+        end_value_base=report.end_value_base, notes=report.notes)
+    _optional(reply, report, ("time_weighted_return", "money_weighted_return", "cagr", "volatility", "sharpe",
                               "sortino", "max_drawdown", "calmar", "turnover"))
-    attribution = result["attribution"]
+    attribution = report.attribution
     for groups, target in ((attribution.country, reply.country_attribution),
                            (attribution.industry, reply.industry_attribution)):
         for group, contribution in sorted(groups.items(), key=lambda kv: -abs(kv[1])):
             annualized = attribution.annualized(contribution)
             target.add(group=group, contribution=contribution, annualized=annualized if annualized is not None else 0.0)
-    trades = result["trades"]
+    trades = report.trades
     reply.trades.sells, reply.trades.wins, reply.trades.losses = trades.sells, trades.wins, trades.losses
-    _optional(reply.trades, trades.__dict__, ("win_rate", "profit_factor", "sharpe", "sortino", "max_drawdown",
-                                              "calmar", "composite_score"))
+    _optional(reply.trades, trades, ("win_rate", "profit_factor", "sharpe", "sortino", "max_drawdown", "calmar",
+                                     "composite_score"))
     return reply
 
 
@@ -530,8 +531,8 @@ def bucket_to_proto(view: BucketView) -> portfolio_pb2.Bucket:
         aggression=view.aggression, dividend_handling=b.dividend_handling, created_at=to_timestamp(view.created_at),
         reawakening=b.reawakening, trading_allowed=b.status in bucket_rules.TRADING_STATUSES,
         balances=[portfolio_pb2.BucketBalance(currency=c, amount=a) for c, a in sorted(view.balances.items())])
-    _optional(reply, {"value_base": view.value_base, "high_water_mark": b.high_water_mark,
-                      "drawdown": view.drawdown}, ("value_base", "high_water_mark", "drawdown"))
+    _optional(reply, view, ("value_base", "drawdown"))
+    _optional(reply, b, ("high_water_mark",))
     for name in ("high_water_mark_at", "loss_streak_paused_at", "win_cooldown_until"):
         if getattr(b, name) is not None:
             getattr(reply, name).CopyFrom(to_timestamp(getattr(b, name)))
