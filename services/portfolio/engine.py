@@ -6,6 +6,7 @@ modules and writes the result in one transaction. `now` is always passed in.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterable
@@ -622,8 +623,6 @@ def _universe_entry(security: Security) -> UniverseEntry:
 
 
 def _snapshot_row(figures: snapshots.SnapshotFigures, now: datetime) -> store.SnapshotRow:
-    import json  # noqa: PLC0415
-
     return store.SnapshotRow(
         date=figures.day, positions_value_base=figures.positions_value_base, cash_base=figures.cash_base,
         total_value_base=figures.total_value_base, base_currency=figures.base_currency, taken_at=now,
