@@ -7,7 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from services.common.config import ConfigError
 from services.portfolio import snapshots, store
+from services.portfolio.config import load
 from services.portfolio.engine import BrokerState
 from services.portfolio.positions import FillRecord
 from services.portfolio.valuation import Holding
@@ -70,3 +72,13 @@ def test_growth_index_leaves_flows_out():
     assert snapshots.next_index(None, None, 0.0, 0.0) is None
     assert snapshots.next_index(1.0, 100.0, 160.0, 50.0) == pytest.approx(1.1)
     assert snapshots.next_index(1.1, 0.0, 10.0, 10.0) == 1.1
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 0), ("90", 90), ("-1", None), ("2.5", None), ("many", None)])
+def test_the_retention_setting_is_checked_at_start(value, expected):
+    env = {"TRADER_AUTH_DISABLED": "1", **({"TRADER_SNAPSHOT_RETENTION_DAYS": value} if value is not None else {})}
+    if expected is None:
+        with pytest.raises(ConfigError, match="TRADER_SNAPSHOT_RETENTION_DAYS"):
+            load(env)
+    else:
+        assert load(env).snapshot_retention_days == expected
