@@ -166,9 +166,33 @@ def test_system_status(cycles, suite):
     assert {s.service: s.health for s in status.services} == {n: "SERVING" for n, _ in SERVICES.values()}
 
 
+def test_the_books_explain_every_change_of_cash(cycles, suite):
+    """After the replay cycles: the cash flows of each currency add up to the broker's balance
+    (the deposit entered by hand and reported by the broker is one flow), the books agree with
+    the broker, positions carry their history, and the performance leaves the deposit out."""
+    portfolio = portfolio_pb2_grpc.PortfolioStub(suite.channel("portfolio"))
+    last = [AUTH, as_of(FIRST_DAY + timedelta(days=5))]
+    state = portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest(), metadata=last)
+    assert not state.cash_differences and not state.position_differences
+    flows = portfolio.ListCashFlows(portfolio_pb2.ListCashFlowsRequest(limit=1000), metadata=last)
+    by_currency: dict[str, float] = {}
+    for total in flows.totals:
+        by_currency[total.currency] = by_currency.get(total.currency, 0.0) + total.amount
+    assert by_currency == pytest.approx({c.currency: c.amount for c in state.cash}, abs=1e-6)
+    deposits = [f for f in flows.cash_flows if f.kind == "deposit"]
+    assert [(d.reference, d.source) for d in deposits] == [("e2e-1", "manual+broker")]
+    assert {f.kind for f in flows.cash_flows} >= {"deposit", "trade_buy", "trading_fee", "fx_conversion"}
+    assert all(p.HasField("first_bought_at") and p.book_quantity == p.quantity for p in state.positions)
+    performance = portfolio.GetPerformance(portfolio_pb2.GetPerformanceRequest(), metadata=last)
+    assert performance.days == len(cycles) - 1 and performance.HasField("time_weighted_return")
+    assert performance.start_value_base == pytest.approx(10_000, rel=0.01)  # the deposit is the start, not a gain
+    assert abs(performance.time_weighted_return) < 0.05
+
+
 def test_sigterm_stops_everything_quickly(cycles, suite):
     results = suite.terminate()
     for name, (code, seconds) in results.items():
         assert code == 0, f"{name} exited with {code}:\n{suite.log(name)[-2000:]}"
         assert seconds < 10, f"{name} took {seconds:.1f} s"
     assert '"msg": "stopped"' in suite.log("trading")
+
