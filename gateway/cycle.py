@@ -22,6 +22,7 @@ from trader.planner.v1 import planner_pb2, planner_pb2_grpc
 from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 
+from gateway import book
 from services.common.client import Clients
 from services.common.logs import event
 from services.common.tracing import current_trace_id
@@ -143,15 +144,12 @@ class Cycle:
     # --- steps ---
 
     def _sync_broker(self, state: dict) -> str:
-        broker = self.s.trading.SyncBroker(trading_pb2.SyncBrokerRequest())
-        reply = self.s.portfolio.ApplyBrokerState(portfolio_pb2.ApplyBrokerStateRequest(
-            positions=[portfolio_pb2.BrokerPosition(symbol=p.symbol, quantity=p.quantity,
-                                                    average_cost=p.average_cost, currency=p.currency)
-                       for p in broker.positions],
-            cash=[portfolio_pb2.BrokerCash(currency=c.currency, amount=c.amount) for c in broker.cash],
-            synced_at=broker.synced_at,
-        ))
+        """Trading imports what the broker reports; the portfolio books the entries after its cursor."""
+        cursor = self.s.portfolio.GetLedgerCursor(portfolio_pb2.GetLedgerCursorRequest())
+        broker = self.s.trading.SyncBroker(book.sync_request(cursor))
+        reply = self.s.portfolio.ApplyBrokerState(book.apply_request(broker))
         return f"{broker.broker}: {len(broker.positions)} positions, {broker.trades_imported} trades imported, " \
+               f"{reply.fills_applied} fills and {reply.cash_flows_applied} cash flows booked, " \
                f"hash {reply.portfolio_hash}"
 
     def _sync_prices(self) -> str:

@@ -47,6 +47,7 @@ class FakeProvider:
     bars: dict[str, list[Bar]] = field(default_factory=dict)
     infos: dict[str, dict] = field(default_factory=dict)
     fx: dict[str, list] = field(default_factory=dict)
+    dividends_: dict[str, list] = field(default_factory=dict)  # symbol -> [(ex-date, per share)]
     fail: bool = False
     name: str = "fake"
 
@@ -63,6 +64,12 @@ class FakeProvider:
         if self.fail:
             raise Unavailable("fake provider: offline")
         return {c: [(d, r) for d, r in self.fx.get(c, []) if d <= end] for c in currencies}
+
+    def dividends(self, securities, start, end):
+        if self.fail:
+            raise Unavailable("fake provider: offline")
+        return {s.symbol: [(d, a) for d, a in self.dividends_.get(s.symbol, []) if (start is None or d >= start)
+                           and d <= end] for s in securities}
 
 
 def make_servicer(tmp_path, provider: FakeProvider | None = None, securities: list[Security] = (), **env):

@@ -14,7 +14,8 @@ from services.display import pools
 from services.display.text import next_actions_text
 from services.planner import defaults
 from services.planner.plan import Candidate, Cash, buy_cost_base, buy_steps
-from services.portfolio.valuation import Holding, Quote, UniverseEntry, portfolio_hash, value_portfolio
+from services.portfolio.hashing import UniverseEntry, portfolio_hash
+from services.portfolio.valuation import Holding, Quote, value_portfolio
 from services.trading import orders
 
 RATES = {"USD": 1.10, "GBP": 0.85}

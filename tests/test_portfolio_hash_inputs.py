@@ -4,8 +4,9 @@ the old state is never served the same day."""
 
 from trader.data.v1 import data_pb2
 
+from services.portfolio.hashing import portfolio_hash
 from services.portfolio.server import universe_entry
-from services.portfolio.valuation import Holding, portfolio_hash
+from services.portfolio.valuation import Holding
 
 HOLDINGS = [Holding("XOM.US", 3, 80.0, "USD")]
 

@@ -1,5 +1,5 @@
-"""Kill the trading process between the broker's execution and our record of it: after a
-restart the order is resolved by lookup, the fill is recorded once, and nothing is resent."""
+"""Kill the trading process between the broker's acceptance and our record of it: after a
+restart the order is resolved by lookup, filled once at its session's close, and nothing is resent."""
 
 import re
 
@@ -25,23 +25,28 @@ def test_crash_between_intent_and_reply_never_duplicates(tmp_path):
         with pytest.raises(grpc.RpcError) as caught:
             trading.SubmitOrder(order, metadata=AUTH, timeout=20)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert suite.processes["trading"].wait(timeout=10) == 17  # died right after the broker executed
+        assert suite.processes["trading"].wait(timeout=10) == 17  # died right after the broker accepted it
 
         suite.start_one("trading", TRADER_PAPER_FAULTS=None)
         trading = trading_pb2_grpc.TradingStub(suite.channel("trading"))
+        # The broker holds it for the session's close (market-on-close): found open, not resent.
         found = trading.GetOrder(trading_pb2.GetOrderRequest(client_order_id="crash-1"), metadata=AUTH)
-        assert found.state == trading_pb2.FILLED and found.filled_quantity == 10
-        assert [e.state for e in found.events] == [trading_pb2.NEW, trading_pb2.SUBMITTED, trading_pb2.FILLED]
-        trades = trading.ListTrades(trading_pb2.ListTradesRequest(), metadata=AUTH).trades
-        assert [t.client_order_id for t in trades] == ["crash-1"]
+        assert found.state == trading_pb2.SUBMITTED and found.filled_quantity == 0
         with pytest.raises(grpc.RpcError) as again:
             trading.SubmitOrder(order, metadata=AUTH)
         assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS
-        # market-on-close: the restart's sync (on the wall clock) filled it at the 2018-01-03 close
+        # The first sync after the close fills it at the 2018-01-03 close, once.
+        synced = trading.SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=AFTER_CLOSE)
+        assert synced.trades_imported == 1 and [(p.symbol, p.quantity) for p in synced.positions] == [("KO.US", 10)]
+        found = trading.GetOrder(trading_pb2.GetOrderRequest(client_order_id="crash-1"), metadata=AFTER_CLOSE)
+        assert found.state == trading_pb2.FILLED and found.filled_quantity == 10
+        assert [e.state for e in found.events] == [trading_pb2.NEW, trading_pb2.SUBMITTED, trading_pb2.FILLED]
+        trades = trading.ListTrades(trading_pb2.ListTradesRequest(), metadata=AFTER_CLOSE).trades
+        assert [t.client_order_id for t in trades] == ["crash-1"]
         assert trades[0].executed_at.ToJsonString() == "2018-01-03T21:00:00Z"
         status = trading.GetTradingStatus(trading_pb2.GetTradingStatusRequest(), metadata=AFTER_CLOSE)
         assert status.reconciled and status.trades_today == 1 and status.open_orders == 0
-        synced = trading.SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=AUTH)
+        synced = trading.SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=AFTER_CLOSE)
         assert synced.trades_imported == 0 and [(p.symbol, p.quantity) for p in synced.positions] == [("KO.US", 10)]
     finally:
         suite.terminate()

@@ -117,6 +117,7 @@ def sync_prices(db: Database, provider: PriceProvider, securities: list[Security
         last = {security_id: day for security_id, (_, day) in store.stored_extent(session).items()}
     start = sync_start([last.get(ids.get(s.symbol)) for s in securities])
     fetched = provider.daily_bars(securities, start, end)
+    dividends = provider.dividends(securities, start, end)
     fx = provider.fx_history(fx_currencies, base, start, end)
     factors = _rebased_series(db, ids, fetched, start, end)
     replacements: dict[str, list[Bar]] = {}
@@ -128,6 +129,11 @@ def sync_prices(db: Database, provider: PriceProvider, securities: list[Security
                 replacements[symbol] = rebased(stored, whole.get(symbol) or fetched.get(symbol, []), rebase)
     added, updated, flagged = sync_bars(db, securities, fetched, replacements)
     with db.transaction() as session:
+        ids = {symbol: security_id for symbol, (security_id, _) in
+               store.find_securities(session, sorted(dividends)).items()}
+        for symbol, paid in dividends.items():
+            if paid and symbol in ids:
+                store.upsert_dividends(session, ids[symbol], paid, provider.name)
         for currency, history in fx.items():
             for day, rate in history:
                 store.save_fx_rate(session, currency, day, rate, provider.name)

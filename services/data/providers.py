@@ -25,3 +25,6 @@ class PriceProvider(Protocol):
 
     def fx_history(self, currencies: list[str], base: str, start: date | None, end: date) -> dict[str, list]:
         """currency -> [(date, units of currency per 1 base)]."""
+
+    def dividends(self, securities: list[Security], start: date | None, end: date) -> dict[str, list]:
+        """symbol -> [(ex-date, cash dividend per share)] between the dates (inclusive)."""

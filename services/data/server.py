@@ -15,6 +15,7 @@ from services.common.timestamps import to_timestamp
 from services.common.validate import currency_code, finite_amount, parse_day, required_text
 from services.data import engine, store
 from services.data.adapters.csv_import import parse_yahoo_csv
+from services.data.adapters.dividend_csv import parse_dividend_csv
 from services.data.analytics import adjusted_closes, indicators_as_of
 from services.data.config import DataConfig
 from services.data.fundamentals import IMPORT_SOURCE, TEXT_FIELDS, parse_import
@@ -412,3 +413,39 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         return data_pb2.SyncFundamentalsResponse(
             provider=self._provider.name, observed_on=observed_at.date().isoformat(), observations_added=saved.added,
             observations_updated=saved.updated, unavailable=unavailable)
+
+    # --- dividends ---
+
+    def GetDividends(self, request, context):
+        """Dividends per share by ex-date for many symbols; an ex-date after "now" stays hidden."""
+        visible = clock.now().date()
+        start, end = parse_day("start", request.start), parse_day("end", request.end)
+        end = min(end, visible) if end is not None else visible
+        if start is not None and start > end:
+            raise InvalidArgument("start", f"{start} is after end {end}")
+        requested = list(dict.fromkeys(request.symbols))
+        for index, symbol in enumerate(requested):
+            if not symbol:
+                raise InvalidArgument(f"symbols[{index}]", "is empty")
+        with self._db.transaction() as session:
+            if requested:
+                found = store.find_securities(session, requested)
+                unknown = [s for s in requested if s not in found]
+                if unknown:
+                    raise NotFound(f"unknown symbols: {', '.join(unknown)}")
+            else:
+                found = {s.symbol: (i, s) for i, s in store.list_securities(session, False, False)}
+            by_id = {security_id: security for security_id, security in found.values()}
+            rows = store.dividends_between(session, sorted(by_id), start, end)
+        return data_pb2.GetDividendsResponse(dividends=sorted(
+            (data_pb2.Dividend(symbol=by_id[i].symbol, date=day.isoformat(), amount=amount,
+                               currency=by_id[i].currency, source=source) for i, day, amount, source in rows),
+            key=lambda d: (d.symbol, d.date)))
+
+    def ImportDividends(self, request, context):
+        symbol = required_text("symbol", request.symbol, 32)
+        dividends = parse_dividend_csv(request.csv)
+        with self._db.transaction() as session:
+            security_id, _ = self._security(session, symbol)
+            added, updated, unchanged = store.upsert_dividends(session, security_id, dividends, "import")
+        return data_pb2.ImportDividendsResponse(added=added, updated=updated, unchanged=unchanged)

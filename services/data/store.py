@@ -73,6 +73,16 @@ class IndicatorCacheRow(Base):
     computed_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class DividendRow(Base):
+    """A cash dividend per share, keyed by (security, ex-date): the provider's or an import's."""
+
+    __tablename__ = "dividends"
+    security_id: Mapped[int] = mapped_column(ForeignKey("securities.id"), primary_key=True)
+    ex_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    amount: Mapped[float] = mapped_column(Float)  # per share, in the security's currency
+    source: Mapped[str] = mapped_column(String(32))
+
+
 class FxRateRow(Base):
     __tablename__ = "fx_rates"
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
@@ -448,3 +458,31 @@ def save_fundamental(session: Session, security_id: int, field: str, day: date, 
     session.add(FundamentalRow(security_id=security_id, field=field, observed_on=day, number=number, text=text,
                                source=source, recorded_at=recorded_at))
     return "added"
+
+
+# --- dividends ---
+
+def upsert_dividends(session: Session, security_id: int, dividends: list[tuple[date, float]],
+                     source: str) -> tuple[int, int, int]:
+    """Insert new ex-dates, update changed amounts: (added, updated, unchanged)."""
+    stored = {r.ex_date: r for r in session.scalars(select(DividendRow).where(DividendRow.security_id == security_id))}
+    added = updated = 0
+    for day, amount in dividends:
+        row = stored.get(day)
+        if row is None:
+            session.add(DividendRow(security_id=security_id, ex_date=day, amount=amount, source=source))
+            added += 1
+        elif row.amount != amount:
+            row.amount, row.source = amount, source
+            updated += 1
+    return added, updated, len(dividends) - added - updated
+
+
+def dividends_between(session: Session, security_ids: list[int], start: date | None,
+                      end: date) -> list[tuple[int, date, float, str]]:
+    """(security id, ex-date, amount, source) in [start, end], by security then date."""
+    query = select(DividendRow.security_id, DividendRow.ex_date, DividendRow.amount, DividendRow.source).where(
+        DividendRow.security_id.in_(security_ids), DividendRow.ex_date <= end)
+    if start is not None:
+        query = query.where(DividendRow.ex_date >= start)
+    return [tuple(r) for r in session.execute(query.order_by(DividendRow.security_id, DividendRow.ex_date))]

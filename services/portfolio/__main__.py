@@ -5,16 +5,16 @@ import sys
 from trader.portfolio.v1 import portfolio_pb2_grpc
 
 from services.common.client import Clients
-from services.common.config import load_common
 from services.common.server import ServiceParts, run_service
 from services.portfolio import store
+from services.portfolio.config import PortfolioConfig, load
 from services.portfolio.server import PortfolioServicer
 
 
-def build(config):
-    db = store.open_database(config.db_url)
-    clients = Clients(config)
-    servicer = PortfolioServicer(config, db, clients)
+def build(config: PortfolioConfig):
+    db = store.open_database(config.common.db_url)
+    clients = Clients(config.common)
+    servicer = PortfolioServicer(config.common, db, clients, config.snapshot_retention_days)
 
     def close():
         clients.close()
@@ -24,4 +24,4 @@ def build(config):
 
 
 if __name__ == "__main__":
-    sys.exit(run_service("portfolio", lambda: load_common("portfolio"), build))
+    sys.exit(run_service("portfolio", load, build))

@@ -1,11 +1,14 @@
-"""Portfolio storage: positions and cash as last reported by the broker, cash flows, sync time."""
+"""Portfolio storage: the broker's positions and cash as last reported, the books (cash flows,
+fills, positions with history, dividends), snapshots, buckets, allocation targets."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Date, Float, Integer, String, delete, select
+from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, String, Text, delete, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -19,6 +22,8 @@ class Base(DeclarativeBase):
 
 
 class PositionRow(Base):
+    """A position as the broker last reported it (the source of truth for quantities)."""
+
     __tablename__ = "positions"
     symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
     quantity: Mapped[int] = mapped_column(BigInteger)  # int64 in the contract
@@ -27,29 +32,77 @@ class PositionRow(Base):
 
 
 class CashRow(Base):
+    """A broker balance as last reported."""
+
     __tablename__ = "cash_balances"
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     amount: Mapped[float] = mapped_column(Float)
 
 
 class CashFlowRow(Base):
+    """One change of cash, once: keyed by the broker's id, or by the manual entry's reference."""
+
     __tablename__ = "cash_flows"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), index=True)
     amount: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
-    reference: Mapped[str] = mapped_column(String(128), unique=True)
-    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    reference: Mapped[str | None] = mapped_column(String(128), unique=True, nullable=True)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    broker_id: Mapped[str | None] = mapped_column(String(80), unique=True, index=True, nullable=True)
+    source: Mapped[str] = mapped_column(String(16), server_default="manual")
+    amount_base: Mapped[float | None] = mapped_column(Float, nullable=True)
+    symbol: Mapped[str] = mapped_column(String(32), server_default="")
+    description: Mapped[str] = mapped_column(String(300), server_default="")
+    broker_reference: Mapped[str] = mapped_column(String(128), server_default="")
 
 
 class SyncStateRow(Base):
     __tablename__ = "broker_sync"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # single row, id 1
     synced_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    trade_cursor: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cash_movement_cursor: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class FillRow(Base):
+    """A fill from trading's ledger, once per broker trade id, with what a SELL realised."""
+
+    __tablename__ = "fills"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    broker_trade_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_order_id: Mapped[str] = mapped_column(String(64))
+    symbol: Mapped[str] = mapped_column(String(32), index=True)
+    side: Mapped[str] = mapped_column(String(4))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    price: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+    commission: Mapped[float] = mapped_column(Float)
+    executed_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    bucket: Mapped[str] = mapped_column(String(32))
+    value_base: Mapped[float | None] = mapped_column(Float, nullable=True)
+    realized_pnl: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cost_basis: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class PositionHistoryRow(Base):
+    """What the books' fills add up to, per symbol (recomputed from them when they change)."""
+
+    __tablename__ = "position_history"
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    cost: Mapped[float] = mapped_column(Float)
+    realized_pnl: Mapped[float] = mapped_column(Float)
+    first_bought_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_bought_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_sold_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    bucket: Mapped[str] = mapped_column(String(32))
 
 
 class SnapshotRow(Base):
-    """One per day, in the base currency: positions value, cash and their total (decision 5)."""
+    """One per day, in the base currency: positions value, cash and their total (decision 5),
+    and what the books knew that day (absent in rows from before the books kept it)."""
 
     __tablename__ = "snapshots"
     date: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -58,6 +111,138 @@ class SnapshotRow(Base):
     total_value_base: Mapped[float] = mapped_column(Float)
     base_currency: Mapped[str] = mapped_column(String(3))
     taken_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    invested_base: Mapped[float | None] = mapped_column(Float, nullable=True)
+    net_deposits_base: Mapped[float | None] = mapped_column(Float, nullable=True)
+    unrealized_pnl_base: Mapped[float | None] = mapped_column(Float, nullable=True)
+    position_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    country_shares: Mapped[str | None] = mapped_column(Text, nullable=True)   # JSON object
+    industry_shares: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON object
+    annual_turnover: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class SnapshotPositionRow(Base):
+    """A position on a snapshot's day (for attribution and bucket values)."""
+
+    __tablename__ = "snapshot_positions"
+    date: Mapped[date] = mapped_column(Date, ForeignKey("snapshots.date", ondelete="CASCADE"), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    value_base: Mapped[float] = mapped_column(Float)
+    country: Mapped[str] = mapped_column(String(64))
+    industry: Mapped[str] = mapped_column(String(100))
+    bucket: Mapped[str] = mapped_column(String(32))
+
+
+class SnapshotBucketRow(Base):
+    """A bucket on a snapshot's day: value, external flows since the previous snapshot, and its
+    growth index (time-weighted, external flows excluded)."""
+
+    __tablename__ = "snapshot_buckets"
+    date: Mapped[date] = mapped_column(Date, ForeignKey("snapshots.date", ondelete="CASCADE"), primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value_base: Mapped[float] = mapped_column(Float)
+    cash_base: Mapped[float] = mapped_column(Float)
+    flows_base: Mapped[float] = mapped_column(Float)
+    growth_index: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class DividendRow(Base):
+    __tablename__ = "dividends"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cash_flow_id: Mapped[int] = mapped_column(ForeignKey("cash_flows.id"), unique=True)
+    symbol: Mapped[str] = mapped_column(String(32), index=True)
+    amount: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_base: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pay_date: Mapped[date] = mapped_column(Date)
+    bucket: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    reinvest_client_order_id: Mapped[str] = mapped_column(String(64), server_default="", index=True)
+    reinvested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class BucketRow(Base):
+    __tablename__ = "buckets"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    target_share: Mapped[float] = mapped_column(Float)
+    min_share: Mapped[float] = mapped_column(Float)
+    max_share: Mapped[float] = mapped_column(Float)
+    consecutive_losses: Mapped[int] = mapped_column(Integer, default=0)
+    high_water_mark: Mapped[float | None] = mapped_column(Float, nullable=True)
+    high_water_mark_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    loss_streak_paused_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    reawakening: Mapped[float] = mapped_column(Float, default=1.0)
+    win_cooldown_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    dividend_handling: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class BucketBalanceRow(Base):
+    __tablename__ = "bucket_balances"
+    bucket: Mapped[str] = mapped_column(ForeignKey("buckets.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    amount: Mapped[float] = mapped_column(Float)
+
+
+class BucketTransactionRow(Base):
+    """Every change of a bucket's balance."""
+
+    __tablename__ = "bucket_transactions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[str] = mapped_column(ForeignKey("buckets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_base: Mapped[float | None] = mapped_column(Float, nullable=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    description: Mapped[str] = mapped_column(String(300))
+    cash_flow_id: Mapped[int | None] = mapped_column(ForeignKey("cash_flows.id"), nullable=True)
+
+
+class BucketTransferRow(Base):
+    """A transfer between buckets, once per reference."""
+
+    __tablename__ = "bucket_transfers"
+    reference: Mapped[str] = mapped_column(String(128), primary_key=True)
+    from_bucket: Mapped[str] = mapped_column(String(32))
+    to_bucket: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class SettingRow(Base):
+    __tablename__ = "portfolio_settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)  # JSON
+
+
+class AllocationGroupRow(Base):
+    """A group of the owner's mapping; a kind without groups uses the defaults."""
+
+    __tablename__ = "allocation_groups"
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
+class AllocationMemberRow(Base):
+    """A country or industry in one of the owner's groups (each in one group only)."""
+
+    __tablename__ = "allocation_group_members"
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    member: Mapped[str] = mapped_column(String(100), primary_key=True)
+    group: Mapped[str] = mapped_column(String(100))
+
+
+class AllocationTargetRow(Base):
+    __tablename__ = "allocation_targets"
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    group: Mapped[str] = mapped_column(String(100), primary_key=True)
+    share: Mapped[float] = mapped_column(Float)
 
 
 SCHEMA = Schema("portfolio", (Base.metadata,), Path(__file__).with_name("migrations") / "versions",
@@ -68,16 +253,7 @@ def open_database(url: str) -> Database:
     return Database(url, SCHEMA)
 
 
-def save_snapshot(session: Session, row: SnapshotRow) -> None:
-    session.merge(row)
-
-
-def snapshots(session: Session, before: date | None, limit: int) -> list[SnapshotRow]:
-    query = select(SnapshotRow).order_by(SnapshotRow.date.desc()).limit(limit)
-    if before is not None:
-        query = query.where(SnapshotRow.date < before)
-    return list(session.scalars(query))
-
+# --- broker state ---
 
 def holdings(session: Session) -> list[Holding]:
     rows = session.scalars(select(PositionRow).order_by(PositionRow.symbol))
@@ -93,27 +269,350 @@ def broker_synced_at(session: Session) -> datetime | None:
     return row.synced_at if row else None
 
 
+def ledger_cursor(session: Session) -> tuple[int, int]:
+    row = session.get(SyncStateRow, 1)
+    return (row.trade_cursor or 0, row.cash_movement_cursor or 0) if row else (0, 0)
+
+
 def replace_broker_state(session: Session, new_holdings: list[Holding], new_cash: dict[str, float],
-                         synced_at: datetime) -> None:
+                         synced_at: datetime, cursor: tuple[int, int] | None = None) -> None:
     session.execute(delete(PositionRow))
     session.execute(delete(CashRow))
     session.add_all(PositionRow(symbol=h.symbol, quantity=h.quantity, average_cost=h.average_cost,
                                 currency=h.currency) for h in new_holdings)
     session.add_all(CashRow(currency=c, amount=a) for c, a in new_cash.items())
-    session.merge(SyncStateRow(id=1, synced_at=synced_at))
+    row = session.get(SyncStateRow, 1)
+    if row is None:
+        row = SyncStateRow(id=1, synced_at=synced_at, trade_cursor=0, cash_movement_cursor=0)
+        session.add(row)
+    row.synced_at = synced_at
+    if cursor is not None:
+        row.trade_cursor, row.cash_movement_cursor = cursor
 
+
+# --- cash flows ---
 
 def find_cash_flow(session: Session, reference: str) -> CashFlowRow | None:
     return session.scalars(select(CashFlowRow).where(CashFlowRow.reference == reference)).first()
 
 
-def add_cash_flow(session: Session, kind: str, amount: float, currency: str, reference: str,
-                  occurred_at: datetime) -> CashFlowRow:
-    row = CashFlowRow(kind=kind, amount=amount, currency=currency, reference=reference, occurred_at=occurred_at)
+def add_cash_flow(session: Session, kind: str, amount: float, currency: str, reference: str | None,
+                  occurred_at: datetime, *, broker_id: str | None = None, source: str = "manual",
+                  amount_base: float | None = None, symbol: str = "", description: str = "",
+                  broker_reference: str = "") -> CashFlowRow:
+    row = CashFlowRow(kind=kind, amount=amount, currency=currency, reference=reference, occurred_at=occurred_at,
+                      broker_id=broker_id, source=source, amount_base=amount_base, symbol=symbol,
+                      description=description[:300], broker_reference=broker_reference[:128])
     session.add(row)
     session.flush()
     return row
 
 
-def cash_flows(session: Session, limit: int) -> list[CashFlowRow]:
-    return list(session.scalars(select(CashFlowRow).order_by(CashFlowRow.id.desc()).limit(limit)))
+def known_broker_ids(session: Session, ids: Iterable[str]) -> set[str]:
+    ids = list(ids)
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        found |= set(session.scalars(select(CashFlowRow.broker_id).where(
+            CashFlowRow.broker_id.in_(ids[start:start + 500]))))
+    return found
+
+
+def _flow_filter(query, kinds, currency, start, end):
+    if kinds:
+        query = query.where(CashFlowRow.kind.in_(kinds))
+    if currency:
+        query = query.where(CashFlowRow.currency == currency)
+    if start is not None:
+        query = query.where(CashFlowRow.occurred_at >= start)
+    if end is not None:
+        query = query.where(CashFlowRow.occurred_at < end)
+    return query
+
+
+def cash_flows(session: Session, limit: int, kinds: list[str] | None = None, currency: str | None = None,
+               start: datetime | None = None, end: datetime | None = None) -> list[CashFlowRow]:
+    """Newest first; `start` inclusive and `end` exclusive instants."""
+    query = _flow_filter(select(CashFlowRow), kinds, currency, start, end)
+    return list(session.scalars(query.order_by(CashFlowRow.occurred_at.desc(), CashFlowRow.id.desc()).limit(limit)))
+
+
+def cash_flow_totals(session: Session, kinds: list[str] | None = None, currency: str | None = None,
+                     start: datetime | None = None, end: datetime | None = None) -> list[tuple]:
+    """(kind, currency, amount, amount_base or None when one is missing, count) per kind and currency."""
+    query = select(CashFlowRow.kind, CashFlowRow.currency, func.sum(CashFlowRow.amount),
+                   func.sum(CashFlowRow.amount_base), func.count(CashFlowRow.id),
+                   func.count(CashFlowRow.amount_base))
+    rows = session.execute(_flow_filter(query, kinds, currency, start, end)
+                           .group_by(CashFlowRow.kind, CashFlowRow.currency)
+                           .order_by(CashFlowRow.kind, CashFlowRow.currency))
+    return [(k, c, a, b if n == nb else None, n) for k, c, a, b, n, nb in rows]
+
+
+def book_cash(session: Session) -> dict[str, float]:
+    """The cash flows per currency: what the books say each balance is."""
+    return {c: a for c, a in session.execute(select(CashFlowRow.currency, func.sum(CashFlowRow.amount))
+                                             .group_by(CashFlowRow.currency))}
+
+
+def external_flows_base(session: Session, after: datetime | None,
+                        until: datetime) -> list[tuple[datetime, float | None]]:
+    """(time, base amount) of every deposit and withdrawal in (after, until]."""
+    query = select(CashFlowRow.occurred_at, CashFlowRow.amount_base).where(
+        CashFlowRow.kind.in_(("deposit", "withdrawal")), CashFlowRow.occurred_at <= until)
+    if after is not None:
+        query = query.where(CashFlowRow.occurred_at > after)
+    return list(session.execute(query.order_by(CashFlowRow.occurred_at)))
+
+
+def flow_totals_base(session: Session, kinds: tuple[str, ...], start: datetime | None, end: datetime) -> float:
+    query = select(func.coalesce(func.sum(CashFlowRow.amount_base), 0.0)).where(
+        CashFlowRow.kind.in_(kinds), CashFlowRow.occurred_at <= end)
+    if start is not None:
+        query = query.where(CashFlowRow.occurred_at > start)
+    return float(session.scalar(query))
+
+
+# --- fills and positions with history ---
+
+def known_fills(session: Session, ids: Iterable[str]) -> set[str]:
+    ids = list(ids)
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        found |= set(session.scalars(select(FillRow.broker_trade_id).where(
+            FillRow.broker_trade_id.in_(ids[start:start + 500]))))
+    return found
+
+
+def fills_of(session: Session, symbol: str) -> list[FillRow]:
+    """A symbol's fills in the order they were booked (the ledger's)."""
+    return list(session.scalars(select(FillRow).where(FillRow.symbol == symbol).order_by(FillRow.id)))
+
+
+def fills(session: Session, limit: int | None, symbol: str = "", bucket: str = "", start: datetime | None = None,
+          end: datetime | None = None, side: str = "") -> list[FillRow]:
+    query = select(FillRow)
+    if symbol:
+        query = query.where(FillRow.symbol == symbol)
+    if bucket:
+        query = query.where(FillRow.bucket == bucket)
+    if side:
+        query = query.where(FillRow.side == side)
+    if start is not None:
+        query = query.where(FillRow.executed_at >= start)
+    if end is not None:
+        query = query.where(FillRow.executed_at < end)
+    query = query.order_by(FillRow.executed_at.desc(), FillRow.id.desc())
+    return list(session.scalars(query if limit is None else query.limit(limit)))
+
+
+def fill_by_client_order_id(session: Session, client_order_id: str) -> FillRow | None:
+    return session.scalars(select(FillRow).where(FillRow.client_order_id == client_order_id)).first()
+
+
+def traded_value_base(session: Session, since: datetime, until: datetime) -> float:
+    return float(session.scalar(select(func.coalesce(func.sum(FillRow.value_base), 0.0)).where(
+        FillRow.executed_at > since, FillRow.executed_at <= until)))
+
+
+def position_histories(session: Session) -> dict[str, PositionHistoryRow]:
+    return {r.symbol: r for r in session.scalars(select(PositionHistoryRow))}
+
+
+# --- snapshots ---
+
+def snapshots(session: Session, before: date | None, limit: int) -> list[SnapshotRow]:
+    query = select(SnapshotRow).order_by(SnapshotRow.date.desc()).limit(limit)
+    if before is not None:
+        query = query.where(SnapshotRow.date < before)
+    return list(session.scalars(query))
+
+
+def snapshots_between(session: Session, start: date | None, end: date | None) -> list[SnapshotRow]:
+    query = select(SnapshotRow).order_by(SnapshotRow.date)
+    if start is not None:
+        query = query.where(SnapshotRow.date >= start)
+    if end is not None:
+        query = query.where(SnapshotRow.date <= end)
+    return list(session.scalars(query))
+
+
+def last_snapshot_before(session: Session, day: date) -> SnapshotRow | None:
+    return session.scalars(select(SnapshotRow).where(SnapshotRow.date < day).order_by(SnapshotRow.date.desc())
+                           .limit(1)).first()
+
+
+def snapshot_totals_between(session: Session, start: date, end: date) -> list[float]:
+    return list(session.scalars(select(SnapshotRow.total_value_base).where(
+        SnapshotRow.date >= start, SnapshotRow.date <= end)))
+
+
+def save_snapshot(session: Session, row: SnapshotRow, positions: list[SnapshotPositionRow],
+                  buckets: list[SnapshotBucketRow]) -> None:
+    session.execute(delete(SnapshotPositionRow).where(SnapshotPositionRow.date == row.date))
+    session.execute(delete(SnapshotBucketRow).where(SnapshotBucketRow.date == row.date))
+    session.merge(row)
+    session.flush()
+    session.add_all(positions)
+    session.add_all(buckets)
+
+
+def delete_snapshots_before(session: Session, day: date) -> None:
+    session.execute(delete(SnapshotPositionRow).where(SnapshotPositionRow.date < day))
+    session.execute(delete(SnapshotBucketRow).where(SnapshotBucketRow.date < day))
+    session.execute(delete(SnapshotRow).where(SnapshotRow.date < day))
+
+
+def snapshot_positions(session: Session, start: date | None, end: date | None) -> list:
+    """Rows (date, symbol, quantity, value_base, country, industry, bucket): plain rows, not
+    entities, since ten years of them are read at once."""
+    table = SnapshotPositionRow.__table__
+    query = select(table.c.date, table.c.symbol, table.c.quantity, table.c.value_base, table.c.country,
+                   table.c.industry, table.c.bucket)
+    if start is not None:
+        query = query.where(table.c.date >= start)
+    if end is not None:
+        query = query.where(table.c.date <= end)
+    return list(session.execute(query))
+
+
+def latest_snapshot_positions(session: Session) -> list[SnapshotPositionRow]:
+    latest = session.scalar(select(func.max(SnapshotPositionRow.date)))
+    if latest is None:
+        return []
+    return list(session.scalars(select(SnapshotPositionRow).where(SnapshotPositionRow.date == latest)))
+
+
+def snapshot_buckets(session: Session, bucket: str, start: date | None = None,
+                     end: date | None = None) -> list[SnapshotBucketRow]:
+    query = select(SnapshotBucketRow).where(SnapshotBucketRow.bucket == bucket).order_by(SnapshotBucketRow.date)
+    if start is not None:
+        query = query.where(SnapshotBucketRow.date >= start)
+    if end is not None:
+        query = query.where(SnapshotBucketRow.date <= end)
+    return list(session.scalars(query))
+
+
+def last_snapshot_buckets_before(session: Session, day: date) -> dict[str, SnapshotBucketRow]:
+    latest = session.scalar(select(func.max(SnapshotBucketRow.date)).where(SnapshotBucketRow.date < day))
+    if latest is None:
+        return {}
+    return {r.bucket: r for r in session.scalars(select(SnapshotBucketRow).where(SnapshotBucketRow.date == latest))}
+
+
+def decode_shares(text: str | None) -> dict[str, float]:
+    return json.loads(text) if text else {}
+
+
+# --- dividends ---
+
+def dividends(session: Session, limit: int | None, symbol: str = "", status: str = "", start: date | None = None,
+              end: date | None = None, statuses: tuple[str, ...] = ()) -> list[DividendRow]:
+    query = select(DividendRow)
+    if symbol:
+        query = query.where(DividendRow.symbol == symbol)
+    if status:
+        query = query.where(DividendRow.status == status)
+    if statuses:
+        query = query.where(DividendRow.status.in_(statuses))
+    if start is not None:
+        query = query.where(DividendRow.pay_date >= start)
+    if end is not None:
+        query = query.where(DividendRow.pay_date <= end)
+    query = query.order_by(DividendRow.pay_date.desc(), DividendRow.id.desc())
+    return list(session.scalars(query if limit is None else query.limit(limit)))
+
+
+def dividends_assigned_to(session: Session, client_order_id: str) -> list[DividendRow]:
+    return list(session.scalars(select(DividendRow).where(DividendRow.reinvest_client_order_id == client_order_id,
+                                                          DividendRow.status == "assigned")))
+
+
+# --- buckets ---
+
+def buckets(session: Session, include_retired: bool = True) -> list[BucketRow]:
+    query = select(BucketRow).order_by(BucketRow.kind, BucketRow.id)
+    if not include_retired:
+        query = query.where(BucketRow.status != "retired")
+    return list(session.scalars(query))
+
+
+def bucket_balances(session: Session) -> dict[str, dict[str, float]]:
+    """bucket -> currency -> amount."""
+    result: dict[str, dict[str, float]] = {}
+    for row in session.scalars(select(BucketBalanceRow)):
+        result.setdefault(row.bucket, {})[row.currency] = row.amount
+    return result
+
+
+def book_to_bucket(session: Session, bucket: str, kind: str, amount: float, currency: str, amount_base: float | None,
+                   at: datetime, description: str, cash_flow_id: int | None = None) -> None:
+    """Change a bucket's balance and record the transaction, together."""
+    row = session.get(BucketBalanceRow, (bucket, currency))
+    if row is None:
+        session.add(BucketBalanceRow(bucket=bucket, currency=currency, amount=amount))
+    else:
+        row.amount += amount
+    session.add(BucketTransactionRow(bucket=bucket, kind=kind, amount=amount, currency=currency,
+                                     amount_base=amount_base, at=at, description=description[:300],
+                                     cash_flow_id=cash_flow_id))
+    session.flush()
+
+
+def bucket_transactions(session: Session, bucket: str, limit: int) -> list[BucketTransactionRow]:
+    query = select(BucketTransactionRow).order_by(BucketTransactionRow.id.desc()).limit(limit)
+    if bucket:
+        query = query.where(BucketTransactionRow.bucket == bucket)
+    return list(session.scalars(query))
+
+
+def any_bucket_transaction(session: Session) -> bool:
+    return session.scalar(select(BucketTransactionRow.id).limit(1)) is not None
+
+
+def bucket_flows_base(session: Session, kinds: frozenset[str], after: datetime | None,
+                      until: datetime) -> dict[str, float]:
+    """bucket -> sum of base amounts of transactions of `kinds` in (after, until]."""
+    query = select(BucketTransactionRow.bucket, func.coalesce(func.sum(BucketTransactionRow.amount_base), 0.0)).where(
+        BucketTransactionRow.kind.in_(sorted(kinds)), BucketTransactionRow.at <= until)
+    if after is not None:
+        query = query.where(BucketTransactionRow.at > after)
+    return dict(session.execute(query.group_by(BucketTransactionRow.bucket)).all())
+
+
+# --- settings and allocation targets ---
+
+def setting(session: Session, key: str) -> object | None:
+    row = session.get(SettingRow, key)
+    return None if row is None else json.loads(row.value)
+
+
+def save_setting(session: Session, key: str, value: object) -> None:
+    session.merge(SettingRow(key=key, value=json.dumps(value, sort_keys=True)))
+
+
+def allocation_groups(session: Session, kind: str) -> dict[str, tuple[str, ...]]:
+    groups: dict[str, list[str]] = {r.name: [] for r in session.scalars(
+        select(AllocationGroupRow).where(AllocationGroupRow.kind == kind).order_by(AllocationGroupRow.name))}
+    for row in session.scalars(select(AllocationMemberRow).where(AllocationMemberRow.kind == kind)
+                               .order_by(AllocationMemberRow.member)):
+        groups.setdefault(row.group, []).append(row.member)
+    return {g: tuple(m) for g, m in groups.items()}
+
+
+def replace_allocation_groups(session: Session, kind: str, groups: dict[str, tuple[str, ...]]) -> None:
+    session.execute(delete(AllocationMemberRow).where(AllocationMemberRow.kind == kind))
+    session.execute(delete(AllocationGroupRow).where(AllocationGroupRow.kind == kind))
+    session.add_all(AllocationGroupRow(kind=kind, name=name) for name in groups)
+    session.add_all(AllocationMemberRow(kind=kind, member=m, group=name) for name, members in groups.items()
+                    for m in members)
+
+
+def allocation_targets(session: Session, kind: str) -> dict[str, float]:
+    return {r.group: r.share for r in session.scalars(select(AllocationTargetRow)
+                                                      .where(AllocationTargetRow.kind == kind))}
+
+
+def replace_allocation_targets(session: Session, targets: dict[str, dict[str, float]]) -> None:
+    session.execute(delete(AllocationTargetRow))
+    for kind, shares in targets.items():
+        session.add_all(AllocationTargetRow(kind=kind, group=g, share=s) for g, s in shares.items())

@@ -14,6 +14,7 @@ from trader.trading.v1 import trading_pb2_grpc
 
 from services.common import clock
 from services.common.client import Clients
+from services.common.config import SIMULATED_MODES
 from services.common.errors import Unavailable
 from services.common.logs import event
 from services.common.server import ServiceParts, run_service
@@ -49,7 +50,9 @@ def build(config: TradingConfig) -> ServiceParts:
         engine._set_serving = running.set_serving
         running.set_serving(False)  # until the books are known to agree with the broker
         try:
-            engine.sync(clock.wall_now())  # also resolves every order a crash left open (NEW, ...)
+            # Also resolves every order a crash left open (NEW, ...). In simulated time (replay,
+            # backtest) the wall clock is not "now": orders wait for the next cycle's sync to fill.
+            engine.sync(clock.wall_now(), settle=common.mode not in SIMULATED_MODES)
         except Unavailable:
             pass  # stays NOT_SERVING and refuses orders; the next SyncBroker tries again
         except Exception:  # noqa: BLE001 - a bug must not leave it serving: fail closed, say why

@@ -25,6 +25,7 @@ from services.trading.adapters.services import MarketSession, ServiceReads
 
 log = logging.getLogger("trader.trading.engine")
 _READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="order-facts")
+DIVIDEND_LOOKBACK = timedelta(days=400)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,8 @@ class OrderEngine:
             if whole_lots:
                 orders.check_lot(intent.quantity, facts.lot_size)
             with self._db.transaction() as session:
-                order_id = store.add_order(session, intent, security.currency, now).id  # the intent, first
+                order_id = store.add_order(session, intent, security.currency, now,  # the intent, first
+                                           security.bucket or "core").id
             try:
                 approval = risk.check(facts, self.settings())
                 self._convert_if_needed(intent, facts, approval, now)
@@ -230,15 +232,18 @@ class OrderEngine:
 
     # --- reconciliation ---
 
-    def sync(self, now: datetime) -> tuple[int, int]:
-        """Import the broker's fills and cash movements once, resolve every open order (NEW,
-        SUBMITTED, PARTIALLY_FILLED, UNKNOWN_OUTCOME) by looking it up at the broker, then compare
-        positions. Returns (fills imported, cash movements imported)."""
+    def sync(self, now: datetime, settle: bool = True) -> tuple[int, int]:
+        """Let the broker work its orders up to `now` (`settle`: the paper broker's
+        market-on-close fills), import its fills and cash movements once, resolve every open
+        order (NEW, SUBMITTED, PARTIALLY_FILLED, UNKNOWN_OUTCOME) by looking it up at the broker,
+        then compare positions. Returns (fills imported, cash movements imported)."""
         with self._lock:
             try:
-                self.broker.settle(now)  # the orders whose session closed execute (market-on-close) or expire
+                if settle:
+                    self.broker.settle(now)  # orders whose session closed execute (market-on-close) or expire
                 still_open = self.broker.open_order_ids()  # before the fills: see orders.resolution
                 imported = self._import_fills(now)
+                self._pay_paper_dividends(now)
                 moved = 0
                 with self._db.transaction() as session:
                     for movement in self.broker.cash_movements():
@@ -252,6 +257,24 @@ class OrderEngine:
                 self._mark_unreconciled([f"the broker could not be reached: {exc.message}"])
                 raise
             return imported, moved
+
+    def _pay_paper_dividends(self, now: datetime) -> None:
+        """The paper account receives the dividends of the last 400 days it was entitled to (the
+        broker pays each once); an unreadable history is paid at a later sync."""
+        if not self.broker.pays_dividends:
+            return
+        since = now - DIVIDEND_LOOKBACK
+        symbols = {e.symbol for e in self.broker.executions() if e.executed_at >= since}
+        symbols |= {p.symbol for p in self.broker.account().positions}
+        if not symbols:
+            return
+        per_share = self._reads.dividends(sorted(symbols), since.date(), now.date())
+        if per_share is None:
+            event(log, "dividend history unreadable: paid at a later sync", logging.WARNING)
+            return
+        paid = self.broker.pay_dividends(per_share, now)
+        if paid:
+            event(log, "paper dividends paid", count=paid)
 
     def _import_fills(self, now: datetime) -> int:
         imported = 0

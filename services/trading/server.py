@@ -25,7 +25,7 @@ def order_to_proto(row: store.OrderRow, events: list[store.OrderEventRow] = ()) 
         side=trading_pb2.Side.Value(row.side), quantity=row.quantity,
         state=trading_pb2.OrderState.Value(row.state), reason=row.reason, currency=row.currency,
         fill_price=row.fill_price, commission=row.commission, filled_quantity=row.filled_quantity or 0,
-        limit_price=row.limit_price or 0.0, realized_pnl=row.realized_pnl or 0.0,
+        limit_price=row.limit_price or 0.0, realized_pnl=row.realized_pnl or 0.0, bucket=row.bucket or "core",
         created_at=to_timestamp(row.created_at), updated_at=to_timestamp(row.updated_at),
         events=[trading_pb2.OrderEvent(state=trading_pb2.OrderState.Value(e.state), reason=e.reason,
                                        at=to_timestamp(e.at)) for e in events],
@@ -37,8 +37,14 @@ def trade_to_proto(row: store.TradeRow) -> trading_pb2.Trade:
         id=row.id, broker_trade_id=row.broker_trade_id, order_id=row.order_id or 0,
         client_order_id=row.client_order_id, symbol=row.symbol, side=trading_pb2.Side.Value(row.side),
         quantity=row.quantity, price=row.price, currency=row.currency, commission=row.commission,
-        executed_at=to_timestamp(row.executed_at), realized_pnl=row.realized_pnl or 0.0,
+        executed_at=to_timestamp(row.executed_at), realized_pnl=row.realized_pnl or 0.0, bucket=row.bucket or "core",
     )
+
+
+def cash_movement_to_proto(row: store.CashMovementRow) -> trading_pb2.CashMovement:
+    return trading_pb2.CashMovement(id=row.id, broker_id=row.broker_id, kind=row.kind, amount=row.amount,
+                                    currency=row.currency, at=to_timestamp(row.at), description=row.description,
+                                    symbol=row.symbol or "", reference=row.reference or "")
 
 
 def settings_to_proto(settings: RiskSettings) -> trading_pb2.Settings:
@@ -128,11 +134,23 @@ class TradingServicer(trading_pb2_grpc.TradingServicer):
             return trading_pb2.ListTradesResponse(trades=[trade_to_proto(r) for r in rows])
 
     def SyncBroker(self, request, context):
+        after = None
+        if request.HasField("after"):
+            if request.after.trade_id < 0 or request.after.cash_movement_id < 0:
+                raise InvalidArgument("after", "ledger ids must not be negative")
+            after = (request.after.trade_id, request.after.cash_movement_id)
         now = clock.now()
         imported, moved = self._engine.sync(now)
         account = self._engine.broker.account()
         response = trading_pb2.SyncBrokerResponse(broker=self._engine.broker.name, trades_imported=imported,
                                                   cash_movements_imported=moved, synced_at=to_timestamp(now))
+        if after is not None:
+            with self._db.transaction() as session:
+                trades, movements, cursor, more = store.ledger_after(session, *after)
+                response.trades.extend(trade_to_proto(t) for t in trades)
+                response.cash_movements.extend(cash_movement_to_proto(m) for m in movements)
+            response.cursor.trade_id, response.cursor.cash_movement_id = cursor
+            response.more_entries = more
         for p in account.positions:
             response.positions.add(symbol=p.symbol, quantity=p.quantity, average_cost=p.average_cost,
                                    currency=p.currency)

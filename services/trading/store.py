@@ -45,6 +45,7 @@ class OrderRow(Base):
     realized_pnl: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    bucket: Mapped[str] = mapped_column(String(32), server_default="core")  # the security's bucket at submission
 
 
 class OrderEventRow(Base):
@@ -72,6 +73,7 @@ class TradeRow(Base):
     commission: Mapped[float] = mapped_column(Float)
     executed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     realized_pnl: Mapped[float | None] = mapped_column(Float, nullable=True)  # SELLs only
+    bucket: Mapped[str] = mapped_column(String(32), server_default="core")  # its order's; core without one
 
 
 class SettingsRow(Base):
@@ -103,6 +105,8 @@ class CashMovementRow(Base):
     currency: Mapped[str] = mapped_column(String(3))
     at: Mapped[datetime] = mapped_column(UtcDateTime())
     description: Mapped[str] = mapped_column(String(300))
+    symbol: Mapped[str] = mapped_column(String(32), server_default="")      # of a dividend, coupon, tax
+    reference: Mapped[str] = mapped_column(String(128), server_default="")  # a deposit's or conversion's
 
 
 def record_cash_movement(session: Session, movement) -> bool:
@@ -110,8 +114,34 @@ def record_cash_movement(session: Session, movement) -> bool:
     if session.scalars(select(CashMovementRow.id).where(CashMovementRow.broker_id == movement.broker_id)).first():
         return False
     session.add(CashMovementRow(broker_id=movement.broker_id, kind=movement.kind, amount=movement.amount,
-                                currency=movement.currency, at=movement.at, description=movement.description[:300]))
+                                currency=movement.currency, at=movement.at, description=movement.description[:300],
+                                symbol=movement.symbol[:32], reference=movement.reference[:128]))
     return True
+
+
+# How many ledger entries of each kind one SyncBroker returns at most.
+LEDGER_PAGE = 1000
+
+
+def ledger_after(session: Session, trade_id: int,
+                 movement_id: int) -> tuple[list[TradeRow], list[CashMovementRow], tuple[int, int], bool]:
+    """The trades and cash movements after a ledger position, oldest first (at most `limit` of
+    each), the position after them, and whether more wait. A position beyond the ledger's end
+    (a newer database than the caller's cursor) starts again from the beginning: the caller
+    books every entry once by its broker id, so nothing is counted twice and nothing is lost."""
+    limit = LEDGER_PAGE
+    last_trade = session.scalar(select(func.max(TradeRow.id))) or 0
+    last_movement = session.scalar(select(func.max(CashMovementRow.id))) or 0
+    if trade_id > last_trade or movement_id > last_movement:
+        trade_id = movement_id = 0
+    trades = list(session.scalars(select(TradeRow).where(TradeRow.id > trade_id).order_by(TradeRow.id)
+                                  .limit(limit + 1)))
+    movements = list(session.scalars(select(CashMovementRow).where(CashMovementRow.id > movement_id)
+                                     .order_by(CashMovementRow.id).limit(limit + 1)))
+    more = len(trades) > limit or len(movements) > limit
+    trades, movements = trades[:limit], movements[:limit]
+    cursor = (trades[-1].id if trades else trade_id, movements[-1].id if movements else movement_id)
+    return trades, movements, cursor, more
 
 
 # The paper broker keeps its simulated account in the same database: one schema, one history.
@@ -130,10 +160,11 @@ def find_order(session: Session, client_order_id: str) -> OrderRow | None:
                                                OrderRow.broker_reference != "")).first()
 
 
-def add_order(session: Session, intent: OrderIntent, currency: str, now: datetime) -> OrderRow:
+def add_order(session: Session, intent: OrderIntent, currency: str, now: datetime, bucket: str = "core") -> OrderRow:
     row = OrderRow(client_order_id=intent.client_order_id, symbol=intent.symbol, side=intent.side,
                    quantity=intent.quantity, currency=currency, state=life_cycle.NEW, reason=intent.reason,
-                   broker_reference=broker_reference(intent.client_order_id), created_at=now, updated_at=now)
+                   broker_reference=broker_reference(intent.client_order_id), created_at=now, updated_at=now,
+                   bucket=bucket or "core")
     session.add(row)
     session.flush()
     session.add(OrderEventRow(order_id=row.id, state=life_cycle.NEW, reason=intent.reason, at=now))
@@ -170,6 +201,7 @@ def record_execution(session: Session, execution: Execution, now: datetime) -> b
         client_order_id=order.client_order_id if order else execution.client_order_id, symbol=execution.symbol,
         side=execution.side, quantity=execution.quantity, price=execution.price, currency=execution.currency,
         commission=execution.commission, executed_at=execution.executed_at, realized_pnl=realized,
+        bucket=order.bucket if order is not None and order.bucket else "core",
     ))
     session.flush()
     if order is not None:

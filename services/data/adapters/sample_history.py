@@ -63,6 +63,9 @@ class SampleHistory:
     def fx_history(self, currencies: list[str], base: str, start: date | None, end: date) -> dict:
         return {}  # the sample has no FX history: configured rates apply
 
+    def dividends(self, securities: list[Security], start: date | None, end: date) -> dict:
+        return {}  # the sample's closes are adjusted: its dividends are in the prices, none are paid
+
 
 def broker_symbol(ticker: str) -> str:
     return f"{ticker}.US"

@@ -73,22 +73,33 @@ class YFinanceProvider:
             ticker_info = ticker_info or (lambda ticker: yfinance.Ticker(ticker).info)
         self._download = download
         self._ticker_info = ticker_info
+        self._last: tuple[tuple, pd.DataFrame] | None = None  # the last download, for its dividends
         self._retrying = dict(stop=stop_after_attempt(attempts),
                               wait=wait_exponential(multiplier=first_wait_s, max=30),
                               retry=retry_if_exception_type((OSError, ConnectionError, TimeoutError, _EmptyResult)),
                               reraise=False)
 
-    def _fetch(self, tickers: list[str], start: date | None, end: date) -> pd.DataFrame:
+    def _fetch(self, tickers: list[str], start: date | None, end: date, reuse: bool = False) -> pd.DataFrame:
+        """One download with the actions (the Dividends column). `reuse` takes the previous
+        download of the same request once (a sync's dividends come with its bars, not from a
+        second download); otherwise it always downloads afresh."""
+        key = (tuple(tickers), start, end)
+        if reuse and self._last is not None and self._last[0] == key:
+            frame, self._last = self._last[1], None
+            return frame
+
         def attempt() -> pd.DataFrame:
             frame = self._download(tickers, start=(start or date(1970, 1, 1)).isoformat(),
                                    end=(end + timedelta(days=1)).isoformat(), group_by="ticker",
-                                   auto_adjust=False, actions=False, progress=False, threads=False)
+                                   auto_adjust=False, actions=True, progress=False, threads=False)
             if frame is None or frame.empty:
                 raise _EmptyResult(f"no data returned for {', '.join(tickers)}")
             return frame
 
         try:
-            return Retrying(**self._retrying)(attempt)
+            frame = Retrying(**self._retrying)(attempt)
+            self._last = (key, frame)
+            return frame
         except RetryError as exc:
             cause = exc.last_attempt.exception()
             raise Unavailable(f"yfinance: {type(cause).__name__}: {cause}") from cause
@@ -110,6 +121,19 @@ class YFinanceProvider:
                                 high=_value(row, "High"), low=_value(row, "Low"), volume=_value(row, "Volume"),
                                 adj_close=_value(row, "Adj Close")))
             result[symbol] = sorted(bars, key=lambda b: b.date)
+        return result
+
+    def dividends(self, securities: list[Security], start: date | None, end: date) -> dict[str, list]:
+        """Yahoo's `Dividends` action per ex-date (0 on other days), from the same download as
+        the bars of the same request."""
+        tickers = {yahoo_ticker(s): s.symbol for s in securities}
+        frame = self._fetch(list(tickers), start, end, reuse=True)
+        result: dict[str, list] = {}
+        for ticker, symbol in tickers.items():
+            part = _frame_for(frame, ticker, list(tickers))
+            result[symbol] = [(pd.Timestamp(day).date(), amount) for day, row in
+                              ([] if part is None else part.iterrows())
+                              if (amount := _value(row, "Dividends")) is not None and amount > 0]
         return result
 
     def info(self, security: Security) -> dict | None:

@@ -88,12 +88,12 @@ class Peers:
         self._trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
 
     def portfolio(self) -> PortfolioView:
-        """The positions (quantity, average cost, price, value) and cash. The portfolio service
-        does not serve a position's first-buy and last-sell dates yet: every holding has
-        `dates_known` False until it does, so a sell scored from it is blocked (fail closed).
-        This is the one place that reads positions."""
+        """The positions (quantity, average cost, price, value, the dates of their fills) and
+        cash. This is the one place that reads positions."""
         reply = self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
-        holdings = {p.symbol: Holding(p.symbol, p.quantity, p.average_cost, p.price, p.market_value_base)
+        holdings = {p.symbol: Holding(p.symbol, p.quantity, p.average_cost, p.price, p.market_value_base,
+                                      first_buy=_day(p, "first_bought_at"), last_buy=_day(p, "last_bought_at"),
+                                      last_sell=_day(p, "last_sold_at"), dates_known=True)
                     for p in reply.positions if p.quantity > 0}
         return PortfolioView(reply.portfolio_hash, reply.base_currency, reply.total_value_base,
                              {c.currency: c.amount_base for c in reply.cash}, holdings)
@@ -107,11 +107,22 @@ class Peers:
             return None
 
     def allocation_targets(self) -> AllocationTargets:
-        """The portfolio's country and industry group targets and their hash. The portfolio
-        service does not serve them yet (GetAllocationTargets is being added): until it does
-        there are no targets, hence no sector constraints, and the original's hash of no targets.
-        This is the one place that reads them."""
-        return AllocationTargets(GroupTargets(), NO_ALLOCATIONS_HASH)
+        """The portfolio's country and industry group targets, which group each country and
+        industry belongs to, and their hash. No targets: no sector constraints. This is the one
+        place that reads them."""
+        reply = self._portfolio.GetAllocationTargets(portfolio_pb2.GetAllocationTargetsRequest())
+        country_groups = {m: g.name for g in reply.country_groups for m in g.members}
+        industry_groups = {m: g.name for g in reply.industry_groups for m in g.members}
+        for security in reply.securities:  # the mapping as the portfolio applies it, defaults included
+            if security.country and security.country_group:
+                country_groups.setdefault(security.country, security.country_group)
+            if security.industry and security.industry_group:
+                industry_groups.setdefault(security.industry, security.industry_group)
+        groups = GroupTargets(
+            country={g.name: g.target for g in reply.country_groups if g.HasField("target")},
+            industry={g.name: g.target for g in reply.industry_groups if g.HasField("target")},
+            country_groups=country_groups, industry_groups=industry_groups)
+        return AllocationTargets(groups, reply.allocations_hash or NO_ALLOCATIONS_HASH)
 
     def trading_rules(self) -> TradingRules:
         reply = self._trading.GetSettings(trading_pb2.GetSettingsRequest())
@@ -196,3 +207,8 @@ def _fundamentals_view(message: data_pb2.Fundamentals) -> FundamentalsView:
         [observed, sorted((k, v) for k, v in vars(facts).items() if v is not None)]).encode()).hexdigest()[:16]
     as_of = max((date.fromisoformat(day) for _, day in observed), default=None)
     return FundamentalsView(facts, key, as_of)
+
+
+def _day(position: portfolio_pb2.Position, name: str) -> date | None:
+    """The date of one of a position's fill times; None when there is no such fill."""
+    return from_timestamp(getattr(position, name), f"positions.{name}").date() if position.HasField(name) else None

@@ -29,14 +29,26 @@ class Execution:
 
 @dataclass(frozen=True)
 class CashMovement:
-    """Money in or out of the account other than trades: deposits, withdrawals, conversions."""
+    """Money in or out of the account other than trades: deposits, withdrawals, conversions,
+    dividends."""
 
     broker_id: str
-    kind: str          # deposit, withdrawal, conversion_out, conversion_in, ...
+    kind: str          # deposit, withdrawal, dividend, conversion_out, conversion_in, ...
     amount: float      # signed: + in, - out
     currency: str
     at: datetime
     description: str = ""
+    symbol: str = ""     # the security of a dividend, coupon or tax
+    reference: str = ""  # the caller's reference of a deposit or conversion
+
+
+@dataclass(frozen=True)
+class DividendPerShare:
+    """A security's dividend from the market-data history (paid by the paper broker)."""
+
+    symbol: str
+    ex_date: date
+    amount: float  # per share, in the security's currency
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,7 @@ class Broker(Protocol):
     name: str
     converts_currency: bool  # `convert` works: a foreign BUY may convert its missing amount first
     takes_deposits: bool     # `deposit` works (the paper account); a live account is funded by bank
+    pays_dividends: bool     # `pay_dividends` pays the market data's dividends (the paper account)
 
     def account(self) -> Account: ...
 

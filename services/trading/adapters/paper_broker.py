@@ -37,6 +37,7 @@ from services.trading.adapters.broker import (
     BrokerPosition,
     BrokerRejected,
     CashMovement,
+    DividendPerShare,
     Execution,
     MarketOrder,
 )
@@ -105,12 +106,13 @@ ClosesReader = Callable[[Sequence[str], date], "dict[str, list[tuple[date, float
 
 
 class PaperTransfer(PaperBase):
-    """Money in (deposits) and currency conversions, each once per reference."""
+    """Money in (deposits, dividends) and currency conversions, each once per reference."""
 
     __tablename__ = "paper_transfers"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     reference: Mapped[str] = mapped_column(String(128), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))  # deposit | conversion
+    kind: Mapped[str] = mapped_column(String(16))  # deposit | conversion | dividend
+    symbol: Mapped[str] = mapped_column(String(32), server_default="")  # a dividend's security
     from_currency: Mapped[str] = mapped_column(String(3))
     from_amount: Mapped[float] = mapped_column(Float)
     to_currency: Mapped[str] = mapped_column(String(3))
@@ -136,6 +138,7 @@ class PaperBroker:
     name = "paper"
     converts_currency = True  # the engine may convert a foreign BUY's missing amount first
     takes_deposits = True
+    pays_dividends = True  # from the market data's dividend history (none for adjusted-only histories)
 
     def __init__(self, db: Database, fee: Callable[[float, str], float], slippage: float = 0.0,
                  faults: list[str] | None = None, fills: str = "quote", closes: ClosesReader | None = None):
@@ -179,6 +182,33 @@ class PaperBroker:
                                       from_amount=amount, to_currency=currency, to_amount=amount, at=now))
             _credit(session, currency, amount)
         return True
+
+    def pay_dividends(self, per_share: list[DividendPerShare], now: datetime) -> int:
+        """Pay each dividend (ex-date at or before `now`) once, for the shares held before its
+        ex-date, in the security's currency, rounded to cents. Returns how many were paid."""
+        paid = 0
+        with self._lock, self._db.transaction() as session:
+            for dividend in sorted(per_share, key=lambda d: (d.ex_date, d.symbol)):
+                reference = f"dividend:{dividend.symbol}:{dividend.ex_date.isoformat()}"
+                if dividend.ex_date > now.date() or dividend.amount <= 0 or session.scalars(
+                        select(PaperTransfer.id).where(PaperTransfer.reference == reference)).first():
+                    continue
+                held, currency = 0, ""
+                for side, quantity, traded_in, at in session.execute(
+                        select(PaperExecution.side, PaperExecution.quantity, PaperExecution.currency,
+                               PaperExecution.executed_at).where(PaperExecution.symbol == dividend.symbol)):
+                    if at.date() < dividend.ex_date:
+                        held += quantity if side == "BUY" else -quantity
+                        currency = traded_in
+                amount = round(held * dividend.amount, 2)
+                if held <= 0 or amount <= 0:
+                    continue
+                session.add(PaperTransfer(reference=reference, kind="dividend", symbol=dividend.symbol,
+                                          from_currency=currency, from_amount=dividend.amount, to_currency=currency,
+                                          to_amount=amount, at=now))
+                _credit(session, currency, amount)
+                paid += 1
+        return paid
 
     def convert(self, from_currency: str, from_amount: float, to_currency: str, to_amount: float,
                 reference: str, now: datetime) -> None:
@@ -348,12 +378,16 @@ class PaperBroker:
                 at = t.at
                 if t.kind == "deposit":
                     movements.append(CashMovement(f"PAPER-T{t.id}", "deposit", t.to_amount, t.to_currency, at,
+                                                  t.reference, reference=t.reference))
+                elif t.kind == "dividend":  # from_amount holds the amount per share
+                    movements.append(CashMovement(f"PAPER-T{t.id}", "dividend", t.to_amount, t.to_currency, at,
+                                                  f"dividend {t.symbol}: {t.from_amount:g} per share", t.symbol,
                                                   t.reference))
                 else:
                     movements.append(CashMovement(f"PAPER-T{t.id}-out", "conversion_out", -t.from_amount,
-                                                  t.from_currency, at, t.reference))
+                                                  t.from_currency, at, t.reference, reference=t.reference))
                     movements.append(CashMovement(f"PAPER-T{t.id}-in", "conversion_in", t.to_amount, t.to_currency,
-                                                  at, t.reference))
+                                                  at, t.reference, reference=t.reference))
         return movements
 
     def executions(self) -> list[Execution]:

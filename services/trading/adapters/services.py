@@ -14,6 +14,7 @@ from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from services.common.client import Clients
 from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.common.timestamps import from_timestamp
+from services.trading.adapters.broker import DividendPerShare
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,23 @@ class ServiceReads:
             raise Unavailable(f"market data: FX rates: {exc.details()}") from exc
         return reply.base_currency, {r.currency: r.rate for r in reply.rates}
 
-    def daily_pnl(self, today: date) -> tuple[bool, float | None]:
-        """(armed, P&L vs the last snapshot before today). Not armed without such a snapshot."""
+    def dividends(self, symbols: list[str], start: date, end: date) -> list[DividendPerShare] | None:
+        """Dividends per share by ex-date for the symbols (one GetDividends); None when unreadable."""
         try:
-            before = self._portfolio.ListSnapshots(portfolio_pb2.ListSnapshotsRequest(
-                before=today.isoformat(), limit=1)).snapshots
-            if not before:
-                return False, None
-            current = self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest()).total_value_base
+            reply = self._data.GetDividends(data_pb2.GetDividendsRequest(symbols=symbols, start=start.isoformat(),
+                                                                         end=end.isoformat()))
+        except grpc.RpcError:
+            return None
+        return [DividendPerShare(d.symbol, date.fromisoformat(d.date), d.amount) for d in reply.dividends]
+
+    def daily_pnl(self, today: date) -> tuple[bool, float | None]:
+        """(armed, P&L vs the last snapshot before today, deposits and withdrawals since
+        excluded), one GetDailyPnl. Not armed without such a snapshot; a failed read is armed and
+        unknown (None), so the breaker refuses (fail closed)."""
+        try:
+            reply = self._portfolio.GetDailyPnl(portfolio_pb2.GetDailyPnlRequest(as_of=today.isoformat()))
         except grpc.RpcError:
             return True, None
-        baseline = before[0].total_value_base
-        return True, (current / baseline - 1) if baseline > 0 else None
+        if not reply.armed:
+            return False, None
+        return True, reply.daily_pnl if reply.HasField("daily_pnl") else None

@@ -115,6 +115,7 @@ class TradernetBroker:
     name = "tradernet"
     converts_currency = False  # not built yet: a foreign BUY needs its currency held (check: cash)
     takes_deposits = False
+    pays_dividends = False  # the broker pays them itself
 
     def __init__(self, client: TradernetClient):
         self._client = client

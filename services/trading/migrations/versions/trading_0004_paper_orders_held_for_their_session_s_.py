@@ -1,7 +1,7 @@
 """paper orders held for their session's close (market-on-close)
 
-Revision ID: trading_0003
-Revises: trading_0002
+Revision ID: trading_0004
+Revises: trading_0003
 Created: 2026-11-30 17:19:28.773886
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "trading_0003"
-down_revision: str | None = "trading_0002"
+revision: str = "trading_0004"
+down_revision: str | None = "trading_0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

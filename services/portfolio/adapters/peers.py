@@ -1,0 +1,102 @@
+"""The other services the portfolio asks, as plain dataclasses (never protobufs). One batched
+call per kind of data: the universe, the quotes of many symbols, the FX rates, the dividends of
+many symbols. A failed call raises the gRPC error; the servicer reports it (UNAVAILABLE when the
+peer is down), never a guess."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+import grpc
+from trader.data.v1 import data_pb2, data_pb2_grpc
+from trader.display.v1 import display_pb2, display_pb2_grpc
+
+from services.common.client import Clients
+from services.common.logs import event
+from services.portfolio.valuation import Quote
+
+log = logging.getLogger("trader.portfolio.peers")
+ALERT_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Security:
+    symbol: str
+    currency: str
+    country: str
+    sector: str
+    industry: str
+    bucket: str
+    lot_size: int
+    allow_buy: bool
+    allow_sell: bool
+    min_target: float | None
+    max_target: float | None
+
+
+@dataclass(frozen=True)
+class Rates:
+    base: str
+    rates: dict[str, float]  # units of the currency per 1 base unit (decisions.md rule 1)
+
+    def rate(self, currency: str) -> float | None:
+        return 1.0 if currency == self.base else self.rates.get(currency)
+
+
+@dataclass(frozen=True)
+class DividendPerShare:
+    symbol: str
+    day: date       # ex-date (Yahoo's dividend date)
+    amount: float   # per share, in the security's currency
+
+
+class Peers:
+    def __init__(self, clients: Clients):
+        self._data = clients.stub("data", data_pb2_grpc.MarketDataStub)
+        self._display = clients.stub("display", display_pb2_grpc.DisplayStub)
+
+    def securities(self) -> list[Security]:
+        """Every active equity of the universe (one ListSecurities)."""
+        reply = self._data.ListSecurities(data_pb2.ListSecuritiesRequest())
+        return [Security(s.symbol, s.currency, s.country, s.sector, s.industry, s.bucket or "core",
+                         max(1, s.lot_size), s.allow_buy, s.allow_sell,
+                         s.min_portfolio_target if s.HasField("min_portfolio_target") else None,
+                         s.max_portfolio_target if s.HasField("max_portfolio_target") else None)
+                for s in reply.securities]
+
+    def quotes(self, symbols: list[str]) -> dict[str, Quote]:
+        if not symbols:
+            return {}
+        reply = self._data.GetQuotes(data_pb2.GetQuotesRequest(symbols=sorted(set(symbols))))
+        return {q.symbol: Quote(q.price, q.currency, q.date) for q in reply.quotes}
+
+    def rates(self) -> Rates:
+        reply = self._data.GetFxRates(data_pb2.GetFxRatesRequest())
+        return Rates(reply.base_currency, {r.currency: r.rate for r in reply.rates if r.rate > 0})
+
+    def dividends(self, symbols: list[str], start: date, end: date) -> list[DividendPerShare]:
+        """Dividends per share with ex-dates in [start, end], for many symbols (one GetDividends)."""
+        if not symbols:
+            return []
+        reply = self._data.GetDividends(data_pb2.GetDividendsRequest(symbols=sorted(set(symbols)),
+                                                                     start=start.isoformat(), end=end.isoformat()))
+        return [DividendPerShare(d.symbol, date.fromisoformat(d.date), d.amount) for d in reply.dividends]
+
+    def post_alert(self, source: str, text: str) -> bool:
+        """On the display's error pool; False (logged) when the display cannot be reached."""
+        try:
+            self._display.PostMessage(display_pb2.PostMessageRequest(
+                pool=display_pb2.ERROR, text=text[:200], ttl_seconds=ALERT_TTL_SECONDS, source=source))
+            return True
+        except grpc.RpcError as exc:
+            event(log, "alert not shown: the display is unreachable", logging.WARNING, source=source, text=text,
+                  code=exc.code().name if hasattr(exc, "code") else "")
+            return False
+
+    def clear_alert(self, source: str) -> None:
+        try:
+            self._display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR, source=source))
+        except grpc.RpcError:
+            event(log, "alert not cleared: the display is unreachable", logging.WARNING, source=source)

@@ -1,0 +1,71 @@
+"""Daily snapshots (trading-portfolio-jobs.md section 4, decisions.md rules 4-5): what one day's
+snapshot holds, computed from the valuation and the books. Pure functions on plain data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from services.portfolio.performance import turnover
+
+TURNOVER_WINDOW = timedelta(days=365)
+TURNOVER_WARNING, TURNOVER_CRITICAL = 0.50, 1.00
+
+
+@dataclass(frozen=True)
+class SnapshotFigures:
+    day: date
+    base_currency: str
+    positions_value_base: float
+    cash_base: float
+    invested_base: float | None
+    net_deposits_base: float | None
+    unrealized_pnl_base: float | None
+    position_count: int | None
+    country_shares: dict[str, float] = field(default_factory=dict)
+    industry_shares: dict[str, float] = field(default_factory=dict)
+    annual_turnover: float | None = None
+
+    @property
+    def total_value_base(self) -> float:
+        return self.positions_value_base + self.cash_base
+
+
+def shares(values: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """Group -> share of the summed value (an empty group name is UNKNOWN); empty without value."""
+    totals: dict[str, float] = {}
+    for group, value in values:
+        totals[group or "UNKNOWN"] = totals.get(group or "UNKNOWN", 0.0) + value
+    whole = sum(totals.values())
+    return {g: v / whole for g, v in sorted(totals.items())} if whole > 0 else {}
+
+
+def annual_turnover(traded_base_last_year: float, totals_last_year: list[float]) -> float | None:
+    """(BUY value + SELL value over the last 365 days) / 2 / the mean snapshot total of those
+    days, values converted to the base currency by dividing by the rate (the original multiplied:
+    the direction bug). None without trades or snapshots."""
+    if not totals_last_year:
+        return None
+    return turnover(traded_base_last_year, sum(totals_last_year) / len(totals_last_year))
+
+
+def turnover_level(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    return "critical" if value >= TURNOVER_CRITICAL else "warning" if value >= TURNOVER_WARNING else "normal"
+
+
+def next_index(previous_index: float | None, previous_value: float | None, value: float, flow: float) -> float | None:
+    """A growth index one snapshot on (performance.py: deposits excluded): 1 at the first
+    snapshot with value; unchanged after one without value."""
+    if previous_index is None or previous_value is None:
+        return 1.0 if value > 0 else None
+    if previous_value <= 0:
+        return previous_index
+    return previous_index * (value - flow) / previous_value
+
+
+def retention_cutoff(today: date, retention_days: int) -> date | None:
+    """Snapshots before this date are deleted; None keeps every snapshot (retention 0)."""
+    return today - timedelta(days=retention_days) if retention_days > 0 else None
