@@ -157,8 +157,9 @@ class Cycle:
         return f"{reply.provider}: {reply.bars_added} bars added, latest {reply.latest_bar_date}"
 
     def _valuation(self, state: dict) -> str:
-        self.s.portfolio.TakeSnapshot(portfolio_pb2.TakeSnapshotRequest())  # today's, for the loss breaker
-        portfolio = self.s.portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
+        """Today's snapshot (for the loss breaker and the performance), and the valuation it was
+        taken from: one call, one valuation per cycle."""
+        portfolio = self.s.portfolio.TakeSnapshot(portfolio_pb2.TakeSnapshotRequest()).portfolio
         state["portfolio"] = portfolio
         self.result.base_currency = portfolio.base_currency
         self.result.total_value_base = portfolio.total_value_base
@@ -199,9 +200,10 @@ class Cycle:
         return outcome
 
     def _display(self, state: dict) -> str:
+        """The display is a leaf: it is handed the value, the cash and the plan's next step."""
         problems = [s for s in self.result.steps if s.status == FAILED]
         if "portfolio" in state:
-            self.s.display.RefreshNextActions(display_pb2.RefreshNextActionsRequest())
+            self.s.display.RefreshNextActions(next_actions_request(state["portfolio"], state.get("plan")))
         if problems:
             self._post(display_pb2.ERROR, error_text(problems[0]), ERROR_TTL_SECONDS)
         else:
@@ -215,6 +217,18 @@ class Cycle:
         self.s.display.PostMessage(display_pb2.PostMessageRequest(pool=pool, text=text, ttl_seconds=ttl_seconds,
                                                                   mode=mode, source=DISPLAY_SOURCE))
         return text
+
+
+def next_actions_request(portfolio: portfolio_pb2.GetPortfolioResponse,
+                         plan: planner_pb2.GetRecommendationsResponse | None) -> display_pb2.RefreshNextActionsRequest:
+    request = display_pb2.RefreshNextActionsRequest(base_currency=portfolio.base_currency,
+                                                    total_value_base=portfolio.total_value_base,
+                                                    cash_base=portfolio.cash_base)
+    if plan is not None and plan.steps:
+        first = plan.steps[0]
+        request.next_step.CopyFrom(display_pb2.NextStep(side=planner_pb2.Side.Name(first.side), symbol=first.symbol,
+                                                        value_base=max(0.0, first.estimated_value_base)))
+    return request
 
 
 def trade_text(order: trading_pb2.Order) -> str:

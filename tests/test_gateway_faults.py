@@ -78,7 +78,7 @@ def services(calls, **overrides):
             FundPaperAccount=trading_pb2.FundPaperAccountResponse(applied=True)),
         "portfolio": dict(GetLedgerCursor=portfolio_pb2.LedgerCursor(),
                           ApplyBrokerState=portfolio_pb2.ApplyBrokerStateResponse(portfolio_hash="h"),
-                          TakeSnapshot=portfolio_pb2.Snapshot(), GetPortfolio=portfolio,
+                          TakeSnapshot=portfolio_pb2.Snapshot(portfolio=portfolio),
                           RecordDeposit=portfolio_pb2.CashFlow()),
         "data": dict(SyncPrices=data_pb2.SyncPricesResponse(provider="sample"),
                      ListSessions=lambda request: data_pb2.ListSessionsResponse(exchange="XNYS", sessions=[
@@ -183,7 +183,8 @@ def test_the_replay_gives_up_after_its_tries_saying_why(tmp_path, capsys):
 
 def test_a_resumed_replay_starts_at_the_day_that_did_not_succeed(tmp_path, capsys):
     calls = []
-    failing_from_day_2 = lambda _: NO_CHF_RATE if clock.as_of().day == 4 else portfolio_pb2.Snapshot()  # noqa: E731
+    valued = portfolio_pb2.Snapshot(portfolio=portfolio_pb2.GetPortfolioResponse(base_currency="EUR"))
+    failing_from_day_2 = lambda _: NO_CHF_RATE if clock.as_of().day == 4 else valued  # noqa: E731
     run_replay(tmp_path, services(calls, portfolio__TakeSnapshot=failing_from_day_2), day_tries=2)
     calls.clear()
     run_replay(tmp_path, services(calls))

@@ -15,14 +15,16 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from services.data import indicators, store
+from services.data.bar_cache import BarCache, Series
 
 DEFAULT_TTL = timedelta(hours=24)
 TTL = {key: timedelta(days=7) for key in ("SHARPE", "SORTINO", "CAGR_5Y", "CAGR_10Y")}
 
 
-def adjusted_closes(rows: list[tuple]) -> np.ndarray:
-    """The closes metrics use from store.valid_closes rows: adjusted where the provider has them."""
-    return np.fromiter((adj if adj is not None else close for _, close, adj, _, _ in rows), float, len(rows))
+def adjusted_closes(series: Series, index: np.ndarray) -> np.ndarray:
+    """The closes metrics use, for the bars at `index`: adjusted where the provider has them."""
+    adjusted = series.adj_close[index]
+    return np.where(np.isnan(adjusted), series.close[index], adjusted)
 
 
 # Keys computed whenever the first one is: an entry with the first but not the second was
@@ -43,23 +45,30 @@ class Indicators(NamedTuple):
     monthly_bars: int      # calendar months they cover
 
 
-def indicators_as_of(session: Session, security_id: int, through: date, now: datetime) -> Indicators:
+def indicators_as_of(session: Session, bars: BarCache, security_id: int, through: date,
+                     now: datetime) -> Indicators:
     """The indicators from the valid bars up to `through`, served from the cache when fresh."""
-    rows = store.valid_closes(session, security_id, through)
-    if not rows:
+    series = bars.series(session, security_id)
+    index = series.valid(through)
+    if not len(index):
         return Indicators(None, {}, False, 0, 0)
-    last_day = rows[-1][0]
-    months = np.fromiter((d.year * 12 + d.month for d, *_ in rows), np.int64, len(rows))
+    days = series.days[index]
+    last_day = date.fromordinal(int(days[-1]))
+    months = month_ordinals(days)
     month_count = int(np.count_nonzero(np.diff(months))) + 1
     cached = store.cached_indicators(session, security_id, last_day)
     if cached is not None and not expired(cached[0], cached[1], now):
-        return Indicators(last_day, cached[0], True, len(rows), month_count)
-    raw = np.fromiter((close for _, close, *_ in rows), float, len(rows))
-    closes = adjusted_closes(rows)
-    factor = closes / raw  # adjusted / raw close: puts highs and lows on the adjusted scale
-    highs = factor * np.fromiter((np.nan if h is None else h for *_, h, _ in rows), float, len(rows))
-    lows = factor * np.fromiter((np.nan if low is None else low for *_, low in rows), float, len(rows))
+        return Indicators(last_day, cached[0], True, len(index), month_count)
+    closes = adjusted_closes(series, index)
+    factor = closes / series.close[index]  # adjusted / raw close: puts highs and lows on the adjusted scale
+    highs, lows = factor * series.high[index], factor * series.low[index]
     has_range = not (np.isnan(highs).all() and np.isnan(lows).all())
     values = indicators.compute(closes, highs if has_range else None, lows if has_range else None, months)
     store.cache_indicators(session, security_id, last_day, values, now)
-    return Indicators(last_day, values, False, len(rows), month_count)
+    return Indicators(last_day, values, False, len(index), month_count)
+
+
+def month_ordinals(days: np.ndarray) -> np.ndarray:
+    """year*12+month of each date ordinal (numpy's calendar: vectorised, no date objects)."""
+    months = (days.astype("int64") - date(1970, 1, 1).toordinal()).astype("datetime64[D]").astype("datetime64[M]")
+    return months.astype(np.int64) + 1970 * 12 + 1

@@ -17,6 +17,7 @@ from services.data import engine, store
 from services.data.adapters.csv_import import parse_yahoo_csv
 from services.data.adapters.dividend_csv import parse_dividend_csv
 from services.data.analytics import adjusted_closes, indicators_as_of
+from services.data.bar_cache import BarCache
 from services.data.config import DataConfig
 from services.data.fundamentals import IMPORT_SOURCE, TEXT_FIELDS, parse_import
 from services.data.fx import effective_rates, reference_in_base, reference_window
@@ -112,6 +113,7 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         self._db = db
         self._provider = provider
         self._sync_lock = threading.Lock()
+        self._bars = BarCache(db)
 
     # --- helpers ---
 
@@ -243,7 +245,7 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
                 requested = sorted(found)
             for symbol in requested:
                 security_id, security = found[symbol]
-                latest = store.latest_valid_close(session, security_id, last_final_date(now, security.exchange))
+                latest = self._bars.series(session, security_id).latest_valid(last_final_date(now, security.exchange))
                 if latest is None:
                     response.unavailable.append(symbol)
                     continue
@@ -277,9 +279,9 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         latest = None
         with self._db.transaction() as session:
             for security_id, security in store.list_securities(session, False, True):
-                bar = store.latest_bar(session, security_id, last_final_date(now, security.exchange))
-                if bar is not None and (latest is None or bar.date > latest):
-                    latest = bar.date
+                day = self._bars.series(session, security_id).latest_stored(last_final_date(now, security.exchange))
+                if day is not None and (latest is None or day > latest):
+                    latest = day
         return data_pb2.SyncPricesResponse(
             provider=self._provider.name, bars_added=result.added, bars_updated=result.updated,
             bars_flagged=result.flagged, latest_bar_date=latest.isoformat() if latest else "",
@@ -291,7 +293,7 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
     def _indicators(self, session, symbol: str, as_of: str, field: str) -> data_pb2.GetIndicatorsResponse:
         security_id, security = self._security(session, symbol, field)
         through = self._as_of_date(as_of, last_final_date(clock.now(), security.exchange))
-        found = indicators_as_of(session, security_id, through, clock.wall_now())
+        found = indicators_as_of(session, self._bars, security_id, through, clock.wall_now())
         return data_pb2.GetIndicatorsResponse(
             symbol=symbol, as_of=found.last_day.isoformat() if found.last_day else "", values=found.values,
             cached=found.cached, daily_bars=found.daily_bars, monthly_bars=found.monthly_bars)
@@ -369,10 +371,12 @@ class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
         with self._db.transaction() as session:
             security_id, security = self._security(session, self._config.regime_index)
             through = self._as_of_date(request.as_of, last_final_date(clock.now(), security.exchange))
-            rows = store.valid_closes(session, security_id, through)
-        regime, distance = market_regime(adjusted_closes(rows))
-        response = data_pb2.GetMarketRegimeResponse(regime=regime, index_symbol=security.symbol,
-                                                    as_of=rows[-1][0].isoformat() if rows else "")
+            series = self._bars.series(session, security_id)
+        index = series.valid(through)
+        regime, distance = market_regime(adjusted_closes(series, index))
+        response = data_pb2.GetMarketRegimeResponse(
+            regime=regime, index_symbol=security.symbol,
+            as_of=date.fromordinal(int(series.days[index[-1]])).isoformat() if len(index) else "")
         if distance is not None:
             response.distance = distance
         return response

@@ -9,7 +9,6 @@ import sys
 
 from trader.display.v1 import display_pb2_grpc
 
-from services.common.client import Clients
 from services.common.server import ServiceParts, run_service
 from services.display import store
 from services.display.adapters.emulated_device import EmulatedDevice
@@ -21,7 +20,6 @@ from services.display.server import DisplayServicer
 
 def build(config: DisplayConfig) -> ServiceParts:
     db = store.open_database(config.common.db_url)
-    clients = Clients(config.common)
     emulator = None
     link = None
     if config.serial == "emulator":
@@ -34,7 +32,7 @@ def build(config: DisplayConfig) -> ServiceParts:
         link.start()
     controller = DisplayController(db, link)
     controller.start()
-    servicer = DisplayServicer(db, controller, clients)
+    servicer = DisplayServicer(db, controller)
 
     def close():
         controller.stop()
@@ -42,7 +40,6 @@ def build(config: DisplayConfig) -> ServiceParts:
             link.stop()
         if emulator is not None:
             emulator.stop()
-        clients.close()
         db.close()
 
     return ServiceParts(lambda server: display_pb2_grpc.add_DisplayServicer_to_server(servicer, server), close)

@@ -8,6 +8,8 @@ MIN_TRADE_BASE = COMMISSION_FIXED_BASE / (0.01 - COMMISSION_RATE)
 MIN_CASH_RESERVE_BASE = 500.0  # cash the plan never spends, whatever the regime
 MAX_STEPS = 5                  # at most this many buy steps per plan (max_plan_depth)
 LOOKBACK_BARS = 365            # daily closes the optimiser sees (covariance window of the original)
+TARGETS_TTL_HOURS = 48         # optimiser targets are reused for the same state this long (the original's
+                               # recommendation cache per portfolio hash, planner.md section 6)
 MIN_HISTORY_BARS = 60          # a security with fewer closes is left out of the optimisation
 MAX_WEIGHT = 0.20              # optimiser upper bound per security
 WEIGHT_CUTOFF = 0.005          # weights below this are dropped

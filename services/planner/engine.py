@@ -10,6 +10,8 @@ stored group is recomputed only when its TTL passed or its inputs changed)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -38,6 +40,8 @@ from services.planner.eligibility import (
 )
 from services.planner.inputs import cagrs, current_weights, dividend_yields, held_elsewhere, security_inputs
 from services.planner.optimizer import OptimizerInput, OptimizerResult, optimize
+from services.planner.optimizer.bounds import Bounds
+from services.planner.optimizer.pipeline import Fallback
 from services.planner.optimizer.reserve import regime_reserve
 from services.planner.plan import Candidate, Cash, Step, buy_steps, plan_id
 from services.planner.recommendations import DISMISSED, EXECUTED, PENDING, Recommendation, recommendation_id
@@ -150,9 +154,14 @@ class PlannerEngine:
         overrides = {k: v for k, v in (("optimizer_blend", blend), ("optimizer_target_return", target_return))
                      if v is not None}
         context = replace(context, settings=replace(context.settings, **overrides))
-        return self._targets(context, now, self._peers.fills(), dismissed=set())
+        return self._targets(context, now, self._peers.fills(), dismissed=set(), reuse=False)
 
-    def _targets(self, context: Context, now: datetime, fills: list[Fill], dismissed: set[str]) -> Targets:
+    def _targets(self, context: Context, now: datetime, fills: list[Fill], dismissed: set[str],
+                 reuse: bool) -> Targets:
+        """The securities trading would buy now and the optimiser's targets for them. `reuse`:
+        targets computed for the same state and the same buyable securities under the same
+        rules, markets and regime within TARGETS_TTL_HOURS are reused (the original's 48-hour
+        cache per portfolio hash, planner.md section 6), and new ones are kept for reuse."""
         portfolio, rules = context.portfolio, context.rules
         base, rates = self._peers.fx_rates()
         quotes = self._peers.quotes([s.symbol for s in context.listings if s.buyable])
@@ -164,6 +173,28 @@ class PlannerEngine:
             del candidates[symbol]
             excluded.append(Exclusion(symbol, "dismissed", f"the BUY of {symbol} was dismissed for this state"))
         symbols = sorted(candidates)
+        key = _targets_key(context, symbols)
+        reused = self._reused_targets(context.state_key, key, now) if reuse else None
+        result = reused[1] if reused else self._optimize(context, candidates, quotes, now)
+        if reuse and not reused:
+            with self._db.transaction() as session:
+                store.save_targets(session, context.state_key, key, _targets_payload(result), now)
+        excluded = sorted(excluded + result.excluded, key=lambda e: e.symbol)
+        notes = [context.regime.note] if context.regime.note else []
+        if reused:
+            notes.append(f"targets computed {reused[0]:%Y-%m-%d %H:%M} UTC for this state reused (at most "
+                         f"{defaults.TARGETS_TTL_HOURS} hours)")
+        notes.append(f"cash reserve {base} {context.reserve_base:,.2f} ({context.regime.name} market)")
+        notes += _unmet_minimums(context.listings, excluded)
+        return Targets(context, cash, candidates, excluded, result,
+                       current_weights(portfolio.held_value_base, portfolio.total_value_base), notes)
+
+    def _optimize(self, context: Context, candidates: dict[str, Candidate], quotes: Mapping[str, Quote],
+                  now: datetime) -> OptimizerResult:
+        """Read the candidates' closes, metrics and fundamentals (one call each), refresh their
+        scores and run the optimiser."""
+        portfolio = context.portfolio
+        symbols = sorted(candidates)
         bars = self._peers.daily_bars(symbols, now.date() - timedelta(days=_LOOKBACK_DAYS))
         closes = {s: valid_closes(bars.get(s, []))[-defaults.LOOKBACK_BARS:] for s in symbols}
         listings = {s.symbol: s for s in context.listings}
@@ -171,16 +202,22 @@ class PlannerEngine:
         scores = self._scores(symbols, context, quotes, facts, metrics, now)
         securities = security_inputs(candidates, listings, closes, cagrs(metrics), scores, dividend_yields(facts),
                                      portfolio.held_value_base, portfolio.quantities)
-        result = optimize(OptimizerInput(
+        return optimize(OptimizerInput(
             securities, portfolio.total_value_base, context.reserve_base, context.regime.name, context.settings,
             context.allocations.groups,
             fixed_weight=held_elsewhere(portfolio.held_value_base, set(symbols), portfolio.total_value_base)))
-        excluded = sorted(excluded + result.excluded, key=lambda e: e.symbol)
-        notes = [context.regime.note] if context.regime.note else []
-        notes.append(f"cash reserve {base} {context.reserve_base:,.2f} ({context.regime.name} market)")
-        notes += _unmet_minimums(context.listings, excluded)
-        return Targets(context, cash, candidates, excluded, result,
-                       current_weights(portfolio.held_value_base, portfolio.total_value_base), notes)
+
+    def _reused_targets(self, state_key: str, key: str, now: datetime) -> tuple[datetime, OptimizerResult] | None:
+        with self._db.transaction() as session:
+            found = store.find_targets(session, state_key, key, now - timedelta(hours=defaults.TARGETS_TTL_HOURS), now)
+        if found is None:
+            return None
+        computed_at, payload = found
+        fallback = payload["fallback"]
+        return computed_at, OptimizerResult(
+            payload["weights"], payload["method"], Fallback(**fallback) if fallback else None,
+            payload["expected_return"], {}, [], Bounds({}, {}), [], payload["investable"],
+            [Exclusion(**e) for e in payload["excluded"]], payload["notes"])
 
     # --- GetRecommendations ---
 
@@ -203,7 +240,7 @@ class PlannerEngine:
             dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
         if cached is not None and cached[1].get("cache_key") == _cache_key(context):
             return _plan_from_payload(cached[0], context.portfolio.portfolio_hash, day, cached[1], dismissed, True)
-        targets = self._targets(context, now, fills, {r.symbol for r in dismissed if r.side == "BUY"})
+        targets = self._targets(context, now, fills, {r.symbol for r in dismissed if r.side == "BUY"}, reuse=True)
         steps = self._steps(targets)
         identifier = plan_id(context.state_key, day, steps)
         payload = _payload(targets, steps, _cache_key(context))
@@ -242,6 +279,21 @@ def _cache_key(context: Context) -> dict:
     """What a cached plan depends on beyond its portfolio hash and day."""
     return {"state_key": context.state_key, "rules": asdict(context.rules), "markets": context.markets,
             "regime": context.regime.name}
+
+
+def _targets_key(context: Context, candidates: list[str]) -> str:
+    """What reused targets must share with the current request beyond the state: the rules,
+    the strict markets, the regime and the securities that may be bought."""
+    text = json.dumps({"rules": asdict(context.rules), "markets": context.markets, "regime": context.regime.name,
+                       "candidates": candidates}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _targets_payload(result: OptimizerResult) -> dict:
+    return {"weights": result.weights, "method": result.method,
+            "fallback": asdict(result.fallback) if result.fallback else None,
+            "expected_return": result.expected_return, "investable": result.investable,
+            "excluded": [asdict(e) for e in result.excluded], "notes": result.notes}
 
 
 def _client_order_id(identifier: str, number: int, step: Step) -> str | None:

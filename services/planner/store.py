@@ -42,6 +42,17 @@ class PlanRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class TargetsRow(Base):
+    """The optimiser's targets of a state (a cache, reused for TARGETS_TTL_HOURS while the
+    state and `cache_key` stay the same): weights, method, fallback, exclusions, notes (JSON)."""
+
+    __tablename__ = "optimizer_targets"
+    state_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cache_key: Mapped[str] = mapped_column(String(64))
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    payload: Mapped[str] = mapped_column(Text)
+
+
 class ScoreRow(Base):
     """A security's latest score (planner.md section 1): the groups with their components and
     computation times (JSON), the total, the planner's quality, and what it was computed from."""
@@ -113,6 +124,23 @@ def save_plan(session: Session, portfolio_hash: str, as_of_date: str, plan_id: s
 def forget_plans(session: Session, portfolio_hash: str) -> None:
     """Drop the cached plans of a portfolio hash (every day), so the next request recomputes."""
     session.execute(delete(PlanRow).where(PlanRow.portfolio_hash == portfolio_hash))
+
+
+# --- optimiser targets (a cache) ---
+
+def find_targets(session: Session, state_key: str, cache_key: str, since: datetime,
+                 until: datetime) -> tuple[datetime, dict] | None:
+    """(computed_at, payload) of the state's targets when computed under `cache_key` between
+    `since` and `until` (a later computation is never seen: no lookahead)."""
+    row = session.get(TargetsRow, state_key)
+    if row is None or row.cache_key != cache_key or not since <= row.computed_at <= until:
+        return None
+    return row.computed_at, json.loads(row.payload)
+
+
+def save_targets(session: Session, state_key: str, cache_key: str, payload: dict, computed_at: datetime) -> None:
+    session.merge(TargetsRow(state_key=state_key, cache_key=cache_key, computed_at=computed_at,
+                             payload=json.dumps(payload, sort_keys=True)))
 
 
 # --- scores ---

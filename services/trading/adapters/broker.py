@@ -105,9 +105,14 @@ class Broker(Protocol):
         says; "" otherwise."""
         ...
 
-    def executions(self) -> list[Execution]: ...
+    def executions(self, since: datetime | None = None) -> list[Execution]:
+        """The account's fills, those executed at or after `since` at least (a broker may
+        return more: the caller records each once by its broker trade id)."""
+        ...
 
-    def cash_movements(self) -> list[CashMovement]: ...
+    def cash_movements(self, since: datetime | None = None) -> list[CashMovement]:
+        """Money in and out other than trades, those at or after `since` at least (as executions)."""
+        ...
 
     def open_order_ids(self) -> set[str]:
         """Ids (client order ids or their broker references) of orders the broker still has open."""

@@ -371,10 +371,13 @@ class PaperBroker:
             ).first()
             return None if row is None else row.to_execution()
 
-    def cash_movements(self) -> list[CashMovement]:
+    def cash_movements(self, since: datetime | None = None) -> list[CashMovement]:
         movements = []
+        query = select(PaperTransfer).order_by(PaperTransfer.id)
+        if since is not None:
+            query = query.where(PaperTransfer.at >= since)
         with self._db.transaction() as session:
-            for t in session.scalars(select(PaperTransfer).order_by(PaperTransfer.id)):
+            for t in session.scalars(query):
                 at = t.at
                 if t.kind == "deposit":
                     movements.append(CashMovement(f"PAPER-T{t.id}", "deposit", t.to_amount, t.to_currency, at,
@@ -390,9 +393,12 @@ class PaperBroker:
                                                   at, t.reference, reference=t.reference))
         return movements
 
-    def executions(self) -> list[Execution]:
+    def executions(self, since: datetime | None = None) -> list[Execution]:
+        query = select(PaperExecution).order_by(PaperExecution.id)
+        if since is not None:
+            query = query.where(PaperExecution.executed_at >= since)
         with self._db.transaction() as session:
-            return [r.to_execution() for r in session.scalars(select(PaperExecution).order_by(PaperExecution.id))]
+            return [r.to_execution() for r in session.scalars(query)]
 
 
 def _balance(session, currency: str) -> float:
