@@ -70,6 +70,7 @@ class SimulatedDay:
     day: date
     at: datetime     # the cycle's instant: inside the session, before its close (UTC)
     close: datetime  # the session's close (UTC)
+    open: datetime   # the session's open (UTC)
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def schedule(services: Services, config: ReplayConfig, first_day: date) -> Sched
         opens, closes = from_timestamp(session.open, "open"), from_timestamp(session.close, "close")
         day = date.fromisoformat(session.date)
         if day <= end:
-            days.append(SimulatedDay(day, cycle_instant(opens, closes, config.minutes_before_close), closes))
+            days.append(SimulatedDay(day, cycle_instant(opens, closes, config.minutes_before_close), closes, opens))
         else:
             after.append(opens)
     close_out = after[0] if after else (days[-1].close + timedelta(hours=1) if days else datetime.min)

@@ -9,12 +9,12 @@ import grpc
 from trader.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 from gateway import store
-from gateway.cycle import CycleResult, Services, run_cycle
+from gateway.cycle import CycleResult, Services, StepResult, run_cycle
 from services.common import clock
 from services.common.client import health_status
 from services.common.config import SERVICES, CommonConfig
 from services.common.db import Database
-from services.common.timestamps import to_timestamp
+from services.common.timestamps import from_timestamp, to_timestamp
 
 
 def result_to_proto(result: CycleResult) -> gateway_pb2.RunSyncCycleResponse:
@@ -25,6 +25,15 @@ def result_to_proto(result: CycleResult) -> gateway_pb2.RunSyncCycleResponse:
         total_value_base=result.total_value_base, cash_base=result.cash_base,
         base_currency=result.base_currency, last_trade=result.last_trade, display_text=result.display_text,
     )
+
+
+def result_from_proto(reply: gateway_pb2.RunSyncCycleResponse) -> CycleResult:
+    """RunSyncCycle's reply as the CycleResult it was made from (a client driving the cycle)."""
+    return CycleResult(
+        as_of=from_timestamp(reply.as_of, "as_of"), trace_id=reply.trace_id,
+        steps=[StepResult(s.name, gateway_pb2.StepStatus.Name(s.status), s.duration_ms, s.detail) for s in reply.steps],
+        base_currency=reply.base_currency, total_value_base=reply.total_value_base, cash_base=reply.cash_base,
+        last_trade=reply.last_trade, display_text=reply.display_text)
 
 
 class CycleRunner:

@@ -57,6 +57,12 @@ def _limit(value: int) -> int:
     return min(value or 100, 1000)
 
 
+def _before_id(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument("before_id", "must not be negative")
+    return value
+
+
 def _intent(request) -> tuple[orders.OrderIntent, float | None]:
     intent = orders.validate_intent(request.client_order_id, request.symbol, _SIDES.get(request.side, ""),
                                     request.quantity, request.reason)
@@ -125,12 +131,12 @@ class TradingServicer(trading_pb2_grpc.TradingServicer):
 
     def ListOrders(self, request, context):
         with self._db.transaction() as session:
-            rows = store.orders(session, _limit(request.limit))
+            rows = store.orders(session, _limit(request.limit), _before_id(request.before_id))
             return trading_pb2.ListOrdersResponse(orders=[order_to_proto(r) for r in rows])
 
     def ListTrades(self, request, context):
         with self._db.transaction() as session:
-            rows = store.trades(session, _limit(request.limit))
+            rows = store.trades(session, _limit(request.limit), _before_id(request.before_id))
             return trading_pb2.ListTradesResponse(trades=[trade_to_proto(r) for r in rows])
 
     def SyncBroker(self, request, context):

@@ -257,12 +257,14 @@ def _apply_fills(session: Session, order: OrderRow, now: datetime) -> None:
               now)
 
 
-def orders(session: Session, limit: int) -> list[OrderRow]:
-    return list(session.scalars(select(OrderRow).order_by(OrderRow.id.desc()).limit(limit)))
+def orders(session: Session, limit: int, before_id: int = 0) -> list[OrderRow]:
+    query = select(OrderRow).order_by(OrderRow.id.desc()).limit(limit)
+    return list(session.scalars(query.where(OrderRow.id < before_id) if before_id else query))
 
 
-def trades(session: Session, limit: int) -> list[TradeRow]:
-    return list(session.scalars(select(TradeRow).order_by(TradeRow.id.desc()).limit(limit)))
+def trades(session: Session, limit: int, before_id: int = 0) -> list[TradeRow]:
+    query = select(TradeRow).order_by(TradeRow.id.desc()).limit(limit)
+    return list(session.scalars(query.where(TradeRow.id < before_id) if before_id else query))
 
 
 def average_cost(session: Session, symbol: str) -> float | None:
