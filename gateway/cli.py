@@ -231,12 +231,10 @@ def trades(limit: LimitOption = 20, as_json: JsonOption = False) -> None:
 
 def _target(target: str) -> tuple[str, str, str]:
     """(service key, full service name, method) of `data/GetQuotes` or
-    `trader.data.v1.MarketData/GetQuotes`."""
-    service, _, method = target.rpartition("/")
+    `trader.data.v1.MarketData/GetQuotes`; the method is "" for `data` alone."""
+    service, _, method = target.rpartition("/") if "/" in target else (target, "", "")
     for key, (full, _) in SERVICES.items():
         if service in (key, full):
-            if not method:
-                raise fail(f"{target!r}: name a method after the service, e.g. {key}/GetSystemStatus", 2)
             return key, full, method
     known = ", ".join(f"{key} ({full})" for key, (full, _) in SERVICES.items())
     raise fail(f"{target!r}: unknown service {service!r}; one of {known}", 2)
@@ -249,13 +247,20 @@ def call_rpc(target: Annotated[str, typer.Argument(help="SERVICE/METHOD, e.g. tr
              as_of: AsOfOption = None,
              timeout: Annotated[float, typer.Option(help="Seconds.")] = 60.0,
              address: Annotated[str | None, typer.Option(help="Instead of TRADER_<SERVICE>_ADDR.")] = None) -> None:
-    """Call any RPC by name with a JSON body (server reflection: no .proto files needed)."""
+    """Call any RPC by name with a JSON body (server reflection: no .proto files needed); a
+    service alone lists its methods."""
     key, service, method = _target(target)
     common = config()
-    metadata = [(clock.METADATA_KEY, clock.format_as_of(clock.parse_as_of(as_of, "--as-of")))] if as_of else []
+    try:
+        metadata = [(clock.METADATA_KEY, clock.format_as_of(clock.parse_as_of(as_of, "--as-of")))] if as_of else []
+    except InvalidArgument as exc:
+        raise fail(exc.message, 2) from None
     try:
         with open_channel(address or common.address_of(key), common.api_token, timeout) as channel:
             pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+            if not method:
+                print("\n".join(f"{service}/{m.name}" for m in pool.FindServiceByName(service).methods))
+                return
             descriptor = pool.FindServiceByName(service).FindMethodByName(method)
             request_class = message_factory.GetMessageClass(descriptor.input_type)
             response_class = message_factory.GetMessageClass(descriptor.output_type)
@@ -267,7 +272,7 @@ def call_rpc(target: Annotated[str, typer.Argument(help="SERVICE/METHOD, e.g. tr
         raise fail(_status(exc)) from None
     except KeyError:
         raise fail(f"{service} has no method {method!r}", 2) from None
-    except (json_format.ParseError, InvalidArgument) as exc:
+    except json_format.ParseError as exc:
         raise fail(f"bad request: {exc}", 2) from None
     print(json_format.MessageToJson(reply, preserving_proto_field_name=True))
 
