@@ -78,6 +78,7 @@ class DayRecord:
     value_base: float
     cash_base: float
     trade: str
+    trace_id: str = ""  # the cycle's trace (one per cycle, across the six services)
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,7 @@ def _drive(settings: BacktestSettings, system: System, clients: Clients, stop: S
 
     def record(day: SimulatedDay, deposits, result: CycleResult) -> None:
         entry = DayRecord(day.day, day.at, tuple(deposits), result.total_value_base, result.cash_base,
-                          result.last_trade)
+                          result.last_trade, result.trace_id)
         run.days.append(entry)
         run.sessions[day.day] = (day.open, day.close)
         on_day(entry, len(run.days), total["days"])
