@@ -49,6 +49,8 @@ from services.planner.scoring_engine import ScoringEngine, ScoringReads
 from services.planner.settings import PlannerSettings, settings_hash, state_key
 from services.trading.orders import plan_client_order_id  # the id trading gives a plan's step-1 order
 
+# Fills read before the buy cooldown's window: those of every step planned in that time.
+FILLS_MARGIN_DAYS = 30
 # Calendar days that hold LOOKBACK_BARS trading days, with room for holidays.
 _LOOKBACK_DAYS = int(defaults.LOOKBACK_BARS * 1.5) + 10
 
@@ -154,7 +156,7 @@ class PlannerEngine:
         overrides = {k: v for k, v in (("optimizer_blend", blend), ("optimizer_target_return", target_return))
                      if v is not None}
         context = replace(context, settings=replace(context.settings, **overrides))
-        return self._targets(context, now, self._peers.fills(), dismissed=set(), reuse=False)
+        return self._targets(context, now, self._recent_fills(context, now), dismissed=set(), reuse=False)
 
     def _targets(self, context: Context, now: datetime, fills: list[Fill], dismissed: set[str],
                  reuse: bool) -> Targets:
@@ -188,6 +190,11 @@ class PlannerEngine:
         notes += _unmet_minimums(context.listings, excluded)
         return Targets(context, cash, candidates, excluded, result,
                        current_weights(portfolio.held_value_base, portfolio.total_value_base), notes)
+
+    def _recent_fills(self, context: Context, now: datetime) -> list[Fill]:
+        """The fills a plan needs: the buy cooldown's, and those of steps planned recently (a
+        step's order fills within days of its plan). One read, however long the history."""
+        return self._peers.fills(now - timedelta(days=context.rules.buy_cooldown_days + FILLS_MARGIN_DAYS))
 
     def _optimize(self, context: Context, candidates: dict[str, Candidate], quotes: Mapping[str, Quote],
                   now: datetime) -> OptimizerResult:
@@ -233,7 +240,7 @@ class PlannerEngine:
     def _recommendations(self, now: datetime) -> Plan:
         day = now.date().isoformat()
         context = self._context(now)
-        fills = self._peers.fills()
+        fills = self._recent_fills(context, now)
         with self._db.transaction() as session:
             store.mark_executed(session, {f.client_order_id: f.executed_at for f in fills if f.client_order_id})
             cached = store.find_plan(session, context.portfolio.portfolio_hash, day)

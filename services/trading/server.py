@@ -10,7 +10,7 @@ from services.common import clock
 from services.common.config import CommonConfig
 from services.common.db import Database
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.common.timestamps import to_timestamp
+from services.common.timestamps import from_timestamp, to_timestamp
 from services.common.validate import currency_code, finite_amount, positive_amount, required_text
 from services.trading import orders, store
 from services.trading.engine import OrderEngine
@@ -136,7 +136,8 @@ class TradingServicer(trading_pb2_grpc.TradingServicer):
 
     def ListTrades(self, request, context):
         with self._db.transaction() as session:
-            rows = store.trades(session, _limit(request.limit), _before_id(request.before_id))
+            since = from_timestamp(request.since, "since") if request.HasField("since") else None
+            rows = store.trades(session, _limit(request.limit), _before_id(request.before_id), since)
             return trading_pb2.ListTradesResponse(trades=[trade_to_proto(r) for r in rows])
 
     def SyncBroker(self, request, context):

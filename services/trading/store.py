@@ -262,9 +262,13 @@ def orders(session: Session, limit: int, before_id: int = 0) -> list[OrderRow]:
     return list(session.scalars(query.where(OrderRow.id < before_id) if before_id else query))
 
 
-def trades(session: Session, limit: int, before_id: int = 0) -> list[TradeRow]:
+def trades(session: Session, limit: int, before_id: int = 0, since: datetime | None = None) -> list[TradeRow]:
     query = select(TradeRow).order_by(TradeRow.id.desc()).limit(limit)
-    return list(session.scalars(query.where(TradeRow.id < before_id) if before_id else query))
+    if before_id:
+        query = query.where(TradeRow.id < before_id)
+    if since is not None:
+        query = query.where(TradeRow.executed_at >= since)
+    return list(session.scalars(query))
 
 
 def average_cost(session: Session, symbol: str) -> float | None:
