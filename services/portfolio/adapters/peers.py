@@ -54,9 +54,10 @@ class DividendPerShare:
 
 
 class Peers:
-    """In simulated time the universe, the rates and the quotes read for the current as-of
-    instant are kept for it (clock.PerInstant): a replay cycle values the account three times
-    at one instant (snapshot, planner, loss breaker) with one read of each."""
+    """In simulated time the rates and the quotes read for the current as-of instant are kept
+    for it (clock.PerInstant): a replay cycle values the account three times at one instant
+    (snapshot, planner, loss breaker) with one read of each. The universe is read every time:
+    the owner may change a security's targets or flags at any instant, and the hash must follow."""
 
     def __init__(self, clients: Clients):
         self._data = clients.stub("data", data_pb2_grpc.MarketDataStub)
@@ -65,9 +66,6 @@ class Peers:
 
     def securities(self) -> list[Security]:
         """Every active equity of the universe (one ListSecurities)."""
-        return self._instant.get("securities", self._securities)
-
-    def _securities(self) -> list[Security]:
         reply = self._data.ListSecurities(data_pb2.ListSecuritiesRequest())
         return [Security(s.symbol, s.currency, s.country, s.sector, s.industry, s.bucket or "core",
                          max(1, s.lot_size), s.allow_buy, s.allow_sell,
