@@ -44,6 +44,7 @@ from pathlib import Path
 from opentelemetry import trace
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from services.common.config import REPO_ROOT, ConfigError, Env, db_url_variable
@@ -261,6 +262,9 @@ class Maintenance:
                     self._backend.run(name, request, wall_now, result)
             except PartFailed as exc:
                 result.status, result.detail = FAILED, str(exc)
+            except (OSError, sqlite3.Error, SQLAlchemyError) as exc:  # the file system or the database refused
+                result.status, result.detail = FAILED, _described(exc)
+                event(log, "maintenance part failed", logging.WARNING, part=name, detail=result.detail)
             except Exception as exc:  # noqa: BLE001 - reported in the reply; the other parts still run
                 result.status, result.detail = FAILED, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
                 event(log, "maintenance part failed", logging.ERROR, exc_info=True, part=name)
@@ -299,9 +303,15 @@ def _apply_rule(db: Database, rule: RetentionRule, days: int, now: datetime, dry
                 session.commit()
     except Exception as exc:  # noqa: BLE001 - the other rules still run; the reply says why
         event(log, "retention rule failed", logging.ERROR, exc_info=True, rule=rule.name)
-        return RetentionResult(rule.name, rule.description, days, cutoff, 0,
-                               f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        return RetentionResult(rule.name, rule.description, days, cutoff, 0, _described(exc))
     return RetentionResult(rule.name, rule.description, days, cutoff, deleted)
+
+
+def _described(exc: BaseException) -> str:
+    """One line: an OSError's reason and file, a database error's message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return f"{type(exc).__name__}: {' '.join(str(getattr(exc, 'orig', None) or exc).split())}"
 
 
 def _elapsed_ms(started: float) -> float:
@@ -378,16 +388,14 @@ class _Sqlite(_Backend):
             connection.execute("ANALYZE")
             share = free / pages if pages else 0.0
             if request.vacuum or share >= VACUUM_FREE_SHARE:
-                before = self._size()
                 connection.execute("VACUUM")
-                result.detail = (f"ANALYZE; VACUUM: {before} -> {self._size()} bytes "
-                                 f"({share:.0%} of the pages were free)")
+                after = _page_counts(connection)[0]
+                # under WAL the new pages go to the log first; the file shrinks at the checkpoint
+                result.detail = (f"ANALYZE; VACUUM: {pages} -> {after} pages of {_page_size(connection)} bytes "
+                                 f"({share:.0%} were free)")
             else:
                 result.detail = (f"ANALYZE; no VACUUM: {share:.0%} of the pages are free "
                                  f"(below {VACUUM_FREE_SHARE:.0%}; `vacuum` forces it)")
-
-    def _size(self) -> int:
-        return sum(_file_size(Path(f"{self._path}{suffix}")) for suffix in ("", "-wal"))
 
     def _checkpoint(self, result: PartResult) -> None:
         wal = Path(f"{self._path}-wal")
@@ -478,6 +486,10 @@ class _Postgres(_Backend):
 def _page_counts(connection: sqlite3.Connection) -> tuple[int, int]:
     return (connection.execute("PRAGMA page_count").fetchone()[0],
             connection.execute("PRAGMA freelist_count").fetchone()[0])
+
+
+def _page_size(connection: sqlite3.Connection) -> int:
+    return connection.execute("PRAGMA page_size").fetchone()[0]
 
 
 def _file_size(path: Path) -> int:
