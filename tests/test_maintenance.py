@@ -12,12 +12,14 @@ import sys
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from alembic import command
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
 
 from gateway import store as gateway_store
 from services.common import maintenance
@@ -619,3 +621,23 @@ def test_restore_into_postgresql_is_refused_with_pg_restore(postgres_portfolio, 
     _, url = postgres_portfolio
     with pytest.raises(RestoreRefused, match="pg_restore"):
         restore("portfolio", tmp_path / "any.db", url, WALL)
+
+
+def test_postgresql_amcheck_without_the_right_to_run_it_says_what_to_grant(postgres, postgres_portfolio, tmp_path):
+    if make_url(postgres.admin_url).host:
+        pytest.skip("TRADER_TEST_POSTGRES_URL points elsewhere: this test knows the local cluster's rules")
+    db, url = postgres_portfolio
+    with db.engine.connect() as connection:
+        connection.execute(text("CREATE EXTENSION amcheck"))
+        connection.commit()
+    role = postgres.create_role("no_amcheck", "pw-0123456789")
+    as_role = make_url(url).set(host="127.0.0.1", username=role, password="pw-0123456789", query={})
+    engine = create_engine(as_role)
+    try:
+        work = Maintenance(load_schema("portfolio"), SimpleNamespace(engine=engine),
+                           load_settings("portfolio", tmp_path, portfolio_store.RETENTION_RULES, {}))
+        with pytest.raises(FailedPrecondition, match=f"^integrity_check_unavailable: the role {role} may not run "
+                                                     f"amcheck: GRANT EXECUTE ON FUNCTION bt_index_check"):
+            work.run(MaintenanceRequest(parts=("integrity_check",)), NOW, WALL)
+    finally:
+        engine.dispose()

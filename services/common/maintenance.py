@@ -207,9 +207,10 @@ class Maintenance:
         self._check(request)
         parts = self._parts(request)
         if not self._lock.acquire(blocking=False):
-            raise FailedPrecondition("maintenance_running", f"a maintenance of the {self.schema.service} database "
-                                                            f"started at {self._running_since:%Y-%m-%dT%H:%M:%SZ} "
-                                                            "is still running; try again when it ends")
+            since = self._running_since  # set by the running call just after it took the lock
+            started = f" started at {since:%Y-%m-%dT%H:%M:%SZ}" if since is not None else ""
+            raise FailedPrecondition("maintenance_running", f"a maintenance of the {self.schema.service} database"
+                                                            f"{started} is still running; try again when it ends")
         try:
             self._running_since = wall_now
             started = time.perf_counter()
@@ -439,9 +440,11 @@ class _Postgres(_Backend):
             if connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'")).first() is None:
                 return (f"PostgreSQL checks indexes with the amcheck extension, not installed in {database}: "
                         "CREATE EXTENSION amcheck (as its owner), or run pg_amcheck")
-            if not connection.execute(text(f"SELECT has_function_privilege('{AMCHECK_FUNCTION}', 'EXECUTE')")).scalar():
-                return (f"the role {connection.engine.url.username or 'connected'} may not run amcheck: "
-                        f"GRANT EXECUTE ON FUNCTION {AMCHECK_FUNCTION} TO it, or run pg_amcheck")
+            role, allowed = connection.execute(text(
+                f"SELECT current_user, has_function_privilege('{AMCHECK_FUNCTION}', 'EXECUTE')")).one()
+            if not allowed:
+                return (f"the role {role} may not run amcheck: GRANT EXECUTE ON FUNCTION {AMCHECK_FUNCTION} "
+                        f"TO {role}, or run pg_amcheck")
         return None
 
     def _tables(self, connection) -> list[str]:
