@@ -50,6 +50,7 @@ from services.portfolio import store as portfolio_store
 from services.portfolio.valuation import Holding
 from services.trading import store as trading_store
 from services.trading.orders import OrderIntent
+from tests.helpers import free_port
 
 NOW = datetime(2018, 1, 10, 22, tzinfo=UTC)       # the as-of clock (a replay day)
 WALL = datetime(2026, 11, 30, 3, tzinfo=UTC)      # the wall clock
@@ -641,3 +642,15 @@ def test_postgresql_amcheck_without_the_right_to_run_it_says_what_to_grant(postg
             work.run(MaintenanceRequest(parts=("integrity_check",)), NOW, WALL)
     finally:
         engine.dispose()
+
+
+def test_a_service_with_a_wrong_maintenance_setting_does_not_start(tmp_path):
+    env = {**os.environ, "TRADER_AUTH_DISABLED": "1", "TRADER_VAR_DIR": str(tmp_path), "TRADER_API_TOKEN": "",
+           "TRADER_DISPLAY_ADDR": f"127.0.0.1:{free_port()}", "TRADER_BACKUP_KEEP_DAYS": "0",
+           "TRADER_DISPLAY_MESSAGE_RETENTION_DAYS": "-1"}
+    done = subprocess.run([sys.executable, "-m", "services.display"], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert "TRADER_BACKUP_KEEP_DAYS='0': must be between 1 and 100000" in done.stderr
+    assert "TRADER_DISPLAY_MESSAGE_RETENTION_DAYS='-1': must be between 0 and 100000" in done.stderr
+    assert not (tmp_path / "display.db").exists()  # refused before the database is opened
