@@ -654,3 +654,22 @@ def test_a_service_with_a_wrong_maintenance_setting_does_not_start(tmp_path):
     assert "TRADER_BACKUP_KEEP_DAYS='0': must be between 1 and 100000" in done.stderr
     assert "TRADER_DISPLAY_MESSAGE_RETENTION_DAYS='-1': must be between 0 and 100000" in done.stderr
     assert not (tmp_path / "display.db").exists()  # refused before the database is opened
+
+
+def test_a_failing_rule_does_not_stop_the_others(tmp_path):
+    def broken(session, cutoff):
+        session.execute(text("DELETE FROM no_such_table"))
+        return 0
+
+    rules = [maintenance.RetentionRule("broken", "a rule whose table is gone", "TRADER_BROKEN_DAYS", 1, broken),
+             *gateway_store.RETENTION_RULES]
+    db = open_service_db("gateway", tmp_path / "gateway.db")
+    with db.transaction() as session:
+        gateway_store.add_run(session, NOW, True, True, "0" * 32, [], WALL - timedelta(days=400))
+    work = Maintenance(load_schema("gateway"), db, load_settings("gateway", tmp_path, rules, {}))
+    part = retention(work)
+    assert part.status == FAILED and part.detail == "deleted 1 rows; failed: broken"
+    broken_result, runs = part.retention
+    assert "no such table: no_such_table" in broken_result.detail and runs.deleted_rows == 1
+    assert count(db, "cycle_runs") == 0
+    db.close()

@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session
 
 from services.common.config import REPO_ROOT, ConfigError, Env, db_url_variable
 from services.common.db import Database, shown_url
-from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from services.common.logs import event
 from services.common.migrations import LEGACY_TABLE, STORES, Schema, load_schema, scripts
 
@@ -244,7 +244,10 @@ class Maintenance:
         if not request.parts:
             return PARTS
         for name in request.parts:
-            lacking = self._backend.unavailable(name)
+            try:
+                lacking = self._backend.unavailable(name)
+            except SQLAlchemyError as exc:  # PostgreSQL asked whether amcheck is there, and did not answer
+                raise Unavailable(f"database unavailable: {_described(exc)}") from exc
             if lacking is not None:
                 raise FailedPrecondition(f"{name}_unavailable", lacking)
         return tuple(p for p in PARTS if p in request.parts)
@@ -253,8 +256,8 @@ class Maintenance:
         result = PartResult(name)
         started = time.perf_counter()
         with tracer.start_as_current_span(f"maintenance.{name}") as span:
-            lacking = self._backend.unavailable(name)
             try:
+                lacking = self._backend.unavailable(name)
                 if lacking is not None:
                     result.status, result.detail = SKIPPED, lacking
                 elif name == "retention":
