@@ -14,7 +14,8 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from gateway.launch import START_ORDER, module_of, wait_serving
-from services.common.config import REPO_ROOT, SERVICES
+from services.common.client import raw_channel
+from services.common.config import REPO_ROOT, SERVICES, load_client_tls
 from tests.helpers import TOKEN, free_port
 
 
@@ -56,6 +57,8 @@ class Suite:
             **(extra_env or {}),
         }
         self.processes: dict[str, subprocess.Popen] = {}
+        # the tests call as the services do: over TLS when the environment says so
+        self.client_tls = load_client_tls(self.env)
 
     def start(self) -> Suite:
         self._collector_server.start()
@@ -65,7 +68,7 @@ class Suite:
                                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         for name, process in self.processes.items():
-            wait_serving(self.addresses[name], SERVICES[name][0], process, deadline)
+            wait_serving(self.addresses[name], SERVICES[name][0], process, deadline, tls=self.client_tls)
         return self
 
     def start_one(self, name: str, **env_changes: str | None) -> None:
@@ -76,10 +79,11 @@ class Suite:
         log = open(self.workdir / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
         self.processes[name] = subprocess.Popen([sys.executable, "-m", module_of(name)], cwd=REPO_ROOT, env=env,
                                                 stdout=log, stderr=subprocess.STDOUT)
-        wait_serving(self.addresses[name], SERVICES[name][0], self.processes[name], time.monotonic() + 60)
+        wait_serving(self.addresses[name], SERVICES[name][0], self.processes[name], time.monotonic() + 60,
+                     tls=self.client_tls)
 
     def channel(self, service: str) -> grpc.Channel:
-        return grpc.insecure_channel(self.addresses[service])
+        return raw_channel(self.addresses[service], self.client_tls)
 
     def terminate(self) -> dict[str, tuple[int | None, float]]:
         """SIGTERM every process; returns name -> (exit code, seconds it took)."""

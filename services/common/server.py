@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common.config import SERVICES, CommonConfig, ConfigError
+from services.common.config import SERVICES, CommonConfig, ConfigError, ServerTls
 from services.common.interceptors import AuthInterceptor, CallContextInterceptor
 from services.common.logs import event, setup_logging
 from services.common.reflection import enable_reflection
@@ -73,6 +73,13 @@ class RunningServer:
         self.server.stop(grace_s).wait()
 
 
+def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
+    """TLS with the service's certificate; with a client CA, clients without a certificate it
+    signed are refused during the handshake (mutual TLS)."""
+    return grpc.ssl_server_credentials([(tls.private_key, tls.certificate_chain)], root_certificates=tls.client_ca,
+                                       require_client_auth=tls.client_ca is not None)
+
+
 def start_server(config: CommonConfig, register: Callable[[grpc.Server], None],
                  max_workers: int = 16) -> RunningServer:
     """Build, bind and start the server for `config.service`; `register` adds the servicer."""
@@ -86,7 +93,10 @@ def start_server(config: CommonConfig, register: Callable[[grpc.Server], None],
     health_servicer = HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection(server, (service_name, health.SERVICE_NAME))
-    port = server.add_insecure_port(config.listen_address)
+    if config.server_tls is None:
+        port = server.add_insecure_port(config.listen_address)
+    else:
+        port = server.add_secure_port(config.listen_address, server_credentials(config.server_tls))
     if port == 0:
         raise OSError(f"cannot bind {config.listen_address}")
     server.start()
@@ -137,8 +147,9 @@ def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any]
     # Start-up objects (libraries, loaded data) live as long as the process: move them out of
     # the collector's reach so full collections stay short (they set the latency tail).
     gc.freeze()
+    tls = "off" if common.server_tls is None else "mutual" if common.server_tls.client_ca else "on"
     event(log, "serving", address=common.listen_address, mode=common.mode,
-          auth="on" if common.api_token else "off")
+          auth="on" if common.api_token else "off", tls=tls)
     if parts.after_start is not None:
         parts.after_start(running, stop_requested.request)
     stop_requested.wait()
