@@ -6,8 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
@@ -26,12 +28,55 @@ class SpanCollector(trace_service_pb2_grpc.TraceServiceServicer):
         self.spans: list[tuple[str, str, str]] = []
 
     def Export(self, request, context):
+        self.record(request)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def record(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
         for resource_spans in request.resource_spans:
             service = next((a.value.string_value for a in resource_spans.resource.attributes
                             if a.key == "service.name"), "")
             for scope in resource_spans.scope_spans:
                 self.spans.extend((service, span.trace_id.hex(), span.name) for span in scope.spans)
-        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+class HttpSpanCollector(SpanCollector):
+    """A minimal OTLP/HTTP (protobuf) trace receiver on 127.0.0.1: POST /v1/traces. `endpoint` is
+    the base URL for OTEL_EXPORTER_OTLP_ENDPOINT; `requests` counts the posts by path."""
+
+    def __init__(self):
+        super().__init__()
+        self.requests: dict[str, int] = {}
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                collector.requests[self.path] = collector.requests.get(self.path, 0) + 1
+                if self.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":
+                    self.send_error(404 if self.path != "/v1/traces" else 415)
+                    return
+                collector.record(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
+                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> HttpSpanCollector:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
     def services_in_trace(self, trace_id: str) -> set[str]:
         return {service for service, trace, _ in self.spans if trace == trace_id}

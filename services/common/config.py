@@ -269,6 +269,26 @@ def load_client_tls(environ: Mapping[str, str] | None = None) -> ClientTls | Non
     return tls
 
 
+# --- OpenTelemetry's exporter protocol (the standard OTEL_* variables; tracing.py) -------------
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+
+
+def otlp_traces_protocol(env: Env) -> str:
+    """OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else grpc (what
+    opentelemetry-python's auto-configuration defaults to, and what this project always used)."""
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        value = env.raw(name)
+        if value is None:
+            continue
+        protocol = value.lower()
+        if protocol not in OTLP_PROTOCOLS:
+            why = " (OpenTelemetry for Python has no http/json exporter)" if protocol == "http/json" else ""
+            env.problems.append(f"{name}={value!r}: expected grpc or http/protobuf{why}")
+            return OTLP_PROTOCOLS[0]
+        return protocol
+    return OTLP_PROTOCOLS[0]
+
+
 @dataclass(frozen=True)
 class CommonConfig:
     """What every process needs, read from TRADER_* variables."""
@@ -335,6 +355,7 @@ def load_common(service: str, environ: Mapping[str, str] | None = None, env: Env
     listen_address = addresses[service]
     if listen_host is not None:
         listen_address = f"{listen_host}:{listen_address.rsplit(':', 1)[1]}"
+    otlp_traces_protocol(env)  # checked here with the rest; tracing.py reads it when it starts
     serving_tls = server_tls(env)
     calling_tls = client_tls(env, serving_tls and (serving_tls.certificate_chain, serving_tls.private_key))
     # Every service serves and calls alike, or the peers could not talk to each other.
