@@ -3,7 +3,7 @@
 #
 #   deploy/make-certs.sh DIR [NAME...]
 #
-# In DIR (created, mode 0700; keys 0600):
+# In DIR (created when missing; keys mode 0600, certificates 0644):
 #   ca.crt  ca.key       the CA: made once, reused on later runs (keep ca.key away from the services)
 #   tls.crt tls.key      the services' certificate, for serving and for calling each other (mTLS);
 #                        names: localhost, 127.0.0.1, ::1, the compose service names (gateway, data,
@@ -21,8 +21,8 @@ dir=$1
 shift
 days=${CERT_DAYS:-397}
 command -v openssl >/dev/null || { echo "make-certs: the openssl command is needed" >&2; exit 1; }
+mkdir -p "$dir"   # readable (the services' user must reach tls.key in it); the keys are not
 umask 077
-mkdir -p "$dir"
 cd "$dir"
 trap 'rm -f ./*.new ./*.csr ./*.ext .openssl.log' EXIT  # what a failed step leaves
 quiet() {  # openssl's progress goes to stderr: shown only when it fails
