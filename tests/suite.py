@@ -38,6 +38,9 @@ class SpanCollector(trace_service_pb2_grpc.TraceServiceServicer):
             for scope in resource_spans.scope_spans:
                 self.spans.extend((service, span.trace_id.hex(), span.name) for span in scope.spans)
 
+    def services_in_trace(self, trace_id: str) -> set[str]:
+        return {service for service, trace, _ in self.spans if trace == trace_id}
+
 
 class HttpSpanCollector(SpanCollector):
     """A minimal OTLP/HTTP (protobuf) trace receiver on 127.0.0.1: POST /v1/traces. `endpoint` is
@@ -77,9 +80,6 @@ class HttpSpanCollector(SpanCollector):
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-    def services_in_trace(self, trace_id: str) -> set[str]:
-        return {service for service, trace, _ in self.spans if trace == trace_id}
 
 
 class Suite:
