@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from importlib.resources import files
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -38,8 +39,6 @@ _V1_FILE = "grpc/reflection/v1/reflection.proto"
 
 def load_descriptor_set() -> list[FileDescriptorProto]:
     """The trader protos with source info, dependencies first; [] when the file is missing."""
-    from importlib.resources import files
-
     try:
         data = files("trader").joinpath(DESCRIPTOR_SET).read_bytes()
     except (ModuleNotFoundError, FileNotFoundError):
