@@ -673,3 +673,27 @@ def test_a_failing_rule_does_not_stop_the_others(tmp_path):
     assert "no such table: no_such_table" in broken_result.detail and runs.deleted_rows == 1
     assert count(db, "cycle_runs") == 0
     db.close()
+
+
+def test_a_damaged_database_is_restored_and_kept_aside(tmp_path):
+    live = tmp_path / "gateway.db"
+    db = open_service_db("gateway", live)
+    with db.transaction() as session:
+        for _ in range(300):
+            gateway_store.add_run(session, NOW, True, True, "0" * 32, [{"detail": "x" * 500}], WALL)
+    backup = backup_now(make_maintenance("gateway", db, tmp_path)).backup
+    at_backup = dump(backup.path)
+    with contextlib.closing(sqlite3.connect(live)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    corrupt(live)
+    with contextlib.closing(sqlite3.connect(live)) as connection:
+        assert maintenance.integrity_problems(connection)  # the damage a restore is for
+
+    _, kept = restore("gateway", backup.path, f"sqlite:///{live}", WALL)
+
+    assert dump(live) == at_backup
+    assert kept.exists()  # what was there, for whoever wants to look at it
+    live.write_bytes(b"garbage" * 1000)
+    with pytest.raises(RestoreRefused, match="is not an SQLite database .* move it aside and restore again"):
+        restore("gateway", backup.path, f"sqlite:///{live}", WALL)

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import sys
 import threading
@@ -713,9 +714,7 @@ def restore(service: str, backup: Path, url: str, now: datetime) -> tuple[Backup
         kept = None
         if existed:
             kept = live.with_name(f"{service}-{now.astimezone(UTC).strftime(_STAMP)}.before-restore.db")
-            with contextlib.closing(sqlite3.connect(kept, isolation_level=None)) as copy:
-                connection.backup(copy)
-                copy.execute("PRAGMA journal_mode=DELETE")
+            _keep_current(connection, live, kept)
         with contextlib.closing(sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro", uri=True)) as source:
             source.backup(connection)
         problems = integrity_problems(connection)
@@ -723,6 +722,21 @@ def restore(service: str, backup: Path, url: str, now: datetime) -> tuple[Backup
             raise RestoreRefused(f"the restored {live} fails its integrity check ({'; '.join(problems)}); "
                                  f"the database before the restore is {kept}")
     return checked, kept
+
+
+def _keep_current(connection: sqlite3.Connection, live: Path, kept: Path) -> None:
+    """Copy the database about to be replaced to `kept`: through SQLite, or, when SQLite cannot
+    read it (the damage a restore is often for), byte for byte with its write-ahead log (the
+    exclusive lock keeps both still)."""
+    try:
+        with contextlib.closing(sqlite3.connect(kept, isolation_level=None)) as copy:
+            connection.backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")
+    except sqlite3.DatabaseError:
+        _remove_database_file(kept)
+        for suffix in ("", "-wal"):
+            if Path(f"{live}{suffix}").exists():
+                shutil.copyfile(f"{live}{suffix}", f"{kept}{suffix}")
 
 
 @contextlib.contextmanager
@@ -737,6 +751,9 @@ def _exclusive(service: str, live: Path) -> Iterator[sqlite3.Connection]:
             connection.execute("COMMIT")  # the lock stays: exclusive locking mode keeps it until close
         except sqlite3.OperationalError as exc:
             raise RestoreRefused(f"{live} is in use ({exc}): stop the {service} service first") from None
+        except sqlite3.DatabaseError as exc:  # not a database at all: SQLite cannot even lock it
+            raise RestoreRefused(f"{live} is not an SQLite database ({exc}): with the {service} service stopped, "
+                                 "move it aside and restore again") from None
         yield connection
     finally:
         connection.close()
