@@ -13,6 +13,8 @@ from services.common import clock
 from services.common.client import health_status, raw_channel
 from services.common.config import SERVICES, CommonConfig
 from services.common.db import Database
+from services.common.maintenance import Maintenance
+from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.timestamps import to_timestamp
 
 
@@ -43,8 +45,9 @@ class CycleRunner:
             return result
 
 
-class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
-    def __init__(self, config: CommonConfig, db: Database, runner: CycleRunner):
+class GatewayServicer(MaintenanceRpc, gateway_pb2_grpc.GatewayServicer):
+    def __init__(self, config: CommonConfig, db: Database, runner: CycleRunner, maintenance: Maintenance | None = None):
+        self.use_maintenance(maintenance)
         self._config = config
         self._db = db
         self._runner = runner

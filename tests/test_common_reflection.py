@@ -89,7 +89,8 @@ def test_raw_client_gets_the_comments_from_both_versions(trading_server, method)
                                   file_containing_symbol="trader.trading.v1.Trading.SubmitOrder"))
     assert {service.name for service in listed.list_services_response.service} == SERVED
     files = [FileDescriptorProto.FromString(data) for data in found.file_descriptor_response.file_descriptor_proto]
-    assert [file.name for file in files] == ["trader/trading/v1/trading.proto", "google/protobuf/timestamp.proto"]
+    assert [file.name for file in files] == ["trader/trading/v1/trading.proto", "google/protobuf/timestamp.proto",
+                                             "trader/common/v1/maintenance.proto"]  # the file, then its imports
     assert SUBMIT_ORDER_COMMENT in leading_comments(files[0])
     # with the JSON names, so grpcurl prints replies in the proto3 JSON mapping (clientOrderId)
     assert "clientOrderId" in {field.json_name for message in files[0].message_type for field in message.field}

@@ -10,6 +10,8 @@ from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from services.common import clock
 from services.common.client import Clients
 from services.common.db import Database
+from services.common.maintenance import Maintenance
+from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.timestamps import to_timestamp
 from services.display import pools, store
 from services.display.controller import CONNECTED, MISSING, NOT_CONFIGURED, DisplayController, Shown
@@ -48,8 +50,10 @@ def _mode(value: int) -> str | None:
     return _MODES.get(value, "invalid")
 
 
-class DisplayServicer(display_pb2_grpc.DisplayServicer):
-    def __init__(self, db: Database, controller: DisplayController, clients: Clients):
+class DisplayServicer(MaintenanceRpc, display_pb2_grpc.DisplayServicer):
+    def __init__(self, db: Database, controller: DisplayController, clients: Clients,
+                 maintenance: Maintenance | None = None):
+        self.use_maintenance(maintenance)
         self._db = db
         self._controller = controller
         self._portfolio = clients.stub("portfolio", portfolio_pb2_grpc.PortfolioStub)

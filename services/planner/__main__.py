@@ -6,6 +6,7 @@ from trader.planner.v1 import planner_pb2_grpc
 
 from services.common.client import Clients
 from services.common.config import load_common
+from services.common.maintenance import Maintenance, load_settings
 from services.common.server import ServiceParts, run_service
 from services.planner import store
 from services.planner.adapters.peers import Peers
@@ -15,11 +16,12 @@ from services.planner.server import PlannerServicer
 
 
 def build(config):
+    settings = load_settings("planner", config.var_dir, store.RETENTION_RULES)
     db = store.open_database(config.db_url)
     clients = Clients(config)
     peers = Peers(clients)
     scoring = ScoringEngine(db, peers)
-    servicer = PlannerServicer(PlannerEngine(db, peers, scoring), scoring)
+    servicer = PlannerServicer(PlannerEngine(db, peers, scoring), scoring, Maintenance(store.SCHEMA, db, settings))
 
     def close():
         clients.close()

@@ -8,6 +8,8 @@ from trader.planner.v1 import planner_pb2, planner_pb2_grpc
 
 from services.common import clock
 from services.common.errors import InvalidArgument
+from services.common.maintenance import Maintenance
+from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.timestamps import to_timestamp
 from services.planner import defaults
 from services.planner.engine import Plan, PlannerEngine, Targets
@@ -109,8 +111,9 @@ def _optional_in(field: str, request, low: float, high: float) -> float | None:
     return value
 
 
-class PlannerServicer(planner_pb2_grpc.PlannerServicer):
-    def __init__(self, engine: PlannerEngine, scoring: ScoringEngine):
+class PlannerServicer(MaintenanceRpc, planner_pb2_grpc.PlannerServicer):
+    def __init__(self, engine: PlannerEngine, scoring: ScoringEngine, maintenance: Maintenance | None = None):
+        self.use_maintenance(maintenance)
         self._engine = engine
         self._scoring = scoring
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
+from services.common.maintenance import RetentionRule
 from services.common.migrations import Schema
 from services.planner.recommendations import DISMISSED, EXECUTED, PENDING, SUPPRESS, Recommendation, upsert_action
 
@@ -188,3 +189,17 @@ def _pending_client_order_ids(session: Session, candidates: Iterable[str]) -> se
         return set()
     return set(session.scalars(select(RecommendationRow.client_order_id).where(
         RecommendationRow.client_order_id.in_(ids), RecommendationRow.status == PENDING)))
+
+
+# --- retention (services/common/maintenance.py) ---
+
+def delete_plans_created_before(session: Session, cutoff: datetime) -> int:
+    return session.execute(delete(PlanRow).where(PlanRow.created_at < cutoff)).rowcount or 0
+
+
+# A cached plan serves its day only (find_plan); scores and recommendations (with what became of
+# them) are kept.
+RETENTION_RULES = (
+    RetentionRule("plans", "cached plans computed before the cutoff (a plan serves its own day only)",
+                  "TRADER_PLAN_RETENTION_DAYS", 30, delete_plans_created_before),
+)

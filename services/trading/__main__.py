@@ -16,6 +16,7 @@ from services.common import clock
 from services.common.client import Clients
 from services.common.errors import Unavailable
 from services.common.logs import event
+from services.common.maintenance import Maintenance, load_settings
 from services.common.server import ServiceParts, run_service
 from services.trading import orders, store
 from services.trading.adapters.paper_broker import PaperBroker
@@ -30,6 +31,7 @@ log = logging.getLogger("trader.trading")
 
 def build(config: TradingConfig) -> ServiceParts:
     common = config.common
+    settings = load_settings("trading", common.var_dir, store.RETENTION_RULES)
     db = store.open_database(common.db_url)
     clients = Clients(common)
     if config.tradernet is not None:
@@ -41,7 +43,7 @@ def build(config: TradingConfig) -> ServiceParts:
                                                                            common.fx_rates),
                              slippage=config.paper_slippage, faults=config.paper_faults)
     engine = OrderEngine(common.mode, db, broker, ServiceReads(clients))
-    servicer = TradingServicer(common, db, engine)
+    servicer = TradingServicer(common, db, engine, Maintenance(store.SCHEMA, db, settings))
 
     def reconcile_on_start(running, _request_stop):
         engine._set_serving = running.set_serving
