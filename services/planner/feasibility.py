@@ -67,6 +67,8 @@ def infeasibility(sequence: Sequence[Action], book: Book) -> str:
                 return f"step {number}: BUY {action.symbol}: {security.buy_block}"
             if not running.fits(action):
                 return f"step {number}: BUY {action.symbol} does not fit the running cash"
+            if action.value_base > book.room_base(action.symbol) + 1e-6:
+                return f"step {number}: BUY {action.symbol} would take it above its max_portfolio_target"
         else:
             return f"step {number}: unknown side {action.side!r}"
         if action.quantity <= 0 or action.quantity % security.lot:

@@ -3,7 +3,8 @@ Heuristic"). Pure.
 
 A holding that may be bought now, with a quality of at least `min_quality_score` (unscored:
 0.5) and a loss from its average cost worse than `dip_threshold`, buys one minimum trade in
-whole lots. Priority (quality + |loss|) x priority_weight.
+whole lots (never above the holding's max_portfolio_target). Priority (quality + |loss|) x
+priority_weight.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def calculate(book: Book, config: PlannerConfig) -> list[Action]:
         if loss is None or quality < params.min_quality_score or loss >= params.dip_threshold:
             continue
         quantity = base_trade_quantity(security, minimum)
+        if quantity * security.price_base > book.room_base(symbol):
+            continue
         actions.append(Action(BUY, symbol, quantity, security.price, security.currency,
                               quantity * security.price_base, (quality + abs(loss)) * params.priority_weight,
                               AVERAGING_DOWN, f"average down: {loss:.0%} below its average cost, quality {quality:.2f}",

@@ -9,6 +9,7 @@ else the rule that refuses it (trading's rule name where trading has one; see el
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -96,6 +97,15 @@ class Book:
     def weight(self, symbol: str) -> float:
         position = self.positions.get(symbol)
         return position.value_base / self.total_value_base if position and self.total_value_base > 0 else 0.0
+
+    def room_base(self, symbol: str) -> float:
+        """How much more of `symbol` may be held under the owner's max_portfolio_target (inf
+        without one): a BUY never takes a holding above its cap."""
+        security = self.securities.get(symbol)
+        if security is None or security.max_weight is None:
+            return math.inf
+        held = self.positions[symbol].value_base if symbol in self.positions else 0.0
+        return security.max_weight * self.total_value_base - held
 
     def country_shares(self) -> dict[str, float]:
         """Country group -> share of the total value held in it."""

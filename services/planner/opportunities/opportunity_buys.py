@@ -1,7 +1,8 @@
 """Opportunity buys: securities of high quality (planner.md section 2 "(B) Heuristic"). Pure.
 
 A security that may be bought now with a quality of at least `min_quality_score` buys one
-minimum trade in whole lots (unscored: quality 0.5). Priority quality x priority_weight.
+minimum trade in whole lots (unscored: quality 0.5; never above its max_portfolio_target).
+Priority quality x priority_weight.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ def calculate(book: Book, config: PlannerConfig) -> list[Action]:
         if security.buy_block or quality < params.min_quality_score:
             continue
         quantity = base_trade_quantity(security, minimum)
+        if quantity * security.price_base > book.room_base(symbol):
+            continue
         actions.append(Action(BUY, symbol, quantity, security.price, security.currency,
                               quantity * security.price_base, quality * params.priority_weight,
                               OPPORTUNITY_BUYS, f"opportunity: quality {quality:.2f}", group_tags(security)))

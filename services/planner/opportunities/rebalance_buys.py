@@ -3,7 +3,8 @@ Heuristic"). Pure.
 
 A group more than `underweight_threshold` below its target share: each security in it that may
 be bought now, with a quality of at least min_security_score (unscored: 0.5), buys one
-minimum trade in whole lots. Priority (2 x underweight + 0.5 x quality) x priority_weight.
+minimum trade in whole lots (never above its max_portfolio_target). Priority (2 x underweight
++ 0.5 x quality) x priority_weight.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def calculate(book: Book, config: PlannerConfig) -> list[Action]:
             if security.country_group != group or security.buy_block or quality < config.planner.min_security_score:
                 continue
             quantity = base_trade_quantity(security, minimum)
+            if quantity * security.price_base > book.room_base(symbol):
+                continue
             actions.append(Action(BUY, symbol, quantity, security.price, security.currency,
                                   quantity * security.price_base, (2 * under + 0.5 * quality) * params.priority_weight,
                                   REBALANCE_BUYS, f"rebalance: {group} is {shares.get(group, 0.0):.0%} of the "

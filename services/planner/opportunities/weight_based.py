@@ -50,7 +50,7 @@ def calculate(book: Book, config: PlannerConfig) -> list[Action]:
         tags = (*group_tags(security), "weight_based")
         if gap > 0 and not security.buy_block:
             affordable = value_for_cash(book.cash.spendable(security.currency), book.price_band)
-            lots = math.floor(min(gap_base, affordable) / security.lot_value_base)
+            lots = math.floor(min(gap_base, affordable, book.room_base(symbol)) / security.lot_value_base)
             value = lots * security.lot_value_base
             if lots < 1 or value < minimum:
                 continue
