@@ -109,7 +109,8 @@ class EvaluationBook:
         prices = np.asarray(prices_base, dtype=float)
         held = np.asarray(quantities, dtype=float)
         balances = np.array([float(cash.get(c, 0.0)) for c in currencies])
-        vol = np.array([math.nan if v is None else float(v) for v in (volatility or [None] * len(symbols))])
+        vol = np.array([math.nan if v is None else float(v)
+                        for v in ([None] * len(symbols) if volatility is None else volatility)])
         return cls(tuple(symbols), prices, held, np.array([currencies.index(c) for c in currencies_of], dtype=np.intp),
                    currencies, balances, currencies.index(base), float(reserve_base), bool(auto_convert),
                    float(price_band), float((held * prices).sum() + balances.sum()), vol,

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-import pandas as pd
+import numpy as np
 
 from services.planner.adapters.peers import Fill, FundamentalsView, MetricsView, PortfolioView
 from services.planner.eligibility import Exclusion, Listing
@@ -15,10 +15,14 @@ from services.planner.opportunities.book import Book, PositionView, SecurityView
 from services.planner.opportunities.eligibility import HoldingRules, buy_block, sell_block
 from services.planner.optimizer import SecurityInput
 from services.planner.optimizer.bounds import BoundInput
+from services.planner.optimizer.risk import aligned_closes, daily_returns
 from services.planner.optimizer.sectors import GroupTargets
 from services.planner.plan import Candidate, Cash
 from services.planner.scoring.end_state import Outlook, outlook
 from services.planner.scoring.inputs import OTHER_GROUP, Fundamentals, Holding, Metrics, split_industries
+
+CORRELATION_WINDOW = 252       # daily returns the correlation-aware filter looks at (a year)
+MIN_CORRELATION_RETURNS = 20
 
 
 def security_inputs(candidates: Mapping[str, Candidate], listings: Mapping[str, Listing],
@@ -165,13 +169,15 @@ def outlooks(book: Book, metrics: Mapping[str, MetricsView],
             for s, v in book.securities.items()}
 
 
-def correlations(closes: Mapping[str, Sequence[tuple[str, float]]], window: int = 252) -> dict[frozenset[str], float]:
-    """{a, b} -> correlation of their daily returns over the last `window` aligned closes (the
-    correlation-aware filter's input); pairs without enough data are absent."""
-    frame = pd.DataFrame({s: pd.Series(dict(rows)) for s, rows in closes.items() if len(rows) > 2})
-    if frame.shape[1] < 2:
+def correlations(closes: Mapping[str, Sequence[tuple[str, float]]],
+                 window: int = CORRELATION_WINDOW) -> dict[frozenset[str], float]:
+    """{a, b} -> correlation of their daily returns over the last `window` aligned valid closes
+    (the optimiser's alignment, optimizer/risk.py): the correlation-aware filter's input. Fewer
+    than 20 returns in common: none."""
+    prices = aligned_closes({s: rows for s, rows in closes.items() if rows}, window + 1)
+    if prices.shape[1] < 2 or len(prices) <= MIN_CORRELATION_RETURNS:
         return {}
-    matrix = frame.sort_index().ffill().tail(window + 1).pct_change(fill_method=None).corr(min_periods=20)
-    symbols = list(matrix.columns)
-    return {frozenset((a, b)): float(matrix.iloc[i, j]) for i, a in enumerate(symbols) for j, b in enumerate(symbols)
-            if i < j and pd.notna(matrix.iloc[i, j])}
+    matrix = daily_returns(prices).corr().to_numpy()
+    symbols = list(prices.columns)
+    return {frozenset((a, symbols[j])): float(matrix[i, j]) for i, a in enumerate(symbols)
+            for j in range(i + 1, len(symbols)) if np.isfinite(matrix[i, j])}

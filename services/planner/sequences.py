@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -156,39 +157,48 @@ def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, 
     """Seeded samples of sells and buys (planner.md: nS in [1, min(max_sells, depth // 2)],
     nB in [1, min(max_buys, depth)], nS + nB <= depth; a side without candidates draws 0),
     weighted by priority; a sample too like one of the last 10 accepted (country and industry
-    Jaccard both above 0.8) is redrawn; at most max_combinations per depth and max_attempts draws."""
+    Jaccard both above 0.8) is redrawn; at most max_combinations per depth and max_attempts draws.
+    Every draw is made at once up front (one generator seeded by the configuration and depth),
+    so the same opportunities always give the same samples."""
     params = config.sequence_generators.enhanced_combinatorial
     sells, buys = _sides(opportunities, config.planner.priority_threshold, params.max_candidates)
     most_sells, most_buys = min(params.max_sells, depth // 2, len(sells)), min(params.max_buys, depth, len(buys))
     if most_sells + most_buys == 0:
         return []
     rng = np.random.default_rng([config.evaluation.seed, depth])
-    sell_p, buy_p = (_sampling_weights(sells) if sells else None), (_sampling_weights(buys) if buys else None)
+    attempts = params.max_attempts
+    n_sells = rng.integers(1 if most_sells else 0, most_sells + 1, attempts)
+    n_buys = rng.integers(1 if most_buys else 0, most_buys + 1, attempts)
+    drawn_sells = rng.choice(len(sells), (attempts, most_sells), p=_sampling_weights(sells)) if most_sells else None
+    drawn_buys = rng.choice(len(buys), (attempts, most_buys), p=_sampling_weights(buys)) if most_buys else None
+    groups = {a.key: (a.group_tags("COUNTRY:"), a.group_tags("INDUSTRY:")) for a in sells + buys}
+    possible = sum(math.comb(len(sells), k) * math.comb(len(buys), j)  # at most this many samples differ
+                   for k in range(1 if most_sells else 0, most_sells + 1)
+                   for j in range(1 if most_buys else 0, most_buys + 1) if 0 < k + j <= depth)
     accepted: list[ActionSequence] = []
     seen: set[tuple] = set()
     recent: list[tuple[frozenset[str], frozenset[str]]] = []
-    for _ in range(params.max_attempts):
-        if len(accepted) >= params.max_combinations:
+    for attempt in range(attempts):
+        if len(accepted) >= params.max_combinations or len(seen) >= possible:
             break
-        n_sells = int(rng.integers(1 if most_sells else 0, most_sells + 1))
-        n_buys = int(rng.integers(1 if most_buys else 0, most_buys + 1))
-        if n_sells + n_buys == 0 or n_sells + n_buys > depth:
+        count_sells, count_buys = int(n_sells[attempt]), int(n_buys[attempt])
+        if count_sells + count_buys == 0 or count_sells + count_buys > depth:
             continue
-        drawn_sells = [sells[i] for i in rng.choice(len(sells), n_sells, p=sell_p)] if n_sells else []
-        drawn_buys = [buys[i] for i in rng.choice(len(buys), n_buys, p=buy_p)] if n_buys else []
-        actions = _ordered(dict.fromkeys(drawn_sells), dict.fromkeys(drawn_buys))
+        chosen_sells = [sells[i] for i in drawn_sells[attempt, :count_sells]] if count_sells else []
+        chosen_buys = [buys[i] for i in drawn_buys[attempt, :count_buys]] if count_buys else []
+        actions = _ordered(dict.fromkeys(chosen_sells), dict.fromkeys(chosen_buys))
         if actions is None:
             continue
-        candidate = ActionSequence(actions, "enhanced_combinatorial")
-        groups = (frozenset().union(*(a.group_tags("COUNTRY:") for a in actions)),
-                  frozenset().union(*(a.group_tags("INDUSTRY:") for a in actions)))
-        too_alike = any(_jaccard(groups[0], c) > JACCARD_LIMIT and _jaccard(groups[1], i) > JACCARD_LIMIT
+        key = tuple(a.key for a in actions)
+        countries = frozenset().union(*(groups[a.key][0] for a in actions))
+        industries = frozenset().union(*(groups[a.key][1] for a in actions))
+        too_alike = any(_jaccard(countries, c) > JACCARD_LIMIT and _jaccard(industries, i) > JACCARD_LIMIT
                         for c, i in recent[-JACCARD_WINDOW:])
-        if candidate.key in seen or too_alike:
+        if key in seen or too_alike:
             continue
-        seen.add(candidate.key)
-        recent.append(groups)
-        accepted.append(candidate)
+        seen.add(key)
+        recent.append((countries, industries))
+        accepted.append(ActionSequence(actions, "enhanced_combinatorial"))
     return accepted
 
 
