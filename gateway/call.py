@@ -1,9 +1,10 @@
 """`python -m gateway.call`: call any RPC by name with a JSON body, like grpcurl.
 
-    python -m gateway.call [--token T] [--as-of ISO] ADDRESS [SERVICE/METHOD] [JSON]
+    python -m gateway.call [--token T] [--as-of ISO] [--cacert CA --cert CERT --key KEY] ADDRESS [SERVICE/METHOD] [JSON]
 
 Uses server reflection (no .proto files needed). Without a method it lists the services.
-The token defaults to $TRADER_API_TOKEN.
+The token defaults to $TRADER_API_TOKEN; TLS to the TRADER_TLS_* variables (--cacert, --cert
+and --key, as grpcurl's, override TRADER_TLS_CA, TRADER_TLS_CLIENT_CERT and _KEY).
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import grpc
 from google.protobuf import descriptor_pool, json_format, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from services.common.client import raw_channel
+from services.common.config import TLS_CA, TLS_CLIENT_CERT, TLS_CLIENT_KEY, ClientTls, ConfigError, load_client_tls
 
-def call(address: str, method: str, body: str, metadata: list[tuple[str, str]], timeout: float) -> str:
-    with grpc.insecure_channel(address) as channel:
+
+def call(address: str, method: str, body: str, metadata: list[tuple[str, str]], timeout: float,
+         tls: ClientTls | None = None) -> str:
+    with raw_channel(address, tls) as channel:
         pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
         service_name, _, method_name = method.rpartition("/")
         descriptor = pool.FindServiceByName(service_name).FindMethodByName(method_name)
@@ -40,16 +45,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", default=os.environ.get("TRADER_API_TOKEN"))
     parser.add_argument("--as-of", help="simulated now, sent as x-trader-as-of")
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--cacert", help=f"CA bundle that signed the server's certificate (default ${TLS_CA})")
+    parser.add_argument("--cert", help=f"client certificate for mutual TLS (default ${TLS_CLIENT_CERT})")
+    parser.add_argument("--key", help=f"its private key (default ${TLS_CLIENT_KEY})")
     args = parser.parse_args(argv)
+    flags = {TLS_CA: args.cacert, TLS_CLIENT_CERT: args.cert, TLS_CLIENT_KEY: args.key}
+    try:
+        tls = load_client_tls({**os.environ, **{name: value for name, value in flags.items() if value}})
+    except ConfigError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.method is None:
-            with grpc.insecure_channel(args.address) as channel:
+            with raw_channel(args.address, tls) as channel:
                 print("\n".join(sorted(ProtoReflectionDescriptorDatabase(channel).get_services())))
             return 0
         metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
         if args.as_of:
             metadata.append(("x-trader-as-of", args.as_of))
-        print(call(args.address, args.method, args.body, metadata, args.timeout))
+        print(call(args.address, args.method, args.body, metadata, args.timeout, tls))
         return 0
     except grpc.RpcError as exc:
         print(f"ERROR: {exc.code().name}: {exc.details()}", file=sys.stderr)

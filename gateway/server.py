@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 from dataclasses import asdict
 
-import grpc
 from trader.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 from gateway import store
 from gateway.cycle import CycleResult, Services, run_cycle
 from services.common import clock
-from services.common.client import health_status
+from services.common.client import health_status, raw_channel
 from services.common.config import SERVICES, CommonConfig
 from services.common.db import Database
 from services.common.timestamps import to_timestamp
@@ -57,7 +56,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         response = gateway_pb2.GetSystemStatusResponse(mode=self._config.mode)
         for name, (service_name, _) in SERVICES.items():
             address = self._config.address_of(name)
-            with grpc.insecure_channel(address) as channel:
+            with raw_channel(address, self._config.client_tls) as channel:
                 health = health_status(channel, service_name)
             response.services.add(service=service_name, address=address, health=health)
         with self._db.transaction() as session:
