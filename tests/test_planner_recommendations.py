@@ -229,7 +229,7 @@ def test_plan_ids_and_recommendation_ids_are_deterministic(harness):
     assert [(s.symbol, s.quantity) for s in one.steps] == [(s.symbol, s.quantity) for s in two.steps]
 
 
-@pytest.mark.parametrize("max_steps", [-1, 6, 1000])
+@pytest.mark.parametrize("max_steps", [-1, 11, 1000])
 def test_get_recommendations_bad_input_is_named_and_changes_nothing(harness, max_steps):
     h = harness()
     error = rejected(lambda: h.plan(LAST_DAY, max_steps=max_steps))
@@ -282,7 +282,7 @@ def test_the_state_key_changes_with_a_target_an_allow_flag_cash_or_a_position(ha
 
 
 def test_other_settings_are_another_state(harness):
-    default, cautious = harness(name="d"), harness(name="c", settings=PlannerSettings(min_cash_reserve=5_000.0))
+    default, cautious = harness(name="d"), harness(name="c", config_toml="[optimizer]\nmin_cash_reserve = 5000.0\n")
     one, two = default.plan(LAST_DAY), cautious.plan(LAST_DAY)
     assert one.portfolio_hash == two.portfolio_hash and one.settings_hash != two.settings_hash
     assert two.reserve_base == 5_000.0 and sum(two.target_weights.values()) == pytest.approx(0.95, abs=1e-5)
