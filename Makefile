@@ -35,10 +35,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 protos: $(GEN)/.generated
 
-$(GEN)/.generated: $(VENV)/.installed $(PROTOS)
-	rm -rf $(GEN) && mkdir -p $(GEN)
+# Besides the code, gen/trader/descriptors.binpb: the protos with their comments and imports,
+# which server reflection serves so that `grpcurl describe` shows the comments.
+$(GEN)/.generated: $(VENV)/.installed $(PROTOS) Makefile
+	rm -rf $(GEN) && mkdir -p $(GEN)/trader
 	$(PY) -m grpc_tools.protoc -I protos --python_out=$(GEN) --pyi_out=$(GEN) \
-		--grpc_python_out=$(GEN) $(PROTOS)
+		--grpc_python_out=$(GEN) --include_imports --include_source_info \
+		--descriptor_set_out=$(GEN)/trader/descriptors.binpb $(PROTOS)
 	find $(GEN)/trader -type d -exec touch {}/__init__.py \;
 	touch $@
 

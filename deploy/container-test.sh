@@ -11,7 +11,10 @@
 #    loopback ports; waits until the six health checks pass (run by hand: podman starts them
 #    with systemd timers, which a container sandbox lacks).
 # 5. Through grpcurl: a paper deposit, RunSyncCycle as of 2018-01-02, then ListTrades must show
-#    the cycle's trade. Then everything is taken down, volumes included.
+#    the cycle's trade.
+# 6. The same over mutual TLS (deploy/compose-tls.yml, certificates from deploy/make-certs.sh);
+#    `describe` shows the proto comments; grpcurl without TLS or without a client certificate is
+#    refused. Then everything is taken down, volumes included.
 # Where this machine cannot run containers it prints SKIPPED with the reason and exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +23,8 @@ WORK=$ROOT/build/container-test
 VENV_BIN=$ROOT/.venv/bin
 BASE_TAR=$ROOT/build/debian-bookworm-minbase.tar
 BASE_IMAGE=localhost/trader-debian-base:bookworm
-IMAGE=localhost/trader:container-test
-PROJECT=trader-container-test
+IMAGE=${CONTAINER_TEST_IMAGE:-localhost/trader:container-test}
+PROJECT=${CONTAINER_TEST_PROJECT:-trader-container-test}
 AS_OF=2018-01-02T22:00:00Z
 STARTED=$(date +%s)
 
@@ -125,46 +128,77 @@ fail() {
     done
     exit 1
 }
-trap down EXIT
-down
-say "starting the six services (podman-compose; log: $WORK/compose.log)"
-"${COMPOSE[@]}" up --detach --no-build >"$WORK/compose.log" 2>&1 || fail "podman-compose up failed (see $WORK/compose.log)"
-
 container_of() { podman ps --all --filter "label=com.docker.compose.project=$PROJECT" \
     --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | head -1; }
-deadline=$(( $(date +%s) + 300 ))
-for service in data portfolio planner trading display gateway; do
-    container=$(container_of "$service")
-    [ -n "$container" ] || fail "no container for $service"
-    until podman healthcheck run "$container" >/dev/null 2>&1; do
-        state=$(podman inspect --format '{{.State.Status}}' "$container" 2>/dev/null || echo missing)
-        [ "$state" = running ] || [ "$state" = created ] || fail "$service is $state"
-        [ "$(date +%s)" -lt "$deadline" ] || fail "$service not healthy within 300 s"
-        sleep 2
+start_services() {
+    say "starting the six services (podman-compose; log: $WORK/compose.log)"
+    "${COMPOSE[@]}" up --detach --no-build >>"$WORK/compose.log" 2>&1 \
+        || fail "podman-compose up failed (see $WORK/compose.log)"
+    local deadline=$(( $(date +%s) + 300 )) service container state
+    for service in data portfolio planner trading display gateway; do
+        container=$(container_of "$service")
+        [ -n "$container" ] || fail "no container for $service"
+        until podman healthcheck run "$container" >/dev/null 2>&1; do
+            state=$(podman inspect --format '{{.State.Status}}' "$container" 2>/dev/null || echo missing)
+            [ "$state" = running ] || [ "$state" = created ] || fail "$service is $state"
+            [ "$(date +%s)" -lt "$deadline" ] || fail "$service not healthy within 300 s"
+            sleep 2
+        done
+        say "$service healthy ($(podman inspect --format '{{.State.Health.Status}}' "$container"))"
     done
-    say "$service healthy ($(podman inspect --format '{{.State.Health.Status}}' "$container"))"
-done
+}
 
 # --- 5. one cycle through grpcurl -----------------------------------------------------------
-call() {  # call SERVICE METHOD JSON
-    "$GRPCURL" -plaintext -max-time 120 -H "authorization: Bearer $TOKEN" -H "x-trader-as-of: $AS_OF" \
+call() {  # call SERVICE METHOD JSON, connecting as CONNECTION says (-plaintext, or TLS flags)
+    "$GRPCURL" "${CONNECTION[@]}" -max-time 120 -H "authorization: Bearer $TOKEN" -H "x-trader-as-of: $AS_OF" \
         -d "$3" "127.0.0.1:${PORT[$1]}" "$2"
 }
-deposit='{"amount": 10000, "reference": "container-test-deposit"}'
-call trading trader.trading.v1.Trading/FundPaperAccount "$deposit" >"$WORK/fund.json" || fail "FundPaperAccount"
-call portfolio trader.portfolio.v1.Portfolio/RecordDeposit "$deposit" >"$WORK/deposit.json" || fail "RecordDeposit"
-call gateway trader.gateway.v1.Gateway/RunSyncCycle '{}' >"$WORK/cycle.json" || fail "RunSyncCycle"
-call trading trader.trading.v1.Trading/ListTrades '{}' >"$WORK/trades.json" || fail "ListTrades"
-"$VENV_BIN/python" - "$WORK/cycle.json" "$WORK/trades.json" <<'EOF' || fail "the cycle did not trade as expected"
+run_cycle() {
+    local deposit='{"amount": 10000, "reference": "container-test-deposit"}'
+    call trading trader.trading.v1.Trading/FundPaperAccount "$deposit" >"$WORK/fund.json" || fail "FundPaperAccount"
+    call portfolio trader.portfolio.v1.Portfolio/RecordDeposit "$deposit" >"$WORK/deposit.json" || fail "RecordDeposit"
+    call gateway trader.gateway.v1.Gateway/RunSyncCycle '{}' >"$WORK/cycle.json" || fail "RunSyncCycle"
+    call trading trader.trading.v1.Trading/ListTrades '{}' >"$WORK/trades.json" || fail "ListTrades"
+    "$VENV_BIN/python" - "$WORK/cycle.json" "$WORK/trades.json" <<'EOF' || fail "the cycle did not trade as expected"
 import json, sys
-cycle = json.load(open(sys.argv[1]))  # grpcurl prints the proto field names
+cycle = json.load(open(sys.argv[1]))  # grpcurl prints the proto3 JSON names (lastTrade)
 trades = json.load(open(sys.argv[2])).get("trades", [])
-print(f"container-test: RunSyncCycle ok={cycle.get('ok', False)} last_trade={cycle.get('last_trade', '')!r}; "
+print(f"container-test: RunSyncCycle ok={cycle.get('ok', False)} lastTrade={cycle.get('lastTrade', '')!r}; "
       f"ListTrades: {[(t['side'], t['quantity'], t['symbol'], t['price']) for t in trades]}")
 failed = [step for step in cycle.get("steps", []) if step.get("status") == "FAILED"]
 assert cycle.get("ok") and not failed, f"failed steps: {failed}"
-assert len(trades) == 1 and trades[0]["symbol"] in cycle.get("last_trade", ""), "expected the cycle's one trade"
+assert len(trades) == 1 and trades[0]["symbol"] in cycle.get("lastTrade", ""), "expected the cycle's one trade"
 EOF
+}
+
+trap down EXIT
+down
+CONNECTION=(-plaintext)
+start_services
+run_cycle
 podman stats --no-stream --format '{{.Name}} {{.MemUsage}}' $(for s in data portfolio planner trading display gateway; \
     do container_of "$s"; done) 2>/dev/null | sed 's/^/container-test: memory /' || true
+
+# --- 6. the same over mutual TLS ------------------------------------------------------------
+say "again over mutual TLS (deploy/compose-tls.yml, certificates from deploy/make-certs.sh)"
+down
+rm -rf "$WORK/tls"
+deploy/make-certs.sh "$WORK/tls" >/dev/null || fail "deploy/make-certs.sh failed"
+# The services run as user 10001 (rootless podman: that user inside its user namespace).
+if [ "$(id -u)" = 0 ]; then chown 10001 "$WORK/tls/tls.key"; else podman unshare chown 10001 "$WORK/tls/tls.key"; fi
+export TRADER_TLS_DIR=$WORK/tls
+COMPOSE+=(--file deploy/compose-tls.yml)
+CONNECTION=(-cacert "$WORK/tls/ca.crt" -cert "$WORK/tls/client.crt" -key "$WORK/tls/client.key")
+start_services
+run_cycle
+"$GRPCURL" "${CONNECTION[@]}" "127.0.0.1:${PORT[trading]}" describe trader.trading.v1.Trading.SubmitOrder \
+    >"$WORK/describe.txt" || fail "describe trader.trading.v1.Trading.SubmitOrder"
+grep -q "// Submits an order" "$WORK/describe.txt" || fail "describe shows no proto comments: $(cat "$WORK/describe.txt")"
+for refused in "-plaintext" "-cacert $WORK/tls/ca.crt"; do  # no TLS; TLS without a client certificate
+    # shellcheck disable=SC2086 # the flags split on purpose
+    if "$GRPCURL" $refused -max-time 10 "127.0.0.1:${PORT[gateway]}" list >/dev/null 2>&1; then
+        fail "grpcurl $refused was served under mutual TLS"
+    fi
+done
+say "mutual TLS: the cycle traded, describe shows the comments, plain text and no client certificate refused"
 say "PASSED ($(elapsed)); taking it down"

@@ -10,16 +10,18 @@ from gateway.cycle import Services
 from gateway.replay import ReplayDriver
 from gateway.server import CycleRunner, GatewayServicer
 from services.common.client import Clients
+from services.common.maintenance import Maintenance, load_settings
 from services.common.server import ServiceParts, run_service
 
 
 def build(config: GatewayConfig) -> ServiceParts:
     common = config.common
+    settings = load_settings("gateway", common.var_dir, store.RETENTION_RULES)
     db = store.open_database(common.db_url)
     clients = Clients(common)
     services = Services(clients)
     runner = CycleRunner(db, services)
-    servicer = GatewayServicer(common, db, runner)
+    servicer = GatewayServicer(common, db, runner, Maintenance(store.SCHEMA, db, settings))
     drivers: list[ReplayDriver] = []
 
     def start_replay(_running, request_stop):

@@ -33,7 +33,16 @@ from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 
 from services.common import clock
 from services.common.client import Clients, open_channel
-from services.common.config import SERVICES, CommonConfig, ConfigError, load_common
+from services.common.config import (
+    SERVICES,
+    TLS_CA,
+    TLS_CLIENT_CERT,
+    TLS_CLIENT_KEY,
+    CommonConfig,
+    ConfigError,
+    load_client_tls,
+    load_common,
+)
 from services.common.errors import InvalidArgument
 
 app = typer.Typer(help="trader: an autonomous long-term portfolio manager (six gRPC services).",
@@ -229,15 +238,32 @@ def trades(limit: LimitOption = 20, as_json: JsonOption = False) -> None:
 
 # --- any RPC ---
 
-def _target(target: str) -> tuple[str, str, str]:
+def _target(target: str, address: str | None) -> tuple[str | None, str, str]:
     """(service key, full service name, method) of `data/GetQuotes` or
-    `trader.data.v1.MarketData/GetQuotes`; the method is "" for `data` alone."""
+    `trader.data.v1.MarketData/GetQuotes`; the method is "" for a service alone. Any other full
+    name (`grpc.health.v1.Health/List`) needs --address, and has no key."""
     service, _, method = target.rpartition("/") if "/" in target else (target, "", "")
     for key, (full, _) in SERVICES.items():
         if service in (key, full):
             return key, full, method
+    if address and "." in service:
+        return None, service, method
     known = ", ".join(f"{key} ({full})" for key, (full, _) in SERVICES.items())
-    raise fail(f"{target!r}: unknown service {service!r}; one of {known}", 2)
+    raise fail(f"{target!r}: unknown service {service!r}; one of {known} (another service's full name with "
+               "--address)", 2)
+
+
+def _call_settings(key: str | None, address: str | None, tls_flags: dict[str, str | None]):
+    """(address, token or None, TLS or None) from the flags and the environment: the token is
+    optional here (health and reflection need none; the service says UNAUTHENTICATED)."""
+    environ = {**os.environ, **{name: value for name, value in tls_flags.items() if value}}
+    try:
+        tls = load_client_tls(environ)
+        if address is None:
+            address = load_common("gateway", {**environ, "TRADER_AUTH_DISABLED": "1"}).address_of(key)
+    except ConfigError as exc:
+        raise fail(" ".join(str(exc).split()), 2) from None
+    return address, environ.get("TRADER_API_TOKEN") or None, tls
 
 
 @app.command(name="call")
@@ -246,17 +272,24 @@ def call_rpc(target: Annotated[str, typer.Argument(help="SERVICE/METHOD, e.g. tr
              body: Annotated[str, typer.Argument(help="The request as JSON.")] = "{}",
              as_of: AsOfOption = None,
              timeout: Annotated[float, typer.Option(help="Seconds.")] = 60.0,
-             address: Annotated[str | None, typer.Option(help="Instead of TRADER_<SERVICE>_ADDR.")] = None) -> None:
+             address: Annotated[str | None, typer.Option(help="Instead of TRADER_<SERVICE>_ADDR.")] = None,
+             cacert: Annotated[str | None, typer.Option(help=f"CA bundle that signed the server's certificate "
+                                                             f"(default ${TLS_CA}).")] = None,
+             cert: Annotated[str | None, typer.Option(help=f"Client certificate for mutual TLS (default "
+                                                           f"${TLS_CLIENT_CERT}).")] = None,
+             key_file: Annotated[str | None, typer.Option("--key", help=f"Its private key (default "
+                                                                        f"${TLS_CLIENT_KEY}).")] = None) -> None:
     """Call any RPC by name with a JSON body (server reflection: no .proto files needed); a
-    service alone lists its methods."""
-    key, service, method = _target(target)
-    common = config()
+    service alone lists its methods. TLS as grpcurl's flags, or the TRADER_TLS_* variables."""
+    key, service, method = _target(target, address)
+    address, token, tls = _call_settings(key, address, {TLS_CA: cacert, TLS_CLIENT_CERT: cert,
+                                                        TLS_CLIENT_KEY: key_file})
     try:
         metadata = [(clock.METADATA_KEY, clock.format_as_of(clock.parse_as_of(as_of, "--as-of")))] if as_of else []
     except InvalidArgument as exc:
         raise fail(exc.message, 2) from None
     try:
-        with open_channel(address or common.address_of(key), common.api_token, timeout) as channel:
+        with open_channel(address, token, timeout, tls) as channel:
             pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
             if not method:
                 print("\n".join(f"{service}/{m.name}" for m in pool.FindServiceByName(service).methods))
@@ -271,7 +304,8 @@ def call_rpc(target: Annotated[str, typer.Argument(help="SERVICE/METHOD, e.g. tr
     except grpc.RpcError as exc:
         raise fail(_status(exc)) from None
     except KeyError:
-        raise fail(f"{service} has no method {method!r}", 2) from None
+        raise fail(f"{service} has no method {method!r}" if method else f"{address} does not serve {service}", 2) \
+            from None
     except json_format.ParseError as exc:
         raise fail(f"bad request: {exc}", 2) from None
     print(json_format.MessageToJson(reply, preserving_proto_field_name=True))

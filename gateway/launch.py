@@ -24,10 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import grpc
-
-from services.common.client import health_status
-from services.common.config import REPO_ROOT, SERVICES, CommonConfig, ConfigError, load_common
+from services.common.client import health_status, raw_channel
+from services.common.config import (
+    REPO_ROOT,
+    SERVICES,
+    TLS_CA,
+    TLS_CERT,
+    TLS_CLIENT_CERT,
+    TLS_CLIENT_KEY,
+    TLS_KEY,
+    ClientTls,
+    CommonConfig,
+    ConfigError,
+    load_common,
+)
 from services.common.shutdown import PARENT_PID_VARIABLE, StopRequest
 
 START_ORDER = ("data", "portfolio", "planner", "trading", "display")
@@ -43,8 +53,10 @@ def module_of(service: str) -> str:
 
 
 def wait_serving(address: str, service_name: str, process: subprocess.Popen, deadline: float,
-                 stop: StopRequest | None = None) -> None:
-    with grpc.insecure_channel(address) as channel:
+                 stop: StopRequest | None = None, tls: ClientTls | None = None) -> None:
+    """Poll the service's health (over TLS with `tls`) until SERVING; raise RuntimeError if its
+    process exits, `stop` is requested or `deadline` passes."""
+    with raw_channel(address, tls) as channel:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"{service_name} exited with code {process.returncode}")
@@ -96,7 +108,7 @@ class Supervisor:
         process, log = self._spawn(name)
         self.children[name] = Child(name, process, log, time.monotonic())
         wait_serving(self._config.address_of(name), SERVICES[name][0], process,
-                     time.monotonic() + STARTUP_TIMEOUT_S, stop)
+                     time.monotonic() + STARTUP_TIMEOUT_S, stop, self._config.client_tls)
         say(f"{name:<10} serving on {self._config.address_of(name)}")
 
     def check(self) -> bool:
@@ -131,7 +143,7 @@ class Supervisor:
         say(f"{child.name} restarted (pid {child.process.pid}, restart {child.restarts})")
 
     def _serving(self, name: str) -> bool:
-        with grpc.insecure_channel(self._config.address_of(name)) as channel:
+        with raw_channel(self._config.address_of(name), self._config.client_tls) as channel:
             return health_status(channel, SERVICES[name][0], timeout_s=0.2) == "SERVING"
 
     def stop_all(self) -> None:
@@ -156,6 +168,18 @@ class Supervisor:
                 child.log.close()
 
 
+def grpcurl_tls_flags(env: dict[str, str], config: CommonConfig) -> str:
+    """grpcurl's flags for the connection the services expect: -plaintext, or the CA bundle and
+    the client certificate (mTLS) the services' own clients use."""
+    if config.client_tls is None:
+        return "-plaintext"
+    flags = f"-cacert {env[TLS_CA]}"
+    if config.client_tls.certificate_chain is not None:
+        cert, key = (TLS_CLIENT_CERT, TLS_CLIENT_KEY) if env.get(TLS_CLIENT_CERT) else (TLS_CERT, TLS_KEY)
+        flags += f" -cert {env[cert]} -key {env[key]}"
+    return flags
+
+
 def say(text: str, error: bool = False) -> None:
     print(text, file=sys.stderr if error else sys.stdout, flush=True)
 
@@ -177,7 +201,7 @@ def main() -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     token = env["TRADER_API_TOKEN"]
     say(f"mode {config.mode}; API token: {token}")
-    say("call any service, e.g.:\n  grpcurl -plaintext -H 'authorization: Bearer " + token + "' "
+    say(f"call any service, e.g.:\n  grpcurl {grpcurl_tls_flags(env, config)} -H 'authorization: Bearer {token}' "
         f"{config.address_of('gateway')} trader.gateway.v1.Gateway/GetSystemStatus")
     say(f"logs: {log_dir}/<service>.log; Ctrl-C stops everything")
 

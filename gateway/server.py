@@ -5,15 +5,16 @@ from __future__ import annotations
 import threading
 from dataclasses import asdict
 
-import grpc
 from trader.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 from gateway import store
 from gateway.cycle import CycleResult, Services, StepResult, run_cycle
 from services.common import clock
-from services.common.client import health_status
+from services.common.client import health_status, raw_channel
 from services.common.config import SERVICES, CommonConfig
 from services.common.db import Database
+from services.common.maintenance import Maintenance
+from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.timestamps import from_timestamp, to_timestamp
 
 
@@ -53,8 +54,9 @@ class CycleRunner:
             return result
 
 
-class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
-    def __init__(self, config: CommonConfig, db: Database, runner: CycleRunner):
+class GatewayServicer(MaintenanceRpc, gateway_pb2_grpc.GatewayServicer):
+    def __init__(self, config: CommonConfig, db: Database, runner: CycleRunner, maintenance: Maintenance | None = None):
+        self.use_maintenance(maintenance)
         self._config = config
         self._db = db
         self._runner = runner
@@ -66,7 +68,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         response = gateway_pb2.GetSystemStatusResponse(mode=self._config.mode)
         for name, (service_name, _) in SERVICES.items():
             address = self._config.address_of(name)
-            with grpc.insecure_channel(address) as channel:
+            with raw_channel(address, self._config.client_tls) as channel:
                 health = health_status(channel, service_name)
             response.services.add(service=service_name, address=address, health=health)
         with self._db.transaction() as session:

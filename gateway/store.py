@@ -6,10 +6,11 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Boolean, Integer, String, Text, func, select
+from sqlalchemy import Boolean, Integer, String, Text, delete, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
+from services.common.maintenance import RetentionRule
 from services.common.migrations import Schema
 
 
@@ -53,3 +54,16 @@ def last_run(session: Session, simulated: bool | None = None, ok: bool | None = 
 
 def run_count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(CycleRunRow)) or 0
+
+
+# --- retention (services/common/maintenance.py) ---
+
+def delete_runs_finished_before(session: Session, cutoff: datetime) -> int:
+    return session.execute(delete(CycleRunRow).where(CycleRunRow.finished_at < cutoff)).rowcount or 0
+
+
+# By when a run was recorded (the wall clock), so a replay's simulated years are not taken for old rows.
+RETENTION_RULES = (
+    RetentionRule("cycle_runs", "sync cycle runs recorded before the cutoff", "TRADER_CYCLE_RUN_RETENTION_DAYS",
+                  365, delete_runs_finished_before, wall_clock=True),
+)

@@ -20,10 +20,10 @@ from services.data.history import Bar
 from services.data.universe import Security
 from services.planner import store as planner_store
 from services.planner.adapters.peers import Peers
+from services.planner.config_engine import ConfigEngine, ConfigUpdate
 from services.planner.engine import PlannerEngine
 from services.planner.scoring_engine import ScoringEngine
 from services.planner.server import PlannerServicer
-from services.planner.settings import PlannerSettings
 from services.portfolio import store as portfolio_store
 from services.portfolio.server import PortfolioServicer
 from services.trading.risk import RiskSettings
@@ -54,7 +54,7 @@ class ScriptedTrading(trading_pb2_grpc.TradingServicer):
 
 class PlannerHarness:
     def __init__(self, tmp_path, securities: list[Security], bars: dict[str, list[Bar]], fx: str = "USD=1.10",
-                 cash: float = 100_000.0, settings: PlannerSettings | None = None):
+                 cash: float = 100_000.0, config_toml: str | None = None):
         env = {"TRADER_AUTH_DISABLED": "1", "TRADER_VAR_DIR": str(tmp_path), "TRADER_FX_RATES": fx,
                **{f"TRADER_{name.upper()}_ADDR": f"127.0.0.1:{free_port()}" for name in PEERS}}
         configs = {name: load_common(name, env) for name in PEERS}
@@ -66,8 +66,12 @@ class PlannerHarness:
         portfolio = PortfolioServicer(configs["portfolio"], portfolio_db, self._clients[0])
         peers = Peers(self._clients[1])
         scoring = ScoringEngine(self.planner_db, peers)
-        self.engine = PlannerEngine(self.planner_db, peers, scoring, settings)
-        planner = PlannerServicer(self.engine, scoring)
+        self.configs = ConfigEngine(self.planner_db, peers.bucket_kind)
+        self.configs.seed(datetime(2000, 1, 1, tzinfo=UTC))
+        if config_toml is not None:
+            self.configs.update(ConfigUpdate(bucket_id="core", toml=config_toml), datetime(2000, 1, 1, tzinfo=UTC))
+        self.engine = PlannerEngine(self.planner_db, peers, scoring, self.configs)
+        planner = PlannerServicer(self.engine, scoring, self.configs)
         self._servers = [
             start_server(configs["data"], lambda s: data_pb2_grpc.add_MarketDataServicer_to_server(self.data, s)),
             start_server(configs["portfolio"], lambda s: portfolio_pb2_grpc.add_PortfolioServicer_to_server(

@@ -6,15 +6,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from gateway.launch import START_ORDER, module_of, wait_serving
-from services.common.config import REPO_ROOT, SERVICES
+from services.common.client import raw_channel
+from services.common.config import REPO_ROOT, SERVICES, load_client_tls
 from tests.helpers import TOKEN, free_port
 
 
@@ -25,15 +28,58 @@ class SpanCollector(trace_service_pb2_grpc.TraceServiceServicer):
         self.spans: list[tuple[str, str, str]] = []
 
     def Export(self, request, context):
+        self.record(request)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def record(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
         for resource_spans in request.resource_spans:
             service = next((a.value.string_value for a in resource_spans.resource.attributes
                             if a.key == "service.name"), "")
             for scope in resource_spans.scope_spans:
                 self.spans.extend((service, span.trace_id.hex(), span.name) for span in scope.spans)
-        return trace_service_pb2.ExportTraceServiceResponse()
 
     def services_in_trace(self, trace_id: str) -> set[str]:
         return {service for service, trace, _ in self.spans if trace == trace_id}
+
+
+class HttpSpanCollector(SpanCollector):
+    """A minimal OTLP/HTTP (protobuf) trace receiver on 127.0.0.1: POST /v1/traces. `endpoint` is
+    the base URL for OTEL_EXPORTER_OTLP_ENDPOINT; `requests` counts the posts by path."""
+
+    def __init__(self):
+        super().__init__()
+        self.requests: dict[str, int] = {}
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                collector.requests[self.path] = collector.requests.get(self.path, 0) + 1
+                if self.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":
+                    self.send_error(404 if self.path != "/v1/traces" else 415)
+                    return
+                collector.record(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
+                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> HttpSpanCollector:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 class Suite:
@@ -56,6 +102,8 @@ class Suite:
             **(extra_env or {}),
         }
         self.processes: dict[str, subprocess.Popen] = {}
+        # the tests call as the services do: over TLS when the environment says so
+        self.client_tls = load_client_tls(self.env)
 
     def start(self) -> Suite:
         self._collector_server.start()
@@ -65,7 +113,7 @@ class Suite:
                                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         for name, process in self.processes.items():
-            wait_serving(self.addresses[name], SERVICES[name][0], process, deadline)
+            wait_serving(self.addresses[name], SERVICES[name][0], process, deadline, tls=self.client_tls)
         return self
 
     def start_one(self, name: str, **env_changes: str | None) -> None:
@@ -76,10 +124,11 @@ class Suite:
         log = open(self.workdir / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
         self.processes[name] = subprocess.Popen([sys.executable, "-m", module_of(name)], cwd=REPO_ROOT, env=env,
                                                 stdout=log, stderr=subprocess.STDOUT)
-        wait_serving(self.addresses[name], SERVICES[name][0], self.processes[name], time.monotonic() + 60)
+        wait_serving(self.addresses[name], SERVICES[name][0], self.processes[name], time.monotonic() + 60,
+                     tls=self.client_tls)
 
     def channel(self, service: str) -> grpc.Channel:
-        return grpc.insecure_channel(self.addresses[service])
+        return raw_channel(self.addresses[service], self.client_tls)
 
     def terminate(self) -> dict[str, tuple[int | None, float]]:
         """SIGTERM every process; returns name -> (exit code, seconds it took)."""

@@ -17,6 +17,10 @@ from gateway.launch import START_ORDER
 from services.common.config import REPO_ROOT, SERVICES
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+COMPOSE_TLS_FILE = REPO_ROOT / "deploy" / "compose-tls.yml"
+TLS_DIRECTORY = "/etc/trader/tls"
+TLS_PATHS = {"TRADER_TLS_CERT": f"{TLS_DIRECTORY}/tls.crt", "TRADER_TLS_KEY": f"{TLS_DIRECTORY}/tls.key",
+             "TRADER_TLS_CA": f"{TLS_DIRECTORY}/ca.crt", "TRADER_TLS_CLIENT_CA": f"{TLS_DIRECTORY}/ca.crt"}
 K8S = REPO_ROOT / "deploy" / "k8s"
 ORDER = (*START_ORDER, "gateway")
 BROKER_SECRETS = {"TRADER_TRADERNET_API_KEY", "TRADER_TRADERNET_API_SECRET"}
@@ -80,6 +84,20 @@ def test_compose_peers_are_reached_by_service_name(compose, name):
         assert environment[f"TRADER_{peer.upper()}_ADDR"] == f"{peer}:{port}"
     blanked = {key for key, value in environment.items() if value == ""}
     assert blanked == (set() if name == "trading" else BROKER_SECRETS)
+
+
+def test_compose_tls_override_follows_the_compose_specification():
+    done = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", COMPOSE_TLS_FILE],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_compose_tls_override_gives_every_service_mutual_tls(name):
+    service = yaml.safe_load(COMPOSE_TLS_FILE.read_text())["services"][name]
+    [volume] = service["volumes"]
+    assert volume == f"${{TRADER_TLS_DIR:-./tls}}:{TLS_DIRECTORY}:ro"  # read-only, beside the state volume
+    assert service["environment"] == TLS_PATHS
 
 
 def test_compose_profiles(compose):
@@ -157,7 +175,7 @@ def k8s_copy(tmp_path_factory) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("directory", ["base", "overlays/example", "overlays/postgres"])
+@pytest.mark.parametrize("directory", ["base", "overlays/example", "overlays/postgres", "overlays/tls"])
 def test_k8s_manifests_validate_against_kubernetes_1_32_strictly(k8s_copy, directory):
     rendered = subprocess.run([tool("kubectl"), "kustomize", k8s_copy / directory],
                               capture_output=True, text=True, timeout=120)
@@ -167,6 +185,17 @@ def test_k8s_manifests_validate_against_kubernetes_1_32_strictly(k8s_copy, direc
     assert validated.returncode == 0, validated.stdout + validated.stderr
     documents = list(yaml.safe_load_all(rendered.stdout))
     assert len(of_kind(documents, "Deployment")) == len(ORDER)
+    if directory == "overlays/tls":
+        settings = of_kind(documents, "ConfigMap")
+        [data] = [config["data"] for name, config in settings.items() if name.startswith("trader-settings")]
+        assert {key: data[key] for key in TLS_PATHS} == TLS_PATHS
+        for deployment in of_kind(documents, "Deployment").values():
+            pod = deployment["spec"]["template"]["spec"]
+            [container] = pod["containers"]
+            assert {"name": "tls", "mountPath": TLS_DIRECTORY, "readOnly": True} in container["volumeMounts"]
+            assert {"name": "tls", "secret": {"secretName": "trader-tls", "defaultMode": 0o440}} in pod["volumes"]
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):  # the kubelet's gRPC probe has no TLS
+                assert container[probe]["exec"]["command"][:3] == ["python", "-m", "services.common.healthprobe"]
     if directory == "overlays/postgres":
         assert not of_kind(documents, "PersistentVolumeClaim")
         for name, deployment in of_kind(documents, "Deployment").items():

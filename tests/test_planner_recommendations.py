@@ -229,7 +229,7 @@ def test_plan_ids_and_recommendation_ids_are_deterministic(harness):
     assert [(s.symbol, s.quantity) for s in one.steps] == [(s.symbol, s.quantity) for s in two.steps]
 
 
-@pytest.mark.parametrize("max_steps", [-1, 6, 1000])
+@pytest.mark.parametrize("max_steps", [-1, 11, 1000])
 def test_get_recommendations_bad_input_is_named_and_changes_nothing(harness, max_steps):
     h = harness()
     error = rejected(lambda: h.plan(LAST_DAY, max_steps=max_steps))
@@ -282,7 +282,7 @@ def test_the_state_key_changes_with_a_target_an_allow_flag_cash_or_a_position(ha
 
 
 def test_other_settings_are_another_state(harness):
-    default, cautious = harness(name="d"), harness(name="c", settings=PlannerSettings(min_cash_reserve=5_000.0))
+    default, cautious = harness(name="d"), harness(name="c", config_toml="[optimizer]\nmin_cash_reserve = 5000.0\n")
     one, two = default.plan(LAST_DAY), cautious.plan(LAST_DAY)
     assert one.portfolio_hash == two.portfolio_hash and one.settings_hash != two.settings_hash
     assert two.reserve_base == 5_000.0 and sum(two.target_weights.values()) == pytest.approx(0.95, abs=1e-5)
@@ -357,13 +357,18 @@ def test_optimize_on_the_bundled_history(running_suite):
     assert again.target_weights == reply.target_weights
 
 
-def test_targets_are_reused_for_the_same_state_for_48_hours(harness):
-    """The original's 48-hour cache per state: the next day's plan reuses the targets (no closes,
-    metrics or fundamentals read, the optimiser not run), a new state or a target older than 48
-    hours is computed again."""
+def test_targets_are_reused_for_the_same_state_for_48_hours(harness, monkeypatch):
+    """The original's 48-hour cache per state: the next day's plan reuses the targets (the
+    optimiser not run; the holistic planner still reads closes, metrics and fundamentals, one
+    call each), a new state or a target older than 48 hours is computed again."""
+    from services.planner import engine as planner_engine
+
+    runs = []
+    optimize = planner_engine.optimize
+    monkeypatch.setattr(planner_engine, "optimize", lambda inputs: runs.append(inputs) or optimize(inputs))
     h = harness()
     first = h.plan(LAST_DAY)
-    assert not any("reused" in note for note in first.notes)
+    assert not any("reused" in note for note in first.notes) and len(runs) == 1
     peers = h.engine._peers
     original = peers._data
     peers._data = counting = CountingStub(original)
@@ -371,9 +376,11 @@ def test_targets_are_reused_for_the_same_state_for_48_hours(harness):
     assert [note for note in next_day.notes if "reused" in note] == [
         f"targets computed {NOW:%Y-%m-%d %H:%M} UTC for this state reused (at most 48 hours)"]
     assert dict(next_day.target_weights) == dict(first.target_weights) and next_day.plan_id != first.plan_id
-    assert not {"GetPriceHistories", "GetMetrics", "GetFundamentals"} & set(counting.calls)
+    assert len(runs) == 1
+    assert all(counting.calls[m] == 1 for m in ("GetPriceHistories", "GetMetrics", "GetFundamentals"))
     peers._data = original
     later = h.plan(LAST_DAY + timedelta(days=3))  # 72 hours after the targets
+    assert len(runs) == 2
     assert not any("reused" in note for note in later.notes)
     h.portfolio_stub.ApplyBrokerState(portfolio_pb2.ApplyBrokerStateRequest(
         cash=[portfolio_pb2.BrokerCash(currency="EUR", amount=90_000.0)]))

@@ -17,13 +17,14 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
 from services.common import clock
-from services.common.config import SERVICES, CommonConfig
+from services.common.config import SERVICES, ClientTls, CommonConfig, load_client_tls
 
 READ_PREFIXES = ("Get", "List", "Check")
 RECONNECT_BACKOFF_MAX_MS = 1000
@@ -100,12 +101,32 @@ def health_status(channel: grpc.Channel, service_name: str, timeout_s: float = 1
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
+def channel_credentials(tls: ClientTls) -> grpc.ChannelCredentials:
+    """Trust `tls.root_certificates`; present the client certificate when there is one (mTLS)."""
+    return grpc.ssl_channel_credentials(tls.root_certificates, tls.private_key, tls.certificate_chain)
+
+
+def raw_channel(address: str, tls: ClientTls | None, options=CHANNEL_OPTIONS) -> grpc.Channel:
+    """A channel without interceptors (health checks, reflection): TLS with `tls`, else plain text."""
+    if tls is None:
+        return grpc.insecure_channel(address, options=options)
+    return grpc.secure_channel(address, channel_credentials(tls), options=options)
+
+
 def _intercepted(channel: grpc.Channel, token: str | None, timeout_s: float) -> grpc.Channel:
     return grpc.intercept_channel(channel, RetryReadsInterceptor(), OutgoingInterceptor(token, timeout_s))
 
 
-def open_channel(address: str, token: str | None, timeout_s: float) -> grpc.Channel:
-    return _intercepted(grpc.insecure_channel(address, options=CHANNEL_OPTIONS), token, timeout_s)
+FROM_ENVIRONMENT: Any = object()
+
+
+def open_channel(address: str, token: str | None, timeout_s: float, tls: ClientTls | None = FROM_ENVIRONMENT,
+                 ) -> grpc.Channel:
+    """A channel for command-line tools. TLS follows the TRADER_TLS_* variables unless `tls` is
+    given (None: plain text); wrong TLS variables raise ConfigError."""
+    if tls is FROM_ENVIRONMENT:
+        tls = load_client_tls()
+    return _intercepted(raw_channel(address, tls), token, timeout_s)
 
 
 class Clients:
@@ -120,7 +141,7 @@ class Clients:
     def channel(self, service: str) -> grpc.Channel:
         with self._lock:
             if service not in self._channels:
-                raw = grpc.insecure_channel(self._config.address_of(service), options=CHANNEL_OPTIONS)
+                raw = raw_channel(self._config.address_of(service), self._config.client_tls)
                 self._raw[service] = raw
                 self._channels[service] = _intercepted(raw, self._config.api_token, self._config.call_timeout_s)
             return self._channels[service]

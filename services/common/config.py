@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # name -> (gRPC service name, default port)
@@ -142,6 +143,153 @@ def db_url_variable(service: str) -> str:
     return f"TRADER_{service.upper()}_DB_URL"
 
 
+# --- TLS (README, "Deploy", "TLS") ------------------------------------------------------------
+# Servers: TRADER_TLS_CERT + TRADER_TLS_KEY turn TLS on; TRADER_TLS_CLIENT_CA makes it mutual
+# (clients must present a certificate signed by that CA). Clients: TRADER_TLS_CA (the CA bundle
+# that signed the servers' certificates) turns TLS on; TRADER_TLS_CLIENT_CERT + _KEY is the
+# certificate they present, by default TRADER_TLS_CERT + _KEY (a service calls its peers with its
+# own certificate). PEM files, read once at start; a renewed certificate needs a restart.
+TLS_CERT, TLS_KEY, TLS_CLIENT_CA = "TRADER_TLS_CERT", "TRADER_TLS_KEY", "TRADER_TLS_CLIENT_CA"
+TLS_CA, TLS_CLIENT_CERT, TLS_CLIENT_KEY = "TRADER_TLS_CA", "TRADER_TLS_CLIENT_CERT", "TRADER_TLS_CLIENT_KEY"
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """A server's certificate chain and private key (PEM); with `client_ca`, mutual TLS."""
+
+    certificate_chain: bytes = field(repr=False)
+    private_key: bytes = field(repr=False)
+    client_ca: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """The CA bundle a client trusts (PEM) and the certificate and key it presents, if any."""
+
+    root_certificates: bytes = field(repr=False)
+    certificate_chain: bytes | None = field(default=None, repr=False)
+    private_key: bytes | None = field(default=None, repr=False)
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _refuse_password() -> bytes:
+    raise _EncryptedKey  # instead of OpenSSL asking on the terminal
+
+
+def _pem_file(env: Env, name: str) -> tuple[str, bytes] | None:
+    path = env.raw(name)
+    if path is None:
+        return None
+    try:
+        return path, Path(path).read_bytes()
+    except OSError as exc:
+        env.problems.append(f"{name}={path!r}: cannot read it: {exc.strerror}")
+        return None
+
+
+def _has_certificates(env: Env, name: str, path: str, what: str) -> bool:
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError) as exc:
+        env.problems.append(f"{name}={path!r}: not {what} in PEM format ({exc})")
+        return False
+    return True
+
+
+def tls_certificates(env: Env, name: str) -> bytes | None:
+    """A PEM CA bundle named by variable `name`, checked; None when unset or wrong (a problem)."""
+    found = _pem_file(env, name)
+    if found is None or not _has_certificates(env, name, found[0], "a CA certificate bundle"):
+        return None
+    return found[1]
+
+
+def tls_key_pair(env: Env, cert_name: str, key_name: str) -> tuple[bytes, bytes] | None:
+    """A certificate chain and its private key (PEM), both given or neither, and matching."""
+    if (env.raw(cert_name) is None) != (env.raw(key_name) is None):
+        given, missing = (cert_name, key_name) if env.raw(key_name) is None else (key_name, cert_name)
+        env.problems.append(f"{given} is set but {missing} is not: a certificate needs its private key and the "
+                            "key its certificate")
+        return None
+    certificate, key = _pem_file(env, cert_name), _pem_file(env, key_name)
+    if certificate is None or key is None:
+        return None
+    if not _has_certificates(env, cert_name, certificate[0], "a certificate"):
+        return None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(certificate[0], key[0], password=_refuse_password)
+    except _EncryptedKey:
+        env.problems.append(f"{key_name}={key[0]!r}: the key is encrypted; gRPC needs it unencrypted "
+                            "(`openssl pkey -in KEY -out PLAIN_KEY`, then keep PLAIN_KEY readable by the service only)")
+        return None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            env.problems.append(f"{key_name}={key[0]!r}: not the private key of the certificate in "
+                                f"{cert_name}={certificate[0]!r}")
+        else:
+            env.problems.append(f"{key_name}={key[0]!r}: not a private key in PEM format ({exc})")
+        return None
+    return certificate[1], key[1]
+
+
+def server_tls(env: Env) -> ServerTls | None:
+    """TRADER_TLS_CERT, TRADER_TLS_KEY and TRADER_TLS_CLIENT_CA; None when TLS is off."""
+    pair = tls_key_pair(env, TLS_CERT, TLS_KEY)
+    client_ca = tls_certificates(env, TLS_CLIENT_CA)
+    if env.raw(TLS_CLIENT_CA) is not None and env.raw(TLS_CERT) is None and env.raw(TLS_KEY) is None:
+        env.problems.append(f"{TLS_CLIENT_CA} is set but {TLS_CERT} and {TLS_KEY} are not: client certificates "
+                            "are checked only over TLS")
+    return None if pair is None else ServerTls(pair[0], pair[1], client_ca)
+
+
+def client_tls(env: Env, own: tuple[bytes, bytes] | None) -> ClientTls | None:
+    """TRADER_TLS_CA, and TRADER_TLS_CLIENT_CERT + _KEY or else `own` (the process's certificate
+    and key); None when the client speaks plain text."""
+    roots = tls_certificates(env, TLS_CA)
+    pair = tls_key_pair(env, TLS_CLIENT_CERT, TLS_CLIENT_KEY)
+    if env.raw(TLS_CA) is None:
+        if env.raw(TLS_CLIENT_CERT) is not None or env.raw(TLS_CLIENT_KEY) is not None:
+            env.problems.append(f"{TLS_CLIENT_CERT} and {TLS_CLIENT_KEY} need {TLS_CA} (the CA bundle that signed "
+                                "the servers' certificates): client certificates are sent only over TLS")
+        return None
+    if roots is None:
+        return None
+    if pair is None and env.raw(TLS_CLIENT_CERT) is None:
+        pair = own
+    return ClientTls(roots, *(pair or (None, None)))
+
+
+def load_client_tls(environ: Mapping[str, str] | None = None) -> ClientTls | None:
+    """A client tool's TLS settings (grpcurl-like callers, the health probe); raises ConfigError."""
+    env = Env(environ)
+    tls = client_tls(env, tls_key_pair(env, TLS_CERT, TLS_KEY))
+    env.check()
+    return tls
+
+
+# --- OpenTelemetry's exporter protocol (the standard OTEL_* variables; tracing.py) -------------
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+
+
+def otlp_traces_protocol(env: Env) -> str:
+    """OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else grpc (what
+    opentelemetry-python's auto-configuration defaults to, and what this project always used)."""
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        value = env.raw(name)
+        if value is None:
+            continue
+        protocol = value.lower()
+        if protocol not in OTLP_PROTOCOLS:
+            why = " (OpenTelemetry for Python has no http/json exporter)" if protocol == "http/json" else ""
+            env.problems.append(f"{name}={value!r}: expected grpc or http/protobuf{why}")
+            return OTLP_PROTOCOLS[0]
+        return protocol
+    return OTLP_PROTOCOLS[0]
+
+
 @dataclass(frozen=True)
 class CommonConfig:
     """What every process needs, read from TRADER_* variables."""
@@ -158,6 +306,8 @@ class CommonConfig:
     call_timeout_s: float
     shutdown_grace_s: float
     log_level: str
+    server_tls: ServerTls | None = None   # how this service serves: None is plain text
+    client_tls: ClientTls | None = None   # how it calls its peers: None is plain text
 
     def address_of(self, service: str) -> str:
         return self.addresses[service]
@@ -206,6 +356,16 @@ def load_common(service: str, environ: Mapping[str, str] | None = None, env: Env
     listen_address = addresses[service]
     if listen_host is not None:
         listen_address = f"{listen_host}:{listen_address.rsplit(':', 1)[1]}"
+    otlp_traces_protocol(env)  # checked here with the rest; tracing.py reads it when it starts
+    serving_tls = server_tls(env)
+    calling_tls = client_tls(env, serving_tls and (serving_tls.certificate_chain, serving_tls.private_key))
+    # Every service serves and calls alike, or the peers could not talk to each other.
+    if env.raw(TLS_CERT) is not None and env.raw(TLS_CA) is None:
+        env.problems.append(f"{TLS_CERT} is set but {TLS_CA} is not: the services call each other over TLS, so "
+                            "each needs the CA bundle that signed its peers' certificates")
+    elif env.raw(TLS_CA) is not None and env.raw(TLS_CERT) is None and env.raw(TLS_KEY) is None:
+        env.problems.append(f"{TLS_CA} is set but {TLS_CERT} and {TLS_KEY} are not: the services call each other "
+                            "over TLS, so each must also serve over TLS")
     config = CommonConfig(
         service=service,
         addresses=addresses,
@@ -219,6 +379,8 @@ def load_common(service: str, environ: Mapping[str, str] | None = None, env: Env
         call_timeout_s=env.number("TRADER_CALL_TIMEOUT_S", 10.0, minimum=0.1, maximum=600),
         shutdown_grace_s=env.number("TRADER_SHUTDOWN_GRACE_S", 3.0, minimum=0, maximum=60),
         log_level=env.choice("TRADER_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        server_tls=serving_tls,
+        client_tls=calling_tls,
     )
     if own_env:
         env.check()

@@ -12,7 +12,10 @@ SERVICE (gateway, data, portfolio, planner, trading, display) defaults to the on
 runs: the service named on the command line of the container's main process (/proc/1/cmdline:
 `python -m services.data`, or `... entrypoint.sh data` under an init). The address defaults to
 the service's port on the loopback when it listens on every interface (TRADER_LISTEN_HOST
-0.0.0.0 or [::]), else to TRADER_<SERVICE>_ADDR.
+0.0.0.0 or [::]), else to TRADER_<SERVICE>_ADDR. With TLS (TRADER_TLS_CA; README, "Deploy") it
+connects as the service's own clients do, presenting TRADER_TLS_CLIENT_CERT or the service's
+certificate, so it works under mutual TLS too; the certificate must name the probed host
+(127.0.0.1 for a wildcard listener).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.config import SERVICES, ConfigError, Env
+from services.common.client import raw_channel
+from services.common.config import SERVICES, ClientTls, ConfigError, Env, load_client_tls
 
 WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}
 
@@ -60,9 +64,9 @@ def probe_address(service: str, environ: Mapping[str, str]) -> str:
     return f"{WILDCARD_HOSTS.get(listen_host, listen_host)}:{port}"
 
 
-def check(address: str, service_name: str, timeout_s: float) -> str:
+def check(address: str, service_name: str, timeout_s: float, tls: ClientTls | None = None) -> str:
     """The status name (SERVING, NOT_SERVING, ...), or the gRPC error code when none came back."""
-    with grpc.insecure_channel(address) as channel:
+    with raw_channel(address, tls) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service_name), timeout=timeout_s)
@@ -83,13 +87,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if service is None:
         print("healthprobe: cannot tell which service this container runs; name it, e.g. 'healthprobe data'")
         return 1
+    environ = os.environ if environ is None else environ
     try:
-        address = args.address or probe_address(service, os.environ if environ is None else environ)
+        address = args.address or probe_address(service, environ)
+        tls = load_client_tls(environ)
     except ConfigError as exc:
         print(f"healthprobe: {exc}")
         return 1
     service_name = SERVICES[service][0]
-    status = check(address, service_name, args.timeout)
+    status = check(address, service_name, args.timeout, tls)
     answered = status in health_pb2.HealthCheckResponse.ServingStatus.keys()
     healthy = answered if args.alive else status == "SERVING"
     print(f"{service_name} at {address}: {status}")

@@ -19,15 +19,33 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
-from services.common.config import SERVICES, CommonConfig, ConfigError
+from services.common.config import SERVICES, CommonConfig, ConfigError, ServerTls
 from services.common.interceptors import AuthInterceptor, CallContextInterceptor
 from services.common.logs import event, setup_logging
+from services.common.reflection import enable_reflection
 from services.common.shutdown import StopRequest, die_with_parent
 from services.common.tracing import setup_tracing
 
 log = logging.getLogger("trader.server")
+MAX_LISTED_SERVICES = 100  # as grpc-go: List answers RESOURCE_EXHAUSTED beyond this
+
+
+class HealthServicer(health.HealthServicer):
+    """grpcio-health-checking's servicer (Check, Watch) plus List, which it lacks (1.85.1).
+
+    List (grpc/health/v1/health.proto): a snapshot of every known service's status, the
+    server's overall status under "" included; RESOURCE_EXHAUSTED if there are too many.
+    """
+
+    def List(self, request, context):
+        with self._lock:  # the base class keeps the statuses in _server_status, under _lock
+            statuses = dict(self._server_status)
+        if len(statuses) > MAX_LISTED_SERVICES:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{len(statuses)} services exceed the {MAX_LISTED_SERVICES} that List answers")
+        return health_pb2.HealthListResponse(
+            statuses={name: health_pb2.HealthCheckResponse(status=status) for name, status in statuses.items()})
 
 
 @dataclass
@@ -35,7 +53,7 @@ class RunningServer:
     """A started gRPC server with its health servicer."""
 
     server: grpc.Server
-    health: health.HealthServicer
+    health: HealthServicer
     service_name: str
     port: int
     _stopped: threading.Event = field(default_factory=threading.Event)
@@ -55,6 +73,13 @@ class RunningServer:
         self.server.stop(grace_s).wait()
 
 
+def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
+    """TLS with the service's certificate; with a client CA, clients without a certificate it
+    signed are refused during the handshake (mutual TLS)."""
+    return grpc.ssl_server_credentials([(tls.private_key, tls.certificate_chain)], root_certificates=tls.client_ca,
+                                       require_client_auth=tls.client_ca is not None)
+
+
 def start_server(config: CommonConfig, register: Callable[[grpc.Server], None],
                  max_workers: int = 16) -> RunningServer:
     """Build, bind and start the server for `config.service`; `register` adds the servicer."""
@@ -65,12 +90,13 @@ def start_server(config: CommonConfig, register: Callable[[grpc.Server], None],
     interceptors.append(CallContextInterceptor())
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=interceptors)
     register(server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    port = server.add_insecure_port(config.listen_address)
+    enable_reflection(server, (service_name, health.SERVICE_NAME))
+    if config.server_tls is None:
+        port = server.add_insecure_port(config.listen_address)
+    else:
+        port = server.add_secure_port(config.listen_address, server_credentials(config.server_tls))
     if port == 0:
         raise OSError(f"cannot bind {config.listen_address}")
     server.start()
@@ -121,8 +147,9 @@ def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any]
     # Start-up objects (libraries, loaded data) live as long as the process: move them out of
     # the collector's reach so full collections stay short (they set the latency tail).
     gc.freeze()
+    tls = "off" if common.server_tls is None else "mutual" if common.server_tls.client_ca else "on"
     event(log, "serving", address=common.listen_address, mode=common.mode,
-          auth="on" if common.api_token else "off")
+          auth="on" if common.api_token else "off", tls=tls)
     if parts.after_start is not None:
         parts.after_start(running, stop_requested.request)
     stop_requested.wait()

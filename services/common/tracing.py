@@ -1,8 +1,11 @@
 """OpenTelemetry setup: one tracer provider per process, W3C context over gRPC metadata.
 
 The exporter follows the standard variables: with OTEL_EXPORTER_OTLP_ENDPOINT (or the traces
-variant) set, spans go over OTLP/gRPC; with none set, spans are made (trace ids still flow
-between services and into logs) but not exported, and nothing complains.
+variant) set, spans go over OTLP, by gRPC or by HTTP with protobuf as OTEL_EXPORTER_OTLP_PROTOCOL
+(or the traces variant) says (grpc when unset); the exporter itself reads the endpoint (for HTTP
+the base URL, /v1/traces appended), headers, certificates, compression and timeout. With no
+endpoint set, spans are made (trace ids still flow between services and into logs) but not
+exported, and nothing complains.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import GrpcInstrumentorClient, GrpcInstrumentorServer
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from services.common.config import Env, otlp_traces_protocol
 
 _instrumented = False
 
@@ -27,15 +32,31 @@ def otlp_configured(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
+def span_exporter(environ: Mapping[str, str]) -> SpanExporter | None:
+    """The OTLP exporter the variables ask for (it reads os.environ itself), or None.
+    Raises ConfigError for an unknown protocol."""
+    if not otlp_configured(environ):
+        return None
+    env = Env(environ)
+    protocol = otlp_traces_protocol(env)
+    env.check()
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+        return HttpExporter()
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+    return GrpcExporter()
+
+
 def setup_tracing(service: str, extra_processors: tuple[SpanProcessor, ...] = ()) -> TracerProvider:
     """Install the tracer provider and the gRPC instrumentation (before any server or channel)."""
     global _instrumented
     name = os.environ.get("OTEL_SERVICE_NAME") or f"trader-{service}"
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
-    if otlp_configured(os.environ):
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    exporter = span_exporter(os.environ)
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     for processor in extra_processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)

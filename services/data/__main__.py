@@ -10,6 +10,7 @@ import sys
 
 from trader.data.v1 import data_pb2_grpc
 
+from services.common.maintenance import Maintenance, load_settings
 from services.common.server import ServiceParts, run_service
 from services.data import engine, store
 from services.data.adapters.sample_history import load_sample_history
@@ -19,6 +20,7 @@ from services.data.server import MarketDataServicer
 
 
 def build(config: DataConfig) -> ServiceParts:
+    settings = load_settings("data", config.common.var_dir, store.RETENTION_RULES)
     db = store.open_database(config.common.db_url)
     if config.provider == "sample":
         provider = load_sample_history()
@@ -28,7 +30,7 @@ def build(config: DataConfig) -> ServiceParts:
     engine.revalidate_stale(db)
     common = config.common
     engine.load_reference_rates(db, engine.needed_currencies(db, common.base_currency, sorted(common.fx_rates)))
-    servicer = MarketDataServicer(config, db, provider)
+    servicer = MarketDataServicer(config, db, provider, Maintenance(store.SCHEMA, db, settings))
     return ServiceParts(lambda server: data_pb2_grpc.add_MarketDataServicer_to_server(servicer, server), db.close)
 
 

@@ -10,6 +10,8 @@ from trader.data.v1 import data_pb2, data_pb2_grpc
 from services.common import clock
 from services.common.db import Database
 from services.common.errors import InvalidArgument, NotFound
+from services.common.maintenance import Maintenance
+from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.money import convert
 from services.common.timestamps import to_timestamp
 from services.common.validate import currency_code, finite_amount, parse_day, required_text
@@ -106,8 +108,10 @@ def history_to_proto(security: Security, rows: list[tuple[Bar, str | None, date 
     return response
 
 
-class MarketDataServicer(data_pb2_grpc.MarketDataServicer):
-    def __init__(self, config: DataConfig, db: Database, provider: PriceProvider):
+class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
+    def __init__(self, config: DataConfig, db: Database, provider: PriceProvider,
+                 maintenance: Maintenance | None = None):
+        self.use_maintenance(maintenance)
         self._config = config
         self._base = config.common.base_currency
         self._db = db

@@ -12,6 +12,7 @@ from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Integer, St
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
+from services.common.maintenance import RetentionRule
 from services.common.migrations import Schema
 from services.data.bar_cache import ALL, touch
 from services.data.history import Bar
@@ -471,3 +472,23 @@ def dividends_between(session: Session, security_ids: list[int], start: date | N
     if start is not None:
         query = query.where(DividendRow.ex_date >= start)
     return [tuple(r) for r in session.execute(query.order_by(DividendRow.security_id, DividendRow.ex_date))]
+
+
+# --- retention (services/common/maintenance.py) ---
+
+def delete_indicators_computed_before(session: Session, cutoff: datetime) -> int:
+    return session.execute(delete(IndicatorCacheRow).where(IndicatorCacheRow.computed_at < cutoff)).rowcount or 0
+
+
+INDICATOR_CACHE_KEEP_DAYS = 7  # the longest TTL of a cached indicator (analytics.TTL)
+
+# Bars are history (indicators, scores and the optimiser read years of them): they go only when
+# TRADER_DATA_RETENTION_DAYS says so. Cached indicators are recomputed on demand; none lives
+# longer than the longest TTL (analytics.py), so older ones are dead weight.
+RETENTION_RULES = (
+    RetentionRule("indicator_cache", "cached indicators computed before the cutoff (recomputed on demand)",
+                  "TRADER_INDICATOR_CACHE_RETENTION_DAYS", INDICATOR_CACHE_KEEP_DAYS,
+                  delete_indicators_computed_before),
+    RetentionRule("daily_bars", "daily bars dated before the cutoff (0, the default, keeps the history)",
+                  "TRADER_DATA_RETENTION_DAYS", 0, delete_bars_before, by_day=True),
+)

@@ -9,6 +9,7 @@ import sys
 
 from trader.display.v1 import display_pb2_grpc
 
+from services.common.maintenance import Maintenance, load_settings
 from services.common.server import ServiceParts, run_service
 from services.display import store
 from services.display.adapters.emulated_device import EmulatedDevice
@@ -19,6 +20,7 @@ from services.display.server import DisplayServicer
 
 
 def build(config: DisplayConfig) -> ServiceParts:
+    settings = load_settings("display", config.common.var_dir, store.RETENTION_RULES)
     db = store.open_database(config.common.db_url)
     emulator = None
     link = None
@@ -32,7 +34,7 @@ def build(config: DisplayConfig) -> ServiceParts:
         link.start()
     controller = DisplayController(db, link)
     controller.start()
-    servicer = DisplayServicer(db, controller)
+    servicer = DisplayServicer(db, controller, Maintenance(store.SCHEMA, db, settings))
 
     def close():
         controller.stop()

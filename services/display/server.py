@@ -7,6 +7,8 @@ from trader.display.v1 import display_pb2, display_pb2_grpc
 from services.common import clock
 from services.common.db import Database
 from services.common.errors import InvalidArgument
+from services.common.maintenance import Maintenance
+from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.timestamps import to_timestamp
 from services.common.validate import currency_code, finite_amount, non_negative_amount, required_text
 from services.display import pools, store
@@ -60,8 +62,9 @@ def _next_actions(request) -> tuple[str, float, float, tuple[str, str, float] | 
     return base, total, cash, (step.side, symbol, non_negative_amount("next_step.value_base", step.value_base))
 
 
-class DisplayServicer(display_pb2_grpc.DisplayServicer):
-    def __init__(self, db: Database, controller: DisplayController):
+class DisplayServicer(MaintenanceRpc, display_pb2_grpc.DisplayServicer):
+    def __init__(self, db: Database, controller: DisplayController, maintenance: Maintenance | None = None):
+        self.use_maintenance(maintenance)
         self._db = db
         self._controller = controller
 

@@ -10,6 +10,7 @@ from sqlalchemy import Integer, String, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
+from services.common.maintenance import RetentionRule
 from services.common.migrations import Schema
 from services.display.migrations import LEGACY_STEPS
 from services.display.pools import Message
@@ -71,3 +72,16 @@ def settings(session: Session) -> tuple[int, int]:
 
 def save_settings(session: Session, brightness: int, speed_ms: int) -> None:
     session.merge(SettingsRow(id=1, brightness=brightness, speed_ms=speed_ms))
+
+
+# --- retention (services/common/maintenance.py) ---
+
+def delete_messages_expired_before(session: Session, cutoff: datetime) -> int:
+    return session.execute(delete(MessageRow).where(MessageRow.expires_at < cutoff)).rowcount or 0
+
+
+# An expired message is never shown again; messages without an expiry stay until replaced or cleared.
+RETENTION_RULES = (
+    RetentionRule("expired_messages", "messages that expired before the cutoff (never shown again)",
+                  "TRADER_DISPLAY_MESSAGE_RETENTION_DAYS", 7, delete_messages_expired_before, wall_clock=True),
+)

@@ -5,21 +5,28 @@ import sys
 from trader.planner.v1 import planner_pb2_grpc
 
 from services.common.client import Clients
+from services.common.clock import wall_now
 from services.common.config import load_common
+from services.common.maintenance import Maintenance, load_settings
 from services.common.server import ServiceParts, run_service
 from services.planner import store
 from services.planner.adapters.peers import Peers
+from services.planner.config_engine import ConfigEngine
 from services.planner.engine import PlannerEngine
 from services.planner.scoring_engine import ScoringEngine
 from services.planner.server import PlannerServicer
 
 
 def build(config):
+    settings = load_settings("planner", config.var_dir, store.RETENTION_RULES)
     db = store.open_database(config.db_url)
     clients = Clients(config)
     peers = Peers(clients)
     scoring = ScoringEngine(db, peers)
-    servicer = PlannerServicer(PlannerEngine(db, peers, scoring), scoring)
+    configs = ConfigEngine(db, peers.bucket_kind)
+    configs.seed(wall_now())
+    servicer = PlannerServicer(PlannerEngine(db, peers, scoring, configs), scoring, configs,
+                               Maintenance(store.SCHEMA, db, settings))
 
     def close():
         clients.close()

@@ -1,12 +1,20 @@
-"""Planner defaults, in one place (decisions.md rule 20). Values are the original's
-(planner.md sections 3-6, trading-portfolio-jobs.md section 9) unless noted."""
+"""Planner defaults, in one place (decisions.md rule 20): the settings come from the default
+preset (services/planner/presets/default.toml, read by config.py); what stays here are the
+constants of the original's formulas (planner.md sections 3-6, trading-portfolio-jobs.md
+section 9), which no configuration changes."""
 
-COMMISSION_FIXED_BASE = 2.00   # EUR per trade (the broker's real fee)
-COMMISSION_RATE = 0.002        # 0.2% of the trade value
+from services.planner.config import preset
+
+DEFAULT_CONFIG = preset("default")
+
+COMMISSION_FIXED_BASE = DEFAULT_CONFIG.planner.transaction_cost_fixed  # per trade (the broker's real fee)
+COMMISSION_RATE = DEFAULT_CONFIG.planner.transaction_cost_percent       # of the trade value
 # The smallest trade whose fixed fee stays under 1%: 2 / (0.01 - 0.002) = 250 EUR.
 MIN_TRADE_BASE = COMMISSION_FIXED_BASE / (0.01 - COMMISSION_RATE)
-MIN_CASH_RESERVE_BASE = 500.0  # cash the plan never spends, whatever the regime
-MAX_STEPS = 5                  # at most this many buy steps per plan (max_plan_depth)
+MIN_CASH_RESERVE_BASE = DEFAULT_CONFIG.optimizer.min_cash_reserve  # cash never spent, whatever the regime
+MAX_STEPS = DEFAULT_CONFIG.planner.max_depth  # steps of a plan (max_plan_depth)
+MAX_PLAN_DEPTH = 10                           # the largest max_depth a configuration may set
+
 LOOKBACK_BARS = 365            # daily closes the optimiser sees (covariance window of the original)
 TARGETS_TTL_HOURS = 48         # optimiser targets are reused for the same state this long (the original's
                                # recommendation cache per portfolio hash, planner.md section 6)
@@ -15,15 +23,15 @@ MAX_WEIGHT = 0.20              # optimiser upper bound per security
 WEIGHT_CUTOFF = 0.005          # weights below this are dropped
 
 # Holding rules and scores the settings hash covers (planner.md section 6).
-MAX_LOSS_THRESHOLD = -0.20
-MIN_HOLD_DAYS = 90
-SELL_COOLDOWN_DAYS = 180
-MIN_SECURITY_SCORE = 0.5
+MAX_LOSS_THRESHOLD = DEFAULT_CONFIG.planner.max_loss_threshold
+MIN_HOLD_DAYS = DEFAULT_CONFIG.planner.min_hold_days
+SELL_COOLDOWN_DAYS = DEFAULT_CONFIG.planner.sell_cooldown_days
+MIN_SECURITY_SCORE = DEFAULT_CONFIG.planner.min_security_score
 
 # Optimiser (planner.md section 3).
-OPTIMIZER_BLEND = 0.5              # weight of HRP in the blend; the rest is mean-variance
-OPTIMIZER_TARGET_RETURN = 0.11     # efficient_return's target
-TARGET_ANNUAL_RETURN = 0.11        # the return a neutral score stands for in the expected return
+OPTIMIZER_BLEND = DEFAULT_CONFIG.optimizer.blend                  # HRP's share; the rest is mean-variance
+OPTIMIZER_TARGET_RETURN = DEFAULT_CONFIG.optimizer.target_return  # efficient_return's target
+TARGET_ANNUAL_RETURN = DEFAULT_CONFIG.optimizer.target_annual_return  # the return a neutral score stands for
 TARGET_VOLATILITY = 0.15           # efficient_risk's target
 EXPECTED_RETURN_RANGE = (-0.10, 0.30)
 MAX_COST_HAIRCUT = 0.02

@@ -19,7 +19,7 @@ are trading's where trading has one):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
@@ -28,17 +28,20 @@ from services.common.errors import FailedPrecondition
 from services.common.money import to_base
 from services.planner import defaults
 from services.planner.plan import Candidate, Cash, required_cash_base
-from services.trading.risk import STRICT_EXCHANGES  # trading's rule, read where it is defined
+from services.trading.risk import STRICT_EXCHANGES, RiskSettings  # trading's rules, read where defined
 
 
 @dataclass(frozen=True)
 class TradingRules:
-    """The trading service's settings (trading GetSettings) that decide whether a BUY passes."""
+    """The trading service's settings (trading GetSettings) that decide whether a trade passes."""
 
     max_price_age_days: int
     buy_cooldown_days: int
     price_band: float             # BUYs reserve cash at quote * (1 + band)
     auto_convert_currency: bool   # False: a foreign BUY needs cash in its own currency
+    min_hold_days: int = RiskSettings.min_hold_days          # no SELL within this of the last BUY
+    sell_cooldown_days: int = RiskSettings.sell_cooldown_days  # nor within this of the last SELL
+    max_sell_loss: float = RiskSettings.max_sell_loss        # nor at a loss worse than this
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,13 @@ def last_buys_within(buys: Sequence[tuple[str, datetime]], now: datetime, days: 
     return recent
 
 
-def strict_exchanges(listings: Sequence[Listing]) -> list[str]:
-    """The exchanges of buyable securities where trading needs an open market for a BUY."""
-    return sorted({s.exchange for s in listings if s.buyable and s.exchange in STRICT_EXCHANGES})
+def strict_exchanges(listings: Sequence[Listing], held: Iterable[str] = ()) -> list[str]:
+    """The exchanges whose state decides a plan: those of buyable securities where trading
+    needs an open market for a BUY, and those of the `held` securities (a SELL always needs
+    its market open)."""
+    held = set(held)
+    return sorted({s.exchange for s in listings if s.buyable and s.exchange in STRICT_EXCHANGES}
+                  | {s.exchange for s in listings if s.symbol in held and s.tradable})
 
 
 def screen(listings: Sequence[Listing], quotes: Mapping[str, Quote], base: str, rates: Mapping[str, float],

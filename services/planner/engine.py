@@ -1,24 +1,32 @@
 """The planner's use cases: the optimiser's targets (Optimize), the plan for the current state
-(GetRecommendations) and dismissing a step (DismissRecommendation).
+(GetRecommendations, CreatePlan), its incremental evaluation (RunPlannerBatch,
+GetPlannerStatus) and dismissing a step (DismissRecommendation).
 
 Each use case reads what it needs from the other services through adapters/peers.py, once per
 kind of data (never once per security), and hands it to the pure modules: eligibility (what
-trading would buy), inputs and optimizer (target weights), plan (BUY steps), recommendations
-(steps stored per state), settings (the settings and the state hashes). The optimiser's score
-factor reads the security scores, which the scoring engine refreshes from the same reads (a
-stored group is recomputed only when its TTL passed or its inputs changed)."""
+trading would buy), inputs and optimizer (target weights), holistic (opportunities, sequences,
+filters: the candidates of the plan), evaluation and batch (their scores, in batches),
+recommendations (steps stored per state), settings (the settings and the state hashes). The
+configuration in force is the core bucket's (config_engine.py).
+
+A plan is the best sequence of a complete batch: the batch of the state and day is generated
+once and stored; each call evaluates what is left (a cycle within the configuration's time
+budget, RunPlannerBatch a given number), and only a complete batch gives steps, so a cycle
+never acts on a half-evaluated state.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
 from services.common.db import Database
 from services.common.errors import FailedPrecondition, NotFound
-from services.planner import defaults, store
+from services.planner import batch, defaults, evaluation, holistic, store
 from services.planner.adapters.peers import (
     AllocationTargets,
     Fill,
@@ -28,6 +36,8 @@ from services.planner.adapters.peers import (
     PortfolioView,
     Regime,
 )
+from services.planner.config import PlannerConfig
+from services.planner.config_engine import ConfigEngine
 from services.planner.eligibility import (
     Exclusion,
     Listing,
@@ -38,21 +48,37 @@ from services.planner.eligibility import (
     strict_exchanges,
     valid_closes,
 )
-from services.planner.inputs import cagrs, current_weights, dividend_yields, held_elsewhere, security_inputs
+from services.planner.inputs import (
+    PlanningReads,
+    cagrs,
+    correlations,
+    current_weights,
+    dividend_yields,
+    group_gaps,
+    held_elsewhere,
+    outlooks,
+    planning_book,
+    security_inputs,
+)
+from services.planner.opportunities.book import Book, PositionView
+from services.planner.opportunities.eligibility import holding_rules
 from services.planner.optimizer import OptimizerInput, OptimizerResult, optimize
 from services.planner.optimizer.bounds import Bounds
 from services.planner.optimizer.pipeline import Fallback
 from services.planner.optimizer.reserve import regime_reserve
-from services.planner.plan import Candidate, Cash, Step, buy_steps, plan_id
+from services.planner.plan import Candidate, Cash, Step, plan_id
 from services.planner.recommendations import DISMISSED, EXECUTED, PENDING, Recommendation, recommendation_id
-from services.planner.scoring_engine import ScoringEngine, ScoringReads
+from services.planner.scoring_engine import ScoringEngine, ScoringReads, StoredScore
+from services.planner.sequences import FULL, GenerationInputs
 from services.planner.settings import PlannerSettings, settings_hash, state_key
 from services.trading.orders import plan_client_order_id  # the id trading gives a plan's step-1 order
 
-# Fills read before the buy cooldown's window: those of every step planned in that time.
+# Fills read before the longest holding rule's window: those of every step planned in that time.
 FILLS_MARGIN_DAYS = 30
 # Calendar days that hold LOOKBACK_BARS trading days, with room for holidays.
 _LOOKBACK_DAYS = int(defaults.LOOKBACK_BARS * 1.5) + 10
+EVALUATION_ROWS = 2_000   # sequences read and evaluated at a time in incremental mode
+BEAM_ROWS = 50            # ... in full mode (the beam search goes through them 5 at a time)
 
 
 @dataclass(frozen=True)
@@ -65,8 +91,10 @@ class Context:
     allocations: AllocationTargets
     rules: TradingRules
     listings: list[Listing]
-    markets: dict[str, bool | None]  # strict exchange -> open now (None: unknown)
+    markets: dict[str, bool | None]  # exchange -> open now (None: unknown)
     regime: Regime
+    config: PlannerConfig
+    config_name: str = "core"
 
     @property
     def state_key(self) -> str:
@@ -79,7 +107,8 @@ class Context:
 
 @dataclass(frozen=True)
 class Targets:
-    """The optimiser run on the current state, with the securities it could buy."""
+    """The optimiser run on the current state, with the securities it could buy and what was
+    read for it."""
 
     context: Context
     cash: Cash
@@ -88,6 +117,10 @@ class Targets:
     result: OptimizerResult
     current: dict[str, float]  # symbol -> weight held now
     notes: list[str]
+    scores: dict[str, StoredScore] = field(default_factory=dict)
+    metrics: dict[str, MetricsView] = field(default_factory=dict)
+    facts: dict[str, FundamentalsView] = field(default_factory=dict)
+    closes: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,42 +143,79 @@ class Plan:
     fallback: dict[str, str] | None = None  # level, objective
     expected_return: float = 0.0
     dismissed: list[Recommendation] = field(default_factory=list)
+    current_score: float = 0.0          # 0..100, the end-state score of doing nothing
+    end_state_score: float = 0.0        # 0..100, of the plan's end state
+    cash_required_base: float = 0.0
+    cash_generated_base: float = 0.0
+    feasible: bool = True
+    narrative: str = ""
+    complete: bool = True               # False: its batch is not fully evaluated yet (no steps)
+    sequences_generated: int = 0
+    sequences_evaluated: int = 0
+    config_name: str = ""
+    evaluation_mode: str = ""
+
+    @property
+    def improvement(self) -> float:
+        return self.end_state_score - self.current_score
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    """A stored batch's progress (GetPlannerStatus, RunPlannerBatch)."""
+
+    batch_key: str = ""
+    state_key: str = ""
+    as_of_date: str = ""
+    mode: str = ""
+    generated: int = 0
+    evaluated: int = 0
+    skipped: int = 0
+    complete: bool = False
+    current_score: float = 0.0            # 0..100
+    best_score: float | None = None       # 0..100; None before any evaluation
+    best_steps: list[Step] = field(default_factory=list)
+    evaluated_now: int = 0                # by this call
+    updated_at: datetime | None = None
 
 
 class PlannerEngine:
-    def __init__(self, db: Database, peers: Peers, scoring: ScoringEngine, settings: PlannerSettings | None = None):
+    def __init__(self, db: Database, peers: Peers, scoring: ScoringEngine, configs: ConfigEngine,
+                 monotonic: Callable[[], float] = time.monotonic):
         self._db = db
         self._peers = peers
         self._scoring = scoring
-        self._settings = settings or PlannerSettings()
+        self._configs = configs
+        self._monotonic = monotonic  # measures the cycle's evaluation budget, nothing else
 
     # --- where inputs come from ---
 
-    def _current_settings(self) -> PlannerSettings:
-        """The settings in force: the defaults (decisions.md rule 20) until planner configs
-        (issue 14) store them; this is the one place that reads them."""
-        return self._settings
-
     def _scores(self, symbols: list[str], context: Context, quotes: Mapping[str, Quote],
                 facts: Mapping[str, FundamentalsView], metrics: Mapping[str, MetricsView],
-                now: datetime) -> dict[str, float | None]:
-        """symbol -> total score (0..1) for the optimiser's score factor; None = not scored
-        (neutral). The stored scores are refreshed as of `now` from the inputs already read (a
-        group is recomputed when its TTL passed or its price or fundamentals changed, as
-        ScoreSecurities does) and stored. This is the one place the optimiser reads scores from."""
+                now: datetime) -> dict[str, StoredScore]:
+        """symbol -> its score, refreshed as of `now` from the inputs already read (a group is
+        recomputed when its TTL passed or its price or fundamentals changed, as ScoreSecurities
+        does) and stored. The optimiser's score factor reads `total`, the holistic planner
+        `quality`; this is the one place both come from."""
         equities = {s.symbol: s for s in context.listings if s.tradable}
+        tradable = [s for s in symbols if s in equities]
         reads = ScoringReads(equities, quotes, facts, context.portfolio, context.allocations.groups)
-        refreshed = self._scoring.refresh(symbols, reads, lambda _: metrics, now)
-        return {score.symbol: score.total for score in refreshed}
+        refreshed = self._scoring.refresh(tradable, reads, lambda _: metrics, now)
+        return {score.symbol: score for score in refreshed}
 
-    def _context(self, now: datetime) -> Context:
-        settings = self._current_settings()
+    def _context(self, now: datetime, config: PlannerConfig | None = None, config_name: str = "") -> Context:
+        if config is None:
+            stored = self._configs.core()
+            config, config_name = stored.config, stored.name
+        settings = PlannerSettings.from_config(config)
         listings = self._peers.listings()
+        portfolio = self._peers.portfolio()
         return Context(
-            portfolio=self._peers.portfolio(), settings=settings, settings_hash=settings_hash(settings),
+            portfolio=portfolio, settings=settings, settings_hash=settings_hash(settings),
             allocations=self._peers.allocation_targets(), rules=self._peers.trading_rules(), listings=listings,
-            markets={exchange: self._peers.market_open(exchange, now) for exchange in strict_exchanges(listings)},
-            regime=self._peers.market_regime())
+            markets={exchange: self._peers.market_open(exchange, now)
+                     for exchange in strict_exchanges(listings, portfolio.holdings)},
+            regime=self._peers.market_regime(), config=config, config_name=config_name)
 
     # --- Optimize ---
 
@@ -159,14 +229,16 @@ class PlannerEngine:
         return self._targets(context, now, self._recent_fills(context, now), dismissed=set(), reuse=False)
 
     def _targets(self, context: Context, now: datetime, fills: list[Fill], dismissed: set[str],
-                 reuse: bool) -> Targets:
-        """The securities trading would buy now and the optimiser's targets for them. `reuse`:
-        targets computed for the same state and the same buyable securities under the same
-        rules, markets and regime within TARGETS_TTL_HOURS are reused (the original's 48-hour
-        cache per portfolio hash, planner.md section 6), and new ones are kept for reuse."""
+                 reuse: bool = True) -> Targets:
+        """The securities trading would buy now, what the plan reads of them (closes, metrics,
+        fundamentals, scores) and the optimiser's targets for them. `reuse`: targets computed for
+        the same state and the same buyable securities under the same rules, markets and regime
+        within TARGETS_TTL_HOURS are reused instead of running the optimiser again (the original's
+        48-hour cache per portfolio hash, planner.md section 6), and new ones are kept for reuse."""
         portfolio, rules = context.portfolio, context.rules
         base, rates = self._peers.fx_rates()
-        quotes = self._peers.quotes([s.symbol for s in context.listings if s.buyable])
+        held = sorted(portfolio.holdings)
+        quotes = self._peers.quotes(sorted({s.symbol for s in context.listings if s.buyable} | set(held)))
         buys = [(f.symbol, f.executed_at) for f in fills if f.side == "BUY"]
         cash = Cash(base, portfolio.cash_base, context.reserve_base, rules.auto_convert_currency)
         candidates, excluded = screen(context.listings, quotes, base, rates, rules,
@@ -175,12 +247,27 @@ class PlannerEngine:
             del candidates[symbol]
             excluded.append(Exclusion(symbol, "dismissed", f"the BUY of {symbol} was dismissed for this state"))
         symbols = sorted(candidates)
+        bars = self._peers.daily_bars(symbols, now.date() - timedelta(days=_LOOKBACK_DAYS))
+        closes = {s: valid_closes(bars.get(s, []))[-defaults.LOOKBACK_BARS:] for s in symbols}
+        listings = {s.symbol: s for s in context.listings}
+        scored = sorted(set(symbols) | set(held))
+        metrics, facts = self._peers.metrics(scored), self._peers.fundamentals(scored)
+        scores = self._scores(scored, context, quotes, facts, metrics, now)
         key = _targets_key(context, symbols)
         reused = self._reused_targets(context.state_key, key, now) if reuse else None
-        result = reused[1] if reused else self._optimize(context, candidates, quotes, now)
-        if reuse and not reused:
-            with self._db.transaction() as session:
-                store.save_targets(session, context.state_key, key, _targets_payload(result), now)
+        if reused:
+            result = reused[1]
+        else:
+            securities = security_inputs(candidates, listings, closes, cagrs(metrics),
+                                         {s: score.total for s, score in scores.items()}, dividend_yields(facts),
+                                         portfolio.held_value_base, portfolio.quantities)
+            result = optimize(OptimizerInput(
+                securities, portfolio.total_value_base, context.reserve_base, context.regime.name, context.settings,
+                context.allocations.groups,
+                fixed_weight=held_elsewhere(portfolio.held_value_base, set(symbols), portfolio.total_value_base)))
+            if reuse:
+                with self._db.transaction() as session:
+                    store.save_targets(session, context.state_key, key, _targets_payload(result), now)
         excluded = sorted(excluded + result.excluded, key=lambda e: e.symbol)
         notes = [context.regime.note] if context.regime.note else []
         if reused:
@@ -189,32 +276,12 @@ class PlannerEngine:
         notes.append(f"cash reserve {base} {context.reserve_base:,.2f} ({context.regime.name} market)")
         notes += _unmet_minimums(context.listings, excluded)
         return Targets(context, cash, candidates, excluded, result,
-                       current_weights(portfolio.held_value_base, portfolio.total_value_base), notes)
-
-    def _recent_fills(self, context: Context, now: datetime) -> list[Fill]:
-        """The fills a plan needs: the buy cooldown's, and those of steps planned recently (a
-        step's order fills within days of its plan). One read, however long the history."""
-        return self._peers.fills(now - timedelta(days=context.rules.buy_cooldown_days + FILLS_MARGIN_DAYS))
-
-    def _optimize(self, context: Context, candidates: dict[str, Candidate], quotes: Mapping[str, Quote],
-                  now: datetime) -> OptimizerResult:
-        """Read the candidates' closes, metrics and fundamentals (one call each), refresh their
-        scores and run the optimiser."""
-        portfolio = context.portfolio
-        symbols = sorted(candidates)
-        bars = self._peers.daily_bars(symbols, now.date() - timedelta(days=_LOOKBACK_DAYS))
-        closes = {s: valid_closes(bars.get(s, []))[-defaults.LOOKBACK_BARS:] for s in symbols}
-        listings = {s.symbol: s for s in context.listings}
-        metrics, facts = self._peers.metrics(symbols), self._peers.fundamentals(symbols)
-        scores = self._scores(symbols, context, quotes, facts, metrics, now)
-        securities = security_inputs(candidates, listings, closes, cagrs(metrics), scores, dividend_yields(facts),
-                                     portfolio.held_value_base, portfolio.quantities)
-        return optimize(OptimizerInput(
-            securities, portfolio.total_value_base, context.reserve_base, context.regime.name, context.settings,
-            context.allocations.groups,
-            fixed_weight=held_elsewhere(portfolio.held_value_base, set(symbols), portfolio.total_value_base)))
+                       current_weights(portfolio.held_value_base, portfolio.total_value_base), notes,
+                       scores, metrics, facts, closes)
 
     def _reused_targets(self, state_key: str, key: str, now: datetime) -> tuple[datetime, OptimizerResult] | None:
+        """(when computed, the optimiser's result) kept for the state under `key` within
+        TARGETS_TTL_HOURS before `now`; None when there is none."""
         with self._db.transaction() as session:
             found = store.find_targets(session, state_key, key, now - timedelta(hours=defaults.TARGETS_TTL_HOURS), now)
         if found is None:
@@ -223,17 +290,59 @@ class PlannerEngine:
         fallback = payload["fallback"]
         return computed_at, OptimizerResult(
             payload["weights"], payload["method"], Fallback(**fallback) if fallback else None,
-            payload["expected_return"], {}, [], Bounds({}, {}), [], payload["investable"],
-            [Exclusion(**e) for e in payload["excluded"]], payload["notes"])
+            payload["expected_return"], payload["expected_returns"], [], Bounds({}, {}), [], payload["investable"],
+            [Exclusion(**e) for e in payload["excluded"]], payload["notes"], payload["halfway"])
+
+    def _recent_fills(self, context: Context, now: datetime) -> list[Fill]:
+        """The fills a plan needs: those within the longest holding rule's window (the buy
+        cooldown, the minimum hold, the sell cooldown: trading's or the configuration's, the
+        stricter) and a month more (the orders of steps planned recently fill within days).
+        One read, however long the history."""
+        rules = holding_rules(context.rules, context.config.planner)
+        days = max(rules.buy_cooldown_days, rules.min_hold_days, rules.sell_cooldown_days) + FILLS_MARGIN_DAYS
+        return self._peers.fills(now - timedelta(days=days))
+
+    # --- the holistic planner's inputs ---
+
+    def _book(self, targets: Targets, fills: list[Fill], dismissed: frozenset[tuple[str, str]], now: datetime) -> Book:
+        context = targets.context
+        reads = PlanningReads(now.date(), targets.cash.base, context.portfolio, {s.symbol: s for s in context.listings},
+                              targets.candidates, targets.excluded,
+                              {s: score.quality for s, score in targets.scores.items()}, targets.metrics,
+                              context.allocations.groups, targets.cash, context.rules.price_band, context.markets,
+                              fills, dismissed)
+        planner = context.config.planner
+        return planning_book(reads, holding_rules(context.rules, planner), planner.allow_buy, planner.allow_sell,
+                             targets.result.weights, frozenset(targets.result.expected_returns),
+                             context.regime.name)
+
+    def _candidates(self, context: Context, now: datetime, fills: list[Fill], dismissed: list[Recommendation],
+                    reuse: bool = True) -> tuple[Targets, holistic.Candidates, dict, dict]:
+        """The optimiser's targets, the candidates of the plan, the evaluation's books (the
+        books after the mandatory steps, as stored: batch.book_to_json) and the scores of doing
+        nothing (before and after the mandatory steps). `reuse`: as _targets."""
+        targets = self._targets(context, now, fills, {r.symbol for r in dismissed if r.side == "BUY"}, reuse)
+        book = self._book(targets, fills, frozenset((r.symbol, r.side) for r in dismissed), now)
+        country_gaps, industry_gaps = group_gaps(book)
+        generation = GenerationInputs(context.config.planner.mode, context.regime.name, country_gaps, industry_gaps)
+        found = holistic.candidates(book, context.config, generation, correlations(targets.closes))
+        parts = outlooks(book, targets.metrics, targets.facts)
+        config = context.config
+        after = holistic.evaluation_book(found.book, parts, config)
+        scores = {"current": evaluation.current_score(config, holistic.evaluation_book(book, parts, config)),
+                  "baseline": evaluation.current_score(config, after), "holds_positions": bool(found.book.positions)}
+        return targets, found, batch.book_to_json(after), scores
 
     # --- GetRecommendations ---
 
     def recommendations(self, now: datetime, max_steps: int = 0) -> Plan:
         """The plan for the current state and `now`'s day: computed once, then served from the
         cache while the state, the day, trading's rules, the regime and the state of the markets
-        where a BUY needs an open market stay the same. Its steps are stored as the state's
-        recommendations; steps dismissed for the state are not planned. `max_steps` (> 0) cuts
-        the reply to the first steps; the plan and its id stay those of the whole plan."""
+        that decide a trade stay the same. Its steps are stored as the state's recommendations;
+        steps dismissed for the state are not planned. While the state's batch is not fully
+        evaluated (the cycle's time budget ran out) the plan has no steps and is not cached.
+        `max_steps` (> 0) cuts the reply to the first steps; the plan and its id stay those of
+        the whole plan."""
         plan = self._recommendations(now)
         return replace(plan, steps=plan.steps[:max_steps]) if max_steps > 0 else plan
 
@@ -247,10 +356,12 @@ class PlannerEngine:
             dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
         if cached is not None and cached[1].get("cache_key") == _cache_key(context):
             return _plan_from_payload(cached[0], context.portfolio.portfolio_hash, day, cached[1], dismissed, True)
-        targets = self._targets(context, now, fills, {r.symbol for r in dismissed if r.side == "BUY"}, reuse=True)
-        steps = self._steps(targets)
-        identifier = plan_id(context.state_key, day, steps)
-        payload = _payload(targets, steps, _cache_key(context))
+        row = self._batch(context, now, fills, dismissed)
+        row, _ = self._advance(row, context.config, now, budget=context.config.batch.cycle_time_budget_seconds)
+        if row.completed_at is None:
+            return self._incomplete(row, context, day, dismissed)
+        identifier, payload = self._plan_payload(row, context, day)
+        steps = [Step(**s) for s in payload["steps"]]
         with self._db.transaction() as session:
             stored = [store.upsert_recommendation(session, _recommendation(context.state_key, identifier, n, step, now),
                                                   _client_order_id(identifier, n, step), now)
@@ -259,18 +370,182 @@ class PlannerEngine:
                 store.save_plan(session, context.portfolio.portfolio_hash, day, identifier, payload, now)
         return _plan_from_payload(identifier, context.portfolio.portfolio_hash, day, payload, dismissed, False)
 
-    def _steps(self, targets: Targets) -> list[Step]:
-        context, result = targets.context, targets.result
-        steps = buy_steps(result.weights, context.portfolio.held_value_base, context.portfolio.total_value_base,
-                          targets.cash, {s: c for s, c in targets.candidates.items() if s in result.weights},
-                          context.rules.price_band, context.settings.max_plan_depth)
-        return [replace(s, uuid=recommendation_id(context.state_key, s.symbol, s.side)) for s in steps]
+    def _plan_payload(self, row: store.BatchRow, context: Context, day: str) -> tuple[str, dict]:
+        """The plan of a complete batch: its mandatory steps, then its best sequence when that
+        beats doing nothing; (plan id, the payload stored and served)."""
+        inputs = json.loads(row.inputs)
+        config = context.config
+        actions = [batch.action_from_json(a) for a in inputs["mandatory"]]
+        end = inputs["scores"]["baseline"]
+        if batch.beat(row.best_score, end, inputs["scores"]["holds_positions"]):
+            with self._db.transaction() as session:
+                best = store.find_sequence(session, row.batch_key, row.best_sequence_hash)
+            actions += batch.actions_of(best.steps)
+            end = row.best_score
+        start = _start_book(inputs["start"], context)
+        built = holistic.build_plan(start, actions[:defaults.MAX_PLAN_DEPTH], inputs["scores"]["current"], end, config)
+        steps = [replace(s, uuid=recommendation_id(context.state_key, s.symbol, s.side)) for s in built.steps]
+        identifier = plan_id(context.state_key, day, steps)
+        payload = {**inputs["payload"], "steps": [asdict(s) for s in steps], "cache_key": _cache_key(context),
+                   "current_score": built.current_score, "end_state_score": built.end_state_score,
+                   "cash_required_base": built.cash_required_base, "cash_generated_base": built.cash_generated_base,
+                   "feasible": built.feasible, "narrative": built.narrative, "complete": True,
+                   "sequences_generated": row.generated, "sequences_evaluated": row.evaluated,
+                   "config_name": context.config_name, "evaluation_mode": config.evaluation.mode}
+        return identifier, payload
+
+    def _incomplete(self, row: store.BatchRow, context: Context, day: str, dismissed: list[Recommendation]) -> Plan:
+        inputs = json.loads(row.inputs)
+        note = (f"evaluation in progress: {row.evaluated + row.skipped} of {row.generated} sequences done within "
+                f"the {context.config.batch.cycle_time_budget_seconds:g} s budget; no step until all are")
+        payload = {**inputs["payload"], "steps": [], "notes": inputs["payload"]["notes"] + [note],
+                   "current_score": 100 * inputs["scores"]["current"], "complete": False,
+                   "sequences_generated": row.generated, "sequences_evaluated": row.evaluated,
+                   "config_name": context.config_name, "evaluation_mode": context.config.evaluation.mode}
+        return _plan_from_payload("", context.portfolio.portfolio_hash, day, payload, dismissed, False)
+
+    # --- batches ---
+
+    def _batch(self, context: Context, now: datetime, fills: list[Fill],
+               dismissed: list[Recommendation]) -> store.BatchRow:
+        """The stored batch of the state and day; generated (and the other batches discarded)
+        when there is none."""
+        key = batch.batch_key(_cache_key(context), now.date().isoformat())
+        with self._db.transaction() as session:
+            row = store.find_batch(session, key)
+            if row is not None:
+                session.expunge(row)
+                return row
+        targets, found, book, scores = self._candidates(context, now, fills, dismissed)
+        inputs = {"book": book, "mandatory": [batch.action_to_json(a) for a in found.mandatory], "scores": scores,
+                  "payload": _payload(targets, _cache_key(context)),
+                  "start": {"balances": dict(targets.cash.balances), "reserve": targets.cash.reserve_base,
+                            "auto_convert": targets.cash.auto_convert}}
+        rows = batch.sequence_rows(found.sequences)
+        row = store.BatchRow(batch_key=key, state_key=context.state_key, as_of_date=now.date().isoformat(),
+                             mode=context.config.planner.mode, inputs=json.dumps(inputs), generated=len(rows),
+                             evaluated=0, skipped=0, plateau=0, beam="[]", current_score=scores["current"],
+                             best_sequence_hash=None, best_score=None, created_at=now, updated_at=now,
+                             completed_at=now if not rows else None)
+        with self._db.transaction() as session:
+            store.forget_batches(session)
+            store.add_batch(session, row, rows)
+            session.flush()
+            session.expunge(row)
+        return row
+
+    def _advance(self, row: store.BatchRow, config: PlannerConfig, now: datetime, budget: float | None = None,
+                 size: int | None = None) -> tuple[store.BatchRow, int]:
+        """Evaluate the batch's next sequences: until it is complete, `size` are done, or
+        `budget` seconds have passed. (the batch row after, how many were evaluated)."""
+        started, done = self._monotonic(), 0
+        book = batch.book_from_json(json.loads(row.inputs)["book"])
+        progress = batch.Progress(row.evaluated, row.skipped, row.plateau, tuple(json.loads(row.beam)),
+                                  row.best_sequence_hash, row.best_score)
+        chunk = BEAM_ROWS if config.planner.mode == FULL else EVALUATION_ROWS
+        while row.completed_at is None:
+            if (size is not None and done >= size) or (budget is not None and self._monotonic() - started > budget):
+                break
+            limit = chunk if size is None else min(chunk, size - done)
+            with self._db.transaction() as session:
+                pending = [(s.sequence_hash, batch.actions_of(s.steps))
+                           for s in store.pending_sequences(session, row.batch_key, limit)]
+            result = batch.evaluate_next(book, config, pending, progress) if pending \
+                else batch.ChunkResult(progress=progress)
+            progress, done = result.progress, done + len(result.scored)
+            row = self._record(row, result, now, stop=result.stop or not pending)
+        return row, done
+
+    def _record(self, row: store.BatchRow, result: batch.ChunkResult, now: datetime, stop: bool) -> store.BatchRow:
+        progress = result.progress
+        with self._db.transaction() as session:
+            store.record_evaluations(session, row.batch_key, [
+                {"sequence_hash": s.sequence_hash, "score": s.score, "end_score": s.end_score,
+                 "end_cash_base": s.end_cash_base, "cost_base": s.cost_base, "evaluated_at": now}
+                for s in result.scored], [s.sequence_hash for s in result.scored])
+            skipped = store.skip_pending(session, row.batch_key) if result.stop else 0
+            stored = store.find_batch(session, row.batch_key)
+            stored.evaluated, stored.skipped = progress.evaluated, progress.skipped + skipped
+            stored.plateau, stored.beam = progress.plateau, json.dumps(list(progress.beam))
+            stored.best_sequence_hash, stored.best_score = progress.best_hash, progress.best_score
+            stored.updated_at = now
+            if stop or stored.evaluated + stored.skipped >= stored.generated:
+                stored.completed_at = now
+            session.flush()
+            session.expunge(stored)
+        return stored
+
+    def run_batch(self, now: datetime, size: int) -> BatchStatus:
+        """Evaluate the next `size` sequences of the current state's batch (generating it when
+        there is none; 0: the configuration's batch size)."""
+        context = self._context(now)
+        fills = self._recent_fills(context, now)
+        with self._db.transaction() as session:
+            dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
+        row = self._batch(context, now, fills, dismissed)
+        row, done = self._advance(row, context.config, now, size=size or context.config.batch.size)
+        return replace(self._status(row), evaluated_now=done)
+
+    def status(self) -> BatchStatus:
+        """The progress of the stored batch (the latest state planned); empty when there is none."""
+        with self._db.transaction() as session:
+            row = store.latest_batch(session)
+            if row is None:
+                return BatchStatus()
+            session.expunge(row)
+        return self._status(row)
+
+    def _status(self, row: store.BatchRow) -> BatchStatus:
+        steps: list[Step] = []
+        if row.best_sequence_hash is not None:
+            with self._db.transaction() as session:
+                best = store.find_sequence(session, row.batch_key, row.best_sequence_hash)
+                actions = batch.actions_of(best.steps) if best is not None else []
+            steps = [Step(a.symbol, a.side, a.quantity, a.price, a.currency, a.value_base, a.reason,
+                          category=a.category) for a in actions]
+        return BatchStatus(row.batch_key, row.state_key, row.as_of_date, row.mode, row.generated, row.evaluated,
+                           row.skipped, row.completed_at is not None, 100 * row.current_score,
+                           None if row.best_score is None else 100 * row.best_score, steps, 0, row.updated_at)
+
+    # --- CreatePlan ---
+
+    def create_plan(self, now: datetime, config_id: str = "") -> Plan:
+        """The plan for the current state under a stored configuration (the core's by default),
+        every sequence evaluated now, in memory: nothing is stored (no batch, no
+        recommendation, no cache)."""
+        stored = self._configs.get(config_id=config_id) if config_id else self._configs.core()
+        context = self._context(now, stored.config, stored.name)
+        fills = self._recent_fills(context, now)
+        with self._db.transaction() as session:
+            dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
+        targets, found, book_json, scores = self._candidates(context, now, fills, dismissed, reuse=False)
+        progress, _ = batch.evaluate_all(batch.book_from_json(book_json), context.config, found.sequences)
+        actions = list(found.mandatory)
+        end = scores["baseline"]
+        if batch.beat(progress.best_score, end, scores["holds_positions"]):
+            actions += next(s.actions for s in found.sequences if s.sequence_hash == progress.best_hash)
+            end = progress.best_score
+        built = holistic.build_plan(_start_book({"balances": dict(targets.cash.balances),
+                                                 "reserve": targets.cash.reserve_base,
+                                                 "auto_convert": targets.cash.auto_convert}, context),
+                                    actions[:defaults.MAX_PLAN_DEPTH], scores["current"], end, context.config)
+        steps = [replace(s, uuid=recommendation_id(context.state_key, s.symbol, s.side)) for s in built.steps]
+        day = now.date().isoformat()
+        payload = {**_payload(targets, _cache_key(context)), "steps": [asdict(s) for s in steps],
+                   "current_score": built.current_score, "end_state_score": built.end_state_score,
+                   "cash_required_base": built.cash_required_base, "cash_generated_base": built.cash_generated_base,
+                   "feasible": built.feasible, "narrative": built.narrative, "complete": True,
+                   "sequences_generated": len(found.sequences), "sequences_evaluated": progress.evaluated,
+                   "config_name": stored.name, "evaluation_mode": context.config.evaluation.mode}
+        return _plan_from_payload(plan_id(context.state_key, day, steps), context.portfolio.portfolio_hash, day,
+                                  payload, dismissed, False)
 
     # --- DismissRecommendation ---
 
     def dismiss(self, uuid: str, now: datetime) -> Recommendation:
         """Dismiss a pending step for its state (dismissing it again changes nothing); the cached
-        plans of its portfolio hash are dropped so the next request plans without it."""
+        plans of its portfolio hash and the batches are dropped so the next request plans
+        without it."""
         with self._db.transaction() as session:
             row = store.find_recommendation(session, uuid)
             if row is None:
@@ -279,11 +554,22 @@ class PlannerEngine:
                 raise FailedPrecondition("recommendation_executed",
                                          f"{row.side} {row.symbol} was executed at {row.executed_at:%Y-%m-%d %H:%M}")
             store.forget_plans(session, row.state_key.split(":")[0])
+            store.forget_batches(session)
             return store.dismiss(session, row, now)
 
 
+def _start_book(start: Mapping, context: Context) -> Book:
+    """What build_plan reads of the books: the cash, the holdings and the base currency."""
+    cash = Cash(context.portfolio.base_currency, start["balances"], start["reserve"], start["auto_convert"])
+    positions = {s: PositionView(s, h.quantity, h.average_cost or 0.0, h.value_base)
+                 for s, h in context.portfolio.holdings.items() if h.quantity > 0}
+    return Book(datetime.min.date(), context.portfolio.base_currency, {}, positions, cash,
+                context.portfolio.total_value_base)
+
+
 def _cache_key(context: Context) -> dict:
-    """What a cached plan depends on beyond its portfolio hash and day."""
+    """What a plan depends on beyond its portfolio hash and day (the configuration is in the
+    settings hash, so in the state key)."""
     return {"state_key": context.state_key, "rules": asdict(context.rules), "markets": context.markets,
             "regime": context.regime.name}
 
@@ -299,8 +585,9 @@ def _targets_key(context: Context, candidates: list[str]) -> str:
 def _targets_payload(result: OptimizerResult) -> dict:
     return {"weights": result.weights, "method": result.method,
             "fallback": asdict(result.fallback) if result.fallback else None,
-            "expected_return": result.expected_return, "investable": result.investable,
-            "excluded": [asdict(e) for e in result.excluded], "notes": result.notes}
+            "expected_return": result.expected_return, "expected_returns": result.expected_returns,
+            "investable": result.investable, "excluded": [asdict(e) for e in result.excluded],
+            "notes": result.notes, "halfway": result.halfway}
 
 
 def _client_order_id(identifier: str, number: int, step: Step) -> str | None:
@@ -313,7 +600,8 @@ def _recommendation(state: str, identifier: str, number: int, step: Step, now: d
                           step.estimated_value_base, step.reason, PENDING, identifier, number, now, now)
 
 
-def _payload(targets: Targets, steps: list[Step], cache_key: dict) -> dict:
+def _payload(targets: Targets, cache_key: dict) -> dict:
+    """The plan's context: the optimiser's targets, what was left out and why, the notes."""
     context, result = targets.context, targets.result
     notes = list(targets.notes) + result.notes
     if targets.cash.pooled < defaults.MIN_TRADE_BASE:
@@ -322,8 +610,8 @@ def _payload(targets: Targets, steps: list[Step], cache_key: dict) -> dict:
                      f"{targets.cash.reserve_base:,.0f} reserve) is below the minimum trade "
                      f"{defaults.MIN_TRADE_BASE:,.0f}")
     if not targets.candidates:
-        notes.append("no security can be bought now (see excluded): the plan is empty")
-    return {"steps": [asdict(s) for s in steps], "target_weights": result.weights, "method": result.method,
+        notes.append("no security can be bought now (see excluded)")
+    return {"steps": [], "target_weights": result.weights, "method": result.method,
             "unallocated_weight": result.unallocated if result.weights else 1.0,
             "excluded": [asdict(e) for e in targets.excluded], "notes": notes, "cache_key": cache_key,
             "settings_hash": context.settings_hash, "allocations_hash": context.allocations.allocations_hash,
@@ -338,10 +626,16 @@ def _unmet_minimums(listings: list[Listing], excluded: list[Exclusion]) -> list[
             for e in excluded if e.symbol in minimums]
 
 
+_PLAN_EXTRAS = ("current_score", "end_state_score", "cash_required_base", "cash_generated_base", "feasible",
+                "narrative", "complete", "sequences_generated", "sequences_evaluated", "config_name",
+                "evaluation_mode")
+
+
 def _plan_from_payload(identifier: str, portfolio_hash: str, day: str, payload: dict,
                        dismissed: list[Recommendation], cached: bool) -> Plan:
+    extras = {name: payload[name] for name in _PLAN_EXTRAS if name in payload}
     return Plan(identifier, portfolio_hash, day, [Step(**s) for s in payload["steps"]], payload["target_weights"],
                 payload["method"], [Exclusion(**e) for e in payload.get("excluded", [])],
                 payload.get("unallocated_weight", 0.0), payload.get("notes", []), cached,
                 payload["settings_hash"], payload["allocations_hash"], payload["state_key"], payload["regime"],
-                payload["reserve_base"], payload["fallback"], payload["expected_return"], dismissed)
+                payload["reserve_base"], payload["fallback"], payload["expected_return"], dismissed, **extras)

@@ -1,4 +1,6 @@
-"""Buy steps toward target weights. Pure: plain data in, steps out."""
+"""Steps, the cash trading's check sees (Cash), and buy steps toward target weights. Pure:
+plain data in, steps out. The commission here is trading's (the fee its cash check adds), not
+a planner configuration's."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.planner import defaults
+from services.trading.orders import COMMISSION_FIXED_BASE, COMMISSION_RATE  # trading's fee, read where defined
 
 
 @dataclass(frozen=True)
@@ -29,11 +32,14 @@ class Step:
     estimated_value_base: float
     reason: str
     uuid: str = ""      # its recommendation's id (services/planner/recommendations.py)
+    narrative: str = ""  # the step in the plan's story: why, and the cash after it
+    category: str = ""   # the opportunity's category (opportunities/book.py), emergency or over_cap
+    priority: float = 0.0
 
 
 def buy_cost_base(value_base: float) -> float:
     """Value plus commission (fixed + percent), in the base currency."""
-    return value_base + defaults.COMMISSION_FIXED_BASE + defaults.COMMISSION_RATE * value_base
+    return value_base + COMMISSION_FIXED_BASE + COMMISSION_RATE * value_base
 
 
 def required_cash_base(value_base: float, price_band: float) -> float:
@@ -45,7 +51,14 @@ def required_cash_base(value_base: float, price_band: float) -> float:
 def value_for_cash(cash_base: float, price_band: float) -> float:
     """The largest value at the quote whose required cash fits `cash_base` (inverse of
     required_cash_base)."""
-    return (cash_base - defaults.COMMISSION_FIXED_BASE) / ((1 + defaults.COMMISSION_RATE) * (1 + price_band))
+    return (cash_base - COMMISSION_FIXED_BASE) / ((1 + COMMISSION_RATE) * (1 + price_band))
+
+
+def sell_proceeds_base(value_base: float, price_band: float) -> float:
+    """What a SELL of `value_base` at the quote brings at the least: the value at the lowest
+    price trading's band allows, less the commission."""
+    value = value_base * (1 - price_band)
+    return value - COMMISSION_FIXED_BASE - COMMISSION_RATE * value
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,12 @@ class Cash:
         balances[currency] = balances.get(currency, 0.0) - own
         if amount_base > own:
             balances[self.base] = balances.get(self.base, 0.0) - (amount_base - own)
+        return Cash(self.base, balances, self.reserve_base, self.auto_convert)
+
+    def receive(self, currency: str, amount_base: float) -> Cash:
+        """After a SELL: the proceeds in its currency."""
+        balances = dict(self.balances)
+        balances[currency] = balances.get(currency, 0.0) + amount_base
         return Cash(self.base, balances, self.reserve_base, self.auto_convert)
 
 

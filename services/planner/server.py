@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import asdict
 
 from trader.planner.v1 import planner_pb2, planner_pb2_grpc
 
 from services.common import clock
 from services.common.errors import InvalidArgument
+from services.common.maintenance import Maintenance
+from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.timestamps import to_timestamp
 from services.planner import defaults
-from services.planner.engine import Plan, PlannerEngine, Targets
+from services.planner.config import SLIDER_NAMES
+from services.planner.config_engine import MAX_HISTORY, ConfigEngine, ConfigUpdate, ConfigVersion, StoredConfig
+from services.planner.engine import BatchStatus, Plan, PlannerEngine, Targets
 from services.planner.optimizer.pipeline import Fallback
+from services.planner.plan import Step
 from services.planner.recommendations import Recommendation, parse_uuid
 from services.planner.scoring_engine import ScoringEngine, StoredScore
 
@@ -43,20 +50,69 @@ def recommendation_to_proto(recommendation: Recommendation) -> planner_pb2.Recom
     return message
 
 
+def step_to_proto(number: int, step: Step) -> planner_pb2.Step:
+    return planner_pb2.Step(step=number, symbol=step.symbol, side=planner_pb2.Side.Value(step.side),
+                            quantity=step.quantity, estimated_price=step.estimated_price, currency=step.currency,
+                            estimated_value_base=step.estimated_value_base, reason=step.reason, uuid=step.uuid,
+                            narrative=step.narrative, category=step.category, priority=step.priority)
+
+
 def plan_to_proto(plan: Plan) -> planner_pb2.GetRecommendationsResponse:
-    response = planner_pb2.GetRecommendationsResponse(
+    return planner_pb2.GetRecommendationsResponse(
         plan_id=plan.plan_id, portfolio_hash=plan.portfolio_hash, as_of_date=plan.as_of_date,
         target_weights=plan.target_weights, cached=plan.cached, method=plan.method,
         unallocated_weight=plan.unallocated_weight, notes=plan.notes, excluded=_exclusions(plan.excluded),
         settings_hash=plan.settings_hash, allocations_hash=plan.allocations_hash, state_key=plan.state_key,
         regime=plan.regime, reserve_base=plan.reserve_base, fallback=_fallback(plan.fallback),
         expected_return=plan.expected_return, dismissed=[recommendation_to_proto(r) for r in plan.dismissed],
+        steps=[step_to_proto(n, s) for n, s in enumerate(plan.steps, start=1)],
+        current_score=plan.current_score, end_state_score=plan.end_state_score, improvement=plan.improvement,
+        cash_required_base=plan.cash_required_base, cash_generated_base=plan.cash_generated_base,
+        feasible=plan.feasible, narrative=plan.narrative, complete=plan.complete,
+        sequences_generated=plan.sequences_generated, sequences_evaluated=plan.sequences_evaluated,
+        config_name=plan.config_name, evaluation_mode=plan.evaluation_mode,
     )
-    for number, step in enumerate(plan.steps, start=1):
-        response.steps.add(step=number, symbol=step.symbol, side=planner_pb2.Side.Value(step.side),
-                           quantity=step.quantity, estimated_price=step.estimated_price, currency=step.currency,
-                           estimated_value_base=step.estimated_value_base, reason=step.reason, uuid=step.uuid)
-    return response
+
+
+def status_to_proto(status: BatchStatus) -> planner_pb2.PlannerStatus:
+    message = planner_pb2.PlannerStatus(
+        batch_key=status.batch_key, state_key=status.state_key, as_of_date=status.as_of_date, mode=status.mode,
+        generated=status.generated, evaluated=status.evaluated, skipped=status.skipped, complete=status.complete,
+        current_score=status.current_score, evaluated_now=status.evaluated_now,
+        best_steps=[step_to_proto(n, s) for n, s in enumerate(status.best_steps, start=1)])
+    if status.best_score is not None:
+        message.best_score = status.best_score
+    if status.updated_at is not None:
+        message.updated_at.CopyFrom(to_timestamp(status.updated_at))
+    return message
+
+
+def _sliders(values: dict[str, float]) -> planner_pb2.Sliders:
+    return planner_pb2.Sliders(**values)
+
+
+def config_to_proto(stored: StoredConfig) -> planner_pb2.PlannerConfig:
+    return planner_pb2.PlannerConfig(
+        id=stored.id, name=stored.name, bucket_id=stored.bucket_id or "", toml=stored.toml,
+        sliders=_sliders(stored.sliders), digest=stored.config.digest,
+        effective=json.dumps(asdict(stored.config), sort_keys=True), created_at=to_timestamp(stored.created_at),
+        updated_at=to_timestamp(stored.updated_at))
+
+
+def version_to_proto(version: ConfigVersion) -> planner_pb2.PlannerConfigVersion:
+    return planner_pb2.PlannerConfigVersion(name=version.name, bucket_id=version.bucket_id or "", toml=version.toml,
+                                            sliders=_sliders(version.sliders),
+                                            saved_at=to_timestamp(version.saved_at))
+
+
+def config_update(request: planner_pb2.UpdatePlannerConfigRequest) -> ConfigUpdate:
+    sliders = None
+    if request.HasField("sliders"):
+        sliders = {name: getattr(request.sliders, name) for name in SLIDER_NAMES if request.sliders.HasField(name)}
+    return ConfigUpdate(request.id.strip(), request.bucket_id.strip(),
+                        request.name if request.HasField("name") else None,
+                        request.toml if request.HasField("toml") else None,
+                        request.preset if request.HasField("preset") else None, sliders)
 
 
 def score_to_proto(score: StoredScore) -> planner_pb2.SecurityScore:
@@ -109,16 +165,50 @@ def _optional_in(field: str, request, low: float, high: float) -> float | None:
     return value
 
 
-class PlannerServicer(planner_pb2_grpc.PlannerServicer):
-    def __init__(self, engine: PlannerEngine, scoring: ScoringEngine):
+MAX_BATCH_SIZE = 100_000
+
+
+class PlannerServicer(MaintenanceRpc, planner_pb2_grpc.PlannerServicer):
+    def __init__(self, engine: PlannerEngine, scoring: ScoringEngine, configs: ConfigEngine,
+                 maintenance: Maintenance | None = None):
+        self.use_maintenance(maintenance)
         self._engine = engine
         self._scoring = scoring
+        self._configs = configs
 
     def GetRecommendations(self, request, context):
-        if not 0 <= request.max_steps <= defaults.MAX_STEPS:
-            raise InvalidArgument("max_steps", f"must be between 0 (every step) and {defaults.MAX_STEPS}, "
+        if not 0 <= request.max_steps <= defaults.MAX_PLAN_DEPTH:
+            raise InvalidArgument("max_steps", f"must be between 0 (every step) and {defaults.MAX_PLAN_DEPTH}, "
                                                f"got {request.max_steps}")
         return plan_to_proto(self._engine.recommendations(clock.now(), request.max_steps))
+
+    def CreatePlan(self, request, context):
+        config_id = self._configs.get(config_id=request.config_id).id if request.config_id else ""
+        return plan_to_proto(self._engine.create_plan(clock.now(), config_id))
+
+    def RunPlannerBatch(self, request, context):
+        if not 0 <= request.size <= MAX_BATCH_SIZE:
+            raise InvalidArgument("size", f"must be between 0 (the configuration's batch size) and "
+                                          f"{MAX_BATCH_SIZE}, got {request.size}")
+        return status_to_proto(self._engine.run_batch(clock.now(), request.size))
+
+    def GetPlannerStatus(self, request, context):
+        return status_to_proto(self._engine.status())
+
+    def ListPlannerConfigs(self, request, context):
+        return planner_pb2.ListPlannerConfigsResponse(configs=[config_to_proto(c) for c in self._configs.list()])
+
+    def GetPlannerConfig(self, request, context):
+        return config_to_proto(self._configs.get(request.id.strip(), request.bucket_id.strip(), request.name))
+
+    def UpdatePlannerConfig(self, request, context):
+        return config_to_proto(self._configs.update(config_update(request), clock.now()))
+
+    def GetPlannerConfigHistory(self, request, context):
+        if not 0 <= request.limit <= MAX_HISTORY:
+            raise InvalidArgument("limit", f"must be between 0 (100) and {MAX_HISTORY}, got {request.limit}")
+        versions = self._configs.history(request.id.strip(), request.limit or 100)
+        return planner_pb2.GetPlannerConfigHistoryResponse(versions=[version_to_proto(v) for v in versions])
 
     def ScoreSecurities(self, request, context):
         scores = self._scoring.score(requested_symbols(request.symbols), clock.now())

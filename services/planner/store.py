@@ -1,5 +1,7 @@
 """Planner storage: computed plans, keyed by portfolio state hash and day; security scores;
-recommendations, keyed by state (services/planner/recommendations.py)."""
+recommendations, keyed by state (services/planner/recommendations.py); the incremental
+batches (one batch per state and day: its candidate sequences, their evaluations and the best
+result; a new batch discards the others); planner configurations with their history."""
 
 from __future__ import annotations
 
@@ -14,17 +16,22 @@ from sqlalchemy import (
     Boolean,
     Date,
     Float,
+    ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
     delete,
+    func,
+    insert,
     select,
     update,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
+from services.common.maintenance import RetentionRule
 from services.common.migrations import Schema
 from services.planner.recommendations import DISMISSED, EXECUTED, PENDING, SUPPRESS, Recommendation, upsert_action
 
@@ -98,6 +105,83 @@ class RecommendationRow(Base):
 
     def to_domain(self) -> Recommendation:
         return Recommendation(**{f.name: getattr(self, f.name) for f in fields(Recommendation)})
+
+
+class BatchRow(Base):
+    """One batch: the candidate sequences of one state and day, what they are evaluated from
+    (`inputs`, JSON: the books as arrays, the mandatory steps, the plan's context), the progress
+    and the best result (the original's best_result table)."""
+
+    __tablename__ = "planner_batches"
+    batch_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state_key: Mapped[str] = mapped_column(String(32))
+    as_of_date: Mapped[str] = mapped_column(String(10))
+    mode: Mapped[str] = mapped_column(String(16))         # incremental or full
+    inputs: Mapped[str] = mapped_column(Text)
+    generated: Mapped[int] = mapped_column(Integer)       # sequences stored
+    evaluated: Mapped[int] = mapped_column(Integer)
+    skipped: Mapped[int] = mapped_column(Integer)         # full mode: left once the beam search stopped
+    plateau: Mapped[int] = mapped_column(Integer)         # full mode: chunks in a row that changed no beam score
+    beam: Mapped[str] = mapped_column(Text)               # full mode: JSON list of the best scores so far
+    current_score: Mapped[float] = mapped_column(Float)   # doing nothing, 0..1
+    best_sequence_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    best_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class SequenceRow(Base):
+    __tablename__ = "planner_sequences"
+    __table_args__ = (Index("ix_planner_sequences_pending", "batch_key", "completed", "position"),)
+    batch_key: Mapped[str] = mapped_column(ForeignKey("planner_batches.batch_key", ondelete="CASCADE"),
+                                           primary_key=True)
+    sequence_hash: Mapped[str] = mapped_column(String(32), primary_key=True)  # MD5 of [symbol, side, quantity]s
+    position: Mapped[int] = mapped_column(Integer)        # evaluation order: total priority, highest first
+    priority: Mapped[float] = mapped_column(Float)        # the sum of its actions' priorities
+    depth: Mapped[int] = mapped_column(Integer)
+    pattern_type: Mapped[str] = mapped_column(String(16))  # single_best, mixed_strategy, multi_sell, multi_buy
+    generator: Mapped[str] = mapped_column(String(32))    # the pattern or generator that made it
+    steps: Mapped[str] = mapped_column(Text)              # JSON: the actions
+    completed: Mapped[bool] = mapped_column(Boolean)      # evaluated, or skipped by the beam search
+
+
+class EvaluationRow(Base):
+    __tablename__ = "planner_evaluations"
+    batch_key: Mapped[str] = mapped_column(ForeignKey("planner_batches.batch_key", ondelete="CASCADE"),
+                                           primary_key=True)
+    sequence_hash: Mapped[str] = mapped_column(String(32), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)           # 0..1, in the configuration's evaluation mode
+    end_score: Mapped[float] = mapped_column(Float)       # the end-state score before the cost penalty (prices now)
+    end_cash_base: Mapped[float] = mapped_column(Float)
+    cost_base: Mapped[float] = mapped_column(Float)
+    evaluated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PlannerConfigRow(Base):
+    """A planner configuration: a template (no bucket) or the one configuration of a bucket."""
+
+    __tablename__ = "planner_configs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    bucket_id: Mapped[str | None] = mapped_column(String(32), nullable=True, unique=True)
+    toml: Mapped[str] = mapped_column(Text)
+    sliders: Mapped[str] = mapped_column(Text)            # JSON: risk, hold, spread, profit (0..1), set ones only
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PlannerConfigHistoryRow(Base):
+    """A configuration as it was before an update."""
+
+    __tablename__ = "planner_config_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    config_id: Mapped[str] = mapped_column(ForeignKey("planner_configs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    bucket_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    toml: Mapped[str] = mapped_column(Text)
+    sliders: Mapped[str] = mapped_column(Text)
+    saved_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 SCHEMA = Schema("planner", (Base.metadata,), Path(__file__).with_name("migrations") / "versions",
@@ -216,3 +300,117 @@ def _pending_client_order_ids(session: Session, candidates: Iterable[str]) -> se
         return set()
     return set(session.scalars(select(RecommendationRow.client_order_id).where(
         RecommendationRow.client_order_id.in_(ids), RecommendationRow.status == PENDING)))
+
+
+# --- incremental batches ---
+
+def find_batch(session: Session, batch_key: str) -> BatchRow | None:
+    return session.get(BatchRow, batch_key)
+
+
+def latest_batch(session: Session) -> BatchRow | None:
+    return session.scalars(select(BatchRow).order_by(BatchRow.updated_at.desc()).limit(1)).first()
+
+
+def forget_batches(session: Session, keep: str | None = None) -> None:
+    """Delete every batch but `keep` (None: all), with their sequences and evaluations."""
+    for table in (EvaluationRow, SequenceRow, BatchRow):
+        query = delete(table)
+        if keep is not None:
+            query = query.where(table.batch_key != keep)
+        session.execute(query)
+
+
+def add_batch(session: Session, batch: BatchRow, sequences: list[dict]) -> None:
+    """Store a new batch and its sequences (one insert for all of them)."""
+    session.add(batch)
+    session.flush()
+    if sequences:
+        session.execute(insert(SequenceRow), [{**row, "batch_key": batch.batch_key} for row in sequences])
+
+
+def pending_sequences(session: Session, batch_key: str, limit: int) -> list[SequenceRow]:
+    """The next `limit` sequences not yet completed, in evaluation order."""
+    return list(session.scalars(select(SequenceRow).where(
+        SequenceRow.batch_key == batch_key, SequenceRow.completed.is_(False)).order_by(SequenceRow.position)
+        .limit(limit)))
+
+
+def record_evaluations(session: Session, batch_key: str, rows: list[dict], completed: list[str]) -> None:
+    """Store evaluations and mark `completed` sequences (evaluated or skipped) done."""
+    if rows:
+        session.execute(insert(EvaluationRow), [{**row, "batch_key": batch_key} for row in rows])
+    for start in range(0, len(completed), 500):
+        session.execute(update(SequenceRow).where(SequenceRow.batch_key == batch_key,
+                                                  SequenceRow.sequence_hash.in_(completed[start:start + 500]))
+                        .values(completed=True))
+
+
+def skip_pending(session: Session, batch_key: str) -> int:
+    """Mark every sequence not yet completed as completed without evaluation; returns how many."""
+    return session.execute(update(SequenceRow).where(SequenceRow.batch_key == batch_key,
+                                                     SequenceRow.completed.is_(False))
+                           .values(completed=True)).rowcount
+
+
+def find_sequence(session: Session, batch_key: str, sequence_hash: str) -> SequenceRow | None:
+    return session.get(SequenceRow, (batch_key, sequence_hash))
+
+
+def count_rows(session: Session, table: type[Base]) -> int:
+    return session.scalar(select(func.count()).select_from(table))
+
+
+# --- planner configurations ---
+
+def configs(session: Session) -> list[PlannerConfigRow]:
+    """Bucket configurations first (by bucket), then the templates (by name)."""
+    rows = session.scalars(select(PlannerConfigRow))
+    return sorted(rows, key=lambda r: (r.bucket_id is None, r.bucket_id or "", r.name))
+
+
+def find_config(session: Session, config_id: str) -> PlannerConfigRow | None:
+    return session.get(PlannerConfigRow, config_id)
+
+
+def find_config_by(session: Session, *, name: str | None = None,
+                   bucket_id: str | None = None) -> PlannerConfigRow | None:
+    query = select(PlannerConfigRow)
+    query = query.where(PlannerConfigRow.name == name) if name is not None else \
+        query.where(PlannerConfigRow.bucket_id == bucket_id)
+    return session.scalars(query).first()
+
+
+def save_config(session: Session, row: PlannerConfigRow, now: datetime) -> PlannerConfigRow:
+    """Insert `row`, or keep the stored version in the history and update it."""
+    stored = session.get(PlannerConfigRow, row.id)
+    if stored is None:
+        session.add(row)
+        session.flush()
+        return row
+    session.add(PlannerConfigHistoryRow(config_id=stored.id, name=stored.name, bucket_id=stored.bucket_id,
+                                        toml=stored.toml, sliders=stored.sliders, saved_at=now))
+    stored.name, stored.bucket_id, stored.toml, stored.sliders, stored.updated_at = (
+        row.name, row.bucket_id, row.toml, row.sliders, now)
+    session.flush()
+    return stored
+
+
+def config_history(session: Session, config_id: str, limit: int) -> list[PlannerConfigHistoryRow]:
+    """Newest first."""
+    return list(session.scalars(select(PlannerConfigHistoryRow).where(PlannerConfigHistoryRow.config_id == config_id)
+                                .order_by(PlannerConfigHistoryRow.id.desc()).limit(limit)))
+
+
+# --- retention (services/common/maintenance.py) ---
+
+def delete_plans_created_before(session: Session, cutoff: datetime) -> int:
+    return session.execute(delete(PlanRow).where(PlanRow.created_at < cutoff)).rowcount or 0
+
+
+# A cached plan serves its day only (find_plan); scores and recommendations (with what became of
+# them) are kept.
+RETENTION_RULES = (
+    RetentionRule("plans", "cached plans computed before the cutoff (a plan serves its own day only)",
+                  "TRADER_PLAN_RETENTION_DAYS", 30, delete_plans_created_before),
+)

@@ -13,6 +13,8 @@ from services.common.client import Clients
 from services.common.config import CommonConfig
 from services.common.db import Database
 from services.common.errors import InvalidArgument
+from services.common.maintenance import Maintenance
+from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.timestamps import from_timestamp, to_timestamp
 from services.common.validate import (
     MAX_QUANTITY,
@@ -44,8 +46,10 @@ _TRANSITIONS = {portfolio_pb2.ACTIVATE: bucket_rules.ACTIVATE, portfolio_pb2.PAU
 _GROUP_KINDS = {portfolio_pb2.COUNTRY: "country", portfolio_pb2.INDUSTRY: "industry"}
 
 
-class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
-    def __init__(self, config: CommonConfig, db: Database, clients: Clients, snapshot_retention_days: int = 0):
+class PortfolioServicer(MaintenanceRpc, portfolio_pb2_grpc.PortfolioServicer):
+    def __init__(self, config: CommonConfig, db: Database, clients: Clients, snapshot_retention_days: int = 0,
+                 maintenance: Maintenance | None = None):
+        self.use_maintenance(maintenance)
         self._config = config
         peers = Peers(clients)
         self._engine = PortfolioEngine(db, peers, config.base_currency, snapshot_retention_days, clock.wall_now())

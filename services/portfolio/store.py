@@ -12,6 +12,7 @@ from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, String, Tex
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
+from services.common.maintenance import RetentionRule
 from services.common.migrations import Schema
 from services.portfolio.migrations import LEGACY_STEPS
 from services.portfolio.valuation import Holding
@@ -456,10 +457,10 @@ def save_snapshot(session: Session, row: SnapshotRow, positions: list[SnapshotPo
     session.add_all(buckets)
 
 
-def delete_snapshots_before(session: Session, day: date) -> None:
-    session.execute(delete(SnapshotPositionRow).where(SnapshotPositionRow.date < day))
-    session.execute(delete(SnapshotBucketRow).where(SnapshotBucketRow.date < day))
-    session.execute(delete(SnapshotRow).where(SnapshotRow.date < day))
+def delete_snapshots_before(session: Session, day: date) -> int:
+    """Delete the snapshots dated before `day` with their positions and buckets; returns the rows deleted."""
+    return sum(session.execute(delete(row).where(row.date < day)).rowcount or 0
+               for row in (SnapshotPositionRow, SnapshotBucketRow, SnapshotRow))
 
 
 def snapshot_positions(session: Session, start: date | None, end: date | None) -> list:
@@ -616,3 +617,11 @@ def replace_allocation_targets(session: Session, targets: dict[str, dict[str, fl
     session.execute(delete(AllocationTargetRow))
     for kind, shares in targets.items():
         session.add_all(AllocationTargetRow(kind=kind, group=g, share=s) for g, s in shares.items())
+
+
+# --- retention (services/common/maintenance.py) ---
+
+RETENTION_RULES = (
+    RetentionRule("snapshots", "daily snapshots with their positions and buckets (performance reads them)",
+                  "TRADER_SNAPSHOT_RETENTION_DAYS", 0, delete_snapshots_before, by_day=True),
+)

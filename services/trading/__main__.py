@@ -17,6 +17,7 @@ from services.common.client import Clients
 from services.common.config import SIMULATED_MODES
 from services.common.errors import Unavailable
 from services.common.logs import event
+from services.common.maintenance import Maintenance, load_settings
 from services.common.server import ServiceParts, run_service
 from services.trading import orders, store
 from services.trading.adapters.paper_broker import PaperBroker
@@ -31,6 +32,7 @@ log = logging.getLogger("trader.trading")
 
 def build(config: TradingConfig) -> ServiceParts:
     common = config.common
+    settings = load_settings("trading", common.var_dir, store.RETENTION_RULES)
     db = store.open_database(common.db_url)
     clients = Clients(common)
     reads = ServiceReads(clients)
@@ -44,7 +46,7 @@ def build(config: TradingConfig) -> ServiceParts:
                              slippage=config.paper_slippage, faults=config.paper_faults, fills=config.paper_fills,
                              closes=reads.closes)
     engine = OrderEngine(common.mode, db, broker, reads)
-    servicer = TradingServicer(common, db, engine)
+    servicer = TradingServicer(common, db, engine, Maintenance(store.SCHEMA, db, settings))
 
     def reconcile_on_start(running, _request_stop):
         engine._set_serving = running.set_serving

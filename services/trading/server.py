@@ -10,6 +10,8 @@ from services.common import clock
 from services.common.config import CommonConfig
 from services.common.db import Database
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.maintenance import Maintenance
+from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.timestamps import from_timestamp, to_timestamp
 from services.common.validate import currency_code, finite_amount, positive_amount, required_text
 from services.trading import orders, store
@@ -72,8 +74,9 @@ def _intent(request) -> tuple[orders.OrderIntent, float | None]:
     return intent, limit_price
 
 
-class TradingServicer(trading_pb2_grpc.TradingServicer):
-    def __init__(self, config: CommonConfig, db: Database, engine: OrderEngine):
+class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
+    def __init__(self, config: CommonConfig, db: Database, engine: OrderEngine, maintenance: Maintenance | None = None):
+        self.use_maintenance(maintenance)
         self._config = config
         self._db = db
         self._engine = engine

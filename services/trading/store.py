@@ -332,3 +332,8 @@ def load_settings(session: Session) -> dict:
 
 def save_settings(session: Session, values: dict, now: datetime) -> None:
     session.merge(SettingsRow(id=1, values=json.dumps(values, sort_keys=True), updated_at=now))
+
+
+# Retention (services/common/maintenance.py): none. Orders with their events, trades and cash
+# movements are the ledger, kept for ever (the paper broker's account with them).
+RETENTION_RULES = ()

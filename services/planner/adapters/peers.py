@@ -124,10 +124,15 @@ class Peers:
             country_groups=country_groups, industry_groups=industry_groups)
         return AllocationTargets(groups, reply.allocations_hash or NO_ALLOCATIONS_HASH)
 
+    def bucket_kind(self, bucket_id: str) -> str:
+        """"core" or "satellite" (portfolio GetBucket; its NOT_FOUND is passed on)."""
+        return self._portfolio.GetBucket(portfolio_pb2.GetBucketRequest(id=bucket_id)).kind
+
     def trading_rules(self) -> TradingRules:
         reply = self._trading.GetSettings(trading_pb2.GetSettingsRequest())
         return TradingRules(reply.max_price_age_days, reply.buy_cooldown_days, reply.price_band,
-                            reply.auto_convert_currency)
+                            reply.auto_convert_currency, reply.min_hold_days, reply.sell_cooldown_days,
+                            reply.max_sell_loss)
 
     def fills(self, since: datetime | None = None, limit: int = 1000) -> list[Fill]:
         """The newest trades (executed at or after `since`), newest first."""

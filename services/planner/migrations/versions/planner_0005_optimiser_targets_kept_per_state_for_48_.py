@@ -1,7 +1,7 @@
 """optimiser targets kept per state for 48 hours
 
-Revision ID: planner_0004
-Revises: planner_0003
+Revision ID: planner_0005
+Revises: planner_0004
 Created: 2026-11-30 18:00:26.785422
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "planner_0004"
-down_revision: str | None = "planner_0003"
+revision: str = "planner_0005"
+down_revision: str | None = "planner_0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,298 @@
+"""Sequence generation (planner.md section 2 "Sequence generation"): for every depth 1..max_depth,
+the enabled patterns on a diverse selection of each category's best candidates, then the
+enhanced combinatorial sampling (seeded: the same state gives the same sequences) and, as an
+option, the exhaustive combinations; duplicates of an ordered (symbol, side) tuple dropped; in
+full mode the extras (prefixes, larger buys). Filters (filters.py) then keep what may be
+executed. Pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.planner.config import PlannerConfig
+from services.planner.feasibility import RunningCash, infeasibility, start
+from services.planner.opportunities import Opportunities
+from services.planner.opportunities.book import (
+    AVERAGING_DOWN,
+    BUY,
+    OPPORTUNITY_BUYS,
+    PROFIT_TAKING,
+    REBALANCE_BUYS,
+    REBALANCE_SELLS,
+    SELL,
+    Action,
+    Book,
+    by_priority,
+)
+from services.planner.patterns import FULL_MODE_ONLY, PATTERNS, PatternInputs
+
+JACCARD_LIMIT = 0.8         # a sample this close in countries and industries to a recent one is redrawn
+JACCARD_WINDOW = 10         # ... compared with the last 10 accepted
+RELAXATION_FACTORS = (1.1, 1.2, 1.3)
+HELD_RELAXATION_FACTOR = 1.5
+INCREMENTAL, FULL = "incremental", "full"
+
+
+@dataclass(frozen=True)
+class ActionSequence:
+    actions: tuple[Action, ...]
+    generator: str                  # the pattern or generator that made it
+
+    @property
+    def key(self) -> tuple[tuple[str, str], ...]:
+        """The ordered (symbol, side) tuple duplicates are recognised by."""
+        return tuple(a.key for a in self.actions)
+
+    @property
+    def priority(self) -> float:
+        """The sum of its actions' priorities (the batch order)."""
+        return float(sum(a.priority for a in self.actions))
+
+    @property
+    def mean_priority(self) -> float:
+        return self.priority / len(self.actions) if self.actions else 0.0
+
+    @property
+    def sequence_hash(self) -> str:
+        """MD5 of the JSON of the ordered [symbol, side, quantity] list (planner.md section 2)."""
+        steps = [[a.symbol, a.side, a.quantity] for a in self.actions]
+        return hashlib.md5(json.dumps(steps).encode()).hexdigest()
+
+    @property
+    def pattern_type(self) -> str:
+        """single_best (one step), mixed_strategy (both sides), multi_sell or multi_buy."""
+        sides = {a.side for a in self.actions}
+        if len(self.actions) == 1:
+            return "single_best"
+        if sides == {BUY, SELL}:
+            return "mixed_strategy"
+        return "multi_sell" if sides == {SELL} else "multi_buy"
+
+
+@dataclass(frozen=True)
+class GenerationInputs:
+    """What generation needs beyond the book and the opportunities."""
+
+    mode: str = INCREMENTAL
+    regime: str = "sideways"
+    country_gaps: Mapping[str, float] = field(default_factory=dict)    # group -> target - share
+    industry_gaps: Mapping[str, float] = field(default_factory=dict)
+
+
+# --- diverse selection ---
+
+
+def cluster(action: Action) -> str:
+    """Its country group, else its industry group, else the first 3 characters of its symbol."""
+    for prefix in ("COUNTRY:", "INDUSTRY:"):
+        tagged = sorted(t for t in action.tags if t.startswith(prefix))
+        if tagged:
+            return tagged[0]
+    return action.symbol[:3]
+
+
+def diverse_selection(actions: Sequence[Action], count: int, weight: float) -> list[Action]:
+    """`count` of `actions` (sorted by priority) spread over clusters: max(1, count // clusters)
+    from each cluster (clusters by priority sum), the rest by priority; then ordered by
+    (1 - w) x priority / 100 + w / (1 + 0.5 x same-cluster peers)."""
+    if not actions:
+        return []
+    members: dict[str, list[Action]] = {}
+    for action in actions:
+        members.setdefault(cluster(action), []).append(action)
+    clusters = sorted(members, key=lambda c: (-sum(a.priority for a in members[c]), c))
+    each = max(1, count // len(clusters))
+    chosen = [a for c in clusters for a in members[c][:each]][:count]
+    chosen += [a for a in actions if a not in chosen][:count - len(chosen)]
+    peers = {c: sum(cluster(a) == c for a in chosen) - 1 for c in members}
+    return sorted(chosen, key=lambda a: (-((1 - weight) * a.priority / 100 + weight / (1 + 0.5 * peers[cluster(a)])),
+                                         a.symbol, a.side))
+
+
+def selection(opportunities: Opportunities, config: PlannerConfig) -> Opportunities:
+    count = config.planner.max_opportunities_per_category
+    if not config.planner.enable_diverse_selection:
+        return {c: list(actions[:count]) for c, actions in opportunities.items()}
+    return {c: diverse_selection(actions, count, config.planner.diversity_weight)
+            for c, actions in opportunities.items()}
+
+
+# --- combinations ---
+
+
+def _sides(opportunities: Opportunities, threshold: float, limit: int) -> tuple[list[Action], list[Action]]:
+    sells = by_priority([a for c in (PROFIT_TAKING, REBALANCE_SELLS) for a in opportunities.get(c, [])])
+    buys = by_priority([a for c in (AVERAGING_DOWN, REBALANCE_BUYS, OPPORTUNITY_BUYS)
+                        for a in opportunities.get(c, [])])
+    return ([a for a in sells if a.priority >= threshold][:limit], [a for a in buys if a.priority >= threshold][:limit])
+
+
+def _ordered(sells: Iterable[Action], buys: Iterable[Action]) -> tuple[Action, ...] | None:
+    """SELLs then BUYs, each by priority; None when a symbol repeats."""
+    actions = tuple(by_priority(list(sells))) + tuple(by_priority(list(buys)))
+    return actions if len({a.symbol for a in actions}) == len(actions) else None
+
+
+def _sampling_weights(actions: Sequence[Action]) -> np.ndarray:
+    """((p - min) / (max - min))^2 + 0.1, normalised (uniform when all priorities are equal)."""
+    priorities = np.array([a.priority for a in actions], dtype=float)
+    spread = priorities.max() - priorities.min()
+    weights = ((priorities - priorities.min()) / spread) ** 2 + 0.1 if spread > 0 else np.ones(len(actions))
+    return weights / weights.sum()
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, depth: int) -> list[ActionSequence]:
+    """Seeded samples of sells and buys (planner.md: nS in [1, min(max_sells, depth // 2)],
+    nB in [1, min(max_buys, depth)], nS + nB <= depth; a side without candidates draws 0),
+    weighted by priority; a sample too like one of the last 10 accepted (country and industry
+    Jaccard both above 0.8) is redrawn; at most max_combinations per depth and max_attempts draws.
+    Every draw is made at once up front (one generator seeded by the configuration and depth),
+    so the same opportunities always give the same samples."""
+    params = config.sequence_generators.enhanced_combinatorial
+    sells, buys = _sides(opportunities, config.planner.priority_threshold, params.max_candidates)
+    most_sells, most_buys = min(params.max_sells, depth // 2, len(sells)), min(params.max_buys, depth, len(buys))
+    if most_sells + most_buys == 0:
+        return []
+    rng = np.random.default_rng([config.evaluation.seed, depth])
+    attempts = params.max_attempts
+    n_sells = rng.integers(1 if most_sells else 0, most_sells + 1, attempts)
+    n_buys = rng.integers(1 if most_buys else 0, most_buys + 1, attempts)
+    drawn_sells = rng.choice(len(sells), (attempts, most_sells), p=_sampling_weights(sells)) if most_sells else None
+    drawn_buys = rng.choice(len(buys), (attempts, most_buys), p=_sampling_weights(buys)) if most_buys else None
+    groups = {a.key: (a.group_tags("COUNTRY:"), a.group_tags("INDUSTRY:")) for a in sells + buys}
+    possible = sum(math.comb(len(sells), k) * math.comb(len(buys), j)  # at most this many samples differ
+                   for k in range(1 if most_sells else 0, most_sells + 1)
+                   for j in range(1 if most_buys else 0, most_buys + 1) if 0 < k + j <= depth)
+    accepted: list[ActionSequence] = []
+    seen: set[tuple] = set()
+    recent: list[tuple[frozenset[str], frozenset[str]]] = []
+    for attempt in range(attempts):
+        if len(accepted) >= params.max_combinations or len(seen) >= possible:
+            break
+        count_sells, count_buys = int(n_sells[attempt]), int(n_buys[attempt])
+        if count_sells + count_buys == 0 or count_sells + count_buys > depth:
+            continue
+        chosen_sells = [sells[i] for i in drawn_sells[attempt, :count_sells]] if count_sells else []
+        chosen_buys = [buys[i] for i in drawn_buys[attempt, :count_buys]] if count_buys else []
+        actions = _ordered(dict.fromkeys(chosen_sells), dict.fromkeys(chosen_buys))
+        if actions is None:
+            continue
+        key = tuple(a.key for a in actions)
+        countries = frozenset().union(*(groups[a.key][0] for a in actions))
+        industries = frozenset().union(*(groups[a.key][1] for a in actions))
+        too_alike = any(_jaccard(countries, c) > JACCARD_LIMIT and _jaccard(industries, i) > JACCARD_LIMIT
+                        for c, i in recent[-JACCARD_WINDOW:])
+        if key in seen or too_alike:
+            continue
+        seen.add(key)
+        recent.append((countries, industries))
+        accepted.append(ActionSequence(actions, "enhanced_combinatorial"))
+    return accepted
+
+
+def exhaustive(opportunities: Opportunities, config: PlannerConfig, depth: int) -> list[ActionSequence]:
+    """Every choice of k sells and j buys (k <= max_sells, j <= max_buys, 1 <= k + j <= depth),
+    best candidates first, at most max_combinations per depth."""
+    params = config.sequence_generators.combinatorial
+    sells, buys = _sides(opportunities, config.planner.priority_threshold, params.max_candidates)
+    found: list[ActionSequence] = []
+    for k in range(min(params.max_sells, depth, len(sells)) + 1):
+        for j in range(min(params.max_buys, depth - k, len(buys)) + 1):
+            if k + j == 0:
+                continue
+            for chosen_sells, chosen_buys in itertools.product(itertools.combinations(sells, k),
+                                                               itertools.combinations(buys, j)):
+                actions = _ordered(chosen_sells, chosen_buys)
+                if actions is not None:
+                    found.append(ActionSequence(actions, "combinatorial"))
+                if len(found) >= params.max_combinations:
+                    return found
+    return found
+
+
+# --- extras (full mode) ---
+
+
+def partial_executions(sequences: Iterable[ActionSequence]) -> list[ActionSequence]:
+    """Every proper prefix of every sequence."""
+    return [ActionSequence(s.actions[:n], "partial_execution") for s in sequences for n in range(1, len(s.actions))]
+
+
+def constraint_relaxations(sequences: Iterable[ActionSequence], book: Book) -> list[ActionSequence]:
+    """Copies with every BUY 10, 20 and 30% larger (a held security's also 50%), in whole lots,
+    kept only where the running cash still covers them."""
+    found = []
+    for sequence in sequences:
+        if not any(a.side == BUY for a in sequence.actions):
+            continue
+        factors = RELAXATION_FACTORS + ((HELD_RELAXATION_FACTOR,) if any(
+            a.side == BUY and a.symbol in book.positions for a in sequence.actions) else ())
+        for factor in factors:
+            actions = tuple(_scaled(a, factor, book) if a.side == BUY else a for a in sequence.actions)
+            if actions != sequence.actions and not infeasibility(actions, book):
+                found.append(ActionSequence(actions, "constraint_relaxation"))
+    return found
+
+
+def _scaled(action: Action, factor: float, book: Book) -> Action:
+    security = book.securities[action.symbol]
+    quantity = max(action.quantity, int(action.quantity * factor) // security.lot * security.lot)
+    return Action(action.side, action.symbol, quantity, action.price, action.currency,
+                  quantity * security.price_base, action.priority, action.category, action.reason, action.tags)
+
+
+# --- the depth loop ---
+
+
+def dedupe(sequences: Iterable[ActionSequence]) -> list[ActionSequence]:
+    """The first sequence of each ordered (symbol, side) tuple; none with a repeated symbol."""
+    kept: dict[tuple, ActionSequence] = {}
+    for sequence in sequences:
+        if sequence.actions and len({a.symbol for a in sequence.actions}) == len(sequence.actions):
+            kept.setdefault(sequence.key, sequence)
+    return list(kept.values())
+
+
+def generate(book: Book, opportunities: Opportunities, config: PlannerConfig,
+             inputs: GenerationInputs = GenerationInputs()) -> list[ActionSequence]:
+    """Every candidate sequence for depths 1..max_depth, deduplicated by ordered (symbol, side)
+    (before filters). In full mode the extras follow: prefixes not already present, and larger
+    buys of the same steps (which differ only in quantity, so they are kept beside them)."""
+    chosen = selection(opportunities, config)
+    patterns = config.patterns
+    regime = patterns.market_regime.regime if patterns.market_regime.regime != "auto" else inputs.regime
+    pattern_inputs = PatternInputs(chosen, start(book), regime, inputs.country_gaps, inputs.industry_gaps)
+    enabled = [(name, build) for name, build in PATTERNS.items()
+               if getattr(patterns, name).enabled and (name not in FULL_MODE_ONLY or inputs.mode == FULL)]
+    generators = config.sequence_generators
+    found: list[ActionSequence] = []
+    for depth in range(1, config.planner.max_depth + 1):
+        found += [ActionSequence(tuple(actions), name) for name, build in enabled
+                  if (actions := build(pattern_inputs, depth))]
+        if generators.enhanced_combinatorial.enabled:
+            found += enhanced_combinatorial(opportunities, config, depth)
+        if generators.combinatorial.enabled:
+            found += exhaustive(opportunities, config, depth)
+    found = dedupe(found)
+    if inputs.mode != FULL:
+        return found
+    extras = dedupe(partial_executions(found)) if generators.partial_execution.enabled else []
+    extras = [s for s in extras if s.key not in {f.key for f in found}]
+    if generators.constraint_relaxation.enabled:
+        extras += constraint_relaxations(found, book)  # the same steps in larger sizes: kept beside them
+    return found + extras
+
+
+__all__ = ["ActionSequence", "GenerationInputs", "RunningCash", "generate"]
