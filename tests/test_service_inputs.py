@@ -185,18 +185,25 @@ def test_rule_refusals_are_recorded_on_the_order(stubs):
 
 
 def test_manual_order_fills_once(stubs):
+    """A manual order placed after the close works until the next session's close (the paper
+    broker fills market-on-close), is filled at the first sync after it, and only once."""
     before = held(stubs, "KO.US")
     stubs["trading"].FundPaperAccount(trading_pb2.FundPaperAccountRequest(amount=5000, reference="fund-manual"),
                                       metadata=AUTH)
     order = stubs["trading"].SubmitOrder(trading_pb2.SubmitOrderRequest(
         client_order_id="manual-1", symbol="KO.US", side=trading_pb2.BUY, quantity=10), metadata=AUTH)
-    assert order.state == trading_pb2.FILLED and order.fill_price > 0 and order.commission > 0
+    assert order.state == trading_pb2.SUBMITTED and order.limit_price > 0
     refused(stubs["trading"].SubmitOrder, trading_pb2.SubmitOrderRequest(
         client_order_id="manual-1", symbol="KO.US", side=trading_pb2.BUY, quantity=10),
         grpc.StatusCode.ALREADY_EXISTS, "manual-1")
-    trades = stubs["trading"].ListTrades(trading_pb2.ListTradesRequest(), metadata=AUTH).trades
-    assert [t.client_order_id for t in trades].count("manual-1") == 1
-    synced = stubs["trading"].SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=AUTH)
+    after_the_close = [AUTH[0], ("x-trader-as-of", "2018-01-03T22:00:00+00:00")]
+    filled = stubs["trading"].SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=after_the_close)
+    assert filled.trades_imported >= 1
+    trades = stubs["trading"].ListTrades(trading_pb2.ListTradesRequest(), metadata=after_the_close).trades
+    mine = [t for t in trades if t.client_order_id == "manual-1"]
+    assert len(mine) == 1 and mine[0].price > 0 and mine[0].commission > 0
+    assert mine[0].executed_at.ToDatetime().isoformat() == "2018-01-03T21:00:00"  # the close
+    synced = stubs["trading"].SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=after_the_close)
     assert synced.trades_imported == 0  # already in the ledger: never imported twice
     assert any(p.symbol == "KO.US" and p.quantity == before + 10 for p in synced.positions)
 
