@@ -64,7 +64,7 @@ def indicators_as_of(session: Session, bars: BarCache, security_id: int, through
     highs, lows = factor * series.high[index], factor * series.low[index]
     has_range = not (np.isnan(highs).all() and np.isnan(lows).all())
     values = indicators.compute(closes, highs if has_range else None, lows if has_range else None, months)
-    store.cache_indicators(session, security_id, last_day, values, now)
+    store.cache_indicators(session, security_id, last_day, values, now, replace=cached is not None)
     return Indicators(last_day, values, False, len(index), month_count)
 
 

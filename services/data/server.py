@@ -294,23 +294,37 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
 
     # --- indicators ---
 
-    def _indicators(self, session, symbol: str, as_of: str, field: str) -> data_pb2.GetIndicatorsResponse:
-        security_id, security = self._security(session, symbol, field)
+    def _indicators(self, session, security_id: int, security: Security, as_of: str) -> data_pb2.GetIndicatorsResponse:
         through = self._as_of_date(as_of, last_final_date(clock.now(), security.exchange))
         found = indicators_as_of(session, self._bars, security_id, through, clock.wall_now())
         return data_pb2.GetIndicatorsResponse(
-            symbol=symbol, as_of=found.last_day.isoformat() if found.last_day else "", values=found.values,
+            symbol=security.symbol, as_of=found.last_day.isoformat() if found.last_day else "", values=found.values,
             cached=found.cached, daily_bars=found.daily_bars, monthly_bars=found.monthly_bars)
 
     def GetIndicators(self, request, context):
         with self._db.transaction() as session:
-            return self._indicators(session, request.symbol, request.as_of, "symbol")
+            return self._indicators(session, *self._security(session, request.symbol), request.as_of)
 
     def GetMetrics(self, request, context):
+        """One reply per requested symbol, in order (every active equity when none is); the
+        securities are read in one query."""
         with self._db.transaction() as session:
-            symbols = list(request.symbols) or [s.symbol for _, s in store.list_securities(session, False, False)]
+            if not request.symbols:
+                found = store.list_securities(session, False, False)
+            else:
+                known = store.find_securities(session, list(dict.fromkeys(request.symbols)))
+                found = [self._known(known, symbol, f"symbols[{i}]") for i, symbol in enumerate(request.symbols)]
             return data_pb2.GetMetricsResponse(metrics=[
-                self._indicators(session, symbol, request.as_of, f"symbols[{i}]") for i, symbol in enumerate(symbols)])
+                self._indicators(session, security_id, security, request.as_of) for security_id, security in found])
+
+    @staticmethod
+    def _known(known: dict[str, tuple[int, Security]], symbol: str, field: str) -> tuple[int, Security]:
+        """`symbol`'s (id, security) among those read; the errors of _security."""
+        if not symbol:
+            raise InvalidArgument(field, "is required")
+        if symbol not in known:
+            raise NotFound(f"unknown symbol {symbol!r}")
+        return known[symbol]
 
     # --- FX ---
 

@@ -339,9 +339,16 @@ def cached_indicators(session: Session, security_id: int, through: date) -> tupl
     return None if row is None else (json.loads(row.values), row.computed_at)
 
 
-def cache_indicators(session: Session, security_id: int, through: date, values: dict, computed_at: datetime) -> None:
-    session.merge(IndicatorCacheRow(security_id=security_id, through=through, values=json.dumps(values),
-                                    computed_at=computed_at))
+def cache_indicators(session: Session, security_id: int, through: date, values: dict, computed_at: datetime,
+                     replace: bool = True) -> None:
+    """Store the indicators computed through a date; `replace=False` when cached_indicators just
+    found none (an insert without reading the row again: a replay caches a new day each cycle)."""
+    row = IndicatorCacheRow(security_id=security_id, through=through, values=json.dumps(values),
+                            computed_at=computed_at)
+    if replace:
+        session.merge(row)
+    else:
+        session.add(row)
 
 
 def invalidate_cache(session: Session, security_id: int, from_date: date) -> None:

@@ -237,8 +237,12 @@ def load_scores(session: Session, symbols: list[str] | None = None) -> dict[str,
     return {row.symbol: row for row in session.scalars(query)}
 
 
-def save_score(session: Session, row: ScoreRow) -> None:
-    session.merge(row)
+def save_scores(session: Session, rows: list[ScoreRow]) -> None:
+    """Store many scores: the stored ones are read in one query first, so each merge updates
+    the row in the session instead of reading it again."""
+    load_scores(session, [row.symbol for row in rows])
+    for row in rows:
+        session.merge(row)
 
 
 # --- recommendations ---
