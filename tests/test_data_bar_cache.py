@@ -128,3 +128,20 @@ def test_per_instant_reads_are_kept_for_one_simulated_instant_only():
         assert (kept.get("x", read), kept.get("x", read), kept.get("y", read)) == (3, 3, 4)
     with clock.use_as_of(at + timedelta(days=1)):
         assert kept.get("x", read) == 5
+
+
+def test_history_rows_from_the_arrays_are_the_stored_rows(db):
+    """GetPriceHistory(ies) read the rows from the arrays: the same bars, absent fields, flags and
+    the days they became known as the database's, for any range."""
+    bars = random_walk(60)
+    bars[10] = bars[10]._replace(open=None, high=None, low=None, volume=None, adj_close=None)
+    bars[30] = bars[30]._replace(close=bars[30].close * 20)  # a spike the validation flags
+    security_id = stored(db, bars)
+    cache = BarCache(db)
+    with db.transaction() as session:
+        series = cache.series(session, security_id)
+        ranges = [(None, date.max), (bars[5].date, bars[40].date), (bars[30].date, bars[30].date),
+                  (bars[-1].date + timedelta(days=1), date.max), (None, bars[0].date - timedelta(days=1))]
+        for start, end in ranges:
+            assert series.rows(start, end) == store.daily_bars_with_flags(session, security_id, start, end)
+        assert any(flag for _, flag, _ in series.rows(None, date.max))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -23,11 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.common.db import Database
+from services.data.history import Bar
 
 TOUCHED = "trader.data.bars_touched"  # session.info key: security ids whose bars this transaction wrote
 ALL = -1                               # every security (a retention delete)
 NEVER = np.iinfo(np.int32).max         # flag_known of a bar that was never flagged
-DEFAULT_MAX_BARS = 2_000_000           # about 80 MB
+DEFAULT_MAX_BARS = 2_000_000           # about 112 MB
 
 
 def touch(session: Session, security_id: int) -> None:
@@ -45,6 +47,9 @@ class Series:
     high: np.ndarray        # float64, NaN where absent
     low: np.ndarray         # float64, NaN where absent
     flag_known: np.ndarray  # int32: the day a bar's flag became known; NEVER when it has none
+    open: np.ndarray        # float64, NaN where absent
+    volume: np.ndarray      # float64, NaN where absent
+    flags: Mapping[int, str]  # index -> the flag of each flagged bar
 
     def valid(self, through: date) -> np.ndarray:
         """Indices of the bars usable as of `through`: dated at or before it, and not flagged
@@ -66,9 +71,31 @@ class Series:
         end = int(np.searchsorted(self.days, through.toordinal(), side="right"))
         return date.fromordinal(int(self.days[end - 1])) if end else None
 
+    def rows(self, start: date | None, end: date) -> list[tuple[Bar, str | None, date | None]]:
+        """The bars dated from `start` (None: the first) to `end`, flagged or not, each with its
+        flag and the day the flag became known (None, None when it has none): what
+        store.daily_bars_with_flags reads, from the arrays."""
+        first = 0 if start is None else int(np.searchsorted(self.days, start.toordinal(), side="left"))
+        last = int(np.searchsorted(self.days, end.toordinal(), side="right"))
+        close = self.close[first:last].tolist()
+        opens, high, low, volume, adj = (_optional(c[first:last]) for c in (self.open, self.high, self.low,
+                                                                            self.volume, self.adj_close))
+        found = []
+        for offset, day in enumerate(self.days[first:last].tolist()):
+            flag = self.flags.get(first + offset)
+            known = date.fromordinal(int(self.flag_known[first + offset])) if flag is not None else None
+            found.append((Bar(date.fromordinal(day), close[offset], opens[offset], high[offset], low[offset],
+                              volume[offset], adj[offset]), flag, known))
+        return found
+
     @property
     def size(self) -> int:
         return len(self.days)
+
+
+def _optional(values: np.ndarray) -> list[float | None]:
+    """The values as floats, NaN (absent) as None."""
+    return [None if v != v else v for v in values.tolist()]
 
 
 def _read(session: Session, security_id: int) -> Series:
@@ -76,7 +103,7 @@ def _read(session: Session, security_id: int) -> Series:
 
     rows = session.connection().execute(
         select(DailyBarRow.date, DailyBarRow.close, DailyBarRow.adj_close, DailyBarRow.high, DailyBarRow.low,
-               DailyBarRow.flag, DailyBarRow.flag_known_on)
+               DailyBarRow.flag, DailyBarRow.flag_known_on, DailyBarRow.open, DailyBarRow.volume)
         .where(DailyBarRow.security_id == security_id).order_by(DailyBarRow.date)).all()
     n = len(rows)
     nan = float("nan")
@@ -88,6 +115,9 @@ def _read(session: Session, security_id: int) -> Series:
         low=np.fromiter((nan if r[4] is None else r[4] for r in rows), float, n),
         flag_known=np.fromiter((NEVER if r[5] is None else (r[6] or date.min).toordinal() for r in rows),
                                np.int32, n),
+        open=np.fromiter((nan if r[7] is None else r[7] for r in rows), float, n),
+        volume=np.fromiter((nan if r[8] is None else r[8] for r in rows), float, n),
+        flags={index: r[5] for index, r in enumerate(rows) if r[5] is not None},
     )
 
 

@@ -200,7 +200,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         with self._db.transaction() as session:
             security_id, security = self._security(session, request.symbol)
             start, end = resolve_range(start, end, last_final_date(now, security.exchange))
-            rows = store.daily_bars_with_flags(session, security_id, start, end)
+            rows = self._bars.series(session, security_id).rows(start, end)
         return history_to_proto(security, rows, end, interval)
 
     def GetPriceHistories(self, request, context):
@@ -209,11 +209,11 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         with self._db.transaction() as session:
             found = self._securities(session, list(request.symbols))
             ends = {s: resolve_range(start, end, last_final_date(now, found[s][1].exchange))[1] for s in found}
-            rows = store.daily_bars_with_flags_of(session, [i for i, _ in found.values()], start,
-                                                  max(ends.values(), default=date.min))
+            rows = {s: self._bars.series(session, security_id).rows(start, ends[s])
+                    for s, (security_id, _) in found.items()}
         return data_pb2.GetPriceHistoriesResponse(histories=[
-            history_to_proto(security, [r for r in rows[security_id] if r[0].date <= ends[symbol]], ends[symbol],
-                             interval) for symbol, (security_id, security) in found.items()])
+            history_to_proto(security, rows[symbol], ends[symbol], interval)
+            for symbol, (_, security) in found.items()])
 
     def _securities(self, session, symbols: list[str]) -> dict[str, tuple[int, Security]]:
         """symbol -> (id, security) for the requested symbols in order, repeated ones once; every

@@ -200,20 +200,6 @@ def daily_bars_with_flags(session: Session, security_id: int, start: date | None
     return [(_bar(row[:7]), row[7], row[8]) for row in session.connection().execute(query.order_by(DailyBarRow.date))]
 
 
-def daily_bars_with_flags_of(session: Session, security_ids: list[int], start: date | None,
-                             end: date) -> dict[int, list[tuple[Bar, str | None, date | None]]]:
-    """daily_bars_with_flags for many securities in one query: security id -> its rows by date
-    (every requested id is a key, with an empty list when it has no bars in the range)."""
-    query = select(DailyBarRow.security_id, *_BAR_COLUMNS, DailyBarRow.flag, DailyBarRow.flag_known_on).where(
-        DailyBarRow.security_id.in_(security_ids), DailyBarRow.date <= end)
-    if start is not None:
-        query = query.where(DailyBarRow.date >= start)
-    rows: dict[int, list[tuple[Bar, str | None, date | None]]] = {security_id: [] for security_id in security_ids}
-    for row in session.connection().execute(query.order_by(DailyBarRow.security_id, DailyBarRow.date)):
-        rows[row[0]].append((_bar(row[1:8]), row[8], row[9]))
-    return rows
-
-
 def last_bar_dates(session: Session, security_ids: list[int]) -> dict[int, date]:
     """security id -> the date of its last stored bar (securities without bars are absent); one
     query, each a lookup in the (security, date) key rather than a scan of every bar."""
