@@ -64,9 +64,9 @@ def security_from_proto(message: data_pb2.Security) -> Security:
 
 
 def bar_to_proto(bar: Bar, flag: str | None = None) -> data_pb2.Bar:
-    optional = {"open": bar.open, "high": bar.high, "low": bar.low, "volume": bar.volume, "adj_close": bar.adj_close}
-    return data_pb2.Bar(date=bar.date.isoformat(), close=bar.close, flag=flag or "",
-                        **{k: v for k, v in optional.items() if v is not None})
+    """A bar; an absent optional field (None) stays unset (protobuf's constructor skips None)."""
+    return data_pb2.Bar(date=bar.date.isoformat(), close=bar.close, flag=flag, open=bar.open, high=bar.high,
+                        low=bar.low, volume=bar.volume, adj_close=bar.adj_close)
 
 
 def fundamentals_to_proto(symbol: str, fields: dict[str, tuple]) -> data_pb2.Fundamentals:
