@@ -409,12 +409,16 @@ def config_history(session: Session, config_id: str, limit: int) -> list[Planner
 # --- retention (services/common/maintenance.py) ---
 
 def delete_plans_created_before(session: Session, cutoff: datetime) -> int:
-    return session.execute(delete(PlanRow).where(PlanRow.created_at < cutoff)).rowcount or 0
+    """Cached plans created, and cached optimiser targets computed, before `cutoff` (both are
+    caches: a plan serves its own day, targets at most TARGETS_TTL_HOURS)."""
+    plans = session.execute(delete(PlanRow).where(PlanRow.created_at < cutoff)).rowcount or 0
+    return plans + (session.execute(delete(TargetsRow).where(TargetsRow.computed_at < cutoff)).rowcount or 0)
 
 
 # A cached plan serves its day only (find_plan); scores and recommendations (with what became of
 # them) are kept.
 RETENTION_RULES = (
-    RetentionRule("plans", "cached plans computed before the cutoff (a plan serves its own day only)",
+    RetentionRule("plans", "cached plans and optimiser targets computed before the cutoff (a plan serves its "
+                  "own day only, targets 48 hours at most)",
                   "TRADER_PLAN_RETENTION_DAYS", 30, delete_plans_created_before),
 )
