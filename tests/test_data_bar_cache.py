@@ -145,3 +145,23 @@ def test_history_rows_from_the_arrays_are_the_stored_rows(db):
         for start, end in ranges:
             assert series.rows(start, end) == store.daily_bars_with_flags(session, security_id, start, end)
         assert any(flag for _, flag, _ in series.rows(None, date.max))
+
+
+def test_metrics_of_many_securities_read_the_cache_once_and_compute_a_repeated_one_once(db):
+    from services.data.analytics import indicators_as_of, indicators_of
+
+    walk = random_walk(300)
+    first, second = stored(db, walk, "ONE.US"), stored(db, walk[:200], "TWO.US")
+    cache, now, through = BarCache(db), datetime(2020, 1, 1, tzinfo=UTC), walk[-1].date
+    wanted = [(first, through), (second, through), (first, through), (second, walk[0].date - timedelta(days=1))]
+    with db.transaction() as session:
+        found = indicators_of(session, cache, wanted, now)
+    assert [f.last_day for f in found] == [through, walk[199].date, through, None]
+    assert found[0] == found[2] and not found[0].cached and found[3].values == {}
+    with db.transaction() as session:  # each the same as alone, now from the cache
+        again = indicators_of(session, cache, wanted, now + timedelta(hours=1))
+        alone = indicators_as_of(session, cache, second, through, now + timedelta(hours=1))
+    assert [a.values for a in again] == [f.values for f in found] and again[0].cached and again[1] == alone
+    with db.transaction() as session:  # past the 24-hour TTL: computed and stored again
+        later = indicators_of(session, cache, wanted[:2], now + timedelta(days=2))
+    assert not any(f.cached for f in later)

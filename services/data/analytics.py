@@ -48,15 +48,33 @@ class Indicators(NamedTuple):
 def indicators_as_of(session: Session, bars: BarCache, security_id: int, through: date,
                      now: datetime) -> Indicators:
     """The indicators from the valid bars up to `through`, served from the cache when fresh."""
-    series = bars.series(session, security_id)
+    return indicators_of(session, bars, [(security_id, through)], now)[0]
+
+
+def indicators_of(session: Session, bars: BarCache, wanted: list[tuple[int, date]],
+                  now: datetime) -> list[Indicators]:
+    """indicators_as_of for each (security id, through), in order: the cache is read in one
+    query, and a repeated pair is computed once."""
+    unique = list(dict.fromkeys(wanted))
+    windows = {key: _window(bars.series(session, key[0]), key[1]) for key in unique}
+    cache = store.cached_indicators_of(session, [(key[0], w[2]) for key, w in windows.items() if w is not None])
+    found = {key: _indicators(session, key[0], window, cache.get((key[0], window[2])), now)
+             if window is not None else Indicators(None, {}, False, 0, 0) for key, window in windows.items()}
+    return [found[key] for key in wanted]
+
+
+def _window(series: Series, through: date) -> tuple[Series, np.ndarray, date] | None:
+    """(the series, the indices of its bars valid as of `through`, the last one's date); None
+    when there is none."""
     index = series.valid(through)
-    if not len(index):
-        return Indicators(None, {}, False, 0, 0)
-    days = series.days[index]
-    last_day = date.fromordinal(int(days[-1]))
-    months = month_ordinals(days)
+    return (series, index, date.fromordinal(int(series.days[index[-1]]))) if len(index) else None
+
+
+def _indicators(session: Session, security_id: int, window: tuple[Series, np.ndarray, date],
+                cached: tuple[dict, datetime] | None, now: datetime) -> Indicators:
+    series, index, last_day = window
+    months = month_ordinals(series.days[index])
     month_count = int(np.count_nonzero(np.diff(months))) + 1
-    cached = store.cached_indicators(session, security_id, last_day)
     if cached is not None and not expired(cached[0], cached[1], now):
         return Indicators(last_day, cached[0], True, len(index), month_count)
     closes = adjusted_closes(series, index)

@@ -18,7 +18,7 @@ from services.common.validate import currency_code, finite_amount, parse_day, re
 from services.data import engine, store
 from services.data.adapters.csv_import import parse_yahoo_csv
 from services.data.adapters.dividend_csv import parse_dividend_csv
-from services.data.analytics import adjusted_closes, indicators_as_of
+from services.data.analytics import adjusted_closes, indicators_of
 from services.data.bar_cache import BarCache
 from services.data.config import DataConfig
 from services.data.fundamentals import IMPORT_SOURCE, TEXT_FIELDS, parse_import
@@ -294,16 +294,21 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
 
     # --- indicators ---
 
-    def _indicators(self, session, security_id: int, security: Security, as_of: str) -> data_pb2.GetIndicatorsResponse:
-        through = self._as_of_date(as_of, last_final_date(clock.now(), security.exchange))
-        found = indicators_as_of(session, self._bars, security_id, through, clock.wall_now())
-        return data_pb2.GetIndicatorsResponse(
+    def _indicators(self, session, securities: list[tuple[int, Security]],
+                    as_of: str) -> list[data_pb2.GetIndicatorsResponse]:
+        """Each security's indicators as of `as_of` (at most what is visible now on its exchange)."""
+        now = clock.now()
+        wanted = [(security_id, self._as_of_date(as_of, last_final_date(now, security.exchange)))
+                  for security_id, security in securities]
+        return [data_pb2.GetIndicatorsResponse(
             symbol=security.symbol, as_of=found.last_day.isoformat() if found.last_day else "", values=found.values,
             cached=found.cached, daily_bars=found.daily_bars, monthly_bars=found.monthly_bars)
+            for (_, security), found in zip(securities, indicators_of(session, self._bars, wanted, clock.wall_now()),
+                                            strict=True)]
 
     def GetIndicators(self, request, context):
         with self._db.transaction() as session:
-            return self._indicators(session, *self._security(session, request.symbol), request.as_of)
+            return self._indicators(session, [self._security(session, request.symbol)], request.as_of)[0]
 
     def GetMetrics(self, request, context):
         """One reply per requested symbol, in order (every active equity when none is); the
@@ -314,8 +319,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             else:
                 known = store.find_securities(session, list(dict.fromkeys(request.symbols)))
                 found = [self._known(known, symbol, f"symbols[{i}]") for i, symbol in enumerate(request.symbols)]
-            return data_pb2.GetMetricsResponse(metrics=[
-                self._indicators(session, security_id, security, request.as_of) for security_id, security in found])
+            return data_pb2.GetMetricsResponse(metrics=self._indicators(session, found, request.as_of))
 
     @staticmethod
     def _known(known: dict[str, tuple[int, Security]], symbol: str, field: str) -> tuple[int, Security]:

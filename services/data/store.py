@@ -320,14 +320,23 @@ def delete_bars_before(session: Session, cutoff: date) -> int:
 
 # --- indicator cache ---
 
-def cached_indicators(session: Session, security_id: int, through: date) -> tuple[dict, datetime] | None:
-    row = session.get(IndicatorCacheRow, (security_id, through))
-    return None if row is None else (json.loads(row.values), row.computed_at)
+def cached_indicators_of(session: Session,
+                         keys: list[tuple[int, date]]) -> dict[tuple[int, date], tuple[dict, datetime]]:
+    """(values, computed_at) of the cached indicators of each (security id, through) key that
+    has an entry; one query."""
+    if not keys:
+        return {}
+    wanted = set(keys)
+    rows = session.scalars(select(IndicatorCacheRow).where(
+        IndicatorCacheRow.security_id.in_(sorted({k[0] for k in wanted})),
+        IndicatorCacheRow.through.in_(sorted({k[1] for k in wanted}))))
+    return {(row.security_id, row.through): (json.loads(row.values), row.computed_at)
+            for row in rows if (row.security_id, row.through) in wanted}
 
 
 def cache_indicators(session: Session, security_id: int, through: date, values: dict, computed_at: datetime,
                      replace: bool = True) -> None:
-    """Store the indicators computed through a date; `replace=False` when cached_indicators just
+    """Store the indicators computed through a date; `replace=False` when cached_indicators_of just
     found none (an insert without reading the row again: a replay caches a new day each cycle)."""
     row = IndicatorCacheRow(security_id=security_id, through=through, values=json.dumps(values),
                             computed_at=computed_at)

@@ -238,11 +238,17 @@ def load_scores(session: Session, symbols: list[str] | None = None) -> dict[str,
 
 
 def save_scores(session: Session, rows: list[ScoreRow]) -> None:
-    """Store many scores: the stored ones are read in one query first, so each merge updates
-    the row in the session instead of reading it again."""
-    load_scores(session, [row.symbol for row in rows])
+    """Store many scores (one per symbol): the stored ones are read in one query and updated in
+    place, the others added."""
+    stored = load_scores(session, [row.symbol for row in rows])
+    columns = ScoreRow.__table__.columns.keys()
     for row in rows:
-        session.merge(row)
+        old = stored.get(row.symbol)
+        if old is None:
+            session.add(row)
+        else:
+            for column in columns:
+                setattr(old, column, getattr(row, column))
 
 
 # --- recommendations ---
