@@ -323,12 +323,12 @@ class Scheduler(threading.Thread):
         self._triggering = triggering
         self._tick_s = tick_s
         self._wall_now = wall_now
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self._schedules)), thread_name_prefix="job")
 
     def run(self) -> None:
         since = self._wall_now()
-        while not self._stop.wait(self._tick_s):
+        while not self._stopping.wait(self._tick_s):
             try:
                 self.tick(since)
             except Exception:  # noqa: BLE001 - the scheduler keeps ticking
@@ -349,7 +349,7 @@ class Scheduler(threading.Thread):
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """No new trigger; runs in progress finish in their threads."""
-        self._stop.set()
+        self._stopping.set()
         if self.is_alive():
             self.join(timeout_s)
         self._pool.shutdown(wait=False, cancel_futures=True)
