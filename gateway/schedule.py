@@ -19,7 +19,7 @@ No I/O, no clock reads: `now` is passed in, every instant is timezone-aware.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -100,26 +100,26 @@ def _repeated(schedule: CronSchedule, fire: datetime) -> bool:
     return fire.replace(fold=0).utcoffset() != fire.utcoffset()
 
 
-def latest_fire(schedule: CronSchedule, at: datetime) -> datetime:
-    """The latest scheduled time at or before `at`, in the schedule's zone."""
-    it = _iterator(schedule, at + _JUST_AFTER)
-    fire = it.get_prev(datetime)
+def _skipping_repeats(schedule: CronSchedule, step: Callable[[], datetime]) -> datetime:
+    """The first of `step()`'s fires that is not a repeated fall-back time (see _repeated)."""
+    fire = step()
     for _ in range(_MAX_SKIPPED_REPEATS):
         if not _repeated(schedule, fire):
             break
-        fire = it.get_prev(datetime)
+        fire = step()
     return fire
+
+
+def latest_fire(schedule: CronSchedule, at: datetime) -> datetime:
+    """The latest scheduled time at or before `at`, in the schedule's zone."""
+    it = _iterator(schedule, at + _JUST_AFTER)
+    return _skipping_repeats(schedule, lambda: it.get_prev(datetime))
 
 
 def next_fire(schedule: CronSchedule, after: datetime) -> datetime:
     """The first scheduled time strictly after `after`, in the schedule's zone."""
     it = _iterator(schedule, after)
-    fire = it.get_next(datetime)
-    for _ in range(_MAX_SKIPPED_REPEATS):
-        if not _repeated(schedule, fire):
-            break
-        fire = it.get_next(datetime)
-    return fire
+    return _skipping_repeats(schedule, lambda: it.get_next(datetime))
 
 
 def due(schedules: Mapping[str, CronSchedule | None], last_runs: Mapping[str, datetime], now: datetime,
