@@ -165,6 +165,18 @@ def test_run_job_refuses_bad_names(gateway, name, code, text):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(max_size=80).filter(lambda text: text.strip() not in ("tidy", "broken", "slow")))
+def test_run_job_refuses_any_other_name(gateway, name):
+    with pytest.raises(grpc.RpcError) as raised:
+        gateway.stub.RunJob(gateway_pb2.RunJobRequest(name=name), metadata=AUTH, timeout=10)
+    if name.strip():
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND and "unknown job" in raised.value.details()
+    else:
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert raised.value.details().startswith("name: is empty")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(limit=INT32, before_id=INT64, name=st.sampled_from(["", "tidy", "nope", " broken "]))
 def test_get_job_history_bounds(gateway, limit, before_id, name):
     request = gateway_pb2.GetJobHistoryRequest(name=name, limit=limit, before_id=before_id)
