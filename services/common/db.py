@@ -138,6 +138,7 @@ class Database:
         SchemaMismatch for a schema this build cannot use)."""
         from services.common.migrations import migrate  # here: that module imports this one
 
+        self.schema = schema
         self.engine = open_engine(schema.service, url)
         try:
             before, after = migrate(self.engine, schema)
