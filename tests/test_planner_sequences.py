@@ -165,6 +165,20 @@ def test_filters_written_out():
     assert [s.generator for s in filters.eligibility(sequences, blocked)] == ["b"]
 
 
+def test_recently_traded_drops_a_buy_within_the_buy_cooldown_and_a_sell_within_the_sell_cooldown():
+    """planner.md: recently_traded (buy cooldown 30 d, sell cooldown 180 d). U was bought 29
+    days ago (30: allowed again), X sold 180 days ago (181: allowed again)."""
+    sell_x, buy_u = act("SELL", "X", 600, 1.5, "profit_taking"), act("BUY", "U", 300, 0.9, "averaging_down")
+    sequences = [ActionSequence((sell_x,), "sell"), ActionSequence((buy_u,), "buy")]
+
+    def kept(**recent):
+        b = book([sec("X", 10.0), sec("U", 10.0)], [pos("X", 60, 8.0, 10.0, bought=400)], **recent)
+        return [s.generator for s in filters.recently_traded(sequences, b)]
+    assert kept(last_buys={"U": 29}) == ["sell"] and kept(last_buys={"U": 30}) == ["sell", "buy"]
+    assert kept(last_sells={"X": 180}) == ["buy"] and kept(last_sells={"X": 181}) == ["sell", "buy"]
+    assert kept(last_buys={"X": 5}) == ["sell", "buy"]  # a recent BUY does not stop a SELL (min_hold does)
+
+
 def test_generate_runs_every_depth_and_full_mode_adds_the_extras():
     b = book([sec("X", 10.0, cagr=0.1), sec("U", 10.0, quality=0.8), sec("V", 20.0, quality=0.75)],
              [pos("X", 100, 4.0, 10.0)], {"EUR": 2_000.0})
