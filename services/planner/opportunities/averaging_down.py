@@ -2,9 +2,9 @@
 Heuristic"). Pure.
 
 A holding that may be bought now, with a quality of at least `min_quality_score` and the
-planner's min_security_score (unscored: 0.5) and a loss from its average cost worse than `dip_threshold`, buys one minimum trade in
-whole lots (never above the holding's max_portfolio_target). Priority (quality + |loss|) x
-priority_weight.
+planner's min_security_score (unscored: 0.5) and a loss from its average cost worse than
+`dip_threshold`, buys one minimum trade in whole lots (never above the holding's
+max_portfolio_target). Priority (quality + |loss|) x priority_weight.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Opportunity buys: securities of high quality (planner.md section 2 "(B) Heuristic"). Pure.
 
 A security that may be bought now with a quality of at least `min_quality_score` and the
-planner's min_security_score (every heuristic BUY's floor) buys one minimum trade in whole lots (unscored: quality 0.5; never above its max_portfolio_target).
-Priority quality x priority_weight.
+planner's min_security_score (every heuristic BUY's floor) buys one minimum trade in whole
+lots (unscored: quality 0.5; never above its max_portfolio_target). Priority quality x
+priority_weight.
 """
 
 from __future__ import annotations
