@@ -7,6 +7,9 @@ The metadata below (names, listing exchange, sector) is ours, written for these 
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import date
 
@@ -72,7 +75,20 @@ def broker_symbol(ticker: str) -> str:
 
 
 def load_sample_history() -> SampleHistory:
-    """Read the bundled data from the installed skfolio package (no network)."""
+    """Read the bundled data from the installed skfolio package (no network), in a child process:
+    importing skfolio (scikit-learn, SciPy, ...) for this one read would keep about 100 MiB
+    resident for the life of the data service (bench/footprint.py). Raises RuntimeError with
+    the child's error output when it cannot be read."""
+    child = subprocess.run([sys.executable, "-m", __name__], capture_output=True, check=False)
+    if child.returncode != 0:
+        raise RuntimeError(f"reading the bundled history failed (exit code {child.returncode}): "
+                           f"{child.stderr.decode(errors='replace')[-2000:]}")
+    securities, bars = pickle.loads(child.stdout)  # our own child's output
+    return SampleHistory(securities, bars)
+
+
+def read_sample_history() -> tuple[list[Security], dict[str, list[Bar]]]:
+    """The bundled data as (securities, symbol -> chronological bars), read in this process."""
     from skfolio.datasets import load_sp500_dataset, load_sp500_index
 
     stocks = load_sp500_dataset()
@@ -87,9 +103,14 @@ def load_sample_history() -> SampleHistory:
     securities.append(Security(INDEX_SYMBOL, "S&P 500 Index", "USD", "XNYS", "United States", "", "",
                                allow_buy=False, allow_sell=False, kind=INDEX))
     bars[INDEX_SYMBOL] = _bars(index["SP500"])
-    return SampleHistory(securities, bars)
+    return securities, bars
 
 
 def _bars(series) -> list[Bar]:
     clean = series.dropna()
     return [Bar(date=day.date(), close=float(close)) for day, close in zip(clean.index, clean.values, strict=True)]
+
+
+if __name__ == "__main__":  # the child of load_sample_history: the data as a pickle on stdout
+    output, sys.stdout = sys.stdout.buffer, sys.stderr  # nothing a library prints can corrupt it
+    pickle.dump(read_sample_history(), output, protocol=pickle.HIGHEST_PROTOCOL)
