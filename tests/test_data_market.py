@@ -45,6 +45,21 @@ def sample_servicer(tmp_path_factory):
     return servicer, sample
 
 
+def test_the_bundled_sample_as_a_provider(sample_servicer):
+    """Read in a child process and kept as arrays: the whole history as the skfolio dataset has
+    it, and any date range of it as the bars between its ends."""
+    _, sample = sample_servicer
+    bars = sample.bars
+    assert len(bars) == 21 and len(bars["SP500.IDX"]) == 8313 and bars["KO.US"][0] == Bar(date(1990, 1, 2), 2.235)
+    assert all(b.date < c.date for series in bars.values() for b, c in zip(series, series[1:], strict=False))
+    unknown = security("MOON.US")
+    for start, end in [(None, date(1990, 1, 1)), (None, date(2000, 1, 3)), (date(2008, 9, 13), date(2008, 10, 10)),
+                       (date(2022, 12, 28), date(2030, 1, 1)), (date(2020, 3, 17), date(2020, 3, 16))]:
+        got = sample.daily_bars([*sample.securities, unknown], start, end)
+        assert got == {symbol: [b for b in series if (start is None or b.date >= start) and b.date <= end]
+                       for symbol, series in bars.items()} | {"MOON.US": []}
+
+
 @pytest.mark.parametrize("symbol", ["AAPL.US", "XOM.US"])
 @pytest.mark.parametrize("as_of", ["1995-06-30", "2008-10-10", "2020-03-16", "2022-12-28"])
 def test_indicators_match_talib_on_bundled_data(sample_servicer, symbol, as_of):
