@@ -7,11 +7,14 @@ history, the paper broker, SQLite in a fresh temporary state directory, free por
 the replay driver; this script then drives the cycles as the driver does (gateway/replay.py):
 the trading days of the sample from 2018-01-02, the initial and monthly deposits, and one
 RunSyncCycle through the gateway per day with the clock (x-trader-as-of) set to 22:00 UTC.
-The bare server is grpcio with a 16-thread pool and the health service, called as often.
+The bare server is grpcio with a 16-thread pool and the health service, called once a cycle,
+under the same MALLOC_ARENA_MAX as the services (the launcher sets 2 unless it is set).
 
 RSS is VmRSS from /proc/<pid>/status (shared library pages count in every process that maps
-them); "peak" is VmHWM, the largest RSS the process had. The Kubernetes requests and limits in
-deploy/k8s/base come from these figures (README, "Deploy").
+them); "peak" is VmHWM, the largest RSS the process had. Not counted: the short-lived children
+of a start (the migration, about 70 MiB, 130 for data; the data service's first read of the
+bundled history, about 200 MiB), which a container's memory limit must also allow for. The
+Kubernetes requests and limits in deploy/k8s/base come from these figures (README, "Deploy").
 
     .venv/bin/python bench/footprint.py [--cycles 50] [--settle 3]
 """
@@ -19,7 +22,6 @@ deploy/k8s/base come from these figures (README, "Deploy").
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -66,6 +68,11 @@ def memory_mib(pid: int) -> tuple[float, float]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
+def environment_of(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
 def start_bare_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen([sys.executable, "-c", BARE_SERVER, address], env=env)
@@ -108,14 +115,16 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="trader-footprint-") as tmp:
         env = {**launcher_env(Path(tmp), TRADER_REPLAY_AUTOSTART="0"), "TRADER_API_TOKEN": TOKEN}
-        bare_process, bare_address = start_bare_server(env)
         launcher = Launcher(env)
+        bare_process = None
         try:
             launcher.until(lambda line: line.startswith("gateway ") and "serving on" in line)
             pids = launcher.children()
             missing = set(SERVICES) - set(pids)
             if missing:
                 raise RuntimeError(f"no process found for {sorted(missing)}")
+            arenas = environment_of(pids["data"]).get("MALLOC_ARENA_MAX")  # the launcher's default, or ours
+            bare_process, bare_address = start_bare_server({**env, **({"MALLOC_ARENA_MAX": arenas} if arenas else {})})
             pids["bare grpcio"] = bare_process.pid
             time.sleep(args.settle)
             idle = {name: memory_mib(pid)[0] for name, pid in pids.items()}
@@ -132,10 +141,11 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 pass
             launcher.close()
-            bare_process.terminate()
-            bare_process.wait()
+            if bare_process is not None:
+                bare_process.terminate()
+                bare_process.wait()
     print(f"\n{args.cycles} cycles in {elapsed:.1f} s; RSS in MiB (VmRSS; peak = VmHWM); "
-          f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset (glibc default)')}")
+          f"the services ran with MALLOC_ARENA_MAX={arenas or 'unset (glibc default)'}")
     print(f"{'process':<12} {'idle':>8} {'after':>8} {'peak':>8}   after / bare grpcio")
     bare_after = after["bare grpcio"][0]
     for name in (*ORDER, "bare grpcio"):
