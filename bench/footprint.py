@@ -12,8 +12,8 @@ under the same MALLOC_ARENA_MAX as the services (the launcher sets 2 unless it i
 
 RSS is VmRSS from /proc/<pid>/status (shared library pages count in every process that maps
 them); "peak" is VmHWM, the largest RSS the process had. Not counted: the short-lived children
-of a start (the migration, about 70 MiB, 130 for data; the data service's first read of the
-bundled history, about 200 MiB), which a container's memory limit must also allow for. The
+of a start (the migration, about 70 MiB, 130 for data; the data service's read of the bundled
+history, about 200 MiB), which a container's memory limit must also allow for. The
 Kubernetes requests and limits in deploy/k8s/base come from these figures (README, "Deploy").
 
     .venv/bin/python bench/footprint.py [--cycles 50] [--settle 3]
