@@ -267,11 +267,27 @@ def test_an_orphan_is_resolved_at_start_and_blocks_nothing(tmp_path, state, fina
     with pytest.raises(FailedPrecondition, match="^pending_order"):
         engine.submit(intent("blocked"), None, START)
     restarted = OrderEngine("replay", db, broker, engine._reads)  # the start-up reconciliation is a sync
-    restarted.sync(START)
+    restarted.sync(START + orders.ACTIVE_LIST_GRACE)
     with db.transaction() as session:
         order = store.find_order(session, "orphan")
         assert (order.state, order.reason.startswith(reason)) == (final, True), order.reason
     assert restarted.submit(intent("next"), None, START).state == "FILLED"
+
+
+def test_a_submitted_order_the_broker_does_not_list_yet_stays_open_for_the_grace_period(tmp_path):
+    """A broker's active-order list can lag an accepted order: closing it then would free the caps
+    for a duplicate while the first is still live."""
+    engine, broker, _, db = make_engine(tmp_path)
+    orphan(db, "just-sent", "SUBMITTED")
+    almost = START + orders.ACTIVE_LIST_GRACE - timedelta(seconds=1)
+    engine.sync(almost)
+    with db.transaction() as session:
+        assert store.find_order(session, "just-sent").state == "SUBMITTED"
+    with pytest.raises(FailedPrecondition, match="^pending_order"):
+        engine.submit(intent("duplicate"), None, almost)
+    engine.sync(START + orders.ACTIVE_LIST_GRACE)
+    with db.transaction() as session:
+        assert store.find_order(session, "just-sent").state == "CANCELLED"
 
 
 def test_an_orphan_can_be_cancelled(tmp_path):
@@ -453,6 +469,7 @@ class TradingMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.sent)
     @rule()
     def everything_final_after_sync(self):
+        self.advance(int(orders.ACTIVE_LIST_GRACE.total_seconds() // 60))  # past the broker list's lag
         self.engine.sync(self.now)
         with self.db.transaction() as session:
             states = {o.client_order_id: o.state for o in store.orders(session, 10_000)}

@@ -99,7 +99,7 @@ def put_in(engine, broker, db, state: str) -> str:
 def test_every_open_state_is_resolved_by_a_sync(tmp_path, state):
     engine, broker, reads, db = make_engine(tmp_path)
     cid = put_in(engine, broker, db, state)
-    OrderEngine("replay", db, broker, reads).sync(START)  # as at start-up
+    OrderEngine("replay", db, broker, reads).sync(START + orders.ACTIVE_LIST_GRACE)  # as at start-up
     with db.transaction() as session:
         order = store.find_order(session, cid)
         assert order.state in orders.FINAL_STATES and order.reason, (order.state, order.reason)

@@ -152,6 +152,7 @@ class Database:
     def __init__(self, url: str, schema):
         """`schema` is the service's `migrations.Schema`. Raises DatabaseConfigError (with
         SchemaMismatch for a schema this build cannot use)."""
+        self.schema = schema
         self.engine = open_engine(schema.service, url)
         try:
             if _migrate_in_child and make_url(url).database not in (None, "", ":memory:"):

@@ -37,6 +37,7 @@ import sqlite3
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -326,15 +327,16 @@ def _elapsed_ms(started: float) -> float:
 # --- backends ---
 
 
-class _Backend:
+class _Backend(ABC):
     name = ""
 
+    @abstractmethod
     def unavailable(self, part: str) -> str | None:
         """Why this backend has no such part (what to use instead), or None."""
-        raise NotImplementedError
 
+    @abstractmethod
     def run(self, part: str, request: MaintenanceRequest, wall_now: datetime, result: PartResult) -> None:
-        raise NotImplementedError
+        """Run `part`, recording what it did in `result`."""
 
 
 class _Sqlite(_Backend):

@@ -279,7 +279,8 @@ class OrderEngine:
         with self._db.transaction() as session:
             order = session.get(store.OrderRow, order_id)
             is_open = order.client_order_id in still_open or order.broker_reference in still_open
-            move = orders.resolution(order.state, order.filled_quantity or 0, order.quantity, is_open)
+            move = orders.resolution(order.state, order.filled_quantity or 0, order.quantity, is_open,
+                                     now - order.updated_at)
             if move is not None:
                 store.set_state(session, order_id, *move, now)
 

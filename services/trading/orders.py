@@ -6,6 +6,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.money import from_base, to_base
@@ -49,16 +50,26 @@ def fill_state(quantity: int, filled: int) -> str:
     return FILLED if filled >= quantity else PARTIALLY_FILLED
 
 
-def resolution(state: str, filled: int, quantity: int, open_at_broker: bool) -> tuple[str, str] | None:
+# A broker's list of active orders can lag an accepted order by a few seconds (Tradernet's
+# getNotifyOrderJson): a SUBMITTED order it does not list yet stays open this long, so it keeps
+# counting against the caps and blocking a duplicate instead of being closed while still live.
+ACTIVE_LIST_GRACE = timedelta(minutes=10)
+
+
+def resolution(state: str, filled: int, quantity: int, open_at_broker: bool,
+               submitted_for: timedelta = ACTIVE_LIST_GRACE) -> tuple[str, str] | None:
     """Where a lookup at the broker moves an open order: (state, reason), or None to stay.
 
     The order's fills are imported before (so `filled` is complete and a (partly) filled order
     is already PARTIALLY_FILLED), and `open_at_broker` was read before those fills, so an order
-    that is not open has no fill still to come."""
+    that is not open has no fill still to come. `submitted_for` is the time since the order's
+    last state change; a SUBMITTED order unlisted for less than ACTIVE_LIST_GRACE stays."""
     if state in FINAL_STATES:
         return None
     if open_at_broker:
         return (SUBMITTED, "found open at the broker") if state in (NEW, UNKNOWN_OUTCOME) else None
+    if state == SUBMITTED and filled == 0 and submitted_for < ACTIVE_LIST_GRACE:
+        return None
     if filled > 0:
         return CANCELLED, f"the broker closed it with {filled} of {quantity} filled: the rest was cancelled"
     if state == NEW:
