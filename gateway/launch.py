@@ -191,6 +191,7 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("TRADER_API_TOKEN", secrets.token_urlsafe(24))
     env.setdefault("GRPC_VERBOSITY", "ERROR")
+    env.setdefault("MALLOC_ARENA_MAX", "2")  # glibc: two malloc arenas, not 8 per core (README, "Deploy")
     env.setdefault("TRADER_DISPLAY_SERIAL", "emulator")  # frames in var/display/matrix.png
     try:
         config = load_common("gateway", env)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -15,6 +17,8 @@ import pytest
 from sqlalchemy import Column, MetaData, String, create_engine, inspect, select, text
 
 from gateway import store as gateway_store
+from services.common import db as common_db
+from services.common.config import REPO_ROOT
 from services.common.db import Database, SchemaMismatch, make_engine
 from services.common.migrations import STORES, differences, load_schema, migrate, new_revision, scripts
 from services.data import store as data_store
@@ -230,6 +234,35 @@ def test_a_newer_pre_alembic_version_is_refused(new_database):
 
 def test_tables_without_any_version_are_refused(new_database):
     url = new_database("foreign")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE plans (x INTEGER)"))
+    engine.dispose()
+    assert "holds the tables plans but no planner schema version" in refused(url, planner_store.SCHEMA)
+
+
+def test_a_service_process_migrates_in_a_child_and_keeps_no_alembic_loaded(new_database):
+    """run_service's way (db.migrate_in_child_processes): the schema reaches head, the child logs
+    as the service, and the service's process never imports Alembic."""
+    url = new_database("child")
+    code = ("import sys; from services.common import db, logs; logs.setup_logging('trading'); "
+            "db.migrate_in_child_processes(); "
+            "from services.trading import store; store.open_database(sys.argv[1]).close(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'mako'}))")
+    done = subprocess.run([sys.executable, "-c", code, url], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]" and '"msg": "database migrated"' in done.stderr
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        revision = connection.execute(text("SELECT version_num FROM alembic_version_trading")).scalar_one()
+    engine.dispose()
+    assert revision == scripts(trading_store.SCHEMA).get_current_head()
+
+
+def test_a_migration_in_a_child_refuses_as_in_process(new_database, monkeypatch):
+    monkeypatch.setattr(common_db, "_migrate_in_child", True)
+    url = new_database("foreign_child")
     engine = make_engine(url)
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE plans (x INTEGER)"))

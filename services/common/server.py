@@ -23,7 +23,7 @@ from trader.common.v1 import info_pb2_grpc
 
 from services.common import clock, info
 from services.common.config import SERVICES, CommonConfig, ConfigError, ServerTls
-from services.common.db import Database
+from services.common.db import Database, migrate_in_child_processes
 from services.common.interceptors import AuthInterceptor, CallContextInterceptor
 from services.common.logs import event, setup_logging
 from services.common.reflection import enable_reflection
@@ -142,6 +142,7 @@ def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any]
     die_with_parent()
     stop_requested = StopRequest()
     stop_requested.install()  # a burst of signals cannot deadlock it (see shutdown.py)
+    migrate_in_child_processes()  # the service keeps no Alembic loaded (db.py)
     try:
         parts = build(config)
     except ConfigError as exc:  # found while building, e.g. a database URL that does not connect

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
-from pypfopt import HRPOpt
+
+if TYPE_CHECKING:  # at run time pandas comes with the returns (bench/footprint.py: it is heavy)
+    import pandas as pd
 
 
 def hrp_weights(returns: pd.DataFrame) -> dict[str, float] | None:
@@ -13,6 +16,8 @@ def hrp_weights(returns: pd.DataFrame) -> dict[str, float] | None:
     fewer than 2 securities or when the clustering cannot be built (a series without variance)."""
     if returns.shape[1] < 2 or len(returns) < 2 or not np.isfinite(returns.corr().to_numpy()).all():
         return None
+    from pypfopt import HRPOpt  # noqa: PLC0415 - heavy: loaded on first use, not at start (bench/footprint.py)
+
     try:
         optimiser = HRPOpt(returns)
         optimiser.optimize()
