@@ -1,17 +1,27 @@
-"""`python -m gateway` starts the gateway (and, with TRADER_REPLAY_AUTOSTART=1, the replay driver)."""
+"""`python -m gateway` starts the gateway: its jobs (triggered on the wall clock in paper,
+research and live mode) and, with TRADER_REPLAY_AUTOSTART=1, the replay driver."""
 
 import sys
 
+from grpc_health.v1 import health_pb2
 from trader.gateway.v1 import gateway_pb2_grpc
 
 from gateway import store
 from gateway.config import GatewayConfig, load
 from gateway.cycle import Services
+from gateway.jobs import JOBS
+from gateway.jobs.base import JobPeers
 from gateway.replay import ReplayDriver
+from gateway.runner import JobRunner, Scheduler
 from gateway.server import CycleRunner, GatewayServicer
 from services.common.client import Clients
 from services.common.maintenance import Maintenance, load_settings
 from services.common.server import ServiceParts, run_service
+
+
+def scheduler_name(config: GatewayConfig) -> str:
+    """Who triggers the jobs' schedules (ListJobs.scheduler)."""
+    return "wall clock" if config.jobs.scheduler else "off"
 
 
 def build(config: GatewayConfig) -> ServiceParts:
@@ -21,10 +31,16 @@ def build(config: GatewayConfig) -> ServiceParts:
     clients = Clients(common)
     services = Services(clients)
     runner = CycleRunner(db, services)
-    servicer = GatewayServicer(common, db, runner, Maintenance(store.SCHEMA, db, settings))
+    maintenance = Maintenance(store.SCHEMA, db, settings)
+    jobs = JobRunner(db, JOBS, JobPeers(services, runner, maintenance), config.jobs.schedules, services.display)
+    scheduler = Scheduler(jobs, config.jobs.schedules, triggering=config.jobs.scheduler)
+    servicer = GatewayServicer(common, db, runner, maintenance, jobs, clients, scheduler_name(config))
     drivers: list[ReplayDriver] = []
 
-    def start_replay(_running, request_stop):
+    def after_start(running, request_stop):
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        jobs.attach_health(lambda name, ok: running.health.set(name, serving if ok else not_serving))
+        scheduler.start()
         if config.replay.autostart:
             # The gateway stops (as on SIGTERM) when the replay ends.
             driver = ReplayDriver(config.replay, common.base_currency, db, services, runner, request_stop,
@@ -33,6 +49,7 @@ def build(config: GatewayConfig) -> ServiceParts:
             driver.start()
 
     def close():
+        scheduler.stop()
         for driver in drivers:
             driver.stop_requested.set()
             driver.join(timeout=10)
@@ -40,7 +57,7 @@ def build(config: GatewayConfig) -> ServiceParts:
         db.close()
 
     return ServiceParts(lambda server: gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, server),
-                        close, start_replay)
+                        close, after_start, database=db)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Gateway configuration: the shared settings plus the replay driver's."""
+"""Gateway configuration: the shared settings, the replay driver's and the jobs' schedules."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
+from gateway.jobs import JOBS
+from gateway.schedule import CronSchedule, ScheduleError, check_zone, parse_schedule
 from services.common.config import CommonConfig, Env, load_common
+
+WALL_CLOCK_MODES = ("paper", "research", "live")  # the modes whose clock is the wall clock
 
 
 @dataclass(frozen=True)
@@ -24,9 +28,17 @@ class ReplayConfig:
 
 
 @dataclass(frozen=True)
+class JobsConfig:
+    schedules: dict[str, CronSchedule | None]  # job -> its schedule (None: off)
+    time_zone: str                             # of the schedules without CRON_TZ=
+    scheduler: bool                            # the wall-clock scheduler triggers them
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     common: CommonConfig
     replay: ReplayConfig
+    jobs: JobsConfig
 
 
 def _date(env: Env, name: str, default: str | None) -> date | None:
@@ -64,5 +76,32 @@ def load(environ: Mapping[str, str] | None = None) -> GatewayConfig:
     if replay.autostart and common.mode not in ("replay", "backtest", "research"):
         env.problems.append(f"TRADER_REPLAY_AUTOSTART: the replay driver simulates time; it cannot run in "
                             f"TRADER_MODE={common.mode}")
+    jobs = load_jobs(env, common.mode, replay.autostart)
     env.check()
-    return GatewayConfig(common, replay)
+    return GatewayConfig(common, replay, jobs)
+
+
+def load_jobs(env: Env, mode: str, replaying: bool) -> JobsConfig:
+    """TRADER_JOB_TIMEZONE (UTC), TRADER_JOB_<NAME>_SCHEDULE (each job's default, or `off`) and
+    TRADER_SCHEDULER (on by default where the clock is the wall clock: paper, research, live)."""
+    zone = env.text("TRADER_JOB_TIMEZONE", "UTC")
+    try:
+        check_zone(zone)
+    except ScheduleError as exc:
+        env.problems.append(f"TRADER_JOB_TIMEZONE={zone!r}: {exc}")
+        zone = "UTC"
+    schedules: dict[str, CronSchedule | None] = {}
+    for job in JOBS:
+        text = env.text(job.variable, job.default_schedule)
+        try:
+            schedules[job.name] = parse_schedule(text, zone)
+        except ScheduleError as exc:
+            env.problems.append(f"{job.variable}: {exc}")
+            schedules[job.name] = None
+    wall_clock = mode in WALL_CLOCK_MODES and not replaying
+    scheduler = env.flag("TRADER_SCHEDULER", wall_clock)
+    if scheduler and not wall_clock:
+        env.problems.append(f"TRADER_SCHEDULER: the scheduler runs the jobs on the wall clock, in "
+                            f"{', '.join(WALL_CLOCK_MODES)} mode without the replay driver; a replay or backtest "
+                            f"runs the jobs due on each simulated day itself")
+    return JobsConfig(schedules, zone, scheduler)

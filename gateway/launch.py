@@ -1,5 +1,5 @@
-"""`make run`: start the five services and the gateway (with its replay driver) as processes,
-and keep them running.
+"""`make run`: start the five services and the gateway (with its replay driver, or in paper
+and live mode its scheduler) as processes, and keep them running.
 
 Prints the API token and a grpcurl example, waits until every service reports SERVING, then
 passes the gateway's one-line-per-cycle output through. Supervision (as compose's `restart:`
@@ -46,6 +46,7 @@ STOP_TIMEOUT_S = 10
 RESTART_FIRST_DELAY_S = 0.5
 RESTART_MAX_DELAY_S = 30.0
 STABLE_AFTER_S = 60.0  # a child that ran this long restarts after the first delay again
+WALL_CLOCK_ONLY_MODES = ("paper", "live")
 
 
 def module_of(service: str) -> str:
@@ -189,14 +190,16 @@ def main() -> int:
     stop.install()  # before anything starts: a signal burst at any time only raises the flag
     env = dict(os.environ)
     env.setdefault("TRADER_API_TOKEN", secrets.token_urlsafe(24))
-    env.setdefault("TRADER_REPLAY_AUTOSTART", "1")
     env.setdefault("GRPC_VERBOSITY", "ERROR")
+    env.setdefault("MALLOC_ARENA_MAX", "2")  # glibc: two malloc arenas, not 8 per core (README, "Deploy")
     env.setdefault("TRADER_DISPLAY_SERIAL", "emulator")  # frames in var/display/matrix.png
     try:
         config = load_common("gateway", env)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    # Paper and live run on the wall clock: the gateway's scheduler runs the jobs, no replay.
+    env.setdefault("TRADER_REPLAY_AUTOSTART", "0" if config.mode in WALL_CLOCK_ONLY_MODES else "1")
     log_dir = Path(env.get("TRADER_VAR_DIR", REPO_ROOT / "var")) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     token = env["TRADER_API_TOKEN"]

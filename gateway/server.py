@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
+import grpc
+from trader.common.v1 import info_pb2, info_pb2_grpc
 from trader.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 from gateway import store
 from gateway.cycle import CycleResult, Services, StepResult, run_cycle
+from gateway.jobs.base import rpc_problem
+from gateway.runner import MANUAL, REPLAY, SCHEDULE, JobRun, JobRunner, JobView
 from services.common import clock
-from services.common.client import health_status, raw_channel
+from services.common.client import Clients, health_status, raw_channel
 from services.common.config import SERVICES, CommonConfig
 from services.common.db import Database
+from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.maintenance import Maintenance
 from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.timestamps import from_timestamp, to_timestamp
+
+MAX_HISTORY = 1000
+DEFAULT_HISTORY = 20
+MAX_LOG_RECORDS = 50
+DEFAULT_LOG_RECORDS = 10
+STATUS_CALL_TIMEOUT_S = 3.0  # GetSystemStatus asks every service at once and waits at most this long
+_RUN_STATUS = {store.RUNNING: gateway_pb2.JOB_RUNNING, store.OK: gateway_pb2.JOB_OK,
+               store.FAILED: gateway_pb2.JOB_FAILED, store.SKIPPED: gateway_pb2.JOB_SKIPPED}
+_TRIGGER = {SCHEDULE: gateway_pb2.TRIGGER_SCHEDULE, MANUAL: gateway_pb2.TRIGGER_MANUAL,
+            REPLAY: gateway_pb2.TRIGGER_REPLAY}
 
 
 def result_to_proto(result: CycleResult) -> gateway_pb2.RunSyncCycleResponse:
@@ -54,27 +71,118 @@ class CycleRunner:
             return result
 
 
+def run_to_proto(run: JobRun) -> gateway_pb2.JobRun:
+    message = gateway_pb2.JobRun(
+        id=run.id, job=run.job, status=_RUN_STATUS[run.status], trigger=_TRIGGER.get(run.trigger, 0),
+        as_of=to_timestamp(run.as_of), simulated=run.simulated, started_at=to_timestamp(run.started_at),
+        duration_ms=run.duration_ms or 0.0, detail=run.detail, trace_id=run.trace_id)
+    if run.finished_at is not None:
+        message.finished_at.CopyFrom(to_timestamp(run.finished_at))
+    return message
+
+
+def job_to_proto(view: JobView) -> gateway_pb2.Job:
+    job = view.job
+    message = gateway_pb2.Job(
+        name=job.name, description=job.description, variable=job.variable, running=view.running,
+        schedule=view.schedule.text if view.schedule else "off", time_zone=view.schedule.zone if view.schedule else "",
+        failures_last_hour=view.failures_last_hour, health="SERVING" if view.healthy else "NOT_SERVING",
+        health_service=job.health_service, simulated=job.simulated)
+    if view.next_run is not None:
+        message.next_run.CopyFrom(to_timestamp(view.next_run))
+    if view.last_run is not None:
+        message.last_run.CopyFrom(run_to_proto(view.last_run))
+        message.status = _RUN_STATUS[view.last_run.status]
+    return message
+
+
+def _bounded(field: str, value: int, maximum: int, default: int) -> int:
+    """`value` in 1..maximum, 0 for `default`; else InvalidArgument naming `field`."""
+    if not 0 <= value <= maximum:
+        raise InvalidArgument(field, f"must be between 0 ({default}) and {maximum}, got {value}")
+    return value or default
+
+
 class GatewayServicer(MaintenanceRpc, gateway_pb2_grpc.GatewayServicer):
-    def __init__(self, config: CommonConfig, db: Database, runner: CycleRunner, maintenance: Maintenance | None = None):
+    def __init__(self, config: CommonConfig, db: Database, runner: CycleRunner, maintenance: Maintenance | None = None,
+                 jobs: JobRunner | None = None, clients: Clients | None = None, scheduler: str = "off"):
+        """`jobs` runs the jobs (ListJobs, RunJob, GetJobHistory), `scheduler` says who triggers
+        them; `clients` reach the services for GetSystemStatus."""
         self.use_maintenance(maintenance)
         self._config = config
         self._db = db
         self._runner = runner
+        self._jobs = jobs
+        self._clients = clients
+        self._scheduler = scheduler
 
     def RunSyncCycle(self, request, context):
         return result_to_proto(self._runner.run(request.settle_only))
 
     def GetSystemStatus(self, request, context):
-        response = gateway_pb2.GetSystemStatusResponse(mode=self._config.mode)
-        for name, (service_name, _) in SERVICES.items():
-            address = self._config.address_of(name)
-            with raw_channel(address, self._config.client_tls) as channel:
-                health = health_status(channel, service_name)
-            response.services.add(service=service_name, address=address, health=health)
+        records = _bounded("log_records_per_service", request.log_records_per_service, MAX_LOG_RECORDS,
+                           DEFAULT_LOG_RECORDS)
+        response = gateway_pb2.GetSystemStatusResponse(mode=self._config.mode,
+                                                       checked_at=to_timestamp(clock.wall_now()))
+        with ThreadPoolExecutor(max_workers=len(SERVICES), thread_name_prefix="status") as pool:
+            response.services.extend(pool.map(lambda name: self._service_status(name, records), SERVICES))
         with self._db.transaction() as session:
             last = store.last_run(session)
             response.cycles_run = store.run_count(session)
             if last is not None:
                 response.last_cycle_as_of.CopyFrom(to_timestamp(last.as_of))
                 response.last_cycle_ok = last.ok
+                response.last_cycle_trace_id = last.trace_id
+                response.last_cycle_finished_at.CopyFrom(to_timestamp(last.finished_at))
+                response.last_cycle_steps.extend(
+                    gateway_pb2.CycleStep(name=s["name"], status=gateway_pb2.StepStatus.Value(s["status"]),
+                                          duration_ms=s["duration_ms"], detail=s["detail"])
+                    for s in json.loads(last.steps))
+        if self._jobs is not None:
+            response.failing_jobs.extend(self._jobs.failing_jobs())
         return response
+
+    def _service_status(self, name: str, records: int) -> gateway_pb2.ServiceStatus:
+        """A service's health and what it says about itself (each asked with a short deadline)."""
+        service_name = SERVICES[name][0]
+        address = self._config.address_of(name)
+        with raw_channel(address, self._config.client_tls) as channel:
+            status = gateway_pb2.ServiceStatus(service=service_name, address=address,
+                                               health=health_status(channel, service_name))
+        if self._clients is None:
+            status.info_error = "the gateway was started without clients"
+            return status
+        try:
+            status.info.CopyFrom(info_pb2_grpc.ServiceInfoStub(self._clients.channel(name)).GetServiceInfo(
+                info_pb2.GetServiceInfoRequest(max_log_records=records), timeout=STATUS_CALL_TIMEOUT_S,
+                wait_for_ready=False))
+        except grpc.RpcError as exc:
+            status.info_error = rpc_problem(exc)
+        return status
+
+    # --- jobs ---
+
+    def _job_runner(self) -> JobRunner:
+        if self._jobs is None:  # a servicer built without jobs (unit tests of other RPCs)
+            raise FailedPrecondition("jobs_unavailable", "this gateway was started without its jobs")
+        return self._jobs
+
+    def ListJobs(self, request, context):
+        views = self._job_runner().views(clock.now())
+        return gateway_pb2.ListJobsResponse(jobs=[job_to_proto(v) for v in views], scheduler=self._scheduler)
+
+    def RunJob(self, request, context):
+        runner = self._job_runner()
+        name = request.name.strip()
+        if not name:
+            raise InvalidArgument("name", f"is empty; one of {', '.join(runner.names)}")
+        return gateway_pb2.RunJobResponse(run=run_to_proto(runner.run(name, MANUAL, clock.now())))
+
+    def GetJobHistory(self, request, context):
+        runner = self._job_runner()
+        limit = _bounded("limit", request.limit, MAX_HISTORY, DEFAULT_HISTORY)
+        if request.before_id < 0:
+            raise InvalidArgument("before_id", f"must be 0 (the newest) or a run's id, got {request.before_id}")
+        name = request.name.strip() or None
+        return gateway_pb2.GetJobHistoryResponse(runs=[run_to_proto(r) for r in runner.history(
+            name, limit, request.before_id)])

@@ -36,14 +36,16 @@ def pos(symbol: str, quantity: int, average_cost: float, price_base: float, *, b
 def book(securities: list[SecurityView], positions: list[PositionView] = (), cash: dict[str, float] | None = None,
          *, reserve: float = 0.0, targets: dict[str, float] | None = None, optimised: set[str] | None = None,
          country_targets: dict[str, float] | None = None, band: float = 0.0, auto_convert: bool = True,
-         last_sells: dict[str, int] | None = None, sell_cooldown_days: int = 180) -> Book:
+         last_sells: dict[str, int] | None = None, sell_cooldown_days: int = 180,
+         last_buys: dict[str, int] | None = None, buy_cooldown_days: int = 30) -> Book:
     cash = {"EUR": 10_000.0} if cash is None else cash
     held = {p.symbol: p for p in positions}
     total = sum(p.value_base for p in positions) + sum(cash.values())
     return Book(TODAY, "EUR", {s.symbol: s for s in securities}, held, Cash("EUR", cash, reserve, auto_convert),
                 total, band, targets or {}, frozenset(optimised if optimised is not None else (targets or {})),
                 country_targets or {}, {}, "sideways",
-                {s: days_ago(d) for s, d in (last_sells or {}).items()}, sell_cooldown_days)
+                {s: days_ago(d) for s, d in (last_sells or {}).items()}, sell_cooldown_days,
+                {s: days_ago(d) for s, d in (last_buys or {}).items()}, buy_cooldown_days)
 
 
 def act(side: str, symbol: str, value: float, priority: float, category: str, *, price: float = 10.0,

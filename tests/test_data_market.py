@@ -3,8 +3,10 @@ universe rules, market hours, regime, and the provider failure paths."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, timedelta
 
+import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +19,7 @@ from services.common import clock
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.data import indicators
 from services.data.history import Bar
-from services.data.market_hours import exchange_from_name, market_status
+from services.data.market_hours import exchange_from_name, market_status, session_at
 from services.data.regime import market_regime
 from services.data.universe import detect_metadata, isin_valid
 from services.data.validation import flag_bars
@@ -41,6 +43,21 @@ def sample_servicer(tmp_path_factory):
     provider = FakeProvider(bars=sample.bars)
     servicer, _, _ = make_servicer(tmp_path_factory.mktemp("sample"), provider, sample.securities)
     return servicer, sample
+
+
+def test_the_bundled_sample_as_a_provider(sample_servicer):
+    """Read in a child process and kept as arrays: the whole history as the skfolio dataset has
+    it, and any date range of it as the bars between its ends."""
+    _, sample = sample_servicer
+    bars = sample.bars
+    assert len(bars) == 21 and len(bars["SP500.IDX"]) == 8313 and bars["KO.US"][0] == Bar(date(1990, 1, 2), 2.235)
+    assert all(b.date < c.date for series in bars.values() for b, c in zip(series, series[1:], strict=False))
+    unknown = security("MOON.US")
+    for start, end in [(None, date(1990, 1, 1)), (None, date(2000, 1, 3)), (date(2008, 9, 13), date(2008, 10, 10)),
+                       (date(2022, 12, 28), date(2030, 1, 1)), (date(2020, 3, 17), date(2020, 3, 16))]:
+        got = sample.daily_bars([*sample.securities, unknown], start, end)
+        assert got == {symbol: [b for b in series if (start is None or b.date >= start) and b.date <= end]
+                       for symbol, series in bars.items()} | {"MOON.US": []}
 
 
 @pytest.mark.parametrize("symbol", ["AAPL.US", "XOM.US"])
@@ -339,6 +356,24 @@ def at(text):
 ])
 def test_market_status_on_real_calendar_days(exchange, moment, is_open):
     assert market_status(exchange, at(moment)).open is is_open
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["XNYS", "XHKG", "XLON", "XASX"]),
+       st.datetimes(datetime(2017, 1, 10), datetime(2019, 12, 20), timezones=st.just(UTC)))
+def test_session_at_is_the_librarys_next_session(exchange, moment):
+    """session_at answers as exchange-calendars' minute_to_session(direction="next"), which it
+    replaces to keep the library from building every minute of the span (bench/footprint.py);
+    both on a short calendar (instants inside it, as market_status checks), so the library's
+    minutes stay small here."""
+    cal = short_calendar(exchange)
+    stamp = pd.Timestamp(moment)
+    assert session_at(cal, stamp) == cal.minute_to_session(stamp.floor("min"), direction="next")
+
+
+@functools.cache
+def short_calendar(exchange):
+    return xcals.get_calendar(exchange, start="2017-01-01", end="2019-12-31")
 
 
 def test_next_open_and_close_around_breaks_and_half_days():

@@ -417,7 +417,7 @@ def test_cycle_run_retention_reads_the_wall_clock(service_db):
         for finished in (cutoff - timedelta(seconds=1), cutoff, WALL):
             gateway_store.add_run(session, NOW, True, True, "0" * 32, [], finished)
     # the as-of clock of a replay (2018) is years before the rows' wall-clock times: it decides nothing
-    (result,) = retention(work, now=NOW, wall=WALL).retention
+    result = next(r for r in retention(work, now=NOW, wall=WALL).retention if r.rule == "cycle_runs")
     assert (result.cutoff, result.deleted_rows) == (cutoff, 1)
     assert count(db, "cycle_runs") == 2
 
@@ -670,7 +670,7 @@ def test_a_failing_rule_does_not_stop_the_others(tmp_path):
     work = Maintenance(load_schema("gateway"), db, load_settings("gateway", tmp_path, rules, {}))
     part = retention(work)
     assert part.status == FAILED and part.detail == "deleted 1 rows; failed: broken"
-    broken_result, runs = part.retention
+    broken_result, runs, _job_runs = part.retention
     assert "no such table: no_such_table" in broken_result.detail and runs.deleted_rows == 1
     assert count(db, "cycle_runs") == 0
     db.close()

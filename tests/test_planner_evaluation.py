@@ -5,6 +5,7 @@ it, and the beam search's stopping rule."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.planner import batch, evaluation
+from services.planner.config import preset
 from services.planner.evaluation import (
     BUY_SIDE,
     SELL_SIDE,
@@ -24,7 +26,9 @@ from services.planner.evaluation import (
     evaluate_reference,
     score,
 )
+from services.planner.opportunities.book import Action
 from services.planner.scoring.end_state import END_STATE_WEIGHTS, Outlook
+from services.planner.sequences import ActionSequence
 
 GROUPS = ("US", "EU", "ASIA", "OTHER")
 
@@ -164,3 +168,25 @@ def test_beam_search_stops_on_a_plateau():
     beam, plateau = beam_update(beam, plateau, [0.41], 3)
     assert (beam, plateau) == ([0.5, 0.45, 0.41], 0)
     assert not beam_done(9, 7) and not beam_done(10, 6) and beam_done(10, 7)
+
+
+def test_full_mode_runs_the_beam_search_and_incremental_mode_evaluates_everything():
+    """120 one-step sequences, best first: in full mode (beam 3) the first chunk of 5 fills the
+    beam, the next 7 chunks change nothing, so 40 are evaluated and the other 80 skipped; the
+    best is the best of all. Incremental mode evaluates all 120 and finds the same best."""
+    book = small_book(cash={"EUR": 100_000.0, "USD": 0.0})
+    sequences = [ActionSequence((Action("BUY", symbol, quantity, price, "EUR", quantity * price, 1.0,
+                                        "opportunity_buys", "test"),), "test")
+                 for symbol, price in (("A", 100.0), ("B", 50.0)) for quantity in range(1, 61)]
+    default = preset("default")
+    everything, scored = batch.evaluate_all(book, default, sequences)
+    assert (everything.evaluated, everything.skipped) == (120, 0)
+    by_score = {s.sequence_hash: s.score for s in scored}
+    sequences.sort(key=lambda s: -by_score[s.sequence_hash])
+    full = replace(default, planner=replace(default.planner, mode="full", beam_width=3))
+    progress, searched = batch.evaluate_all(book, full, sequences)
+    assert (progress.evaluated, progress.skipped, progress.plateau) == (40, 80, 7)
+    assert [s.sequence_hash for s in searched] == [s.sequence_hash for s in sequences[:40]]
+    assert progress.best_hash == everything.best_hash == sequences[0].sequence_hash
+    assert progress.best_score == pytest.approx(max(by_score.values()))
+    assert list(progress.beam) == pytest.approx(sorted(by_score.values(), reverse=True)[:3])

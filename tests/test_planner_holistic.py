@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, time, timedelta
+from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -15,9 +16,11 @@ from trader.data.v1 import data_pb2
 from trader.planner.v1 import planner_pb2
 from trader.portfolio.v1 import portfolio_pb2
 
+from services.common import clock
 from services.common.timestamps import to_timestamp
 from services.planner import store
 from services.planner.config import preset_text
+from services.planner.server import PlannerServicer
 from tests.data_fixtures import random_walk, security
 from tests.planner_fixtures import PlannerHarness, as_of
 
@@ -164,6 +167,25 @@ def test_a_cycle_without_time_budget_waits_for_the_batches(harness):
     assert [s.symbol for s in done.steps] == [s.symbol for s in status.best_steps]
     once = harness(name="once")
     assert [(s.symbol, s.quantity) for s in once.plan(LAST_DAY).steps] == [(s.symbol, s.quantity) for s in done.steps]
+
+
+def test_the_cycle_budget_stops_before_the_callers_deadline(harness):
+    """A caller whose deadline is closer than the reply margin gets a plan without steps (its
+    batch stored, nothing evaluated) instead of a DEADLINE_EXCEEDED; without a deadline the
+    configured budget completes it. The servicer hands the call's time remaining on."""
+    h = harness()
+    moment = datetime.combine(LAST_DAY, time(22), UTC)
+    with clock.use_as_of(moment):
+        hurried = h.engine.recommendations(moment, time_left=0.5)
+        assert not hurried.complete and not hurried.steps and hurried.sequences_evaluated == 0
+        assert any("within the 0 s budget" in n for n in hurried.notes)
+        servicer = PlannerServicer(h.engine, None, h.configs)
+        reply = servicer.GetRecommendations(planner_pb2.GetRecommendationsRequest(),
+                                            SimpleNamespace(time_remaining=lambda: 0.2))
+        assert not reply.complete and not reply.steps
+        assert rows(h)["recommendations"] == [] and rows(h)["plans"] == []
+        done = h.engine.recommendations(moment, time_left=None)
+    assert done.complete and done.steps and done.sequences_evaluated == hurried.sequences_generated
 
 
 def test_a_new_state_discards_the_old_batch(harness):

@@ -57,6 +57,13 @@ def test_a_held_security_the_optimiser_placed_at_no_weight_is_sold_whole():
     assert found(weight_based.calculate, b) == [("SELL", "C", 30, 600.0, 6.0, "rebalance_sells")]
 
 
+def test_a_weight_based_sell_that_keeps_a_lot_is_whole_lots_of_an_odd_lot_holding():
+    """B: 25 shares in lots of 10 (12.5% of 10,000), target 0.5%: the gap (1,200 = 24 shares)
+    is 20 in lots, which would leave 5, under a lot; keeping a lot sells 10, not 25 - 10 = 15."""
+    b = book([sec("B", 50.0, lot=10)], [pos("B", 25, 40.0, 50.0)], {"EUR": 8_750.0}, targets={"B": 0.005})
+    assert found(weight_based.calculate, b) == [("SELL", "B", 10, 500.0, 12.0, "rebalance_sells")]
+
+
 def test_weight_based_leaves_small_gaps_blocked_sides_and_securities_it_did_not_place():
     tiny = book([sec("A", 10.0)], [], {"EUR": 10_000.0}, targets={"A": 0.012})   # 120 EUR < 250
     within = book([sec("A", 10.0)], [], {"EUR": 10_000.0}, targets={"A": 0.009})  # under min_gap 1%
@@ -126,6 +133,17 @@ def test_opportunity_buys_need_quality_and_a_buyable_security():
               sec("Q4", 30.0, quality=0.75, lot=10)])
     assert found(opportunity_buys.calculate, b) == [("BUY", "Q1", 9, 270.0, 0.88, "opportunity_buys"),
                                                     ("BUY", "Q4", 10, 300.0, 0.825, "opportunity_buys")]
+
+
+def test_every_heuristic_buy_needs_the_planners_min_security_score():
+    """With min_security_score 0.8 a holding of quality 0.65 that fell is not averaged down and
+    a security of quality 0.75 is no opportunity, though each passes its calculator's own bar."""
+    strict = replace(DEFAULT, planner=replace(DEFAULT.planner, min_security_score=0.8))
+    fell = book([sec("D1", 70.0, quality=0.65)], [pos("D1", 10, 100.0, 70.0)])
+    good = book([sec("Q1", 30.0, quality=0.75), sec("Q2", 30.0, quality=0.85)])
+    assert averaging_down.calculate(fell, DEFAULT) and averaging_down.calculate(fell, strict) == []
+    assert steps(opportunity_buys.calculate(good, strict)) == [("BUY", "Q2", 9)]
+    assert len(opportunity_buys.calculate(good, DEFAULT)) == 2
 
 
 # --- mandatory steps ---

@@ -100,6 +100,23 @@ def test_the_same_state_gives_the_same_sequences(b):
     assert [s.sequence_hash for s in first.sequences] == [s.sequence_hash for s in again.sequences]
 
 
+def test_emergency_then_over_cap_steps_come_first_and_the_rest_is_planned_after_them():
+    """USD is 1,000 below zero: 74 U (1,110 USD) are sold first; V, 64% of the portfolio with a
+    20% cap, is sold down next; the sequences never touch U or V again and are planned on the
+    books after both; the plan lists the mandatory steps first."""
+    b = book([sec("U", 15.0, currency="USD"), sec("V", 50.0, max_weight=0.2), sec("Q", 30.0, quality=0.9)],
+             [pos("U", 100, 10.0, 15.0), pos("V", 200, 40.0, 50.0)], {"EUR": 5_000.0, "USD": -1_000.0})
+    found = holistic.candidates(b, DEFAULT, GenerationInputs(), {})
+    assert [(a.category, a.side, a.symbol) for a in found.mandatory] == [("emergency", "SELL", "U"),
+                                                                         ("over_cap", "SELL", "V")]
+    assert found.mandatory[0].quantity == 74 and found.book.cash.balances["USD"] > 0
+    assert found.book.positions["V"].value_base <= 0.2 * found.book.total_value_base
+    assert found.sequences and all(not {a.symbol for a in s.actions} & {"U", "V"} for s in found.sequences)
+    plan = holistic.build_plan(b, [*found.mandatory, *found.sequences[0].actions], 0.5, 0.6, DEFAULT)
+    assert [s.category for s in plan.steps[:2]] == ["emergency", "over_cap"]
+    assert [s.symbol for s in plan.steps[2:]] == [a.symbol for a in found.sequences[0].actions]
+
+
 # --- on small books, written out ---
 
 SELLS = [act("SELL", "X", 600, 1.5, "profit_taking"), act("SELL", "Y", 400, 1.2, "rebalance_sells", country="EU")]
@@ -163,6 +180,20 @@ def test_filters_written_out():
     assert [s.generator for s in filters.diversity(sequences, 0.3, 1)] == ["b"]
     blocked = replace(b, securities={**b.securities, "U": sec("U", 10.0, buy_block="allow_buy: no")})
     assert [s.generator for s in filters.eligibility(sequences, blocked)] == ["b"]
+
+
+def test_recently_traded_drops_a_buy_within_the_buy_cooldown_and_a_sell_within_the_sell_cooldown():
+    """planner.md: recently_traded (buy cooldown 30 d, sell cooldown 180 d). U was bought 29
+    days ago (30: allowed again), X sold 180 days ago (181: allowed again)."""
+    sell_x, buy_u = act("SELL", "X", 600, 1.5, "profit_taking"), act("BUY", "U", 300, 0.9, "averaging_down")
+    sequences = [ActionSequence((sell_x,), "sell"), ActionSequence((buy_u,), "buy")]
+
+    def kept(**recent):
+        b = book([sec("X", 10.0), sec("U", 10.0)], [pos("X", 60, 8.0, 10.0, bought=400)], **recent)
+        return [s.generator for s in filters.recently_traded(sequences, b)]
+    assert kept(last_buys={"U": 29}) == ["sell"] and kept(last_buys={"U": 30}) == ["sell", "buy"]
+    assert kept(last_sells={"X": 180}) == ["buy"] and kept(last_sells={"X": 181}) == ["sell", "buy"]
+    assert kept(last_buys={"X": 5}) == ["sell", "buy"]  # a recent BUY does not stop a SELL (min_hold does)
 
 
 def test_generate_runs_every_depth_and_full_mode_adds_the_extras():

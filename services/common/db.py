@@ -11,8 +11,12 @@ Alembic migrations run (services/common/migrations.py), in one transaction.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +33,7 @@ from services.common.logs import event as log_event
 log = logging.getLogger("trader.db")
 CONNECT_TIMEOUT_S = 10
 EXAMPLE_URLS = "sqlite:///var/trading.db or postgresql+psycopg://user:password@host:5432/dbname"
+_migrate_in_child = False  # see migrate_in_child_processes
 
 
 class DatabaseConfigError(ConfigError):
@@ -36,6 +41,7 @@ class DatabaseConfigError(ConfigError):
 
     def __init__(self, service: str, url: str, problem: str):
         super().__init__([f"{db_url_variable(service)}={shown_url(url)}: {problem}"])
+        self.problem = problem
 
     def __str__(self) -> str:
         return self.problems[0]
@@ -129,6 +135,16 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
+def migrate_in_child_processes() -> None:
+    """From now on this process's `Database`s migrate in a child process (`python -m
+    services.common.migrations upgrade SERVICE`), so that a long-running service never loads
+    Alembic (about 11 MiB resident, bench/footprint.py). run_service calls it before building
+    the service; tests and tools migrate in-process. An in-memory SQLite database, which a
+    child cannot reach, is always migrated in-process."""
+    global _migrate_in_child
+    _migrate_in_child = True
+
+
 class Database:
     """An engine plus a session factory for one service's schema, migrated to this build's head
     revision when opened (see services/common/migrations.py)."""
@@ -136,22 +152,16 @@ class Database:
     def __init__(self, url: str, schema):
         """`schema` is the service's `migrations.Schema`. Raises DatabaseConfigError (with
         SchemaMismatch for a schema this build cannot use)."""
-        from services.common.migrations import migrate  # here: that module imports this one
-
+        self.schema = schema
         self.engine = open_engine(schema.service, url)
         try:
-            before, after = migrate(self.engine, schema)
-        except DBAPIError as exc:  # e.g. a role without CREATE on the schema, a read-only file
-            self.engine.dispose()
-            log_event(log, "migration failed", logging.ERROR, service=schema.service, statement=exc.statement)
-            raise DatabaseConfigError(schema.service, url, f"cannot bring the schema to this build's revision "
-                                                           f"(nothing was changed): {_one_line(exc.orig)}") from None
+            if _migrate_in_child and make_url(url).database not in (None, "", ":memory:"):
+                _migrate_in_child_process(schema.service, url)
+            else:
+                migrate_logged(self.engine, schema, url)
         except Exception:
             self.engine.dispose()
             raise
-        if before != after:
-            log_event(log, "database migrated", service=schema.service, from_revision=before or "empty",
-                      to_revision=after)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextlib.contextmanager
@@ -167,3 +177,35 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def migrate_logged(engine: Engine, schema, url: str) -> None:
+    """Bring the database to the head revision (services/common/migrations.py) and log what
+    changed. Raises DatabaseConfigError (with SchemaMismatch for a schema this build cannot use)."""
+    from services.common.migrations import migrate  # here: that module imports this one
+
+    try:
+        before, after = migrate(engine, schema)
+    except DBAPIError as exc:  # e.g. a role without CREATE on the schema, a read-only file
+        log_event(log, "migration failed", logging.ERROR, service=schema.service, statement=exc.statement)
+        raise DatabaseConfigError(schema.service, url, f"cannot bring the schema to this build's revision "
+                                                       f"(nothing was changed): {_one_line(exc.orig)}") from None
+    if before != after:
+        log_event(log, "database migrated", service=schema.service, from_revision=before or "empty",
+                  to_revision=after)
+
+
+def _migrate_in_child_process(service: str, url: str) -> None:
+    """migrate_logged in `python -m services.common.migrations upgrade`: its log lines go to
+    this process's stderr, a configuration problem comes back on its stdout and is raised here
+    as the same DatabaseConfigError; RuntimeError for any other failure (logged by the child)."""
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    child = subprocess.run([sys.executable, "-m", "services.common.migrations", "upgrade", service, "--log-level",
+                            level], env={**os.environ, db_url_variable(service): url}, stdout=subprocess.PIPE,
+                           text=True, check=False)
+    if child.returncode == 2 and child.stdout.strip():
+        found = json.loads(child.stdout)
+        raise (SchemaMismatch if found["mismatch"] else DatabaseConfigError)(service, url, found["problem"])
+    if child.returncode != 0:
+        raise RuntimeError(f"migrating the {service} database failed in a child process (exit code "
+                           f"{child.returncode}; its error is logged above)")

@@ -25,23 +25,37 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
+import os
+import signal
 import sys
 import tempfile
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, MetaData, inspect, text
 
-from services.common.db import SchemaMismatch, UtcDateTime, make_engine
+from services.common.config import db_url_variable
+from services.common.db import (
+    DatabaseConfigError,
+    SchemaMismatch,
+    UtcDateTime,
+    make_engine,
+    migrate_logged,
+    open_engine,
+)
+from services.common.logs import setup_logging
+
+# Alembic is imported where it is used: a service imports this module for its Schema, and
+# migrates in a child process (db.Database), so it never keeps Alembic loaded (about 11 MiB
+# resident, bench/footprint.py).
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 ENV_DIR = Path(__file__).with_name("migration_env")
 LEGACY_TABLE = "schema_info"
@@ -83,6 +97,8 @@ def load_schema(service: str) -> Schema:
 
 
 def alembic_config(schema: Schema, connection: Connection | None = None) -> Config:
+    from alembic.config import Config  # noqa: PLC0415 - Alembic loads only to migrate (see the imports)
+
     config = Config()
     config.set_main_option("script_location", str(ENV_DIR))
     config.set_main_option("version_locations", str(schema.versions))
@@ -93,6 +109,8 @@ def alembic_config(schema: Schema, connection: Connection | None = None) -> Conf
 
 
 def scripts(schema: Schema) -> ScriptDirectory:
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - Alembic loads only to migrate (see the imports)
+
     return ScriptDirectory.from_config(alembic_config(schema))
 
 
@@ -101,6 +119,9 @@ def migrate(engine: Engine, schema: Schema) -> tuple[str | None, str]:
     held before: a revision, "schema_info version N" or None when empty; the revision now).
     Raises SchemaMismatch for a database this build cannot use (nothing is changed then)."""
     logging.getLogger("alembic").setLevel(logging.WARNING)  # db.Database logs one line instead
+    from alembic import command  # noqa: PLC0415 - Alembic loads only to migrate (see the imports)
+    from alembic.migration import MigrationContext  # noqa: PLC0415
+
     dialect = engine.dialect.name
     with engine.connect() as connection:
         if dialect == "sqlite":
@@ -132,6 +153,8 @@ def migrate(engine: Engine, schema: Schema) -> tuple[str | None, str]:
 
 def _prepare(connection: Connection, schema: Schema) -> str | None:
     """Check what the database holds and adopt a pre-Alembic one; returns what it held."""
+    from alembic.migration import MigrationContext  # noqa: PLC0415 - Alembic loads only to migrate (see the imports)
+
     tables = set(inspect(connection).get_table_names())
     if schema.version_table in tables:
         context = MigrationContext.configure(connection, opts={"version_table": schema.version_table})
@@ -158,6 +181,8 @@ def _prepare(connection: Connection, schema: Schema) -> str | None:
 
 
 def _is_known(script: ScriptDirectory, revision: str) -> bool:
+    from alembic.util import CommandError  # noqa: PLC0415 - Alembic loads only to migrate (see the imports)
+
     try:
         return script.get_revision(revision) is not None
     except CommandError:  # alembic's ResolutionError is one
@@ -232,6 +257,8 @@ def _context_options(schema: Schema) -> dict:
 
 def run_env(context) -> None:
     """Run the migrations (or autogenerate) on the connection `migrate` or the CLI opened."""
+    from alembic.util import CommandError  # noqa: PLC0415 - Alembic loads only to migrate (see the imports)
+
     if context.is_offline_mode():
         raise CommandError("offline (--sql) migrations are not supported: run them against a database")
     schema: Schema = context.config.attributes["schema"]
@@ -245,6 +272,9 @@ def run_env(context) -> None:
 def differences(schema: Schema, engine: Engine | None = None) -> list:
     """What autogenerate finds between the models and a database migrated to head: [] when they
     agree. Without `engine`, a temporary SQLite database."""
+    from alembic.autogenerate import compare_metadata  # noqa: PLC0415 - Alembic loads only to migrate (see the imports)
+    from alembic.migration import MigrationContext  # noqa: PLC0415
+
     with tempfile.TemporaryDirectory() as folder:
         own = engine is None
         engine = make_engine(f"sqlite:///{folder}/head.db") if own else engine
@@ -261,6 +291,8 @@ def differences(schema: Schema, engine: Engine | None = None) -> list:
 def new_revision(schema: Schema, message: str, empty: bool = False) -> Path | None:
     """Write the next revision of `schema`: autogenerated from the models' changes since head
     (None when there are none), or `empty` for a data-only step written by hand."""
+    from alembic import command  # noqa: PLC0415 - Alembic loads only to migrate (see the imports)
+
     script = scripts(schema)
     rev_id = f"{schema.service}_{len(list(script.walk_revisions())) + 1:04d}"
 
@@ -289,6 +321,24 @@ def new_revision(schema: Schema, message: str, empty: bool = False) -> Path | No
     return Path(written.path) if written else None
 
 
+def _upgrade(service: str, log_level: str) -> int:
+    """The child of db.Database: migrate (logging as the service, JSON lines on stderr); a
+    configuration problem goes to stdout as JSON for the parent, with exit code 2."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the service once started, not this
+    setup_logging(service, log_level)
+    url = os.environ[db_url_variable(service)]
+    try:
+        engine = open_engine(service, url)
+        try:
+            migrate_logged(engine, load_schema(service), url)
+        finally:
+            engine.dispose()
+    except DatabaseConfigError as exc:
+        print(json.dumps({"problem": exc.problem, "mismatch": isinstance(exc, SchemaMismatch)}))
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.common.migrations", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -298,7 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     revision.add_argument("--empty", action="store_true", help="an empty revision for a data step written by hand")
     check = commands.add_parser("check", help="exit 1 when models and migrations differ")
     check.add_argument("services", nargs="*", metavar="SERVICE", help="default: every service")
+    upgrade = commands.add_parser("upgrade", help="migrate the database in TRADER_<SERVICE>_DB_URL to head "
+                                                  "(a service's start-up runs it, see db.Database)")
+    upgrade.add_argument("service", choices=STORES)
+    upgrade.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    if args.command == "upgrade":
+        return _upgrade(args.service, args.log_level)
     if args.command == "revision":
         path = new_revision(load_schema(args.service), args.message, args.empty)
         if path is None:

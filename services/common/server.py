@@ -19,8 +19,11 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from trader.common.v1 import info_pb2_grpc
 
+from services.common import clock, info
 from services.common.config import SERVICES, CommonConfig, ConfigError, ServerTls
+from services.common.db import Database, migrate_in_child_processes
 from services.common.interceptors import AuthInterceptor, CallContextInterceptor
 from services.common.logs import event, setup_logging
 from services.common.reflection import enable_reflection
@@ -81,8 +84,9 @@ def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
 
 
 def start_server(config: CommonConfig, register: Callable[[grpc.Server], None],
-                 max_workers: int = 16) -> RunningServer:
-    """Build, bind and start the server for `config.service`; `register` adds the servicer."""
+                 max_workers: int = 16, service_info: info.ServiceInfoServicer | None = None) -> RunningServer:
+    """Build, bind and start the server for `config.service`; `register` adds the servicer, and
+    `service_info` (a service process's) trader.common.v1.ServiceInfo."""
     service_name = SERVICES[config.service][0]
     interceptors: list[grpc.ServerInterceptor] = []
     if config.api_token is not None:
@@ -92,7 +96,11 @@ def start_server(config: CommonConfig, register: Callable[[grpc.Server], None],
     register(server)
     health_servicer = HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    enable_reflection(server, (service_name, health.SERVICE_NAME))
+    served = (service_name, health.SERVICE_NAME)
+    if service_info is not None:
+        info_pb2_grpc.add_ServiceInfoServicer_to_server(service_info, server)
+        served += (info.SERVICE_NAME,)
+    enable_reflection(server, served)
     if config.server_tls is None:
         port = server.add_insecure_port(config.listen_address)
     else:
@@ -113,6 +121,7 @@ class ServiceParts:
     close: Callable[[], None] = lambda: None                 # releases clients, database, ...
     # Called once serving; `request_stop` stops the service as SIGTERM would.
     after_start: Callable[[RunningServer, Callable[[], None]], None] | None = None
+    database: Database | None = None  # its figures in GetServiceInfo
 
 
 def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any], ServiceParts]) -> int:
@@ -133,14 +142,16 @@ def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any]
     die_with_parent()
     stop_requested = StopRequest()
     stop_requested.install()  # a burst of signals cannot deadlock it (see shutdown.py)
+    migrate_in_child_processes()  # the service keeps no Alembic loaded (db.py)
     try:
         parts = build(config)
     except ConfigError as exc:  # found while building, e.g. a database URL that does not connect
         print(f"trader-{name}: {exc}", file=sys.stderr)
         provider.shutdown()
         return 2
+    service_info = info.ServiceInfoServicer(name, parts.database, common.var_dir, clock.wall_now())
     try:
-        running = start_server(common, parts.register)
+        running = start_server(common, parts.register, service_info=service_info)
     except Exception:
         parts.close()
         raise

@@ -31,7 +31,8 @@ def build(config: DataConfig) -> ServiceParts:
     common = config.common
     engine.load_reference_rates(db, engine.needed_currencies(db, common.base_currency, sorted(common.fx_rates)))
     servicer = MarketDataServicer(config, db, provider, Maintenance(store.SCHEMA, db, settings))
-    return ServiceParts(lambda server: data_pb2_grpc.add_MarketDataServicer_to_server(servicer, server), db.close)
+    return ServiceParts(lambda server: data_pb2_grpc.add_MarketDataServicer_to_server(servicer, server), db.close,
+                        database=db)
 
 
 if __name__ == "__main__":

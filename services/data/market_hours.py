@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import exchange_calendars as xcals
+import numpy as np
 import pandas as pd
 from dateutil.easter import EASTER_ORTHODOX
 from exchange_calendars import exchange_calendar_asex as asex
@@ -130,6 +131,14 @@ def _intervals(cal: xcals.ExchangeCalendar, session: pd.Timestamp) -> list[tuple
     return [(opens, closes)]
 
 
+def session_at(cal: xcals.ExchangeCalendar, moment: pd.Timestamp) -> pd.Timestamp:
+    """The session trading at `moment` (UTC, inside the calendar's span), else the next one: the
+    library's `minute_to_session(direction="next")` from its per-session arrays only. Its own
+    call, and `first_minute`, build an array of every trading minute of the span first (about
+    200 MiB resident for XNYS over 1970-2060, per exchange, for the life of the process)."""
+    return cal.sessions[np.searchsorted(cal.last_minutes_nanos, moment.floor("min").value)]
+
+
 def market_status(exchange: str, at: datetime) -> MarketStatus:
     """Open or closed at `at` (timezone-aware), with the next open and close after it; a lunch
     break counts as closed (it closes at the break and opens again after it). Raises
@@ -137,9 +146,9 @@ def market_status(exchange: str, at: datetime) -> MarketStatus:
     cal = calendar(exchange)
     moment = pd.Timestamp(at.astimezone(UTC))
     # the session at `moment` and the one after it must both lie inside the span
-    if not cal.first_minute <= moment < cal.session_close(cal.sessions[-2]):
+    if not cal.session_first_minute(cal.first_session) <= moment < cal.session_close(cal.sessions[-2]):
         raise OutsideCalendar(exchange, at, cal.first_session.date(), cal.last_session.date())
-    session = cal.minute_to_session(moment.floor("min"), direction="next")
+    session = session_at(cal, moment)
     intervals = _intervals(cal, session) + _intervals(cal, cal.next_session(session))
     is_open = any(start <= moment < end for start, end in intervals)
     next_open = next(start for start, _ in intervals if start > moment)

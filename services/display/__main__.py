@@ -44,7 +44,8 @@ def build(config: DisplayConfig) -> ServiceParts:
             emulator.stop()
         db.close()
 
-    return ServiceParts(lambda server: display_pb2_grpc.add_DisplayServicer_to_server(servicer, server), close)
+    return ServiceParts(lambda server: display_pb2_grpc.add_DisplayServicer_to_server(servicer, server), close,
+                        database=db)
 
 
 if __name__ == "__main__":

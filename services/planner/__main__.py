@@ -32,7 +32,8 @@ def build(config):
         clients.close()
         db.close()
 
-    return ServiceParts(lambda server: planner_pb2_grpc.add_PlannerServicer_to_server(servicer, server), close)
+    return ServiceParts(lambda server: planner_pb2_grpc.add_PlannerServicer_to_server(servicer, server), close,
+                        database=db)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ FILLS_MARGIN_DAYS = 30
 # Calendar days that hold LOOKBACK_BARS trading days, with room for holidays.
 _LOOKBACK_DAYS = int(defaults.LOOKBACK_BARS * 1.5) + 10
 EVALUATION_ROWS = 2_000   # sequences read and evaluated at a time in incremental mode
+REPLY_MARGIN_S = 1.0      # of the caller's deadline, left for storing the plan and replying
 BEAM_ROWS = 50            # ... in full mode (the beam search goes through them 5 at a time)
 
 
@@ -335,18 +336,21 @@ class PlannerEngine:
 
     # --- GetRecommendations ---
 
-    def recommendations(self, now: datetime, max_steps: int = 0) -> Plan:
+    def recommendations(self, now: datetime, max_steps: int = 0, time_left: float | None = None) -> Plan:
         """The plan for the current state and `now`'s day: computed once, then served from the
         cache while the state, the day, trading's rules, the regime and the state of the markets
         that decide a trade stay the same. Its steps are stored as the state's recommendations;
         steps dismissed for the state are not planned. While the state's batch is not fully
         evaluated (the cycle's time budget ran out) the plan has no steps and is not cached.
         `max_steps` (> 0) cuts the reply to the first steps; the plan and its id stay those of
-        the whole plan."""
-        plan = self._recommendations(now)
+        the whole plan. `time_left`: seconds to the caller's deadline (None: none); the cycle's
+        evaluation stops REPLY_MARGIN_S before it, whatever the configured budget, so the caller
+        gets a plan (without steps while incomplete) rather than a DEADLINE_EXCEEDED."""
+        deadline = None if time_left is None else self._monotonic() + time_left - REPLY_MARGIN_S
+        plan = self._recommendations(now, deadline)
         return replace(plan, steps=plan.steps[:max_steps]) if max_steps > 0 else plan
 
-    def _recommendations(self, now: datetime) -> Plan:
+    def _recommendations(self, now: datetime, deadline: float | None = None) -> Plan:
         day = now.date().isoformat()
         context = self._context(now)
         fills = self._recent_fills(context, now)
@@ -357,9 +361,12 @@ class PlannerEngine:
         if cached is not None and cached[1].get("cache_key") == _cache_key(context):
             return _plan_from_payload(cached[0], context.portfolio.portfolio_hash, day, cached[1], dismissed, True)
         row = self._batch(context, now, fills, dismissed)
-        row, _ = self._advance(row, context.config, now, budget=context.config.batch.cycle_time_budget_seconds)
+        budget = context.config.batch.cycle_time_budget_seconds
+        if deadline is not None:
+            budget = max(0.0, min(budget, deadline - self._monotonic()))
+        row, _ = self._advance(row, context.config, now, budget=budget)
         if row.completed_at is None:
-            return self._incomplete(row, context, day, dismissed)
+            return self._incomplete(row, context, day, dismissed, budget)
         identifier, payload = self._plan_payload(row, context, day)
         steps = [Step(**s) for s in payload["steps"]]
         with self._db.transaction() as session:
@@ -394,10 +401,11 @@ class PlannerEngine:
                    "config_name": context.config_name, "evaluation_mode": config.evaluation.mode}
         return identifier, payload
 
-    def _incomplete(self, row: store.BatchRow, context: Context, day: str, dismissed: list[Recommendation]) -> Plan:
+    def _incomplete(self, row: store.BatchRow, context: Context, day: str, dismissed: list[Recommendation],
+                    budget: float) -> Plan:
         inputs = json.loads(row.inputs)
         note = (f"evaluation in progress: {row.evaluated + row.skipped} of {row.generated} sequences done within "
-                f"the {context.config.batch.cycle_time_budget_seconds:g} s budget; no step until all are")
+                f"the {budget:.3g} s budget; no step until all are")
         payload = {**inputs["payload"], "steps": [], "notes": inputs["payload"]["notes"] + [note],
                    "current_score": 100 * inputs["scores"]["current"], "complete": False,
                    "sequences_generated": row.generated, "sequences_evaluated": row.evaluated,
@@ -444,7 +452,7 @@ class PlannerEngine:
                                   row.best_sequence_hash, row.best_score)
         chunk = BEAM_ROWS if config.planner.mode == FULL else EVALUATION_ROWS
         while row.completed_at is None:
-            if (size is not None and done >= size) or (budget is not None and self._monotonic() - started > budget):
+            if (size is not None and done >= size) or (budget is not None and self._monotonic() - started >= budget):
                 break
             limit = chunk if size is None else min(chunk, size - done)
             with self._db.transaction() as session:

@@ -5,8 +5,10 @@
   cash, holdings, lots, and each side's eligibility, which no configuration turns off);
 - eligibility: every SELL passes the holding rules and every BUY the buy rules (the guard the
   original ran; the calculators already propose nothing else);
-- recently_traded: no BUY of a security sold within the sell cooldown (a sale is not bought
-  back while it could not be sold again);
+- recently_traded (planner.md: buy cooldown 30 d, sell cooldown 180 d): no BUY of a security
+  bought within the buy cooldown, no SELL of one sold within the sell cooldown, and no BUY of
+  one sold within the sell cooldown (a sale is not bought back while it could not be sold
+  again); the same days as the eligibility rules (opportunities/eligibility.py);
 - correlation_aware: no two BUYs whose daily returns correlate above the threshold (no data:
   passes);
 - diversity: per sequence length, the `max_sequences` best by (1 - w) x mean priority + w x
@@ -42,7 +44,14 @@ def recently_traded(sequences: Sequence[ActionSequence], book: Book) -> list[Act
     def sold_recently(symbol: str) -> bool:
         sold = book.last_sells.get(symbol)
         return sold is not None and (book.today - sold).days <= book.sell_cooldown_days
-    return [s for s in sequences if not any(a.side == BUY and sold_recently(a.symbol) for a in s.actions)]
+
+    def bought_recently(symbol: str) -> bool:
+        bought = book.last_buys.get(symbol)
+        return bought is not None and (book.today - bought).days < book.buy_cooldown_days
+
+    def recent(action) -> bool:
+        return sold_recently(action.symbol) or (action.side == BUY and bought_recently(action.symbol))
+    return [s for s in sequences if not any(recent(a) for a in s.actions)]
 
 
 def correlation_aware(sequences: Sequence[ActionSequence], correlations: Correlations,

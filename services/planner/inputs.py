@@ -134,7 +134,8 @@ def planning_book(reads: PlanningReads, rules: HoldingRules, allow_buy: bool, al
     positions = {s: _position(h) for s, h in holdings.items() if h.quantity > 0}
     return Book(reads.today, reads.base, securities, positions, reads.cash, reads.portfolio.total_value_base,
                 reads.price_band, dict(weights), optimised, dict(reads.groups.country), dict(reads.groups.industry),
-                regime, last_sells, rules.sell_cooldown_days)
+                regime, last_sells, rules.sell_cooldown_days, {s: t.date() for s, t in last_buys.items()},
+                rules.buy_cooldown_days)
 
 
 def _position(holding: Holding) -> PositionView:

@@ -180,7 +180,7 @@ class PlannerServicer(MaintenanceRpc, planner_pb2_grpc.PlannerServicer):
         if not 0 <= request.max_steps <= defaults.MAX_PLAN_DEPTH:
             raise InvalidArgument("max_steps", f"must be between 0 (every step) and {defaults.MAX_PLAN_DEPTH}, "
                                                f"got {request.max_steps}")
-        return plan_to_proto(self._engine.recommendations(clock.now(), request.max_steps))
+        return plan_to_proto(self._engine.recommendations(clock.now(), request.max_steps, context.time_remaining()))
 
     def CreatePlan(self, request, context):
         config_id = self._configs.get(config_id=request.config_id).id if request.config_id else ""

@@ -23,7 +23,8 @@ def build(config: PortfolioConfig):
         clients.close()
         db.close()
 
-    return ServiceParts(lambda server: portfolio_pb2_grpc.add_PortfolioServicer_to_server(servicer, server), close)
+    return ServiceParts(lambda server: portfolio_pb2_grpc.add_PortfolioServicer_to_server(servicer, server), close,
+                        database=db)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def build(config: TradingConfig) -> ServiceParts:
         db.close()
 
     return ServiceParts(lambda server: trading_pb2_grpc.add_TradingServicer_to_server(servicer, server), close,
-                        reconcile_on_start)
+                        reconcile_on_start, database=db)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@ The metadata below (names, listing exchange, sector) is ours, written for these 
 
 from __future__ import annotations
 
-import bisect
+import pickle
+import subprocess
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date
 
@@ -44,21 +48,29 @@ _METADATA: dict[str, tuple[str, str, str, str, str]] = {
 
 @dataclass(frozen=True)
 class SampleHistory:
-    """The bundled data as a price provider (offline): it has what it has, nothing more."""
+    """The bundled data as a price provider (offline): it has what it has, nothing more.
+
+    The closes are kept as two arrays per symbol and become Bars when asked for: 175,000 Bars
+    held for the life of the service would take about 30 MiB (bench/footprint.py)."""
 
     securities: list[Security]
-    bars: dict[str, list[Bar]]  # symbol -> chronological daily bars
+    closes: dict[str, tuple[array, array]]  # symbol -> (dates as ordinals, closes), chronological
     name: str = PROVIDER
 
+    @property
+    def bars(self) -> dict[str, list[Bar]]:
+        """symbol -> its chronological daily bars (built on each call)."""
+        return {symbol: self._bars(symbol, None, date.max) for symbol in self.closes}
+
     def daily_bars(self, securities: list[Security], start: date | None, end: date) -> dict[str, list[Bar]]:
-        """Each security's bars from `start` (None: the first) to `end`, by bisection (a replay
-        asks every cycle, mostly for nothing)."""
-        found = {}
-        for security in securities:
-            bars = self.bars.get(security.symbol, [])
-            first = 0 if start is None else bisect.bisect_left(bars, start, key=lambda b: b.date)
-            found[security.symbol] = bars[first:bisect.bisect_right(bars, end, key=lambda b: b.date)]
-        return found
+        return {s.symbol: self._bars(s.symbol, start, end) for s in securities}
+
+    def _bars(self, symbol: str, start: date | None, end: date) -> list[Bar]:
+        days, closes = self.closes.get(symbol, ((), ()))
+        first = bisect_left(days, start.toordinal()) if start is not None else 0
+        last = bisect_right(days, end.toordinal())
+        return [Bar(date=date.fromordinal(day), close=close) for day, close in zip(days[first:last], closes[first:last],
+                                                                                   strict=True)]
 
     def info(self, security: Security) -> dict | None:
         known = next((s for s in self.securities if s.symbol == security.symbol), None)
@@ -79,24 +91,42 @@ def broker_symbol(ticker: str) -> str:
 
 
 def load_sample_history() -> SampleHistory:
-    """Read the bundled data from the installed skfolio package (no network)."""
+    """Read the bundled data from the installed skfolio package (no network), in a child process:
+    importing skfolio (scikit-learn, SciPy, ...) for this one read would keep about 100 MiB
+    resident for the life of the data service (bench/footprint.py). Raises RuntimeError with
+    the child's error output when it cannot be read."""
+    child = subprocess.run([sys.executable, "-m", __name__], capture_output=True, check=False)
+    if child.returncode != 0:
+        raise RuntimeError(f"reading the bundled history failed (exit code {child.returncode}): "
+                           f"{child.stderr.decode(errors='replace')[-2000:]}")
+    securities, closes = pickle.loads(child.stdout)  # our own child's output
+    return SampleHistory(securities, closes)
+
+
+def read_sample_history() -> tuple[list[Security], dict[str, tuple[array, array]]]:
+    """The bundled data as (securities, symbol -> (dates as ordinals, closes)), read in this process."""
     from skfolio.datasets import load_sp500_dataset, load_sp500_index
 
     stocks = load_sp500_dataset()
     index = load_sp500_index()
     securities: list[Security] = []
-    bars: dict[str, list[Bar]] = {}
+    closes: dict[str, tuple[array, array]] = {}
     for ticker in stocks.columns:
         isin, name, exchange, sector, industry = _METADATA[ticker]
         symbol = broker_symbol(ticker)
         securities.append(Security(symbol, name, "USD", exchange, "United States", sector, industry, isin=isin))
-        bars[symbol] = _bars(stocks[ticker])
+        closes[symbol] = _closes(stocks[ticker])
     securities.append(Security(INDEX_SYMBOL, "S&P 500 Index", "USD", "XNYS", "United States", "", "",
                                allow_buy=False, allow_sell=False, kind=INDEX))
-    bars[INDEX_SYMBOL] = _bars(index["SP500"])
-    return SampleHistory(securities, bars)
+    closes[INDEX_SYMBOL] = _closes(index["SP500"])
+    return securities, closes
 
 
-def _bars(series) -> list[Bar]:
+def _closes(series) -> tuple[array, array]:
     clean = series.dropna()
-    return [Bar(date=day.date(), close=float(close)) for day, close in zip(clean.index, clean.values, strict=True)]
+    return array("l", (day.date().toordinal() for day in clean.index)), array("d", clean.values.astype(float))
+
+
+if __name__ == "__main__":  # the child of load_sample_history: the data as a pickle on stdout
+    output, sys.stdout = sys.stdout.buffer, sys.stderr  # nothing a library prints can corrupt it
+    pickle.dump(read_sample_history(), output, protocol=pickle.HIGHEST_PROTOCOL)

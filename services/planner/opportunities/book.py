@@ -92,7 +92,9 @@ class Book:
     industry_targets: Mapping[str, float] = field(default_factory=dict)
     regime: str = "sideways"
     last_sells: Mapping[str, date] = field(default_factory=dict)   # symbol -> its last SELL (held or not)
-    sell_cooldown_days: int = 0                 # no BUY back within this many days of a SELL (recently_traded)
+    sell_cooldown_days: int = 0                 # no SELL again, nor BUY back, within this many days of a SELL
+    last_buys: Mapping[str, date] = field(default_factory=dict)    # symbol -> its last BUY (held or not)
+    buy_cooldown_days: int = 0                  # no BUY again within this many days of a BUY (recently_traded)
 
     def weight(self, symbol: str) -> float:
         position = self.positions.get(symbol)

@@ -29,6 +29,7 @@ from services.planner.opportunities.book import (
 )
 from services.planner.opportunities.sizing import commission_base, min_trade_base, sell_quantity, unit_value_base
 from services.planner.plan import value_for_cash
+from services.planner.scoring.sell import floor_to_lots
 
 
 def calculate(book: Book, config: PlannerConfig) -> list[Action]:
@@ -65,7 +66,8 @@ def calculate(book: Book, config: PlannerConfig) -> list[Action]:
                 continue
             quantity = sell_quantity(position, security, gap_base)
             if 0 < position.quantity - quantity < security.lot and target > 0:
-                quantity = position.quantity - security.lot
+                # keep at least a lot, in whole lots (a holding need not be a whole number of lots)
+                quantity = floor_to_lots(position.quantity - security.lot, security.lot)
             value = quantity * unit_value_base(position)
             if quantity < security.lot or value < minimum:
                 continue

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import cvxpy as cp
 import numpy as np
 
 from services.planner import defaults
@@ -111,6 +110,8 @@ def _projected(weights: dict[str, float], members: list[str], bounds: Bounds, co
     high = np.array([bounds.upper[s] for s in members])
     if low.sum() > total + TOLERANCE or high.sum() < total - TOLERANCE:
         return None
+    import cvxpy as cp  # noqa: PLC0415 - heavy: loaded on first use, not at start (bench/footprint.py)
+
     w = cp.Variable(len(members))
     rules = [w >= low, w <= high, cp.sum(w) == total]
     for c in constraints:

@@ -10,10 +10,12 @@ weights (tests/test_planner_optimizer.py compares them with HRPOpt's) in about a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
-import scipy.cluster.hierarchy as sch
-import scipy.spatial.distance as ssd
+
+if TYPE_CHECKING:  # at run time pandas comes with the returns (bench/footprint.py: it is heavy)
+    import pandas as pd
 
 
 def hrp_weights(returns: pd.DataFrame) -> dict[str, float] | None:
@@ -21,6 +23,10 @@ def hrp_weights(returns: pd.DataFrame) -> dict[str, float] | None:
     fewer than 2 securities or when the clustering cannot be built (a series without variance)."""
     if returns.shape[1] < 2 or len(returns) < 2:
         return None
+    # heavy: loaded on first use, not at start (bench/footprint.py)
+    import scipy.cluster.hierarchy as sch  # noqa: PLC0415
+    import scipy.spatial.distance as ssd  # noqa: PLC0415
+
     values = returns.to_numpy(dtype=float)
     if not np.isfinite(values).all():
         return None

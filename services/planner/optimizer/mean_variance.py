@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import cvxpy as cp
-import pandas as pd
-from pypfopt import EfficientFrontier
-from pypfopt.exceptions import OptimizationError
+from typing import TYPE_CHECKING
 
 from services.planner import defaults
 from services.planner.optimizer.bounds import Bounds
 from services.planner.optimizer.sectors import SectorConstraint
+
+if TYPE_CHECKING:  # at run time imported where used (bench/footprint.py: they are heavy)
+    import pandas as pd
+    from pypfopt import EfficientFrontier
 
 SOLVER = "CLARABEL"  # interior point, deterministic; solves every objective here (QP and SOCP)
 
@@ -55,6 +55,10 @@ def mean_variance(mu: pd.Series, cov: pd.DataFrame, bounds: Bounds,
                   solver: str = SOLVER) -> MeanVarianceResult | None:
     """The first (level, objective) that solves, or None when none does. `mu` and `cov` share
     their symbols' order; `bounds` has an entry per symbol."""
+    import cvxpy as cp  # noqa: PLC0415 - heavy: loaded on first use, not at start (bench/footprint.py)
+    from pypfopt import EfficientFrontier  # noqa: PLC0415
+    from pypfopt.exceptions import OptimizationError  # noqa: PLC0415
+
     symbols = list(mu.index)
     weight_bounds = [(bounds.lower[s], bounds.upper[s]) for s in symbols]
     for level, constraints in levels:

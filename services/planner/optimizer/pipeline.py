@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from services.planner import defaults
 from services.planner.eligibility import Exclusion
@@ -37,6 +36,9 @@ from services.planner.optimizer.sectors import (
     sector_constraints,
 )
 from services.planner.settings import PlannerSettings
+
+if TYPE_CHECKING:  # at run time imported where used (bench/footprint.py: it is heavy)
+    import pandas as pd
 
 AT_CAPS = "at_caps"  # the method reported when the caps alone decide the weights
 BLEND, MEAN_VARIANCE, HRP = "blend", "mean_variance", "hrp"
@@ -94,6 +96,8 @@ class OptimizerResult:
 
 
 def optimize(inputs: OptimizerInput) -> OptimizerResult:
+    import pandas as pd  # noqa: PLC0415 - heavy: loaded on first use, not at start (bench/footprint.py)
+
     usable, excluded = _usable(inputs.securities)
     value = inputs.portfolio_value_base
     left_out = {e.symbol for e in excluded}

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from pypfopt import risk_models
-from pypfopt.expected_returns import returns_from_prices
 
 from services.planner import defaults
+
+if TYPE_CHECKING:  # at run time imported where used (bench/footprint.py: they are heavy)
+    import pandas as pd
 
 TRADING_DAYS = 252
 
@@ -33,6 +34,8 @@ def aligned_closes(closes: Mapping[str, Sequence[tuple[str, float]]],
                    lookback: int = defaults.LOOKBACK_BARS) -> pd.DataFrame:
     """One column per symbol (sorted), rows by date: each symbol's last `lookback` valid closes,
     gaps forward-filled, leading rows where any symbol has no close yet dropped."""
+    import pandas as pd  # noqa: PLC0415 - heavy: loaded on first use, not at start (bench/footprint.py)
+
     series = {symbol: rows[-lookback:] for symbol, rows in sorted(closes.items())}
     if not series:
         return pd.DataFrame()
@@ -47,12 +50,16 @@ def aligned_closes(closes: Mapping[str, Sequence[tuple[str, float]]],
 
 
 def daily_returns(prices: pd.DataFrame) -> pd.DataFrame:
+    from pypfopt.expected_returns import returns_from_prices  # noqa: PLC0415 - as in aligned_closes
+
     return returns_from_prices(prices)
 
 
 def ledoit_wolf(prices: pd.DataFrame) -> pd.DataFrame:
     """Annualised Ledoit-Wolf shrunk covariance (PyPortfolioOpt `CovarianceShrinkage.ledoit_wolf`,
     constant-variance target)."""
+    from pypfopt import risk_models  # noqa: PLC0415 - as in aligned_closes
+
     return risk_models.CovarianceShrinkage(prices, frequency=TRADING_DAYS).ledoit_wolf()
 
 
