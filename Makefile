@@ -46,7 +46,7 @@ $(GEN)/.generated: $(VENV)/.installed $(PROTOS) Makefile
 	touch $@
 
 run: setup
-	$(PY) -m gateway.launch
+	$(VENV)/bin/trader run
 
 # pytest includes the offline validation of docker-compose.yml and deploy/k8s (tests/test_deploy.py).
 test: setup firmware-test

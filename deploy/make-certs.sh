@@ -8,7 +8,7 @@
 #   tls.crt tls.key      the services' certificate, for serving and for calling each other (mTLS);
 #                        names: localhost, 127.0.0.1, ::1, the compose service names (gateway, data,
 #                        ...), the Kubernetes ones (trader-gateway, ...) and every NAME given
-#   client.crt client.key  a certificate for people's tools (grpcurl -cert/-key, python -m gateway.call)
+#   client.crt client.key  a certificate for people's tools (grpcurl -cert/-key, trader call --cert/--key)
 # ECDSA P-256 keys, SHA-256 signatures; certificates valid CERT_DAYS days (default 397), the CA ten
 # years. Run it again to renew (or to add names): the CA stays, the other certificates are new.
 # Needs the openssl command line tool.

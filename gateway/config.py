@@ -23,6 +23,8 @@ class ReplayConfig:
     monthly_deposit: float     # base currency, on the first trading day of each month
     max_cycles: int            # stop after this many cycles (0 = no limit)
     day_tries: int = 10        # a simulated day whose cycle is not ok is tried this often, then the replay gives up
+    exchange: str = "XNYS"     # the primary exchange: its sessions are the simulated days
+    minutes_before_close: float = 30.0  # each cycle runs this long before its session's close
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,11 @@ def load(environ: Mapping[str, str] | None = None) -> GatewayConfig:
         monthly_deposit=env.number("TRADER_MONTHLY_DEPOSIT", 1000.0, minimum=0, maximum=1e7),
         max_cycles=int(env.number("TRADER_REPLAY_MAX_CYCLES", 0, minimum=0, maximum=1e7)),
         day_tries=int(env.number("TRADER_REPLAY_DAY_TRIES", 10, minimum=1, maximum=1000)),
+        exchange=env.text("TRADER_REPLAY_EXCHANGE", "XNYS").strip().upper(),
+        minutes_before_close=env.number("TRADER_REPLAY_MINUTES_BEFORE_CLOSE", 30.0, minimum=1, maximum=600),
     )
+    if not (len(replay.exchange) == 4 and replay.exchange.isalpha()):
+        env.problems.append(f"TRADER_REPLAY_EXCHANGE={replay.exchange!r}: expected an exchange's MIC, e.g. XNYS")
     if replay.autostart and common.mode not in ("replay", "backtest", "research"):
         env.problems.append(f"TRADER_REPLAY_AUTOSTART: the replay driver simulates time; it cannot run in "
                             f"TRADER_MODE={common.mode}")

@@ -125,10 +125,20 @@ class Cycle:
             self.step("emergency", self._emergency, needs=("valuation",))
         self.step("plan", lambda: self._plan(state), needs=("valuation", "sync_prices"))
         before_execute = ("sync_broker", "sync_prices", "valuation", "plan", "emergency")
-        if self.step("execute", lambda: self._execute(state), needs=before_execute) and self.result.last_trade:
+        if self.step("execute", lambda: self._execute(state), needs=before_execute) and state.get("filled"):
+            # A broker that filled at once changed the books now; a market-on-close order (the
+            # paper broker) fills at the session's close and is booked by the next cycle's sync.
             self.step("post_trade_sync", lambda: self._sync_broker(state))
             self.step("post_trade_valuation", lambda: self._valuation(state), needs=("post_trade_sync",))
         self.step("display", lambda: self._display(state))
+        return self.result
+
+    def settle(self) -> CycleResult:
+        """The broker's sync and the valuation only: no plan, no order. The backtest's close-out
+        after its last session, when the market-on-close orders of that session are filled."""
+        state: dict = {}
+        self.step("sync_broker", lambda: self._sync_broker(state))
+        self.step("valuation", lambda: self._valuation(state), needs=("sync_broker",))
         return self.result
 
     # --- steps ---
@@ -147,8 +157,9 @@ class Cycle:
         return f"{reply.provider}: {reply.bars_added} bars added, latest {reply.latest_bar_date}"
 
     def _valuation(self, state: dict) -> str:
-        self.s.portfolio.TakeSnapshot(portfolio_pb2.TakeSnapshotRequest())  # today's, for the loss breaker
-        portfolio = self.s.portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
+        """Today's snapshot (for the loss breaker and the performance), and the valuation it was
+        taken from: one call, one valuation per cycle."""
+        portfolio = self.s.portfolio.TakeSnapshot(portfolio_pb2.TakeSnapshotRequest()).portfolio
         state["portfolio"] = portfolio
         self.result.base_currency = portfolio.base_currency
         self.result.total_value_base = portfolio.total_value_base
@@ -158,10 +169,12 @@ class Cycle:
 
     def _emergency(self) -> str:
         reply = self.s.trading.ResolveNegativeBalances(trading_pb2.ResolveNegativeBalancesRequest())
-        if reply.remaining:
+        working = [o for o in reply.orders if o.state in (trading_pb2.SUBMITTED, trading_pb2.PARTIALLY_FILLED)]
+        if reply.remaining and not working:
             left = ", ".join(f"{c.currency} {c.amount:.2f}" for c in reply.remaining)
             raise RuntimeError(f"negative cash remains after the emergency path: {left}")
-        return f"{len(reply.conversions)} conversions, {len(reply.orders)} emergency orders"
+        return (f"{len(reply.conversions)} conversions, {len(reply.orders)} emergency orders"
+                + (f" ({len(working)} working until the close)" if working else ""))
 
     def _plan(self, state: dict) -> str:
         plan = self.s.planner.GetRecommendations(planner_pb2.GetRecommendationsRequest())
@@ -181,16 +194,16 @@ class Cycle:
         ))
         outcome = trading_pb2.ExecutePlanResponse.Outcome.Name(reply.outcome)
         if reply.outcome == trading_pb2.ExecutePlanResponse.EXECUTED:
-            order = reply.order
-            self.result.last_trade = (f"{trading_pb2.Side.Name(order.side)} {order.quantity} {order.symbol} "
-                                      f"@ {order.fill_price:.2f} {order.currency}")
+            self.result.last_trade = trade_text(reply.order)
+            state["filled"] = reply.order.state in (trading_pb2.FILLED, trading_pb2.PARTIALLY_FILLED)
             return self.result.last_trade
         return outcome
 
     def _display(self, state: dict) -> str:
+        """The display is a leaf: it is handed the value, the cash and the plan's next step."""
         problems = [s for s in self.result.steps if s.status == FAILED]
         if "portfolio" in state:
-            self.s.display.RefreshNextActions(display_pb2.RefreshNextActionsRequest())
+            self.s.display.RefreshNextActions(next_actions_request(state["portfolio"], state.get("plan")))
         if problems:
             self._post(display_pb2.ERROR, error_text(problems[0]), ERROR_TTL_SECONDS)
         else:
@@ -206,5 +219,27 @@ class Cycle:
         return text
 
 
-def run_cycle(services: Services, now: datetime) -> CycleResult:
-    return Cycle(services, now).run()
+def next_actions_request(portfolio: portfolio_pb2.GetPortfolioResponse,
+                         plan: planner_pb2.GetRecommendationsResponse | None) -> display_pb2.RefreshNextActionsRequest:
+    request = display_pb2.RefreshNextActionsRequest(base_currency=portfolio.base_currency,
+                                                    total_value_base=portfolio.total_value_base,
+                                                    cash_base=portfolio.cash_base)
+    if plan is not None and plan.steps:
+        first = plan.steps[0]
+        request.next_step.CopyFrom(display_pb2.NextStep(side=planner_pb2.Side.Name(first.side), symbol=first.symbol,
+                                                        value_base=max(0.0, first.estimated_value_base)))
+    return request
+
+
+def trade_text(order: trading_pb2.Order) -> str:
+    """`BUY 3 AAPL.US @ 129.41 USD` once filled; `BUY 3 AAPL.US at the close (limit 135.88 USD)`
+    while a market-on-close order works."""
+    head = f"{trading_pb2.Side.Name(order.side)} {order.quantity} {order.symbol}"
+    if order.state in (trading_pb2.FILLED, trading_pb2.PARTIALLY_FILLED):
+        return f"{head} @ {order.fill_price:.2f} {order.currency}"
+    return f"{head} at the close (limit {order.limit_price:.2f} {order.currency})"
+
+
+def run_cycle(services: Services, now: datetime, settle_only: bool = False) -> CycleResult:
+    cycle = Cycle(services, now)
+    return cycle.settle() if settle_only else cycle.run()

@@ -1,14 +1,25 @@
-"""The replay driver: advances a simulated clock one trading day per cycle through the bundled
-history, deposits monthly, and prints one line per cycle.
+"""The replay and backtest driver: advances a simulated clock one trading session per cycle,
+deposits monthly, and runs the gateway's cycle at each session's simulated time.
 
-Each simulated day runs at 22:00 UTC, after the New York close, so the day's closes are final.
-A restarted replay resumes after the last simulated day whose cycle was ok.
+The clock sits inside the primary exchange's session (TRADER_REPLAY_EXCHANGE, XNYS by default):
+each cycle runs TRADER_REPLAY_MINUTES_BEFORE_CLOSE (30) minutes before that session's close,
+from the data service's calendar (exchange-calendars: holidays, half days, daylight saving). So
+the market is open (a SELL may pass trading's market-hours rule), the data service shows the
+bars up to the previous close only (a day's bar appears once its exchange has closed), and the
+paper broker fills the cycle's order at the session's close (market-on-close), booked by the
+next cycle's sync. After the last session, a close-out (the broker's sync and the valuation
+only, at the next session's open) fills that session's orders and values the account at its
+closes.
 
 A failed call never stops the replay: a day whose deposits or cycle did not succeed is reported
 and tried again, for the same simulated day (so a crashed service cannot change what a backtest
 trades: trading's own rules and plan ids keep a retried day from trading twice), after every
 service reports SERVING again (at most RETRY_WAITS_S). After `day_tries` tries the replay gives
 up, saying why.
+
+`Replay` is the one driver: the gateway runs it in a thread for `make run`
+(TRADER_REPLAY_AUTOSTART, `ReplayDriver`, resuming after the last simulated day whose cycle was
+ok) and `trader backtest` runs it in the CLI against the gateway's RunSyncCycle.
 """
 
 from __future__ import annotations
@@ -17,8 +28,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
-from datetime import time as clock_time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 import grpc
 from opentelemetry import trace
@@ -28,20 +39,20 @@ from trader.trading.v1 import trading_pb2
 
 from gateway import store
 from gateway.config import ReplayConfig
-from gateway.cycle import Services
-from gateway.server import CycleRunner
+from gateway.cycle import CycleResult, Services
 from services.common import clock
 from services.common.client import Clients
 from services.common.db import Database
 from services.common.logs import event
+from services.common.timestamps import from_timestamp
 
 log = logging.getLogger("trader.replay")
 tracer = trace.get_tracer("trader.gateway.replay")
 
-CALENDAR_SYMBOL = "SP500.IDX"  # the index's bars are the trading days of the sample
-SESSION_END_UTC = clock_time(22, 0)
 PEERS = ("data", "portfolio", "planner", "trading", "display")
 RETRY_WAITS_S = (1.0, 2.0, 4.0, 8.0, 15.0)  # the longest wait for the peers before try 2, 3, ...
+CLOSE_OUT_SEARCH_DAYS = 14  # the next session after the last one lies within this many days
+INITIAL_DEPOSIT_REFERENCE = "replay-initial-deposit"
 
 
 class GaveUp(Exception):
@@ -52,11 +63,54 @@ class CycleNotOk(Exception):
     """A day's cycle ran but a step FAILED."""
 
 
-def trading_days(services: Services, start: date, end: date | None) -> list[date]:
-    bars = services.data.GetPriceHistory(data_pb2.GetPriceHistoryRequest(
-        symbol=CALENDAR_SYMBOL, start=start.isoformat(), end=end.isoformat() if end else "",
-    )).bars
-    return [date.fromisoformat(b.date) for b in bars]
+@dataclass(frozen=True)
+class SimulatedDay:
+    """One trading session of the primary exchange and when its cycle runs."""
+
+    day: date
+    at: datetime     # the cycle's instant: inside the session, before its close (UTC)
+    close: datetime  # the session's close (UTC)
+    open: datetime   # the session's open (UTC)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    days: list[SimulatedDay]
+    close_out_at: datetime  # after the last session's close, before anything of the next one
+
+
+def cycle_instant(opens: datetime, closes: datetime, minutes_before_close: float) -> datetime:
+    """`minutes_before_close` before the close, never before the open."""
+    return max(opens, closes - timedelta(minutes=minutes_before_close))
+
+
+def schedule(services: Services, config: ReplayConfig, first_day: date) -> Schedule:
+    """The sessions of the primary exchange from `first_day` to the configured end (by default
+    the latest close the data service holds for any security), with their cycle instants."""
+    end = config.end or latest_close(services)
+    if end < first_day:
+        return Schedule([], datetime.min)
+    reply = services.data.ListSessions(data_pb2.ListSessionsRequest(
+        exchange=config.exchange, start=first_day.isoformat(),
+        end=(end + timedelta(days=CLOSE_OUT_SEARCH_DAYS)).isoformat()))
+    days, after = [], []
+    for session in reply.sessions:
+        opens, closes = from_timestamp(session.open, "open"), from_timestamp(session.close, "close")
+        day = date.fromisoformat(session.date)
+        if day <= end:
+            days.append(SimulatedDay(day, cycle_instant(opens, closes, config.minutes_before_close), closes, opens))
+        else:
+            after.append(opens)
+    close_out = after[0] if after else (days[-1].close + timedelta(hours=1) if days else datetime.min)
+    return Schedule(days, close_out)
+
+
+def latest_close(services: Services) -> date:
+    """The latest daily close of any active security (the end of the bundled history)."""
+    quotes = services.data.GetQuotes(data_pb2.GetQuotesRequest()).quotes
+    if not quotes:
+        raise CycleNotOk("no security has a price: nothing to replay")
+    return max(date.fromisoformat(q.date) for q in quotes)
 
 
 def deposit(services: Services, amount: float, currency: str, reference: str) -> None:
@@ -67,7 +121,18 @@ def deposit(services: Services, amount: float, currency: str, reference: str) ->
         amount=amount, currency=currency, reference=reference))
 
 
-def cycle_line(day: date, result) -> str:
+def deposits_of(config: ReplayConfig, day: date, first: bool, new_month: bool) -> list[tuple[str, float]]:
+    """(reference, amount in the base currency) of the deposits made before `day`'s cycle: the
+    initial one before the first, then one on the first session of each month."""
+    made = []
+    if first and config.initial_deposit > 0:
+        made.append((INITIAL_DEPOSIT_REFERENCE, config.initial_deposit))
+    if new_month and config.monthly_deposit > 0:
+        made.append((f"replay-deposit-{day:%Y-%m}", config.monthly_deposit))
+    return made
+
+
+def cycle_line(day: date, result: CycleResult) -> str:
     failed = [f"{s.name} {s.status}: {s.detail}" for s in result.steps if s.status in ("FAILED", "REFUSED")]
     line = (f"{day}  value {result.base_currency} {result.total_value_base:>12,.2f}  "
             f"cash {result.base_currency} {result.cash_base:>10,.2f}  "
@@ -81,77 +146,74 @@ def failure(exc: Exception) -> str:
     return str(exc)
 
 
-class ReplayDriver(threading.Thread):
-    def __init__(self, config: ReplayConfig, base_currency: str, db: Database, services: Services,
-                 runner: CycleRunner, on_finished: Callable[[], None], clients: Clients):
-        super().__init__(name="replay", daemon=True)
+class Replay:
+    """Drives the simulated days through `run_cycle(settle_only)` (the gateway's cycle:
+    in-process or over RunSyncCycle), with the deposits before each day's cycle.
+    `on_day(day, deposits, result)` sees every day once its cycle succeeded; `say(text)` reports
+    retries and failed cycles."""
+
+    def __init__(self, config: ReplayConfig, base_currency: str, services: Services,
+                 run_cycle: Callable[[bool], CycleResult], clients: Clients, stop: threading.Event,
+                 on_day: Callable[[SimulatedDay, list[tuple[str, float]], CycleResult], None],
+                 say: Callable[[str], None] = lambda text: print(text, flush=True)):
         self._config = config
         self._base = base_currency
-        self._db = db
         self._services = services
-        self._runner = runner
-        self._on_finished = on_finished
+        self._run_cycle = run_cycle
         self._clients = clients
-        self.stop_requested = threading.Event()
+        self._stop = stop
+        self._on_day = on_day
+        self._say = say
 
-    def _first_day(self) -> date:
-        with self._db.transaction() as session:
-            last = store.last_run(session, simulated=True, ok=True)
-        if last is not None and last.as_of.date() >= self._config.start:
-            print(f"resuming replay after {last.as_of.date()} (state in the services' databases)", flush=True)
-            return date.fromordinal(last.as_of.date().toordinal() + 1)
-        return self._config.start
-
-    def run(self) -> None:
-        try:
-            self._replay()
-        except GaveUp as exc:
-            event(log, "replay gave up", logging.ERROR, reason=str(exc))
-            print(f"replay gave up: {exc}", flush=True)
-        except Exception:  # noqa: BLE001 - a bug of ours: reported, then the process stops cleanly
-            event(log, "replay stopped by an error", logging.ERROR, exc_info=True)
-            print("replay stopped by an error; see the gateway log", flush=True)
-        finally:
-            self._on_finished()
-
-    def _replay(self) -> None:
-        first_day = self._first_day()
-        done, days = self._retrying(f"listing the trading days from {first_day}",
-                                    lambda: trading_days(self._services, first_day, self._config.end))
+    def run(self, first_day: date) -> CycleResult | None:
+        """Replay from `first_day`; returns the close-out's result once the last day is done
+        (None when a stop was requested or max_cycles cut the replay short). Raises GaveUp."""
+        done, plan = self._retrying(f"listing the trading sessions from {first_day}",
+                                    lambda: schedule(self._services, self._config, first_day))
         if not done:
-            return
+            return None
         interval = 1.0 / self._config.cycles_per_second if self._config.cycles_per_second > 0 else 0.0
-        last_month = None
-        for count, day in enumerate(days, start=1):
-            if self.stop_requested.is_set():
-                return
+        last_month = None  # a resumed replay repeats its first day's deposits: idempotent by reference
+        for count, day in enumerate(plan.days, start=1):
+            if self._stop.is_set():
+                return None
             started = time.monotonic()
-            if not self._run_day(day, count == 1, (day.year, day.month) != last_month)[0]:
-                return  # stop requested
-            last_month = (day.year, day.month)
+            made = deposits_of(self._config, day.day, count == 1, (day.day.year, day.day.month) != last_month)
+            done, result = self._run_day(day, made)
+            if not done:
+                return None
+            self._on_day(day, made, result)
+            last_month = (day.day.year, day.day.month)
             if self._config.max_cycles and count >= self._config.max_cycles:
-                return
-            self.stop_requested.wait(max(0.0, interval - (time.monotonic() - started)))
-        print("replay reached the end of the history", flush=True)
+                return None
+            self._stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        if not plan.days:
+            return None
+        done, result = self._retrying("the close-out after the last session", lambda: self._close_out(plan))
+        return result if done else None
 
-    def _run_day(self, day: date, first: bool, new_month: bool):
+    def _run_day(self, day: SimulatedDay, made: list[tuple[str, float]]):
         """One simulated day: deposits (idempotent by reference) and the cycle, until it is ok."""
-        now = datetime.combine(day, SESSION_END_UTC, tzinfo=UTC)
-
         def attempt():
-            with clock.use_as_of(now), tracer.start_as_current_span("replay.day"):
-                if first and self._config.initial_deposit > 0:
-                    deposit(self._services, self._config.initial_deposit, self._base, "replay-initial-deposit")
-                if new_month and self._config.monthly_deposit > 0:
-                    deposit(self._services, self._config.monthly_deposit, self._base, f"replay-deposit-{day:%Y-%m}")
-                result = self._runner.run()
-            print(cycle_line(day, result), flush=True)
+            with clock.use_as_of(day.at), tracer.start_as_current_span("replay.day"):
+                for reference, amount in made:
+                    deposit(self._services, amount, self._base, reference)
+                result = self._run_cycle(False)
             if not result.ok:
+                self._say(cycle_line(day.day, result))
                 raise CycleNotOk("the cycle failed: " + "; ".join(
                     f"{s.name}: {s.detail}" for s in result.steps if s.status == "FAILED"))
             return result
 
-        return self._retrying(f"simulated day {day}", attempt)
+        return self._retrying(f"simulated day {day.day}", attempt)
+
+    def _close_out(self, plan: Schedule) -> CycleResult:
+        with clock.use_as_of(plan.close_out_at), tracer.start_as_current_span("replay.close_out"):
+            result = self._run_cycle(True)
+        if not result.ok:
+            raise CycleNotOk("the close-out failed: " + "; ".join(
+                f"{s.name}: {s.detail}" for s in result.steps if s.status == "FAILED"))
+        return result
 
     def _retrying(self, what: str, action) -> tuple[bool, object]:
         """(True, `action()`'s result), tried up to day_tries times; (False, None) when a stop was
@@ -165,12 +227,50 @@ class ReplayDriver(threading.Thread):
             event(log, "replay try failed", logging.WARNING, what=what, attempt=number, problem=problem)
             if number == tries:
                 raise GaveUp(f"{what} did not succeed in {tries} tries; the last: {problem}")
-            print(f"{what}: try {number} of {tries} failed; trying again once every service is serving",
-                  flush=True)
-            if self.stop_requested.wait(0.2):
+            self._say(f"{what}: try {number} of {tries} failed; trying again once every service is serving")
+            if self._stop.wait(0.2):
                 return False, None
             wait_s = RETRY_WAITS_S[min(number, len(RETRY_WAITS_S)) - 1]
-            self._clients.wait_serving(PEERS, wait_s, self.stop_requested.is_set)
-            if self.stop_requested.is_set():
+            self._clients.wait_serving(PEERS, wait_s, self._stop.is_set)
+            if self._stop.is_set():
                 return False, None
         raise AssertionError("unreachable")
+
+
+class ReplayDriver(threading.Thread):
+    """`make run`'s replay inside the gateway (TRADER_REPLAY_AUTOSTART): one line per cycle,
+    resuming after the last simulated day whose cycle was ok."""
+
+    def __init__(self, config: ReplayConfig, base_currency: str, db: Database, services: Services,
+                 runner, on_finished: Callable[[], None], clients: Clients):
+        super().__init__(name="replay", daemon=True)
+        self._config = config
+        self._db = db
+        self._on_finished = on_finished
+        self.stop_requested = threading.Event()
+        self._replay = Replay(config, base_currency, services, runner.run, clients, self.stop_requested,
+                              lambda day, _deposits, result: print(cycle_line(day.day, result), flush=True))
+
+    def _first_day(self) -> date:
+        with self._db.transaction() as session:
+            last = store.last_run(session, simulated=True, ok=True)
+        if last is not None and last.as_of.date() >= self._config.start:
+            print(f"resuming replay after {last.as_of.date()} (state in the services' databases)", flush=True)
+            return date.fromordinal(last.as_of.date().toordinal() + 1)
+        return self._config.start
+
+    def run(self) -> None:
+        try:
+            closed = self._replay.run(self._first_day())
+            if closed is not None:
+                print(f"close-out: value {closed.base_currency} {closed.total_value_base:,.2f}  "
+                      f"cash {closed.base_currency} {closed.cash_base:,.2f}", flush=True)
+                print("replay reached the end of the history", flush=True)
+        except GaveUp as exc:
+            event(log, "replay gave up", logging.ERROR, reason=str(exc))
+            print(f"replay gave up: {exc}", flush=True)
+        except Exception:  # noqa: BLE001 - a bug of ours: reported, then the process stops cleanly
+            event(log, "replay stopped by an error", logging.ERROR, exc_info=True)
+            print("replay stopped by an error; see the gateway log", flush=True)
+        finally:
+            self._on_finished()

@@ -12,7 +12,7 @@ from trader.common.v1 import info_pb2, info_pb2_grpc
 from trader.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 from gateway import store
-from gateway.cycle import CycleResult, Services, run_cycle
+from gateway.cycle import CycleResult, Services, StepResult, run_cycle
 from gateway.jobs.base import rpc_problem
 from gateway.runner import MANUAL, REPLAY, SCHEDULE, JobRun, JobRunner, JobView
 from services.common import clock
@@ -22,7 +22,7 @@ from services.common.db import Database
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.maintenance import Maintenance
 from services.common.maintenance_rpc import MaintenanceRpc
-from services.common.timestamps import to_timestamp
+from services.common.timestamps import from_timestamp, to_timestamp
 
 MAX_HISTORY = 1000
 DEFAULT_HISTORY = 20
@@ -45,6 +45,15 @@ def result_to_proto(result: CycleResult) -> gateway_pb2.RunSyncCycleResponse:
     )
 
 
+def result_from_proto(reply: gateway_pb2.RunSyncCycleResponse) -> CycleResult:
+    """RunSyncCycle's reply as the CycleResult it was made from (a client driving the cycle)."""
+    return CycleResult(
+        as_of=from_timestamp(reply.as_of, "as_of"), trace_id=reply.trace_id,
+        steps=[StepResult(s.name, gateway_pb2.StepStatus.Name(s.status), s.duration_ms, s.detail) for s in reply.steps],
+        base_currency=reply.base_currency, total_value_base=reply.total_value_base, cash_base=reply.cash_base,
+        last_trade=reply.last_trade, display_text=reply.display_text)
+
+
 class CycleRunner:
     """Runs cycles one at a time (a cycle holds the lock) and records each run."""
 
@@ -53,9 +62,9 @@ class CycleRunner:
         self._services = services
         self._lock = threading.Lock()
 
-    def run(self) -> CycleResult:
+    def run(self, settle_only: bool = False) -> CycleResult:
         with self._lock:
-            result = run_cycle(self._services, clock.now())
+            result = run_cycle(self._services, clock.now(), settle_only)
             with self._db.transaction() as session:
                 store.add_run(session, result.as_of, clock.as_of() is not None, result.ok, result.trace_id,
                               [asdict(s) for s in result.steps], clock.wall_now())
@@ -108,7 +117,7 @@ class GatewayServicer(MaintenanceRpc, gateway_pb2_grpc.GatewayServicer):
         self._scheduler = scheduler
 
     def RunSyncCycle(self, request, context):
-        return result_to_proto(self._runner.run())
+        return result_to_proto(self._runner.run(request.settle_only))
 
     def GetSystemStatus(self, request, context):
         records = _bounded("log_records_per_service", request.log_records_per_service, MAX_LOG_RECORDS,

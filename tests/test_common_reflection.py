@@ -114,7 +114,7 @@ def test_v1_describes_itself(trading_server):
 
 
 def test_python_v1alpha_descriptor_database(trading_server):
-    """grpcio-reflection's own client (what `python -m gateway.call` uses)."""
+    """grpcio-reflection's own client (what `trader call` uses)."""
     address, _ = trading_server
     with grpc.insecure_channel(address) as channel:
         pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))

@@ -238,23 +238,30 @@ def test_health_probe_over_mutual_tls(pki, capsys):
     assert "TRADER_TLS_CA=" in capsys.readouterr().out
 
 
-def test_call_tool_over_mutual_tls(pki, capsys, monkeypatch):
-    from gateway.call import main
+def test_trader_call_over_mutual_tls(pki, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
 
     for name in ("TRADER_TLS_CA", "TRADER_TLS_CERT", "TRADER_TLS_KEY", "TRADER_TLS_CLIENT_CERT",
-                 "TRADER_TLS_CLIENT_KEY"):
+                 "TRADER_TLS_CLIENT_KEY", "TRADER_API_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     config, _, running = tls_server(pki.server_env(mutual=True))
     flags = ["--cacert", pki.path("ca.crt"), "--cert", pki.path("client.crt"), "--key", pki.path("client.key")]
+    at = ["--address", config.listen_address]
+
+    def trader(*args: str, token: str | None = None):
+        return CliRunner().invoke(app, ["call", *args], env={"TRADER_API_TOKEN": token} if token else {})
+
     with running:
-        assert main([*flags, config.listen_address]) == 0
-        assert "grpc.health.v1.Health" in capsys.readouterr().out
-        assert main([*flags, "--token", TOKEN, config.listen_address, "grpc.health.v1.Health/List"]) == 0
-        assert '"trader.display.v1.Display"' in capsys.readouterr().out
-        assert main(["--cacert", pki.path("ca.crt"), config.listen_address, "grpc.health.v1.Health/List"]) == 1
-        assert "UNAVAILABLE" in capsys.readouterr().err
-    assert main(["--cacert", pki.path("tls.key"), config.listen_address]) == 2
-    assert "TRADER_TLS_CA=" in capsys.readouterr().err
+        listed = trader("grpc.health.v1.Health", *at, *flags)
+        assert listed.exit_code == 0 and "grpc.health.v1.Health/List" in listed.stdout, listed.output
+        health = trader("grpc.health.v1.Health/List", *at, *flags, token=TOKEN)
+        assert health.exit_code == 0 and '"trader.display.v1.Display"' in health.stdout
+        without_certificate = trader("grpc.health.v1.Health/List", *at, "--cacert", pki.path("ca.crt"))
+        assert without_certificate.exit_code == 1 and "UNAVAILABLE" in without_certificate.stderr
+    not_a_ca = trader("display", *at, "--cacert", pki.path("tls.key"))
+    assert not_a_ca.exit_code == 2 and "TRADER_TLS_CA=" in not_a_ca.stderr
 
 
 def test_grpcurl_over_mutual_tls(pki):

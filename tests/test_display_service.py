@@ -68,19 +68,48 @@ def test_watch_streams_every_change(display):
     display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.PROCESSING), metadata=AUTH)
 
 
-def test_next_actions_from_portfolio_and_plan(display, running_suite):
+def test_the_cycle_hands_the_display_its_next_actions(display, running_suite):
     trading_pb2_grpc.TradingStub(running_suite.channel("trading")).FundPaperAccount(
         trading_pb2.FundPaperAccountRequest(amount=20_000, reference="display-next-actions"), metadata=AUTH)
     cycle = gateway_pb2_grpc.GatewayStub(running_suite.channel("gateway")).RunSyncCycle(
         gateway_pb2.RunSyncCycleRequest(), metadata=AUTH, timeout=60)  # the portfolio mirrors the broker
     assert cycle.ok and cycle.last_trade.startswith("BUY ")
+    parts = cycle.display_text.split(" | ")
+    assert parts[0] == f"EUR {cycle.total_value_base:,.0f}" and parts[1] == f"CASH EUR {cycle.cash_base:,.0f}"
+    assert len(parts) == 3 and parts[2].split()[0] == "BUY" and parts[2].split()[2] == "EUR"
+    assert parts[2].split()[1] == cycle.last_trade.split()[2].split(".")[0]  # the step just placed
+
+
+def test_next_actions_show_what_the_request_carries(display):
     for pool in (display_pb2.ERROR, display_pb2.PROCESSING):
         display.ClearMessage(display_pb2.ClearMessageRequest(pool=pool), metadata=AUTH)
-    state = display.RefreshNextActions(display_pb2.RefreshNextActionsRequest(), metadata=AUTH)
-    assert state.pool == display_pb2.NEXT_ACTIONS
-    parts = state.text.split(" | ")
-    assert parts[0].startswith("EUR ") and parts[1].startswith("CASH EUR ")
-    assert len(parts) == 3 and parts[2].split()[0] == "BUY" and parts[2].split()[2] == "EUR"
+    state = display.RefreshNextActions(display_pb2.RefreshNextActionsRequest(
+        base_currency="EUR", total_value_base=12_345.4, cash_base=675, next_step=display_pb2.NextStep(
+            side="BUY", symbol="AAPL.US", value_base=855.2)), metadata=AUTH)
+    assert (state.pool, state.text, state.source) == (display_pb2.NEXT_ACTIONS,
+                                                      "EUR 12,345 | CASH EUR 675 | BUY AAPL EUR 855", "next_actions")
+    state = display.RefreshNextActions(display_pb2.RefreshNextActionsRequest(
+        base_currency="USD", total_value_base=10, cash_base=-2), metadata=AUTH)
+    assert state.text == "USD 10 | CASH USD -2"
+
+
+@pytest.mark.parametrize(("request_", "field"), [
+    (display_pb2.RefreshNextActionsRequest(total_value_base=1), "base_currency"),
+    (display_pb2.RefreshNextActionsRequest(base_currency="EUR", total_value_base=float("nan")), "total_value_base"),
+    (display_pb2.RefreshNextActionsRequest(base_currency="EUR", cash_base=float("inf")), "cash_base"),
+    (display_pb2.RefreshNextActionsRequest(base_currency="EUR", next_step=display_pb2.NextStep(
+        side="HOLD", symbol="AAPL.US")), "next_step.side"),
+    (display_pb2.RefreshNextActionsRequest(base_currency="EUR", next_step=display_pb2.NextStep(side="BUY")),
+     "next_step.symbol"),
+    (display_pb2.RefreshNextActionsRequest(base_currency="EUR", next_step=display_pb2.NextStep(
+        side="SELL", symbol="KO.US", value_base=-1)), "next_step.value_base"),
+])
+def test_next_actions_refuse_bad_input_and_change_nothing(display, request_, field):
+    before = display.GetDisplayState(display_pb2.GetDisplayStateRequest(), metadata=AUTH)
+    with pytest.raises(grpc.RpcError) as caught:
+        display.RefreshNextActions(request_, metadata=AUTH)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and caught.value.details().startswith(field)
+    assert display.GetDisplayState(display_pb2.GetDisplayStateRequest(), metadata=AUTH).text == before.text
 
 
 def test_error_wins_and_reaches_the_emulated_device(display, running_suite):

@@ -74,7 +74,7 @@ def check_after_crashes(tmp_path, victims: list[str], output: list[str], end: st
         trading = trading_pb2_grpc.TradingStub(suite.channel("trading"))
         broker = trading.SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=auth)
         # No duplicate execution: the broker executed each order once, and at most one a day
-        # (every cycle runs at 22:00 and the trade caps allow one trade an hour).
+        # (one cycle a session, its order filled at that session's close).
         with sqlite3.connect(tmp_path / "trading.db") as db:
             executions = db.execute("SELECT client_order_id, executed_at FROM paper_executions").fetchall()
         assert len(executions) == len({cid for cid, _ in executions})
@@ -97,7 +97,10 @@ def check_after_crashes(tmp_path, victims: list[str], output: list[str], end: st
             sorted((p.symbol, p.quantity) for p in broker.positions)
         assert {c.currency: round(c.amount, 2) for c in books.cash} == \
             {c.currency: round(c.amount, 2) for c in broker.cash}
-        assert books.broker_synced_at.ToDatetime(tzinfo=UTC).date().isoformat() == sessions[-1]
+        # The last sync is the replay's close-out, at the open of the session after the last.
+        after = data.ListSessions(data_pb2.ListSessionsRequest(exchange="XNYS", start=sessions[-1],
+                                                               end=f"{int(end[:4]) + 1}-01-31"), metadata=auth)
+        assert books.broker_synced_at.ToDatetime(tzinfo=UTC) == after.sessions[1].open.ToDatetime(tzinfo=UTC)
     finally:
         suite.terminate()
 

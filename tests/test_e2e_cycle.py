@@ -25,10 +25,15 @@ from tests.suite import Suite
 pytestmark = pytest.mark.e2e
 AUTH = ("authorization", f"Bearer {TOKEN}")
 FIRST_DAY = date(2018, 1, 2)
+CLOSE_OUT = datetime(2018, 1, 8, 14, 30, tzinfo=UTC)  # the next session's open after the last cycle
 
 
 def as_of(day: date) -> tuple[str, str]:
-    return ("x-trader-as-of", datetime(day.year, day.month, day.day, 22, tzinfo=UTC).isoformat())
+    """The replay's instant: 15:30 in New York (January: 20:30 UTC), inside the session."""
+    return ("x-trader-as-of", datetime(day.year, day.month, day.day, 20, 30, tzinfo=UTC).isoformat())
+
+
+AFTER = [AUTH, ("x-trader-as-of", CLOSE_OUT.isoformat())]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -62,6 +67,16 @@ def cycles(suite):
     return replies
 
 
+@pytest.fixture(scope="module")
+def settled(cycles, suite):
+    """The replay's close-out after the last cycle: the last session's market-on-close order is
+    filled and the account valued at that close."""
+    gateway = gateway_pb2_grpc.GatewayStub(suite.channel("gateway"))
+    reply = gateway.RunSyncCycle(gateway_pb2.RunSyncCycleRequest(settle_only=True), metadata=AFTER, timeout=60)
+    assert reply.ok and [s.name for s in reply.steps] == ["sync_broker", "valuation"]
+    return reply
+
+
 def test_health_is_serving_everywhere(suite):
     for name, (service_name, _) in SERVICES.items():
         stub = health_pb2_grpc.HealthStub(suite.channel(name))
@@ -86,7 +101,7 @@ def test_unauthenticated_calls_are_refused(suite, metadata):
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_cycles_succeed_and_trade(cycles, suite):
+def test_cycles_succeed_and_trade(cycles, settled, suite):
     assert len(cycles) == 4
     for reply in cycles:
         assert reply.ok, [(s.name, s.detail) for s in reply.steps if s.status != gateway_pb2.OK]
@@ -103,8 +118,8 @@ def test_cycles_succeed_and_trade(cycles, suite):
     assert all(t.quantity > 0 and t.price > 0 and t.client_order_id and t.broker_trade_id for t in trades)
 
 
-def test_portfolio_value_is_cash_plus_positions(cycles, suite):
-    metadata = [AUTH, as_of(FIRST_DAY + timedelta(days=5))]
+def test_portfolio_value_is_cash_plus_positions(settled, suite):
+    metadata = AFTER
     portfolio = portfolio_pb2_grpc.PortfolioStub(suite.channel("portfolio")).GetPortfolio(
         portfolio_pb2.GetPortfolioRequest(), metadata=metadata)
     data = data_pb2_grpc.MarketDataStub(suite.channel("data"))
@@ -119,7 +134,7 @@ def test_portfolio_value_is_cash_plus_positions(cycles, suite):
                           for p in portfolio.positions)
     cash_value = sum(c.amount if c.currency == "EUR" else c.amount / rates[c.currency] for c in portfolio.cash)
     assert portfolio.total_value_base == pytest.approx(cash_value + positions_value, rel=1e-9)
-    assert portfolio.total_value_base == pytest.approx(cycles[-1].total_value_base, rel=1e-9)
+    assert portfolio.total_value_base == pytest.approx(settled.total_value_base, rel=1e-9)
     # The money went somewhere: value is the deposit minus fees, moved only by prices.
     assert 9_000 < portfolio.total_value_base < 11_000
 
@@ -143,7 +158,7 @@ def test_one_trace_covers_all_six_services(cycles, suite):
     assert len({trace for _, trace, _ in suite.collector.spans if trace != trace_id}) >= len(cycles) - 1
 
 
-def test_each_service_keeps_its_books_in_its_configured_database(cycles, suite):
+def test_each_service_keeps_its_books_in_its_configured_database(cycles, settled, suite):
     for name in SERVICES:
         url = suite.env.get(db_url_variable(name)) or f"sqlite:///{suite.workdir / name}.db"
         schema = load_schema(name)
@@ -159,19 +174,19 @@ def test_each_service_keeps_its_books_in_its_configured_database(cycles, suite):
             engine.dispose()
 
 
-def test_system_status(cycles, suite):
+def test_system_status(cycles, settled, suite):
     status = gateway_pb2_grpc.GatewayStub(suite.channel("gateway")).GetSystemStatus(
         gateway_pb2.GetSystemStatusRequest(), metadata=[AUTH])
-    assert status.mode == "replay" and status.cycles_run == len(cycles) and status.last_cycle_ok
+    assert status.mode == "replay" and status.cycles_run == len(cycles) + 1 and status.last_cycle_ok
     assert {s.service: s.health for s in status.services} == {n: "SERVING" for n, _ in SERVICES.values()}
 
 
-def test_the_books_explain_every_change_of_cash(cycles, suite):
+def test_the_books_explain_every_change_of_cash(cycles, settled, suite):
     """After the replay cycles: the cash flows of each currency add up to the broker's balance
     (the deposit entered by hand and reported by the broker is one flow), the books agree with
     the broker, positions carry their history, and the performance leaves the deposit out."""
     portfolio = portfolio_pb2_grpc.PortfolioStub(suite.channel("portfolio"))
-    last = [AUTH, as_of(FIRST_DAY + timedelta(days=5))]
+    last = AFTER
     state = portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest(), metadata=last)
     assert not state.cash_differences and not state.position_differences
     flows = portfolio.ListCashFlows(portfolio_pb2.ListCashFlowsRequest(limit=1000), metadata=last)
@@ -184,7 +199,7 @@ def test_the_books_explain_every_change_of_cash(cycles, suite):
     assert {f.kind for f in flows.cash_flows} >= {"deposit", "trade_buy", "trading_fee", "fx_conversion"}
     assert all(p.HasField("first_bought_at") and p.book_quantity == p.quantity for p in state.positions)
     performance = portfolio.GetPerformance(portfolio_pb2.GetPerformanceRequest(), metadata=last)
-    assert performance.days == len(cycles) - 1 and performance.HasField("time_weighted_return")
+    assert performance.days == len(cycles) and performance.HasField("time_weighted_return")  # + the close-out
     assert performance.start_value_base == pytest.approx(10_000, rel=0.01)  # the deposit is the start, not a gain
     assert abs(performance.time_weighted_return) < 0.05
 

@@ -38,15 +38,19 @@ def run_maintenance(channel: grpc.Channel, service: str, request: maintenance_pb
 
 
 def day_of_business(suite: Suite, day: str, reference: str) -> None:
-    """A paper deposit booked in both services, then the day's cycle."""
-    metadata = AUTH + [("x-trader-as-of", f"{day}T22:00:00+00:00")]
+    """A paper deposit booked in both services, then the day's cycle inside the session and, after
+    the close, a settling cycle that books its market-on-close fill (two cycle runs)."""
+    metadata = AUTH + [("x-trader-as-of", f"{day}T20:30:00+00:00")]
     trading_pb2_grpc.TradingStub(suite.channel("trading")).FundPaperAccount(
         trading_pb2.FundPaperAccountRequest(amount=10_000, reference=reference), metadata=metadata)
     portfolio_pb2_grpc.PortfolioStub(suite.channel("portfolio")).RecordDeposit(
         portfolio_pb2.RecordDepositRequest(amount=10_000, reference=reference), metadata=metadata)
-    reply = gateway_pb2_grpc.GatewayStub(suite.channel("gateway")).RunSyncCycle(
-        gateway_pb2.RunSyncCycleRequest(), metadata=metadata, timeout=120)
+    gateway = gateway_pb2_grpc.GatewayStub(suite.channel("gateway"))
+    reply = gateway.RunSyncCycle(gateway_pb2.RunSyncCycleRequest(), metadata=metadata, timeout=120)
     assert reply.ok, reply
+    settled = gateway.RunSyncCycle(gateway_pb2.RunSyncCycleRequest(settle_only=True),
+                                   metadata=AUTH + [("x-trader-as-of", f"{day}T22:00:00+00:00")], timeout=120)
+    assert settled.ok, settled
 
 
 def read_state(suite: Suite) -> dict:
@@ -110,7 +114,7 @@ def test_every_service_maintained_then_restored_from_its_backup(running):
         assert os.path.dirname(backup.path) == str(workdir / "backups" / service)
         backups[service] = backup.path
     at_backup = read_state(suite)
-    assert at_backup["trades"].trades and at_backup["snapshots"].snapshots and at_backup["cycles"] == 1
+    assert at_backup["trades"].trades and at_backup["snapshots"].snapshots and at_backup["cycles"] == 2
 
     day_of_business(suite, "2018-01-03", "second-deposit")  # what the restore must undo
     assert read_state(suite) != at_backup

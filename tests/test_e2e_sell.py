@@ -61,10 +61,15 @@ def test_a_sell_step_is_executed_inside_the_session(suite):
     reply = gateway.RunSyncCycle(gateway_pb2.RunSyncCycleRequest(), metadata=at(SELLING_DAY, 15), timeout=120)
     assert reply.ok, [(s.name, s.detail) for s in reply.steps if s.status != gateway_pb2.OK]
     assert reply.last_trade.startswith(f"SELL {first.quantity} {largest.symbol}")
+    # market-on-close: the order works until the close and is booked by the first sync after it
+    settled = gateway.RunSyncCycle(gateway_pb2.RunSyncCycleRequest(settle_only=True), metadata=at(SELLING_DAY),
+                                   timeout=120)
+    assert settled.ok, [(s.name, s.detail) for s in settled.steps if s.status != gateway_pb2.OK]
     trades = trading.ListTrades(trading_pb2.ListTradesRequest(), metadata=[AUTH]).trades
     sells = [t for t in trades if t.side == trading_pb2.SELL]
     assert len(sells) == 1 and sells[0].symbol == largest.symbol and sells[0].quantity == first.quantity
+    assert sells[0].executed_at.ToDatetime().isoformat() == f"{SELLING_DAY}T20:00:00"  # New York's close, UTC
     after = {p.symbol: p for p in portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest(),
-                                                         metadata=at(SELLING_DAY, 16)).positions}
+                                                         metadata=at(SELLING_DAY)).positions}
     assert after[largest.symbol].quantity == largest.quantity - first.quantity
     assert after[largest.symbol].HasField("last_sold_at")

@@ -24,7 +24,8 @@ from tests.tls import make_pki
 
 pytestmark = pytest.mark.e2e
 AUTH = ("authorization", f"Bearer {TOKEN}")
-AS_OF = ("x-trader-as-of", datetime(2018, 1, 2, 22, tzinfo=UTC).isoformat())
+AS_OF = ("x-trader-as-of", datetime(2018, 1, 2, 20, 30, tzinfo=UTC).isoformat())  # 30 minutes before the close
+AFTER_THE_CLOSE = ("x-trader-as-of", datetime(2018, 1, 2, 22, tzinfo=UTC).isoformat())
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +47,12 @@ def cycle(suite):
         trading_pb2.FundPaperAccountRequest(amount=10_000, reference="tls-1"), metadata=metadata)
     portfolio_pb2_grpc.PortfolioStub(suite.channel("portfolio")).RecordDeposit(
         portfolio_pb2.RecordDepositRequest(amount=10_000, reference="tls-1"), metadata=metadata)
-    return gateway_pb2_grpc.GatewayStub(suite.channel("gateway")).RunSyncCycle(
-        gateway_pb2.RunSyncCycleRequest(), metadata=metadata, timeout=120)
+    gateway = gateway_pb2_grpc.GatewayStub(suite.channel("gateway"))
+    traded = gateway.RunSyncCycle(gateway_pb2.RunSyncCycleRequest(), metadata=metadata, timeout=120)
+    # the paper broker fills market-on-close: a settling cycle after the close books the fill
+    gateway.RunSyncCycle(gateway_pb2.RunSyncCycleRequest(settle_only=True), metadata=[AUTH, AFTER_THE_CLOSE],
+                         timeout=120)
+    return traded
 
 
 def test_every_service_serves_over_mutual_tls(suite):

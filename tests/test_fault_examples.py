@@ -8,7 +8,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from trader.data.v1 import data_pb2, data_pb2_grpc
-from trader.display.v1 import display_pb2, display_pb2_grpc
+from trader.display.v1 import display_pb2_grpc
 from trader.planner.v1 import planner_pb2, planner_pb2_grpc
 from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from trader.trading.v1 import trading_pb2, trading_pb2_grpc
@@ -93,9 +93,8 @@ def broker_state(stubs, request: portfolio_pb2.ApplyBrokerStateRequest):
 def test_a_peers_refusal_for_money_without_a_rate_is_passed_on(stubs):
     chf = portfolio_pb2.ApplyBrokerStateRequest(cash=[portfolio_pb2.BrokerCash(currency="EUR", amount=1000),
                                                       portfolio_pb2.BrokerCash(currency="CHF", amount=1)])
-    with broker_state(stubs, chf):
+    with broker_state(stubs, chf):  # (the display is a leaf: it is handed the valuation, it asks no peer)
         for call, request in ((stubs["planner"].GetRecommendations, planner_pb2.GetRecommendationsRequest()),
-                              (stubs["display"].RefreshNextActions, display_pb2.RefreshNextActionsRequest()),
                               (stubs["portfolio"].GetPortfolio, portfolio_pb2.GetPortfolioRequest())):
             error = refusal(call, request)
             assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()

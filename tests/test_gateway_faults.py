@@ -24,6 +24,7 @@ from gateway.cycle import FAILED, OK, REFUSED, SKIPPED, run_cycle
 from gateway.replay import ReplayDriver
 from gateway.server import CycleRunner
 from services.common import clock
+from services.common.timestamps import to_timestamp
 
 
 class PeerError(grpc.RpcError):
@@ -60,6 +61,11 @@ class Stub:
 NO_CHF_RATE = PeerError(grpc.StatusCode.FAILED_PRECONDITION, "fx_rate_missing: no exchange rate for CHF (base EUR)")
 
 
+def session(day: str) -> data_pb2.MarketSession:
+    opens = datetime.fromisoformat(day).replace(hour=14, minute=30, tzinfo=UTC)
+    return data_pb2.MarketSession(date=day, open=to_timestamp(opens), close=to_timestamp(opens.replace(hour=21)))
+
+
 def services(calls, **overrides):
     portfolio = portfolio_pb2.GetPortfolioResponse(base_currency="EUR", total_value_base=1000, cash_base=1000,
                                                    portfolio_hash="h")
@@ -72,12 +78,12 @@ def services(calls, **overrides):
             FundPaperAccount=trading_pb2.FundPaperAccountResponse(applied=True)),
         "portfolio": dict(GetLedgerCursor=portfolio_pb2.LedgerCursor(),
                           ApplyBrokerState=portfolio_pb2.ApplyBrokerStateResponse(portfolio_hash="h"),
-                          TakeSnapshot=portfolio_pb2.Snapshot(), GetPortfolio=portfolio,
+                          TakeSnapshot=portfolio_pb2.Snapshot(portfolio=portfolio),
                           RecordDeposit=portfolio_pb2.CashFlow()),
         "data": dict(SyncPrices=data_pb2.SyncPricesResponse(provider="sample"),
-                     GetPriceHistory=lambda request: data_pb2.GetPriceHistoryResponse(bars=[
-                         data_pb2.Bar(date=d, close=1) for d in ("2019-03-01", "2019-03-04", "2019-03-05")
-                         if d >= request.start])),
+                     ListSessions=lambda request: data_pb2.ListSessionsResponse(exchange="XNYS", sessions=[
+                         session(d) for d in ("2019-03-01", "2019-03-04", "2019-03-05", "2019-03-06")
+                         if request.start <= d <= request.end])),
         "planner": dict(GetRecommendations=plan),
         "display": dict(PostMessage=display_pb2.DisplayState(), RefreshNextActions=display_pb2.DisplayState(),
                         ClearMessage=display_pb2.DisplayState(text="EUR 1,000", pool=display_pb2.NEXT_ACTIONS)),
@@ -158,7 +164,8 @@ def test_a_failed_call_is_retried_for_the_same_day(tmp_path, capsys):
     fund = lambda _: next(fund_fails_once, None) or trading_pb2.FundPaperAccountResponse()  # noqa: E731
     run_replay(tmp_path, services(calls, trading__SyncBroker=flaky_sync, trading__FundPaperAccount=fund))
     # Day 1: the deposit failed once, then two cycles failed at sync_broker; each retry is the same day.
-    assert cycle_days(calls) == [date(2019, 3, 1)] * 3 + [date(2019, 3, 4), date(2019, 3, 5)]
+    # The close-out (a sync at the next session's open) follows the last day.
+    assert cycle_days(calls) == [date(2019, 3, 1)] * 3 + [date(2019, 3, 4), date(2019, 3, 5), date(2019, 3, 6)]
     out = capsys.readouterr().out
     assert out.count("simulated day 2019-03-01: try") == 3 and "replay reached the end of the history" in out
     deposits = [r.reference for m, r, _ in calls if m == "FundPaperAccount"]
@@ -176,11 +183,12 @@ def test_the_replay_gives_up_after_its_tries_saying_why(tmp_path, capsys):
 
 def test_a_resumed_replay_starts_at_the_day_that_did_not_succeed(tmp_path, capsys):
     calls = []
-    failing_from_day_2 = lambda _: NO_CHF_RATE if clock.as_of().day == 4 else portfolio_pb2.Snapshot()  # noqa: E731
+    valued = portfolio_pb2.Snapshot(portfolio=portfolio_pb2.GetPortfolioResponse(base_currency="EUR"))
+    failing_from_day_2 = lambda _: NO_CHF_RATE if clock.as_of().day == 4 else valued  # noqa: E731
     run_replay(tmp_path, services(calls, portfolio__TakeSnapshot=failing_from_day_2), day_tries=2)
     calls.clear()
     run_replay(tmp_path, services(calls))
-    assert cycle_days(calls) == [date(2019, 3, 4), date(2019, 3, 5)]
+    assert cycle_days(calls) == [date(2019, 3, 4), date(2019, 3, 5), date(2019, 3, 6)]  # then the close-out
     assert "resuming replay after 2019-03-01" in capsys.readouterr().out
 
 
@@ -188,6 +196,6 @@ def test_a_resumed_replay_starts_at_the_day_that_did_not_succeed(tmp_path, capsy
 def test_listing_the_days_is_retried_too(tmp_path, capsys, code):
     calls = []
     fails_once = iter([PeerError(code, "data restarting")])
-    bars = data_pb2.GetPriceHistoryResponse(bars=[data_pb2.Bar(date="2019-03-01", close=1)])
-    run_replay(tmp_path, services(calls, data__GetPriceHistory=lambda _: next(fails_once, None) or bars))
-    assert cycle_days(calls) == [date(2019, 3, 1)]
+    sessions = data_pb2.ListSessionsResponse(sessions=[session("2019-03-01"), session("2019-03-06")])
+    run_replay(tmp_path, services(calls, data__ListSessions=lambda _: next(fails_once, None) or sessions))
+    assert cycle_days(calls) == [date(2019, 3, 1), date(2019, 3, 6)]  # the day, then the close-out

@@ -346,3 +346,31 @@ def test_every_job_has_a_valid_default_schedule_a_variable_and_a_health_name():
         assert parse_schedule(each.default_schedule, "UTC") is not None
         assert each.variable == f"TRADER_JOB_{each.name.upper()}_SCHEDULE" and each.health_service == f"job/{each.name}"
     assert {j.name for j in JOBS if not j.simulated} == {"display_ticker", "fundamentals_sync"}
+
+
+def test_the_display_ticker_hands_the_display_the_valuation_and_the_plans_first_step():
+    """The display is a leaf: the ticker reads the valuation and the plan and hands them over;
+    a state without a plan (FAILED_PRECONDITION) still shows value and cash."""
+    from trader.planner.v1 import planner_pb2
+
+    from gateway.jobs import display_ticker
+
+    calls = []
+    valuation = portfolio_pb2.GetPortfolioResponse(base_currency="EUR", total_value_base=12_345.0, cash_base=675.0)
+    step = planner_pb2.Step(symbol="AAPL.US", side=planner_pb2.BUY, quantity=5, estimated_value_base=855.0)
+    shown = display_pb2.DisplayState(pool=display_pb2.NEXT_ACTIONS, text="EUR 12,345 | CASH EUR 675 | BUY AAPL EUR 855")
+    stubs = {"portfolio": Stub(calls, GetPortfolio=valuation), "display": Stub(calls, RefreshNextActions=shown),
+             "planner": Stub(calls, GetRecommendations=planner_pb2.GetRecommendationsResponse(steps=[step]))}
+    assert display_ticker.run(peers(**stubs), WALL) == f"showing NEXT_ACTIONS: {shown.text}"
+    handed = next(request for method, request, _ in calls if method == "RefreshNextActions")
+    assert (handed.base_currency, handed.total_value_base, handed.cash_base) == ("EUR", 12_345.0, 675.0)
+    assert (handed.next_step.side, handed.next_step.symbol, handed.next_step.value_base) == ("BUY", "AAPL.US", 855.0)
+    assert next(request for method, request, _ in calls if method == "GetRecommendations").max_steps == 1
+    calls.clear()
+    stubs["planner"] = Stub(calls, GetRecommendations=PeerError(grpc.StatusCode.FAILED_PRECONDITION, "no plan"))
+    display_ticker.run(peers(**stubs), WALL)
+    handed = next(request for method, request, _ in calls if method == "RefreshNextActions")
+    assert handed.total_value_base == 12_345.0 and not handed.HasField("next_step")
+    stubs["planner"] = Stub(calls, GetRecommendations=PeerError(grpc.StatusCode.UNAVAILABLE, "down"))
+    with pytest.raises(grpc.RpcError):
+        display_ticker.run(peers(**stubs), WALL)

@@ -405,8 +405,9 @@ def test_plan_retention_by_creation(service_db):
     with db.transaction() as session:
         for n, created in enumerate((cutoff - timedelta(microseconds=1), cutoff, NOW)):
             planner_store.save_plan(session, f"hash{n}", "2018-01-10", f"plan-{n}", {}, created)
-    assert retention(work).retention[0].deleted_rows == 1
-    assert count(db, "plans") == 2
+            planner_store.save_targets(session, f"state{n}", "key", {}, created)  # a cache too
+    assert retention(work).retention[0].deleted_rows == 2
+    assert count(db, "plans") == 2 and count(db, "optimizer_targets") == 2
 
 
 def test_cycle_run_retention_reads_the_wall_clock(service_db):

@@ -358,3 +358,23 @@ def test_returned_weights_hold_every_bound_and_group_range(rows, seed, regime, r
         weight = result.weights.get(f"S{i}.US", 0.0)
         assert maximum is None or weight <= maximum / 100 + 1e-12  # a maximum is never exceeded
     assert sum(result.weights.values()) <= (1 - reserve_share if value > 0 else 1) + 1e-9
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 25), st.integers(0, 2**32 - 1))
+def test_hrp_weights_are_pypfopt_hrpopt_s(count, seed):
+    """The positional HRP gives HRPOpt's weights (single linkage), on factor-correlated returns."""
+    from pypfopt import HRPOpt
+
+    from services.planner.optimizer.hrp import hrp_weights
+
+    rng = np.random.default_rng(seed)
+    factors = rng.normal(0, 0.01, (250, 3))
+    returns = pd.DataFrame(factors @ rng.normal(0, 1, (3, count)) * 0.5 + rng.normal(0, 0.01, (250, count)),
+                           columns=[f"S{i:02d}.US" for i in rng.permutation(count)])
+    reference = HRPOpt(returns)
+    reference.optimize()
+    expected = dict(reference.clean_weights(rounding=None))
+    found = hrp_weights(returns)
+    assert list(found) == sorted(expected)
+    assert found == pytest.approx(expected, abs=1e-12)

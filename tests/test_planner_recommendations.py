@@ -355,3 +355,34 @@ def test_optimize_on_the_bundled_history(running_suite):
     assert not any("market regime unknown" in note for note in reply.notes)
     again = planner.Optimize(planner_pb2.OptimizeRequest(), metadata=metadata, timeout=120)
     assert again.target_weights == reply.target_weights
+
+
+def test_targets_are_reused_for_the_same_state_for_48_hours(harness, monkeypatch):
+    """The original's 48-hour cache per state: the next day's plan reuses the targets (the
+    optimiser not run; the holistic planner still reads closes, metrics and fundamentals, one
+    call each), a new state or a target older than 48 hours is computed again."""
+    from services.planner import engine as planner_engine
+
+    runs = []
+    optimize = planner_engine.optimize
+    monkeypatch.setattr(planner_engine, "optimize", lambda inputs: runs.append(inputs) or optimize(inputs))
+    h = harness()
+    first = h.plan(LAST_DAY)
+    assert not any("reused" in note for note in first.notes) and len(runs) == 1
+    peers = h.engine._peers
+    original = peers._data
+    peers._data = counting = CountingStub(original)
+    next_day = h.plan(LAST_DAY + timedelta(days=1))
+    assert [note for note in next_day.notes if "reused" in note] == [
+        f"targets computed {NOW:%Y-%m-%d %H:%M} UTC for this state reused (at most 48 hours)"]
+    assert dict(next_day.target_weights) == dict(first.target_weights) and next_day.plan_id != first.plan_id
+    assert len(runs) == 1
+    assert all(counting.calls[m] == 1 for m in ("GetPriceHistories", "GetMetrics", "GetFundamentals"))
+    peers._data = original
+    later = h.plan(LAST_DAY + timedelta(days=3))  # 72 hours after the targets
+    assert len(runs) == 2
+    assert not any("reused" in note for note in later.notes)
+    h.portfolio_stub.ApplyBrokerState(portfolio_pb2.ApplyBrokerStateRequest(
+        cash=[portfolio_pb2.BrokerCash(currency="EUR", amount=90_000.0)]))
+    other_state = h.plan(LAST_DAY + timedelta(days=3))
+    assert other_state.state_key != later.state_key and not any("reused" in note for note in other_state.notes)

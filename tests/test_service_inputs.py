@@ -1,5 +1,6 @@
 """Bad input over gRPC: a precise status naming the field, and nothing changed."""
 
+import json
 import math
 
 import grpc
@@ -184,18 +185,25 @@ def test_rule_refusals_are_recorded_on_the_order(stubs):
 
 
 def test_manual_order_fills_once(stubs):
+    """A manual order placed after the close works until the next session's close (the paper
+    broker fills market-on-close), is filled at the first sync after it, and only once."""
     before = held(stubs, "KO.US")
     stubs["trading"].FundPaperAccount(trading_pb2.FundPaperAccountRequest(amount=5000, reference="fund-manual"),
                                       metadata=AUTH)
     order = stubs["trading"].SubmitOrder(trading_pb2.SubmitOrderRequest(
         client_order_id="manual-1", symbol="KO.US", side=trading_pb2.BUY, quantity=10), metadata=AUTH)
-    assert order.state == trading_pb2.FILLED and order.fill_price > 0 and order.commission > 0
+    assert order.state == trading_pb2.SUBMITTED and order.limit_price > 0
     refused(stubs["trading"].SubmitOrder, trading_pb2.SubmitOrderRequest(
         client_order_id="manual-1", symbol="KO.US", side=trading_pb2.BUY, quantity=10),
         grpc.StatusCode.ALREADY_EXISTS, "manual-1")
-    trades = stubs["trading"].ListTrades(trading_pb2.ListTradesRequest(), metadata=AUTH).trades
-    assert [t.client_order_id for t in trades].count("manual-1") == 1
-    synced = stubs["trading"].SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=AUTH)
+    after_the_close = [AUTH[0], ("x-trader-as-of", "2018-01-03T22:00:00+00:00")]
+    filled = stubs["trading"].SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=after_the_close)
+    assert filled.trades_imported >= 1
+    trades = stubs["trading"].ListTrades(trading_pb2.ListTradesRequest(), metadata=after_the_close).trades
+    mine = [t for t in trades if t.client_order_id == "manual-1"]
+    assert len(mine) == 1 and mine[0].price > 0 and mine[0].commission > 0
+    assert mine[0].executed_at.ToDatetime().isoformat() == "2018-01-03T21:00:00"  # the close
+    synced = stubs["trading"].SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=after_the_close)
     assert synced.trades_imported == 0  # already in the ledger: never imported twice
     assert any(p.symbol == "KO.US" and p.quantity == before + 10 for p in synced.positions)
 
@@ -237,19 +245,57 @@ def test_display_pools(stubs):
     assert (shown.pool, shown.text) == (display_pb2.NEXT_ACTIONS, "EUR 1")
 
 
-# --- the grpcurl-like caller ---
+# --- the trader command line against the running services ---
 
-def test_call_tool_lists_and_calls(running_suite, capsys):
-    from gateway.call import main
+def trader(suite, *args: str, token: str | None = TOKEN):
+    """`trader ARGS` in-process (typer's runner), with the suite's addresses and token."""
+    from typer.testing import CliRunner
 
-    address = running_suite.addresses["data"]
-    assert main([address]) == 0
-    assert "trader.data.v1.MarketData" in capsys.readouterr().out
-    assert main([address, "trader.data.v1.MarketData/GetQuotes", '{"symbols": ["KO.US"]}', "--token", TOKEN,
-                 "--as-of", "2018-01-02T22:00:00Z"]) == 0
-    assert '"date": "2018-01-02"' in capsys.readouterr().out
-    assert main([address, "trader.data.v1.MarketData/GetQuotes", "{}", "--token", ""]) == 1
-    assert "UNAUTHENTICATED" in capsys.readouterr().err
+    from gateway.cli import app
+
+    env = {f"TRADER_{name.upper()}_ADDR": address for name, address in suite.addresses.items()}
+    env["TRADER_API_TOKEN"] = token or "not-the-token-at-all"
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_trader_call_lists_and_calls(running_suite):
+    listed = trader(running_suite, "call", "data")
+    assert listed.exit_code == 0 and "trader.data.v1.MarketData/GetQuotes" in listed.stdout
+    reply = trader(running_suite, "call", "trader.data.v1.MarketData/GetQuotes", '{"symbols": ["KO.US"]}',
+                   "--as-of", "2018-01-02T22:00:00Z")
+    assert reply.exit_code == 0 and '"date": "2018-01-02"' in reply.stdout
+    refused = trader(running_suite, "call", "data/GetQuotes", "{}", token="x" * 20)
+    assert refused.exit_code == 1 and refused.stderr.startswith("error: UNAUTHENTICATED")
+    unknown = trader(running_suite, "call", "bank/GetMoney")
+    assert unknown.exit_code == 2 and "unknown service 'bank'" in unknown.stderr
+    bad = trader(running_suite, "call", "data/GetQuotes", "{not json")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: bad request")
+
+
+def test_trader_commands_are_tables_or_json(running_suite):
+    status = trader(running_suite, "status")
+    assert status.exit_code == 0 and "trader.trading.v1.Trading" in status.stdout and "SERVING" in status.stdout
+    as_json = trader(running_suite, "status", "--json")
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout)["mode"] == "replay"
+    for command in (["portfolio", "--as-of", "2018-01-03T20:30:00Z"], ["orders"], ["trades"]):
+        shown = trader(running_suite, *command)
+        assert shown.exit_code == 0, shown.output
+        assert isinstance(json.loads(trader(running_suite, *command, "--json").stdout), dict)
+    plan = trader(running_suite, "plan", "--as-of", "2018-01-03T20:30:00Z", "--json")
+    assert plan.exit_code == 0 and "plan_id" in json.loads(plan.stdout)
+    refused = trader(running_suite, "orders", "--limit", "0")
+    assert refused.exit_code == 2
+    bad_time = trader(running_suite, "portfolio", "--as-of", "yesterday")
+    assert bad_time.exit_code == 2 and "--as-of" in bad_time.stderr
+
+
+def test_trader_import_prices_refuses_a_bad_file(running_suite, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Date,Close\n2018-01-02,abc\n")
+    refused = trader(running_suite, "import-prices", "KO.US", str(bad))
+    assert refused.exit_code == 1 and refused.stderr.startswith("error: INVALID_ARGUMENT")
+    missing = trader(running_suite, "import-prices", "KO.US", str(tmp_path / "missing.csv"))
+    assert missing.exit_code == 2 and "cannot read" in missing.stderr
 
 
 # --- market data over gRPC: the new RPCs and the import CLI ---

@@ -1,5 +1,5 @@
-"""Kill the trading process between the broker's execution and our record of it: after a
-restart the order is resolved by lookup, the fill is recorded once, and nothing is resent."""
+"""Kill the trading process between the broker's acceptance and our record of it: after a
+restart the order is resolved by lookup, filled once at its session's close, and nothing is resent."""
 
 import re
 
@@ -12,6 +12,7 @@ from tests.suite import Suite
 
 pytestmark = pytest.mark.e2e
 AUTH = [("authorization", f"Bearer {TOKEN}"), ("x-trader-as-of", "2018-01-03T17:00:00+00:00")]
+AFTER_CLOSE = [AUTH[0], ("x-trader-as-of", "2018-01-03T22:00:00+00:00")]
 
 
 def test_crash_between_intent_and_reply_never_duplicates(tmp_path):
@@ -24,21 +25,28 @@ def test_crash_between_intent_and_reply_never_duplicates(tmp_path):
         with pytest.raises(grpc.RpcError) as caught:
             trading.SubmitOrder(order, metadata=AUTH, timeout=20)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert suite.processes["trading"].wait(timeout=10) == 17  # died right after the broker executed
+        assert suite.processes["trading"].wait(timeout=10) == 17  # died right after the broker accepted it
 
         suite.start_one("trading", TRADER_PAPER_FAULTS=None)
         trading = trading_pb2_grpc.TradingStub(suite.channel("trading"))
+        # The broker holds it for the session's close (market-on-close): found open, not resent.
         found = trading.GetOrder(trading_pb2.GetOrderRequest(client_order_id="crash-1"), metadata=AUTH)
-        assert found.state == trading_pb2.FILLED and found.filled_quantity == 10
-        assert [e.state for e in found.events] == [trading_pb2.NEW, trading_pb2.SUBMITTED, trading_pb2.FILLED]
-        trades = trading.ListTrades(trading_pb2.ListTradesRequest(), metadata=AUTH).trades
-        assert [t.client_order_id for t in trades] == ["crash-1"]
+        assert found.state == trading_pb2.SUBMITTED and found.filled_quantity == 0
         with pytest.raises(grpc.RpcError) as again:
             trading.SubmitOrder(order, metadata=AUTH)
         assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS
-        status = trading.GetTradingStatus(trading_pb2.GetTradingStatusRequest(), metadata=AUTH)
+        # The first sync after the close fills it at the 2018-01-03 close, once.
+        synced = trading.SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=AFTER_CLOSE)
+        assert synced.trades_imported == 1 and [(p.symbol, p.quantity) for p in synced.positions] == [("KO.US", 10)]
+        found = trading.GetOrder(trading_pb2.GetOrderRequest(client_order_id="crash-1"), metadata=AFTER_CLOSE)
+        assert found.state == trading_pb2.FILLED and found.filled_quantity == 10
+        assert [e.state for e in found.events] == [trading_pb2.NEW, trading_pb2.SUBMITTED, trading_pb2.FILLED]
+        trades = trading.ListTrades(trading_pb2.ListTradesRequest(), metadata=AFTER_CLOSE).trades
+        assert [t.client_order_id for t in trades] == ["crash-1"]
+        assert trades[0].executed_at.ToJsonString() == "2018-01-03T21:00:00Z"
+        status = trading.GetTradingStatus(trading_pb2.GetTradingStatusRequest(), metadata=AFTER_CLOSE)
         assert status.reconciled and status.trades_today == 1 and status.open_orders == 0
-        synced = trading.SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=AUTH)
+        synced = trading.SyncBroker(trading_pb2.SyncBrokerRequest(), metadata=AFTER_CLOSE)
         assert synced.trades_imported == 0 and [(p.symbol, p.quantity) for p in synced.positions] == [("KO.US", 10)]
     finally:
         suite.terminate()
@@ -48,8 +56,9 @@ EXAMPLE = [("authorization", f"Bearer {TOKEN}"), ("x-trader-as-of", "2022-12-29T
 
 
 def test_no_order_is_left_open_by_a_refusal_or_a_kill_before_the_broker(tmp_path):
-    """Issue 8 item 5 over gRPC, and issue 9 item 2's paper deposit in a currency without a rate."""
-    suite = Suite(tmp_path).start()
+    """Issue 8 item 5 over gRPC, and issue 9 item 2's paper deposit in a currency without a rate.
+    (Fills at once, at the quote: the bundled history has no close after 2022-12-28 to fill at.)"""
+    suite = Suite(tmp_path, {"TRADER_PAPER_FILLS": "quote"}).start()
     try:
         trading = trading_pb2_grpc.TradingStub(suite.channel("trading"))
         with pytest.raises(grpc.RpcError) as chf:

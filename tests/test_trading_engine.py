@@ -15,6 +15,7 @@ from trader.data.v1 import data_pb2
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.trading import orders, store
 from services.trading.adapters.paper_broker import PaperBroker
+from services.trading.adapters.services import MarketSession
 from services.trading.engine import OrderEngine
 
 START = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)
@@ -39,8 +40,11 @@ class FakeReads:
         return data_pb2.Security(symbol=symbol, currency=currency, exchange=exchange, lot_size=1, allow_buy=True,
                                  allow_sell=True, kind=data_pb2.EQUITY, bucket=self.buckets.get(symbol, ""))
 
-    def market_open(self, exchange, now):
-        return self.market_open_value
+    def market_session(self, exchange, now):
+        if self.market_open_value is None:
+            return None
+        close = datetime.combine(now.date(), datetime.min.time(), UTC) + timedelta(hours=21)
+        return MarketSession(self.market_open_value, now.date(), close)
 
     def quote(self, symbol):
         return self.prices[symbol], self.now.date()
@@ -264,8 +268,8 @@ def orphan(db, cid, state, symbol="AAPL.US", side="BUY", quantity=10):
 def test_an_orphan_is_resolved_at_start_and_blocks_nothing(tmp_path, state, final, reason):
     engine, broker, _, db = make_engine(tmp_path)
     orphan(db, "orphan", state)
-    with pytest.raises(FailedPrecondition, match="^pending_order"):
-        engine.submit(intent("blocked"), None, START)
+    with pytest.raises(FailedPrecondition, match="^pending_order"):  # (later than the caps' 60 minutes)
+        engine.submit(intent("blocked"), None, START + timedelta(hours=2))
     restarted = OrderEngine("replay", db, broker, engine._reads)  # the start-up reconciliation is a sync
     restarted.sync(START + orders.ACTIVE_LIST_GRACE)
     with db.transaction() as session:
@@ -283,7 +287,8 @@ def test_a_submitted_order_the_broker_does_not_list_yet_stays_open_for_the_grace
     engine.sync(almost)
     with db.transaction() as session:
         assert store.find_order(session, "just-sent").state == "SUBMITTED"
-    with pytest.raises(FailedPrecondition, match="^pending_order"):
+    # still live: the working order counts in the frequency caps (checked before pending_order)
+    with pytest.raises(FailedPrecondition, match="^(min_time_between_trades|pending_order)"):
         engine.submit(intent("duplicate"), None, almost)
     engine.sync(START + orders.ACTIVE_LIST_GRACE)
     with db.transaction() as session:

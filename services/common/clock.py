@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Hashable, Iterator
 from datetime import UTC, date, datetime
+from typing import TypeVar
 
 from services.common.errors import InvalidArgument
 
@@ -99,3 +101,34 @@ def from_metadata(metadata) -> datetime | None:
         if key == METADATA_KEY:
             return parse_as_of(value)
     return None
+
+
+T = TypeVar("T")
+
+
+class PerInstant:
+    """Reads kept for one simulated instant. A replay or backtest cycle runs at one as-of
+    instant and asks the same peer for the same thing several times (the portfolio values the
+    account for the snapshot, for the planner and for trading's loss breaker); what another
+    service answers as of a simulated instant does not change within it. On the wall clock
+    (no as-of) nothing is kept: every call reads. Only the latest instant's reads are kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._instant: datetime | None = None
+        self._values: dict[Hashable, object] = {}
+
+    def get(self, key: Hashable, read: Callable[[], T]) -> T:
+        at = as_of()
+        if at is None:
+            return read()
+        with self._lock:
+            if self._instant != at:
+                self._instant, self._values = at, {}
+            if key in self._values:
+                return self._values[key]  # type: ignore[return-value]
+        value = read()
+        with self._lock:
+            if self._instant == at:
+                self._values[key] = value
+        return value

@@ -28,6 +28,7 @@ SERVICES: dict[str, tuple[str, int]] = {
 # (Tradernet; the trading service also needs credentials and an explicit confirmation).
 SUPPORTED_MODES = ("replay", "backtest", "research", "paper", "live")
 KNOWN_MODES = ("replay", "backtest", "paper", "research", "live")
+SIMULATED_MODES = ("replay", "backtest")  # "now" is the caller's simulated time, never the wall clock
 
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")

@@ -17,7 +17,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -169,6 +169,11 @@ class Database:
         """A session in one transaction: committed on success, rolled back on any error."""
         with self._sessions.begin() as session:
             yield session
+
+    def listen(self, name: str, listener: Callable[[Session], None]) -> None:
+        """Call `listener(session)` on a session event of this database's transactions, e.g.
+        "after_commit" (SQLAlchemy's session events)."""
+        event.listen(self._sessions, name, listener)
 
     def close(self) -> None:
         self.engine.dispose()

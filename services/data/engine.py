@@ -114,7 +114,7 @@ def sync_prices(db: Database, provider: PriceProvider, securities: list[Security
     with db.transaction() as session:
         ids = {symbol: security_id for symbol, (security_id, _) in
                store.find_securities(session, [s.symbol for s in securities]).items()}
-        last = {security_id: day for security_id, (_, day) in store.stored_extent(session).items()}
+        last = store.last_bar_dates(session, list(ids.values()))
     start = sync_start([last.get(ids.get(s.symbol)) for s in securities])
     fetched = provider.daily_bars(securities, start, end)
     dividends = provider.dividends(securities, start, end)
@@ -127,6 +127,8 @@ def sync_prices(db: Database, provider: PriceProvider, securities: list[Security
             for symbol, rebase in factors.items():  # without a whole history: the fetched part
                 stored = store.daily_bars(session, ids[symbol], None, date.max)
                 replacements[symbol] = rebased(stored, whole.get(symbol) or fetched.get(symbol, []), rebase)
+    if not (replacements or dividends or fx or any(fetched.values())) and not retention_days:
+        return SyncResult(0, 0, 0, [])  # the provider has nothing new (a replay before its data's end)
     added, updated, flagged = sync_bars(db, securities, fetched, replacements)
     with db.transaction() as session:
         ids = {symbol: security_id for symbol, (security_id, _) in

@@ -156,6 +156,34 @@ def market_status(exchange: str, at: datetime) -> MarketStatus:
     return MarketStatus(exchange, is_open, next_open.to_pydatetime(), next_close.to_pydatetime(), session.date())
 
 
+@dataclass(frozen=True)
+class Session:
+    """One trading session: its date and its first open and final close (UTC)."""
+
+    day: date
+    open: datetime
+    close: datetime
+
+
+MAX_SESSION_DAYS = 50 * 366  # the longest span one ListSessions answers
+
+
+def sessions(exchange: str, start: date, end: date) -> list[Session]:
+    """The sessions of `exchange` from `start` to `end` (inclusive), with each session's open and
+    close from exchange-calendars (half days, daylight saving; a lunch break lies inside).
+    Raises OutsideCalendar when the range leaves the calendar's span."""
+    cal = calendar(exchange)
+    first, last = cal.first_session.date(), cal.last_session.date()
+    for day in (start, end):
+        if not first <= day <= last:
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            raise OutsideCalendar(exchange, moment, first, last)
+    days = cal.sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
+    opens, closes = cal.opens[days], cal.closes[days]
+    return [Session(d.date(), o.to_pydatetime(), c.to_pydatetime())
+            for d, o, c in zip(days, opens, closes, strict=True)]
+
+
 def exchange_from_name(name: str) -> str | None:
     """The MIC of a provider's exchange name (e.g. Yahoo's fullExchangeName), if known."""
     key = name.strip().upper()

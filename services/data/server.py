@@ -18,12 +18,13 @@ from services.common.validate import currency_code, finite_amount, parse_day, re
 from services.data import engine, store
 from services.data.adapters.csv_import import parse_yahoo_csv
 from services.data.adapters.dividend_csv import parse_dividend_csv
-from services.data.analytics import adjusted_closes, indicators_as_of
+from services.data.analytics import adjusted_closes, indicators_of
+from services.data.bar_cache import BarCache
 from services.data.config import DataConfig
 from services.data.fundamentals import IMPORT_SOURCE, TEXT_FIELDS, parse_import
 from services.data.fx import effective_rates, reference_in_base, reference_window
 from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
-from services.data.market_hours import OutsideCalendar, exchange_from_name, market_status
+from services.data.market_hours import MAX_SESSION_DAYS, OutsideCalendar, exchange_from_name, market_status, sessions
 from services.data.providers import PriceProvider
 from services.data.regime import market_regime
 from services.data.universe import EQUITY, Security, detect_metadata, validate_security
@@ -63,9 +64,9 @@ def security_from_proto(message: data_pb2.Security) -> Security:
 
 
 def bar_to_proto(bar: Bar, flag: str | None = None) -> data_pb2.Bar:
-    optional = {"open": bar.open, "high": bar.high, "low": bar.low, "volume": bar.volume, "adj_close": bar.adj_close}
-    return data_pb2.Bar(date=bar.date.isoformat(), close=bar.close, flag=flag or "",
-                        **{k: v for k, v in optional.items() if v is not None})
+    """A bar; an absent optional field (None) stays unset (protobuf's constructor skips None)."""
+    return data_pb2.Bar(date=bar.date.isoformat(), close=bar.close, flag=flag, open=bar.open, high=bar.high,
+                        low=bar.low, volume=bar.volume, adj_close=bar.adj_close)
 
 
 def fundamentals_to_proto(symbol: str, fields: dict[str, tuple]) -> data_pb2.Fundamentals:
@@ -116,6 +117,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         self._db = db
         self._provider = provider
         self._sync_lock = threading.Lock()
+        self._bars = BarCache(db)
 
     # --- helpers ---
 
@@ -198,7 +200,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         with self._db.transaction() as session:
             security_id, security = self._security(session, request.symbol)
             start, end = resolve_range(start, end, last_final_date(now, security.exchange))
-            rows = store.daily_bars_with_flags(session, security_id, start, end)
+            rows = self._bars.series(session, security_id).rows(start, end)
         return history_to_proto(security, rows, end, interval)
 
     def GetPriceHistories(self, request, context):
@@ -207,11 +209,11 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         with self._db.transaction() as session:
             found = self._securities(session, list(request.symbols))
             ends = {s: resolve_range(start, end, last_final_date(now, found[s][1].exchange))[1] for s in found}
-            rows = store.daily_bars_with_flags_of(session, [i for i, _ in found.values()], start,
-                                                  max(ends.values(), default=date.min))
+            rows = {s: self._bars.series(session, security_id).rows(start, ends[s])
+                    for s, (security_id, _) in found.items()}
         return data_pb2.GetPriceHistoriesResponse(histories=[
-            history_to_proto(security, [r for r in rows[security_id] if r[0].date <= ends[symbol]], ends[symbol],
-                             interval) for symbol, (security_id, security) in found.items()])
+            history_to_proto(security, rows[symbol], ends[symbol], interval)
+            for symbol, (_, security) in found.items()])
 
     def _securities(self, session, symbols: list[str]) -> dict[str, tuple[int, Security]]:
         """symbol -> (id, security) for the requested symbols in order, repeated ones once; every
@@ -247,7 +249,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
                 requested = sorted(found)
             for symbol in requested:
                 security_id, security = found[symbol]
-                latest = store.latest_valid_close(session, security_id, last_final_date(now, security.exchange))
+                latest = self._bars.series(session, security_id).latest_valid(last_final_date(now, security.exchange))
                 if latest is None:
                     response.unavailable.append(symbol)
                     continue
@@ -281,9 +283,9 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         latest = None
         with self._db.transaction() as session:
             for security_id, security in store.list_securities(session, False, True):
-                bar = store.latest_bar(session, security_id, last_final_date(now, security.exchange))
-                if bar is not None and (latest is None or bar.date > latest):
-                    latest = bar.date
+                day = self._bars.series(session, security_id).latest_stored(last_final_date(now, security.exchange))
+                if day is not None and (latest is None or day > latest):
+                    latest = day
         return data_pb2.SyncPricesResponse(
             provider=self._provider.name, bars_added=result.added, bars_updated=result.updated,
             bars_flagged=result.flagged, latest_bar_date=latest.isoformat() if latest else "",
@@ -292,23 +294,41 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
 
     # --- indicators ---
 
-    def _indicators(self, session, symbol: str, as_of: str, field: str) -> data_pb2.GetIndicatorsResponse:
-        security_id, security = self._security(session, symbol, field)
-        through = self._as_of_date(as_of, last_final_date(clock.now(), security.exchange))
-        found = indicators_as_of(session, security_id, through, clock.wall_now())
-        return data_pb2.GetIndicatorsResponse(
-            symbol=symbol, as_of=found.last_day.isoformat() if found.last_day else "", values=found.values,
+    def _indicators(self, session, securities: list[tuple[int, Security]],
+                    as_of: str) -> list[data_pb2.GetIndicatorsResponse]:
+        """Each security's indicators as of `as_of` (at most what is visible now on its exchange)."""
+        now = clock.now()
+        wanted = [(security_id, self._as_of_date(as_of, last_final_date(now, security.exchange)))
+                  for security_id, security in securities]
+        return [data_pb2.GetIndicatorsResponse(
+            symbol=security.symbol, as_of=found.last_day.isoformat() if found.last_day else "", values=found.values,
             cached=found.cached, daily_bars=found.daily_bars, monthly_bars=found.monthly_bars)
+            for (_, security), found in zip(securities, indicators_of(session, self._bars, wanted, clock.wall_now()),
+                                            strict=True)]
 
     def GetIndicators(self, request, context):
         with self._db.transaction() as session:
-            return self._indicators(session, request.symbol, request.as_of, "symbol")
+            return self._indicators(session, [self._security(session, request.symbol)], request.as_of)[0]
 
     def GetMetrics(self, request, context):
+        """One reply per requested symbol, in order (every active equity when none is); the
+        securities are read in one query."""
         with self._db.transaction() as session:
-            symbols = list(request.symbols) or [s.symbol for _, s in store.list_securities(session, False, False)]
-            return data_pb2.GetMetricsResponse(metrics=[
-                self._indicators(session, symbol, request.as_of, f"symbols[{i}]") for i, symbol in enumerate(symbols)])
+            if not request.symbols:
+                found = store.list_securities(session, False, False)
+            else:
+                known = store.find_securities(session, list(dict.fromkeys(request.symbols)))
+                found = [self._known(known, symbol, f"symbols[{i}]") for i, symbol in enumerate(request.symbols)]
+            return data_pb2.GetMetricsResponse(metrics=self._indicators(session, found, request.as_of))
+
+    @staticmethod
+    def _known(known: dict[str, tuple[int, Security]], symbol: str, field: str) -> tuple[int, Security]:
+        """`symbol`'s (id, security) among those read; the errors of _security."""
+        if not symbol:
+            raise InvalidArgument(field, "is required")
+        if symbol not in known:
+            raise NotFound(f"unknown symbol {symbol!r}")
+        return known[symbol]
 
     # --- FX ---
 
@@ -349,14 +369,36 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             exchange=status.exchange, open=status.open, next_open=to_timestamp(status.next_open),
             next_close=to_timestamp(status.next_close), session_date=status.session.isoformat())
 
+    def ListSessions(self, request, context):
+        exchange = request.exchange.strip().upper()
+        start, end = parse_day("start", request.start), parse_day("end", request.end)
+        if start is None or end is None:
+            raise InvalidArgument("start" if start is None else "end", "is required (YYYY-MM-DD)")
+        if end < start:
+            raise InvalidArgument("end", f"{end} is before start {start}")
+        if (end - start).days > MAX_SESSION_DAYS:
+            raise InvalidArgument("end", f"more than {MAX_SESSION_DAYS} days after start; ask in parts")
+        try:
+            found = sessions(exchange, start, end)
+        except OutsideCalendar as exc:
+            first, last = exc.span
+            field = "start" if not first <= start <= last else "end"
+            raise InvalidArgument(field, f"{getattr(request, field)!r} is outside the {exchange} calendar "
+                                         f"({first} to {last})") from exc
+        return data_pb2.ListSessionsResponse(exchange=exchange, sessions=[
+            data_pb2.MarketSession(date=s.day.isoformat(), open=to_timestamp(s.open), close=to_timestamp(s.close))
+            for s in found])
+
     def GetMarketRegime(self, request, context):
         with self._db.transaction() as session:
             security_id, security = self._security(session, self._config.regime_index)
             through = self._as_of_date(request.as_of, last_final_date(clock.now(), security.exchange))
-            rows = store.valid_closes(session, security_id, through)
-        regime, distance = market_regime(adjusted_closes(rows))
-        response = data_pb2.GetMarketRegimeResponse(regime=regime, index_symbol=security.symbol,
-                                                    as_of=rows[-1][0].isoformat() if rows else "")
+            series = self._bars.series(session, security_id)
+        index = series.valid(through)
+        regime, distance = market_regime(adjusted_closes(series, index))
+        response = data_pb2.GetMarketRegimeResponse(
+            regime=regime, index_symbol=security.symbol,
+            as_of=date.fromordinal(int(series.days[index[-1]])).isoformat() if len(index) else "")
         if distance is not None:
             response.distance = distance
         return response

@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from services.common.db import Database, UtcDateTime
 from services.common.maintenance import RetentionRule
 from services.common.migrations import Schema
+from services.data.bar_cache import ALL, touch
 from services.data.history import Bar
 from services.data.market_hours import SessionDays
 from services.data.migrations import LEGACY_STEPS
@@ -199,49 +200,15 @@ def daily_bars_with_flags(session: Session, security_id: int, start: date | None
     return [(_bar(row[:7]), row[7], row[8]) for row in session.connection().execute(query.order_by(DailyBarRow.date))]
 
 
-def daily_bars_with_flags_of(session: Session, security_ids: list[int], start: date | None,
-                             end: date) -> dict[int, list[tuple[Bar, str | None, date | None]]]:
-    """daily_bars_with_flags for many securities in one query: security id -> its rows by date
-    (every requested id is a key, with an empty list when it has no bars in the range)."""
-    query = select(DailyBarRow.security_id, *_BAR_COLUMNS, DailyBarRow.flag, DailyBarRow.flag_known_on).where(
-        DailyBarRow.security_id.in_(security_ids), DailyBarRow.date <= end)
-    if start is not None:
-        query = query.where(DailyBarRow.date >= start)
-    rows: dict[int, list[tuple[Bar, str | None, date | None]]] = {security_id: [] for security_id in security_ids}
-    for row in session.connection().execute(query.order_by(DailyBarRow.security_id, DailyBarRow.date)):
-        rows[row[0]].append((_bar(row[1:8]), row[8], row[9]))
-    return rows
-
-
-def valid_closes(session: Session, security_id: int, through: date) -> list[tuple]:
-    """(date, close, adj_close, high, low) of the bars usable as of `through`: flags known by
-    then leave their bar out."""
-    query = select(DailyBarRow.date, DailyBarRow.close, DailyBarRow.adj_close, DailyBarRow.high,
-                   DailyBarRow.low).where(
-        DailyBarRow.security_id == security_id, DailyBarRow.date <= through,
-        (DailyBarRow.flag.is_(None)) | (DailyBarRow.flag_known_on > through),
-    ).order_by(DailyBarRow.date)
-    return list(session.connection().execute(query))
-
-
-def latest_valid_close(session: Session, security_id: int, through: date) -> tuple[date, float] | None:
-    """(date, close) of the latest bar usable as of `through` (flags known by then excluded)."""
-    return session.connection().execute(
-        select(DailyBarRow.date, DailyBarRow.close).where(
-            DailyBarRow.security_id == security_id, DailyBarRow.date <= through,
-            (DailyBarRow.flag.is_(None)) | (DailyBarRow.flag_known_on > through),
-        ).order_by(DailyBarRow.date.desc()).limit(1)
-    ).first()
-
-
-def latest_bar(session: Session, security_id: int, until: date) -> Bar | None:
-    row = session.execute(
-        select(*_BAR_COLUMNS)
-        .where(DailyBarRow.security_id == security_id, DailyBarRow.date <= until)
-        .order_by(DailyBarRow.date.desc())
-        .limit(1)
-    ).first()
-    return None if row is None else _bar(row)
+def last_bar_dates(session: Session, security_ids: list[int]) -> dict[int, date]:
+    """security id -> the date of its last stored bar (securities without bars are absent); one
+    query, each a lookup in the (security, date) key rather than a scan of every bar."""
+    if not security_ids:
+        return {}
+    last = (select(func.max(DailyBarRow.date)).where(DailyBarRow.security_id == SecurityRow.id)
+            .correlate(SecurityRow).scalar_subquery())
+    rows = session.execute(select(SecurityRow.id, last).where(SecurityRow.id.in_(security_ids)))
+    return {security_id: day for security_id, day in rows if day is not None}
 
 
 def stored_extent(session: Session) -> dict[int, tuple[int, date]]:
@@ -272,6 +239,7 @@ def upsert_bars(session: Session, security_id: int, bars: list[Bar],
             DailyBarRow.security_id == security_id, DailyBarRow.date == bar.date).values(**_bar_fields(bar)))
     touched = [r["date"] for r in new_rows] + [b.date for b in changed]
     if touched:
+        touch(session, security_id)
         first_flag_change = refresh_flags(session, security_id, sessions)
         invalidate_cache(session, security_id, min(touched + ([first_flag_change] if first_flag_change else [])))
     return len(new_rows), len(changed), len(bars) - len(new_rows) - len(changed)
@@ -283,6 +251,7 @@ def replace_bars(session: Session, security_id: int, bars: list[Bar],
     every other stored bar is deleted, flags are recomputed and every cached indicator of the
     security is dropped. Returns (added, updated, unchanged) against what was stored."""
     stored = {b.date: b for b in daily_bars(session, security_id, None, date.max)}
+    touch(session, security_id)
     session.execute(delete(DailyBarRow).where(DailyBarRow.security_id == security_id))
     if bars:
         session.execute(DailyBarRow.__table__.insert(), [{"security_id": security_id, **_bar_fields(b)} for b in bars])
@@ -307,6 +276,7 @@ def refresh_flags(session: Session, security_id: int, sessions: SessionDays | No
     for (bar, old_reason, old_known), flag in zip(rows, flags, strict=True):
         new = (flag.reason, flag.known_on) if flag else (None, None)
         if new != (old_reason, old_known):
+            touch(session, security_id)
             session.execute(DailyBarRow.__table__.update().where(
                 DailyBarRow.security_id == security_id, DailyBarRow.date == bar.date).values(
                 flag=new[0], flag_known_on=new[1]))
@@ -342,6 +312,7 @@ def flagged_count(session: Session, security_id: int) -> int:
 
 
 def delete_bars_before(session: Session, cutoff: date) -> int:
+    touch(session, ALL)
     result = session.execute(delete(DailyBarRow).where(DailyBarRow.date < cutoff))
     session.execute(delete(IndicatorCacheRow))
     return result.rowcount or 0
@@ -349,14 +320,30 @@ def delete_bars_before(session: Session, cutoff: date) -> int:
 
 # --- indicator cache ---
 
-def cached_indicators(session: Session, security_id: int, through: date) -> tuple[dict, datetime] | None:
-    row = session.get(IndicatorCacheRow, (security_id, through))
-    return None if row is None else (json.loads(row.values), row.computed_at)
+def cached_indicators_of(session: Session,
+                         keys: list[tuple[int, date]]) -> dict[tuple[int, date], tuple[dict, datetime]]:
+    """(values, computed_at) of the cached indicators of each (security id, through) key that
+    has an entry; one query."""
+    if not keys:
+        return {}
+    wanted = set(keys)
+    rows = session.scalars(select(IndicatorCacheRow).where(
+        IndicatorCacheRow.security_id.in_(sorted({k[0] for k in wanted})),
+        IndicatorCacheRow.through.in_(sorted({k[1] for k in wanted}))))
+    return {(row.security_id, row.through): (json.loads(row.values), row.computed_at)
+            for row in rows if (row.security_id, row.through) in wanted}
 
 
-def cache_indicators(session: Session, security_id: int, through: date, values: dict, computed_at: datetime) -> None:
-    session.merge(IndicatorCacheRow(security_id=security_id, through=through, values=json.dumps(values),
-                                    computed_at=computed_at))
+def cache_indicators(session: Session, security_id: int, through: date, values: dict, computed_at: datetime,
+                     replace: bool = True) -> None:
+    """Store the indicators computed through a date; `replace=False` when cached_indicators_of just
+    found none (an insert without reading the row again: a replay caches a new day each cycle)."""
+    row = IndicatorCacheRow(security_id=security_id, through=through, values=json.dumps(values),
+                            computed_at=computed_at)
+    if replace:
+        session.merge(row)
+    else:
+        session.add(row)
 
 
 def invalidate_cache(session: Session, security_id: int, from_date: date) -> None:

@@ -9,7 +9,6 @@ import sys
 
 from trader.display.v1 import display_pb2_grpc
 
-from services.common.client import Clients
 from services.common.maintenance import Maintenance, load_settings
 from services.common.server import ServiceParts, run_service
 from services.display import store
@@ -23,7 +22,6 @@ from services.display.server import DisplayServicer
 def build(config: DisplayConfig) -> ServiceParts:
     settings = load_settings("display", config.common.var_dir, store.RETENTION_RULES)
     db = store.open_database(config.common.db_url)
-    clients = Clients(config.common)
     emulator = None
     link = None
     if config.serial == "emulator":
@@ -36,7 +34,7 @@ def build(config: DisplayConfig) -> ServiceParts:
         link.start()
     controller = DisplayController(db, link)
     controller.start()
-    servicer = DisplayServicer(db, controller, clients, Maintenance(store.SCHEMA, db, settings))
+    servicer = DisplayServicer(db, controller, Maintenance(store.SCHEMA, db, settings))
 
     def close():
         controller.stop()
@@ -44,7 +42,6 @@ def build(config: DisplayConfig) -> ServiceParts:
             link.stop()
         if emulator is not None:
             emulator.stop()
-        clients.close()
         db.close()
 
     return ServiceParts(lambda server: display_pb2_grpc.add_DisplayServicer_to_server(servicer, server), close,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import grpc
 from trader.display.v1 import display_pb2, display_pb2_grpc
-from trader.planner.v1 import planner_pb2, planner_pb2_grpc
-from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from services.common import clock
-from services.common.client import Clients
 from services.common.db import Database
+from services.common.errors import InvalidArgument
 from services.common.maintenance import Maintenance
 from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.timestamps import to_timestamp
+from services.common.validate import currency_code, finite_amount, non_negative_amount, required_text
 from services.display import pools, store
 from services.display.controller import CONNECTED, MISSING, NOT_CONFIGURED, DisplayController, Shown
 from services.display.text import next_actions_text
@@ -50,14 +48,25 @@ def _mode(value: int) -> str | None:
     return _MODES.get(value, "invalid")
 
 
+def _next_actions(request) -> tuple[str, float, float, tuple[str, str, float] | None]:
+    """(base, value, cash, (side, symbol, value) of the next step or None), each checked."""
+    base = currency_code("base_currency", request.base_currency)
+    total = finite_amount("total_value_base", request.total_value_base)
+    cash = finite_amount("cash_base", request.cash_base)
+    if not request.HasField("next_step"):
+        return base, total, cash, None
+    step = request.next_step
+    if step.side not in ("BUY", "SELL"):
+        raise InvalidArgument("next_step.side", f"must be BUY or SELL, got {step.side!r}")
+    symbol = required_text("next_step.symbol", step.symbol, 32)
+    return base, total, cash, (step.side, symbol, non_negative_amount("next_step.value_base", step.value_base))
+
+
 class DisplayServicer(MaintenanceRpc, display_pb2_grpc.DisplayServicer):
-    def __init__(self, db: Database, controller: DisplayController, clients: Clients,
-                 maintenance: Maintenance | None = None):
+    def __init__(self, db: Database, controller: DisplayController, maintenance: Maintenance | None = None):
         self.use_maintenance(maintenance)
         self._db = db
         self._controller = controller
-        self._portfolio = clients.stub("portfolio", portfolio_pb2_grpc.PortfolioStub)
-        self._planner = clients.stub("planner", planner_pb2_grpc.PlannerStub)
 
     def _changed(self) -> display_pb2.DisplayState:
         return shown_to_proto(self._controller.refresh())
@@ -92,16 +101,7 @@ class DisplayServicer(MaintenanceRpc, display_pb2_grpc.DisplayServicer):
         return self._changed()
 
     def RefreshNextActions(self, request, context):
-        portfolio = self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
-        try:
-            plan = self._planner.GetRecommendations(planner_pb2.GetRecommendationsRequest())
-            first = plan.steps[0] if plan.steps else None
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                raise
-            first = None  # the planner has no plan for this state (e.g. too little history): show the rest
-        next_step = (planner_pb2.Side.Name(first.side), first.symbol, first.estimated_value_base) if first else None
-        text = next_actions_text(portfolio.base_currency, portfolio.total_value_base, portfolio.cash_base, next_step)
+        text = next_actions_text(*_next_actions(request))
         with self._db.transaction() as session:
             store.put(session, pools.new_message(pools.NEXT_ACTIONS, text, 0, clock.wall_now(),
                                                  source=NEXT_ACTIONS_SOURCE))

@@ -16,6 +16,8 @@ MAX_STEPS = DEFAULT_CONFIG.planner.max_depth  # steps of a plan (max_plan_depth)
 MAX_PLAN_DEPTH = 10                           # the largest max_depth a configuration may set
 
 LOOKBACK_BARS = 365            # daily closes the optimiser sees (covariance window of the original)
+TARGETS_TTL_HOURS = 48         # optimiser targets are reused for the same state this long (the original's
+                               # recommendation cache per portfolio hash, planner.md section 6)
 MIN_HISTORY_BARS = 60          # a security with fewer closes is left out of the optimisation
 MAX_WEIGHT = 0.20              # optimiser upper bound per security
 WEIGHT_CUTOFF = 0.005          # weights below this are dropped

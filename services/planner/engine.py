@@ -17,6 +17,7 @@ never acts on a half-evaluated state.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -62,6 +63,8 @@ from services.planner.inputs import (
 from services.planner.opportunities.book import Book, PositionView
 from services.planner.opportunities.eligibility import holding_rules
 from services.planner.optimizer import OptimizerInput, OptimizerResult, optimize
+from services.planner.optimizer.bounds import Bounds
+from services.planner.optimizer.pipeline import Fallback
 from services.planner.optimizer.reserve import regime_reserve
 from services.planner.plan import Candidate, Cash, Step, plan_id
 from services.planner.recommendations import DISMISSED, EXECUTED, PENDING, Recommendation, recommendation_id
@@ -70,6 +73,8 @@ from services.planner.sequences import FULL, GenerationInputs
 from services.planner.settings import PlannerSettings, settings_hash, state_key
 from services.trading.orders import plan_client_order_id  # the id trading gives a plan's step-1 order
 
+# Fills read before the longest holding rule's window: those of every step planned in that time.
+FILLS_MARGIN_DAYS = 30
 # Calendar days that hold LOOKBACK_BARS trading days, with room for holidays.
 _LOOKBACK_DAYS = int(defaults.LOOKBACK_BARS * 1.5) + 10
 EVALUATION_ROWS = 2_000   # sequences read and evaluated at a time in incremental mode
@@ -222,9 +227,15 @@ class PlannerEngine:
         overrides = {k: v for k, v in (("optimizer_blend", blend), ("optimizer_target_return", target_return))
                      if v is not None}
         context = replace(context, settings=replace(context.settings, **overrides))
-        return self._targets(context, now, self._peers.fills(), dismissed=set())
+        return self._targets(context, now, self._recent_fills(context, now), dismissed=set(), reuse=False)
 
-    def _targets(self, context: Context, now: datetime, fills: list[Fill], dismissed: set[str]) -> Targets:
+    def _targets(self, context: Context, now: datetime, fills: list[Fill], dismissed: set[str],
+                 reuse: bool = True) -> Targets:
+        """The securities trading would buy now, what the plan reads of them (closes, metrics,
+        fundamentals, scores) and the optimiser's targets for them. `reuse`: targets computed for
+        the same state and the same buyable securities under the same rules, markets and regime
+        within TARGETS_TTL_HOURS are reused instead of running the optimiser again (the original's
+        48-hour cache per portfolio hash, planner.md section 6), and new ones are kept for reuse."""
         portfolio, rules = context.portfolio, context.rules
         base, rates = self._peers.fx_rates()
         held = sorted(portfolio.holdings)
@@ -243,20 +254,54 @@ class PlannerEngine:
         scored = sorted(set(symbols) | set(held))
         metrics, facts = self._peers.metrics(scored), self._peers.fundamentals(scored)
         scores = self._scores(scored, context, quotes, facts, metrics, now)
-        securities = security_inputs(candidates, listings, closes, cagrs(metrics),
-                                     {s: score.total for s, score in scores.items()}, dividend_yields(facts),
-                                     portfolio.held_value_base, portfolio.quantities)
-        result = optimize(OptimizerInput(
-            securities, portfolio.total_value_base, context.reserve_base, context.regime.name, context.settings,
-            context.allocations.groups,
-            fixed_weight=held_elsewhere(portfolio.held_value_base, set(symbols), portfolio.total_value_base)))
+        key = _targets_key(context, symbols)
+        reused = self._reused_targets(context.state_key, key, now) if reuse else None
+        if reused:
+            result = reused[1]
+        else:
+            securities = security_inputs(candidates, listings, closes, cagrs(metrics),
+                                         {s: score.total for s, score in scores.items()}, dividend_yields(facts),
+                                         portfolio.held_value_base, portfolio.quantities)
+            result = optimize(OptimizerInput(
+                securities, portfolio.total_value_base, context.reserve_base, context.regime.name, context.settings,
+                context.allocations.groups,
+                fixed_weight=held_elsewhere(portfolio.held_value_base, set(symbols), portfolio.total_value_base)))
+            if reuse:
+                with self._db.transaction() as session:
+                    store.save_targets(session, context.state_key, key, _targets_payload(result), now)
         excluded = sorted(excluded + result.excluded, key=lambda e: e.symbol)
         notes = [context.regime.note] if context.regime.note else []
+        if reused:
+            notes.append(f"targets computed {reused[0]:%Y-%m-%d %H:%M} UTC for this state reused (at most "
+                         f"{defaults.TARGETS_TTL_HOURS} hours)")
         notes.append(f"cash reserve {base} {context.reserve_base:,.2f} ({context.regime.name} market)")
         notes += _unmet_minimums(context.listings, excluded)
         return Targets(context, cash, candidates, excluded, result,
                        current_weights(portfolio.held_value_base, portfolio.total_value_base), notes,
                        scores, metrics, facts, closes)
+
+    def _reused_targets(self, state_key: str, key: str, now: datetime) -> tuple[datetime, OptimizerResult] | None:
+        """(when computed, the optimiser's result) kept for the state under `key` within
+        TARGETS_TTL_HOURS before `now`; None when there is none."""
+        with self._db.transaction() as session:
+            found = store.find_targets(session, state_key, key, now - timedelta(hours=defaults.TARGETS_TTL_HOURS), now)
+        if found is None:
+            return None
+        computed_at, payload = found
+        fallback = payload["fallback"]
+        return computed_at, OptimizerResult(
+            payload["weights"], payload["method"], Fallback(**fallback) if fallback else None,
+            payload["expected_return"], payload["expected_returns"], [], Bounds({}, {}), [], payload["investable"],
+            [Exclusion(**e) for e in payload["excluded"]], payload["notes"], payload["halfway"])
+
+    def _recent_fills(self, context: Context, now: datetime) -> list[Fill]:
+        """The fills a plan needs: those within the longest holding rule's window (the buy
+        cooldown, the minimum hold, the sell cooldown: trading's or the configuration's, the
+        stricter) and a month more (the orders of steps planned recently fill within days).
+        One read, however long the history."""
+        rules = holding_rules(context.rules, context.config.planner)
+        days = max(rules.buy_cooldown_days, rules.min_hold_days, rules.sell_cooldown_days) + FILLS_MARGIN_DAYS
+        return self._peers.fills(now - timedelta(days=days))
 
     # --- the holistic planner's inputs ---
 
@@ -272,12 +317,12 @@ class PlannerEngine:
                              targets.result.weights, frozenset(targets.result.expected_returns),
                              context.regime.name)
 
-    def _candidates(self, context: Context, now: datetime, fills: list[Fill],
-                    dismissed: list[Recommendation]) -> tuple[Targets, holistic.Candidates, dict, dict]:
+    def _candidates(self, context: Context, now: datetime, fills: list[Fill], dismissed: list[Recommendation],
+                    reuse: bool = True) -> tuple[Targets, holistic.Candidates, dict, dict]:
         """The optimiser's targets, the candidates of the plan, the evaluation's books (the
         books after the mandatory steps, as stored: batch.book_to_json) and the scores of doing
-        nothing (before and after the mandatory steps)."""
-        targets = self._targets(context, now, fills, {r.symbol for r in dismissed if r.side == "BUY"})
+        nothing (before and after the mandatory steps). `reuse`: as _targets."""
+        targets = self._targets(context, now, fills, {r.symbol for r in dismissed if r.side == "BUY"}, reuse)
         book = self._book(targets, fills, frozenset((r.symbol, r.side) for r in dismissed), now)
         country_gaps, industry_gaps = group_gaps(book)
         generation = GenerationInputs(context.config.planner.mode, context.regime.name, country_gaps, industry_gaps)
@@ -308,7 +353,7 @@ class PlannerEngine:
     def _recommendations(self, now: datetime, deadline: float | None = None) -> Plan:
         day = now.date().isoformat()
         context = self._context(now)
-        fills = self._peers.fills()
+        fills = self._recent_fills(context, now)
         with self._db.transaction() as session:
             store.mark_executed(session, {f.client_order_id: f.executed_at for f in fills if f.client_order_id})
             cached = store.find_plan(session, context.portfolio.portfolio_hash, day)
@@ -442,7 +487,7 @@ class PlannerEngine:
         """Evaluate the next `size` sequences of the current state's batch (generating it when
         there is none; 0: the configuration's batch size)."""
         context = self._context(now)
-        fills = self._peers.fills()
+        fills = self._recent_fills(context, now)
         with self._db.transaction() as session:
             dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
         row = self._batch(context, now, fills, dismissed)
@@ -478,10 +523,10 @@ class PlannerEngine:
         recommendation, no cache)."""
         stored = self._configs.get(config_id=config_id) if config_id else self._configs.core()
         context = self._context(now, stored.config, stored.name)
-        fills = self._peers.fills()
+        fills = self._recent_fills(context, now)
         with self._db.transaction() as session:
             dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
-        targets, found, book_json, scores = self._candidates(context, now, fills, dismissed)
+        targets, found, book_json, scores = self._candidates(context, now, fills, dismissed, reuse=False)
         progress, _ = batch.evaluate_all(batch.book_from_json(book_json), context.config, found.sequences)
         actions = list(found.mandatory)
         end = scores["baseline"]
@@ -535,6 +580,22 @@ def _cache_key(context: Context) -> dict:
     settings hash, so in the state key)."""
     return {"state_key": context.state_key, "rules": asdict(context.rules), "markets": context.markets,
             "regime": context.regime.name}
+
+
+def _targets_key(context: Context, candidates: list[str]) -> str:
+    """What reused targets must share with the current request beyond the state: the rules,
+    the strict markets, the regime and the securities that may be bought."""
+    text = json.dumps({"rules": asdict(context.rules), "markets": context.markets, "regime": context.regime.name,
+                       "candidates": candidates}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _targets_payload(result: OptimizerResult) -> dict:
+    return {"weights": result.weights, "method": result.method,
+            "fallback": asdict(result.fallback) if result.fallback else None,
+            "expected_return": result.expected_return, "expected_returns": result.expected_returns,
+            "investable": result.investable, "excluded": [asdict(e) for e in result.excluded],
+            "notes": result.notes, "halfway": result.halfway}
 
 
 def _client_order_id(identifier: str, number: int, step: Step) -> str | None:

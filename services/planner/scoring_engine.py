@@ -100,8 +100,8 @@ class ScoringEngine:
         results = [self._rescore(reads.securities[s], stored.get(s), current[s], stale[s], seen.get(s),
                                  facts.get(s), context, now) for s in symbols]
         with self._db.transaction() as session:
-            for result, inputs in zip(results, (current[s] for s in symbols), strict=True):
-                store.save_score(session, _row(result, inputs))
+            store.save_scores(session, [_row(result, inputs)
+                                        for result, inputs in zip(results, (current[s] for s in symbols), strict=True)])
         return results
 
     def scores(self, symbols: list[str], now: datetime) -> tuple[list[StoredScore], list[str]]:

@@ -49,6 +49,17 @@ class PlanRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class TargetsRow(Base):
+    """The optimiser's targets of a state (a cache, reused for TARGETS_TTL_HOURS while the
+    state and `cache_key` stay the same): weights, method, fallback, exclusions, notes (JSON)."""
+
+    __tablename__ = "optimizer_targets"
+    state_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cache_key: Mapped[str] = mapped_column(String(64))
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    payload: Mapped[str] = mapped_column(Text)
+
+
 class ScoreRow(Base):
     """A security's latest score (planner.md section 1): the groups with their components and
     computation times (JSON), the total, the planner's quality, and what it was computed from."""
@@ -199,6 +210,23 @@ def forget_plans(session: Session, portfolio_hash: str) -> None:
     session.execute(delete(PlanRow).where(PlanRow.portfolio_hash == portfolio_hash))
 
 
+# --- optimiser targets (a cache) ---
+
+def find_targets(session: Session, state_key: str, cache_key: str, since: datetime,
+                 until: datetime) -> tuple[datetime, dict] | None:
+    """(computed_at, payload) of the state's targets when computed under `cache_key` between
+    `since` and `until` (a later computation is never seen: no lookahead)."""
+    row = session.get(TargetsRow, state_key)
+    if row is None or row.cache_key != cache_key or not since <= row.computed_at <= until:
+        return None
+    return row.computed_at, json.loads(row.payload)
+
+
+def save_targets(session: Session, state_key: str, cache_key: str, payload: dict, computed_at: datetime) -> None:
+    session.merge(TargetsRow(state_key=state_key, cache_key=cache_key, computed_at=computed_at,
+                             payload=json.dumps(payload, sort_keys=True)))
+
+
 # --- scores ---
 
 def load_scores(session: Session, symbols: list[str] | None = None) -> dict[str, ScoreRow]:
@@ -209,8 +237,18 @@ def load_scores(session: Session, symbols: list[str] | None = None) -> dict[str,
     return {row.symbol: row for row in session.scalars(query)}
 
 
-def save_score(session: Session, row: ScoreRow) -> None:
-    session.merge(row)
+def save_scores(session: Session, rows: list[ScoreRow]) -> None:
+    """Store many scores (one per symbol): the stored ones are read in one query and updated in
+    place, the others added."""
+    stored = load_scores(session, [row.symbol for row in rows])
+    columns = ScoreRow.__table__.columns.keys()
+    for row in rows:
+        old = stored.get(row.symbol)
+        if old is None:
+            session.add(row)
+        else:
+            for column in columns:
+                setattr(old, column, getattr(row, column))
 
 
 # --- recommendations ---
@@ -377,12 +415,16 @@ def config_history(session: Session, config_id: str, limit: int) -> list[Planner
 # --- retention (services/common/maintenance.py) ---
 
 def delete_plans_created_before(session: Session, cutoff: datetime) -> int:
-    return session.execute(delete(PlanRow).where(PlanRow.created_at < cutoff)).rowcount or 0
+    """Cached plans created, and cached optimiser targets computed, before `cutoff` (both are
+    caches: a plan serves its own day, targets at most TARGETS_TTL_HOURS)."""
+    plans = session.execute(delete(PlanRow).where(PlanRow.created_at < cutoff)).rowcount or 0
+    return plans + (session.execute(delete(TargetsRow).where(TargetsRow.computed_at < cutoff)).rowcount or 0)
 
 
 # A cached plan serves its day only (find_plan); scores and recommendations (with what became of
 # them) are kept.
 RETENTION_RULES = (
-    RetentionRule("plans", "cached plans computed before the cutoff (a plan serves its own day only)",
+    RetentionRule("plans", "cached plans and optimiser targets computed before the cutoff (a plan serves its "
+                  "own day only, targets 48 hours at most)",
                   "TRADER_PLAN_RETENTION_DAYS", 30, delete_plans_created_before),
 )

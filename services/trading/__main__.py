@@ -14,6 +14,7 @@ from trader.trading.v1 import trading_pb2_grpc
 
 from services.common import clock
 from services.common.client import Clients
+from services.common.config import SIMULATED_MODES
 from services.common.errors import Unavailable
 from services.common.logs import event
 from services.common.maintenance import Maintenance, load_settings
@@ -34,6 +35,7 @@ def build(config: TradingConfig) -> ServiceParts:
     settings = load_settings("trading", common.var_dir, store.RETENTION_RULES)
     db = store.open_database(common.db_url)
     clients = Clients(common)
+    reads = ServiceReads(clients)
     if config.tradernet is not None:
         broker = TradernetBroker(TradernetClient(config.tradernet.url, config.tradernet.public_key,
                                                  config.tradernet.secret))
@@ -41,15 +43,18 @@ def build(config: TradingConfig) -> ServiceParts:
         # The simulated broker charges the real broker's fee, converted at the configured rates.
         broker = PaperBroker(db, lambda value, currency: orders.commission(value, currency, common.base_currency,
                                                                            common.fx_rates),
-                             slippage=config.paper_slippage, faults=config.paper_faults)
-    engine = OrderEngine(common.mode, db, broker, ServiceReads(clients))
+                             slippage=config.paper_slippage, faults=config.paper_faults, fills=config.paper_fills,
+                             closes=reads.closes)
+    engine = OrderEngine(common.mode, db, broker, reads)
     servicer = TradingServicer(common, db, engine, Maintenance(store.SCHEMA, db, settings))
 
     def reconcile_on_start(running, _request_stop):
         engine._set_serving = running.set_serving
         running.set_serving(False)  # until the books are known to agree with the broker
         try:
-            engine.sync(clock.wall_now())  # also resolves every order a crash left open (NEW, ...)
+            # Also resolves every order a crash left open (NEW, ...). In simulated time (replay,
+            # backtest) the wall clock is not "now": orders wait for the next cycle's sync to fill.
+            engine.sync(clock.wall_now(), settle=common.mode not in SIMULATED_MODES)
         except Unavailable:
             pass  # stays NOT_SERVING and refuses orders; the next SyncBroker tries again
         except Exception:  # noqa: BLE001 - a bug must not leave it serving: fail closed, say why

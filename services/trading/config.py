@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.common.config import CommonConfig, Env, load_common
-from services.trading.adapters.paper_broker import FAULTS
+from services.trading.adapters.paper_broker import FAULTS, FILL_MODES
 
 LIVE_CONFIRMATION = "I-ACCEPT-REAL-MONEY-RISK"
 
@@ -23,6 +23,7 @@ class TradingConfig:
     common: CommonConfig
     paper_slippage: float    # fraction of the price a paper fill moves against the order
     paper_faults: list[str]  # tests only: faults the paper broker injects, one per order
+    paper_fills: str         # close (market-on-close) or quote (at once, at the checked quote)
     tradernet: TradernetConfig | None  # set in live mode only
 
 
@@ -45,7 +46,10 @@ def load(environ: Mapping[str, str] | None = None) -> TradingConfig:
                                 "to confirm")
         if faults:
             env.problems.append("TRADER_PAPER_FAULTS is for tests with the paper broker, never with TRADER_MODE=live")
+    fills = env.text("TRADER_PAPER_FILLS", "close").strip().lower()
+    if fills not in FILL_MODES:
+        env.problems.append(f"TRADER_PAPER_FILLS={fills!r}: expected one of {', '.join(FILL_MODES)}")
     config = TradingConfig(common, env.number("TRADER_PAPER_SLIPPAGE", 0.0, minimum=0, maximum=0.05),
-                           [f for f in faults if f in FAULTS], tradernet)
+                           [f for f in faults if f in FAULTS], fills if fills in FILL_MODES else "close", tradernet)
     env.check()
     return config

@@ -21,7 +21,7 @@ from services.common.logs import event
 from services.common.money import from_base
 from services.trading import emergency, orders, risk, store
 from services.trading.adapters.broker import BrokerRejected, MarketOrder
-from services.trading.adapters.services import ServiceReads
+from services.trading.adapters.services import MarketSession, ServiceReads
 
 log = logging.getLogger("trader.trading.engine")
 _READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="order-facts")
@@ -68,7 +68,7 @@ class OrderEngine:
         # The other services' answers are independent: ask them at once (each in a copy of this
         # call's context, so the as-of time and the trace go along).
         asks = [self._reads.rates, lambda: self._reads.quote(intent.symbol),
-                lambda: self._reads.market_open(security.exchange, now), lambda: self._reads.daily_pnl(now.date())]
+                lambda: self._reads.market_session(security.exchange, now), lambda: self._reads.daily_pnl(now.date())]
         pending_reads = [_READS.submit(contextvars.copy_context().run, ask) for ask in asks]
         account = self.broker.account()
         held = next((p for p in account.positions if p.symbol == intent.symbol), None)
@@ -77,12 +77,16 @@ class OrderEngine:
             with self._db.transaction() as session:
                 last_buy = store.last_trade_at(session, intent.symbol, orders.BUY, now)
                 last_sell = store.last_trade_at(session, intent.symbol, orders.SELL, now)
-                times = store.trade_times_between(session, now - timedelta(days=8), now)
-                pending = any(o.symbol == intent.symbol and o.side == intent.side for o in store.open_orders(session))
+                open_orders = store.open_orders(session)
+                # Fills, and orders working at the broker (market-on-close: they fill later), count.
+                times = store.trade_times_between(session, now - timedelta(days=8), now) + [
+                    o.created_at for o in open_orders
+                    if o.state != orders.NEW and not o.filled_quantity and o.created_at <= now]
+                pending = any(o.symbol == intent.symbol and o.side == intent.side for o in open_orders)
         except Exception:  # noqa: BLE001 - an unreadable ledger refuses the order
             ledger_known = False
             event(log, "ledger read failed", logging.ERROR, exc_info=True)
-        (base, rates), quote, market_open, (armed, pnl) = (f.result() for f in pending_reads)
+        (base, rates), quote, market, (armed, pnl) = (f.result() for f in pending_reads)
         settings = self.settings()
         cash = account.cash.get(security.currency, 0.0) - self._pending_buys(security.currency)
         convertible = None
@@ -101,7 +105,7 @@ class OrderEngine:
             currency=security.currency, exchange=security.exchange, lot_size=max(1, security.lot_size),
             allow=(security.allow_buy if intent.side == orders.BUY else security.allow_sell)
             and security.kind == 1,  # EQUITY: an index is never traded
-            market_open=market_open,
+            market_open=market.open if market is not None else None,
             quote_price=quote[0] if quote else None, quote_date=quote[1] if quote else None,
             limit_price=limit_price, held_quantity=held.quantity if held else 0,
             average_cost=held.average_cost if held else None, last_buy_at=last_buy, last_sell_at=last_sell,
@@ -110,7 +114,7 @@ class OrderEngine:
             reconciled=self.reconciliation.reconciled, emergency=emergency,
             convertible_base_cash=convertible, base_currency=base, rates=rates,
         )
-        return facts, security
+        return facts, security, market
 
     def _pending_buys(self, currency: str) -> float:
         """Cash the open BUYs in `currency` still hold: their unfilled rest at the limit price."""
@@ -124,7 +128,7 @@ class OrderEngine:
               whole_lots: bool = True) -> tuple[risk.Approval, str]:
         """The dry run: the same facts and rules, nothing stored, nothing sent."""
         with self._lock:
-            facts, security = self._facts(intent, limit_price, now, emergency=False)
+            facts, security, _ = self._facts(intent, limit_price, now, emergency=False)
             if whole_lots:
                 orders.check_lot(intent.quantity, facts.lot_size)
             return risk.check(facts, self.settings()), security.currency
@@ -141,7 +145,7 @@ class OrderEngine:
             with self._db.transaction() as session:
                 if store.find_order(session, intent.client_order_id) is not None:
                     raise AlreadyExists(f"client_order_id {intent.client_order_id!r} was used before")
-            facts, security = self._facts(intent, limit_price, now, emergency)
+            facts, security, market = self._facts(intent, limit_price, now, emergency)
             if whole_lots:
                 orders.check_lot(intent.quantity, facts.lot_size)
             with self._db.transaction() as session:
@@ -157,7 +161,7 @@ class OrderEngine:
                 if answer is None or answer is exc:
                     raise
                 raise answer from exc
-            return self._place(order_id, intent, security.currency, approval, now)
+            return self._place(order_id, intent, security.currency, approval, now, market)
 
     def _convert_if_needed(self, intent, facts: risk.OrderFacts, approval: risk.Approval, now) -> None:
         """Convert exactly the amount the check computed (whole cents of the base currency)."""
@@ -170,14 +174,16 @@ class OrderEngine:
         event(log, "currency converted", amount=approval.conversion, currency=base, to=currency,
               order=intent.client_order_id)
 
-    def _place(self, order_id: int, intent, currency: str, approval: risk.Approval, now) -> store.OrderRow:
+    def _place(self, order_id: int, intent, currency: str, approval: risk.Approval, now,
+               market: MarketSession | None) -> store.OrderRow:
         with self._db.transaction() as session:
             row = session.get(store.OrderRow, order_id)
             row.limit_price = approval.limit_price
             row.quantity = approval.quantity
             store.set_state(session, order_id, orders.SUBMITTED, "", now)
         order = MarketOrder(intent.client_order_id, intent.symbol, intent.side, approval.quantity, currency,
-                            approval.reference_price, approval.limit_price)
+                            approval.reference_price, approval.limit_price,
+                            market.session_date if market else None, market.close if market else None)
         try:
             execution = self.broker.place_market_order(order, now)
         except BrokerRejected as exc:
@@ -226,19 +232,21 @@ class OrderEngine:
 
     # --- reconciliation ---
 
-    def sync(self, now: datetime) -> tuple[int, int]:
-        """Import the broker's fills and cash movements once, resolve every open order (NEW,
-        SUBMITTED, PARTIALLY_FILLED, UNKNOWN_OUTCOME) by looking it up at the broker, then compare
-        positions. Returns (fills imported, cash movements imported)."""
+    def sync(self, now: datetime, settle: bool = True) -> tuple[int, int]:
+        """Let the broker work its orders up to `now` (`settle`: the paper broker's
+        market-on-close fills), import its fills and cash movements once, resolve every open
+        order (NEW, SUBMITTED, PARTIALLY_FILLED, UNKNOWN_OUTCOME) by looking it up at the broker,
+        then compare positions. Returns (fills imported, cash movements imported)."""
         with self._lock:
             try:
+                if settle:
+                    self.broker.settle(now)  # orders whose session closed execute (market-on-close) or expire
                 still_open = self.broker.open_order_ids()  # before the fills: see orders.resolution
                 imported = self._import_fills(now)
                 self._pay_paper_dividends(now)
-                moved = 0
                 with self._db.transaction() as session:
-                    for movement in self.broker.cash_movements():
-                        moved += store.record_cash_movement(session, movement)
+                    since = _overlap(store.latest_cash_movement_at(session))
+                    moved = store.record_cash_movements(session, self.broker.cash_movements(since))
                 with self._db.transaction() as session:
                     open_ids = [o.id for o in store.open_orders(session)]
                 for order_id in open_ids:
@@ -255,7 +263,7 @@ class OrderEngine:
         if not self.broker.pays_dividends:
             return
         since = now - DIVIDEND_LOOKBACK
-        symbols = {e.symbol for e in self.broker.executions() if e.executed_at >= since}
+        symbols = {e.symbol for e in self.broker.executions(since) if e.executed_at >= since}
         symbols |= {p.symbol for p in self.broker.account().positions}
         if not symbols:
             return
@@ -268,10 +276,19 @@ class OrderEngine:
             event(log, "paper dividends paid", count=paid)
 
     def _import_fills(self, now: datetime) -> int:
+        """Record the broker's fills not recorded yet (by broker trade id), asking the broker for
+        those from a week before the newest recorded fill on (late reports included): a sync
+        costs the same after ten years of trades as after ten."""
+        with self._db.transaction() as session:
+            since = _overlap(store.latest_fill_at(session))
+        executions = self.broker.executions(since)
+        with self._db.transaction() as session:
+            known = store.known_trade_ids(session, [e.broker_trade_id for e in executions])
         imported = 0
-        for execution in self.broker.executions():
-            with self._db.transaction() as session:
-                imported += store.record_execution(session, execution, now)
+        for execution in executions:
+            if execution.broker_trade_id not in known:
+                with self._db.transaction() as session:
+                    imported += store.record_execution(session, execution, now)
         return imported
 
     def _resolve(self, order_id: int, still_open: set[str], now: datetime) -> None:
@@ -281,6 +298,9 @@ class OrderEngine:
             is_open = order.client_order_id in still_open or order.broker_reference in still_open
             move = orders.resolution(order.state, order.filled_quantity or 0, order.quantity, is_open,
                                      now - order.updated_at)
+            if move is not None and move[0] == orders.CANCELLED and (why := self.broker.closed_reason(
+                    order.client_order_id)):
+                move = (move[0], f"{move[1]}: {why}")
             if move is not None:
                 store.set_state(session, order_id, *move, now)
 
@@ -444,6 +464,13 @@ class OrderEngine:
         return {"settings": settings, "trades_today": today, "trades_week": len(times), "last_trade_at": last,
                 "next_allowed": next_trade_allowed(times, now, settings), "breaker": breaker, "daily_pnl": pnl,
                 "open_orders": open_count}
+
+
+LEDGER_OVERLAP = timedelta(days=7)  # fills and cash movements are asked for again from this long before the newest
+
+
+def _overlap(newest: datetime | None) -> datetime | None:
+    return None if newest is None else newest - LEDGER_OVERLAP
 
 
 def _refusal_before_sending(exc: Exception) -> DomainError | None:

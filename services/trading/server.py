@@ -12,7 +12,7 @@ from services.common.db import Database
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.maintenance import Maintenance
 from services.common.maintenance_rpc import MaintenanceRpc
-from services.common.timestamps import to_timestamp
+from services.common.timestamps import from_timestamp, to_timestamp
 from services.common.validate import currency_code, finite_amount, positive_amount, required_text
 from services.trading import orders, store
 from services.trading.engine import OrderEngine
@@ -57,6 +57,12 @@ def _limit(value: int) -> int:
     if value < 0:
         raise InvalidArgument("limit", "must not be negative")
     return min(value or 100, 1000)
+
+
+def _before_id(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument("before_id", "must not be negative")
+    return value
 
 
 def _intent(request) -> tuple[orders.OrderIntent, float | None]:
@@ -128,12 +134,13 @@ class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
 
     def ListOrders(self, request, context):
         with self._db.transaction() as session:
-            rows = store.orders(session, _limit(request.limit))
+            rows = store.orders(session, _limit(request.limit), _before_id(request.before_id))
             return trading_pb2.ListOrdersResponse(orders=[order_to_proto(r) for r in rows])
 
     def ListTrades(self, request, context):
         with self._db.transaction() as session:
-            rows = store.trades(session, _limit(request.limit))
+            since = from_timestamp(request.since, "since") if request.HasField("since") else None
+            rows = store.trades(session, _limit(request.limit), _before_id(request.before_id), since)
             return trading_pb2.ListTradesResponse(trades=[trade_to_proto(r) for r in rows])
 
     def SyncBroker(self, request, context):

@@ -109,6 +109,33 @@ class CashMovementRow(Base):
     reference: Mapped[str] = mapped_column(String(128), server_default="")  # a deposit's or conversion's
 
 
+def record_cash_movements(session: Session, movements: list) -> int:
+    """Add the movements not known yet (by broker id, one query for all); returns how many."""
+    ids = [m.broker_id for m in movements]
+    known = set(session.scalars(select(CashMovementRow.broker_id).where(CashMovementRow.broker_id.in_(ids)))) \
+        if ids else set()
+    added = 0
+    for movement in movements:
+        if movement.broker_id not in known:
+            known.add(movement.broker_id)
+            added += record_cash_movement(session, movement)
+    return added
+
+
+def latest_cash_movement_at(session: Session) -> datetime | None:
+    return session.scalar(select(func.max(CashMovementRow.at)))
+
+
+def latest_fill_at(session: Session) -> datetime | None:
+    return session.scalar(select(func.max(TradeRow.executed_at)))
+
+
+def known_trade_ids(session: Session, broker_trade_ids: list[str]) -> set[str]:
+    if not broker_trade_ids:
+        return set()
+    return set(session.scalars(select(TradeRow.broker_trade_id).where(TradeRow.broker_trade_id.in_(broker_trade_ids))))
+
+
 def record_cash_movement(session: Session, movement) -> bool:
     """Add a movement once (keyed by its broker id); False when it is known."""
     if session.scalars(select(CashMovementRow.id).where(CashMovementRow.broker_id == movement.broker_id)).first():
@@ -230,12 +257,18 @@ def _apply_fills(session: Session, order: OrderRow, now: datetime) -> None:
               now)
 
 
-def orders(session: Session, limit: int) -> list[OrderRow]:
-    return list(session.scalars(select(OrderRow).order_by(OrderRow.id.desc()).limit(limit)))
+def orders(session: Session, limit: int, before_id: int = 0) -> list[OrderRow]:
+    query = select(OrderRow).order_by(OrderRow.id.desc()).limit(limit)
+    return list(session.scalars(query.where(OrderRow.id < before_id) if before_id else query))
 
 
-def trades(session: Session, limit: int) -> list[TradeRow]:
-    return list(session.scalars(select(TradeRow).order_by(TradeRow.id.desc()).limit(limit)))
+def trades(session: Session, limit: int, before_id: int = 0, since: datetime | None = None) -> list[TradeRow]:
+    query = select(TradeRow).order_by(TradeRow.id.desc()).limit(limit)
+    if before_id:
+        query = query.where(TradeRow.id < before_id)
+    if since is not None:
+        query = query.where(TradeRow.executed_at >= since)
+    return list(session.scalars(query))
 
 
 def average_cost(session: Session, symbol: str) -> float | None:

@@ -18,7 +18,7 @@ from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 
 from services.common.client import Clients
-from services.common.timestamps import from_timestamp
+from services.common.timestamps import from_timestamp, to_timestamp
 from services.planner.eligibility import Listing, PriceBar, Quote, TradingRules
 from services.planner.optimizer.sectors import GroupTargets
 from services.planner.scoring.inputs import Fundamentals, Holding, Metrics
@@ -134,9 +134,12 @@ class Peers:
                             reply.auto_convert_currency, reply.min_hold_days, reply.sell_cooldown_days,
                             reply.max_sell_loss)
 
-    def fills(self, limit: int = 1000) -> list[Fill]:
-        """The newest trades, newest first."""
-        trades = self._trading.ListTrades(trading_pb2.ListTradesRequest(limit=limit)).trades
+    def fills(self, since: datetime | None = None, limit: int = 1000) -> list[Fill]:
+        """The newest trades (executed at or after `since`), newest first."""
+        request = trading_pb2.ListTradesRequest(limit=limit)
+        if since is not None:
+            request.since.CopyFrom(to_timestamp(since))
+        trades = self._trading.ListTrades(request).trades
         return [Fill(t.symbol, SIDES.get(t.side, ""), from_timestamp(t.executed_at, "trades.executed_at"),
                      t.client_order_id) for t in trades]
 

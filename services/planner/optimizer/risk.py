@@ -36,18 +36,17 @@ def aligned_closes(closes: Mapping[str, Sequence[tuple[str, float]]],
     gaps forward-filled, leading rows where any symbol has no close yet dropped."""
     import pandas as pd  # noqa: PLC0415 - heavy: loaded on first use, not at start (bench/footprint.py)
 
-    series = {symbol: _series(rows[-lookback:]) for symbol, rows in sorted(closes.items())}
+    series = {symbol: rows[-lookback:] for symbol, rows in sorted(closes.items())}
     if not series:
         return pd.DataFrame()
-    frame = pd.DataFrame(series).sort_index().ffill().dropna()  # ISO dates sort as dates
+    dates = sorted({day for rows in series.values() for day, _ in rows})  # ISO dates sort as dates
+    row_of = {day: i for i, day in enumerate(dates)}
+    matrix = np.full((len(dates), len(series)), np.nan)
+    for column, rows in enumerate(series.values()):
+        matrix[[row_of[day] for day, _ in rows], column] = [close for _, close in rows]
+    frame = pd.DataFrame(matrix, index=dates, columns=list(series)).ffill().dropna()
     frame.index = pd.to_datetime(frame.index)
     return frame
-
-
-def _series(rows: Sequence[tuple[str, float]]) -> pd.Series:
-    import pandas as pd  # noqa: PLC0415 - as in aligned_closes
-
-    return pd.Series([c for _, c in rows], index=[d for d, _ in rows], dtype=float)
 
 
 def daily_returns(prices: pd.DataFrame) -> pd.DataFrame:

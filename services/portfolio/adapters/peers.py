@@ -14,6 +14,7 @@ from trader.data.v1 import data_pb2, data_pb2_grpc
 from trader.display.v1 import display_pb2, display_pb2_grpc
 
 from services.common.client import Clients
+from services.common.clock import PerInstant
 from services.common.logs import event
 from services.portfolio.valuation import Quote
 
@@ -53,9 +54,15 @@ class DividendPerShare:
 
 
 class Peers:
+    """In simulated time the rates and the quotes read for the current as-of instant are kept
+    for it (clock.PerInstant): a replay cycle values the account three times at one instant
+    (snapshot, planner, loss breaker) with one read of each. The universe is read every time:
+    the owner may change a security's targets or flags at any instant, and the hash must follow."""
+
     def __init__(self, clients: Clients):
         self._data = clients.stub("data", data_pb2_grpc.MarketDataStub)
         self._display = clients.stub("display", display_pb2_grpc.DisplayStub)
+        self._instant = PerInstant()
 
     def securities(self) -> list[Security]:
         """Every active equity of the universe (one ListSecurities)."""
@@ -69,10 +76,17 @@ class Peers:
     def quotes(self, symbols: list[str]) -> dict[str, Quote]:
         if not symbols:
             return {}
-        reply = self._data.GetQuotes(data_pb2.GetQuotesRequest(symbols=sorted(set(symbols))))
+        wanted = tuple(sorted(set(symbols)))
+        return self._instant.get(("quotes", wanted), lambda: self._quotes(wanted))
+
+    def _quotes(self, symbols: tuple[str, ...]) -> dict[str, Quote]:
+        reply = self._data.GetQuotes(data_pb2.GetQuotesRequest(symbols=symbols))
         return {q.symbol: Quote(q.price, q.currency, q.date) for q in reply.quotes}
 
     def rates(self) -> Rates:
+        return self._instant.get("rates", self._rates)
+
+    def _rates(self) -> Rates:
         reply = self._data.GetFxRates(data_pb2.GetFxRatesRequest())
         return Rates(reply.base_currency, {r.currency: r.rate for r in reply.rates if r.rate > 0})
 

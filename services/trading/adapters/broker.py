@@ -72,8 +72,12 @@ class MarketOrder:
     side: str
     quantity: int
     currency: str
-    reference_price: float  # the quote the checks used; the paper broker fills at it (+ slippage)
+    reference_price: float  # the quote the checks used
     limit_price: float      # the worst acceptable price (reference +- the price band)
+    # The exchange's session the order is placed in (the next one while the market is closed):
+    # its date and close, from the market data; None when unknown.
+    session_date: date | None = None
+    session_close: datetime | None = None
 
 
 class Broker(Protocol):
@@ -88,11 +92,27 @@ class Broker(Protocol):
         """The execution, or None when the broker accepted the order to fill it later."""
         ...
 
+    def settle(self, now: datetime) -> int:
+        """Let the broker work its open orders up to `now` (the paper broker executes its
+        market-on-close orders whose session has closed); returns how many executed. A live
+        broker works its orders itself: nothing to do."""
+        ...
+
     def find_execution(self, client_order_id: str) -> Execution | None: ...
 
-    def executions(self) -> list[Execution]: ...
+    def closed_reason(self, client_order_id: str) -> str:
+        """Why the broker closed an order without filling it all (expired, cancelled), when it
+        says; "" otherwise."""
+        ...
 
-    def cash_movements(self) -> list[CashMovement]: ...
+    def executions(self, since: datetime | None = None) -> list[Execution]:
+        """The account's fills, those executed at or after `since` at least (a broker may
+        return more: the caller records each once by its broker trade id)."""
+        ...
+
+    def cash_movements(self, since: datetime | None = None) -> list[CashMovement]:
+        """Money in and out other than trades, those at or after `since` at least (as executions)."""
+        ...
 
     def open_order_ids(self) -> set[str]:
         """Ids (client order ids or their broker references) of orders the broker still has open."""

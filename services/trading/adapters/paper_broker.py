@@ -1,20 +1,34 @@
 """The paper broker: a simulated brokerage account kept in the trading database.
 
 It behaves like a real broker toward the trading service: it holds multi-currency cash and
-positions, refuses orders the account cannot carry, fills market orders at the reference price
-(the as-of close in replay) and charges the broker's fee, and it answers "what happened to
-order X?" by client order id, so a lost reply is resolved by lookup, never by resending.
+positions, refuses orders the account cannot carry, charges the broker's fee, and it answers
+"what happened to order X?" by client order id, so a lost reply is resolved by lookup, never by
+resending.
+
+Fills (`fills`):
+- "close" (the default in every mode): market-on-close. Every order trading sends carries a
+  limit (the caller's, or the price band's edge for a market order), as orders to Tradernet do.
+  The broker accepts it into the session it was placed in (the exchange's session at that
+  moment, or the next one when the market is closed) and executes it at that session's closing
+  price once the close is known: at the first `settle(now)` (trading's sync) at or after the
+  session's close at which the data service shows the session's daily bar. It fills at the
+  close (moved by `slippage` against the order, never past the limit) when the close is within
+  the limit, and otherwise expires unfilled; so does an order the account cannot carry at the
+  close, one whose session bar is missing or flagged (a later bar is visible but not that one),
+  and one whose bar has not arrived within EXPIRY after the close. The fill is dated at the
+  session's close. Until then the order is open: trading holds its cash and counts it.
+- "quote": the order fills at once at the reference price it was checked against (the latest
+  close): no waiting, for tests of the order path.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
-from dataclasses import replace
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import BigInteger, Float, Integer, String, select
+from sqlalchemy import BigInteger, Boolean, Date, Float, Integer, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -64,6 +78,33 @@ class PaperExecution(PaperBase):
                          self.price, self.currency, self.commission, self.executed_at)
 
 
+class PaperOrder(PaperBase):
+    """An order the broker holds until its session's close (fills "close")."""
+
+    __tablename__ = "paper_orders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(4))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    limit_price: Mapped[float] = mapped_column(Float)
+    session_date: Mapped[date] = mapped_column(Date)
+    session_close: Mapped[datetime] = mapped_column(UtcDateTime())
+    placed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    state: Mapped[str] = mapped_column(String(10), index=True)  # open | filled | expired | cancelled
+    reason: Mapped[str] = mapped_column(String(300), default="")
+    partial: Mapped[bool] = mapped_column(Boolean, default=False)  # fault partial_fill: half fills at the close
+
+
+OPEN, FILLED, EXPIRED, CANCELLED = "open", "filled", "expired", "cancelled"
+FILL_MODES = ("close", "quote")
+EXPIRY = timedelta(days=7)  # an order whose session bar has not arrived this long after the close expires
+# (symbols, first date) -> symbol -> [(date, close)] of its valid daily bars from that date on, as
+# visible now; None when the market data cannot be read.
+ClosesReader = Callable[[Sequence[str], date], "dict[str, list[tuple[date, float]]] | None"]
+
+
 class PaperTransfer(PaperBase):
     """Money in (deposits, dividends) and currency conversions, each once per reference."""
 
@@ -100,9 +141,10 @@ class PaperBroker:
     pays_dividends = True  # from the market data's dividend history (none for adjusted-only histories)
 
     def __init__(self, db: Database, fee: Callable[[float, str], float], slippage: float = 0.0,
-                 faults: list[str] | None = None):
+                 faults: list[str] | None = None, fills: str = "quote", closes: ClosesReader | None = None):
         """`fee(value, currency)` is the commission charged on an order, in its currency;
-        `slippage` moves fills against the order (0.001 = 0.1%), never past its limit."""
+        `slippage` moves fills against the order (0.001 = 0.1%), never past its limit; `fills`
+        "close" (market-on-close, reading each session's close through `closes`) or "quote"."""
         self._db = db
         self._fee = fee
         self._slippage = slippage
@@ -110,6 +152,10 @@ class PaperBroker:
         unknown = [f for f in self.faults if f not in FAULTS]
         if unknown:
             raise ValueError(f"unknown paper broker faults: {', '.join(unknown)}")
+        if fills not in FILL_MODES or (fills == "close" and closes is None):
+            raise ValueError(f"fills must be one of {FILL_MODES} ('close' needs a closes reader), got {fills!r}")
+        self.fills = fills
+        self._closes = closes
         self._lock = threading.Lock()
 
     def _next_fault(self, kinds: tuple[str, ...]) -> str | None:
@@ -183,7 +229,9 @@ class PaperBroker:
             _credit(session, from_currency, -from_amount)
             _credit(session, to_currency, to_amount)
 
-    def place_market_order(self, order: MarketOrder, now: datetime) -> Execution:
+    def place_market_order(self, order: MarketOrder, now: datetime) -> Execution | None:
+        """"quote": the execution. "close": None, the order held for its session's close
+        (BrokerRejected when its exchange's session is unknown: no close to fill it at)."""
         fault = self._next_fault(ORDER_FAULTS)
         if fault == "crash_before_send":
             os._exit(17)  # the process dies after storing the order as sent, before the broker has it
@@ -191,56 +239,130 @@ class PaperBroker:
             raise ConnectionError("paper broker: connection lost before the order was sent")
         if fault == "reject":
             raise BrokerRejected("paper broker: order rejected (injected)")
-        execution = self._execute(order, now, partial=fault == "partial_fill")
+        if self.fills == "close":
+            self._accept(order, now, partial=fault == "partial_fill")
+            execution = None
+        else:
+            execution = self._execute(order, order.reference_price, now, partial=fault == "partial_fill")
         if fault == "timeout_after_accept":
-            raise TimeoutError("paper broker: no reply (the order was executed)")
+            raise TimeoutError("paper broker: no reply (the order was accepted)")
         if fault == "crash_after_accept":
-            os._exit(17)  # the process dies between the broker's execution and our record of it
+            os._exit(17)  # the process dies between the broker's acceptance and our record of it
         return execution
 
+    def _accept(self, order: MarketOrder, now: datetime, partial: bool) -> None:
+        if order.session_date is None or order.session_close is None:
+            raise BrokerRejected(f"market-on-close: the session of {order.symbol}'s exchange is unknown")
+        with self._lock, self._db.transaction() as session:
+            if session.scalars(select(PaperOrder.id).where(
+                    PaperOrder.client_order_id == order.client_order_id)).first() is not None:
+                return  # a broker never takes one user_order_id twice
+            session.add(PaperOrder(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
+                                   quantity=order.quantity, currency=order.currency, limit_price=order.limit_price,
+                                   session_date=order.session_date, session_close=order.session_close,
+                                   placed_at=now, state=OPEN, reason="", partial=partial))
+
     def open_order_ids(self) -> set[str]:
-        return set()  # paper orders fill or fail at once: none stays open
+        with self._db.transaction() as session:
+            return set(session.scalars(select(PaperOrder.client_order_id).where(PaperOrder.state == OPEN)))
 
     def cancel(self, client_order_id: str) -> bool:
-        return False  # nothing is ever open to cancel
-
-    def _execute(self, order: MarketOrder, now: datetime, partial: bool) -> Execution:
         with self._lock, self._db.transaction() as session:
-            seen = session.scalars(
-                select(PaperExecution).where(PaperExecution.client_order_id == order.client_order_id)
-            ).first()
-            if seen is not None:
-                return seen.to_execution()  # a broker never executes one user_order_id twice
-            direction = 1 if order.side == "BUY" else -1
-            price = order.reference_price * (1 + direction * self._slippage)
-            price = min(price, order.limit_price) if order.side == "BUY" else max(price, order.limit_price)
-            quantity = max(1, order.quantity // 2) if partial else order.quantity
-            order = replace(order, quantity=quantity)
-            value = order.quantity * price
-            fee = self._fee(value, order.currency)
-            position = session.get(PaperPosition, order.symbol)
-            if order.side == "BUY":
-                if _balance(session, order.currency) < value + fee:
-                    raise BrokerRejected(f"insufficient {order.currency} funds")
-                if position is None:
-                    position = PaperPosition(symbol=order.symbol, quantity=0, average_cost=0.0,
-                                             currency=order.currency)
-                    session.add(position)
-                held = position.quantity
-                position.average_cost = (held * position.average_cost + value) / (held + order.quantity)
-                position.quantity = held + order.quantity
-                _credit(session, order.currency, -(value + fee))
-            else:
-                if position is None or position.quantity < order.quantity:
-                    raise BrokerRejected(f"SELL {order.quantity} exceeds the position in {order.symbol}")
-                position.quantity -= order.quantity
-                _credit(session, order.currency, value - fee)
-            row = PaperExecution(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
-                                 quantity=order.quantity, price=price, currency=order.currency,
-                                 commission=fee, executed_at=now)
-            session.add(row)
-            session.flush()
-            return row.to_execution()
+            row = session.scalars(select(PaperOrder).where(PaperOrder.client_order_id == client_order_id,
+                                                           PaperOrder.state == OPEN)).first()
+            if row is None:
+                return False
+            row.state, row.reason = CANCELLED, "cancelled by request"
+            return True
+
+    def closed_reason(self, client_order_id: str) -> str:
+        with self._db.transaction() as session:
+            row = session.scalars(select(PaperOrder).where(PaperOrder.client_order_id == client_order_id)).first()
+            return f"{row.state}: {row.reason}" if row is not None and row.state in (EXPIRED, CANCELLED) else ""
+
+    def settle(self, now: datetime) -> int:
+        """Execute or expire the open orders whose session closed at or before `now` (see the
+        module's docstring); an order whose close is not known yet stays open. Returns how many
+        were executed. The closes are read in one call for all due orders."""
+        with self._db.transaction() as session:
+            due = [(o.id, o.symbol, o.session_date) for o in session.scalars(
+                select(PaperOrder).where(PaperOrder.state == OPEN, PaperOrder.session_close <= now)
+                .order_by(PaperOrder.id))]
+        if not due:
+            return 0
+        closes = self._closes(sorted({symbol for _, symbol, _ in due}), min(day for _, _, day in due))
+        if closes is None:
+            return 0  # the market data cannot be read now: the next sync tries again
+        executed = 0
+        for order_id, symbol, _ in due:
+            executed += self._settle_one(order_id, dict(closes.get(symbol, [])), now)
+        return executed
+
+    def _settle_one(self, order_id: int, closes: dict[date, float], now: datetime) -> int:
+        with self._lock, self._db.transaction() as session:
+            row = session.get(PaperOrder, order_id)
+            if row is None or row.state != OPEN:
+                return 0
+            close = closes.get(row.session_date)
+            if close is None:
+                if any(day > row.session_date for day in closes):
+                    row.state, row.reason = EXPIRED, f"no valid close for the session of {row.session_date}"
+                elif now - row.session_close > EXPIRY:
+                    row.state = EXPIRED
+                    row.reason = f"the close of {row.session_date} did not arrive in {EXPIRY.days} days"
+                return 0
+            beyond = close > row.limit_price if row.side == "BUY" else close < row.limit_price
+            if beyond:
+                row.state, row.reason = EXPIRED, f"the close {close:g} is beyond the limit {row.limit_price:g}"
+                return 0
+            order = MarketOrder(row.client_order_id, row.symbol, row.side, row.quantity, row.currency, close,
+                                row.limit_price)
+            try:
+                self._fill(session, order, close, row.session_close, row.partial)
+            except BrokerRejected as exc:
+                row.state, row.reason = EXPIRED, f"at the close: {exc}"
+                return 0
+            row.state = FILLED
+            return 1
+
+    def _execute(self, order: MarketOrder, price: float, at: datetime, partial: bool) -> Execution:
+        with self._lock, self._db.transaction() as session:
+            return self._fill(session, order, price, at, partial)
+
+    def _fill(self, session, order: MarketOrder, price: float, at: datetime, partial: bool) -> Execution:
+        """Execute `order` at `price` (moved by the slippage, never past the limit) at `at`."""
+        seen = session.scalars(
+            select(PaperExecution).where(PaperExecution.client_order_id == order.client_order_id)
+        ).first()
+        if seen is not None:
+            return seen.to_execution()  # a broker never executes one user_order_id twice
+        direction = 1 if order.side == "BUY" else -1
+        price = price * (1 + direction * self._slippage)
+        price = min(price, order.limit_price) if order.side == "BUY" else max(price, order.limit_price)
+        quantity = max(1, order.quantity // 2) if partial else order.quantity
+        value = quantity * price
+        fee = self._fee(value, order.currency)
+        position = session.get(PaperPosition, order.symbol)
+        if order.side == "BUY":
+            if _balance(session, order.currency) < value + fee:
+                raise BrokerRejected(f"insufficient {order.currency} funds")
+            if position is None:
+                position = PaperPosition(symbol=order.symbol, quantity=0, average_cost=0.0, currency=order.currency)
+                session.add(position)
+            held = position.quantity
+            position.average_cost = (held * position.average_cost + value) / (held + quantity)
+            position.quantity = held + quantity
+            _credit(session, order.currency, -(value + fee))
+        else:
+            if position is None or position.quantity < quantity:
+                raise BrokerRejected(f"SELL {quantity} exceeds the position in {order.symbol}")
+            position.quantity -= quantity
+            _credit(session, order.currency, value - fee)
+        row = PaperExecution(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
+                             quantity=quantity, price=price, currency=order.currency, commission=fee, executed_at=at)
+        session.add(row)
+        session.flush()
+        return row.to_execution()
 
     def find_execution(self, client_order_id: str) -> Execution | None:
         with self._db.transaction() as session:
@@ -249,10 +371,13 @@ class PaperBroker:
             ).first()
             return None if row is None else row.to_execution()
 
-    def cash_movements(self) -> list[CashMovement]:
+    def cash_movements(self, since: datetime | None = None) -> list[CashMovement]:
         movements = []
+        query = select(PaperTransfer).order_by(PaperTransfer.id)
+        if since is not None:
+            query = query.where(PaperTransfer.at >= since)
         with self._db.transaction() as session:
-            for t in session.scalars(select(PaperTransfer).order_by(PaperTransfer.id)):
+            for t in session.scalars(query):
                 at = t.at
                 if t.kind == "deposit":
                     movements.append(CashMovement(f"PAPER-T{t.id}", "deposit", t.to_amount, t.to_currency, at,
@@ -268,9 +393,12 @@ class PaperBroker:
                                                   at, t.reference, reference=t.reference))
         return movements
 
-    def executions(self) -> list[Execution]:
+    def executions(self, since: datetime | None = None) -> list[Execution]:
+        query = select(PaperExecution).order_by(PaperExecution.id)
+        if since is not None:
+            query = query.where(PaperExecution.executed_at >= since)
         with self._db.transaction() as session:
-            return [r.to_execution() for r in session.scalars(select(PaperExecution).order_by(PaperExecution.id))]
+            return [r.to_execution() for r in session.scalars(query)]
 
 
 def _balance(session, currency: str) -> float:

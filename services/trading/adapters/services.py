@@ -3,6 +3,8 @@ check then refuses: fail closed), except an unknown symbol, which is the caller'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import grpc
@@ -10,8 +12,19 @@ from trader.data.v1 import data_pb2, data_pb2_grpc
 from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from services.common.client import Clients
-from services.common.errors import NotFound, Unavailable
+from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.common.timestamps import from_timestamp
 from services.trading.adapters.broker import DividendPerShare
+
+
+@dataclass(frozen=True)
+class MarketSession:
+    """An exchange at an instant: open or not, and the session an order placed then trades in
+    (the current one, or the next while closed) with its close."""
+
+    open: bool
+    session_date: date
+    close: datetime
 
 
 class ServiceReads:
@@ -27,14 +40,28 @@ class ServiceReads:
                 raise NotFound(f"unknown symbol {symbol!r}") from exc
             raise Unavailable(f"market data: {exc.details()}") from exc
 
-    def market_open(self, exchange: str, now: datetime) -> bool | None:
+    def market_session(self, exchange: str, now: datetime) -> MarketSession | None:
+        """The exchange at `now` (one GetMarketStatus); None when it cannot be told."""
         if not exchange:
             return None
         try:
-            return self._data.GetMarketStatus(data_pb2.GetMarketStatusRequest(
-                exchange=exchange, as_of=now.isoformat())).open
+            reply = self._data.GetMarketStatus(data_pb2.GetMarketStatusRequest(exchange=exchange,
+                                                                              as_of=now.isoformat()))
+            return MarketSession(reply.open, date.fromisoformat(reply.session_date),
+                                 from_timestamp(reply.next_close, "next_close"))
+        except (grpc.RpcError, ValueError, InvalidArgument):  # unreadable or a malformed reply: unknown
+            return None
+
+    def closes(self, symbols: Sequence[str], start: date) -> dict[str, list[tuple[date, float]]] | None:
+        """symbol -> (date, close) of its valid daily bars from `start` up to now (one
+        GetPriceHistories; flagged bars left out); None when the market data cannot be read."""
+        try:
+            reply = self._data.GetPriceHistories(data_pb2.GetPriceHistoriesRequest(
+                symbols=list(symbols), start=start.isoformat(), interval=data_pb2.DAILY))
         except grpc.RpcError:
             return None
+        return {h.symbol: [(date.fromisoformat(b.date), b.close) for b in h.bars if not b.flag]
+                for h in reply.histories}
 
     def quote(self, symbol: str) -> tuple[float, date] | None:
         try:

@@ -151,6 +151,12 @@ class TradernetBroker:
         result = self._client.call("getNotifyOrderJson", {"active_only": 1}).get("result", {})
         return _as_list((result.get("orders") or {}).get("order"))
 
+    def settle(self, now: datetime) -> int:
+        return 0  # Tradernet works its orders itself; fills arrive through executions()
+
+    def closed_reason(self, client_order_id: str) -> str:
+        return ""  # its order history is not read for reasons
+
     def open_order_ids(self) -> set[str]:
         return {str(o.get("user_order_id")) for o in self._open_orders() if o.get("user_order_id") is not None}
 
@@ -167,8 +173,8 @@ class TradernetBroker:
                 return True
         return False
 
-    def executions(self) -> list[Execution]:
-        trades = self._client.call("getTradesHistory", {}).get("trades", {})
+    def executions(self, since: datetime | None = None) -> list[Execution]:
+        trades = self._client.call("getTradesHistory", {}).get("trades", {})  # all: recorded once by id
         found = []
         for t in _as_list(trades.get("trade")):
             side = {1: "BUY", 2: "SELL"}.get(int(_number(t, "type", "getTradesHistory")))
@@ -184,7 +190,7 @@ class TradernetBroker:
                 executed_at=executed if executed.tzinfo else executed.replace(tzinfo=UTC)))
         return found
 
-    def cash_movements(self) -> list[CashMovement]:
+    def cash_movements(self, since: datetime | None = None) -> list[CashMovement]:
         """From getClientCpsHistory, read as the original did: type 337 withdrawal, 297 structured
         product; the amount is the first of totalMoneyOut, totalMoneyIn, amount, sum. Tradernet
         does not report deposits here: record them with the portfolio's RecordDeposit."""

@@ -1,0 +1,446 @@
+"""`trader`: the command line. Each command is a thin client of the gateway or a service, except
+`run` (the services and the replay, as `make run`) and `backtest` (the services over history).
+
+Tables by default, `--json` for the reply as JSON. A refused or failed call prints one line with
+its gRPC status (`error: UNAVAILABLE: ...`) and exits with 1; bad arguments exit with 2. The
+token and the addresses come from the same variables as the services' (TRADER_API_TOKEN,
+TRADER_<SERVICE>_ADDR).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import grpc
+import typer
+from google.protobuf import descriptor_pool, json_format, message_factory
+from google.protobuf.message import Message
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from rich.console import Console
+from rich.table import Table
+from trader.data.v1 import data_pb2, data_pb2_grpc
+from trader.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from trader.planner.v1 import planner_pb2, planner_pb2_grpc
+from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
+from trader.trading.v1 import trading_pb2, trading_pb2_grpc
+
+from services.common import clock
+from services.common.client import Clients, open_channel
+from services.common.config import (
+    SERVICES,
+    TLS_CA,
+    TLS_CLIENT_CERT,
+    TLS_CLIENT_KEY,
+    CommonConfig,
+    ConfigError,
+    load_client_tls,
+    load_common,
+)
+from services.common.errors import InvalidArgument
+
+app = typer.Typer(help="trader: an autonomous long-term portfolio manager (six gRPC services).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the reply as JSON.")]
+AsOfOption = Annotated[str | None, typer.Option("--as-of", help="Simulated now (ISO 8601, UTC), as a replay sends it.")]
+LimitOption = Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many, newest first.")]
+
+
+def fail(text: str, code: int = 1) -> typer.Exit:
+    err.print(f"error: {text}", markup=False)
+    return typer.Exit(code)
+
+
+def config() -> CommonConfig:
+    try:
+        return load_common("gateway", os.environ)
+    except ConfigError as exc:
+        raise fail(" ".join(str(exc).split()), 2) from None
+
+
+@contextlib.contextmanager
+def calling(as_of: str | None = None) -> Iterator[Clients]:
+    """Clients to the services (token and addresses from the environment), at `as_of` if given;
+    a gRPC error becomes one line with its status and exit code 1."""
+    moment = None
+    if as_of:
+        try:
+            moment = clock.parse_as_of(as_of, "--as-of")
+        except InvalidArgument as exc:
+            raise fail(exc.message, 2) from None
+    clients = Clients(config())
+    try:
+        with clock.use_as_of(moment):
+            yield clients
+    except grpc.RpcError as exc:
+        raise fail(_status(exc)) from None
+    finally:
+        clients.close()
+
+
+def _status(exc: grpc.RpcError) -> str:
+    if hasattr(exc, "code"):
+        return f"{exc.code().name}: {' '.join((exc.details() or '').split())}"
+    return str(exc)
+
+
+def emit(reply: Message, as_json: bool, table: Callable[[], None]) -> None:
+    if as_json:
+        print(json_format.MessageToJson(reply, preserving_proto_field_name=True))
+    else:
+        table()
+
+
+def when(stamp) -> str:
+    return stamp.ToDatetime().strftime("%Y-%m-%d %H:%M") if stamp.seconds else "-"
+
+
+# --- the system ---
+
+@app.command()
+def run() -> None:
+    """Start the six services and the replay of the bundled history (what `make run` does)."""
+    from gateway import launch  # noqa: PLC0415 - starts processes; only this command needs it
+
+    raise typer.Exit(launch.main())
+
+
+@app.command()
+def status(as_json: JsonOption = False) -> None:
+    """Each service's health and address, the mode, and the last cycle."""
+    with calling() as clients:
+        reply = clients.stub("gateway", gateway_pb2_grpc.GatewayStub).GetSystemStatus(
+            gateway_pb2.GetSystemStatusRequest())
+
+    def table() -> None:
+        services = Table("service", "address", "health", title=f"mode {reply.mode}")
+        for s in reply.services:
+            services.add_row(s.service, s.address, s.health, style=None if s.health == "SERVING" else "red")
+        out.print(services)
+        last = f"{when(reply.last_cycle_as_of)} ({'ok' if reply.last_cycle_ok else 'not ok'})" \
+            if reply.cycles_run else "none yet"
+        out.print(f"cycles run: {reply.cycles_run}; last cycle: {last}")
+
+    emit(reply, as_json, table)
+
+
+@app.command()
+def cycle(as_of: AsOfOption = None, settle_only: Annotated[bool, typer.Option(
+        "--settle-only", help="Only the broker's sync and the valuation (no plan, no order).")] = False,
+          as_json: JsonOption = False) -> None:
+    """Run one sync cycle now (or at --as-of) and show its steps."""
+    with calling(as_of) as clients:
+        reply = clients.stub("gateway", gateway_pb2_grpc.GatewayStub).RunSyncCycle(
+            gateway_pb2.RunSyncCycleRequest(settle_only=settle_only), timeout=300)
+
+    def table() -> None:
+        steps = Table("step", "status", "ms", "detail",
+                      title=f"cycle at {when(reply.as_of)} UTC, trace {reply.trace_id}")
+        for s in reply.steps:
+            status_name = gateway_pb2.StepStatus.Name(s.status)
+            steps.add_row(s.name, status_name, f"{s.duration_ms:,.0f}", s.detail,
+                          style={"FAILED": "red", "REFUSED": "yellow"}.get(status_name))
+        out.print(steps)
+        out.print(f"value {reply.base_currency} {reply.total_value_base:,.2f}, cash {reply.base_currency} "
+                  f"{reply.cash_base:,.2f}; trade: {reply.last_trade or '-'}; {'ok' if reply.ok else 'NOT OK'}")
+
+    emit(reply, as_json, table)
+    if not reply.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def portfolio(as_of: AsOfOption = None, as_json: JsonOption = False) -> None:
+    """Positions, cash and value (portfolio GetPortfolio)."""
+    with calling(as_of) as clients:
+        reply = clients.stub("portfolio", portfolio_pb2_grpc.PortfolioStub).GetPortfolio(
+            portfolio_pb2.GetPortfolioRequest())
+
+    def table() -> None:
+        base = reply.base_currency
+        positions = Table("symbol", "quantity", "price", "price date", f"value {base}", "average cost",
+                          title=f"portfolio {reply.portfolio_hash}")
+        for p in reply.positions:
+            positions.add_row(p.symbol, f"{p.quantity:,}", f"{p.price:,.2f} {p.currency}", p.price_date,
+                              f"{p.market_value_base:,.2f}", f"{p.average_cost:,.2f}")
+        for c in reply.cash:
+            positions.add_row(f"cash {c.currency}", "", "", "", f"{c.amount_base:,.2f}", "")
+        out.print(positions)
+        out.print(f"total {base} {reply.total_value_base:,.2f} (positions {reply.positions_value_base:,.2f}, "
+                  f"cash {reply.cash_base:,.2f})")
+
+    emit(reply, as_json, table)
+
+
+@app.command()
+def plan(as_of: AsOfOption = None, as_json: JsonOption = False) -> None:
+    """The plan for the current state (planner GetRecommendations): its steps, in order."""
+    with calling(as_of) as clients:
+        reply = clients.stub("planner", planner_pb2_grpc.PlannerStub).GetRecommendations(
+            planner_pb2.GetRecommendationsRequest(), timeout=300)
+
+    def table() -> None:
+        steps = Table("#", "side", "symbol", "quantity", "price", "value (base)", "reason",
+                      title=f"plan {reply.plan_id} ({reply.method or 'no method'}{', cached' if reply.cached else ''})")
+        for number, s in enumerate(reply.steps, start=1):
+            steps.add_row(str(number), planner_pb2.Side.Name(s.side), s.symbol, f"{s.quantity:,}",
+                          f"{s.estimated_price:,.2f} {s.currency}", f"{s.estimated_value_base:,.2f}", s.reason)
+        out.print(steps)
+        for note in reply.notes:
+            out.print(f"- {note}", markup=False)
+
+    emit(reply, as_json, table)
+
+
+@app.command()
+def orders(limit: LimitOption = 20, as_json: JsonOption = False) -> None:
+    """The newest orders with their state (trading ListOrders)."""
+    with calling() as clients:
+        reply = clients.stub("trading", trading_pb2_grpc.TradingStub).ListOrders(
+            trading_pb2.ListOrdersRequest(limit=limit))
+
+    def table() -> None:
+        rows = Table("id", "created (UTC)", "side", "quantity", "symbol", "state", "fill", "reason")
+        for o in reply.orders:
+            rows.add_row(str(o.id), when(o.created_at), trading_pb2.Side.Name(o.side), f"{o.quantity:,}", o.symbol,
+                         trading_pb2.OrderState.Name(o.state),
+                         f"{o.fill_price:,.2f} {o.currency}" if o.filled_quantity else "-", o.reason)
+        out.print(rows)
+
+    emit(reply, as_json, table)
+
+
+@app.command()
+def trades(limit: LimitOption = 20, as_json: JsonOption = False) -> None:
+    """The newest fills (trading ListTrades)."""
+    with calling() as clients:
+        reply = clients.stub("trading", trading_pb2_grpc.TradingStub).ListTrades(
+            trading_pb2.ListTradesRequest(limit=limit))
+
+    def table() -> None:
+        rows = Table("id", "executed (UTC)", "side", "quantity", "symbol", "price", "commission")
+        for t in reply.trades:
+            rows.add_row(str(t.id), when(t.executed_at), trading_pb2.Side.Name(t.side), f"{t.quantity:,}", t.symbol,
+                         f"{t.price:,.2f} {t.currency}", f"{t.commission:,.2f}")
+        out.print(rows)
+
+    emit(reply, as_json, table)
+
+
+# --- any RPC ---
+
+def _target(target: str, address: str | None) -> tuple[str | None, str, str]:
+    """(service key, full service name, method) of `data/GetQuotes` or
+    `trader.data.v1.MarketData/GetQuotes`; the method is "" for a service alone. Any other full
+    name (`grpc.health.v1.Health/List`) needs --address, and has no key."""
+    service, _, method = target.rpartition("/") if "/" in target else (target, "", "")
+    for key, (full, _) in SERVICES.items():
+        if service in (key, full):
+            return key, full, method
+    if address and "." in service:
+        return None, service, method
+    known = ", ".join(f"{key} ({full})" for key, (full, _) in SERVICES.items())
+    raise fail(f"{target!r}: unknown service {service!r}; one of {known} (another service's full name with "
+               "--address)", 2)
+
+
+def _call_settings(key: str | None, address: str | None, tls_flags: dict[str, str | None]):
+    """(address, token or None, TLS or None) from the flags and the environment: the token is
+    optional here (health and reflection need none; the service says UNAUTHENTICATED)."""
+    environ = {**os.environ, **{name: value for name, value in tls_flags.items() if value}}
+    try:
+        tls = load_client_tls(environ)
+        if address is None:
+            address = load_common("gateway", {**environ, "TRADER_AUTH_DISABLED": "1"}).address_of(key)
+    except ConfigError as exc:
+        raise fail(" ".join(str(exc).split()), 2) from None
+    return address, environ.get("TRADER_API_TOKEN") or None, tls
+
+
+@app.command(name="call")
+def call_rpc(target: Annotated[str, typer.Argument(help="SERVICE/METHOD, e.g. trading/ListTrades or "
+                                                       "trader.trading.v1.Trading/ListTrades")],
+             body: Annotated[str, typer.Argument(help="The request as JSON.")] = "{}",
+             as_of: AsOfOption = None,
+             timeout: Annotated[float, typer.Option(help="Seconds.")] = 60.0,
+             address: Annotated[str | None, typer.Option(help="Instead of TRADER_<SERVICE>_ADDR.")] = None,
+             cacert: Annotated[str | None, typer.Option(help=f"CA bundle that signed the server's certificate "
+                                                             f"(default ${TLS_CA}).")] = None,
+             cert: Annotated[str | None, typer.Option(help=f"Client certificate for mutual TLS (default "
+                                                           f"${TLS_CLIENT_CERT}).")] = None,
+             key_file: Annotated[str | None, typer.Option("--key", help=f"Its private key (default "
+                                                                        f"${TLS_CLIENT_KEY}).")] = None) -> None:
+    """Call any RPC by name with a JSON body (server reflection: no .proto files needed); a
+    service alone lists its methods. TLS as grpcurl's flags, or the TRADER_TLS_* variables."""
+    key, service, method = _target(target, address)
+    address, token, tls = _call_settings(key, address, {TLS_CA: cacert, TLS_CLIENT_CERT: cert,
+                                                        TLS_CLIENT_KEY: key_file})
+    try:
+        metadata = [(clock.METADATA_KEY, clock.format_as_of(clock.parse_as_of(as_of, "--as-of")))] if as_of else []
+    except InvalidArgument as exc:
+        raise fail(exc.message, 2) from None
+    try:
+        with open_channel(address, token, timeout, tls) as channel:
+            pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+            if not method:
+                print("\n".join(f"{service}/{m.name}" for m in pool.FindServiceByName(service).methods))
+                return
+            descriptor = pool.FindServiceByName(service).FindMethodByName(method)
+            request_class = message_factory.GetMessageClass(descriptor.input_type)
+            response_class = message_factory.GetMessageClass(descriptor.output_type)
+            request = json_format.Parse(body, request_class())
+            rpc = channel.unary_unary(f"/{service}/{method}", request_serializer=request_class.SerializeToString,
+                                      response_deserializer=response_class.FromString)
+            reply = rpc(request, metadata=metadata, timeout=timeout)
+    except grpc.RpcError as exc:
+        raise fail(_status(exc)) from None
+    except KeyError:
+        raise fail(f"{service} has no method {method!r}" if method else f"{address} does not serve {service}", 2) \
+            from None
+    except json_format.ParseError as exc:
+        raise fail(f"bad request: {exc}", 2) from None
+    print(json_format.MessageToJson(reply, preserving_proto_field_name=True))
+
+
+@app.command(name="import-prices")
+def import_prices(symbol: Annotated[str, typer.Argument(help="Broker symbol, e.g. AAPL.US (must exist).")],
+                  file: Annotated[Path, typer.Argument(help="Yahoo CSV: Date,Open,High,Low,Close[,Adj Close],Volume.")],
+                  dividends: Annotated[bool, typer.Option("--dividends", help="The file is Date,Dividends.")] = False,
+                  as_json: JsonOption = False) -> None:
+    """Import daily bars (or dividends) from a CSV file into the market-data service."""
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise fail(f"cannot read {file}: {exc.strerror}", 2) from None
+    with calling() as clients:
+        stub = clients.stub("data", data_pb2_grpc.MarketDataStub)
+        if dividends:
+            reply = stub.ImportDividends(data_pb2.ImportDividendsRequest(symbol=symbol, csv=text), timeout=120)
+            line = f"{symbol}: {reply.added} dividends added, {reply.updated} updated, {reply.unchanged} unchanged"
+        else:
+            reply = stub.ImportPrices(data_pb2.ImportPricesRequest(symbol=symbol, csv=text), timeout=120)
+            line = (f"{symbol}: {reply.bars_added} added, {reply.bars_updated} updated, {reply.bars_unchanged} "
+                    f"unchanged, {reply.bars_flagged} flagged")
+    emit(reply, as_json, lambda: out.print(line))
+
+
+# --- backtest ---
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+@app.command()
+def backtest(
+        start: Annotated[str, typer.Option(help="First session (YYYY-MM-DD).")] = "2018-01-02",
+        end: Annotated[str | None, typer.Option(help="Last session (YYYY-MM-DD); default: the data's last close.")]
+        = None,
+        initial_deposit: Annotated[float, typer.Option(min=0, max=1e9, help="Base currency, before the first "
+                                                                            "session.")] = 10_000.0,
+        monthly_deposit: Annotated[float, typer.Option(min=0, max=1e7, help="Base currency, on the first session "
+                                                                           "of each month.")] = 1_000.0,
+        base_currency: Annotated[str, typer.Option(help="The account's currency (ISO code).")] = "EUR",
+        universe: Annotated[str, typer.Option(help="Comma-separated symbols, or @FILE with one a line; "
+                                                   "default: the bundled sample's 20 stocks.")] = "",
+        out_dir: Annotated[Path, typer.Option("--out", help="Where the report goes.")] = Path("report"),
+        keep_state: Annotated[Path | None, typer.Option(help="Keep the services' databases and logs in this "
+                                                             "directory (default: a temporary one, removed).")]
+        = None) -> None:
+    """Run the whole system over history and write the report (strategy against two benchmarks,
+    rule audit, plots) to --out."""
+    from gateway.backtest import BacktestSettings  # noqa: PLC0415 - heavy imports: this command only
+
+    settings = BacktestSettings(_day(start), _day(end) if end else None, initial_deposit, monthly_deposit,
+                                base_currency.upper(), _universe(universe))
+    if settings.end is not None and settings.end < settings.start:
+        raise typer.BadParameter(f"--end {settings.end} is before --start {settings.start}")
+    if len(settings.base_currency) != 3 or not settings.base_currency.isalpha():
+        raise typer.BadParameter(f"--base-currency {base_currency!r}: an ISO code such as EUR")
+    raise typer.Exit(_run_and_report(settings, out_dir, keep_state))
+
+
+def _run_and_report(settings, out_dir: Path, keep_state: Path | None) -> int:
+    """The backtest with a progress bar, then the report and its summary. Exit code 0, or 1 when
+    the system failed, 3 when the rule audit found violations, 130 when stopped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
+    from gateway import report  # noqa: PLC0415
+    from gateway.backtest import BacktestFailed, Interrupted, run_backtest  # noqa: PLC0415
+    from services.common.shutdown import StopRequest  # noqa: PLC0415
+
+    stop = StopRequest()
+    stop.install()  # Ctrl-C or SIGTERM stops the replay and every service
+    seen = {"orders": 0, "first": 0.0}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=out, transient=False) as progress:
+            task = progress.add_task("starting the six services", total=None)
+
+            def on_day(record, done: int, total: int) -> None:
+                now = time.monotonic()
+                seen["first"] = seen["first"] or now
+                seen["orders"] += bool(record.trade)
+                rate = (done - 1) / (now - seen["first"]) if done > 1 else 0.0
+                progress.update(task, total=total, completed=done, description=(
+                    f"{record.day}  value {settings.base_currency} {record.value_base:>12,.0f}  "
+                    f"orders {seen['orders']:>5,}  {rate:5.1f} cycles/s"))
+
+            run = run_backtest(settings, stop, dict(os.environ), on_day, lambda text: progress.console.print(text),
+                               keep_state)
+    except Interrupted as exc:
+        err.print(f"backtest stopped: {exc}; every service was stopped", markup=False)
+        return 130
+    except BacktestFailed as exc:
+        err.print(f"error: {exc}", markup=False)
+        return 1
+    written = report.write(run, out_dir)
+    _summary(run, written)
+    return 3 if written.violations else 0
+
+
+def _summary(run, written) -> None:
+    from gateway.report import FIGURES, formatted  # noqa: PLC0415
+
+    base = run.base_currency
+    table = Table("figure", *[f["line"] for f in written.figures],
+                  title=f"{run.days[0].day} to {run.days[-1].day}: {len(run.days):,} sessions in {run.seconds:,.0f} s "
+                        f"({len(run.days) / max(run.seconds, 1e-9):.1f} cycles/s)")
+    for key in FIGURES:
+        label = key.replace("_", " ") + (f" ({base})" if key in ("final_value", "net_deposits", "fees_paid") else "")
+        table.add_row(label, *[formatted(key, f[key]) for f in written.figures])
+    out.print(table)
+    count = len(written.violations)
+    out.print(f"rule audit: {len(run.fills):,} trades re-checked, {count} violations",
+              style="bold green" if count == 0 else "bold red")
+    for v in written.violations:
+        out.print(f"  {v.at:%Y-%m-%d %H:%M} {v.side} {v.quantity} {v.symbol}: {v.rule}: {v.detail}", markup=False)
+    out.print("report: " + ", ".join(str(path) for path in written.files), markup=False)
+
+
+def _universe(value: str) -> tuple[str, ...]:
+    if value.startswith("@"):
+        try:
+            value = ",".join(Path(value[1:]).read_text().split())
+        except OSError as exc:
+            raise typer.BadParameter(f"--universe {value}: {exc.strerror}") from None
+    return tuple(dict.fromkeys(s.strip() for s in value.split(",") if s.strip()))
+
+
+def main() -> None:  # pragma: no cover - `python -m gateway.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""`trader backtest` end to end (six processes): a short backtest writes every file of the report,
+the strategy and both benchmarks received the same deposits, the rule audit found nothing, and
+a second run of the same inputs writes the same report.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from services.common.config import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+ARGS = ["backtest", "--start", "2018-01-02", "--end", "2018-02-28", "--initial-deposit", "10000",
+        "--monthly-deposit", "1000", "--base-currency", "EUR"]
+
+
+def backtest(out, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *ARGS, "--out", str(out), *extra], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    first, second = tmp_path_factory.mktemp("first"), tmp_path_factory.mktemp("second")
+    return (first, backtest(first)), (second, backtest(second))
+
+
+def test_the_report_is_complete(runs):
+    (out, finished), _ = runs
+    assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-3000:]
+    for name in ("report.json", "report.md", "equity.png", "drawdown.png", "trades.csv"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (out / "report.md").read_text()
+    assert "![equity](equity.png)" in markdown and "![drawdown](drawdown.png)" in markdown
+    assert "rule audit: " in finished.stdout and "0 violations" in finished.stdout
+    report = json.loads((out / "report.json").read_text())
+    trades = (out / "trades.csv").read_text().splitlines()
+    assert len(trades) - 1 == report["lines"][0]["trades"] > 0
+
+
+def test_every_line_received_the_same_deposits_and_no_rule_was_broken(runs):
+    (out, _), _ = runs
+    report = json.loads((out / "report.json").read_text())
+    strategy, index, basket = report["lines"]
+    assert strategy["line"] == "strategy" and "SP500.IDX" in index["line"] and "equal-weight" in basket["line"]
+    assert strategy["net_deposits"] == index["net_deposits"] == basket["net_deposits"] == 12_000.0
+    assert [d["amount"] for d in report["deposits"]] == [10_000.0, 1_000.0, 1_000.0]
+    assert report["rule_audit"] == {"trades_checked": strategy["trades"], "violations": 0, "offending": []}
+    for line in report["lines"]:
+        assert line["final_value"] > 0 and line["fees_paid"] > 0 and line["time_weighted_return"] is not None
+
+
+def test_the_same_inputs_give_the_same_report(runs):
+    (first, _), (second, again) = runs
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (first / "report.json").read_bytes() == (second / "report.json").read_bytes()
+    assert (first / "trades.csv").read_bytes() == (second / "trades.csv").read_bytes()
+
+
+def test_bad_arguments_are_refused_before_anything_starts(tmp_path):
+    refused = subprocess.run([sys.executable, "-m", "gateway.cli", "backtest", "--start", "2018-13-01",
+                              "--out", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "not a date" in refused.stderr
+    unknown = backtest(tmp_path, "--universe", "AAPL.US,NOPE.US")
+    assert unknown.returncode == 1 and "unknown symbols NOPE.US" in unknown.stderr
