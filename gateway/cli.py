@@ -41,6 +41,7 @@ from services.common.config import (
     TLS_CLIENT_KEY,
     CommonConfig,
     ConfigError,
+    Env,
     load_client_tls,
     load_common,
 )
@@ -467,9 +468,16 @@ def backtest(
     """Run the whole system over history and write the report (strategy against two benchmarks,
     rule audit, plots) to --out."""
     from gateway.backtest import BacktestSettings  # noqa: PLC0415 - heavy imports: this command only
+    from gateway.config import replay_jobs  # noqa: PLC0415
 
+    environment = Env(os.environ)
+    jobs = replay_jobs(environment)
+    try:
+        environment.check()
+    except ConfigError as exc:
+        raise fail(" ".join(str(exc).split()), 2) from None
     settings = BacktestSettings(_day(start), _day(end) if end else None, initial_deposit, monthly_deposit,
-                                base_currency.upper(), _universe(universe))
+                                base_currency.upper(), _universe(universe), jobs=jobs)
     if settings.end is not None and settings.end < settings.start:
         raise typer.BadParameter(f"--end {settings.end} is before --start {settings.start}")
     if len(settings.base_currency) != 3 or not settings.base_currency.isalpha():
