@@ -31,8 +31,9 @@ class Sessions:
         while day <= end:
             if day.weekday() < 5:
                 at = datetime(day.year, day.month, day.day, tzinfo=UTC)
-                sessions.append(data_pb2.MarketSession(date=day.isoformat(), open=to_timestamp(at + timedelta(hours=14.5)),
-                                                 close=to_timestamp(at + timedelta(hours=21))))
+                sessions.append(data_pb2.MarketSession(date=day.isoformat(),
+                                                       open=to_timestamp(at + timedelta(hours=14.5)),
+                                                       close=to_timestamp(at + timedelta(hours=21))))
             day += timedelta(days=1)
         return data_pb2.ListSessionsResponse(sessions=sessions)
 
