@@ -22,8 +22,11 @@ from services.common.server import ServiceParts, run_service
 
 
 def scheduler_name(config: GatewayConfig) -> str:
-    """Who triggers the jobs' schedules (ListJobs.scheduler)."""
-    return "wall clock" if config.jobs.scheduler else "off"
+    """Who triggers the jobs' schedules (ListJobs.scheduler): the wall-clock scheduler, the replay
+    driver on its simulated days (a backtest's driver runs in the CLI: "off" here), or nobody."""
+    if config.jobs.scheduler:
+        return "wall clock"
+    return "simulated days" if config.replay.autostart and config.replay.jobs else "off"
 
 
 def replay_jobs(config: GatewayConfig, jobs: JobRunner) -> ReplayJobs:

@@ -120,3 +120,13 @@ def test_make_runs_replay_records_the_jobs_on_their_simulated_days(tmp_path):
     assert by_job["dividend_reinvestment"] == [f"2018-01-{d:02d} 03:30" for d in days]
     assert by_job["bucket_reconciliation"] == [f"2018-01-{d:02d} 03:45" for d in days]
     assert by_job["integrity_check"] == ["2018-01-07 04:00"]
+
+
+def test_list_jobs_says_who_triggers_the_jobs():
+    from gateway.__main__ import scheduler_name
+
+    replaying = {"TRADER_AUTH_DISABLED": "1", "TRADER_MODE": "replay", "TRADER_REPLAY_AUTOSTART": "1"}
+    assert scheduler_name(load(replaying)) == "simulated days"
+    assert scheduler_name(load({**replaying, "TRADER_REPLAY_JOBS": "off"})) == "off"
+    assert scheduler_name(load({**replaying, "TRADER_REPLAY_AUTOSTART": "0"})) == "off"  # trader backtest drives
+    assert scheduler_name(load({"TRADER_AUTH_DISABLED": "1", "TRADER_MODE": "research"})) == "wall clock"
