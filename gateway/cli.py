@@ -482,6 +482,7 @@ def backtest(
         raise typer.BadParameter(f"--end {settings.end} is before --start {settings.start}")
     if len(settings.base_currency) != 3 or not settings.base_currency.isalpha():
         raise typer.BadParameter(f"--base-currency {base_currency!r}: an ISO code such as EUR")
+    _check_backtest_inputs(settings)
     raise typer.Exit(_run_and_report(settings, out_dir, keep_state))
 
 
@@ -541,6 +542,21 @@ def _summary(run, written) -> None:
     for v in written.violations:
         out.print(f"  {v.at:%Y-%m-%d %H:%M} {v.side} {v.quantity} {v.symbol}: {v.rule}: {v.detail}", markup=False)
     out.print("report: " + ", ".join(str(path) for path in written.files), markup=False)
+
+
+def _check_backtest_inputs(settings) -> None:
+    """A backtest starts from a fresh state holding only the bundled sample, valued through the
+    ECB's reference rates: dates outside the sample or a currency without rates are refused."""
+    from services.data.adapters.ecb_rates import latest_fixing  # noqa: PLC0415 - this command only
+    from services.data.adapters.sample_history import FIRST_CLOSE, LAST_CLOSE  # noqa: PLC0415
+
+    for option, day in (("--start", settings.start), ("--end", settings.end)):
+        if day is not None and not FIRST_CLOSE <= day <= LAST_CLOSE:
+            raise typer.BadParameter(f"{option} {day}: outside the bundled history ({FIRST_CLOSE} to {LAST_CLOSE})")
+    known = {"EUR", *latest_fixing()[1]}
+    if settings.base_currency not in known:
+        raise typer.BadParameter(f"--base-currency {settings.base_currency}: the ECB publishes no reference rate "
+                                 f"for it (known: {', '.join(sorted(known))})")
 
 
 def _universe(value: str) -> tuple[str, ...]:
