@@ -127,12 +127,17 @@ def status(log_records: Annotated[int, typer.Option("--log-records", min=0, max=
             gateway_pb2.GetSystemStatusRequest(log_records_per_service=log_records), timeout=30)
 
     def table() -> None:
-        services = Table("service", "address", "health", "version", "uptime", "pid", "database", "rows",
-                         "disk free", title=f"mode {reply.mode}, checked {when(reply.checked_at)} UTC")
+        services = Table("service", "address", "health", "version", "uptime",
+                         title=f"mode {reply.mode}, checked {when(reply.checked_at)} UTC")
+        services.columns[0].no_wrap = True
+        stores = Table("service", "pid", "database", "rows", "disk free", title="databases and disks")
         for s in reply.services:
-            services.add_row(s.service, s.address, s.health, *_info_cells(s),
-                             style=None if s.health == "SERVING" else "red")
+            style = None if s.health == "SERVING" else "red"
+            version, uptime, *store_cells = _info_cells(s)
+            services.add_row(s.service, s.address, s.health, version, uptime, style=style)
+            stores.add_row(s.info.service or s.service, *store_cells, style=style)
         out.print(services)
+        out.print(stores)
         last = f"{when(reply.last_cycle_as_of)} ({'ok' if reply.last_cycle_ok else 'not ok'}), trace " \
             f"{reply.last_cycle_trace_id}" if reply.cycles_run else "none yet"
         out.print(f"cycles run: {reply.cycles_run}; last cycle: {last}", markup=False)
@@ -295,6 +300,7 @@ def _run_style(status: int) -> str | None:
 
 def _runs_table(runs, title: str) -> Table:
     rows = Table("id", "job", "as of (UTC)", "trigger", "status", "seconds", "detail", title=title)
+    rows.columns[1].no_wrap = True
     for r in runs:
         trigger = gateway_pb2.JobTrigger.Name(r.trigger).removeprefix("TRIGGER_") if r.trigger else "-"
         rows.add_row(str(r.id), r.job, when(r.as_of) + (" (simulated)" if r.simulated else ""), trigger,
@@ -310,11 +316,13 @@ def jobs(as_of: AsOfOption = None, as_json: JsonOption = False) -> None:
         reply = clients.stub("gateway", gateway_pb2_grpc.GatewayStub).ListJobs(gateway_pb2.ListJobsRequest())
 
     def table() -> None:
-        rows = Table("job", "schedule", "next run (UTC)", "last run (UTC)", "status", "failures (1 h)", "health",
-                     title=f"jobs (scheduler: {reply.scheduler})")
+        rows = Table("job", "schedule", "next run", "last run", "status", "fails 1h", "health",
+                     title=f"jobs (scheduler: {reply.scheduler}; times UTC)")
+        rows.columns[0].no_wrap = True
         for job in reply.jobs:
             status = run_status(job.status) + (", running" if job.running else "")
-            rows.add_row(job.name, job.schedule + (f" ({job.time_zone})" if job.schedule != "off" else ""),
+            zone = f" ({job.time_zone})" if job.schedule != "off" and "CRON_TZ=" not in job.schedule else ""
+            rows.add_row(job.name, job.schedule + zone,
                          when(job.next_run), when(job.last_run.as_of), status, str(job.failures_last_hour),
                          job.health, style="red" if job.health != "SERVING" else _run_style(job.status))
         out.print(rows)

@@ -27,7 +27,7 @@ def test_trader_jobs_lists_every_job_with_its_schedule_and_next_run(running_suit
     assert shown.exit_code == 0, shown.output
     for job in JOBS:
         assert job.name in shown.stdout
-    assert "next run" in shown.stdout and "failures" in shown.stdout
+    assert "next run" in shown.stdout and "fails 1h" in shown.stdout
     listed = json.loads(trader(running_suite, "jobs", "--json").stdout)
     jobs = {job["name"]: job for job in listed["jobs"]}
     assert list(jobs) == [job.name for job in JOBS]
