@@ -195,6 +195,8 @@ class Replay:
         interval = 1.0 / self._config.cycles_per_second if self._config.cycles_per_second > 0 else 0.0
         last_month = None  # a resumed replay repeats its first day's deposits: idempotent by reference
         if not plan.days:
+            print(f"replay: no session from {first_day} on: it already reached the end of the history; "
+                  "rm -rf var starts over", flush=True)
             return None
         jobs_since = plan.days[0].at  # the jobs count from the first cycle, as the scheduler from its start
         last_jobs: dict[str, datetime] = {}
