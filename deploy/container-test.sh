@@ -10,8 +10,8 @@
 # 4. docker-compose.yml under podman-compose, with its own project name, env file and free
 #    loopback ports; waits until the six health checks pass (run by hand: podman starts them
 #    with systemd timers, which a container sandbox lacks).
-# 5. Through grpcurl: a paper deposit, RunSyncCycle as of 2018-01-02, then ListTrades must show
-#    the cycle's trade.
+# 5. Through grpcurl: a paper deposit, RunSyncCycle 30 minutes before the close of 2018-01-02, a
+#    settling cycle after the close (market-on-close fills), then ListTrades must show the cycle's trade.
 # 6. The same over mutual TLS (deploy/compose-tls.yml, certificates from deploy/make-certs.sh);
 #    `describe` shows the proto comments; grpcurl without TLS or without a client certificate is
 #    refused. Then everything is taken down, volumes included.
@@ -25,7 +25,8 @@ BASE_TAR=$ROOT/build/debian-bookworm-minbase.tar
 BASE_IMAGE=localhost/trader-debian-base:bookworm
 IMAGE=${CONTAINER_TEST_IMAGE:-localhost/trader:container-test}
 PROJECT=${CONTAINER_TEST_PROJECT:-trader-container-test}
-AS_OF=2018-01-02T22:00:00Z
+AS_OF=2018-01-02T20:30:00Z             # 30 minutes before the close: the cycle places a market-on-close order
+AFTER_THE_CLOSE=2018-01-02T22:00:00Z   # a settling cycle then books its fill
 STARTED=$(date +%s)
 
 say() { echo "container-test: $*"; }
@@ -149,8 +150,8 @@ start_services() {
 }
 
 # --- 5. one cycle through grpcurl -----------------------------------------------------------
-call() {  # call SERVICE METHOD JSON, connecting as CONNECTION says (-plaintext, or TLS flags)
-    "$GRPCURL" "${CONNECTION[@]}" -max-time 120 -H "authorization: Bearer $TOKEN" -H "x-trader-as-of: $AS_OF" \
+call() {  # call SERVICE METHOD JSON [AS_OF], connecting as CONNECTION says (-plaintext, or TLS flags)
+    "$GRPCURL" "${CONNECTION[@]}" -max-time 120 -H "authorization: Bearer $TOKEN" -H "x-trader-as-of: ${4:-$AS_OF}" \
         -d "$3" "127.0.0.1:${PORT[$1]}" "$2"
 }
 run_cycle() {
@@ -158,7 +159,9 @@ run_cycle() {
     call trading trader.trading.v1.Trading/FundPaperAccount "$deposit" >"$WORK/fund.json" || fail "FundPaperAccount"
     call portfolio trader.portfolio.v1.Portfolio/RecordDeposit "$deposit" >"$WORK/deposit.json" || fail "RecordDeposit"
     call gateway trader.gateway.v1.Gateway/RunSyncCycle '{}' >"$WORK/cycle.json" || fail "RunSyncCycle"
-    call trading trader.trading.v1.Trading/ListTrades '{}' >"$WORK/trades.json" || fail "ListTrades"
+    call gateway trader.gateway.v1.Gateway/RunSyncCycle '{"settle_only": true}' "$AFTER_THE_CLOSE" \
+        >"$WORK/settle.json" || fail "RunSyncCycle (settle_only, after the close)"
+    call trading trader.trading.v1.Trading/ListTrades '{}' "$AFTER_THE_CLOSE" >"$WORK/trades.json" || fail "ListTrades"
     "$VENV_BIN/python" - "$WORK/cycle.json" "$WORK/trades.json" <<'EOF' || fail "the cycle did not trade as expected"
 import json, sys
 cycle = json.load(open(sys.argv[1]))  # grpcurl prints the proto3 JSON names (lastTrade)
