@@ -1,5 +1,6 @@
 """`python -m gateway` starts the gateway: its jobs (triggered on the wall clock in paper,
-research and live mode) and, with TRADER_REPLAY_AUTOSTART=1, the replay driver."""
+research and live mode) and, with TRADER_REPLAY_AUTOSTART=1, the replay driver (which runs the
+jobs of TRADER_REPLAY_JOBS due on each simulated day)."""
 
 import sys
 
@@ -11,17 +12,31 @@ from gateway.config import GatewayConfig, load
 from gateway.cycle import Services
 from gateway.jobs import JOBS
 from gateway.jobs.base import JobPeers
-from gateway.replay import ReplayDriver
-from gateway.runner import JobRunner, Scheduler
+from gateway.replay import ReplayDriver, ReplayJobs
+from gateway.runner import REPLAY, JobRunner, Scheduler
 from gateway.server import CycleRunner, GatewayServicer
+from services.common import clock
 from services.common.client import Clients
 from services.common.maintenance import Maintenance, load_settings
 from services.common.server import ServiceParts, run_service
 
 
 def scheduler_name(config: GatewayConfig) -> str:
-    """Who triggers the jobs' schedules (ListJobs.scheduler)."""
-    return "wall clock" if config.jobs.scheduler else "off"
+    """Who triggers the jobs' schedules (ListJobs.scheduler): the wall-clock scheduler, the replay
+    driver on its simulated days (a backtest's driver runs in the CLI: "off" here), or nobody."""
+    if config.jobs.scheduler:
+        return "wall clock"
+    return "simulated days" if config.replay.autostart and config.replay.jobs else "off"
+
+
+def replay_jobs(config: GatewayConfig, jobs: JobRunner) -> ReplayJobs:
+    """TRADER_REPLAY_JOBS on their configured schedules (those not `off`), run in this process."""
+    def run(name: str) -> tuple[str, str]:
+        done = jobs.run(name, REPLAY, clock.now())
+        return done.status, done.detail
+
+    schedules = {name: config.jobs.schedules[name] for name in config.replay.jobs}
+    return ReplayJobs({name: schedule for name, schedule in schedules.items() if schedule is not None}, run)
 
 
 def build(config: GatewayConfig) -> ServiceParts:
@@ -44,7 +59,7 @@ def build(config: GatewayConfig) -> ServiceParts:
         if config.replay.autostart:
             # The gateway stops (as on SIGTERM) when the replay ends.
             driver = ReplayDriver(config.replay, common.base_currency, db, services, runner, request_stop,
-                                  clients)
+                                  clients, replay_jobs(config, jobs))
             drivers.append(driver)
             driver.start()
 

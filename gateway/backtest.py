@@ -32,8 +32,10 @@ from trader.trading.v1 import trading_pb2
 
 from gateway.config import ReplayConfig
 from gateway.cycle import CycleResult, Services
+from gateway.jobs import REPLAY_DEFAULT
 from gateway.launch import START_ORDER, Supervisor
-from gateway.replay import Replay, SimulatedDay
+from gateway.replay import Replay, ReplayJobs, SimulatedDay
+from gateway.schedule import parse_schedule
 from gateway.server import result_from_proto
 from services.common import clock
 from services.common.client import Clients
@@ -65,6 +67,7 @@ class BacktestSettings:
     universe: tuple[str, ...] = ()   # broker symbols; empty: every equity of the bundled sample
     exchange: str = "XNYS"
     minutes_before_close: float = 30.0
+    jobs: tuple[str, ...] = REPLAY_DEFAULT  # run on the simulated days (TRADER_REPLAY_JOBS)
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,20 @@ def rpc_cycle(gateway: gateway_pb2_grpc.GatewayStub) -> Callable[[bool], CycleRe
     return run
 
 
+def rpc_jobs(gateway: gateway_pb2_grpc.GatewayStub, names: tuple[str, ...]) -> ReplayJobs:
+    """The jobs `names` on the gateway's schedules (ListJobs; those not `off`), each run through
+    RunJob as a REPLAY run at the caller's simulated instant."""
+    listed = gateway.ListJobs(gateway_pb2.ListJobsRequest(), timeout=CYCLE_TIMEOUT_S).jobs
+    schedules = {job.name: parse_schedule(job.schedule, job.time_zone or "UTC") for job in listed if job.name in names}
+
+    def run(name: str) -> tuple[str, str]:
+        reply = gateway.RunJob(gateway_pb2.RunJobRequest(name=name, trigger=gateway_pb2.TRIGGER_REPLAY),
+                               timeout=CYCLE_TIMEOUT_S)
+        return gateway_pb2.JobRunStatus.Name(reply.run.status).removeprefix("JOB_"), reply.run.detail
+
+    return ReplayJobs({name: schedule for name, schedule in schedules.items() if schedule is not None}, run)
+
+
 def apply_universe(services: Services, wanted: tuple[str, ...]) -> list[str]:
     """Deactivate every equity not in `wanted` (empty: keep all); returns the universe. An
     unknown symbol is BacktestFailed naming it (nothing is deactivated)."""
@@ -255,7 +272,7 @@ def _drive(settings: BacktestSettings, system: System, clients: Clients, stop: S
     replay_config = ReplayConfig(autostart=False, start=settings.start, end=settings.end, cycles_per_second=0,
                                  initial_deposit=settings.initial_deposit, monthly_deposit=settings.monthly_deposit,
                                  max_cycles=0, day_tries=3, exchange=settings.exchange,
-                                 minutes_before_close=settings.minutes_before_close)
+                                 minutes_before_close=settings.minutes_before_close, jobs=settings.jobs)
     finished = threading.Event()
     outcome: dict = {}
     total = {"days": 0}
@@ -269,7 +286,7 @@ def _drive(settings: BacktestSettings, system: System, clients: Clients, stop: S
 
     stop_replay = threading.Event()
     replay = Replay(replay_config, run.base_currency, services, rpc_cycle(gateway), clients, stop_replay, record,
-                    say=lambda text: None)
+                    say=lambda text: None, jobs=rpc_jobs(gateway, settings.jobs))
 
     def drive() -> None:
         try:

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +24,7 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from rich.console import Console
+from rich.filesize import decimal
 from rich.table import Table
 from trader.data.v1 import data_pb2, data_pb2_grpc
 from trader.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -40,6 +41,7 @@ from services.common.config import (
     TLS_CLIENT_KEY,
     CommonConfig,
     ConfigError,
+    Env,
     load_client_tls,
     load_common,
 )
@@ -56,7 +58,7 @@ LimitOption = Annotated[int, typer.Option("--limit", min=1, max=1000, help="At m
 
 
 def fail(text: str, code: int = 1) -> typer.Exit:
-    err.print(f"error: {text}", markup=False)
+    err.print(f"error: {text}", markup=False, soft_wrap=True)  # one line, however narrow the terminal
     return typer.Exit(code)
 
 
@@ -115,22 +117,65 @@ def run() -> None:
 
 
 @app.command()
-def status(as_json: JsonOption = False) -> None:
-    """Each service's health and address, the mode, and the last cycle."""
+def status(log_records: Annotated[int, typer.Option("--log-records", min=0, max=50, help=(
+        "The latest warnings and errors to show per service (0: 10)."))] = 0,
+           as_json: JsonOption = False) -> None:
+    """Each service's health, version, uptime, database and disk, the mode, the last cycle, the
+    failing jobs and the latest errors (gateway GetSystemStatus)."""
     with calling() as clients:
         reply = clients.stub("gateway", gateway_pb2_grpc.GatewayStub).GetSystemStatus(
-            gateway_pb2.GetSystemStatusRequest())
+            gateway_pb2.GetSystemStatusRequest(log_records_per_service=log_records), timeout=30)
 
     def table() -> None:
-        services = Table("service", "address", "health", title=f"mode {reply.mode}")
+        services = Table("service", "address", "health", "version", "uptime",
+                         title=f"mode {reply.mode}, checked {when(reply.checked_at)} UTC")
+        services.columns[0].no_wrap = True
+        stores = Table("service", "pid", "database", "rows", "disk free", title="databases and disks")
         for s in reply.services:
-            services.add_row(s.service, s.address, s.health, style=None if s.health == "SERVING" else "red")
+            style = None if s.health == "SERVING" else "red"
+            version, uptime, *store_cells = _info_cells(s)
+            services.add_row(s.service, s.address, s.health, version, uptime, style=style)
+            stores.add_row(s.info.service or s.service, *store_cells, style=style)
         out.print(services)
-        last = f"{when(reply.last_cycle_as_of)} ({'ok' if reply.last_cycle_ok else 'not ok'})" \
-            if reply.cycles_run else "none yet"
-        out.print(f"cycles run: {reply.cycles_run}; last cycle: {last}")
+        out.print(stores)
+        last = f"{when(reply.last_cycle_as_of)} ({'ok' if reply.last_cycle_ok else 'not ok'}), trace " \
+            f"{reply.last_cycle_trace_id}" if reply.cycles_run else "none yet"
+        out.print(f"cycles run: {reply.cycles_run}; last cycle: {last}", markup=False)
+        if reply.last_cycle_steps:
+            steps = Table("step", "status", "ms", "detail", title="the last cycle's steps")
+            for step in reply.last_cycle_steps:
+                status_name = gateway_pb2.StepStatus.Name(step.status)
+                steps.add_row(step.name, status_name, f"{step.duration_ms:,.0f}", step.detail,
+                              style={"FAILED": "red", "REFUSED": "yellow"}.get(status_name))
+            out.print(steps)
+        out.print(f"failing jobs: {', '.join(reply.failing_jobs) or 'none'}", markup=False,
+                  style="red" if reply.failing_jobs else None)
+        errors = Table("service", "at (UTC)", "level", "logger", "message", title="latest warnings and errors")
+        for s in reply.services:
+            for record in s.info.log_records:
+                errors.add_row(s.info.service or s.service, when(record.at), record.level, record.logger,
+                               record.message, style="red" if record.level != "warning" else "yellow")
+            if s.info_error:
+                errors.add_row(s.service, "-", "unasked", "", s.info_error, style="red")
+        if errors.row_count:
+            out.print(errors)
+        else:
+            out.print("latest warnings and errors: none")
 
     emit(reply, as_json, table)
+
+
+def _info_cells(status) -> tuple[str, ...]:
+    """version, uptime, pid, database, rows, disk free of a ServiceStatus ("-" where unknown)."""
+    if not status.HasField("info"):
+        return ("-",) * 6
+    info = status.info
+    database = info.database
+    size = f"{database.backend} {decimal(database.size_bytes)}" if not database.error else f"error: {database.error}"
+    disk = info.disk
+    free = f"{decimal(disk.free_bytes)} of {decimal(disk.total_bytes)}" if not disk.error else f"error: {disk.error}"
+    return (info.version, str(timedelta(seconds=int(info.uptime_s))), str(info.pid), size,
+            f"{sum(t.rows for t in database.tables):,}", free)
 
 
 @app.command()
@@ -234,6 +279,76 @@ def trades(limit: LimitOption = 20, as_json: JsonOption = False) -> None:
         out.print(rows)
 
     emit(reply, as_json, table)
+
+
+# --- jobs ---
+
+job_app = typer.Typer(help="One job of the gateway: run it now, or its history.", no_args_is_help=True)
+app.add_typer(job_app, name="job")
+JobName = Annotated[str, typer.Argument(help="A job of `trader jobs`, e.g. maintenance.")]
+RUN_TIMEOUT_S = 3600.0  # RunJob answers when the job has ended (a maintenance backs up every database)
+
+
+def run_status(status: int) -> str:
+    """OK, FAILED, SKIPPED, RUNNING; `never ran` for a job without a run."""
+    return gateway_pb2.JobRunStatus.Name(status).removeprefix("JOB_") if status else "never ran"
+
+
+def _run_style(status: int) -> str | None:
+    return {gateway_pb2.JOB_FAILED: "red", gateway_pb2.JOB_SKIPPED: "yellow"}.get(status)
+
+
+def _runs_table(runs, title: str) -> Table:
+    rows = Table("id", "job", "as of (UTC)", "trigger", "status", "seconds", "detail", title=title)
+    rows.columns[1].no_wrap = True
+    for r in runs:
+        trigger = gateway_pb2.JobTrigger.Name(r.trigger).removeprefix("TRIGGER_") if r.trigger else "-"
+        rows.add_row(str(r.id), r.job, when(r.as_of) + (" (simulated)" if r.simulated else ""), trigger,
+                     run_status(r.status), f"{r.duration_ms / 1000:,.1f}", r.detail, style=_run_style(r.status))
+    return rows
+
+
+@app.command()
+def jobs(as_of: AsOfOption = None, as_json: JsonOption = False) -> None:
+    """Every job: its schedule, next run, last run, status and failures in the last hour (gateway
+    ListJobs)."""
+    with calling(as_of) as clients:
+        reply = clients.stub("gateway", gateway_pb2_grpc.GatewayStub).ListJobs(gateway_pb2.ListJobsRequest())
+
+    def table() -> None:
+        rows = Table("job", "schedule", "next run", "last run", "status", "fails 1h", "health",
+                     title=f"jobs (scheduler: {reply.scheduler}; times UTC)")
+        rows.columns[0].no_wrap = True
+        for job in reply.jobs:
+            status = run_status(job.status) + (", running" if job.running else "")
+            zone = f" ({job.time_zone})" if job.schedule != "off" and "CRON_TZ=" not in job.schedule else ""
+            rows.add_row(job.name, job.schedule + zone,
+                         when(job.next_run), when(job.last_run.as_of), status, str(job.failures_last_hour),
+                         job.health, style="red" if job.health != "SERVING" else _run_style(job.status))
+        out.print(rows)
+
+    emit(reply, as_json, table)
+
+
+@job_app.command(name="run")
+def job_run(name: JobName, as_of: AsOfOption = None, as_json: JsonOption = False) -> None:
+    """Run a job now (or at --as-of) and show its run; exit code 1 when it failed (gateway RunJob)."""
+    with calling(as_of) as clients:
+        reply = clients.stub("gateway", gateway_pb2_grpc.GatewayStub).RunJob(
+            gateway_pb2.RunJobRequest(name=name), timeout=RUN_TIMEOUT_S)
+    emit(reply, as_json, lambda: out.print(_runs_table([reply.run], f"{name}, trace {reply.run.trace_id}")))
+    if reply.run.status == gateway_pb2.JOB_FAILED:
+        raise typer.Exit(1)
+
+
+@job_app.command(name="history")
+def job_history(name: Annotated[str, typer.Argument(help="A job of `trader jobs`; empty: every job.")] = "",
+                limit: LimitOption = 20, as_json: JsonOption = False) -> None:
+    """A job's runs, newest first (gateway GetJobHistory)."""
+    with calling() as clients:
+        reply = clients.stub("gateway", gateway_pb2_grpc.GatewayStub).GetJobHistory(
+            gateway_pb2.GetJobHistoryRequest(name=name, limit=limit))
+    emit(reply, as_json, lambda: out.print(_runs_table(reply.runs, f"runs of {name or 'every job'}, newest first")))
 
 
 # --- any RPC ---
@@ -361,13 +476,21 @@ def backtest(
     """Run the whole system over history and write the report (strategy against two benchmarks,
     rule audit, plots) to --out."""
     from gateway.backtest import BacktestSettings  # noqa: PLC0415 - heavy imports: this command only
+    from gateway.config import replay_jobs  # noqa: PLC0415
 
+    environment = Env(os.environ)
+    jobs = replay_jobs(environment)
+    try:
+        environment.check()
+    except ConfigError as exc:
+        raise fail(" ".join(str(exc).split()), 2) from None
     settings = BacktestSettings(_day(start), _day(end) if end else None, initial_deposit, monthly_deposit,
-                                base_currency.upper(), _universe(universe))
+                                base_currency.upper(), _universe(universe), jobs=jobs)
     if settings.end is not None and settings.end < settings.start:
         raise typer.BadParameter(f"--end {settings.end} is before --start {settings.start}")
     if len(settings.base_currency) != 3 or not settings.base_currency.isalpha():
         raise typer.BadParameter(f"--base-currency {base_currency!r}: an ISO code such as EUR")
+    _check_backtest_inputs(settings)
     raise typer.Exit(_run_and_report(settings, out_dir, keep_state))
 
 
@@ -427,6 +550,21 @@ def _summary(run, written) -> None:
     for v in written.violations:
         out.print(f"  {v.at:%Y-%m-%d %H:%M} {v.side} {v.quantity} {v.symbol}: {v.rule}: {v.detail}", markup=False)
     out.print("report: " + ", ".join(str(path) for path in written.files), markup=False)
+
+
+def _check_backtest_inputs(settings) -> None:
+    """A backtest starts from a fresh state holding only the bundled sample, valued through the
+    ECB's reference rates: dates outside the sample or a currency without rates are refused."""
+    from services.data.adapters.ecb_rates import latest_fixing  # noqa: PLC0415 - this command only
+    from services.data.adapters.sample_history import FIRST_CLOSE, LAST_CLOSE  # noqa: PLC0415
+
+    for option, day in (("--start", settings.start), ("--end", settings.end)):
+        if day is not None and not FIRST_CLOSE <= day <= LAST_CLOSE:
+            raise typer.BadParameter(f"{option} {day}: outside the bundled history ({FIRST_CLOSE} to {LAST_CLOSE})")
+    known = {"EUR", *latest_fixing()[1]}
+    if settings.base_currency not in known:
+        raise typer.BadParameter(f"--base-currency {settings.base_currency}: the ECB publishes no reference rate "
+                                 f"for it (known: {', '.join(sorted(known))})")
 
 
 def _universe(value: str) -> tuple[str, ...]:

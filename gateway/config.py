@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from gateway.jobs import JOBS
+from gateway.jobs import JOBS, REPLAY_DEFAULT, REPLAYABLE
 from gateway.schedule import CronSchedule, ScheduleError, check_zone, parse_schedule
 from services.common.config import CommonConfig, Env, load_common
 
@@ -25,6 +25,7 @@ class ReplayConfig:
     day_tries: int = 10        # a simulated day whose cycle is not ok is tried this often, then the replay gives up
     exchange: str = "XNYS"     # the primary exchange: its sessions are the simulated days
     minutes_before_close: float = 30.0  # each cycle runs this long before its session's close
+    jobs: tuple[str, ...] = REPLAY_DEFAULT  # the jobs run on the simulated days (TRADER_REPLAY_JOBS)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def load(environ: Mapping[str, str] | None = None) -> GatewayConfig:
         day_tries=int(env.number("TRADER_REPLAY_DAY_TRIES", 10, minimum=1, maximum=1000)),
         exchange=env.text("TRADER_REPLAY_EXCHANGE", "XNYS").strip().upper(),
         minutes_before_close=env.number("TRADER_REPLAY_MINUTES_BEFORE_CLOSE", 30.0, minimum=1, maximum=600),
+        jobs=replay_jobs(env),
     )
     if not (len(replay.exchange) == 4 and replay.exchange.isalpha()):
         env.problems.append(f"TRADER_REPLAY_EXCHANGE={replay.exchange!r}: expected an exchange's MIC, e.g. XNYS")
@@ -79,6 +81,24 @@ def load(environ: Mapping[str, str] | None = None) -> GatewayConfig:
     jobs = load_jobs(env, common.mode, replay.autostart)
     env.check()
     return GatewayConfig(common, replay, jobs)
+
+
+def replay_jobs(env: Env) -> tuple[str, ...]:
+    """TRADER_REPLAY_JOBS: the jobs a replay or backtest runs on its simulated days, comma-separated
+    (of gateway.jobs.REPLAYABLE), or `off`; by default dividend_reinvestment,bucket_reconciliation.
+    Another name is a problem naming the variable."""
+    text = env.raw("TRADER_REPLAY_JOBS")
+    if text is None:
+        return REPLAY_DEFAULT
+    if text.lower() == "off":
+        return ()
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    refused = [name for name in names if name not in REPLAYABLE]
+    if refused:
+        env.problems.append(f"TRADER_REPLAY_JOBS: {', '.join(refused)[:200]} cannot run on simulated days; "
+                            f"expected some of {', '.join(REPLAYABLE)} (comma-separated), or off (the replay's "
+                            f"cycle is the sync cycle)")
+    return tuple(name for name in names if name in REPLAYABLE)
 
 
 def load_jobs(env: Env, mode: str, replaying: bool) -> JobsConfig:

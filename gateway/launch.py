@@ -219,6 +219,9 @@ def main() -> int:
     except RuntimeError as exc:
         if stop.is_set():
             return 0
+        gateway = supervisor.children.get("gateway")
+        if gateway is not None and gateway.process.poll() == 0:  # the replay had nothing left to run
+            return 0
         say(f"startup failed: {exc}; see {log_dir}", error=True)
         return 1
     finally:

@@ -11,6 +11,14 @@ next cycle's sync. After the last session, a close-out (the broker's sync and th
 only, at the next session's open) fills that session's orders and values the account at its
 closes.
 
+Before each day's cycle, the jobs of TRADER_REPLAY_JOBS (`ReplayJobs`) that are due at its cycle
+instant run, through the scheduler's own due-function (gateway/schedule.py), each at its slot
+time (a daily 03:30 job at 03:30 of that day; once however many slots a weekend held), recorded
+by the gateway as REPLAY runs. As the wall-clock scheduler counts from its start, they count
+from the first replayed day's cycle (so the first runs come before the second day's cycle, once
+there is a book to reconcile). A job that runs and fails is reported and the replay goes on; a
+call that fails is tried again.
+
 A failed call never stops the replay: a day whose deposits or cycle did not succeed is reported
 and tried again, for the same simulated day (so a crashed service cannot change what a backtest
 trades: trading's own rules and plan ids keep a retried day from trading twice), after every
@@ -29,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import grpc
 from opentelemetry import trace
@@ -40,6 +48,7 @@ from trader.trading.v1 import trading_pb2
 from gateway import store
 from gateway.config import ReplayConfig
 from gateway.cycle import CycleResult, Services
+from gateway.schedule import CronSchedule, Due, due
 from services.common import clock
 from services.common.client import Clients
 from services.common.db import Database
@@ -71,6 +80,16 @@ class SimulatedDay:
     at: datetime     # the cycle's instant: inside the session, before its close (UTC)
     close: datetime  # the session's close (UTC)
     open: datetime   # the session's open (UTC)
+
+
+@dataclass(frozen=True)
+class ReplayJobs:
+    """The jobs a replay runs on its simulated days (their schedules; TRADER_REPLAY_JOBS says
+    which) and how one runs: `run(name)`, at the caller's simulated instant, records a REPLAY run
+    in the gateway and returns its (status, detail), status as gateway/store.py spells it."""
+
+    schedules: dict[str, CronSchedule]
+    run: Callable[[str], tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -155,7 +174,7 @@ class Replay:
     def __init__(self, config: ReplayConfig, base_currency: str, services: Services,
                  run_cycle: Callable[[bool], CycleResult], clients: Clients, stop: threading.Event,
                  on_day: Callable[[SimulatedDay, list[tuple[str, float]], CycleResult], None],
-                 say: Callable[[str], None] = lambda text: print(text, flush=True)):
+                 say: Callable[[str], None] = lambda text: print(text, flush=True), jobs: ReplayJobs | None = None):
         self._config = config
         self._base = base_currency
         self._services = services
@@ -164,6 +183,7 @@ class Replay:
         self._stop = stop
         self._on_day = on_day
         self._say = say
+        self._jobs = jobs
 
     def run(self, first_day: date) -> CycleResult | None:
         """Replay from `first_day`; returns the close-out's result once the last day is done
@@ -174,11 +194,19 @@ class Replay:
             return None
         interval = 1.0 / self._config.cycles_per_second if self._config.cycles_per_second > 0 else 0.0
         last_month = None  # a resumed replay repeats its first day's deposits: idempotent by reference
+        if not plan.days:
+            print(f"replay: no session from {first_day} on: it already reached the end of the history; "
+                  "rm -rf var starts over", flush=True)
+            return None
+        jobs_since = plan.days[0].at  # the jobs count from the first cycle, as the scheduler from its start
+        last_jobs: dict[str, datetime] = {}
         for count, day in enumerate(plan.days, start=1):
             if self._stop.is_set():
                 return None
             started = time.monotonic()
             made = deposits_of(self._config, day.day, count == 1, (day.day.year, day.day.month) != last_month)
+            if not self._run_jobs(day, last_jobs, jobs_since):
+                return None
             done, result = self._run_day(day, made)
             if not done:
                 return None
@@ -187,10 +215,26 @@ class Replay:
             if self._config.max_cycles and count >= self._config.max_cycles:
                 return None
             self._stop.wait(max(0.0, interval - (time.monotonic() - started)))
-        if not plan.days:
-            return None
         done, result = self._retrying("the close-out after the last session", lambda: self._close_out(plan))
         return result if done else None
+
+    def _run_jobs(self, day: SimulatedDay, last_runs: dict[str, datetime], since: datetime) -> bool:
+        """The jobs due at `day`'s cycle instant, oldest slot first, each at its slot; False when
+        a stop was requested. `last_runs` (job -> its last slot) is updated as they run."""
+        if self._jobs is None:
+            return True
+        for item in due(self._jobs.schedules, last_runs, day.at, since):
+            done, _ = self._retrying(f"the {item.name} job of {day.day}", lambda item=item: self._run_job(item))
+            if not done:
+                return False
+            last_runs[item.name] = item.slot
+        return True
+
+    def _run_job(self, item: Due) -> None:
+        with clock.use_as_of(item.slot.astimezone(UTC)):
+            status, detail = self._jobs.run(item.name)
+        if status != store.OK:
+            self._say(f"{item.slot.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}  {item.name}  {status}  {detail}")
 
     def _run_day(self, day: SimulatedDay, made: list[tuple[str, float]]):
         """One simulated day: deposits (idempotent by reference) and the cycle, until it is ok."""
@@ -242,14 +286,15 @@ class ReplayDriver(threading.Thread):
     resuming after the last simulated day whose cycle was ok."""
 
     def __init__(self, config: ReplayConfig, base_currency: str, db: Database, services: Services,
-                 runner, on_finished: Callable[[], None], clients: Clients):
+                 runner, on_finished: Callable[[], None], clients: Clients, jobs: ReplayJobs | None = None):
         super().__init__(name="replay", daemon=True)
         self._config = config
         self._db = db
         self._on_finished = on_finished
         self.stop_requested = threading.Event()
         self._replay = Replay(config, base_currency, services, runner.run, clients, self.stop_requested,
-                              lambda day, _deposits, result: print(cycle_line(day.day, result), flush=True))
+                              lambda day, _deposits, result: print(cycle_line(day.day, result), flush=True),
+                              jobs=jobs)
 
     def _first_day(self) -> date:
         with self._db.transaction() as session:

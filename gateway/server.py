@@ -103,6 +103,18 @@ def _bounded(field: str, value: int, maximum: int, default: int) -> int:
     return value or default
 
 
+def _run_trigger(trigger: int) -> str:
+    """RunJob's trigger: MANUAL (unset too), or REPLAY at a simulated time; else InvalidArgument."""
+    if trigger in (gateway_pb2.JOB_TRIGGER_UNSPECIFIED, gateway_pb2.TRIGGER_MANUAL):
+        return MANUAL
+    if trigger == gateway_pb2.TRIGGER_REPLAY:
+        if clock.as_of() is None:
+            raise InvalidArgument("trigger", "TRIGGER_REPLAY is a replay's simulated day: the call must carry "
+                                             "x-trader-as-of")
+        return REPLAY
+    raise InvalidArgument("trigger", f"must be TRIGGER_MANUAL or TRIGGER_REPLAY, got {trigger}")
+
+
 class GatewayServicer(MaintenanceRpc, gateway_pb2_grpc.GatewayServicer):
     def __init__(self, config: CommonConfig, db: Database, runner: CycleRunner, maintenance: Maintenance | None = None,
                  jobs: JobRunner | None = None, clients: Clients | None = None, scheduler: str = "off"):
@@ -176,7 +188,8 @@ class GatewayServicer(MaintenanceRpc, gateway_pb2_grpc.GatewayServicer):
         name = request.name.strip()
         if not name:
             raise InvalidArgument("name", f"is empty; one of {', '.join(runner.names)}")
-        return gateway_pb2.RunJobResponse(run=run_to_proto(runner.run(name, MANUAL, clock.now())))
+        return gateway_pb2.RunJobResponse(run=run_to_proto(runner.run(name, _run_trigger(request.trigger),
+                                                                      clock.now())))
 
     def GetJobHistory(self, request, context):
         runner = self._job_runner()

@@ -67,3 +67,24 @@ def test_bad_arguments_are_refused_before_anything_starts(tmp_path):
     assert refused.returncode == 2 and "not a date" in refused.stderr
     unknown = backtest(tmp_path, "--universe", "AAPL.US,NOPE.US")
     assert unknown.returncode == 1 and "unknown symbols NOPE.US" in unknown.stderr
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (("--start", "1985-01-02", "--end", "1985-06-28"), "--start 1985-01-02: outside the bundled history"),
+    (("--start", "2023-01-03"), "--start 2023-01-03: outside the bundled history"),
+    (("--start", "2019-01-02", "--end", "2030-06-28"), "--end 2030-06-28: outside the bundled history"),
+    (("--start", "2019-01-02", "--base-currency", "XXX"), "--base-currency XXX: the ECB publishes no reference rate"),
+])
+def test_dates_outside_the_history_and_currencies_without_rates_are_refused(tmp_path, arguments, message):
+    refused = subprocess.run([sys.executable, "-m", "gateway.cli", "backtest", *arguments, "--out", str(tmp_path)],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and message in " ".join(refused.stderr.replace("│", " ").split()), refused.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_sample_range_constants_match_the_bundled_history():
+    from services.data.adapters.sample_history import FIRST_CLOSE, LAST_CLOSE, read_sample_history
+
+    _, series = read_sample_history()
+    assert min(dates[0] for dates, _ in series.values()) == FIRST_CLOSE.toordinal()
+    assert max(dates[-1] for dates, _ in series.values()) == LAST_CLOSE.toordinal()

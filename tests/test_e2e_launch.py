@@ -124,3 +124,13 @@ def zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except OSError:
         return True
+
+
+def test_a_replay_started_again_after_the_end_of_the_history_says_so_and_exits_0(tmp_path):
+    env = launcher_env(tmp_path, TRADER_REPLAY_START="2022-12-27")
+    for _ in range(2):  # the second start finds nothing left to replay
+        done = subprocess.run([sys.executable, "-m", "gateway.launch"], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "it already reached the end of the history; rm -rf var starts over" in done.stdout
+    assert "startup failed" not in done.stdout + done.stderr

@@ -254,3 +254,16 @@ def test_the_new_rpcs_need_the_token(gateway):
             call(request, timeout=10)
         assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
+
+
+def test_run_job_records_a_replay_trigger_at_a_simulated_time_only(gateway):
+    replayed = gateway.stub.RunJob(gateway_pb2.RunJobRequest(name="tidy", trigger=gateway_pb2.TRIGGER_REPLAY),
+                                   timeout=10, metadata=AUTH + [("x-trader-as-of", "2019-06-04T03:00:00Z")]).run
+    assert (replayed.trigger, replayed.status, replayed.simulated) == (gateway_pb2.TRIGGER_REPLAY, gateway_pb2.JOB_OK,
+                                                                       True)
+    assert replayed.as_of.ToDatetime(tzinfo=UTC) == datetime(2019, 6, 4, 3, tzinfo=UTC)
+    refused(gateway.stub.RunJob, gateway_pb2.RunJobRequest(name="tidy", trigger=gateway_pb2.TRIGGER_REPLAY),
+            grpc.StatusCode.INVALID_ARGUMENT, "trigger")
+    for trigger in (gateway_pb2.TRIGGER_SCHEDULE, 99):
+        refused(gateway.stub.RunJob, gateway_pb2.RunJobRequest(name="tidy", trigger=trigger),
+                grpc.StatusCode.INVALID_ARGUMENT, "trigger")

@@ -28,3 +28,9 @@ JOBS: tuple[Job, ...] = (
     bucket_reconciliation.JOB,
     display_ticker.JOB,
 )
+
+# The jobs a replay or backtest may run on its simulated days (TRADER_REPLAY_JOBS), and those it
+# runs by default. Not the sync cycle, the price sync or the planner batch: the replay's own cycle
+# is the sync cycle (it syncs the prices and plans); nor the wall-clock-only jobs.
+REPLAYABLE = ("maintenance", "integrity_check", "dividend_reinvestment", "bucket_reconciliation")
+REPLAY_DEFAULT = ("dividend_reinvestment", "bucket_reconciliation")

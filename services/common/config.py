@@ -342,7 +342,8 @@ def load_common(service: str, environ: Mapping[str, str] | None = None, env: Env
             f"TRADER_MODE={mode!r}: not available in this build (supported: {', '.join(SUPPORTED_MODES)})"
         )
     base = env.currency("TRADER_BASE_CURRENCY", "EUR")
-    fx_text = env.text("TRADER_FX_RATES", "USD=1.10")
+    # The fallback rate is a EUR account's; another base currency gets none unless it sets its own.
+    fx_text = env.text("TRADER_FX_RATES", "USD=1.10" if base == "EUR" else "")
     try:
         fx_rates = parse_fx_rates(fx_text, base)
     except ValueError as exc:

@@ -103,6 +103,9 @@ class CallContextInterceptor(grpc.ServerInterceptor):
                         with clock.use_as_of(clock.from_metadata(context.invocation_metadata())):
                             yield from behavior(request, context)
                     except Exception as exc:  # noqa: BLE001 - mapped to a status, never swallowed
+                        if not context.is_active():  # the client went away (e.g. ended a reflection stream)
+                            event(log, "call cancelled by the client", logging.INFO, method=method)
+                            return
                         _report(context, method, exc, started)
 
                 return stream

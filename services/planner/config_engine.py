@@ -80,7 +80,15 @@ def _checked_toml(toml: str, sliders: Mapping[str, float]) -> None:
     try:
         effective(toml, sliders)
     except ConfigError as error:
-        raise InvalidArgument("sliders" if error.key.startswith("sliders") else "toml", str(error)) from error
+        raise _refusal(error, "toml") from error
+
+
+def _refusal(error: ConfigError, field: str) -> InvalidArgument:
+    """The refusal naming the offending key once: `sliders.risk: ...`, `toml: not valid TOML`,
+    `toml: planner.depth: ...` for a key inside the TOML."""
+    if error.key.startswith("sliders") or error.key == field:
+        return InvalidArgument(error.key, error.message)
+    return InvalidArgument(field, str(error))
 
 
 class ConfigEngine:
@@ -140,7 +148,7 @@ class ConfigEngine:
             try:
                 check_sliders(change.sliders)
             except ConfigError as error:
-                raise InvalidArgument("sliders", str(error)) from error
+                raise _refusal(error, "sliders") from error
         with self._db.transaction() as session:
             row, new = self._target(session, change, now)
             toml = preset_text(change.preset) if change.preset is not None else change.toml

@@ -20,6 +20,7 @@ from services.data.universe import INDEX, Security
 
 PROVIDER = "skfolio-sp500-sample"
 INDEX_SYMBOL = "SP500.IDX"
+FIRST_CLOSE, LAST_CLOSE = date(1990, 1, 2), date(2022, 12, 28)  # the sample's range (checked by a test)
 
 # ticker -> (ISIN, name, exchange MIC, sector, industry)
 _METADATA: dict[str, tuple[str, str, str, str, str]] = {
