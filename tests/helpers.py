@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 import socket
 from collections.abc import Callable, Iterator
 
@@ -14,10 +16,28 @@ from services.common.server import RunningServer, start_server
 TOKEN = "test-token-0123456789abcdef"
 
 
+# Ports handed out below the kernel's ephemeral range (Linux default 32768-60999), so an outgoing
+# connection cannot take one between the test picking it and a server binding it, and never the
+# same one twice in a test run (a port closed at once may be offered again).
+_PORTS = range(20_000, 32_000)
+_handed_out: set[int] = set()
+_pick = random.Random(os.getpid())
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free now and was not handed out before in this process."""
+    for _ in range(1_000):
+        port = _pick.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port in 20000-31999")
 
 
 def make_config(service: str = "display", token: str | None = TOKEN, **extra: str) -> CommonConfig:

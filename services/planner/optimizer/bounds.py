@@ -135,7 +135,8 @@ def normalised(weights: Mapping[str, float], bounds: Bounds, total: float) -> di
 def rounded(weights: Mapping[str, float], bounds: Bounds, decimals: int = 6, total: float = 1.0) -> dict[str, float]:
     """Round to `decimals` places, never above an upper bound; if rounding up pushed the sum over
     `total`, take one unit off the largest weights, those with room above their minimum first (a
-    minimum may then be missed by less than one unit). Weights of 0 are left out."""
+    minimum may then be missed by at most 1.5 units: half a unit of rounding, one taken off).
+    Weights of 0 are left out."""
     result = {s: min(bounds.upper[s], round(w, decimals)) for s, w in weights.items()}
     unit = 10.0 ** -decimals
     order = sorted(result, key=lambda s: (result[s] - unit < bounds.lower.get(s, 0.0), -result[s], s))
