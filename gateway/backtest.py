@@ -189,9 +189,19 @@ class System:
         self._say = say
 
     def start(self, stop: StopRequest) -> None:
+        """The services start at once, on a fresh state none needs another to start, except
+        trading: its start-up reconciliation may read the data service, so it starts once the
+        data service serves (as in START_ORDER)."""
+        names = START_ORDER + ("gateway",)
         try:
-            for name in START_ORDER + ("gateway",):
-                self._supervisor.start(name, stop)
+            for name in names:
+                if name != "trading":
+                    self._supervisor.spawn(name)
+            self._supervisor.await_serving("data", stop)
+            self._supervisor.spawn("trading")
+            for name in names:
+                if name != "data":
+                    self._supervisor.await_serving(name, stop)
         except RuntimeError as exc:
             if stop.is_set():
                 raise Interrupted(str(exc)) from exc

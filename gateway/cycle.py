@@ -7,9 +7,11 @@ clean: nothing here carries state from one cycle to the next.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,6 +40,14 @@ DISPLAY_SOURCE = "sync_cycle"  # the cycle posts and clears only its own display
 # its job: it FAILED, and the cycle is not ok.
 REFUSABLE_STEPS = ("plan", "execute", "emergency")
 ERROR_TEXT_LENGTH = 120
+# The display's calls run beside the cycle's other calls where their order does not matter (the
+# display is a leaf: nothing the cycle decides depends on it).
+_BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cycle-display")
+
+
+def beside(action: Callable[[], object]) -> Future:
+    """`action` in a worker thread, in a copy of this context (the as-of time and the trace go along)."""
+    return _BESIDE.submit(contextvars.copy_context().run, action)
 
 
 @dataclass
@@ -101,6 +111,21 @@ class Cycle:
         if failed_needs:
             self.result.steps.append(StepResult(name, SKIPPED, 0.0, f"needs {', '.join(failed_needs)}"))
             return False
+        outcome = self._run_step(name, action)
+        self.result.steps.append(outcome)
+        return outcome.status == OK
+
+    def step_beside(self, name: str, action: Callable[[], str | None]) -> Callable[[], None]:
+        """Start a step that needs nothing and that no later step needs until it is joined;
+        the returned join waits for it and records it in the place it was started in."""
+        place = len(self.result.steps)
+        running = beside(lambda: self._run_step(name, action))
+
+        def join() -> None:
+            self.result.steps.insert(place, running.result())
+        return join
+
+    def _run_step(self, name: str, action: Callable[[], str | None]) -> StepResult:
         started = time.perf_counter()
         with tracer.start_as_current_span(f"cycle.{name}") as span:
             try:
@@ -112,18 +137,20 @@ class Cycle:
                     status = FAILED
                 span.set_status(Status(StatusCode.ERROR, detail))
                 event(log, "cycle step did not succeed", logging.WARNING, step=name, status=status, detail=detail)
-        self.result.steps.append(StepResult(name, status, (time.perf_counter() - started) * 1000, detail))
-        return status == OK
+        return StepResult(name, status, (time.perf_counter() - started) * 1000, detail)
 
     def run(self) -> CycleResult:
         state: dict = {}
-        self.step("display_processing", lambda: self._post(display_pb2.PROCESSING, "SYNCING...", 120))
+        # "SYNCING..." goes up while the broker syncs; it is joined before anything else is posted.
+        join_processing = self.step_beside("display_processing",
+                                           lambda: self._post(display_pb2.PROCESSING, "SYNCING...", 120))
         self.step("sync_broker", lambda: self._sync_broker(state))
         self.step("sync_prices", self._sync_prices)
         self.step("valuation", lambda: self._valuation(state), needs=("sync_broker",))
         if state.get("negative_cash"):
             self.step("emergency", self._emergency, needs=("valuation",))
         self.step("plan", lambda: self._plan(state), needs=("valuation", "sync_prices"))
+        join_processing()
         before_execute = ("sync_broker", "sync_prices", "valuation", "plan", "emergency")
         if self.step("execute", lambda: self._execute(state), needs=before_execute) and state.get("filled"):
             # A broker that filled at once changed the books now; a market-on-close order (the
@@ -183,10 +210,11 @@ class Cycle:
 
     def _execute(self, state: dict) -> str:
         plan = state["plan"]
-        if plan.steps:
-            first = plan.steps[0]
-            self._post(display_pb2.PROCESSING, f"{planner_pb2.Side.Name(first.side)} {first.symbol.split('.')[0]} "
-                       f"{first.currency} {first.quantity * first.estimated_price:,.0f}", 120, display_pb2.MODE_TRADE)
+        if not plan.steps:  # ExecutePlan's answer to a plan without steps (trading.proto): nothing to send
+            return trading_pb2.ExecutePlanResponse.Outcome.Name(trading_pb2.ExecutePlanResponse.NOTHING_TO_DO)
+        first = plan.steps[0]
+        self._post(display_pb2.PROCESSING, f"{planner_pb2.Side.Name(first.side)} {first.symbol.split('.')[0]} "
+                   f"{first.currency} {first.quantity * first.estimated_price:,.0f}", 120, display_pb2.MODE_TRADE)
         reply = self.s.trading.ExecutePlan(trading_pb2.ExecutePlanRequest(
             plan_id=plan.plan_id,
             steps=[trading_pb2.PlanStep(symbol=s.symbol, side=trading_pb2.Side.Value(planner_pb2.Side.Name(s.side)),
@@ -202,12 +230,18 @@ class Cycle:
     def _display(self, state: dict) -> str:
         """The display is a leaf: it is handed the value, the cash and the plan's next step."""
         problems = [s for s in self.result.steps if s.status == FAILED]
-        if "portfolio" in state:
-            self.s.display.RefreshNextActions(next_actions_request(state["portfolio"], state.get("plan")))
-        if problems:
-            self._post(display_pb2.ERROR, error_text(problems[0]), ERROR_TTL_SECONDS)
-        else:
-            self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR, source=DISPLAY_SOURCE))
+        # The next actions and the error pool are independent posts (other pools): at once.
+        refreshed = beside(lambda: self.s.display.RefreshNextActions(
+            next_actions_request(state["portfolio"], state.get("plan")))) if "portfolio" in state else None
+        try:
+            if problems:
+                self._post(display_pb2.ERROR, error_text(problems[0]), ERROR_TTL_SECONDS)
+            else:
+                self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR,
+                                                                            source=DISPLAY_SOURCE))
+        finally:
+            if refreshed is not None:
+                refreshed.result()  # its failure first, as when it ran first
         shown = self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.PROCESSING,
                                                                             source=DISPLAY_SOURCE))
         self.result.display_text = shown.text

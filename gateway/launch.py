@@ -106,10 +106,18 @@ class Supervisor:
         return process, log
 
     def start(self, name: str, stop: StopRequest) -> None:
+        self.spawn(name)
+        self.await_serving(name, stop)
+
+    def spawn(self, name: str) -> None:
+        """Start the child without waiting for it (`await_serving` waits)."""
         process, log = self._spawn(name)
         self.children[name] = Child(name, process, log, time.monotonic())
-        wait_serving(self._config.address_of(name), SERVICES[name][0], process,
-                     time.monotonic() + STARTUP_TIMEOUT_S, stop, self._config.client_tls)
+
+    def await_serving(self, name: str, stop: StopRequest) -> None:
+        child = self.children[name]
+        wait_serving(self._config.address_of(name), SERVICES[name][0], child.process,
+                     child.started_at + STARTUP_TIMEOUT_S, stop, self._config.client_tls)
         say(f"{name:<10} serving on {self._config.address_of(name)}")
 
     def check(self) -> bool:

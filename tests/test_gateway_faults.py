@@ -126,6 +126,30 @@ def test_a_refused_trade_is_an_ok_cycle():
     assert not [r for m, r, _ in calls if m == "PostMessage" and r.pool == display_pb2.ERROR]
 
 
+def test_a_plan_without_steps_sends_no_order_and_the_steps_keep_their_order():
+    calls = []
+    empty = planner_pb2.GetRecommendationsResponse(plan_id="p")
+    result = run_cycle(services(calls, planner__GetRecommendations=empty), NOW)
+    assert result.ok and not [m for m, _, _ in calls if m == "ExecutePlan"]
+    assert [(s.name, s.status, s.detail) for s in result.steps if s.name == "execute"] == [
+        ("execute", OK, "NOTHING_TO_DO")]
+    assert [s.name for s in result.steps] == ["display_processing", "sync_broker", "sync_prices", "valuation", "plan",
+                                              "execute", "display"]
+    posts = [r.text for m, r, _ in calls if m == "PostMessage"]
+    assert posts == ["SYNCING..."]
+    # the processing pool is cleared last, after the next actions and the error pool
+    display = [(m, getattr(r, "pool", None)) for m, r, _ in calls if m in ("RefreshNextActions", "ClearMessage")]
+    assert display[-1] == ("ClearMessage", display_pb2.PROCESSING) and len(display) == 3
+
+
+def test_a_failed_syncing_post_is_reported_in_its_place():
+    calls = []
+    down = PeerError(grpc.StatusCode.UNAVAILABLE, "display down")
+    result = run_cycle(services(calls, display__PostMessage=down), NOW)
+    assert result.steps[0].name == "display_processing" and result.steps[0].status == FAILED
+    assert [statuses(result)[name] for name in ("sync_broker", "sync_prices", "valuation", "plan")] == [OK] * 4
+
+
 def replay_config(**changes) -> ReplayConfig:
     values = dict(autostart=True, start=date(2019, 3, 1), end=date(2019, 3, 5), cycles_per_second=0,
                   initial_deposit=1000, monthly_deposit=100, max_cycles=0, day_tries=4)

@@ -565,3 +565,18 @@ def test_a_refused_emergency_conversion_is_covered_by_sales_never_internal(tmp_p
     conversions, placed, remaining = engine.resolve_negative_balances(START + timedelta(minutes=5))
     assert conversions == []  # refused by the broker, so the SELL covers it
     assert [(o.symbol, o.state) for o in placed] == [("KO.US", "FILLED")] and remaining == {}
+
+
+def test_the_synced_account_includes_the_dividends_that_sync_paid(tmp_path):
+    """SyncBroker answers with the account as its sync left it: a dividend paid by that sync is
+    in the cash it reports (the account is read again once dividends were credited)."""
+    from services.trading.adapters.broker import DividendPerShare
+
+    engine, broker, reads, _ = make_engine(tmp_path)
+    engine.submit(intent("div", symbol="KO.US", quantity=10), None, START)  # fills at once ("quote")
+    _, _, before = engine.sync_account(START)
+    reads.per_share = [DividendPerShare("KO.US", (START + timedelta(days=2)).date(), 0.5)]
+    imported, moved, after = engine.sync_account(START + timedelta(days=3))
+    assert (imported, moved) == (0, 1) and after.positions == before.positions
+    assert after.cash["USD"] == pytest.approx(before.cash["USD"] + 5.0) == broker.account().cash["USD"]
+    assert engine.sync_account(START + timedelta(days=4))[2] == after  # paid once

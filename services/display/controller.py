@@ -8,9 +8,12 @@ the wall clock even when a replay sends a simulated as-of time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+from sqlalchemy.orm import Session
 
 from services.common import clock
 from services.common.db import Database
@@ -49,6 +52,7 @@ class DisplayController:
         self._device = device
         self._tick_s = tick_s
         self._changed = threading.Condition()
+        self._refreshing = threading.Lock()
         self._version = 0
         self._shown: Shown | None = None
         self._stop = threading.Event()
@@ -72,10 +76,19 @@ class DisplayController:
                      message.expires_at if message else None, brightness, speed_ms,
                      message.mode if message else "normal", status, detail, message.source if message else "")
 
-    def refresh(self) -> Shown:
-        """Recompute; on a change push it to the device and wake the watchers."""
-        with self._db.transaction() as session:
-            shown = self.compute(session)
+    def refresh(self, change: Callable[[Session], None] | None = None) -> Shown:
+        """Apply `change` to the stored pools or settings (if given) and recompute in the same
+        transaction; once it is committed, on a change push it to the device and wake the
+        watchers. One refresh at a time, so a later one never publishes an older state."""
+        with self._refreshing:
+            with self._db.transaction() as session:
+                if change is not None:
+                    change(session)
+                shown = self.compute(session)
+            self._publish(shown)
+        return shown
+
+    def _publish(self, shown: Shown) -> None:
         with self._changed:
             if shown != self._shown:
                 self._shown = shown
@@ -83,7 +96,6 @@ class DisplayController:
                 if self._device is not None:
                     self._device.show(DeviceState(shown.text, shown.speed_ms, shown.brightness, shown.mode))
                 self._changed.notify_all()
-        return shown
 
     def wait_for_change(self, seen_version: int, timeout_s: float) -> tuple[int, Shown]:
         with self._changed:

@@ -68,44 +68,35 @@ class DisplayServicer(MaintenanceRpc, display_pb2_grpc.DisplayServicer):
         self._db = db
         self._controller = controller
 
-    def _changed(self) -> display_pb2.DisplayState:
-        return shown_to_proto(self._controller.refresh())
+    def _changed(self, change=None) -> display_pb2.DisplayState:
+        """The state shown once `change(session)` (if any) is stored: one transaction."""
+        return shown_to_proto(self._controller.refresh(change))
 
     def PostMessage(self, request, context):
         message = pools.new_message(_POOLS.get(request.pool, ""), request.text, request.ttl_seconds,
                                     clock.wall_now(), _mode(request.mode), request.source)
-        with self._db.transaction() as session:
-            store.put(session, message)
-        return self._changed()
+        return self._changed(lambda session: store.put(session, message))
 
     def ClearMessage(self, request, context):
         pool = _pool(request.pool)
         source = pools.check_source(request.source)
-        with self._db.transaction() as session:
-            store.clear(session, pool, source)
-        return self._changed()
+        return self._changed(lambda session: store.clear(session, pool, source))
 
     def GetDisplayState(self, request, context):
         return self._changed()
 
     def SetBrightness(self, request, context):
         brightness = pools.check_brightness(request.brightness)
-        with self._db.transaction() as session:
-            store.save_settings(session, brightness, store.settings(session)[1])
-        return self._changed()
+        return self._changed(lambda session: store.save_settings(session, brightness, store.settings(session)[1]))
 
     def SetSpeed(self, request, context):
         speed_ms = pools.check_speed(request.speed_ms)
-        with self._db.transaction() as session:
-            store.save_settings(session, store.settings(session)[0], speed_ms)
-        return self._changed()
+        return self._changed(lambda session: store.save_settings(session, store.settings(session)[0], speed_ms))
 
     def RefreshNextActions(self, request, context):
         text = next_actions_text(*_next_actions(request))
-        with self._db.transaction() as session:
-            store.put(session, pools.new_message(pools.NEXT_ACTIONS, text, 0, clock.wall_now(),
-                                                 source=NEXT_ACTIONS_SOURCE))
-        return self._changed()
+        message = pools.new_message(pools.NEXT_ACTIONS, text, 0, clock.wall_now(), source=NEXT_ACTIONS_SOURCE)
+        return self._changed(lambda session: store.put(session, message))
 
     def WatchDisplay(self, request, context):
         version, shown = self._controller.wait_for_change(-1, 0)

@@ -20,7 +20,7 @@ from services.common.errors import AlreadyExists, DomainError, FailedPreconditio
 from services.common.logs import event
 from services.common.money import from_base
 from services.trading import emergency, orders, risk, store
-from services.trading.adapters.broker import BrokerRejected, MarketOrder
+from services.trading.adapters.broker import Account, BrokerRejected, Execution, MarketOrder
 from services.trading.adapters.services import MarketSession, ServiceReads
 
 log = logging.getLogger("trader.trading.engine")
@@ -237,51 +237,65 @@ class OrderEngine:
         market-on-close fills), import its fills and cash movements once, resolve every open
         order (NEW, SUBMITTED, PARTIALLY_FILLED, UNKNOWN_OUTCOME) by looking it up at the broker,
         then compare positions. Returns (fills imported, cash movements imported)."""
+        imported, moved, _ = self.sync_account(now, settle)
+        return imported, moved
+
+    def sync_account(self, now: datetime, settle: bool = True) -> tuple[int, int, Account]:
+        """`sync`, and the broker's account as the sync left it (read once: SyncBroker's answer)."""
         with self._lock:
             try:
                 if settle:
                     self.broker.settle(now)  # orders whose session closed execute (market-on-close) or expire
                 still_open = self.broker.open_order_ids()  # before the fills: see orders.resolution
-                imported = self._import_fills(now)
-                self._pay_paper_dividends(now)
                 with self._db.transaction() as session:
-                    since = _overlap(store.latest_cash_movement_at(session))
-                    moved = store.record_cash_movements(session, self.broker.cash_movements(since))
+                    fills_since = _overlap(store.latest_fill_at(session))
+                    movements_since = _overlap(store.latest_cash_movement_at(session))
+                # One read of the broker's fills serves the import and the paper dividends.
+                dividends_since = now - DIVIDEND_LOOKBACK if self.broker.pays_dividends else None
+                executions = self.broker.executions(_earliest(fills_since, dividends_since))
+                imported = self._import_fills(now, _since(executions, fills_since))
+                account = self.broker.account()
+                if dividends_since is not None and self._pay_paper_dividends(
+                        now, _since(executions, dividends_since), account):
+                    account = self.broker.account()  # the dividends were credited
                 with self._db.transaction() as session:
+                    moved = store.record_cash_movements(session, self.broker.cash_movements(movements_since))
                     open_ids = [o.id for o in store.open_orders(session)]
                 for order_id in open_ids:
                     self._resolve(order_id, still_open, now)
-                self.reconcile()
+                # Resolving moves no position at the broker; with no open order there is no unknown outcome.
+                self.reconcile(account, unknown=None if open_ids else [])
             except Unavailable as exc:
                 self._mark_unreconciled([f"the broker could not be reached: {exc.message}"])
                 raise
-            return imported, moved
+            return imported, moved, account
 
-    def _pay_paper_dividends(self, now: datetime) -> None:
+    def _pay_paper_dividends(self, now: datetime, executions: list[Execution], account: Account) -> int:
         """The paper account receives the dividends of the last 400 days it was entitled to (the
-        broker pays each once); an unreadable history is paid at a later sync."""
-        if not self.broker.pays_dividends:
-            return
+        broker pays each once): those of the securities in `executions` (the broker's fills of
+        those days) and held in `account`; an unreadable history is paid at a later sync.
+        Returns how many were paid."""
         since = now - DIVIDEND_LOOKBACK
-        symbols = {e.symbol for e in self.broker.executions(since) if e.executed_at >= since}
-        symbols |= {p.symbol for p in self.broker.account().positions}
+        symbols = {e.symbol for e in executions} | {p.symbol for p in account.positions}
         if not symbols:
-            return
+            return 0
         per_share = self._reads.dividends(sorted(symbols), since.date(), now.date())
         if per_share is None:
             event(log, "dividend history unreadable: paid at a later sync", logging.WARNING)
-            return
+            return 0
         paid = self.broker.pay_dividends(per_share, now)
         if paid:
             event(log, "paper dividends paid", count=paid)
+        return paid
 
-    def _import_fills(self, now: datetime) -> int:
+    def _import_fills(self, now: datetime, executions: list[Execution] | None = None) -> int:
         """Record the broker's fills not recorded yet (by broker trade id), asking the broker for
         those from a week before the newest recorded fill on (late reports included): a sync
-        costs the same after ten years of trades as after ten."""
-        with self._db.transaction() as session:
-            since = _overlap(store.latest_fill_at(session))
-        executions = self.broker.executions(since)
+        costs the same after ten years of trades as after ten. `executions`: those, already read."""
+        if executions is None:
+            with self._db.transaction() as session:
+                since = _overlap(store.latest_fill_at(session))
+            executions = self.broker.executions(since)
         with self._db.transaction() as session:
             known = store.known_trade_ids(session, [e.broker_trade_id for e in executions])
         imported = 0
@@ -304,12 +318,16 @@ class OrderEngine:
             if move is not None:
                 store.set_state(session, order_id, *move, now)
 
-    def reconcile(self) -> Reconciliation:
-        account = self.broker.account()
+    def reconcile(self, account: Account | None = None, unknown: list[str] | None = None) -> Reconciliation:
+        """The books against the broker's positions (`account`: read now when not given) and the
+        orders of unknown outcome (`unknown`: read now when not given)."""
+        account = account if account is not None else self.broker.account()
         broker_positions = {p.symbol: p.quantity for p in account.positions}
         with self._db.transaction() as session:
             books = store.ledger_positions(session)
-            unknown = [o.client_order_id for o in store.open_orders(session) if o.state == orders.UNKNOWN_OUTCOME]
+            if unknown is None:
+                unknown = [o.client_order_id for o in store.open_orders(session)
+                           if o.state == orders.UNKNOWN_OUTCOME]
         issues = [f"{s}: books {books.get(s, 0)}, broker {broker_positions.get(s, 0)}"
                   for s in sorted(set(books) | set(broker_positions)) if books.get(s, 0) != broker_positions.get(s, 0)]
         issues += [f"order {cid} has an unknown outcome" for cid in unknown]
@@ -471,6 +489,16 @@ LEDGER_OVERLAP = timedelta(days=7)  # fills and cash movements are asked for aga
 
 def _overlap(newest: datetime | None) -> datetime | None:
     return None if newest is None else newest - LEDGER_OVERLAP
+
+
+def _earliest(*since: datetime | None) -> datetime | None:
+    """The earliest of the lower bounds (None: no bound, everything)."""
+    return None if None in since else min(since)
+
+
+def _since(executions: list[Execution], since: datetime | None) -> list[Execution]:
+    """The executions at or after `since` (all for None), as the broker's `executions(since)`."""
+    return executions if since is None else [e for e in executions if e.executed_at >= since]
 
 
 def _refusal_before_sending(exc: Exception) -> DomainError | None:

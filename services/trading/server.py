@@ -150,8 +150,7 @@ class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
                 raise InvalidArgument("after", "ledger ids must not be negative")
             after = (request.after.trade_id, request.after.cash_movement_id)
         now = clock.now()
-        imported, moved = self._engine.sync(now)
-        account = self._engine.broker.account()
+        imported, moved, account = self._engine.sync_account(now)
         response = trading_pb2.SyncBrokerResponse(broker=self._engine.broker.name, trades_imported=imported,
                                                   cash_movements_imported=moved, synced_at=to_timestamp(now))
         if after is not None:

@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, func, select
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, case, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -305,8 +305,9 @@ def open_orders(session: Session) -> list[OrderRow]:
 def ledger_positions(session: Session) -> dict[str, int]:
     """symbol -> quantity from every recorded fill plus the accepted adjustments."""
     positions: dict[str, int] = {}
-    for symbol, side, quantity in session.execute(select(TradeRow.symbol, TradeRow.side, TradeRow.quantity)):
-        positions[symbol] = positions.get(symbol, 0) + (quantity if side == "BUY" else -quantity)
+    signed = case((TradeRow.side == "BUY", TradeRow.quantity), else_=-TradeRow.quantity)
+    for symbol, quantity in session.execute(select(TradeRow.symbol, func.sum(signed)).group_by(TradeRow.symbol)):
+        positions[symbol] = int(quantity)
     for symbol, quantity in session.execute(select(AdjustmentRow.symbol, AdjustmentRow.quantity)):
         positions[symbol] = positions.get(symbol, 0) + quantity
     return {s: q for s, q in positions.items() if q != 0}
