@@ -394,6 +394,9 @@ def test_trading_status_and_order_lookup(stubs):
     refused(trading.GetOrder, trading_pb2.GetOrderRequest(client_order_id="never"), grpc.StatusCode.NOT_FOUND,
             "never")
     refused(trading.GetOrder, trading_pb2.GetOrderRequest(), grpc.StatusCode.INVALID_ARGUMENT, "id")
-    rejected = trading.ListOrders(trading_pb2.ListOrdersRequest(), metadata=AUTH).orders[0]
+    final = (trading_pb2.FILLED, trading_pb2.CANCELLED, trading_pb2.REJECTED)
+    # the newest final order: an earlier test's cycle may have left a market-on-close order open
+    rejected = next(o for o in trading.ListOrders(trading_pb2.ListOrdersRequest(), metadata=AUTH).orders
+                    if o.state in final)
     refused(trading.CancelOrder, trading_pb2.GetOrderRequest(id=rejected.id), grpc.StatusCode.FAILED_PRECONDITION,
             "order_final")
