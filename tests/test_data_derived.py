@@ -1,0 +1,93 @@
+"""What the data service derives once and keeps (services/data/server.py: each series' bars
+encoded as protobuf once; analytics.py: indicators per series and valid bars; store.py: the
+securities and FX rates per revision) answers exactly what a fresh computation answers, for any
+as-of date, and changes as soon as what it was derived from changes (a re-sync, an import, a
+flag, a security's edit, a new rate)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from trader.data.v1 import data_pb2
+
+from services.common import clock
+from services.data.bar_cache import Series
+from services.data.history import Bar
+from services.data.server import fill_daily_history, history_to_proto
+from tests.data_fixtures import FakeProvider, make_servicer, random_walk, security
+
+NOW = datetime(2030, 1, 2, tzinfo=UTC)
+
+
+def call(method, request, now=NOW):
+    with clock.use_as_of(now):
+        return method(request, None)
+
+
+def spiked_walk(count: int = 120, spike: int = 60) -> list[Bar]:
+    bars = random_walk(count, seed=4)
+    bars[spike] = bars[spike]._replace(close=bars[spike].close * 2.5)  # flagged once the next bar comes
+    bars[10] = bars[10]._replace(open=1.0, high=2.0 * bars[10].close, low=0.5, volume=1000.0, adj_close=3.0)
+    return bars
+
+
+@pytest.fixture(scope="module")
+def flagged_series(tmp_path_factory) -> tuple[Series, list[Bar]]:
+    servicer, db, _ = make_servicer(tmp_path_factory.mktemp("series"), FakeProvider({"TEST.US": spiked_walk()}),
+                                    [security()])
+    with db.transaction() as session:
+        series = servicer._bars.series(session, 1)
+    assert series.flags, "the spike is flagged"
+    return series, spiked_walk()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.integers(-5, 130), length=st.integers(-3, 140), open_start=st.booleans())
+def test_encoded_daily_history_is_the_history_built_bar_by_bar(flagged_series, first, length, open_start):
+    """For any range, flags shown only when known by the range's end (no lookahead)."""
+    series, bars = flagged_series
+    day0 = bars[0].date
+    start = None if open_start else day0 + timedelta(days=first)
+    end = day0 + timedelta(days=first + length) if length >= 0 else date.max
+    sec = security()
+    expected = history_to_proto(sec, series.rows(start, end), end, "DAILY")
+    encoded = data_pb2.GetPriceHistoryResponse()
+    fill_daily_history(encoded, sec, series, start, end)
+    assert encoded == expected
+    assert encoded.SerializeToString(deterministic=True) == expected.SerializeToString(deterministic=True)
+
+
+def test_a_flag_is_shown_only_from_the_day_it_is_known(flagged_series):
+    series, bars = flagged_series
+    spike = bars[60].date
+    [(index, flag)] = series.flags.items()
+    known = date.fromordinal(int(series.flag_known[index]))
+    assert known > spike and flag.startswith("spike")
+    for end, shown in ((known - timedelta(days=1), ""), (known, flag)):
+        reply = data_pb2.GetPriceHistoryResponse()
+        fill_daily_history(reply, security(), series, None, end)
+        assert {b.date: b.flag for b in reply.bars}[spike.isoformat()] == shown
+
+
+def test_histories_change_when_an_import_or_a_sync_replaces_bars_or_flags(tmp_path):
+    bars = random_walk(80, seed=5)
+    servicer, _, provider = make_servicer(tmp_path, FakeProvider({"TEST.US": bars}), [security()])
+    request = data_pb2.GetPriceHistoriesRequest(symbols=["TEST.US"])
+    before = call(servicer.GetPriceHistories, request).histories[0]
+    assert call(servicer.GetPriceHistories, request).histories[0] == before  # served from the encoded bars
+    assert all(not b.flag for b in before.bars)
+
+    day = bars[40].date  # an import changes one bar: a spike, flagged once the next bar is known
+    servicer.ImportPrices(data_pb2.ImportPricesRequest(
+        symbol="TEST.US", csv=f"Date,Open,High,Low,Close\n{day},1,1000,1,{bars[40].close * 3}\n"), None)
+    after = {b.date: b for b in call(servicer.GetPriceHistories, request).histories[0].bars}
+    assert after[day.isoformat()].close == pytest.approx(bars[40].close * 3)
+    assert after[day.isoformat()].flag.startswith("spike")
+
+    provider.bars["TEST.US"] = bars + [Bar(bars[-1].date + timedelta(days=1), 1.0)]  # a re-sync adds a bar
+    call(servicer.SyncPrices, data_pb2.SyncPricesRequest())
+    synced = call(servicer.GetPriceHistories, request).histories[0].bars
+    assert len(synced) == len(before.bars) + 1 and synced[-1].close == 1.0
