@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from trader.data.v1 import data_pb2
 
 from services.common import clock
+from services.data import store
 from services.data.bar_cache import Series
 from services.data.history import Bar
 from services.data.server import fill_daily_history, history_to_proto
+from services.data.store import SecurityRow
 from tests.data_fixtures import FakeProvider, make_servicer, random_walk, security
 
 NOW = datetime(2030, 1, 2, tzinfo=UTC)
@@ -91,3 +93,82 @@ def test_histories_change_when_an_import_or_a_sync_replaces_bars_or_flags(tmp_pa
     call(servicer.SyncPrices, data_pb2.SyncPricesRequest())
     synced = call(servicer.GetPriceHistories, request).histories[0].bars
     assert len(synced) == len(before.bars) + 1 and synced[-1].close == 1.0
+
+
+# --- securities and FX rates kept per revision (services/data/revisions.py) ---
+
+def listed(servicer, **request) -> dict[str, data_pb2.Security]:
+    reply = call(servicer.ListSecurities, data_pb2.ListSecuritiesRequest(**request))
+    return {s.symbol: s for s in reply.securities}
+
+
+def test_the_kept_securities_change_with_every_kind_of_write(tmp_path):
+    servicer, db, _ = make_servicer(tmp_path, FakeProvider({"A.US": random_walk(5)}), [security("A.US")])
+    assert list(listed(servicer)) == ["A.US"] and listed(servicer)["A.US"].bucket == "core"
+    edited = data_pb2.Security(symbol="A.US", name="A", currency="USD", exchange="XNYS", country="United States",
+                               industry="Software", active=True, allow_buy=True, allow_sell=True, bucket="satellite")
+    call(servicer.UpsertSecurity, data_pb2.UpsertSecurityRequest(security=edited))   # an ORM update
+    assert listed(servicer)["A.US"].bucket == "satellite"
+    assert list(listed(servicer, bucket="core")) == []
+    added = data_pb2.Security(symbol="B.US", name="B", currency="USD", exchange="XNYS", country="United States",
+                              industry="Banks", active=True, allow_buy=True, allow_sell=True)
+    call(servicer.UpsertSecurity, data_pb2.UpsertSecurityRequest(security=added))    # an ORM insert
+    assert list(listed(servicer)) == ["A.US", "B.US"]
+    quotes = call(servicer.GetQuotes, data_pb2.GetQuotesRequest())
+    assert {q.symbol for q in quotes.quotes} | set(quotes.unavailable) == {"A.US", "B.US"}
+    call(servicer.DeactivateSecurity, data_pb2.DeactivateSecurityRequest(symbol="A.US"))
+    assert list(listed(servicer)) == ["B.US"] and list(listed(servicer, include_inactive=True)) == ["A.US", "B.US"]
+    with db.transaction() as session:                                                # a statement
+        session.execute(SecurityRow.__table__.update().where(SecurityRow.symbol == "B.US").values(lot_size=7))
+    assert listed(servicer)["B.US"].lot_size == 7
+    with db.transaction() as session:  # a transaction reads what it wrote, which is kept only once committed
+        session.execute(SecurityRow.__table__.update().values(country="Nowhere"))
+        assert {s.country for _, s in servicer._all_securities(session)} == {"Nowhere"}
+        with pytest.raises(RuntimeError):
+            with db.transaction() as other:
+                assert "Nowhere" not in {s.country for _, s in servicer._all_securities(other)}
+                raise RuntimeError("rolled back")
+    assert {s.country for s in listed(servicer, include_inactive=True).values()} == {"Nowhere"}
+    assert {s.country for _, s in store.all_securities(db._sessions())} == {"Nowhere"}
+
+
+def test_a_read_that_raced_a_committed_write_is_not_kept(tmp_path):
+    servicer, db, _ = make_servicer(tmp_path, FakeProvider({"A.US": random_walk(5)}), [security("A.US")])
+    def racing_read(session):
+        found = store.all_securities(session)
+        with db.transaction() as writer:  # another call commits a change while this one reads
+            writer.execute(store.SecurityRow.__table__.update().values(name="Renamed"))
+        return found
+
+    with db.transaction() as session:
+        assert servicer._kept.read(session, ("securities",), "raced", racing_read)[0][1].name != "Renamed"
+    assert listed(servicer)["A.US"].name == "Renamed"
+
+
+def test_fx_rates_change_when_a_rate_is_stored_and_never_show_a_later_one(tmp_path):
+    day = date(2024, 3, 4)
+    provider = FakeProvider({"A.US": random_walk(5)}, fx={"USD": [(day, 1.25)]})
+    servicer, _, _ = make_servicer(tmp_path, provider, [security("A.US")], TRADER_FX_RATES="USD=1.1")
+    now = datetime(2024, 3, 5, 20, tzinfo=UTC)
+
+    def usd(as_of=""):
+        reply = call(servicer.GetFxRates, data_pb2.GetFxRatesRequest(as_of=as_of), now)
+        return {r.currency: (r.rate, r.date, r.source) for r in reply.rates}["USD"]
+
+    assert usd() == usd() == (1.1, "", "configured")  # kept: the same answer
+    call(servicer.SyncPrices, data_pb2.SyncPricesRequest(), now)  # stores the provider's rate of `day`
+    assert usd() == (1.25, day.isoformat(), "fake")
+    assert usd("2024-03-03") == (1.1, "", "configured")  # as of the day before: not yet known
+    provider.fx["USD"] = [(day, 1.25), (day + timedelta(days=1), 1.5)]
+    call(servicer.SyncPrices, data_pb2.SyncPricesRequest(), now)
+    assert usd() == (1.5, "2024-03-05", "fake") and usd(day.isoformat()) == (1.25, day.isoformat(), "fake")
+
+
+def test_a_transaction_with_unflushed_changes_reads_them(tmp_path):
+    servicer, db, _ = make_servicer(tmp_path, FakeProvider({"A.US": random_walk(5)}), [security("A.US")])
+    assert listed(servicer)["A.US"].active
+    with db.transaction() as session:
+        store.find_security(session, "A.US").active = False  # pending in the session, not flushed
+        assert [s for _, s in servicer._all_securities(session) if s.active] == []
+        assert listed(servicer, include_inactive=True)["A.US"].active  # not committed: others see it active
+    assert list(listed(servicer)) == []

@@ -29,9 +29,11 @@ from services.data.history import Bar, last_final_date, monthly_bars, resolve_ra
 from services.data.market_hours import MAX_SESSION_DAYS, OutsideCalendar, exchange_from_name, market_status, sessions
 from services.data.providers import PriceProvider
 from services.data.regime import market_regime
-from services.data.universe import EQUITY, Security, detect_metadata, validate_security
+from services.data.revisions import Revisions
+from services.data.universe import EQUITY, Security, detect_metadata, select_securities, validate_security
 
 _INTERVALS = {data_pb2.INTERVAL_UNSPECIFIED: "DAILY", data_pb2.DAILY: "DAILY", data_pb2.MONTHLY: "MONTHLY"}
+KEPT_TABLES = ("securities", "fx_rates", "reference_rates", "fundamentals", "dividends")  # revisions.py
 _KINDS = {data_pb2.SECURITY_KIND_UNSPECIFIED: EQUITY, data_pb2.EQUITY: "EQUITY", data_pb2.INDEX: "INDEX"}
 
 
@@ -173,16 +175,31 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         self._provider = provider
         self._sync_lock = threading.Lock()
         self._bars = BarCache(db)
+        self._kept = Revisions(db, KEPT_TABLES)
 
     # --- helpers ---
+
+    def _all_securities(self, session) -> tuple[tuple[int, Security], ...]:
+        """store.all_securities, read once per revision of the securities."""
+        return self._kept.read(session, ("securities",), "all", store.all_securities)
+
+    def _listed(self, session, include_inactive: bool, include_indices: bool,
+                **filters: str) -> list[tuple[int, Security]]:
+        """store.list_securities, from the securities kept."""
+        return select_securities(self._all_securities(session), include_inactive, include_indices, **filters)
+
+    def _found(self, session, symbols) -> dict[str, tuple[int, Security]]:
+        """store.find_securities, from the securities kept."""
+        wanted = set(symbols)
+        return {s.symbol: (i, s) for i, s in self._all_securities(session) if s.symbol in wanted}
 
     def _security(self, session, symbol: str, field: str = "symbol") -> tuple[int, Security]:
         if not symbol:
             raise InvalidArgument(field, "is required")
-        row = store.find_security(session, symbol)
-        if row is None:
+        found = self._found(session, [symbol]).get(symbol)
+        if found is None:
             raise NotFound(f"unknown symbol {symbol!r}")
-        return row.id, row.to_domain()
+        return found
 
     def _as_of_date(self, text: str, visible: date) -> date:
         """A requested as-of date, never later than what is visible now."""
@@ -194,17 +211,22 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         return day
 
     def _rates(self, day: date, now: datetime) -> dict[str, tuple[float, str, str]]:
-        """The rates that apply on `day` (store and fx.py decide which), as seen at `now`."""
+        """The rates that apply on `day` (store and fx.py decide which), as seen at `now`; read once
+        per day and window until a rate is stored."""
         oldest, latest = reference_window(day, now)
-        with self._db.transaction() as session:
+
+        def read(session) -> dict[str, tuple[float, str, str]]:
             reference = reference_in_base(store.reference_fixing(session, latest, oldest), self._base)
             return effective_rates(self._config.common.fx_rates, store.fx_rates_as_of(session, day), reference)
+
+        with self._db.transaction() as session:
+            return dict(self._kept.read(session, ("fx_rates", "reference_rates"), (day, oldest, latest), read))
 
     # --- universe ---
 
     def ListSecurities(self, request, context):
         with self._db.transaction() as session:
-            securities = store.list_securities(
+            securities = self._listed(
                 session, request.include_inactive, request.include_indices, country=request.country,
                 exchange=request.exchange, currency=request.currency, bucket=request.bucket)
         return data_pb2.ListSecuritiesResponse(securities=[security_to_proto(s) for _, s in securities])
@@ -280,9 +302,9 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             if not symbol.strip():
                 raise InvalidArgument(f"symbols[{index}]", "is empty")
         if not symbols:
-            return {s.symbol: (i, s) for i, s in store.list_securities(session, False, False)}
+            return {s.symbol: (i, s) for i, s in self._listed(session, False, False)}
         requested = list(dict.fromkeys(symbols))
-        found = store.find_securities(session, requested)
+        found = self._found(session, requested)
         unknown = [s for s in requested if s not in found]
         if unknown:
             raise NotFound(f"unknown symbols: {', '.join(unknown)}")
@@ -297,12 +319,12 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         response = data_pb2.GetQuotesResponse()
         with self._db.transaction() as session:
             if requested:
-                found = store.find_securities(session, requested)
+                found = self._found(session, requested)
                 unknown = [s for s in requested if s not in found]
                 if unknown:
                     raise NotFound(f"unknown symbols: {', '.join(unknown)}")
             else:
-                found = {s.symbol: (i, s) for i, s in store.list_securities(session, False, False)}
+                found = {s.symbol: (i, s) for i, s in self._listed(session, False, False)}
                 requested = sorted(found)
             for symbol in requested:
                 security_id, security = found[symbol]
@@ -327,7 +349,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
     def SyncPrices(self, request, context):
         now = clock.now()
         with self._db.transaction() as session:
-            securities = [s for _, s in store.list_securities(session, False, True)]
+            securities = [s for _, s in self._listed(session, False, True)]
         if request.symbols:
             known = {s.symbol for s in securities}
             unknown = [s for s in request.symbols if s not in known]
@@ -339,7 +361,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
                                         sorted(self._config.common.fx_rates), self._base, self._config.retention_days)
         latest = None
         with self._db.transaction() as session:
-            for security_id, security in store.list_securities(session, False, True):
+            for security_id, security in self._listed(session, False, True):
                 day = self._bars.series(session, security_id).latest_stored(last_final_date(now, security.exchange))
                 if day is not None and (latest is None or day > latest):
                     latest = day
@@ -372,9 +394,9 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         securities are read in one query."""
         with self._db.transaction() as session:
             if not request.symbols:
-                found = store.list_securities(session, False, False)
+                found = self._listed(session, False, False)
             else:
-                known = store.find_securities(session, list(dict.fromkeys(request.symbols)))
+                known = self._found(session, request.symbols)
                 found = [self._known(known, symbol, f"symbols[{i}]") for i, symbol in enumerate(request.symbols)]
             return data_pb2.GetMetricsResponse(metrics=self._indicators(session, found, request.as_of))
 
@@ -467,7 +489,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         if symbols:
             return symbols
         with self._db.transaction() as session:
-            return [s.symbol for _, s in store.list_securities(session, False, False)]
+            return [s.symbol for _, s in self._listed(session, False, False)]
 
     def GetFundamentals(self, request, context):
         day = self._as_of_date(request.as_of, clock.now().date())
@@ -486,7 +508,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
     def SyncFundamentals(self, request, context):
         symbols = self._equities("symbols", request.symbols)
         with self._db.transaction() as session:
-            found = store.find_securities(session, symbols)
+            found = self._found(session, symbols)
         unknown = [symbol for symbol in symbols if symbol not in found]
         if unknown:
             raise NotFound(f"unknown symbols: {', '.join(unknown)}")
@@ -512,12 +534,12 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
                 raise InvalidArgument(f"symbols[{index}]", "is empty")
         with self._db.transaction() as session:
             if requested:
-                found = store.find_securities(session, requested)
+                found = self._found(session, requested)
                 unknown = [s for s in requested if s not in found]
                 if unknown:
                     raise NotFound(f"unknown symbols: {', '.join(unknown)}")
             else:
-                found = {s.symbol: (i, s) for i, s in store.list_securities(session, False, False)}
+                found = {s.symbol: (i, s) for i, s in self._listed(session, False, False)}
             by_id = {security_id: security for security_id, security in found.values()}
             rows = store.dividends_between(session, sorted(by_id), start, end)
         return data_pb2.GetDividendsResponse(dividends=sorted(

@@ -18,7 +18,7 @@ from services.data.bar_cache import ALL, touch
 from services.data.history import Bar
 from services.data.market_hours import SessionDays
 from services.data.migrations import LEGACY_STEPS
-from services.data.universe import Security
+from services.data.universe import Security, select_securities
 from services.data.validation import RULES_VERSION, flag_bars
 
 
@@ -155,18 +155,17 @@ def save_security(session: Session, security: Security) -> SecurityRow:
     return row
 
 
+def all_securities(session: Session) -> tuple[tuple[int, Security], ...]:
+    """Every stored security as (id, security) pairs, ordered by symbol (the database's order)."""
+    fields = [getattr(SecurityRow, name) for name in Security.__dataclass_fields__]
+    rows = session.execute(select(SecurityRow.id, *fields).order_by(SecurityRow.symbol))
+    return tuple((row[0], Security(*row[1:])) for row in rows)
+
+
 def list_securities(session: Session, include_inactive: bool, include_indices: bool,
                     **filters: str) -> list[tuple[int, Security]]:
-    """(id, security) pairs ordered by symbol; `filters` match columns exactly when non-empty."""
-    query = select(SecurityRow).order_by(SecurityRow.symbol)
-    if not include_inactive:
-        query = query.where(SecurityRow.active.is_(True))
-    if not include_indices:
-        query = query.where(SecurityRow.kind != "INDEX")
-    for column, value in filters.items():
-        if value:
-            query = query.where(getattr(SecurityRow, column) == value)
-    return [(row.id, row.to_domain()) for row in session.scalars(query)]
+    """(id, security) pairs ordered by symbol, as universe.select_securities selects them."""
+    return select_securities(all_securities(session), include_inactive, include_indices, **filters)
 
 
 def find_securities(session: Session, symbols: list[str]) -> dict[str, tuple[int, Security]]:
