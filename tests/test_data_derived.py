@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trader.data.v1 import data_pb2
 
 from services.common import clock
-from services.data import store
+from services.data import analytics, bar_cache, store
 from services.data.bar_cache import Series
 from services.data.history import Bar
 from services.data.server import fill_daily_history, history_to_proto
@@ -172,3 +173,62 @@ def test_a_transaction_with_unflushed_changes_reads_them(tmp_path):
         assert [s for _, s in servicer._all_securities(session) if s.active] == []
         assert listed(servicer, include_inactive=True)["A.US"].active  # not committed: others see it active
     assert list(listed(servicer)) == []
+
+
+# --- indicators (services/data/analytics.py) ---
+
+def hand_made_series(closes: list[float], first: date, flags: dict[int, tuple[str, date]]) -> Series:
+    days = np.array([(first + timedelta(days=i)).toordinal() for i in range(len(closes))], dtype=np.int32)
+    nan = np.full(len(closes), np.nan)
+    known = np.full(len(closes), bar_cache.NEVER, dtype=np.int32)
+    for index, (_, day) in flags.items():
+        known[index] = day.toordinal()
+    return Series(days, np.array(closes), nan, nan, nan, known, nan, nan, {i: f for i, (f, _) in flags.items()})
+
+
+class OneSeries:
+    def __init__(self, series: Series):
+        self._series = series
+
+    def series(self, session, security_id):
+        return self._series
+
+
+def test_no_date_is_served_indicators_computed_with_a_flag_known_only_later(tmp_path):
+    """Bar 40's flag becomes known on day 59; bars 46 to 59 are flagged on their own day. As of
+    day 58 and day 59 the last valid bar is day 45 for both, but only day 58 may use bar 40:
+    neither answer may be served for the other (the database cache is keyed by the last bar)."""
+    first = date(2024, 1, 1)
+    closes = [100.0 + (i % 7) * 1.5 + i * 0.1 for i in range(60)]
+    closes[40] = 180.0
+    flags = {40: ("spike: late", first + timedelta(days=59))}
+    flags |= {i: ("no_session: hand-made", first + timedelta(days=i)) for i in range(46, 60)}
+    series = hand_made_series(closes, first, flags)
+    servicer, db, _ = make_servicer(tmp_path, FakeProvider(), [security()])
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    day58, day59 = first + timedelta(days=58), first + timedelta(days=59)
+    with db.transaction() as session:
+        fresh58 = analytics.indicators_as_of(session, OneSeries(hand_made_series(closes, first, flags)), 1, day58, now)
+    for order in ((day59, day58), (day58, day59)):
+        with db.transaction() as session:
+            found = {day: analytics.indicators_as_of(session, OneSeries(series), 1, day, now) for day in order}
+        assert found[day58].last_day == found[day59].last_day == first + timedelta(days=45)
+        assert (found[day58].daily_bars, found[day59].daily_bars) == (46, 45)
+        assert found[day58].values == fresh58.values != found[day59].values
+        assert not found[day58].cached and not found[day59].cached
+
+
+def test_metrics_change_when_an_import_changes_a_bar_and_its_flags(tmp_path):
+    bars = random_walk(300, seed=9)
+    servicer, _, _ = make_servicer(tmp_path, FakeProvider({"TEST.US": bars}), [security()])
+    request = data_pb2.GetMetricsRequest(symbols=["TEST.US"])
+    before = call(servicer.GetMetrics, request).metrics[0]
+    assert call(servicer.GetMetrics, request).metrics[0].cached
+    day = bars[200].date  # an import makes bar 200 a spike: flagged (left out) once bar 201 is known
+    servicer.ImportPrices(data_pb2.ImportPricesRequest(
+        symbol="TEST.US", csv=f"Date,Open,High,Low,Close\n{day},1,1000,1,{bars[200].close * 3}\n"), None)
+    after = call(servicer.GetMetrics, request).metrics[0]
+    assert not after.cached and after.daily_bars == before.daily_bars - 1
+    assert after.values["VOLATILITY_ANNUAL"] != before.values["VOLATILITY_ANNUAL"]
+    as_of_spike = call(servicer.GetMetrics, data_pb2.GetMetricsRequest(symbols=["TEST.US"], as_of=day.isoformat()))
+    assert as_of_spike.metrics[0].values["PRICE"] == pytest.approx(bars[200].close * 3)  # its flag not known yet

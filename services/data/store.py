@@ -345,6 +345,15 @@ def cache_indicators(session: Session, security_id: int, through: date, values: 
         session.add(row)
 
 
+def cache_new_indicators(session: Session, entries: list[tuple[int, date, dict]], computed_at: datetime) -> None:
+    """Store (security id, through, values) entries that cached_indicators_of just found absent,
+    in one statement."""
+    if entries:
+        session.execute(insert(IndicatorCacheRow), [
+            {"security_id": security_id, "through": through, "values": json.dumps(values), "computed_at": computed_at}
+            for security_id, through, values in entries])
+
+
 def invalidate_cache(session: Session, security_id: int, from_date: date) -> None:
     session.execute(delete(IndicatorCacheRow).where(IndicatorCacheRow.security_id == security_id,
                                                     IndicatorCacheRow.through >= from_date))
