@@ -232,3 +232,20 @@ def test_metrics_change_when_an_import_changes_a_bar_and_its_flags(tmp_path):
     assert after.values["VOLATILITY_ANNUAL"] != before.values["VOLATILITY_ANNUAL"]
     as_of_spike = call(servicer.GetMetrics, data_pb2.GetMetricsRequest(symbols=["TEST.US"], as_of=day.isoformat()))
     assert as_of_spike.metrics[0].values["PRICE"] == pytest.approx(bars[200].close * 3)  # its flag not known yet
+
+
+def test_fundamentals_change_with_an_import_and_never_show_a_later_observation(tmp_path):
+    servicer, _, _ = make_servicer(tmp_path, FakeProvider({"KO.US": random_walk(5)}), [security("KO.US")])
+
+    def pe(as_of: str) -> float | None:
+        reply = call(servicer.GetFundamentals, data_pb2.GetFundamentalsRequest(symbols=["KO.US"], as_of=as_of))
+        facts = reply.fundamentals[0]
+        return facts.trailing_pe if facts.HasField("trailing_pe") else None
+
+    assert pe("2018-01-05") is None and pe("2018-01-05") is None  # the second read is the kept one
+    call(servicer.ImportFundamentals, data_pb2.ImportFundamentalsRequest(
+        content="symbol,date,trailing_pe\nKO.US,2018-01-02,24.9\nKO.US,2018-01-10,26.5\n"))
+    assert (pe("2018-01-01"), pe("2018-01-05"), pe("2018-01-10")) == (None, 24.9, 26.5)
+    call(servicer.ImportFundamentals, data_pb2.ImportFundamentalsRequest(
+        content="symbol,date,trailing_pe\nKO.US,2018-01-05,25.5\n"))
+    assert (pe("2018-01-04"), pe("2018-01-05"), pe("2018-01-10")) == (24.9, 25.5, 26.5)

@@ -212,15 +212,3 @@ def sync_fundamentals(db: Database, provider: PriceProvider, securities: list[Se
     if not observations:
         return FundamentalsSaved(0, 0, 0, []), unavailable
     return save_fundamentals(db, observations, provider.name, observed_at), unavailable
-
-
-def fundamentals_as_of(db: Database, symbols: list[str], day: date) -> dict[str, dict[str, tuple]]:
-    """symbol -> field -> (value, observed on, source) as of `day` (no later observation);
-    every requested symbol is present, with no fields when none are known."""
-    with db.transaction() as session:
-        found = store.find_securities(session, symbols)
-        unknown = [symbol for symbol in symbols if symbol not in found]
-        if unknown:
-            raise NotFound(f"unknown symbols: {', '.join(unknown)}")
-        known = store.fundamentals_as_of(session, [security_id for security_id, _ in found.values()], day)
-    return {symbol: known.get(found[symbol][0], {}) for symbol in symbols}

@@ -24,6 +24,7 @@ from services.data.analytics import adjusted_closes, indicators_of
 from services.data.bar_cache import BarCache, Series
 from services.data.config import DataConfig
 from services.data.fundamentals import IMPORT_SOURCE, TEXT_FIELDS, parse_import
+from services.data.fundamentals import as_of as fundamentals_as_of
 from services.data.fx import effective_rates, reference_in_base, reference_window
 from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
 from services.data.market_hours import MAX_SESSION_DAYS, OutsideCalendar, exchange_from_name, market_status, sessions
@@ -74,7 +75,7 @@ def bar_to_proto(bar: Bar, flag: str | None = None) -> data_pb2.Bar:
 
 
 def fundamentals_to_proto(symbol: str, fields: dict[str, tuple]) -> data_pb2.Fundamentals:
-    """`fields`: field name -> (value, observed on, source), as engine.fundamentals_as_of."""
+    """`fields`: field name -> (value, observed on, source), as fundamentals.as_of."""
     message = data_pb2.Fundamentals(symbol=symbol)
     for name, (value, observed_on, source) in fields.items():
         setattr(message, name, value if name in TEXT_FIELDS else float(value))
@@ -494,9 +495,15 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
     def GetFundamentals(self, request, context):
         day = self._as_of_date(request.as_of, clock.now().date())
         symbols = self._equities("symbols", request.symbols)
-        found = engine.fundamentals_as_of(self._db, symbols, day)
-        return data_pb2.GetFundamentalsResponse(
-            as_of=day.isoformat(), fundamentals=[fundamentals_to_proto(s, found[s]) for s in symbols])
+        with self._db.transaction() as session:
+            found = self._found(session, symbols)
+            unknown = [symbol for symbol in symbols if symbol not in found]
+            if unknown:
+                raise NotFound(f"unknown symbols: {', '.join(unknown)}")
+            history = self._kept.read(session, ("fundamentals",), "all", store.fundamentals_history)
+        known = fundamentals_as_of(history, [found[symbol][0] for symbol in symbols], day)
+        return data_pb2.GetFundamentalsResponse(as_of=day.isoformat(), fundamentals=[
+            fundamentals_to_proto(symbol, known.get(found[symbol][0], {})) for symbol in symbols])
 
     def ImportFundamentals(self, request, context):
         observations = parse_import(request.content, request.format)

@@ -15,6 +15,7 @@ from services.common.db import Database, UtcDateTime
 from services.common.maintenance import RetentionRule
 from services.common.migrations import Schema
 from services.data.bar_cache import ALL, touch
+from services.data.fundamentals import FieldHistory
 from services.data.history import Bar
 from services.data.market_hours import SessionDays
 from services.data.migrations import LEGACY_STEPS
@@ -412,25 +413,18 @@ def _fundamental_value(row) -> FundamentalValue:
     return row.number if row.number is not None else row.text
 
 
-def fundamentals_as_of(session: Session, security_ids: list[int],
-                       day: date) -> dict[int, dict[str, tuple[float | str, date, str]]]:
-    """security id -> field -> (value, observed on, source): each field's latest observation at
-    or before `day`, in one query; a field last observed as unknown is left out."""
-    if not security_ids:
-        return {}
-    latest = select(FundamentalRow.security_id, FundamentalRow.field,
-                    func.max(FundamentalRow.observed_on).label("day")).where(
-        FundamentalRow.security_id.in_(security_ids), FundamentalRow.observed_on <= day).group_by(
-        FundamentalRow.security_id, FundamentalRow.field).subquery()
-    rows = session.execute(select(FundamentalRow).join(latest, (FundamentalRow.security_id == latest.c.security_id)
-                                                       & (FundamentalRow.field == latest.c.field)
-                                                       & (FundamentalRow.observed_on == latest.c.day)))
-    found: dict[int, dict[str, tuple[float | str, date, str]]] = {}
-    for (row,) in rows:
-        value = _fundamental_value(row)
-        if value is not None:
-            found.setdefault(row.security_id, {})[row.field] = (value, row.observed_on, row.source)
-    return found
+def fundamentals_history(session: Session) -> dict[int, dict[str, FieldHistory]]:
+    """security id -> field -> its every observation (fundamentals.FieldHistory), in one query."""
+    rows = session.execute(select(FundamentalRow.security_id, FundamentalRow.field, FundamentalRow.observed_on,
+                                  FundamentalRow.number, FundamentalRow.text, FundamentalRow.source)
+                           .order_by(FundamentalRow.security_id, FundamentalRow.field, FundamentalRow.observed_on))
+    found: dict[int, dict[str, tuple[list, list]]] = {}
+    for security_id, field, observed_on, number, text, source in rows:
+        days, entries = found.setdefault(security_id, {}).setdefault(field, ([], []))
+        days.append(observed_on)
+        entries.append((number if number is not None else text, source))
+    return {security_id: {field: FieldHistory(tuple(days), tuple(entries)) for field, (days, entries) in fields.items()}
+            for security_id, fields in found.items()}
 
 
 def save_fundamental(session: Session, security_id: int, field: str, day: date, value: FundamentalValue,
