@@ -350,13 +350,13 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
     def SyncPrices(self, request, context):
         now = clock.now()
         with self._db.transaction() as session:
-            securities = [s for _, s in self._listed(session, False, True)]
+            securities = self._listed(session, False, True)
         if request.symbols:
-            known = {s.symbol for s in securities}
+            known = {s.symbol for _, s in securities}
             unknown = [s for s in request.symbols if s not in known]
             if unknown:
                 raise NotFound(f"unknown symbols: {', '.join(unknown)}")
-            securities = [s for s in securities if s.symbol in set(request.symbols)]
+            securities = [(i, s) for i, s in securities if s.symbol in set(request.symbols)]
         with self._sync_lock:  # Unavailable from the provider: nothing stored
             result = engine.sync_prices(self._db, self._provider, securities, now.date(),
                                         sorted(self._config.common.fx_rates), self._base, self._config.retention_days)
