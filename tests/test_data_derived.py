@@ -249,3 +249,21 @@ def test_fundamentals_change_with_an_import_and_never_show_a_later_observation(t
     call(servicer.ImportFundamentals, data_pb2.ImportFundamentalsRequest(
         content="symbol,date,trailing_pe\nKO.US,2018-01-05,25.5\n"))
     assert (pe("2018-01-04"), pe("2018-01-05"), pe("2018-01-10")) == (24.9, 25.5, 26.5)
+
+
+def test_dividends_change_with_an_import_or_a_sync(tmp_path):
+    provider = FakeProvider({"KO.US": random_walk(5)})
+    servicer, _, _ = make_servicer(tmp_path, provider, [security("KO.US")])
+    now = datetime(2024, 9, 30, 22, tzinfo=UTC)
+
+    def paid() -> list[tuple[str, float, str]]:
+        reply = call(servicer.GetDividends, data_pb2.GetDividendsRequest(symbols=["KO.US"]), now)
+        return [(d.date, d.amount, d.source) for d in reply.dividends]
+
+    assert paid() == paid() == []
+    call(servicer.ImportDividends, data_pb2.ImportDividendsRequest(symbol="KO.US",
+                                                                   csv="Date,Dividends\n2024-03-14,0.485\n"))
+    assert paid() == [("2024-03-14", 0.485, "import")]
+    provider.dividends_["KO.US"] = [(date(2024, 3, 14), 0.5), (date(2024, 6, 13), 0.485)]
+    call(servicer.SyncPrices, data_pb2.SyncPricesRequest(), now)
+    assert paid() == [("2024-03-14", 0.5, "fake"), ("2024-06-13", 0.485, "fake")]

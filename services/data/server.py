@@ -548,7 +548,8 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             else:
                 found = {s.symbol: (i, s) for i, s in self._listed(session, False, False)}
             by_id = {security_id: security for security_id, security in found.values()}
-            rows = store.dividends_between(session, sorted(by_id), start, end)
+            stored = self._kept.read(session, ("dividends",), "all", store.all_dividends)
+        rows = store.dividends_between(stored, by_id, start, end)
         return data_pb2.GetDividendsResponse(dividends=sorted(
             (data_pb2.Dividend(symbol=by_id[i].symbol, date=day.isoformat(), amount=amount,
                                currency=by_id[i].currency, source=source) for i, day, amount, source in rows),

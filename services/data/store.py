@@ -5,6 +5,7 @@ reference rates (per 1 EUR, as published), and fundamentals observed per field a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
 
@@ -468,14 +469,17 @@ def upsert_dividends(session: Session, security_id: int, dividends: list[tuple[d
     return added, updated, len(dividends) - added - updated
 
 
-def dividends_between(session: Session, security_ids: list[int], start: date | None,
-                      end: date) -> list[tuple[int, date, float, str]]:
-    """(security id, ex-date, amount, source) in [start, end], by security then date."""
-    query = select(DividendRow.security_id, DividendRow.ex_date, DividendRow.amount, DividendRow.source).where(
-        DividendRow.security_id.in_(security_ids), DividendRow.ex_date <= end)
-    if start is not None:
-        query = query.where(DividendRow.ex_date >= start)
-    return [tuple(r) for r in session.execute(query.order_by(DividendRow.security_id, DividendRow.ex_date))]
+def all_dividends(session: Session) -> tuple[tuple[int, date, float, str], ...]:
+    """Every stored dividend as (security id, ex-date, amount, source), by security then date."""
+    query = select(DividendRow.security_id, DividendRow.ex_date, DividendRow.amount, DividendRow.source)
+    return tuple(tuple(r) for r in session.execute(query.order_by(DividendRow.security_id, DividendRow.ex_date)))
+
+
+def dividends_between(dividends: Iterable[tuple[int, date, float, str]], security_ids: Iterable[int],
+                      start: date | None, end: date) -> list[tuple[int, date, float, str]]:
+    """Those of `dividends` (all_dividends) of the securities with ex-dates in [start, end], in order."""
+    wanted = set(security_ids)
+    return [row for row in dividends if row[0] in wanted and (start is None or row[1] >= start) and row[1] <= end]
 
 
 # --- retention (services/common/maintenance.py) ---
