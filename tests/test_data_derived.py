@@ -18,7 +18,7 @@ from services.common import clock
 from services.data import analytics, bar_cache, store
 from services.data.bar_cache import Series
 from services.data.history import Bar
-from services.data.server import fill_daily_history, history_to_proto
+from services.data.server import EncodedBars, fill_daily_history, history_to_proto
 from services.data.store import SecurityRow
 from tests.data_fixtures import FakeProvider, make_servicer, random_walk, security
 
@@ -38,13 +38,16 @@ def spiked_walk(count: int = 120, spike: int = 60) -> list[Bar]:
 
 
 @pytest.fixture(scope="module")
-def flagged_series(tmp_path_factory) -> tuple[Series, list[Bar]]:
+def flagged_series(tmp_path_factory):
+    """A series whose encoded bars come in blocks of 16 (encoded as the examples need them)."""
     servicer, db, _ = make_servicer(tmp_path_factory.mktemp("series"), FakeProvider({"TEST.US": spiked_walk()}),
                                     [security()])
     with db.transaction() as session:
         series = servicer._bars.series(session, 1)
     assert series.flags, "the spike is flagged"
-    return series, spiked_walk()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EncodedBars, "BLOCK", 16)
+        yield series, spiked_walk()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -84,7 +84,10 @@ class Series:
         """The bars dated from `start` (None: the first) to `end`, flagged or not, each with its
         flag and the day the flag became known (None, None when it has none): what
         store.daily_bars_with_flags reads, from the arrays."""
-        first, last = self.span(start, end)
+        return self.rows_at(*self.span(start, end))
+
+    def rows_at(self, first: int, last: int) -> list[tuple[Bar, str | None, date | None]]:
+        """rows() of the bars at indices first to last - 1."""
         close = self.close[first:last].tolist()
         opens, high, low, volume, adj = (_optional(c[first:last]) for c in (self.open, self.high, self.low,
                                                                             self.volume, self.adj_close))

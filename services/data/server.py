@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from datetime import date, datetime
 
 import numpy as np
@@ -113,15 +112,39 @@ def history_to_proto(security: Security, rows: list[tuple[Bar, str | None, date 
     return response
 
 
-@dataclass(frozen=True)
 class EncodedBars:
     """A series' bars, each serialized once as an element of GetPriceHistoryResponse.bars (its
     tag, length and Bar), so a reply is a join of bytes parsed by protobuf's C code instead of a
-    Bar built in Python per bar and call."""
+    Bar built in Python per bar and call. Encoded in blocks of BLOCK bars as replies need them."""
 
-    plain: list[bytes]         # every bar, without its flag
-    flagged: dict[int, bytes]  # index of a flagged bar -> the bar with its flag
-    flagged_at: np.ndarray     # the flagged indices, ascending
+    BLOCK = 256
+
+    def __init__(self, series: Series):
+        self._series = series
+        self._plain: list[bytes | None] = [None] * series.size  # each bar without its flag
+        self._flagged: dict[int, bytes] = {}                     # a flagged bar's index -> the bar with its flag
+        self._encoded: set[int] = set()                          # the blocks encoded
+        self.flagged_at = np.array(sorted(series.flags), dtype=np.int64)  # the flagged indices, ascending
+
+    def plain(self, first: int, last: int) -> list[bytes]:
+        """The bars at indices first to last - 1, without their flags."""
+        for block in range(first // self.BLOCK, (last - 1) // self.BLOCK + 1 if last > first else 0):
+            if block not in self._encoded:
+                self._encode(block)
+        return self._plain[first:last]  # type: ignore[return-value]
+
+    def flagged(self, index: int) -> bytes:
+        """The flagged bar at `index` with its flag (its block is encoded)."""
+        return self._flagged[index]
+
+    def _encode(self, block: int) -> None:
+        first = block * self.BLOCK
+        rows = self._series.rows_at(first, min(first + self.BLOCK, self._series.size))
+        for offset, (bar, flag, _) in enumerate(rows):
+            self._plain[first + offset] = _element(bar_to_proto(bar))
+            if flag is not None:
+                self._flagged[first + offset] = _element(bar_to_proto(bar, flag))
+        self._encoded.add(block)  # last: a concurrent reader encodes a block again, never reads it half done
 
 
 def _element(bar: data_pb2.Bar) -> bytes:
@@ -131,15 +154,11 @@ def _element(bar: data_pb2.Bar) -> bytes:
 
 
 def encoded_bars(series: Series) -> EncodedBars:
-    """The series' EncodedBars, built on first use and kept on the series (bar_cache.Series.memo):
-    a Series is replaced when its bars or flags change, so these never outlive them."""
+    """The series' EncodedBars, kept on the series (bar_cache.Series.memo): a Series is replaced
+    when its bars or flags change, so these never outlive them."""
     found = series.memo.get(EncodedBars)
     if found is None:
-        rows = series.rows(None, date.max)
-        found = EncodedBars([_element(bar_to_proto(bar)) for bar, _, _ in rows],
-                            {i: _element(bar_to_proto(rows[i][0], flag)) for i, flag in series.flags.items()},
-                            np.array(sorted(series.flags), dtype=np.int64))
-        series.memo[EncodedBars] = found
+        found = series.memo.setdefault(EncodedBars, EncodedBars(series))
     return found
 
 
@@ -149,10 +168,10 @@ def fill_daily_history(response: data_pb2.GetPriceHistoryResponse, security: Sec
     does, from the series' encoded bars: a bar carries its flag when the flag is known by `end`."""
     first, last = series.span(start, end)
     encoded = encoded_bars(series)
-    pieces = encoded.plain[first:last]
+    pieces = encoded.plain(first, last)
     flagged = encoded.flagged_at[np.searchsorted(encoded.flagged_at, first):np.searchsorted(encoded.flagged_at, last)]
     for index in flagged[series.flag_known[flagged] <= end.toordinal()].tolist():
-        pieces[index - first] = encoded.flagged[index]
+        pieces[index - first] = encoded.flagged(index)
     response.symbol, response.currency, response.interval = security.symbol, security.currency, data_pb2.DAILY
     response.MergeFromString(b"".join(pieces))
 
