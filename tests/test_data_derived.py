@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from trader.data.v1 import data_pb2
 
 from services.common import clock
-from services.data import analytics, bar_cache, store
+from services.data import analytics, bar_cache, indicators, store
 from services.data.bar_cache import Series
 from services.data.history import Bar
 from services.data.server import EncodedBars, fill_daily_history, history_to_proto
@@ -270,3 +270,32 @@ def test_dividends_change_with_an_import_or_a_sync(tmp_path):
     provider.dividends_["KO.US"] = [(date(2024, 3, 14), 0.5), (date(2024, 6, 13), 0.485)]
     call(servicer.SyncPrices, data_pb2.SyncPricesRequest(), now)
     assert paid() == [("2024-03-14", 0.5, "fake"), ("2024-06-13", 0.485, "fake")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), length=st.integers(1, 700), cut=st.floats(0.0, 1.0))
+def test_technical_values_of_the_first_bars_are_the_first_of_the_whole_series(seed, length, cut):
+    """TA-Lib's RSI, EMA, SMA and Bollinger bands are causal: the values of the first k closes
+    are, bit for bit, the first k values of the whole series' (what GetMetrics relies on)."""
+    closes = 100 * np.exp(np.cumsum(np.random.default_rng(seed).normal(0, 0.02, length)))
+    first = max(1, int(length * cut))
+    whole = indicators.technical(closes)
+    alone = indicators.technical(closes[:first].copy())
+    assert indicators.technical_at(whole, first - 1) == indicators.technical_at(alone, first - 1)
+    months = 2000 * 12 + np.arange(first) // 21
+    shortcut = indicators.compute(closes[:first], None, None, months, indicators.technical_at(whole, first - 1))
+    computed = indicators.compute(closes[:first].copy(), None, None, months)
+    assert list(shortcut.items()) == list(computed.items())  # same values, same keys in the same order
+
+
+def test_metrics_of_a_replay_are_those_of_the_bars_alone(tmp_path):
+    """GetMetrics as of each of many dates (the valid bars: the first ones of the series) equals
+    indicators.compute on a copy of exactly those bars."""
+    bars = random_walk(400, seed=11)
+    servicer, _, _ = make_servicer(tmp_path, FakeProvider({"TEST.US": bars}), [security()])
+    for day in (bars[0].date, bars[25].date, bars[199].date, bars[-1].date):
+        reply = call(servicer.GetMetrics, data_pb2.GetMetricsRequest(symbols=["TEST.US"], as_of=day.isoformat()))
+        used = [b for b in bars if b.date <= day]
+        closes = np.array([b.close for b in used])
+        months = np.array([b.date.year * 12 + b.date.month for b in used])
+        assert dict(reply.metrics[0].values) == indicators.compute(closes, None, None, months)

@@ -10,7 +10,7 @@ its values is past its TTL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
@@ -35,6 +35,14 @@ class Prepared:
     lows: np.ndarray
     months: np.ndarray      # year*12+month of each bar (month_ordinals)
     flagged_at: np.ndarray  # indices of the flagged bars, ascending
+    _technical: list = field(default_factory=list, compare=False, repr=False)  # [it] once built
+
+    def technical(self) -> dict[str, np.ndarray]:
+        """indicators.technical of every stored bar's close (built on first use; a whole one is
+        appended, so a concurrent reader never sees it half built)."""
+        if not self._technical:
+            self._technical.append(indicators.technical(self.closes))
+        return self._technical[0]
 
 
 def prepared(series: Series) -> Prepared:
@@ -141,7 +149,11 @@ def _indicators(session: Session, security_id: int, window: _Window, cached: tup
     closes = ready.closes[window.select]
     highs, lows = ready.highs[window.select], ready.lows[window.select]
     has_range = not (np.isnan(highs).all() and np.isnan(lows).all())
-    values = indicators.compute(closes, highs if has_range else None, lows if has_range else None, months)
+    technical = None  # the first bars of the series: TA-Lib's values from its whole series (causal)
+    if isinstance(window.select, slice):
+        technical = indicators.technical_at(ready.technical(), window.size - 1)
+    values = indicators.compute(closes, highs if has_range else None, lows if has_range else None, months,
+                                technical)
     if cached is not None:
         store.cache_indicators(session, security_id, window.last_day, values, now)
     elif window.unambiguous:
