@@ -9,7 +9,21 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Integer, String, Text, delete, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -367,13 +381,20 @@ def save_fx_rate(session: Session, currency: str, day: date, rate: float, source
     session.merge(FxRateRow(currency=currency, date=day, rate=rate, source=source))
 
 
+def _fx_rates_as_of_statement():
+    latest = select(FxRateRow.currency, func.max(FxRateRow.date).label("day")).where(
+        FxRateRow.date <= bindparam("day", type_=Date)).group_by(FxRateRow.currency).subquery()
+    return select(FxRateRow.currency, FxRateRow.rate, FxRateRow.date, FxRateRow.source).join(
+        latest, (FxRateRow.currency == latest.c.currency) & (FxRateRow.date == latest.c.day))
+
+
+_FX_RATES_AS_OF = _fx_rates_as_of_statement()  # built once: a statement's construction costs more than its run
+
+
 def fx_rates_as_of(session: Session, day: date) -> dict[str, tuple[float, date, str]]:
     """currency -> (rate, its date, source): the latest stored rate at or before `day`."""
-    latest = select(FxRateRow.currency, func.max(FxRateRow.date).label("day")).where(
-        FxRateRow.date <= day).group_by(FxRateRow.currency).subquery()
-    rows = session.execute(select(FxRateRow).join(
-        latest, (FxRateRow.currency == latest.c.currency) & (FxRateRow.date == latest.c.day)))
-    return {row.currency: (row.rate, row.date, row.source) for (row,) in rows}
+    return {currency: (rate, rate_day, source)
+            for currency, rate, rate_day, source in session.execute(_FX_RATES_AS_OF, {"day": day})}
 
 
 # --- ECB reference rates ---
@@ -394,15 +415,18 @@ def save_reference_rates(session: Session, rates: dict[str, list[tuple[date, flo
     return len(rows)
 
 
+_FIXING_DAY = select(func.max(ReferenceRateRow.date)).where(
+    ReferenceRateRow.date <= bindparam("day", type_=Date), ReferenceRateRow.date >= bindparam("oldest", type_=Date))
+_FIXING = select(ReferenceRateRow.currency, ReferenceRateRow.rate).where(
+    ReferenceRateRow.date == bindparam("day", type_=Date))
+
+
 def reference_fixing(session: Session, day: date, oldest: date) -> tuple[date, dict[str, float]] | None:
     """(date, currency -> units per 1 EUR) of the latest fixing between `oldest` and `day`."""
-    fixing_day = session.scalar(select(func.max(ReferenceRateRow.date)).where(
-        ReferenceRateRow.date <= day, ReferenceRateRow.date >= oldest))
+    fixing_day = session.scalar(_FIXING_DAY, {"day": day, "oldest": oldest})
     if fixing_day is None:
         return None
-    rows = session.execute(select(ReferenceRateRow.currency, ReferenceRateRow.rate).where(
-        ReferenceRateRow.date == fixing_day))
-    return fixing_day, dict(rows.all())
+    return fixing_day, dict(session.execute(_FIXING, {"day": fixing_day}).all())
 
 
 # --- fundamentals ---
