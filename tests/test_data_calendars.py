@@ -10,6 +10,8 @@ import exchange_calendars.exchange_calendar as xcal_module
 import pandas as pd
 import pytest
 from dateutil.easter import EASTER_ORTHODOX, easter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from trader.data.v1 import data_pb2
 
 from services.common import clock
@@ -136,3 +138,21 @@ def test_outside_a_calendar_is_precise_never_internal(tmp_path):
         call(servicer.GetMarketStatus, data_pb2.GetMarketStatusRequest(exchange="XNYS",
                                                                       as_of="1969-12-31T15:00:00Z"))
     assert caught.value.field == "as_of"
+
+
+@pytest.mark.parametrize("exchange", ["XNYS", "XHKG", "XETR", "ASEX"])
+def test_session_intervals_from_the_arrays_are_the_calendar_lookups(exchange):
+    """market_status reads opens, closes and lunch breaks by index: the same instants as the
+    library's per-session look-ups, half days and breaks included."""
+    cal = market_hours.calendar(exchange)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.datetimes(datetime(1995, 1, 1), datetime(2040, 1, 1)))
+    def check(naive):
+        moment = pd.Timestamp(naive.replace(tzinfo=UTC))
+        session = market_hours.session_at(cal, moment)
+        index = market_hours._session_index(cal, moment)
+        assert market_hours._intervals_at(cal, index) == market_hours._intervals(cal, session)
+        assert market_hours._intervals_at(cal, index + 1) == market_hours._intervals(cal, cal.next_session(session))
+
+    check()

@@ -1,13 +1,16 @@
 """Indicators as of a date, through the cache.
 
 Cache entries are keyed by (security, last date used) and dropped when bars at or before that
-date change (store.upsert_bars). Entries also age out with the original's TTLs: 24 hours for
+date change (store.upsert_bars). Such a key names the valid bars only when no bar up to that
+date has a flag known later (else an earlier date could be served a later date's flags, a
+lookahead): those windows are computed, never cached. Entries also age out with the original's TTLs: 24 hours for
 technical values, 7 days for Sharpe, Sortino and CAGR; an entry is recomputed as soon as any of
 its values is past its TTL.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
@@ -21,10 +24,44 @@ DEFAULT_TTL = timedelta(hours=24)
 TTL = {key: timedelta(days=7) for key in ("SHARPE", "SORTINO", "CAGR_5Y", "CAGR_10Y")}
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A series' arrays as the indicators read them, for every stored bar. Each is computed
+    bar by bar, so the bars valid as of any date are a selection of them: computed once per
+    series (bar_cache.Series.memo), not once per request."""
+
+    closes: np.ndarray      # adjusted where the provider has them, else the close
+    highs: np.ndarray       # on the adjusted scale (times adjusted / raw close); NaN where absent
+    lows: np.ndarray
+    months: np.ndarray      # year*12+month of each bar (month_ordinals)
+    flagged_at: np.ndarray  # indices of the flagged bars, ascending
+    _technical: list = field(default_factory=list, compare=False, repr=False)  # [it] once built
+
+    def technical(self) -> dict[str, np.ndarray]:
+        """indicators.technical of every stored bar's close (built on first use; a whole one is
+        appended, so a concurrent reader never sees it half built)."""
+        if not self._technical:
+            self._technical.append(indicators.technical(self.closes))
+        return self._technical[0]
+
+
+def prepared(series: Series) -> Prepared:
+    found = series.memo.get(Prepared)
+    if found is None:
+        adjusted = series.adj_close
+        closes = np.where(np.isnan(adjusted), series.close, adjusted)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a flagged bar's zero or NaN: never selected
+            factor = closes / series.close  # adjusted / raw close: puts highs and lows on the adjusted scale
+            highs, lows = factor * series.high, factor * series.low
+        found = Prepared(closes, highs, lows, month_ordinals(series.days),
+                         np.array(sorted(series.flags), dtype=np.int64))
+        series.memo[Prepared] = found
+    return found
+
+
 def adjusted_closes(series: Series, index: np.ndarray) -> np.ndarray:
     """The closes metrics use, for the bars at `index`: adjusted where the provider has them."""
-    adjusted = series.adj_close[index]
-    return np.where(np.isnan(adjusted), series.close[index], adjusted)
+    return prepared(series).closes[index]
 
 
 # Keys computed whenever the first one is: an entry with the first but not the second was
@@ -53,37 +90,75 @@ def indicators_as_of(session: Session, bars: BarCache, security_id: int, through
 
 def indicators_of(session: Session, bars: BarCache, wanted: list[tuple[int, date]],
                   now: datetime) -> list[Indicators]:
-    """indicators_as_of for each (security id, through), in order: the cache is read in one
-    query, and a repeated pair is computed once."""
+    """indicators_as_of for each (security id, through), in order: a repeated pair is computed
+    once, the cache is read in one query and new entries are written in one statement."""
     unique = list(dict.fromkeys(wanted))
     windows = {key: _window(bars.series(session, key[0]), key[1]) for key in unique}
-    cache = store.cached_indicators_of(session, [(key[0], w[2]) for key, w in windows.items() if w is not None])
-    found = {key: _indicators(session, key[0], window, cache.get((key[0], window[2])), now)
-             if window is not None else Indicators(None, {}, False, 0, 0) for key, window in windows.items()}
+    stored = store.cached_indicators_of(session, [(key[0], w.last_day) for key, w in windows.items()
+                                                  if w is not None and w.unambiguous])
+    found, new = {}, []
+    for key, window in windows.items():
+        if window is None:
+            found[key] = Indicators(None, {}, False, 0, 0)
+            continue
+        cached = stored.get((key[0], window.last_day)) if window.unambiguous else None
+        found[key] = _indicators(session, key[0], window, cached, now, new)
+    store.cache_new_indicators(session, new, now)
     return [found[key] for key in wanted]
 
 
-def _window(series: Series, through: date) -> tuple[Series, np.ndarray, date] | None:
-    """(the series, the indices of its bars valid as of `through`, the last one's date); None
-    when there is none."""
+class _Window(NamedTuple):
+    """The bars of a series valid as of a date."""
+
+    series: Series
+    select: slice | np.ndarray  # the valid bars: a slice when none before the last is hidden
+    last_day: date              # the last valid bar's date
+    # Whether the valid bars are the same for every date whose last valid bar is `last_day`: no
+    # bar up to it has a flag known only after it. The database cache, keyed by (security,
+    # last_day), serves only such windows: another one's entry could hide a bar by a flag not
+    # known yet, or keep one flagged since.
+    unambiguous: bool
+
+    @property
+    def size(self) -> int:
+        return self.select.stop if isinstance(self.select, slice) else len(self.select)
+
+
+def _window(series: Series, through: date) -> _Window | None:
+    """The bars valid as of `through`; None when there is none."""
     index = series.valid(through)
-    return (series, index, date.fromordinal(int(series.days[index[-1]]))) if len(index) else None
+    if not len(index):
+        return None
+    last = int(index[-1])
+    flagged = prepared(series).flagged_at
+    up_to_last = flagged[:int(np.searchsorted(flagged, last, side="right"))]
+    return _Window(series, slice(0, len(index)) if last + 1 == len(index) else index,
+                   date.fromordinal(int(series.days[last])),
+                   not np.any(series.flag_known[up_to_last] > series.days[last]))
 
 
-def _indicators(session: Session, security_id: int, window: tuple[Series, np.ndarray, date],
-                cached: tuple[dict, datetime] | None, now: datetime) -> Indicators:
-    series, index, last_day = window
-    months = month_ordinals(series.days[index])
+def _indicators(session: Session, security_id: int, window: _Window, cached: tuple[dict, datetime] | None,
+                now: datetime, new: list[tuple[int, date, dict]]) -> Indicators:
+    """From the database cache entry `cached` when fresh, else computed: stored again in place of
+    a stale entry, or appended to `new` (written by the caller in one statement)."""
+    ready = prepared(window.series)
+    months = ready.months[window.select]
     month_count = int(np.count_nonzero(np.diff(months))) + 1
     if cached is not None and not expired(cached[0], cached[1], now):
-        return Indicators(last_day, cached[0], True, len(index), month_count)
-    closes = adjusted_closes(series, index)
-    factor = closes / series.close[index]  # adjusted / raw close: puts highs and lows on the adjusted scale
-    highs, lows = factor * series.high[index], factor * series.low[index]
+        return Indicators(window.last_day, cached[0], True, window.size, month_count)
+    closes = ready.closes[window.select]
+    highs, lows = ready.highs[window.select], ready.lows[window.select]
     has_range = not (np.isnan(highs).all() and np.isnan(lows).all())
-    values = indicators.compute(closes, highs if has_range else None, lows if has_range else None, months)
-    store.cache_indicators(session, security_id, last_day, values, now, replace=cached is not None)
-    return Indicators(last_day, values, False, len(index), month_count)
+    technical = None  # the first bars of the series: TA-Lib's values from its whole series (causal)
+    if isinstance(window.select, slice):
+        technical = indicators.technical_at(ready.technical(), window.size - 1)
+    values = indicators.compute(closes, highs if has_range else None, lows if has_range else None, months,
+                                technical)
+    if cached is not None:
+        store.cache_indicators(session, security_id, window.last_day, values, now)
+    elif window.unambiguous:
+        new.append((security_id, window.last_day, values))
+    return Indicators(window.last_day, values, False, window.size, month_count)
 
 
 def month_ordinals(days: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -50,6 +50,10 @@ class Series:
     open: np.ndarray        # float64, NaN where absent
     volume: np.ndarray      # float64, NaN where absent
     flags: Mapping[int, str]  # index -> the flag of each flagged bar
+    # What other modules derive from this snapshot (encoded bars, indicators), by their own keys:
+    # a Series never changes and is replaced when its bars or flags do, so nothing here outlives
+    # the bars it came from.
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def valid(self, through: date) -> np.ndarray:
         """Indices of the bars usable as of `through`: dated at or before it, and not flagged
@@ -71,12 +75,19 @@ class Series:
         end = int(np.searchsorted(self.days, through.toordinal(), side="right"))
         return date.fromordinal(int(self.days[end - 1])) if end else None
 
+    def span(self, start: date | None, end: date) -> tuple[int, int]:
+        """(first, last): the slice of the bars dated from `start` (None: the first) to `end`."""
+        first = 0 if start is None else int(np.searchsorted(self.days, start.toordinal(), side="left"))
+        return first, int(np.searchsorted(self.days, end.toordinal(), side="right"))
+
     def rows(self, start: date | None, end: date) -> list[tuple[Bar, str | None, date | None]]:
         """The bars dated from `start` (None: the first) to `end`, flagged or not, each with its
         flag and the day the flag became known (None, None when it has none): what
         store.daily_bars_with_flags reads, from the arrays."""
-        first = 0 if start is None else int(np.searchsorted(self.days, start.toordinal(), side="left"))
-        last = int(np.searchsorted(self.days, end.toordinal(), side="right"))
+        return self.rows_at(*self.span(start, end))
+
+    def rows_at(self, first: int, last: int) -> list[tuple[Bar, str | None, date | None]]:
+        """rows() of the bars at indices first to last - 1."""
         close = self.close[first:last].tolist()
         opens, high, low, volume, adj = (_optional(c[first:last]) for c in (self.open, self.high, self.low,
                                                                             self.volume, self.adj_close))

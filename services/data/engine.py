@@ -106,14 +106,14 @@ def _rebased_series(db: Database, ids: dict[str, int], fetched: dict[str, list[B
     return found
 
 
-def sync_prices(db: Database, provider: PriceProvider, securities: list[Security], end: date,
+def sync_prices(db: Database, provider: PriceProvider, listed: list[tuple[int, Security]], end: date,
                 fx_currencies: list[str], base: str, retention_days: int) -> SyncResult:
-    """Fetch bars (from a week before the oldest last stored bar) and FX history, replace the
-    history of re-based series with the provider's whole history, store everything. A provider
-    failure (Unavailable) stores nothing."""
+    """Fetch bars (from a week before the oldest last stored bar) and FX history for the stored
+    securities ((id, security) pairs), replace the history of re-based series with the
+    provider's whole history, store everything. A provider failure (Unavailable) stores nothing."""
+    securities = [security for _, security in listed]
+    ids = {security.symbol: security_id for security_id, security in listed}
     with db.transaction() as session:
-        ids = {symbol: security_id for symbol, (security_id, _) in
-               store.find_securities(session, [s.symbol for s in securities]).items()}
         last = store.last_bar_dates(session, list(ids.values()))
     start = sync_start([last.get(ids.get(s.symbol)) for s in securities])
     fetched = provider.daily_bars(securities, start, end)
@@ -212,15 +212,3 @@ def sync_fundamentals(db: Database, provider: PriceProvider, securities: list[Se
     if not observations:
         return FundamentalsSaved(0, 0, 0, []), unavailable
     return save_fundamentals(db, observations, provider.name, observed_at), unavailable
-
-
-def fundamentals_as_of(db: Database, symbols: list[str], day: date) -> dict[str, dict[str, tuple]]:
-    """symbol -> field -> (value, observed on, source) as of `day` (no later observation);
-    every requested symbol is present, with no fields when none are known."""
-    with db.transaction() as session:
-        found = store.find_securities(session, symbols)
-        unknown = [symbol for symbol in symbols if symbol not in found]
-        if unknown:
-            raise NotFound(f"unknown symbols: {', '.join(unknown)}")
-        known = store.fundamentals_as_of(session, [security_id for security_id, _ in found.values()], day)
-    return {symbol: known.get(found[symbol][0], {}) for symbol in symbols}

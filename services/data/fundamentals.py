@@ -23,9 +23,11 @@ import csv
 import io
 import json
 import math
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from services.common.errors import InvalidArgument
 
@@ -49,6 +51,29 @@ class Observation:
     observed_on: date
     value: Value
     where: str = ""  # for error messages: "line 3" or "[2]"
+
+
+class FieldHistory(NamedTuple):
+    """One field of one security as stored: the days it was observed on, ascending, and on each
+    the value (None: observed as unknown) and its source."""
+
+    days: tuple[date, ...]
+    entries: tuple[tuple[Value, str], ...]
+
+
+def as_of(history: Mapping[int, Mapping[str, FieldHistory]], security_ids: list[int],
+          day: date) -> dict[int, dict[str, tuple[float | str, date, str]]]:
+    """security id -> field -> (value, observed on, source): each field's latest observation at
+    or before `day` (none later: no lookahead); a field last observed as unknown is left out,
+    and so is a security without any."""
+    found: dict[int, dict[str, tuple[float | str, date, str]]] = {}
+    for security_id in security_ids:
+        for field, observed in history.get(security_id, {}).items():
+            latest = bisect_right(observed.days, day) - 1
+            if latest >= 0 and observed.entries[latest][0] is not None:
+                value, source = observed.entries[latest]
+                found.setdefault(security_id, {})[field] = (value, observed.days[latest], source)
+    return found
 
 
 # --- checks ---

@@ -43,12 +43,34 @@ def _last(values: np.ndarray) -> float | None:
     return None if math.isnan(value) else value
 
 
+def technical(closes: np.ndarray) -> dict[str, np.ndarray]:
+    """TA-Lib's RSI, EMAs, SMAs and Bollinger bands of chronological `closes`, one value per bar
+    (NaN before a value can be computed). Each is causal, computed bar after bar from the first:
+    a bar's value depends on it and the bars before only, so those of the first k closes are
+    the first k values of these (a series' can be computed once for every date)."""
+    closes = np.asarray(closes, dtype=float)
+    found = {"RSI_14": talib.RSI(closes, timeperiod=14)}
+    for period in (50, 200):
+        found[f"EMA_{period}"] = talib.EMA(closes, timeperiod=period)
+        found[f"SMA_{period}"] = talib.SMA(closes, timeperiod=period)
+    found["BB_UPPER_20"], found["BB_MIDDLE_20"], found["BB_LOWER_20"] = talib.BBANDS(
+        closes, timeperiod=20, nbdevup=2.0, nbdevdn=2.0, matype=0)
+    return found
+
+
+def technical_at(values: dict[str, np.ndarray], index: int) -> dict[str, float | None]:
+    """Each of technical()'s values at bar `index` (None where not computable)."""
+    return {key: _last(series[index:index + 1]) for key, series in values.items()}
+
+
 def compute(closes: np.ndarray, highs: np.ndarray | None, lows: np.ndarray | None,
-            month_ordinals: np.ndarray) -> dict[str, float]:
+            month_ordinals: np.ndarray, technical_values: dict[str, float | None] | None = None) -> dict[str, float]:
     """Every indicator the planner and the safety checks use, from chronological daily bars.
 
     `highs`/`lows` are None (or hold NaN) where a provider has closes only; the 52-week range
     then uses closes. `month_ordinals` (year*12+month per bar) feed the monthly CAGR.
+    `technical_values`: technical_at(technical(longer closes), len(closes) - 1) when the closes
+    are the first of a longer series whose technical() is at hand, else computed here.
     """
     closes = np.asarray(closes, dtype=float)
     n = len(closes)
@@ -57,12 +79,7 @@ def compute(closes: np.ndarray, highs: np.ndarray | None, lows: np.ndarray | Non
         return {}
     price = closes[-1]
     out["PRICE"] = price
-    out["RSI_14"] = _last(talib.RSI(closes, timeperiod=14))
-    for period in (50, 200):
-        out[f"EMA_{period}"] = _last(talib.EMA(closes, timeperiod=period))
-        out[f"SMA_{period}"] = _last(talib.SMA(closes, timeperiod=period))
-    upper, middle, lower = talib.BBANDS(closes, timeperiod=20, nbdevup=2.0, nbdevdn=2.0, matype=0)
-    out["BB_UPPER_20"], out["BB_MIDDLE_20"], out["BB_LOWER_20"] = _last(upper), _last(middle), _last(lower)
+    out.update(technical_values if technical_values is not None else technical_at(technical(closes), n - 1))
     band_low, band_high = out["BB_LOWER_20"], out["BB_UPPER_20"]
     if band_high is not None and band_high > band_low:
         out["BB_POSITION"] = min(1.0, max(0.0, (price - band_low) / (band_high - band_low)))

@@ -136,7 +136,11 @@ def session_at(cal: xcals.ExchangeCalendar, moment: pd.Timestamp) -> pd.Timestam
     library's `minute_to_session(direction="next")` from its per-session arrays only. Its own
     call, and `first_minute`, build an array of every trading minute of the span first (about
     200 MiB resident for XNYS over 1970-2060, per exchange, for the life of the process)."""
-    return cal.sessions[np.searchsorted(cal.last_minutes_nanos, moment.floor("min").value)]
+    return cal.sessions[_session_index(cal, moment)]
+
+
+def _session_index(cal: xcals.ExchangeCalendar, moment: pd.Timestamp) -> int:
+    return int(np.searchsorted(cal.last_minutes_nanos, moment.floor("min").value))
 
 
 def market_status(exchange: str, at: datetime) -> MarketStatus:
@@ -144,16 +148,38 @@ def market_status(exchange: str, at: datetime) -> MarketStatus:
     break counts as closed (it closes at the break and opens again after it). Raises
     OutsideCalendar when `at` or the following session lies outside the calendar's span."""
     cal = calendar(exchange)
+    name = xcals.resolve_alias(exchange)
     moment = pd.Timestamp(at.astimezone(UTC))
-    # the session at `moment` and the one after it must both lie inside the span
-    if not cal.session_first_minute(cal.first_session) <= moment < cal.session_close(cal.sessions[-2]):
+    first_minute, last_close = _status_span(name)
+    if not first_minute <= moment < last_close:
         raise OutsideCalendar(exchange, at, cal.first_session.date(), cal.last_session.date())
-    session = session_at(cal, moment)
-    intervals = _intervals(cal, session) + _intervals(cal, cal.next_session(session))
+    index = _session_index(cal, moment)
+    session = cal.sessions[index]
+    intervals = _intervals_at(cal, index) + _intervals_at(cal, index + 1)
     is_open = any(start <= moment < end for start, end in intervals)
     next_open = next(start for start, _ in intervals if start > moment)
     next_close = next(end for _, end in intervals if end > moment)
     return MarketStatus(exchange, is_open, next_open.to_pydatetime(), next_close.to_pydatetime(), session.date())
+
+
+@functools.cache
+def _status_span(name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The instants market_status answers for: the session at one and the one after it must both
+    lie inside the calendar's span."""
+    cal = _build(name)
+    return cal.session_first_minute(cal.first_session), cal.session_close(cal.sessions[-2])
+
+
+_NAT = np.iinfo(np.int64).min  # a session without a lunch break has NaT (this) as its break times
+
+
+def _intervals_at(cal: xcals.ExchangeCalendar, index: int) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """_intervals of the session at `index`, from the calendar's arrays (no per-call table look-up)."""
+    opens, closes = cal.opens_nanos[index], cal.closes_nanos[index]
+    starts, ends = cal.break_starts_nanos[index], cal.break_ends_nanos[index]
+    edges = [opens, closes] if starts == _NAT else [opens, starts, ends, closes]
+    stamps = [pd.Timestamp(int(nanos), tz=UTC) for nanos in edges]
+    return list(zip(stamps[::2], stamps[1::2], strict=True))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import date, datetime
 
+import numpy as np
 from trader.data.v1 import data_pb2, data_pb2_grpc
 
 from services.common import clock
@@ -19,17 +20,20 @@ from services.data import engine, store
 from services.data.adapters.csv_import import parse_yahoo_csv
 from services.data.adapters.dividend_csv import parse_dividend_csv
 from services.data.analytics import adjusted_closes, indicators_of
-from services.data.bar_cache import BarCache
+from services.data.bar_cache import BarCache, Series
 from services.data.config import DataConfig
 from services.data.fundamentals import IMPORT_SOURCE, TEXT_FIELDS, parse_import
+from services.data.fundamentals import as_of as fundamentals_as_of
 from services.data.fx import effective_rates, reference_in_base, reference_window
 from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
 from services.data.market_hours import MAX_SESSION_DAYS, OutsideCalendar, exchange_from_name, market_status, sessions
 from services.data.providers import PriceProvider
 from services.data.regime import market_regime
-from services.data.universe import EQUITY, Security, detect_metadata, validate_security
+from services.data.revisions import Revisions
+from services.data.universe import EQUITY, Security, detect_metadata, select_securities, validate_security
 
 _INTERVALS = {data_pb2.INTERVAL_UNSPECIFIED: "DAILY", data_pb2.DAILY: "DAILY", data_pb2.MONTHLY: "MONTHLY"}
+KEPT_TABLES = ("securities", "fx_rates", "reference_rates", "fundamentals", "dividends")  # revisions.py
 _KINDS = {data_pb2.SECURITY_KIND_UNSPECIFIED: EQUITY, data_pb2.EQUITY: "EQUITY", data_pb2.INDEX: "INDEX"}
 
 
@@ -70,7 +74,7 @@ def bar_to_proto(bar: Bar, flag: str | None = None) -> data_pb2.Bar:
 
 
 def fundamentals_to_proto(symbol: str, fields: dict[str, tuple]) -> data_pb2.Fundamentals:
-    """`fields`: field name -> (value, observed on, source), as engine.fundamentals_as_of."""
+    """`fields`: field name -> (value, observed on, source), as fundamentals.as_of."""
     message = data_pb2.Fundamentals(symbol=symbol)
     for name, (value, observed_on, source) in fields.items():
         setattr(message, name, value if name in TEXT_FIELDS else float(value))
@@ -108,6 +112,79 @@ def history_to_proto(security: Security, rows: list[tuple[Bar, str | None, date 
     return response
 
 
+class EncodedBars:
+    """A series' bars, each serialized once as an element of GetPriceHistoryResponse.bars (its
+    tag, length and Bar), so a reply is a join of bytes parsed by protobuf's C code instead of a
+    Bar built in Python per bar and call. Encoded in blocks of BLOCK bars as replies need them."""
+
+    BLOCK = 256
+
+    def __init__(self, series: Series):
+        self._series = series
+        self._plain: list[bytes | None] = [None] * series.size  # each bar without its flag
+        self._flagged: dict[int, bytes] = {}                     # a flagged bar's index -> the bar with its flag
+        self._encoded: set[int] = set()                          # the blocks encoded
+        self.flagged_at = np.array(sorted(series.flags), dtype=np.int64)  # the flagged indices, ascending
+
+    def plain(self, first: int, last: int) -> list[bytes]:
+        """The bars at indices first to last - 1, without their flags."""
+        for block in range(first // self.BLOCK, (last - 1) // self.BLOCK + 1 if last > first else 0):
+            if block not in self._encoded:
+                self._encode(block)
+        return self._plain[first:last]  # type: ignore[return-value]
+
+    def flagged(self, index: int) -> bytes:
+        """The flagged bar at `index` with its flag (its block is encoded)."""
+        return self._flagged[index]
+
+    def _encode(self, block: int) -> None:
+        first = block * self.BLOCK
+        rows = self._series.rows_at(first, min(first + self.BLOCK, self._series.size))
+        for offset, (bar, flag, _) in enumerate(rows):
+            self._plain[first + offset] = _element(bar_to_proto(bar))
+            if flag is not None:
+                self._flagged[first + offset] = _element(bar_to_proto(bar, flag))
+        self._encoded.add(block)  # last: a concurrent reader encodes a block again, never reads it half done
+
+
+def _element(bar: data_pb2.Bar) -> bytes:
+    """`bar` as one element of GetPriceHistoryResponse.bars on the wire (proto3 leaves the other,
+    unset fields out)."""
+    return data_pb2.GetPriceHistoryResponse(bars=[bar]).SerializeToString()
+
+
+def encoded_bars(series: Series) -> EncodedBars:
+    """The series' EncodedBars, kept on the series (bar_cache.Series.memo): a Series is replaced
+    when its bars or flags change, so these never outlive them."""
+    found = series.memo.get(EncodedBars)
+    if found is None:
+        found = series.memo.setdefault(EncodedBars, EncodedBars(series))
+    return found
+
+
+def fill_daily_history(response: data_pb2.GetPriceHistoryResponse, security: Security, series: Series,
+                       start: date | None, end: date) -> None:
+    """Fill an empty `response` as history_to_proto(security, series.rows(start, end), end, "DAILY")
+    does, from the series' encoded bars: a bar carries its flag when the flag is known by `end`."""
+    first, last = series.span(start, end)
+    encoded = encoded_bars(series)
+    pieces = encoded.plain(first, last)
+    flagged = encoded.flagged_at[np.searchsorted(encoded.flagged_at, first):np.searchsorted(encoded.flagged_at, last)]
+    for index in flagged[series.flag_known[flagged] <= end.toordinal()].tolist():
+        pieces[index - first] = encoded.flagged(index)
+    response.symbol, response.currency, response.interval = security.symbol, security.currency, data_pb2.DAILY
+    response.MergeFromString(b"".join(pieces))
+
+
+def fill_history(response: data_pb2.GetPriceHistoryResponse, security: Security, series: Series,
+                 start: date | None, end: date, interval: str) -> None:
+    """Fill an empty `response` with the security's bars from `start` to `end` (history_to_proto)."""
+    if interval == "DAILY":
+        fill_daily_history(response, security, series, start, end)
+    else:
+        response.CopyFrom(history_to_proto(security, series.rows(start, end), end, interval))
+
+
 class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
     def __init__(self, config: DataConfig, db: Database, provider: PriceProvider,
                  maintenance: Maintenance | None = None):
@@ -118,16 +195,31 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         self._provider = provider
         self._sync_lock = threading.Lock()
         self._bars = BarCache(db)
+        self._kept = Revisions(db, KEPT_TABLES)
 
     # --- helpers ---
+
+    def _all_securities(self, session) -> tuple[tuple[int, Security], ...]:
+        """store.all_securities, read once per revision of the securities."""
+        return self._kept.read(session, ("securities",), "all", store.all_securities)
+
+    def _listed(self, session, include_inactive: bool, include_indices: bool,
+                **filters: str) -> list[tuple[int, Security]]:
+        """store.list_securities, from the securities kept."""
+        return select_securities(self._all_securities(session), include_inactive, include_indices, **filters)
+
+    def _found(self, session, symbols) -> dict[str, tuple[int, Security]]:
+        """store.find_securities, from the securities kept."""
+        wanted = set(symbols)
+        return {s.symbol: (i, s) for i, s in self._all_securities(session) if s.symbol in wanted}
 
     def _security(self, session, symbol: str, field: str = "symbol") -> tuple[int, Security]:
         if not symbol:
             raise InvalidArgument(field, "is required")
-        row = store.find_security(session, symbol)
-        if row is None:
+        found = self._found(session, [symbol]).get(symbol)
+        if found is None:
             raise NotFound(f"unknown symbol {symbol!r}")
-        return row.id, row.to_domain()
+        return found
 
     def _as_of_date(self, text: str, visible: date) -> date:
         """A requested as-of date, never later than what is visible now."""
@@ -139,17 +231,22 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         return day
 
     def _rates(self, day: date, now: datetime) -> dict[str, tuple[float, str, str]]:
-        """The rates that apply on `day` (store and fx.py decide which), as seen at `now`."""
+        """The rates that apply on `day` (store and fx.py decide which), as seen at `now`; read once
+        per day and window until a rate is stored."""
         oldest, latest = reference_window(day, now)
-        with self._db.transaction() as session:
+
+        def read(session) -> dict[str, tuple[float, str, str]]:
             reference = reference_in_base(store.reference_fixing(session, latest, oldest), self._base)
             return effective_rates(self._config.common.fx_rates, store.fx_rates_as_of(session, day), reference)
+
+        with self._db.transaction() as session:
+            return dict(self._kept.read(session, ("fx_rates", "reference_rates"), (day, oldest, latest), read))
 
     # --- universe ---
 
     def ListSecurities(self, request, context):
         with self._db.transaction() as session:
-            securities = store.list_securities(
+            securities = self._listed(
                 session, request.include_inactive, request.include_indices, country=request.country,
                 exchange=request.exchange, currency=request.currency, bucket=request.bucket)
         return data_pb2.ListSecuritiesResponse(securities=[security_to_proto(s) for _, s in securities])
@@ -200,20 +297,22 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         with self._db.transaction() as session:
             security_id, security = self._security(session, request.symbol)
             start, end = resolve_range(start, end, last_final_date(now, security.exchange))
-            rows = self._bars.series(session, security_id).rows(start, end)
-        return history_to_proto(security, rows, end, interval)
+            series = self._bars.series(session, security_id)
+        response = data_pb2.GetPriceHistoryResponse()
+        fill_history(response, security, series, start, end, interval)
+        return response
 
     def GetPriceHistories(self, request, context):
         interval, start, end = history_request(request)
         now = clock.now()
         with self._db.transaction() as session:
             found = self._securities(session, list(request.symbols))
-            ends = {s: resolve_range(start, end, last_final_date(now, found[s][1].exchange))[1] for s in found}
-            rows = {s: self._bars.series(session, security_id).rows(start, ends[s])
-                    for s, (security_id, _) in found.items()}
-        return data_pb2.GetPriceHistoriesResponse(histories=[
-            history_to_proto(security, rows[symbol], ends[symbol], interval)
-            for symbol, (_, security) in found.items()])
+            ranges = {s: resolve_range(start, end, last_final_date(now, found[s][1].exchange)) for s in found}
+            series = {s: self._bars.series(session, security_id) for s, (security_id, _) in found.items()}
+        response = data_pb2.GetPriceHistoriesResponse()
+        for symbol, (_, security) in found.items():
+            fill_history(response.histories.add(), security, series[symbol], *ranges[symbol], interval)
+        return response
 
     def _securities(self, session, symbols: list[str]) -> dict[str, tuple[int, Security]]:
         """symbol -> (id, security) for the requested symbols in order, repeated ones once; every
@@ -223,9 +322,9 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             if not symbol.strip():
                 raise InvalidArgument(f"symbols[{index}]", "is empty")
         if not symbols:
-            return {s.symbol: (i, s) for i, s in store.list_securities(session, False, False)}
+            return {s.symbol: (i, s) for i, s in self._listed(session, False, False)}
         requested = list(dict.fromkeys(symbols))
-        found = store.find_securities(session, requested)
+        found = self._found(session, requested)
         unknown = [s for s in requested if s not in found]
         if unknown:
             raise NotFound(f"unknown symbols: {', '.join(unknown)}")
@@ -240,12 +339,12 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         response = data_pb2.GetQuotesResponse()
         with self._db.transaction() as session:
             if requested:
-                found = store.find_securities(session, requested)
+                found = self._found(session, requested)
                 unknown = [s for s in requested if s not in found]
                 if unknown:
                     raise NotFound(f"unknown symbols: {', '.join(unknown)}")
             else:
-                found = {s.symbol: (i, s) for i, s in store.list_securities(session, False, False)}
+                found = {s.symbol: (i, s) for i, s in self._listed(session, False, False)}
                 requested = sorted(found)
             for symbol in requested:
                 security_id, security = found[symbol]
@@ -270,19 +369,19 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
     def SyncPrices(self, request, context):
         now = clock.now()
         with self._db.transaction() as session:
-            securities = [s for _, s in store.list_securities(session, False, True)]
+            securities = self._listed(session, False, True)
         if request.symbols:
-            known = {s.symbol for s in securities}
+            known = {s.symbol for _, s in securities}
             unknown = [s for s in request.symbols if s not in known]
             if unknown:
                 raise NotFound(f"unknown symbols: {', '.join(unknown)}")
-            securities = [s for s in securities if s.symbol in set(request.symbols)]
+            securities = [(i, s) for i, s in securities if s.symbol in set(request.symbols)]
         with self._sync_lock:  # Unavailable from the provider: nothing stored
             result = engine.sync_prices(self._db, self._provider, securities, now.date(),
                                         sorted(self._config.common.fx_rates), self._base, self._config.retention_days)
         latest = None
         with self._db.transaction() as session:
-            for security_id, security in store.list_securities(session, False, True):
+            for security_id, security in self._listed(session, False, True):
                 day = self._bars.series(session, security_id).latest_stored(last_final_date(now, security.exchange))
                 if day is not None and (latest is None or day > latest):
                     latest = day
@@ -315,9 +414,9 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         securities are read in one query."""
         with self._db.transaction() as session:
             if not request.symbols:
-                found = store.list_securities(session, False, False)
+                found = self._listed(session, False, False)
             else:
-                known = store.find_securities(session, list(dict.fromkeys(request.symbols)))
+                known = self._found(session, request.symbols)
                 found = [self._known(known, symbol, f"symbols[{i}]") for i, symbol in enumerate(request.symbols)]
             return data_pb2.GetMetricsResponse(metrics=self._indicators(session, found, request.as_of))
 
@@ -410,14 +509,20 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         if symbols:
             return symbols
         with self._db.transaction() as session:
-            return [s.symbol for _, s in store.list_securities(session, False, False)]
+            return [s.symbol for _, s in self._listed(session, False, False)]
 
     def GetFundamentals(self, request, context):
         day = self._as_of_date(request.as_of, clock.now().date())
         symbols = self._equities("symbols", request.symbols)
-        found = engine.fundamentals_as_of(self._db, symbols, day)
-        return data_pb2.GetFundamentalsResponse(
-            as_of=day.isoformat(), fundamentals=[fundamentals_to_proto(s, found[s]) for s in symbols])
+        with self._db.transaction() as session:
+            found = self._found(session, symbols)
+            unknown = [symbol for symbol in symbols if symbol not in found]
+            if unknown:
+                raise NotFound(f"unknown symbols: {', '.join(unknown)}")
+            history = self._kept.read(session, ("fundamentals",), "all", store.fundamentals_history)
+        known = fundamentals_as_of(history, [found[symbol][0] for symbol in symbols], day)
+        return data_pb2.GetFundamentalsResponse(as_of=day.isoformat(), fundamentals=[
+            fundamentals_to_proto(symbol, known.get(found[symbol][0], {})) for symbol in symbols])
 
     def ImportFundamentals(self, request, context):
         observations = parse_import(request.content, request.format)
@@ -429,7 +534,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
     def SyncFundamentals(self, request, context):
         symbols = self._equities("symbols", request.symbols)
         with self._db.transaction() as session:
-            found = store.find_securities(session, symbols)
+            found = self._found(session, symbols)
         unknown = [symbol for symbol in symbols if symbol not in found]
         if unknown:
             raise NotFound(f"unknown symbols: {', '.join(unknown)}")
@@ -455,14 +560,15 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
                 raise InvalidArgument(f"symbols[{index}]", "is empty")
         with self._db.transaction() as session:
             if requested:
-                found = store.find_securities(session, requested)
+                found = self._found(session, requested)
                 unknown = [s for s in requested if s not in found]
                 if unknown:
                     raise NotFound(f"unknown symbols: {', '.join(unknown)}")
             else:
-                found = {s.symbol: (i, s) for i, s in store.list_securities(session, False, False)}
+                found = {s.symbol: (i, s) for i, s in self._listed(session, False, False)}
             by_id = {security_id: security for security_id, security in found.values()}
-            rows = store.dividends_between(session, sorted(by_id), start, end)
+            stored = self._kept.read(session, ("dividends",), "all", store.all_dividends)
+        rows = store.dividends_between(stored, by_id, start, end)
         return data_pb2.GetDividendsResponse(dividends=sorted(
             (data_pb2.Dividend(symbol=by_id[i].symbol, date=day.isoformat(), amount=amount,
                                currency=by_id[i].currency, source=source) for i, day, amount, source in rows),

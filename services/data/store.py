@@ -5,20 +5,36 @@ reference rates (per 1 EUR, as published), and fundamentals observed per field a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Integer, String, Text, delete, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
 from services.common.maintenance import RetentionRule
 from services.common.migrations import Schema
 from services.data.bar_cache import ALL, touch
+from services.data.fundamentals import FieldHistory
 from services.data.history import Bar
 from services.data.market_hours import SessionDays
 from services.data.migrations import LEGACY_STEPS
-from services.data.universe import Security
+from services.data.universe import Security, select_securities
 from services.data.validation import RULES_VERSION, flag_bars
 
 
@@ -155,18 +171,17 @@ def save_security(session: Session, security: Security) -> SecurityRow:
     return row
 
 
+def all_securities(session: Session) -> tuple[tuple[int, Security], ...]:
+    """Every stored security as (id, security) pairs, ordered by symbol (the database's order)."""
+    fields = [getattr(SecurityRow, name) for name in Security.__dataclass_fields__]
+    rows = session.execute(select(SecurityRow.id, *fields).order_by(SecurityRow.symbol))
+    return tuple((row[0], Security(*row[1:])) for row in rows)
+
+
 def list_securities(session: Session, include_inactive: bool, include_indices: bool,
                     **filters: str) -> list[tuple[int, Security]]:
-    """(id, security) pairs ordered by symbol; `filters` match columns exactly when non-empty."""
-    query = select(SecurityRow).order_by(SecurityRow.symbol)
-    if not include_inactive:
-        query = query.where(SecurityRow.active.is_(True))
-    if not include_indices:
-        query = query.where(SecurityRow.kind != "INDEX")
-    for column, value in filters.items():
-        if value:
-            query = query.where(getattr(SecurityRow, column) == value)
-    return [(row.id, row.to_domain()) for row in session.scalars(query)]
+    """(id, security) pairs ordered by symbol, as universe.select_securities selects them."""
+    return select_securities(all_securities(session), include_inactive, include_indices, **filters)
 
 
 def find_securities(session: Session, symbols: list[str]) -> dict[str, tuple[int, Security]]:
@@ -346,6 +361,15 @@ def cache_indicators(session: Session, security_id: int, through: date, values: 
         session.add(row)
 
 
+def cache_new_indicators(session: Session, entries: list[tuple[int, date, dict]], computed_at: datetime) -> None:
+    """Store (security id, through, values) entries that cached_indicators_of just found absent,
+    in one statement."""
+    if entries:
+        session.execute(insert(IndicatorCacheRow), [
+            {"security_id": security_id, "through": through, "values": json.dumps(values), "computed_at": computed_at}
+            for security_id, through, values in entries])
+
+
 def invalidate_cache(session: Session, security_id: int, from_date: date) -> None:
     session.execute(delete(IndicatorCacheRow).where(IndicatorCacheRow.security_id == security_id,
                                                     IndicatorCacheRow.through >= from_date))
@@ -357,13 +381,20 @@ def save_fx_rate(session: Session, currency: str, day: date, rate: float, source
     session.merge(FxRateRow(currency=currency, date=day, rate=rate, source=source))
 
 
+def _fx_rates_as_of_statement():
+    latest = select(FxRateRow.currency, func.max(FxRateRow.date).label("day")).where(
+        FxRateRow.date <= bindparam("day", type_=Date)).group_by(FxRateRow.currency).subquery()
+    return select(FxRateRow.currency, FxRateRow.rate, FxRateRow.date, FxRateRow.source).join(
+        latest, (FxRateRow.currency == latest.c.currency) & (FxRateRow.date == latest.c.day))
+
+
+_FX_RATES_AS_OF = _fx_rates_as_of_statement()  # built once: a statement's construction costs more than its run
+
+
 def fx_rates_as_of(session: Session, day: date) -> dict[str, tuple[float, date, str]]:
     """currency -> (rate, its date, source): the latest stored rate at or before `day`."""
-    latest = select(FxRateRow.currency, func.max(FxRateRow.date).label("day")).where(
-        FxRateRow.date <= day).group_by(FxRateRow.currency).subquery()
-    rows = session.execute(select(FxRateRow).join(
-        latest, (FxRateRow.currency == latest.c.currency) & (FxRateRow.date == latest.c.day)))
-    return {row.currency: (row.rate, row.date, row.source) for (row,) in rows}
+    return {currency: (rate, rate_day, source)
+            for currency, rate, rate_day, source in session.execute(_FX_RATES_AS_OF, {"day": day})}
 
 
 # --- ECB reference rates ---
@@ -384,15 +415,18 @@ def save_reference_rates(session: Session, rates: dict[str, list[tuple[date, flo
     return len(rows)
 
 
+_FIXING_DAY = select(func.max(ReferenceRateRow.date)).where(
+    ReferenceRateRow.date <= bindparam("day", type_=Date), ReferenceRateRow.date >= bindparam("oldest", type_=Date))
+_FIXING = select(ReferenceRateRow.currency, ReferenceRateRow.rate).where(
+    ReferenceRateRow.date == bindparam("day", type_=Date))
+
+
 def reference_fixing(session: Session, day: date, oldest: date) -> tuple[date, dict[str, float]] | None:
     """(date, currency -> units per 1 EUR) of the latest fixing between `oldest` and `day`."""
-    fixing_day = session.scalar(select(func.max(ReferenceRateRow.date)).where(
-        ReferenceRateRow.date <= day, ReferenceRateRow.date >= oldest))
+    fixing_day = session.scalar(_FIXING_DAY, {"day": day, "oldest": oldest})
     if fixing_day is None:
         return None
-    rows = session.execute(select(ReferenceRateRow.currency, ReferenceRateRow.rate).where(
-        ReferenceRateRow.date == fixing_day))
-    return fixing_day, dict(rows.all())
+    return fixing_day, dict(session.execute(_FIXING, {"day": fixing_day}).all())
 
 
 # --- fundamentals ---
@@ -404,25 +438,18 @@ def _fundamental_value(row) -> FundamentalValue:
     return row.number if row.number is not None else row.text
 
 
-def fundamentals_as_of(session: Session, security_ids: list[int],
-                       day: date) -> dict[int, dict[str, tuple[float | str, date, str]]]:
-    """security id -> field -> (value, observed on, source): each field's latest observation at
-    or before `day`, in one query; a field last observed as unknown is left out."""
-    if not security_ids:
-        return {}
-    latest = select(FundamentalRow.security_id, FundamentalRow.field,
-                    func.max(FundamentalRow.observed_on).label("day")).where(
-        FundamentalRow.security_id.in_(security_ids), FundamentalRow.observed_on <= day).group_by(
-        FundamentalRow.security_id, FundamentalRow.field).subquery()
-    rows = session.execute(select(FundamentalRow).join(latest, (FundamentalRow.security_id == latest.c.security_id)
-                                                       & (FundamentalRow.field == latest.c.field)
-                                                       & (FundamentalRow.observed_on == latest.c.day)))
-    found: dict[int, dict[str, tuple[float | str, date, str]]] = {}
-    for (row,) in rows:
-        value = _fundamental_value(row)
-        if value is not None:
-            found.setdefault(row.security_id, {})[row.field] = (value, row.observed_on, row.source)
-    return found
+def fundamentals_history(session: Session) -> dict[int, dict[str, FieldHistory]]:
+    """security id -> field -> its every observation (fundamentals.FieldHistory), in one query."""
+    rows = session.execute(select(FundamentalRow.security_id, FundamentalRow.field, FundamentalRow.observed_on,
+                                  FundamentalRow.number, FundamentalRow.text, FundamentalRow.source)
+                           .order_by(FundamentalRow.security_id, FundamentalRow.field, FundamentalRow.observed_on))
+    found: dict[int, dict[str, tuple[list, list]]] = {}
+    for security_id, field, observed_on, number, text, source in rows:
+        days, entries = found.setdefault(security_id, {}).setdefault(field, ([], []))
+        days.append(observed_on)
+        entries.append((number if number is not None else text, source))
+    return {security_id: {field: FieldHistory(tuple(days), tuple(entries)) for field, (days, entries) in fields.items()}
+            for security_id, fields in found.items()}
 
 
 def save_fundamental(session: Session, security_id: int, field: str, day: date, value: FundamentalValue,
@@ -466,14 +493,17 @@ def upsert_dividends(session: Session, security_id: int, dividends: list[tuple[d
     return added, updated, len(dividends) - added - updated
 
 
-def dividends_between(session: Session, security_ids: list[int], start: date | None,
-                      end: date) -> list[tuple[int, date, float, str]]:
-    """(security id, ex-date, amount, source) in [start, end], by security then date."""
-    query = select(DividendRow.security_id, DividendRow.ex_date, DividendRow.amount, DividendRow.source).where(
-        DividendRow.security_id.in_(security_ids), DividendRow.ex_date <= end)
-    if start is not None:
-        query = query.where(DividendRow.ex_date >= start)
-    return [tuple(r) for r in session.execute(query.order_by(DividendRow.security_id, DividendRow.ex_date))]
+def all_dividends(session: Session) -> tuple[tuple[int, date, float, str], ...]:
+    """Every stored dividend as (security id, ex-date, amount, source), by security then date."""
+    query = select(DividendRow.security_id, DividendRow.ex_date, DividendRow.amount, DividendRow.source)
+    return tuple(tuple(r) for r in session.execute(query.order_by(DividendRow.security_id, DividendRow.ex_date)))
+
+
+def dividends_between(dividends: Iterable[tuple[int, date, float, str]], security_ids: Iterable[int],
+                      start: date | None, end: date) -> list[tuple[int, date, float, str]]:
+    """Those of `dividends` (all_dividends) of the securities with ex-dates in [start, end], in order."""
+    wanted = set(security_ids)
+    return [row for row in dividends if row[0] in wanted and (start is None or row[1] >= start) and row[1] <= end]
 
 
 # --- retention (services/common/maintenance.py) ---

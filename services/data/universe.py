@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from services.common.errors import InvalidArgument
@@ -31,6 +32,17 @@ class Security:
     max_target: float | None = None
     bucket: str = "core"
     yahoo_symbol: str = ""
+
+
+def select_securities(securities: Iterable[tuple[int, Security]], include_inactive: bool, include_indices: bool,
+                      **filters: str) -> list[tuple[int, Security]]:
+    """The (id, security) pairs that pass, in their order: active ones unless `include_inactive`,
+    equities unless `include_indices`; each of `filters` (a Security field -> value) matches
+    exactly when non-empty."""
+    wanted = {name: value for name, value in filters.items() if value}
+    return [(security_id, security) for security_id, security in securities
+            if (include_inactive or security.active) and (include_indices or security.kind != INDEX)
+            and all(getattr(security, name) == value for name, value in wanted.items())]
 
 
 # --- validation ---
