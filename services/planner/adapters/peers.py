@@ -19,7 +19,7 @@ from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 
 from services.common.client import Clients
 from services.common.timestamps import from_timestamp, to_timestamp
-from services.planner.eligibility import Listing, PriceBar, Quote, TradingRules
+from services.planner.eligibility import BarRow, Listing, Quote, TradingRules
 from services.planner.optimizer.sectors import GroupTargets
 from services.planner.scoring.inputs import Fundamentals, Holding, Metrics
 from services.planner.settings import NO_ALLOCATIONS_HASH
@@ -178,13 +178,14 @@ class Peers:
         reply = self._data.GetQuotes(data_pb2.GetQuotesRequest(symbols=symbols))
         return {q.symbol: Quote(q.price, date.fromisoformat(q.date)) for q in reply.quotes}
 
-    def daily_bars(self, symbols: Sequence[str], start: date) -> dict[str, list[PriceBar]]:
-        """symbol -> its daily bars from `start` up to now, flags included (one call)."""
+    def daily_bars(self, symbols: Sequence[str], start: date) -> dict[str, list[BarRow]]:
+        """symbol -> its daily bars from `start` up to now, flags included (one call), each as
+        a PriceBar's fields in a plain tuple: (date, close, adj_close or None, flag)."""
         if not symbols:
             return {}
         reply = self._data.GetPriceHistories(data_pb2.GetPriceHistoriesRequest(
             symbols=list(symbols), start=start.isoformat(), interval=data_pb2.DAILY))
-        return {h.symbol: [PriceBar(b.date, b.close, b.adj_close if b.HasField("adj_close") else None, b.flag)
+        return {h.symbol: [(b.date, b.close, b.adj_close if b.HasField("adj_close") else None, b.flag)
                            for b in h.bars] for h in reply.histories}
 
     def metrics(self, symbols: Sequence[str]) -> dict[str, MetricsView]:
