@@ -6,11 +6,14 @@ to both."""
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 import grpc
 from trader.data.v1 import data_pb2, data_pb2_grpc
@@ -86,6 +89,21 @@ class Peers:
         self._data = clients.stub("data", data_pb2_grpc.MarketDataStub)
         self._portfolio = clients.stub("portfolio", portfolio_pb2_grpc.PortfolioStub)
         self._trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="planner-reads")
+
+    def together(self, first: Callable[[], Any], *others: Callable[[], Any]) -> list[Any]:
+        """The results of `first` and `others`, in order, read at the same time: `first` in
+        this thread, each other in a pool thread within a copy of this thread's context, so its
+        calls carry the request's as-of time and trace (services/common/client.py). Each should
+        read from another service than the rest (a service still answers one call of a cycle at
+        a time, as when read in order). Every read finishes before an error is raised: the
+        first failing read's in order, as if they had been read one after the other."""
+        futures = [self._pool.submit(contextvars.copy_context().run, read) for read in others]
+        outcomes = [_outcome(read) for read in (first, *(future.result for future in futures))]
+        for _, error in outcomes:
+            if error is not None:
+                raise error
+        return [result for result, _ in outcomes]
 
     def portfolio(self) -> PortfolioView:
         """The positions (quantity, average cost, price, value, the dates of their fills) and
@@ -205,6 +223,13 @@ class Peers:
             return {}
         reply = self._data.GetFundamentals(data_pb2.GetFundamentalsRequest(symbols=list(symbols)))
         return {f.symbol: _fundamentals_view(f) for f in reply.fundamentals}
+
+
+def _outcome(read: Callable[[], Any]) -> tuple[Any, Exception | None]:
+    try:
+        return read(), None
+    except Exception as error:  # noqa: BLE001 - raised by Peers.together once every read finished
+        return None, error
 
 
 def _fundamentals_view(message: data_pb2.Fundamentals) -> FundamentalsView:
