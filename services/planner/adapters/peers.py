@@ -10,7 +10,7 @@ import contextvars
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -92,18 +92,9 @@ class Peers:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="planner-reads")
 
     def together(self, first: Callable[[], Any], *others: Callable[[], Any]) -> list[Any]:
-        """The results of `first` and `others`, in order, read at the same time: `first` in
-        this thread, each other in a pool thread within a copy of this thread's context, so its
-        calls carry the request's as-of time and trace (services/common/client.py). Each should
-        read from another service than the rest (a service still answers one call of a cycle at
-        a time, as when read in order). Every read finishes before an error is raised: the
-        first failing read's in order, as if they had been read one after the other."""
-        futures = [self._pool.submit(contextvars.copy_context().run, read) for read in others]
-        outcomes = [_outcome(read) for read in (first, *(future.result for future in futures))]
-        for _, error in outcomes:
-            if error is not None:
-                raise error
-        return [result for result, _ in outcomes]
+        """read_together on this adapter's pool. Each read should go to another service than
+        the rest (a service still answers one call of a cycle at a time, as when read in order)."""
+        return read_together(self._pool, first, *others)
 
     def portfolio(self) -> PortfolioView:
         """The positions (quantity, average cost, price, value, the dates of their fills) and
@@ -223,6 +214,20 @@ class Peers:
             return {}
         reply = self._data.GetFundamentals(data_pb2.GetFundamentalsRequest(symbols=list(symbols)))
         return {f.symbol: _fundamentals_view(f) for f in reply.fundamentals}
+
+
+def read_together(pool: Executor, first: Callable[[], Any], *others: Callable[[], Any]) -> list[Any]:
+    """The results of `first` and `others`, in order, read at the same time: `first` in this
+    thread, each other in a `pool` thread within a copy of this thread's context, so its calls
+    carry the request's as-of time and trace (services/common/client.py). Every read finishes
+    before an error is raised: the first failing read's in order, as if they had been read one
+    after the other."""
+    futures = [pool.submit(contextvars.copy_context().run, read) for read in others]
+    outcomes = [_outcome(read) for read in (first, *(future.result for future in futures))]
+    for _, error in outcomes:
+        if error is not None:
+            raise error
+    return [result for result, _ in outcomes]
 
 
 def _outcome(read: Callable[[], Any]) -> tuple[Any, Exception | None]:
