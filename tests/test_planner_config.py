@@ -221,3 +221,26 @@ def test_any_change_of_a_configuration_changes_its_digest_and_the_settings_hash(
         pytest.fail(str(refused))
     assert changed.digest != base.digest
     assert settings_hash(PlannerSettings.from_config(changed)) != settings_hash(PlannerSettings.from_config(base))
+
+
+def test_the_stored_configuration_is_parsed_once_per_text_and_an_update_is_seen_at_once(tmp_path):
+    """ConfigEngine keeps the parsed configuration by the stored TOML and sliders: the same
+    text gives the same (frozen) object, any update the new configuration on the next read,
+    and going back the original one."""
+    from datetime import UTC, datetime
+
+    from services.planner import store
+    from services.planner.config_engine import ConfigEngine, ConfigUpdate
+
+    now = datetime(2024, 1, 2, tzinfo=UTC)
+    configs = ConfigEngine(store.open_database(f"sqlite:///{tmp_path / 'planner.db'}"), lambda _: "satellite")
+    configs.seed(now)
+    first = configs.core().config
+    assert configs.core().config is first and first == preset("default")
+    configs.update(ConfigUpdate(bucket_id="core", toml="[planner]\nmax_depth = 2\n"), now)
+    assert configs.core().config.planner.max_depth == 2 and configs.core().config.digest != first.digest
+    configs.update(ConfigUpdate(bucket_id="core", preset="default"), now)
+    assert configs.core().config == first and configs.core().config.digest == first.digest
+    satellite = configs.update(ConfigUpdate(bucket_id="growth", sliders={"risk": 1.0}), now)
+    assert satellite.config.planner.priority_threshold == pytest.approx(0.2) and configs.core().config == first
+

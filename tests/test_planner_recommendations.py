@@ -158,6 +158,34 @@ def test_a_plan_reads_each_kind_of_data_once_whatever_the_number_of_securities(h
                                                   "GetFundamentals", "GetFxRates", "GetMarketRegime"), 1))
 
 
+def test_reads_together_run_in_the_callers_context_and_fail_as_in_order():
+    """Peers.together: results in order, every read in the request's as-of context (a read
+    made in another thread without it would use the wall clock), every read done before the
+    first failing one's error is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.common import clock
+    from services.planner.adapters.peers import read_together
+
+    moment = datetime(2020, 3, 16, 21, tzinfo=UTC)
+    done = []
+
+    def read(name, error=None):
+        def run():
+            done.append(name)
+            if error is not None:
+                raise error
+            return name, clock.as_of()
+        return run
+
+    with ThreadPoolExecutor(max_workers=2) as pool, clock.use_as_of(moment):
+        assert read_together(pool, read("a"), read("b"), read("c")) == [("a", moment), ("b", moment), ("c", moment)]
+        done.clear()
+        with pytest.raises(KeyError, match="first"):
+            read_together(pool, read("a"), read("b", KeyError("first")), read("c", ValueError("second")))
+        assert sorted(done) == ["a", "b", "c"]
+
+
 @pytest.mark.parametrize("request_fields,field", [
     ({"blend": 1.5}, "blend"), ({"blend": -0.01}, "blend"), ({"blend": float("nan")}, "blend"),
     ({"target_return": 0.5}, "target_return"), ({"target_return": float("inf")}, "target_return"),

@@ -65,6 +65,7 @@ def test_flagged_bars_are_left_out_and_adjusted_closes_used():
     bars = [PriceBar("2018-01-02", 10.0), PriceBar("2018-01-03", 3.0, flag="spike: -70% then +230%"),
             PriceBar("2018-01-04", 10.5, adj_close=10.2), PriceBar("2018-01-05", 99.0, flag="inconsistent")]
     assert valid_closes(bars) == [("2018-01-02", 10.0), ("2018-01-04", 10.2)]
+    assert valid_closes([tuple(bar) for bar in bars]) == valid_closes(bars)  # the adapter's plain rows
 
 
 def test_a_flagged_crash_gives_the_same_plan_as_without_the_bar():

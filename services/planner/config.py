@@ -23,7 +23,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -240,7 +240,7 @@ class PlannerConfig:
     sequence_generators: Generators
     filters: Filters
 
-    @property
+    @cached_property  # computed once per (immutable) configuration: every plan's settings hash reads it
     def digest(self) -> str:
         """8 hex digits of the SHA-256 of every value: any change of the configuration changes it."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]

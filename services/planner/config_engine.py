@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from services.common.db import Database
 from services.common.errors import InvalidArgument, NotFound
@@ -71,9 +72,17 @@ class ConfigUpdate:
 
 
 def _stored(row: store.PlannerConfigRow) -> StoredConfig:
-    sliders = json.loads(row.sliders)
-    return StoredConfig(row.id, row.name, row.bucket_id, row.toml, sliders, effective(row.toml, sliders),
-                        row.created_at, row.updated_at)
+    return StoredConfig(row.id, row.name, row.bucket_id, row.toml, json.loads(row.sliders),
+                        _effective(row.toml, row.sliders), row.created_at, row.updated_at)
+
+
+@lru_cache(maxsize=64)
+def _effective(toml: str, sliders: str) -> PlannerConfig:
+    """config.effective of a stored row's TOML and sliders (JSON), parsed once per distinct text:
+    every plan reads the core's configuration, which changes only when it is updated (the key
+    is the stored text itself, so an update is never served the configuration it replaced).
+    PlannerConfig is frozen, so sharing it is safe."""
+    return effective(toml, json.loads(sliders))
 
 
 def _checked_toml(toml: str, sliders: Mapping[str, float]) -> None:

@@ -90,10 +90,15 @@ class PriceBar(NamedTuple):
     flag: str = ""
 
 
-def valid_closes(bars: Sequence[PriceBar]) -> list[tuple[str, float]]:
+# A PriceBar's fields as a plain tuple, in its order: what the adapter builds for each of the
+# thousands of bars a plan reads (a NamedTuple costs several times more to construct).
+BarRow = tuple[str, float, float | None, str]
+
+
+def valid_closes(bars: Sequence[PriceBar | BarRow]) -> list[tuple[str, float]]:
     """(date, close) of the bars the data service has not flagged, using the adjusted close
     where the provider has one (returns then include dividends and splits)."""
-    return [(bar.date, bar.close if bar.adj_close is None else bar.adj_close) for bar in bars if not bar.flag]
+    return [(day, close if adj_close is None else adj_close) for day, close, adj_close, flag in bars if not flag]
 
 
 def last_buys_within(buys: Sequence[tuple[str, datetime]], now: datetime, days: int) -> dict[str, datetime]:

@@ -96,6 +96,7 @@ class Context:
     regime: Regime
     config: PlannerConfig
     config_name: str = "core"
+    fills: list[Fill] = field(default_factory=list)  # trading's, since _fills_since (newest first)
 
     @property
     def state_key(self) -> str:
@@ -209,14 +210,20 @@ class PlannerEngine:
             stored = self._configs.core()
             config, config_name = stored.config, stored.name
         settings = PlannerSettings.from_config(config)
-        listings = self._peers.listings()
-        portfolio = self._peers.portfolio()
+        peers = self._peers
+        # One call at a time per service, the services at the same time (Peers.together).
+        (listings, regime), (portfolio, allocations), rules = peers.together(
+            lambda: (peers.listings(), peers.market_regime()),
+            lambda: (peers.portfolio(), peers.allocation_targets()),
+            peers.trading_rules)
+        fills, markets = peers.together(
+            lambda: peers.fills(_fills_since(rules, config, now)),
+            lambda: {exchange: peers.market_open(exchange, now)
+                     for exchange in strict_exchanges(listings, portfolio.holdings)})
         return Context(
             portfolio=portfolio, settings=settings, settings_hash=settings_hash(settings),
-            allocations=self._peers.allocation_targets(), rules=self._peers.trading_rules(), listings=listings,
-            markets={exchange: self._peers.market_open(exchange, now)
-                     for exchange in strict_exchanges(listings, portfolio.holdings)},
-            regime=self._peers.market_regime(), config=config, config_name=config_name)
+            allocations=allocations, rules=rules, listings=listings, markets=markets,
+            regime=regime, config=config, config_name=config_name, fills=fills)
 
     # --- Optimize ---
 
@@ -227,7 +234,7 @@ class PlannerEngine:
         overrides = {k: v for k, v in (("optimizer_blend", blend), ("optimizer_target_return", target_return))
                      if v is not None}
         context = replace(context, settings=replace(context.settings, **overrides))
-        return self._targets(context, now, self._recent_fills(context, now), dismissed=set(), reuse=False)
+        return self._targets(context, now, context.fills, dismissed=set(), reuse=False)
 
     def _targets(self, context: Context, now: datetime, fills: list[Fill], dismissed: set[str],
                  reuse: bool = True) -> Targets:
@@ -294,15 +301,6 @@ class PlannerEngine:
             payload["expected_return"], payload["expected_returns"], [], Bounds({}, {}), [], payload["investable"],
             [Exclusion(**e) for e in payload["excluded"]], payload["notes"], payload["halfway"])
 
-    def _recent_fills(self, context: Context, now: datetime) -> list[Fill]:
-        """The fills a plan needs: those within the longest holding rule's window (the buy
-        cooldown, the minimum hold, the sell cooldown: trading's or the configuration's, the
-        stricter) and a month more (the orders of steps planned recently fill within days).
-        One read, however long the history."""
-        rules = holding_rules(context.rules, context.config.planner)
-        days = max(rules.buy_cooldown_days, rules.min_hold_days, rules.sell_cooldown_days) + FILLS_MARGIN_DAYS
-        return self._peers.fills(now - timedelta(days=days))
-
     # --- the holistic planner's inputs ---
 
     def _book(self, targets: Targets, fills: list[Fill], dismissed: frozenset[tuple[str, str]], now: datetime) -> Book:
@@ -353,7 +351,7 @@ class PlannerEngine:
     def _recommendations(self, now: datetime, deadline: float | None = None) -> Plan:
         day = now.date().isoformat()
         context = self._context(now)
-        fills = self._recent_fills(context, now)
+        fills = context.fills
         with self._db.transaction() as session:
             store.mark_executed(session, {f.client_order_id: f.executed_at for f in fills if f.client_order_id})
             cached = store.find_plan(session, context.portfolio.portfolio_hash, day)
@@ -487,7 +485,7 @@ class PlannerEngine:
         """Evaluate the next `size` sequences of the current state's batch (generating it when
         there is none; 0: the configuration's batch size)."""
         context = self._context(now)
-        fills = self._recent_fills(context, now)
+        fills = context.fills
         with self._db.transaction() as session:
             dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
         row = self._batch(context, now, fills, dismissed)
@@ -523,7 +521,7 @@ class PlannerEngine:
         recommendation, no cache)."""
         stored = self._configs.get(config_id=config_id) if config_id else self._configs.core()
         context = self._context(now, stored.config, stored.name)
-        fills = self._recent_fills(context, now)
+        fills = context.fills
         with self._db.transaction() as session:
             dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
         targets, found, book_json, scores = self._candidates(context, now, fills, dismissed, reuse=False)
@@ -564,6 +562,16 @@ class PlannerEngine:
             store.forget_plans(session, row.state_key.split(":")[0])
             store.forget_batches(session)
             return store.dismiss(session, row, now)
+
+
+def _fills_since(rules: TradingRules, config: PlannerConfig, now: datetime) -> datetime:
+    """Since when a plan needs the fills (Context.fills): the longest holding rule's window (the
+    buy cooldown, the minimum hold, the sell cooldown: trading's or the configuration's, the
+    stricter) and a month more (the orders of steps planned recently fill within days). One
+    read, however long the history."""
+    holding = holding_rules(rules, config.planner)
+    days = max(holding.buy_cooldown_days, holding.min_hold_days, holding.sell_cooldown_days) + FILLS_MARGIN_DAYS
+    return now - timedelta(days=days)
 
 
 def _start_book(start: Mapping, context: Context) -> Book:

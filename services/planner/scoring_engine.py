@@ -176,11 +176,12 @@ def _stored(row: store.ScoreRow) -> StoredScore:
                        row.inputs_as_of, row.fundamentals_as_of)
 
 
-def _row(score: StoredScore, inputs: Inputs) -> store.ScoreRow:
+def _row(score: StoredScore, inputs: Inputs) -> dict:
+    """The score's store.ScoreRow columns (store.save_scores)."""
     groups = {name: {"score": g.score, "components": g.components,
                      "computed_at": g.computed_at.isoformat() if g.computed_at else None}
               for name, g in score.groups.items()}
-    return store.ScoreRow(
+    return dict(
         symbol=score.symbol, scored_at=score.scored_at, version=SCORING_VERSION, scored=score.scored,
         reason=score.reason, detail=score.detail, total=score.total, quality=score.quality,
         groups=json.dumps(groups, sort_keys=True), inputs_as_of=score.inputs_as_of,

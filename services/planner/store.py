@@ -237,18 +237,17 @@ def load_scores(session: Session, symbols: list[str] | None = None) -> dict[str,
     return {row.symbol: row for row in session.scalars(query)}
 
 
-def save_scores(session: Session, rows: list[ScoreRow]) -> None:
-    """Store many scores (one per symbol): the stored ones are read in one query and updated in
-    place, the others added."""
-    stored = load_scores(session, [row.symbol for row in rows])
-    columns = ScoreRow.__table__.columns.keys()
-    for row in rows:
-        old = stored.get(row.symbol)
-        if old is None:
-            session.add(row)
-        else:
-            for column in columns:
-                setattr(old, column, getattr(row, column))
+def save_scores(session: Session, rows: list[dict]) -> None:
+    """Store many scores (one per symbol, each a dict of every ScoreRow column): which are
+    stored is read in one query (their symbols only), the stored ones are updated in one bulk
+    UPDATE by primary key and the others inserted in one INSERT, without an ORM object each."""
+    stored = set(session.scalars(select(ScoreRow.symbol).where(ScoreRow.symbol.in_([r["symbol"] for r in rows]))))
+    updated = [row for row in rows if row["symbol"] in stored]
+    added = [row for row in rows if row["symbol"] not in stored]
+    if updated:
+        session.execute(update(ScoreRow), updated)
+    if added:
+        session.execute(insert(ScoreRow), added)
 
 
 # --- recommendations ---

@@ -6,11 +6,14 @@ to both."""
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 import grpc
 from trader.data.v1 import data_pb2, data_pb2_grpc
@@ -19,7 +22,7 @@ from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 
 from services.common.client import Clients
 from services.common.timestamps import from_timestamp, to_timestamp
-from services.planner.eligibility import Listing, PriceBar, Quote, TradingRules
+from services.planner.eligibility import BarRow, Listing, Quote, TradingRules
 from services.planner.optimizer.sectors import GroupTargets
 from services.planner.scoring.inputs import Fundamentals, Holding, Metrics
 from services.planner.settings import NO_ALLOCATIONS_HASH
@@ -86,6 +89,12 @@ class Peers:
         self._data = clients.stub("data", data_pb2_grpc.MarketDataStub)
         self._portfolio = clients.stub("portfolio", portfolio_pb2_grpc.PortfolioStub)
         self._trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="planner-reads")
+
+    def together(self, first: Callable[[], Any], *others: Callable[[], Any]) -> list[Any]:
+        """read_together on this adapter's pool. Each read should go to another service than
+        the rest (a service still answers one call of a cycle at a time, as when read in order)."""
+        return read_together(self._pool, first, *others)
 
     def portfolio(self) -> PortfolioView:
         """The positions (quantity, average cost, price, value, the dates of their fills) and
@@ -178,13 +187,14 @@ class Peers:
         reply = self._data.GetQuotes(data_pb2.GetQuotesRequest(symbols=symbols))
         return {q.symbol: Quote(q.price, date.fromisoformat(q.date)) for q in reply.quotes}
 
-    def daily_bars(self, symbols: Sequence[str], start: date) -> dict[str, list[PriceBar]]:
-        """symbol -> its daily bars from `start` up to now, flags included (one call)."""
+    def daily_bars(self, symbols: Sequence[str], start: date) -> dict[str, list[BarRow]]:
+        """symbol -> its daily bars from `start` up to now, flags included (one call), each as
+        a PriceBar's fields in a plain tuple: (date, close, adj_close or None, flag)."""
         if not symbols:
             return {}
         reply = self._data.GetPriceHistories(data_pb2.GetPriceHistoriesRequest(
             symbols=list(symbols), start=start.isoformat(), interval=data_pb2.DAILY))
-        return {h.symbol: [PriceBar(b.date, b.close, b.adj_close if b.HasField("adj_close") else None, b.flag)
+        return {h.symbol: [(b.date, b.close, b.adj_close if b.HasField("adj_close") else None, b.flag)
                            for b in h.bars] for h in reply.histories}
 
     def metrics(self, symbols: Sequence[str]) -> dict[str, MetricsView]:
@@ -204,6 +214,27 @@ class Peers:
             return {}
         reply = self._data.GetFundamentals(data_pb2.GetFundamentalsRequest(symbols=list(symbols)))
         return {f.symbol: _fundamentals_view(f) for f in reply.fundamentals}
+
+
+def read_together(pool: Executor, first: Callable[[], Any], *others: Callable[[], Any]) -> list[Any]:
+    """The results of `first` and `others`, in order, read at the same time: `first` in this
+    thread, each other in a `pool` thread within a copy of this thread's context, so its calls
+    carry the request's as-of time and trace (services/common/client.py). Every read finishes
+    before an error is raised: the first failing read's in order, as if they had been read one
+    after the other."""
+    futures = [pool.submit(contextvars.copy_context().run, read) for read in others]
+    outcomes = [_outcome(read) for read in (first, *(future.result for future in futures))]
+    for _, error in outcomes:
+        if error is not None:
+            raise error
+    return [result for result, _ in outcomes]
+
+
+def _outcome(read: Callable[[], Any]) -> tuple[Any, Exception | None]:
+    try:
+        return read(), None
+    except Exception as error:  # noqa: BLE001 - raised by Peers.together once every read finished
+        return None, error
 
 
 def _fundamentals_view(message: data_pb2.Fundamentals) -> FundamentalsView:
