@@ -82,6 +82,10 @@ class BucketBook:
         self._peers = peers
         self._base = base_currency
         self.lock = lock or threading.RLock()
+        # Whether the reconciliation's alert is on the display: None = unknown (since this
+        # process started, or the display was unreachable), so the next clean day clears it.
+        # Only this book posts under ALERT_SOURCE.
+        self._alert_shown: bool | None = None
 
     def ensure_core(self, now: datetime) -> None:
         """The core bucket exists from the first start ("Core Portfolio", active)."""
@@ -371,8 +375,10 @@ class BucketBook:
     @serialized
     def reconcile(self, now: datetime) -> tuple[list[rules.CurrencyCheck], bool]:
         """Virtual balances against the broker's, per currency: a difference up to 5 is booked
-        into core (reallocation), a larger one is an alert on the display (nothing changed)."""
-        rates = self._peers.rates()
+        into core (reallocation), a larger one is an alert on the display (nothing changed).
+        The FX rates are read only when something is booked, and the display is told to clear
+        the alert only when one may be showing (`_alert_shown`): a clean day asks no service."""
+        rates: Rates | None = None
         with self._db.transaction() as session:
             if store.broker_synced_at(session) is None:
                 raise FailedPrecondition("not_synced", "no broker state yet: sync the broker first")
@@ -382,6 +388,8 @@ class BucketBook:
                     virtual[currency] = virtual.get(currency, 0.0) + amount
             checks = rules.reconcile(virtual, store.cash(session), not store.any_bucket_transaction(session))
             for check in checks:
+                if check.action in ("opening_balance", "corrected") and rates is None:
+                    rates = self._peers.rates()
                 if check.action == "opening_balance":
                     self.book(session, rules.CORE, "opening_balance", check.broker, check.currency, rates, now,
                               "the broker's balance when the buckets began")
@@ -393,8 +401,11 @@ class BucketBook:
             text = "BUCKETS OFF: " + ", ".join(f"{c.currency} {c.difference:+,.2f}" for c in alerts)
             event(log, "bucket balances disagree with the broker", logging.ERROR,
                   differences={c.currency: c.difference for c in alerts})
-            return checks, self._peers.post_alert(ALERT_SOURCE, text)
-        self._peers.clear_alert(ALERT_SOURCE)
+            shown = self._peers.post_alert(ALERT_SOURCE, text)
+            self._alert_shown = True if shown else None
+            return checks, shown
+        if self._alert_shown is not False:
+            self._alert_shown = False if self._peers.clear_alert(ALERT_SOURCE) else None
         return checks, False
 
     @serialized

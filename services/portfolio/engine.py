@@ -158,6 +158,7 @@ class PortfolioEngine:
         self.peers = peers
         self._base = base_currency
         self._retention_days = snapshot_retention_days
+        self._book_cash = store.BookCash(db)
         self.lock = threading.RLock()
         self.buckets = BucketBook(db, peers, base_currency, self.lock)
         self.buckets.ensure_core(started_at)
@@ -175,7 +176,7 @@ class PortfolioEngine:
             cash = store.cash(session)
             synced_at = store.broker_synced_at(session)
             histories = {s: _history(r) for s, r in store.position_histories(session).items()}
-            book_cash = store.book_cash(session)
+            book_cash = self._book_cash.read(session)
         quotes = self.peers.quotes([h.symbol for h in holdings])
         return self._value(holdings, cash, synced_at, histories, book_cash, quotes, rates, securities)
 
@@ -230,7 +231,7 @@ class PortfolioEngine:
             fills_applied, fill_flows = self._book_fills(session, state.fills, rates, now)
             movement_flows = self._book_movements(session, state.movements, rates, now)
             histories = {s: _history(r) for s, r in store.position_histories(session).items()}
-            book_cash = store.book_cash(session)
+            book_cash = self._book_cash.read(session)
         book_quantities = {s: h.quantity for s, h in histories.items() if h.quantity}
         differences = positions.quantity_differences(book_quantities, {h.symbol: h.quantity for h in state.positions})
         cash_differences = cash_flows.cash_differences(book_cash, state.cash)

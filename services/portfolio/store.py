@@ -4,8 +4,10 @@ fills, positions with history, dividends), snapshots, buckets, allocation target
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 from datetime import date, datetime
+from fractions import Fraction
 from pathlib import Path
 
 from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, String, Text, delete, func, select
@@ -350,9 +352,55 @@ def cash_flow_totals(session: Session, kinds: list[str] | None = None, currency:
 
 
 def book_cash(session: Session) -> dict[str, float]:
-    """The cash flows per currency: what the books say each balance is."""
+    """The cash flows per currency: what the books say each balance is (all of them summed by
+    the database; BookCash keeps the same figure without reading the whole ledger each time)."""
     return {c: a for c, a in session.execute(select(CashFlowRow.currency, func.sum(CashFlowRow.amount))
                                              .group_by(CashFlowRow.currency))}
+
+
+WROTE = "trader.portfolio.wrote"  # session.info key: this transaction has written something
+
+
+def _mark_written(session: Session, *_) -> None:
+    session.info[WROTE] = True
+
+
+def _mark_dml(state) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[WROTE] = True
+
+
+class BookCash:
+    """The cash flows per currency, kept between reads so that a read costs the rows booked
+    since the previous one, not the whole ledger (which grows with every fill and dividend).
+
+    Sound because the cash-flow ledger only grows: rows are added (with increasing ids) and never
+    removed or changed in amount or currency. Each read fetches the rows after the highest id
+    kept. What a read saw is kept only when its transaction wrote nothing (so every row it saw
+    is committed) and no other read moved the mark meanwhile; the book's writers run one at a
+    time (the engine's lock), so no row with a lower id can commit after a higher one was seen.
+    The sums are exact (fractions: one rounding per currency at the end): the figure does not
+    depend on how the ledger was read in parts, nor on when the process started."""
+
+    def __init__(self, db: Database):
+        self._lock = threading.Lock()
+        self._through = 0  # the highest cash-flow id summed
+        self._sums: dict[str, Fraction] = {}
+        db.listen("before_flush", _mark_written)
+        db.listen("do_orm_execute", _mark_dml)
+
+    def read(self, session: Session) -> dict[str, float]:
+        with self._lock:
+            through, sums = self._through, dict(self._sums)
+        rows = session.execute(select(CashFlowRow.id, CashFlowRow.currency, CashFlowRow.amount)
+                               .where(CashFlowRow.id > through).order_by(CashFlowRow.id)).all()
+        for _, currency, amount in rows:
+            sums[currency] = sums.get(currency, Fraction(0)) + Fraction(amount)
+        if rows and not session.info.get(WROTE):
+            with self._lock:
+                if self._through == through:
+                    self._through, self._sums = rows[-1][0], sums
+        return {c: float(s) for c, s in sums.items()}
 
 
 def external_flows_base(session: Session, after: datetime | None,

@@ -109,8 +109,11 @@ class Peers:
                   code=exc.code().name if hasattr(exc, "code") else "")
             return False
 
-    def clear_alert(self, source: str) -> None:
+    def clear_alert(self, source: str) -> bool:
+        """Off the display's error pool; False (logged) when the display cannot be reached."""
         try:
             self._display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR, source=source))
+            return True
         except grpc.RpcError:
             event(log, "alert not cleared: the display is unreachable", logging.WARNING, source=source)
+            return False
