@@ -51,6 +51,17 @@ class MetaChange:
     change: str
 
 
+@dataclass(frozen=True)
+class SnapshotInputs:
+    """The buckets, their balances (bucket -> currency -> amount), their external flows since
+    the previous snapshot (base) and their rows on that snapshot."""
+
+    buckets: list[store.BucketRow]
+    balances: dict[str, dict[str, float]]
+    flows: dict[str, float]
+    before: dict[str, store.SnapshotBucketRow]
+
+
 def serialized(method):
     """One change of the books at a time: balances are read, changed and written back, so two
     changes at once (a deposit during a sync) must not interleave. The portfolio is one process."""
@@ -200,20 +211,24 @@ class BucketBook:
                 event(log, "satellite paused after a loss streak", logging.WARNING, bucket=bucket,
                       losses=after.consecutive_losses)
 
-    def snapshot_rows(self, session, today: date, view, rates: Rates, previous: store.SnapshotRow | None,
-                      now: datetime) -> list[store.SnapshotBucketRow]:
+    def snapshot_inputs(self, session, today: date, previous: store.SnapshotRow | None,
+                        now: datetime) -> SnapshotInputs:
+        """What snapshot_rows needs from the store (read before the valuation is known)."""
+        return SnapshotInputs(store.buckets(session), store.bucket_balances(session),
+                              store.bucket_flows_base(session, rules.EXTERNAL_TRANSACTION_KINDS,
+                                                      previous.taken_at if previous else None, now),
+                              store.last_snapshot_buckets_before(session, today))
+
+    def snapshot_rows(self, inputs: SnapshotInputs, today: date, view, rates: Rates) -> list[store.SnapshotBucketRow]:
         """Each bucket's value on a snapshot: virtual cash + its positions at today's valuation,
         external flows since the previous snapshot and the growth index."""
         positions_value: dict[str, float] = {}
         for position in view.positions:
             positions_value[position.bucket] = positions_value.get(position.bucket, 0.0) + \
                 position.valued.market_value_base
-        balances = store.bucket_balances(session)
-        flows = store.bucket_flows_base(session, rules.EXTERNAL_TRANSACTION_KINDS,
-                                        previous.taken_at if previous else None, now)
-        before = store.last_snapshot_buckets_before(session, today)
+        balances, flows, before = inputs.balances, inputs.flows, inputs.before
         rows = []
-        for row in store.buckets(session):
+        for row in inputs.buckets:
             cash_base = sum(a / rates.rate(c) for c, a in balances.get(row.id, {}).items() if rates.rate(c))
             value = cash_base + positions_value.get(row.id, 0.0)
             if row.status == rules.RETIRED and not value and row.id not in before:

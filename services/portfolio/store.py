@@ -278,12 +278,15 @@ def ledger_cursor(session: Session) -> tuple[int, int]:
 
 
 def replace_broker_state(session: Session, new_holdings: list[Holding], new_cash: dict[str, float],
-                         synced_at: datetime, cursor: tuple[int, int] | None = None) -> None:
-    session.execute(delete(PositionRow))
-    session.execute(delete(CashRow))
-    session.add_all(PositionRow(symbol=h.symbol, quantity=h.quantity, average_cost=h.average_cost,
-                                currency=h.currency) for h in new_holdings)
-    session.add_all(CashRow(currency=c, amount=a) for c, a in new_cash.items())
+                         synced_at: datetime, cursor: tuple[int, int] | None = None, changed: bool = True) -> None:
+    """Store what the broker reported and when; `changed=False` (the caller compared them with
+    what is stored) keeps the stored positions and cash rows as they are."""
+    if changed:
+        session.execute(delete(PositionRow))
+        session.execute(delete(CashRow))
+        session.add_all(PositionRow(symbol=h.symbol, quantity=h.quantity, average_cost=h.average_cost,
+                                    currency=h.currency) for h in new_holdings)
+        session.add_all(CashRow(currency=c, amount=a) for c, a in new_cash.items())
     row = session.get(SyncStateRow, 1)
     if row is None:
         row = SyncStateRow(id=1, synced_at=synced_at, trade_cursor=0, cash_movement_cursor=0)
@@ -497,9 +500,13 @@ def snapshot_totals_between(session: Session, start: date, end: date) -> list[fl
 
 def save_snapshot(session: Session, row: SnapshotRow, positions: list[SnapshotPositionRow],
                   buckets: list[SnapshotBucketRow]) -> None:
-    session.execute(delete(SnapshotPositionRow).where(SnapshotPositionRow.date == row.date))
-    session.execute(delete(SnapshotBucketRow).where(SnapshotBucketRow.date == row.date))
-    session.merge(row)
+    """Store a day's snapshot with its positions and buckets, replacing that day's if there is one."""
+    if session.get(SnapshotRow, row.date) is None:
+        session.add(row)  # positions and buckets refer to a snapshot: none are stored for this day
+    else:
+        session.execute(delete(SnapshotPositionRow).where(SnapshotPositionRow.date == row.date))
+        session.execute(delete(SnapshotBucketRow).where(SnapshotBucketRow.date == row.date))
+        session.merge(row)
     session.flush()
     session.add_all(positions)
     session.add_all(buckets)
@@ -542,9 +549,7 @@ def snapshot_buckets(session: Session, bucket: str, start: date | None = None,
 
 
 def last_snapshot_buckets_before(session: Session, day: date) -> dict[str, SnapshotBucketRow]:
-    latest = session.scalar(select(func.max(SnapshotBucketRow.date)).where(SnapshotBucketRow.date < day))
-    if latest is None:
-        return {}
+    latest = select(func.max(SnapshotBucketRow.date)).where(SnapshotBucketRow.date < day).scalar_subquery()
     return {r.bucket: r for r in session.scalars(select(SnapshotBucketRow).where(SnapshotBucketRow.date == latest))}
 
 
