@@ -644,13 +644,18 @@ def save_setting(session: Session, key: str, value: object) -> None:
     session.merge(SettingRow(key=key, value=json.dumps(value, sort_keys=True)))
 
 
-def allocation_groups(session: Session, kind: str) -> dict[str, tuple[str, ...]]:
-    groups: dict[str, list[str]] = {r.name: [] for r in session.scalars(
-        select(AllocationGroupRow).where(AllocationGroupRow.kind == kind).order_by(AllocationGroupRow.name))}
-    for row in session.scalars(select(AllocationMemberRow).where(AllocationMemberRow.kind == kind)
-                               .order_by(AllocationMemberRow.member)):
-        groups.setdefault(row.group, []).append(row.member)
-    return {g: tuple(m) for g, m in groups.items()}
+def allocation_groups(session: Session) -> dict[str, dict[str, tuple[str, ...]]]:
+    """kind -> group -> its members, groups by name and members in order (kinds without groups
+    are absent)."""
+    groups: dict[str, dict[str, list[str]]] = {}
+    for kind, name in session.execute(select(AllocationGroupRow.kind, AllocationGroupRow.name)
+                                      .order_by(AllocationGroupRow.kind, AllocationGroupRow.name)):
+        groups.setdefault(kind, {})[name] = []
+    for kind, member, group in session.execute(
+            select(AllocationMemberRow.kind, AllocationMemberRow.member, AllocationMemberRow.group)
+            .order_by(AllocationMemberRow.kind, AllocationMemberRow.member)):
+        groups.setdefault(kind, {}).setdefault(group, []).append(member)
+    return {k: {g: tuple(m) for g, m in kind_groups.items()} for k, kind_groups in groups.items()}
 
 
 def replace_allocation_groups(session: Session, kind: str, groups: dict[str, tuple[str, ...]]) -> None:
@@ -661,9 +666,13 @@ def replace_allocation_groups(session: Session, kind: str, groups: dict[str, tup
                     for m in members)
 
 
-def allocation_targets(session: Session, kind: str) -> dict[str, float]:
-    return {r.group: r.share for r in session.scalars(select(AllocationTargetRow)
-                                                      .where(AllocationTargetRow.kind == kind))}
+def allocation_targets(session: Session) -> dict[str, dict[str, float]]:
+    """kind -> group -> target share (kinds without targets are absent)."""
+    targets: dict[str, dict[str, float]] = {}
+    for kind, group, share in session.execute(select(AllocationTargetRow.kind, AllocationTargetRow.group,
+                                                     AllocationTargetRow.share)):
+        targets.setdefault(kind, {})[group] = share
+    return targets
 
 
 def replace_allocation_targets(session: Session, targets: dict[str, dict[str, float]]) -> None:
