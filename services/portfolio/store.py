@@ -159,7 +159,7 @@ class DividendRow(Base):
     amount_base: Mapped[float | None] = mapped_column(Float, nullable=True)
     pay_date: Mapped[date] = mapped_column(Date)
     bucket: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # the open ones are read every day
     reinvest_client_order_id: Mapped[str] = mapped_column(String(64), server_default="", index=True)
     reinvested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
