@@ -211,12 +211,13 @@ class BucketBook:
                 event(log, "satellite paused after a loss streak", logging.WARNING, bucket=bucket,
                       losses=after.consecutive_losses)
 
-    def snapshot_inputs(self, session, today: date, previous: store.SnapshotRow | None,
+    def snapshot_inputs(self, session, today: date, previous_taken_at: datetime | None,
                         now: datetime) -> SnapshotInputs:
-        """What snapshot_rows needs from the store (read before the valuation is known)."""
+        """What snapshot_rows needs from the store (read before the valuation is known); the
+        flows are those since the previous snapshot was taken (all without one)."""
         return SnapshotInputs(store.buckets(session), store.bucket_balances(session),
-                              store.bucket_flows_base(session, rules.EXTERNAL_TRANSACTION_KINDS,
-                                                      previous.taken_at if previous else None, now),
+                              store.bucket_flows_base(session, rules.EXTERNAL_TRANSACTION_KINDS, previous_taken_at,
+                                                      now),
                               store.last_snapshot_buckets_before(session, today))
 
     def snapshot_rows(self, inputs: SnapshotInputs, today: date, view, rates: Rates) -> list[store.SnapshotBucketRow]:

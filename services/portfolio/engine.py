@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -149,10 +150,6 @@ class _Book:
     histories: dict[str, PositionHistory]
     cash_flows: dict[str, float]  # the book's cash per currency (the cash flows summed)
 
-    @property
-    def symbols(self) -> list[str]:
-        return [h.symbol for h in self.holdings]
-
 
 def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
@@ -184,13 +181,17 @@ class PortfolioEngine:
     def portfolio(self) -> PortfolioView:
         securities, rates = in_background(self.peers.securities), in_background(self.peers.rates)
         with self._db.transaction() as session:
-            book = self._book(session)
-        return self._value(book, self.peers.quotes(book.symbols), rates.result(), securities.result())
+            book, quotes = self._book(session)
+        return self._value(book, quotes.result(), rates.result(), securities.result())
 
-    def _book(self, session) -> _Book:
-        return _Book(store.holdings(session), store.cash(session), store.broker_synced_at(session),
+    def _book(self, session) -> tuple[_Book, Future[dict[str, Quote]]]:
+        """What a valuation reads from the store, and the holdings' quotes, asked as soon as the
+        holdings are known (while the rest is read)."""
+        holdings = store.holdings(session)
+        quotes = in_background(self.peers.quotes, [h.symbol for h in holdings])
+        return _Book(holdings, store.cash(session), store.broker_synced_at(session),
                      {s: _history(r) for s, r in store.position_histories(session).items()},
-                     self._book_cash.read(session))
+                     self._book_cash.read(session)), quotes
 
     def _value(self, book: _Book, quotes: dict[str, Quote], rates: Rates,
                securities: list[Security] | None) -> PortfolioView:
@@ -443,17 +444,17 @@ class PortfolioEngine:
     def take_snapshot(self, now: datetime) -> tuple[store.SnapshotRow, PortfolioView]:
         """Value the portfolio and store today's snapshot (replacing an earlier one of today),
         with its positions and buckets; delete snapshots beyond the retention. The other
-        services are asked while the store is read (the quotes once the holdings are known)."""
+        services are asked while the store is read."""
         securities, rates = in_background(self.peers.securities), in_background(self.peers.rates)
         today = now.date()
         with self._db.transaction() as session:
-            book = self._book(session)
-            quotes = in_background(self.peers.quotes, book.symbols)
-            previous = store.last_snapshot_before(session, today)
+            book, quotes = self._book(session)
+            last_year = store.snapshot_totals_between(session, today - snapshots.TURNOVER_WINDOW,
+                                                      today - timedelta(days=1))
+            totals = [total for total, _ in last_year]
+            previous = last_year[-1][1] if last_year else _taken_at(store.last_snapshot_before(session, today))
             net = store.flow_totals_base(session, tuple(cash_flows.EXTERNAL_KINDS), None, now)
             traded = store.traded_value_base(session, now - snapshots.TURNOVER_WINDOW, now)
-            totals = store.snapshot_totals_between(session, today - snapshots.TURNOVER_WINDOW,
-                                                   today - timedelta(days=1))
             buckets = self.buckets.snapshot_inputs(session, today, previous, now)
             universe = securities.result()
             view = self._value(book, quotes.result(), rates.result(), universe)
@@ -492,8 +493,8 @@ class PortfolioEngine:
             rates = in_background(self.peers.rates)
             flows = store.external_flows_base(session, baseline.taken_at, now)
             base_date, base_total = baseline.date, baseline.total_value_base
-            book = self._book(session)
-        view = self._value(book, self.peers.quotes(book.symbols), rates.result(), None)
+            book, quotes = self._book(session)
+        view = self._value(book, quotes.result(), rates.result(), None)
         if any(amount is None for _, amount in flows):
             return DailyPnl(True, None, base_date, base_total, view.total_value_base)
         moved = sum(amount for _, amount in flows)
@@ -583,6 +584,8 @@ class PortfolioEngine:
         plan = dividends.plan([dividends.OpenDividend(d.id, d.symbol, d.amount_base) for d in open_rows
                                if d.amount_base is not None], facts)
         plan.notes += [f"{s}: a dividend without a base amount (no FX rate) waits" for s in sorted(set(unpriced))]
+        if not (plan.buys or plan.pooled_ids or plan.bonus_ids):
+            return plan  # nothing to mark
         with self._db.transaction() as session:
             for buy in plan.buys:
                 for dividend_id in buy.dividend_ids:
@@ -630,6 +633,10 @@ class PortfolioEngine:
 def _history(row: store.PositionHistoryRow) -> PositionHistory:
     return PositionHistory(row.symbol, row.currency, row.quantity, row.cost, row.realized_pnl, row.first_bought_at,
                            row.last_bought_at, row.last_sold_at, row.bucket)
+
+
+def _taken_at(snapshot: store.SnapshotRow | None) -> datetime | None:
+    return snapshot.taken_at if snapshot is not None else None
 
 
 def _fill_record(row: store.FillRow) -> FillRecord:

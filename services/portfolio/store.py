@@ -259,12 +259,13 @@ def open_database(url: str) -> Database:
 # --- broker state ---
 
 def holdings(session: Session) -> list[Holding]:
-    rows = session.scalars(select(PositionRow).order_by(PositionRow.symbol))
-    return [Holding(r.symbol, r.quantity, r.average_cost, r.currency) for r in rows]
+    rows = session.execute(select(PositionRow.symbol, PositionRow.quantity, PositionRow.average_cost,
+                                  PositionRow.currency).order_by(PositionRow.symbol))
+    return [Holding(*r) for r in rows]
 
 
 def cash(session: Session) -> dict[str, float]:
-    return {r.currency: r.amount for r in session.scalars(select(CashRow))}
+    return {currency: amount for currency, amount in session.execute(select(CashRow.currency, CashRow.amount))}
 
 
 def broker_synced_at(session: Session) -> datetime | None:
@@ -493,9 +494,10 @@ def last_snapshot_before(session: Session, day: date) -> SnapshotRow | None:
                            .limit(1)).first()
 
 
-def snapshot_totals_between(session: Session, start: date, end: date) -> list[float]:
-    return list(session.scalars(select(SnapshotRow.total_value_base).where(
-        SnapshotRow.date >= start, SnapshotRow.date <= end)))
+def snapshot_totals_between(session: Session, start: date, end: date) -> list[tuple[float, datetime]]:
+    """(total value, taken at) of the snapshots dated from `start` to `end` (inclusive), by date."""
+    return [(t, at) for t, at in session.execute(select(SnapshotRow.total_value_base, SnapshotRow.taken_at).where(
+        SnapshotRow.date >= start, SnapshotRow.date <= end).order_by(SnapshotRow.date))]
 
 
 def save_snapshot(session: Session, row: SnapshotRow, positions: list[SnapshotPositionRow],
