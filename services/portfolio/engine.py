@@ -197,22 +197,21 @@ class PortfolioEngine:
                securities: list[Security] | None) -> PortfolioView:
         """The valuation of `book` at `quotes` and `rates`; without `securities` (the universe)
         no portfolio hash."""
-        holdings, cash, synced_at, histories, book_cash = (book.holdings, book.cash, book.synced_at, book.histories,
-                                                           book.cash_flows)
-        valuation = value_portfolio(holdings, cash, quotes, rates.base, rates.rates)
+        valuation = value_portfolio(book.holdings, book.cash, quotes, rates.base, rates.rates)
         known = {s.symbol: s for s in securities or ()}
-        views = [self._position(p, histories.get(p.holding.symbol), known.get(p.holding.symbol), rates)
+        views = [self._position(p, book.histories.get(p.holding.symbol), known.get(p.holding.symbol), rates)
                  for p in valuation.positions]
-        book_quantities = {s: h.quantity for s, h in histories.items() if h.quantity}
+        book_quantities = {s: h.quantity for s, h in book.histories.items() if h.quantity}
         return PortfolioView(
             base_currency=rates.base, positions=views, cash=valuation.cash,
             positions_value_base=valuation.positions_value_base, cash_base=valuation.cash_base,
-            portfolio_hash=portfolio_hash(holdings, cash, [_universe_entry(s) for s in securities])
+            portfolio_hash=portfolio_hash(book.holdings, book.cash, [_universe_entry(s) for s in securities])
             if securities is not None else "",
-            synced_at=synced_at,
+            synced_at=book.synced_at,
             position_differences=positions.quantity_differences(book_quantities,
-                                                                {h.symbol: h.quantity for h in holdings}),
-            cash_differences=cash_flows.cash_differences(book_cash, cash) if synced_at is not None else [],
+                                                                {h.symbol: h.quantity for h in book.holdings}),
+            cash_differences=cash_flows.cash_differences(book.cash_flows, book.cash)
+            if book.synced_at is not None else [],
             rates=rates,
         )
 
