@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import func, select
 
 from services.common import clock
@@ -24,7 +25,7 @@ def add_flow(session, amount: float, currency: str, reference: str) -> None:
 
 def test_the_book_cash_kept_between_reads_is_the_ledger_sum_and_never_a_rolled_back_row(tmp_path):
     db = store.open_database(f"sqlite:///{tmp_path / 'p.db'}")
-    kept = store.BookCash(db)
+    kept = store.BookCash()
     try:
         with db.transaction() as session:
             for n, amount in enumerate((0.1, 0.2, 0.3, -0.6, 1e9, 1e-9)):
@@ -49,7 +50,7 @@ def test_the_book_cash_kept_between_reads_is_the_ledger_sum_and_never_a_rolled_b
         assert incremental["USD"] == 19.5
         assert incremental["EUR"] == pytest.approx(summed["EUR"], rel=1e-15)
         with db.transaction() as session:  # a fresh reader (a restarted process) reads the same figure
-            assert store.BookCash(db).read(session) == incremental
+            assert store.BookCash().read(session) == incremental
     finally:
         db.close()
 
@@ -151,5 +152,57 @@ def test_the_same_broker_state_again_changes_nothing_and_a_new_one_replaces_it(t
         with db.transaction() as session:
             assert store.holdings(session) == [Holding("SAP.DE", 10, 50.0, "EUR")]
             assert store.cash(session) == {"EUR": 400.0}
+    finally:
+        db.close()
+
+
+def test_revisions_move_with_committed_writes_only(tmp_path):
+    db = store.open_database(f"sqlite:///{tmp_path / 'p.db'}")
+    revisions = store.Revisions(db)
+    tables = ("cash_flows", "positions", "cash_balances")
+    try:
+        with db.transaction() as session:
+            store.holdings(session)
+            assert not store.wrote(session)
+        assert revisions.of(tables) == (0, 0, 0, 0)
+        with db.transaction() as session:
+            add_flow(session, 1.0, "EUR", "r1")
+            assert store.wrote(session)
+        assert revisions.of(tables) == (0, 1, 0, 0)
+        with pytest.raises(RuntimeError), db.transaction() as session:
+            store.replace_broker_state(session, [Holding("SAP.DE", 1, 50.0, "EUR")], {"EUR": 1.0}, START)
+            raise RuntimeError("rolled back")
+        assert revisions.of(tables) == (0, 1, 0, 0)
+        with db.transaction() as session:  # DML statements and flushed rows alike
+            store.replace_broker_state(session, [Holding("SAP.DE", 1, 50.0, "EUR")], {"EUR": 1.0}, START)
+        assert revisions.of(tables) == (0, 1, 1, 1)
+    finally:
+        db.close()
+
+
+def test_the_valuation_kept_between_calls_follows_every_change_of_the_books(tmp_path):
+    engine, peers, db = portfolio_engine(tmp_path)
+    statements = []
+    sqlalchemy_event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    try:
+        engine.apply_broker_state(BrokerState([Holding("SAP.DE", 10, 50.0, "EUR")], {"EUR": 100.0}, START, [], [],
+                                              None), START)
+        first = engine.portfolio()
+        statements.clear()
+        assert engine.portfolio() == first and statements == []  # nothing written since: nothing read
+        engine.take_snapshot(START)  # writes only the snapshot tables
+        statements.clear()
+        assert engine.portfolio() == first and statements == []
+        engine.apply_broker_state(BrokerState([Holding("SAP.DE", 12, 50.0, "EUR")], {"EUR": 0.0}, START, [
+            FillRecord("T1", "SAP.DE", "BUY", 2, 50.0, "EUR", 0.0, START)], [], None), START)
+        after_fill = engine.portfolio()
+        assert [(p.valued.holding.quantity, p.book_quantity) for p in after_fill.positions] == [(12, 2)]
+        assert after_fill.cash_differences == [("EUR", -100.0, 0.0)]  # the book: no deposit, one BUY
+        engine.record_deposit(100.0, "EUR", "dep-1", START)
+        assert engine.portfolio().cash_differences == []
+        later = START + timedelta(days=1)  # the same state again: only the sync time changes
+        engine.apply_broker_state(BrokerState([Holding("SAP.DE", 12, 50.0, "EUR")], {"EUR": 0.0}, later, [], [],
+                                              None), later)
+        assert engine.portfolio().synced_at == later
     finally:
         db.close()

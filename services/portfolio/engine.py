@@ -142,13 +142,17 @@ class CashFlowFilter:
 @dataclass(frozen=True)
 class _Book:
     """What a valuation reads from the store: the broker's positions and cash as last reported,
-    the books' positions with history and cash per currency."""
+    the books' positions with history and cash per currency. Shared between calls: never changed."""
 
     holdings: list[Holding]
     cash: dict[str, float]
     synced_at: datetime | None
     histories: dict[str, PositionHistory]
     cash_flows: dict[str, float]  # the book's cash per currency (the cash flows summed)
+
+
+_BOOK_TABLES = (store.PositionRow.__tablename__, store.CashRow.__tablename__, store.SyncStateRow.__tablename__,
+                store.PositionHistoryRow.__tablename__, store.CashFlowRow.__tablename__)
 
 
 def day_start(day: date) -> datetime:
@@ -171,7 +175,9 @@ class PortfolioEngine:
         self.peers = peers
         self._base = base_currency
         self._retention_days = snapshot_retention_days
-        self._book_cash = store.BookCash(db)
+        self._book_cash = store.BookCash()
+        self._revisions = store.Revisions(db)
+        self._kept_book: tuple[tuple[int, ...], _Book] | None = None  # (the tables' revisions, what they held)
         self.lock = threading.RLock()
         self.buckets = BucketBook(db, peers, base_currency, self.lock)
         self.buckets.ensure_core(started_at)
@@ -186,12 +192,21 @@ class PortfolioEngine:
 
     def _book(self, session) -> tuple[_Book, Future[dict[str, Quote]]]:
         """What a valuation reads from the store, and the holdings' quotes, asked as soon as the
-        holdings are known (while the rest is read)."""
+        holdings are known (while the rest is read). Kept until one of its tables is written:
+        a cycle values the account for the snapshot, the planner and the loss breaker with
+        nothing booked in between."""
+        revisions = self._revisions.of(_BOOK_TABLES)
+        kept = self._kept_book
+        if kept is not None and kept[0] == revisions and not store.wrote(session):
+            return kept[1], in_background(self.peers.quotes, [h.symbol for h in kept[1].holdings])
         holdings = store.holdings(session)
         quotes = in_background(self.peers.quotes, [h.symbol for h in holdings])
-        return _Book(holdings, store.cash(session), store.broker_synced_at(session),
+        book = _Book(holdings, store.cash(session), store.broker_synced_at(session),
                      {s: _history(r) for s, r in store.position_histories(session).items()},
-                     self._book_cash.read(session)), quotes
+                     self._book_cash.read(session))
+        if not store.wrote(session):
+            self._kept_book = (revisions, book)
+        return book, quotes
 
     def _value(self, book: _Book, quotes: dict[str, Quote], rates: Rates,
                securities: list[Security] | None) -> PortfolioView:

@@ -253,7 +253,11 @@ SCHEMA = Schema("portfolio", (Base.metadata,), Path(__file__).with_name("migrati
 
 
 def open_database(url: str) -> Database:
-    return Database(url, SCHEMA)
+    """The portfolio's database; its transactions note the tables they write (`wrote`)."""
+    db = Database(url, SCHEMA)
+    db.listen("before_flush", _flushing)
+    db.listen("do_orm_execute", _executing)
+    return db
 
 
 # --- broker state ---
@@ -362,16 +366,48 @@ def book_cash(session: Session) -> dict[str, float]:
                                              .group_by(CashFlowRow.currency))}
 
 
-WROTE = "trader.portfolio.wrote"  # session.info key: this transaction has written something
+WRITTEN = "trader.portfolio.written"  # session.info key: the tables this transaction has written
+ANY_TABLE = "*"  # a write whose table is not known: every table counts as written
 
 
-def _mark_written(session: Session, *_) -> None:
-    session.info[WROTE] = True
+def _flushing(session: Session, *_) -> None:
+    tables = {type(row).__table__.name for row in (*session.new, *session.dirty, *session.deleted)}
+    if tables:
+        session.info.setdefault(WRITTEN, set()).update(tables)
 
 
-def _mark_dml(state) -> None:
+def _executing(state) -> None:
     if state.is_insert or state.is_update or state.is_delete:
-        state.session.info[WROTE] = True
+        table = getattr(state.statement, "table", None)
+        state.session.info.setdefault(WRITTEN, set()).add(getattr(table, "name", ANY_TABLE))
+
+
+class Revisions:
+    """Per table, how many transactions that wrote it this process has committed: what was read
+    from tables whose revisions have not moved since is still what they hold. Sound because the
+    service is the only writer of its database (a restore needs it stopped) and every write goes
+    through its sessions (the ORM's flush or a DML statement, both noted by open_database's
+    listeners)."""
+
+    def __init__(self, db: Database):
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        db.listen("after_commit", self._committed)
+        db.listen("after_rollback", lambda session: session.info.pop(WRITTEN, None))
+
+    def _committed(self, session: Session) -> None:
+        with self._lock:
+            for table in session.info.pop(WRITTEN, ()):
+                self._counts[table] = self._counts.get(table, 0) + 1
+
+    def of(self, tables: Iterable[str]) -> tuple[int, ...]:
+        with self._lock:
+            return (self._counts.get(ANY_TABLE, 0), *(self._counts.get(t, 0) for t in tables))
+
+
+def wrote(session: Session) -> bool:
+    """Whether this transaction has written anything yet (what it reads may be uncommitted)."""
+    return bool(session.info.get(WRITTEN))
 
 
 class BookCash:
@@ -381,17 +417,15 @@ class BookCash:
     Sound because the cash-flow ledger only grows: rows are added (with increasing ids) and never
     removed or changed in amount or currency. Each read fetches the rows after the highest id
     kept. What a read saw is kept only when its transaction wrote nothing (so every row it saw
-    is committed) and no other read moved the mark meanwhile; the book's writers run one at a
+    is committed: `wrote`) and no other read moved the mark meanwhile; the book's writers run one at a
     time (the engine's lock), so no row with a lower id can commit after a higher one was seen.
     The sums are exact (fractions: one rounding per currency at the end): the figure does not
     depend on how the ledger was read in parts, nor on when the process started."""
 
-    def __init__(self, db: Database):
+    def __init__(self):
         self._lock = threading.Lock()
         self._through = 0  # the highest cash-flow id summed
         self._sums: dict[str, Fraction] = {}
-        db.listen("before_flush", _mark_written)
-        db.listen("do_orm_execute", _mark_dml)
 
     def read(self, session: Session) -> dict[str, float]:
         with self._lock:
@@ -400,7 +434,7 @@ class BookCash:
                                .where(CashFlowRow.id > through).order_by(CashFlowRow.id)).all()
         for _, currency, amount in rows:
             sums[currency] = sums.get(currency, Fraction(0)) + Fraction(amount)
-        if rows and not session.info.get(WROTE):
+        if rows and not wrote(session):
             with self._lock:
                 if self._through == through:
                     self._through, self._sums = rows[-1][0], sums
