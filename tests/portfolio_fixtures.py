@@ -46,31 +46,42 @@ class FakePeers:
     alerts: list[tuple[str, str]] = field(default_factory=list)
     cleared: list[str] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    failing: set[str] = field(default_factory=set)  # calls that raise, as when the service is down
+    as_of: list = field(default_factory=list)       # the as-of time each call ran at
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        self.as_of.append(clock.as_of())
+        if name in self.failing:
+            raise ConnectionError(f"{name}: the service is down")
 
     def securities(self) -> list[Security]:
-        self.calls.append("ListSecurities")
+        self._call("ListSecurities")
         return [Security(s, CURRENCIES[s], COUNTRIES[s], "Sector " + INDUSTRIES[s][:3], INDUSTRIES[s],
                          self.buckets.get(s, "core"), 1, True, True, None, None) for s in sorted(self.prices)]
 
     def quotes(self, symbols: list[str]) -> dict[str, Quote]:
         if symbols:
-            self.calls.append("GetQuotes")
+            self._call("GetQuotes")
         return {s: Quote(self.prices[s], CURRENCIES[s], self.quote_day) for s in symbols if s in self.prices}
 
     def rates(self) -> Rates:
-        self.calls.append("GetFxRates")
+        self._call("GetFxRates")
         return Rates("EUR", dict(self.rates_))
 
     def dividends(self, symbols, start, end) -> list[DividendPerShare]:
-        self.calls.append("GetDividends")
+        self._call("GetDividends")
         return [d for d in self.per_share if d.symbol in symbols and start <= d.day <= end]
 
     def post_alert(self, source: str, text: str) -> bool:
         self.alerts.append((source, text))
         return True
 
-    def clear_alert(self, source: str) -> None:
+    def clear_alert(self, source: str) -> bool:
+        if "ClearMessage" in self.failing:
+            return False
         self.cleared.append(source)
+        return True
 
 
 def portfolio_engine(tmp_path, peers: FakePeers | None = None, name: str = "portfolio.db",

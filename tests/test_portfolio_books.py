@@ -86,6 +86,7 @@ def check_books(account: Account, references: dict[str, Reference], realised: di
         histories = store.position_histories(session)
         fills = {f.broker_trade_id: f for f in store.fills(session, None)}
     assert book.keys() == broker_cash.keys()
+    assert not account.portfolio.portfolio().cash_differences  # the book's cash as the engine keeps it
     for currency, amount in broker_cash.items():
         assert book[currency] == pytest.approx(amount, abs=1e-6), currency
         assert buckets.get(currency, 0.0) == pytest.approx(amount, abs=1e-6), currency

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.portfolio import allocations, store
-from services.portfolio.adapters.peers import Peers, Security
+from services.portfolio.adapters.peers import Peers, Security, in_background
 from services.portfolio.hashing import allocations_hash
 
 
@@ -47,20 +47,22 @@ class AllocationBook:
         self._peers = peers
 
     def _mappings(self, session) -> dict[str, allocations.GroupMapping]:
-        result = {}
-        for kind in allocations.KINDS:
-            groups = store.allocation_groups(session, kind)
-            result[kind] = allocations.GroupMapping(groups, True) if groups else allocations.default_mapping(kind)
-        return result
+        stored = store.allocation_groups(session)
+        return {kind: allocations.GroupMapping(stored[kind], True) if stored.get(kind)
+                else allocations.default_mapping(kind) for kind in allocations.KINDS}
 
     def state(self) -> AllocationState:
-        securities = self._peers.securities()
+        securities = in_background(self._peers.securities)  # asked while the store is read
         with self._db.transaction() as session:
-            return self._state(session, securities)
+            mappings, targets = self._mappings(session), store.allocation_targets(session)
+        return self._combined(mappings, targets, securities.result())
 
     def _state(self, session, securities: list[Security]) -> AllocationState:
-        mappings = self._mappings(session)
-        targets = {kind: store.allocation_targets(session, kind) for kind in allocations.KINDS}
+        return self._combined(self._mappings(session), store.allocation_targets(session), securities)
+
+    def _combined(self, mappings: dict[str, allocations.GroupMapping], stored_targets: dict[str, dict[str, float]],
+                  securities: list[Security]) -> AllocationState:
+        targets = {kind: stored_targets.get(kind, {}) for kind in allocations.KINDS}
         facts = _facts(securities)
         groups = {}
         for kind in allocations.KINDS:
@@ -95,7 +97,7 @@ class AllocationBook:
         with self._db.transaction() as session:
             mapping = (allocations.GroupMapping(mapping_groups, True) if mapping_groups
                        else allocations.default_mapping(kind))
-            allocations.check_groups_keep_targets(kind, store.allocation_targets(session, kind),
+            allocations.check_groups_keep_targets(kind, store.allocation_targets(session).get(kind, {}),
                                                   allocations.known_groups(kind, mapping, _facts(securities)))
             store.replace_allocation_groups(session, kind, mapping_groups)
             session.flush()

@@ -51,6 +51,17 @@ class MetaChange:
     change: str
 
 
+@dataclass(frozen=True)
+class SnapshotInputs:
+    """The buckets, their balances (bucket -> currency -> amount), their external flows since
+    the previous snapshot (base) and their rows on that snapshot."""
+
+    buckets: list[store.BucketRow]
+    balances: dict[str, dict[str, float]]
+    flows: dict[str, float]
+    before: dict[str, store.SnapshotBucketRow]
+
+
 def serialized(method):
     """One change of the books at a time: balances are read, changed and written back, so two
     changes at once (a deposit during a sync) must not interleave. The portfolio is one process."""
@@ -82,6 +93,10 @@ class BucketBook:
         self._peers = peers
         self._base = base_currency
         self.lock = lock or threading.RLock()
+        # Whether the reconciliation's alert is on the display: None = unknown (since this
+        # process started, or the display was unreachable), so the next clean day clears it.
+        # Only this book posts under ALERT_SOURCE.
+        self._alert_shown: bool | None = None
 
     def ensure_core(self, now: datetime) -> None:
         """The core bucket exists from the first start ("Core Portfolio", active)."""
@@ -196,20 +211,25 @@ class BucketBook:
                 event(log, "satellite paused after a loss streak", logging.WARNING, bucket=bucket,
                       losses=after.consecutive_losses)
 
-    def snapshot_rows(self, session, today: date, view, rates: Rates, previous: store.SnapshotRow | None,
-                      now: datetime) -> list[store.SnapshotBucketRow]:
+    def snapshot_inputs(self, session, today: date, previous_taken_at: datetime | None,
+                        now: datetime) -> SnapshotInputs:
+        """What snapshot_rows needs from the store (read before the valuation is known); the
+        flows are those since the previous snapshot was taken (all without one)."""
+        return SnapshotInputs(store.buckets(session), store.bucket_balances(session),
+                              store.bucket_flows_base(session, rules.EXTERNAL_TRANSACTION_KINDS, previous_taken_at,
+                                                      now),
+                              store.last_snapshot_buckets_before(session, today))
+
+    def snapshot_rows(self, inputs: SnapshotInputs, today: date, view, rates: Rates) -> list[store.SnapshotBucketRow]:
         """Each bucket's value on a snapshot: virtual cash + its positions at today's valuation,
         external flows since the previous snapshot and the growth index."""
         positions_value: dict[str, float] = {}
         for position in view.positions:
             positions_value[position.bucket] = positions_value.get(position.bucket, 0.0) + \
                 position.valued.market_value_base
-        balances = store.bucket_balances(session)
-        flows = store.bucket_flows_base(session, rules.EXTERNAL_TRANSACTION_KINDS,
-                                        previous.taken_at if previous else None, now)
-        before = store.last_snapshot_buckets_before(session, today)
+        balances, flows, before = inputs.balances, inputs.flows, inputs.before
         rows = []
-        for row in store.buckets(session):
+        for row in inputs.buckets:
             cash_base = sum(a / rates.rate(c) for c, a in balances.get(row.id, {}).items() if rates.rate(c))
             value = cash_base + positions_value.get(row.id, 0.0)
             if row.status == rules.RETIRED and not value and row.id not in before:
@@ -371,8 +391,10 @@ class BucketBook:
     @serialized
     def reconcile(self, now: datetime) -> tuple[list[rules.CurrencyCheck], bool]:
         """Virtual balances against the broker's, per currency: a difference up to 5 is booked
-        into core (reallocation), a larger one is an alert on the display (nothing changed)."""
-        rates = self._peers.rates()
+        into core (reallocation), a larger one is an alert on the display (nothing changed).
+        The FX rates are read only when something is booked, and the display is told to clear
+        the alert only when one may be showing (`_alert_shown`): a clean day asks no service."""
+        rates: Rates | None = None
         with self._db.transaction() as session:
             if store.broker_synced_at(session) is None:
                 raise FailedPrecondition("not_synced", "no broker state yet: sync the broker first")
@@ -382,6 +404,8 @@ class BucketBook:
                     virtual[currency] = virtual.get(currency, 0.0) + amount
             checks = rules.reconcile(virtual, store.cash(session), not store.any_bucket_transaction(session))
             for check in checks:
+                if check.action in ("opening_balance", "corrected") and rates is None:
+                    rates = self._peers.rates()
                 if check.action == "opening_balance":
                     self.book(session, rules.CORE, "opening_balance", check.broker, check.currency, rates, now,
                               "the broker's balance when the buckets began")
@@ -393,8 +417,11 @@ class BucketBook:
             text = "BUCKETS OFF: " + ", ".join(f"{c.currency} {c.difference:+,.2f}" for c in alerts)
             event(log, "bucket balances disagree with the broker", logging.ERROR,
                   differences={c.currency: c.difference for c in alerts})
-            return checks, self._peers.post_alert(ALERT_SOURCE, text)
-        self._peers.clear_alert(ALERT_SOURCE)
+            shown = self._peers.post_alert(ALERT_SOURCE, text)
+            self._alert_shown = True if shown else None
+            return checks, shown
+        if self._alert_shown is not False:
+            self._alert_shown = False if self._peers.clear_alert(ALERT_SOURCE) else None
         return checks, False
 
     @serialized

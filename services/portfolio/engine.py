@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -18,7 +19,7 @@ from services.common.logs import event
 from services.common.money import to_base
 from services.portfolio import buckets as bucket_rules
 from services.portfolio import cash_flows, dividends, performance, positions, snapshots, store
-from services.portfolio.adapters.peers import Peers, Rates, Security
+from services.portfolio.adapters.peers import Peers, Rates, Security, in_background
 from services.portfolio.bucket_book import BucketBook, serialized
 from services.portfolio.hashing import UniverseEntry, portfolio_hash
 from services.portfolio.positions import FillRecord, PositionHistory
@@ -138,6 +139,22 @@ class CashFlowFilter:
     end: date | None
 
 
+@dataclass(frozen=True)
+class _Book:
+    """What a valuation reads from the store: the broker's positions and cash as last reported,
+    the books' positions with history and cash per currency. Shared between calls: never changed."""
+
+    holdings: list[Holding]
+    cash: dict[str, float]
+    synced_at: datetime | None
+    histories: dict[str, PositionHistory]
+    cash_flows: dict[str, float]  # the book's cash per currency (the cash flows summed)
+
+
+_BOOK_TABLES = (store.PositionRow.__tablename__, store.CashRow.__tablename__, store.SyncStateRow.__tablename__,
+                store.PositionHistoryRow.__tablename__, store.CashFlowRow.__tablename__)
+
+
 def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
@@ -158,6 +175,9 @@ class PortfolioEngine:
         self.peers = peers
         self._base = base_currency
         self._retention_days = snapshot_retention_days
+        self._book_cash = store.BookCash()
+        self._revisions = store.Revisions(db)
+        self._kept_book: tuple[tuple[int, ...], _Book] | None = None  # (the tables' revisions, what they held)
         self.lock = threading.RLock()
         self.buckets = BucketBook(db, peers, base_currency, self.lock)
         self.buckets.ensure_core(started_at)
@@ -165,37 +185,48 @@ class PortfolioEngine:
     # --- valuation ---
 
     def portfolio(self) -> PortfolioView:
-        securities = self.peers.securities()
-        rates = self.peers.rates()
-        return self._view(securities, rates)
-
-    def _view(self, securities: list[Security] | None, rates: Rates) -> PortfolioView:
+        securities, rates = in_background(self.peers.securities), in_background(self.peers.rates)
         with self._db.transaction() as session:
-            holdings = store.holdings(session)
-            cash = store.cash(session)
-            synced_at = store.broker_synced_at(session)
-            histories = {s: _history(r) for s, r in store.position_histories(session).items()}
-            book_cash = store.book_cash(session)
-        quotes = self.peers.quotes([h.symbol for h in holdings])
-        return self._value(holdings, cash, synced_at, histories, book_cash, quotes, rates, securities)
+            book, quotes = self._book(session)
+        return self._value(book, quotes.result(), rates.result(), securities.result())
 
-    def _value(self, holdings: list[Holding], cash: dict[str, float], synced_at: datetime | None,
-               histories: dict[str, PositionHistory], book_cash: dict[str, float], quotes: dict[str, Quote],
-               rates: Rates, securities: list[Security] | None) -> PortfolioView:
-        valuation = value_portfolio(holdings, cash, quotes, rates.base, rates.rates)
+    def _book(self, session) -> tuple[_Book, Future[dict[str, Quote]]]:
+        """What a valuation reads from the store, and the holdings' quotes, asked as soon as the
+        holdings are known (while the rest is read). Kept until one of its tables is written:
+        a cycle values the account for the snapshot, the planner and the loss breaker with
+        nothing booked in between."""
+        revisions = self._revisions.of(_BOOK_TABLES)
+        kept = self._kept_book
+        if kept is not None and kept[0] == revisions and not store.wrote(session):
+            return kept[1], in_background(self.peers.quotes, [h.symbol for h in kept[1].holdings])
+        holdings = store.holdings(session)
+        quotes = in_background(self.peers.quotes, [h.symbol for h in holdings])
+        book = _Book(holdings, store.cash(session), store.broker_synced_at(session),
+                     {s: _history(r) for s, r in store.position_histories(session).items()},
+                     self._book_cash.read(session))
+        if not store.wrote(session):
+            self._kept_book = (revisions, book)
+        return book, quotes
+
+    def _value(self, book: _Book, quotes: dict[str, Quote], rates: Rates,
+               securities: list[Security] | None) -> PortfolioView:
+        """The valuation of `book` at `quotes` and `rates`; without `securities` (the universe)
+        no portfolio hash."""
+        valuation = value_portfolio(book.holdings, book.cash, quotes, rates.base, rates.rates)
         known = {s.symbol: s for s in securities or ()}
-        views = [self._position(p, histories.get(p.holding.symbol), known.get(p.holding.symbol), rates)
+        views = [self._position(p, book.histories.get(p.holding.symbol), known.get(p.holding.symbol), rates)
                  for p in valuation.positions]
-        book_quantities = {s: h.quantity for s, h in histories.items() if h.quantity}
+        book_quantities = {s: h.quantity for s, h in book.histories.items() if h.quantity}
         return PortfolioView(
             base_currency=rates.base, positions=views, cash=valuation.cash,
             positions_value_base=valuation.positions_value_base, cash_base=valuation.cash_base,
-            portfolio_hash=portfolio_hash(holdings, cash, [_universe_entry(s) for s in securities])
+            portfolio_hash=portfolio_hash(book.holdings, book.cash, [_universe_entry(s) for s in securities])
             if securities is not None else "",
-            synced_at=synced_at,
+            synced_at=book.synced_at,
             position_differences=positions.quantity_differences(book_quantities,
-                                                                {h.symbol: h.quantity for h in holdings}),
-            cash_differences=cash_flows.cash_differences(book_cash, cash) if synced_at is not None else [],
+                                                                {h.symbol: h.quantity for h in book.holdings}),
+            cash_differences=cash_flows.cash_differences(book.cash_flows, book.cash)
+            if book.synced_at is not None else [],
             rates=rates,
         )
 
@@ -221,16 +252,20 @@ class PortfolioEngine:
         """Take the broker's positions and cash, book every fill and cash movement not booked yet
         (by broker id) and move the ledger cursor, in one transaction: a failure books nothing
         and the next sync brings the same entries again."""
-        securities = self.peers.securities()
-        rates = self.peers.rates()
+        securities = in_background(self.peers.securities)
+        # the rates value what is booked: read only when there are entries (maybe booked already)
+        pending_rates = in_background(self.peers.rates) if state.fills or state.movements else None
         with self._db.transaction() as session:
             before = (store.holdings(session), store.cash(session))
             cursor = state.cursor or store.ledger_cursor(session)
-            store.replace_broker_state(session, state.positions, state.cash, state.synced_at, cursor)
+            store.replace_broker_state(session, state.positions, state.cash, state.synced_at, cursor,
+                                       changed=before != (state.positions, state.cash))
+            rates = pending_rates.result() if pending_rates is not None else None
             fills_applied, fill_flows = self._book_fills(session, state.fills, rates, now)
             movement_flows = self._book_movements(session, state.movements, rates, now)
             histories = {s: _history(r) for s, r in store.position_histories(session).items()}
-            book_cash = store.book_cash(session)
+            book_cash = self._book_cash.read(session)
+            universe = securities.result()  # inside: without the universe nothing is booked
         book_quantities = {s: h.quantity for s, h in histories.items() if h.quantity}
         differences = positions.quantity_differences(book_quantities, {h.symbol: h.quantity for h in state.positions})
         cash_differences = cash_flows.cash_differences(book_cash, state.cash)
@@ -238,7 +273,7 @@ class PortfolioEngine:
             event(log, "the books and the broker disagree (the broker is right)", logging.WARNING,
                   positions=differences, cash=cash_differences)
         return ApplyResult(before != (state.positions, state.cash),
-                           portfolio_hash(state.positions, state.cash, [_universe_entry(s) for s in securities]),
+                           portfolio_hash(state.positions, state.cash, [_universe_entry(s) for s in universe]),
                            fills_applied, fill_flows + movement_flows, differences, cash_differences, cursor)
 
     def _book_fills(self, session, fills: list[FillRecord], rates: Rates, now: datetime) -> tuple[int, int]:
@@ -422,18 +457,22 @@ class PortfolioEngine:
     @serialized
     def take_snapshot(self, now: datetime) -> tuple[store.SnapshotRow, PortfolioView]:
         """Value the portfolio and store today's snapshot (replacing an earlier one of today),
-        with its positions and buckets; delete snapshots beyond the retention."""
-        securities = self.peers.securities()
-        rates = self.peers.rates()
-        view = self._view(securities, rates)
-        known = {s.symbol: s for s in securities}
+        with its positions and buckets; delete snapshots beyond the retention. The other
+        services are asked while the store is read."""
+        securities, rates = in_background(self.peers.securities), in_background(self.peers.rates)
         today = now.date()
         with self._db.transaction() as session:
-            previous = store.last_snapshot_before(session, today)
+            book, quotes = self._book(session)
+            last_year = store.snapshot_totals_between(session, today - snapshots.TURNOVER_WINDOW,
+                                                      today - timedelta(days=1))
+            totals = [total for total, _ in last_year]
+            previous = last_year[-1][1] if last_year else _taken_at(store.last_snapshot_before(session, today))
             net = store.flow_totals_base(session, tuple(cash_flows.EXTERNAL_KINDS), None, now)
             traded = store.traded_value_base(session, now - snapshots.TURNOVER_WINDOW, now)
-            totals = store.snapshot_totals_between(session, today - snapshots.TURNOVER_WINDOW,
-                                                   today - timedelta(days=1))
+            buckets = self.buckets.snapshot_inputs(session, today, previous, now)
+            universe = securities.result()
+            view = self._value(book, quotes.result(), rates.result(), universe)
+            known = {s.symbol: s for s in universe}
             held = [(p, known.get(p.valued.holding.symbol)) for p in view.positions]
             figures = snapshots.SnapshotFigures(
                 today, view.base_currency, view.positions_value_base, view.cash_base, view.invested_base, net,
@@ -446,12 +485,12 @@ class PortfolioEngine:
                 date=today, symbol=p.valued.holding.symbol, quantity=p.valued.holding.quantity,
                 value_base=p.valued.market_value_base, country=(s.country if s else "")[:64],
                 industry=(s.industry if s else "")[:100], bucket=p.bucket) for p, s in held]
-            bucket_rows = self.buckets.snapshot_rows(session, today, view, rates, previous, now)
+            bucket_rows = self.buckets.snapshot_rows(buckets, today, view, view.rates)
             store.save_snapshot(session, row, position_rows, bucket_rows)
             cutoff = snapshots.retention_cutoff(today, self._retention_days)
             if cutoff is not None:
                 store.delete_snapshots_before(session, cutoff)
-        return row, view  # `row` was merged, not added: it stays a plain detached copy
+        return row, view  # `row` is detached with its values loaded (no expiry on commit)
 
     def snapshots(self, before: date | None, limit: int) -> list[store.SnapshotRow]:
         with self._db.transaction() as session:
@@ -465,9 +504,11 @@ class PortfolioEngine:
             baseline = store.last_snapshot_before(session, as_of)
             if baseline is None:
                 return DailyPnl(False)
+            rates = in_background(self.peers.rates)
             flows = store.external_flows_base(session, baseline.taken_at, now)
             base_date, base_total = baseline.date, baseline.total_value_base
-        view = self._view(None, self.peers.rates())
+            book, quotes = self._book(session)
+        view = self._value(book, quotes.result(), rates.result(), None)
         if any(amount is None for _, amount in flows):
             return DailyPnl(True, None, base_date, base_total, view.total_value_base)
         moved = sum(amount for _, amount in flows)
@@ -557,6 +598,8 @@ class PortfolioEngine:
         plan = dividends.plan([dividends.OpenDividend(d.id, d.symbol, d.amount_base) for d in open_rows
                                if d.amount_base is not None], facts)
         plan.notes += [f"{s}: a dividend without a base amount (no FX rate) waits" for s in sorted(set(unpriced))]
+        if not (plan.buys or plan.pooled_ids or plan.bonus_ids):
+            return plan  # nothing to mark
         with self._db.transaction() as session:
             for buy in plan.buys:
                 for dividend_id in buy.dividend_ids:
@@ -604,6 +647,10 @@ class PortfolioEngine:
 def _history(row: store.PositionHistoryRow) -> PositionHistory:
     return PositionHistory(row.symbol, row.currency, row.quantity, row.cost, row.realized_pnl, row.first_bought_at,
                            row.last_bought_at, row.last_sold_at, row.bucket)
+
+
+def _taken_at(snapshot: store.SnapshotRow | None) -> datetime | None:
+    return snapshot.taken_at if snapshot is not None else None
 
 
 def _fill_record(row: store.FillRow) -> FillRecord:

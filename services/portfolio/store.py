@@ -4,8 +4,10 @@ fills, positions with history, dividends), snapshots, buckets, allocation target
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 from datetime import date, datetime
+from fractions import Fraction
 from pathlib import Path
 
 from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, String, Text, delete, func, select
@@ -157,7 +159,7 @@ class DividendRow(Base):
     amount_base: Mapped[float | None] = mapped_column(Float, nullable=True)
     pay_date: Mapped[date] = mapped_column(Date)
     bucket: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # the open ones are read every day
     reinvest_client_order_id: Mapped[str] = mapped_column(String(64), server_default="", index=True)
     reinvested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
@@ -251,18 +253,23 @@ SCHEMA = Schema("portfolio", (Base.metadata,), Path(__file__).with_name("migrati
 
 
 def open_database(url: str) -> Database:
-    return Database(url, SCHEMA)
+    """The portfolio's database; its transactions note the tables they write (`wrote`)."""
+    db = Database(url, SCHEMA)
+    db.listen("before_flush", _flushing)
+    db.listen("do_orm_execute", _executing)
+    return db
 
 
 # --- broker state ---
 
 def holdings(session: Session) -> list[Holding]:
-    rows = session.scalars(select(PositionRow).order_by(PositionRow.symbol))
-    return [Holding(r.symbol, r.quantity, r.average_cost, r.currency) for r in rows]
+    rows = session.execute(select(PositionRow.symbol, PositionRow.quantity, PositionRow.average_cost,
+                                  PositionRow.currency).order_by(PositionRow.symbol))
+    return [Holding(*r) for r in rows]
 
 
 def cash(session: Session) -> dict[str, float]:
-    return {r.currency: r.amount for r in session.scalars(select(CashRow))}
+    return {currency: amount for currency, amount in session.execute(select(CashRow.currency, CashRow.amount))}
 
 
 def broker_synced_at(session: Session) -> datetime | None:
@@ -276,12 +283,15 @@ def ledger_cursor(session: Session) -> tuple[int, int]:
 
 
 def replace_broker_state(session: Session, new_holdings: list[Holding], new_cash: dict[str, float],
-                         synced_at: datetime, cursor: tuple[int, int] | None = None) -> None:
-    session.execute(delete(PositionRow))
-    session.execute(delete(CashRow))
-    session.add_all(PositionRow(symbol=h.symbol, quantity=h.quantity, average_cost=h.average_cost,
-                                currency=h.currency) for h in new_holdings)
-    session.add_all(CashRow(currency=c, amount=a) for c, a in new_cash.items())
+                         synced_at: datetime, cursor: tuple[int, int] | None = None, changed: bool = True) -> None:
+    """Store what the broker reported and when; `changed=False` (the caller compared them with
+    what is stored) keeps the stored positions and cash rows as they are."""
+    if changed:
+        session.execute(delete(PositionRow))
+        session.execute(delete(CashRow))
+        session.add_all(PositionRow(symbol=h.symbol, quantity=h.quantity, average_cost=h.average_cost,
+                                    currency=h.currency) for h in new_holdings)
+        session.add_all(CashRow(currency=c, amount=a) for c, a in new_cash.items())
     row = session.get(SyncStateRow, 1)
     if row is None:
         row = SyncStateRow(id=1, synced_at=synced_at, trade_cursor=0, cash_movement_cursor=0)
@@ -350,9 +360,85 @@ def cash_flow_totals(session: Session, kinds: list[str] | None = None, currency:
 
 
 def book_cash(session: Session) -> dict[str, float]:
-    """The cash flows per currency: what the books say each balance is."""
+    """The cash flows per currency: what the books say each balance is (all of them summed by
+    the database; BookCash keeps the same figure without reading the whole ledger each time)."""
     return {c: a for c, a in session.execute(select(CashFlowRow.currency, func.sum(CashFlowRow.amount))
                                              .group_by(CashFlowRow.currency))}
+
+
+WRITTEN = "trader.portfolio.written"  # session.info key: the tables this transaction has written
+ANY_TABLE = "*"  # a write whose table is not known: every table counts as written
+
+
+def _flushing(session: Session, *_) -> None:
+    tables = {type(row).__table__.name for row in (*session.new, *session.dirty, *session.deleted)}
+    if tables:
+        session.info.setdefault(WRITTEN, set()).update(tables)
+
+
+def _executing(state) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        table = getattr(state.statement, "table", None)
+        state.session.info.setdefault(WRITTEN, set()).add(getattr(table, "name", ANY_TABLE))
+
+
+class Revisions:
+    """Per table, how many transactions that wrote it this process has committed: what was read
+    from tables whose revisions have not moved since is still what they hold. Sound because the
+    service is the only writer of its database (a restore needs it stopped) and every write goes
+    through its sessions (the ORM's flush or a DML statement, both noted by open_database's
+    listeners)."""
+
+    def __init__(self, db: Database):
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        db.listen("after_commit", self._committed)
+        db.listen("after_rollback", lambda session: session.info.pop(WRITTEN, None))
+
+    def _committed(self, session: Session) -> None:
+        with self._lock:
+            for table in session.info.pop(WRITTEN, ()):
+                self._counts[table] = self._counts.get(table, 0) + 1
+
+    def of(self, tables: Iterable[str]) -> tuple[int, ...]:
+        with self._lock:
+            return (self._counts.get(ANY_TABLE, 0), *(self._counts.get(t, 0) for t in tables))
+
+
+def wrote(session: Session) -> bool:
+    """Whether this transaction has written anything yet (what it reads may be uncommitted)."""
+    return bool(session.info.get(WRITTEN))
+
+
+class BookCash:
+    """The cash flows per currency, kept between reads so that a read costs the rows booked
+    since the previous one, not the whole ledger (which grows with every fill and dividend).
+
+    Sound because the cash-flow ledger only grows: rows are added (with increasing ids) and never
+    removed or changed in amount or currency. Each read fetches the rows after the highest id
+    kept. What a read saw is kept only when its transaction wrote nothing (so every row it saw
+    is committed: `wrote`) and no other read moved the mark meanwhile; the book's writers run one at a
+    time (the engine's lock), so no row with a lower id can commit after a higher one was seen.
+    The sums are exact (fractions: one rounding per currency at the end): the figure does not
+    depend on how the ledger was read in parts, nor on when the process started."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._through = 0  # the highest cash-flow id summed
+        self._sums: dict[str, Fraction] = {}
+
+    def read(self, session: Session) -> dict[str, float]:
+        with self._lock:
+            through, sums = self._through, dict(self._sums)
+        rows = session.execute(select(CashFlowRow.id, CashFlowRow.currency, CashFlowRow.amount)
+                               .where(CashFlowRow.id > through).order_by(CashFlowRow.id)).all()
+        for _, currency, amount in rows:
+            sums[currency] = sums.get(currency, Fraction(0)) + Fraction(amount)
+        if rows and not wrote(session):
+            with self._lock:
+                if self._through == through:
+                    self._through, self._sums = rows[-1][0], sums
+        return {c: float(s) for c, s in sums.items()}
 
 
 def external_flows_base(session: Session, after: datetime | None,
@@ -442,16 +528,21 @@ def last_snapshot_before(session: Session, day: date) -> SnapshotRow | None:
                            .limit(1)).first()
 
 
-def snapshot_totals_between(session: Session, start: date, end: date) -> list[float]:
-    return list(session.scalars(select(SnapshotRow.total_value_base).where(
-        SnapshotRow.date >= start, SnapshotRow.date <= end)))
+def snapshot_totals_between(session: Session, start: date, end: date) -> list[tuple[float, datetime]]:
+    """(total value, taken at) of the snapshots dated from `start` to `end` (inclusive), by date."""
+    return [(t, at) for t, at in session.execute(select(SnapshotRow.total_value_base, SnapshotRow.taken_at).where(
+        SnapshotRow.date >= start, SnapshotRow.date <= end).order_by(SnapshotRow.date))]
 
 
 def save_snapshot(session: Session, row: SnapshotRow, positions: list[SnapshotPositionRow],
                   buckets: list[SnapshotBucketRow]) -> None:
-    session.execute(delete(SnapshotPositionRow).where(SnapshotPositionRow.date == row.date))
-    session.execute(delete(SnapshotBucketRow).where(SnapshotBucketRow.date == row.date))
-    session.merge(row)
+    """Store a day's snapshot with its positions and buckets, replacing that day's if there is one."""
+    if session.get(SnapshotRow, row.date) is None:
+        session.add(row)  # positions and buckets refer to a snapshot: none are stored for this day
+    else:
+        session.execute(delete(SnapshotPositionRow).where(SnapshotPositionRow.date == row.date))
+        session.execute(delete(SnapshotBucketRow).where(SnapshotBucketRow.date == row.date))
+        session.merge(row)
     session.flush()
     session.add_all(positions)
     session.add_all(buckets)
@@ -494,9 +585,7 @@ def snapshot_buckets(session: Session, bucket: str, start: date | None = None,
 
 
 def last_snapshot_buckets_before(session: Session, day: date) -> dict[str, SnapshotBucketRow]:
-    latest = session.scalar(select(func.max(SnapshotBucketRow.date)).where(SnapshotBucketRow.date < day))
-    if latest is None:
-        return {}
+    latest = select(func.max(SnapshotBucketRow.date)).where(SnapshotBucketRow.date < day).scalar_subquery()
     return {r.bucket: r for r in session.scalars(select(SnapshotBucketRow).where(SnapshotBucketRow.date == latest))}
 
 
@@ -591,13 +680,18 @@ def save_setting(session: Session, key: str, value: object) -> None:
     session.merge(SettingRow(key=key, value=json.dumps(value, sort_keys=True)))
 
 
-def allocation_groups(session: Session, kind: str) -> dict[str, tuple[str, ...]]:
-    groups: dict[str, list[str]] = {r.name: [] for r in session.scalars(
-        select(AllocationGroupRow).where(AllocationGroupRow.kind == kind).order_by(AllocationGroupRow.name))}
-    for row in session.scalars(select(AllocationMemberRow).where(AllocationMemberRow.kind == kind)
-                               .order_by(AllocationMemberRow.member)):
-        groups.setdefault(row.group, []).append(row.member)
-    return {g: tuple(m) for g, m in groups.items()}
+def allocation_groups(session: Session) -> dict[str, dict[str, tuple[str, ...]]]:
+    """kind -> group -> its members, groups by name and members in order (kinds without groups
+    are absent)."""
+    groups: dict[str, dict[str, list[str]]] = {}
+    for kind, name in session.execute(select(AllocationGroupRow.kind, AllocationGroupRow.name)
+                                      .order_by(AllocationGroupRow.kind, AllocationGroupRow.name)):
+        groups.setdefault(kind, {})[name] = []
+    for kind, member, group in session.execute(
+            select(AllocationMemberRow.kind, AllocationMemberRow.member, AllocationMemberRow.group)
+            .order_by(AllocationMemberRow.kind, AllocationMemberRow.member)):
+        groups.setdefault(kind, {}).setdefault(group, []).append(member)
+    return {k: {g: tuple(m) for g, m in kind_groups.items()} for k, kind_groups in groups.items()}
 
 
 def replace_allocation_groups(session: Session, kind: str, groups: dict[str, tuple[str, ...]]) -> None:
@@ -608,9 +702,13 @@ def replace_allocation_groups(session: Session, kind: str, groups: dict[str, tup
                     for m in members)
 
 
-def allocation_targets(session: Session, kind: str) -> dict[str, float]:
-    return {r.group: r.share for r in session.scalars(select(AllocationTargetRow)
-                                                      .where(AllocationTargetRow.kind == kind))}
+def allocation_targets(session: Session) -> dict[str, dict[str, float]]:
+    """kind -> group -> target share (kinds without targets are absent)."""
+    targets: dict[str, dict[str, float]] = {}
+    for kind, group, share in session.execute(select(AllocationTargetRow.kind, AllocationTargetRow.group,
+                                                     AllocationTargetRow.share)):
+        targets.setdefault(kind, {})[group] = share
+    return targets
 
 
 def replace_allocation_targets(session: Session, targets: dict[str, dict[str, float]]) -> None:

@@ -5,9 +5,13 @@ peer is down), never a guess."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from typing import TypeVar
 
 import grpc
 from trader.data.v1 import data_pb2, data_pb2_grpc
@@ -20,6 +24,15 @@ from services.portfolio.valuation import Quote
 
 log = logging.getLogger("trader.portfolio.peers")
 ALERT_TTL_SECONDS = 24 * 3600
+_READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="portfolio-reads")
+T = TypeVar("T")
+
+
+def in_background(read: Callable[..., T], *args) -> Future[T]:
+    """Start a read of another service while this call reads its own database; `.result()`
+    returns its answer or raises its error. It runs in a copy of this call's context, so the
+    as-of time and the trace go along."""
+    return _READS.submit(contextvars.copy_context().run, read, *args)
 
 
 @dataclass(frozen=True)
@@ -109,8 +122,11 @@ class Peers:
                   code=exc.code().name if hasattr(exc, "code") else "")
             return False
 
-    def clear_alert(self, source: str) -> None:
+    def clear_alert(self, source: str) -> bool:
+        """Off the display's error pool; False (logged) when the display cannot be reached."""
         try:
             self._display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR, source=source))
+            return True
         except grpc.RpcError:
             event(log, "alert not cleared: the display is unreachable", logging.WARNING, source=source)
+            return False
