@@ -99,7 +99,7 @@ def test_histories_change_when_an_import_or_a_sync_replaces_bars_or_flags(tmp_pa
     assert len(synced) == len(before.bars) + 1 and synced[-1].close == 1.0
 
 
-# --- securities and FX rates kept per revision (services/data/revisions.py) ---
+# --- securities and FX rates kept per revision (services/common/revisions.py) ---
 
 def listed(servicer, **request) -> dict[str, data_pb2.Security]:
     reply = call(servicer.ListSecurities, data_pb2.ListSecuritiesRequest(**request))

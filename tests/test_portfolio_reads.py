@@ -12,6 +12,7 @@ from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import func, select
 
 from services.common import clock
+from services.common.revisions import wrote
 from services.portfolio import store
 from services.portfolio.engine import BrokerState
 from services.portfolio.positions import FillRecord
@@ -158,16 +159,16 @@ def test_the_same_broker_state_again_changes_nothing_and_a_new_one_replaces_it(t
 
 def test_revisions_move_with_committed_writes_only(tmp_path):
     db = store.open_database(f"sqlite:///{tmp_path / 'p.db'}")
-    revisions = store.Revisions(db)
+    revisions = db.revisions
     tables = ("cash_flows", "positions", "cash_balances")
     try:
         with db.transaction() as session:
             store.holdings(session)
-            assert not store.wrote(session)
+            assert not wrote(session)
         assert revisions.of(tables) == (0, 0, 0, 0)
         with db.transaction() as session:
             add_flow(session, 1.0, "EUR", "r1")
-            assert store.wrote(session)
+            assert wrote(session)
         assert revisions.of(tables) == (0, 1, 0, 0)
         with pytest.raises(RuntimeError), db.transaction() as session:
             store.replace_broker_state(session, [Holding("SAP.DE", 1, 50.0, "EUR")], {"EUR": 1.0}, START)

@@ -11,6 +11,7 @@ Alembic migrations run (services/common/migrations.py), in one transaction.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
@@ -28,6 +30,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from services.common.config import ConfigError, db_url_variable
+
+if TYPE_CHECKING:
+    from services.common.revisions import TableRevisions
 from services.common.logs import event as log_event
 
 log = logging.getLogger("trader.db")
@@ -169,6 +174,12 @@ class Database:
         """A session in one transaction: committed on success, rolled back on any error."""
         with self._sessions.begin() as session:
             yield session
+
+    @functools.cached_property
+    def revisions(self) -> TableRevisions:
+        """Its tables' revisions (services/common/revisions.py), counted from the first use."""
+        from services.common.revisions import TableRevisions
+        return TableRevisions(self)
 
     def listen(self, name: str, listener: Callable[[Session], None]) -> None:
         """Call `listener(session)` on a session event of this database's transactions, e.g.

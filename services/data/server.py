@@ -14,6 +14,7 @@ from services.common.errors import InvalidArgument, NotFound
 from services.common.maintenance import Maintenance
 from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.money import convert
+from services.common.revisions import KeptReads
 from services.common.timestamps import to_timestamp
 from services.common.validate import currency_code, finite_amount, parse_day, required_text
 from services.data import engine, store
@@ -29,11 +30,9 @@ from services.data.history import Bar, last_final_date, monthly_bars, resolve_ra
 from services.data.market_hours import MAX_SESSION_DAYS, OutsideCalendar, exchange_from_name, market_status, sessions
 from services.data.providers import PriceProvider
 from services.data.regime import market_regime
-from services.data.revisions import Revisions
 from services.data.universe import EQUITY, Security, detect_metadata, select_securities, validate_security
 
 _INTERVALS = {data_pb2.INTERVAL_UNSPECIFIED: "DAILY", data_pb2.DAILY: "DAILY", data_pb2.MONTHLY: "MONTHLY"}
-KEPT_TABLES = ("securities", "fx_rates", "reference_rates", "fundamentals", "dividends")  # revisions.py
 _KINDS = {data_pb2.SECURITY_KIND_UNSPECIFIED: EQUITY, data_pb2.EQUITY: "EQUITY", data_pb2.INDEX: "INDEX"}
 
 
@@ -195,7 +194,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         self._provider = provider
         self._sync_lock = threading.Lock()
         self._bars = BarCache(db)
-        self._kept = Revisions(db, KEPT_TABLES)
+        self._kept = KeptReads(db.revisions)
 
     # --- helpers ---
 

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.logs import event
 from services.common.money import to_base
+from services.common.revisions import wrote
 from services.portfolio import buckets as bucket_rules
 from services.portfolio import cash_flows, dividends, performance, positions, snapshots, store
 from services.portfolio.adapters.peers import Peers, Rates, Security, in_background
@@ -176,7 +177,7 @@ class PortfolioEngine:
         self._base = base_currency
         self._retention_days = snapshot_retention_days
         self._book_cash = store.BookCash()
-        self._revisions = store.Revisions(db)
+        self._revisions = db.revisions
         self._kept_book: tuple[tuple[int, ...], _Book] | None = None  # (the tables' revisions, what they held)
         self.lock = threading.RLock()
         self.buckets = BucketBook(db, peers, base_currency, self.lock)
@@ -197,14 +198,14 @@ class PortfolioEngine:
         nothing booked in between."""
         revisions = self._revisions.of(_BOOK_TABLES)
         kept = self._kept_book
-        if kept is not None and kept[0] == revisions and not store.wrote(session):
+        if kept is not None and kept[0] == revisions and not wrote(session):
             return kept[1], in_background(self.peers.quotes, [h.symbol for h in kept[1].holdings])
         holdings = store.holdings(session)
         quotes = in_background(self.peers.quotes, [h.symbol for h in holdings])
         book = _Book(holdings, store.cash(session), store.broker_synced_at(session),
                      {s: _history(r) for s, r in store.position_histories(session).items()},
                      self._book_cash.read(session))
-        if not store.wrote(session):
+        if not wrote(session):
             self._kept_book = (revisions, book)
         return book, quotes
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from services.common.db import Database, UtcDateTime
 from services.common.maintenance import RetentionRule
 from services.common.migrations import Schema
+from services.common.revisions import wrote
 from services.portfolio.migrations import LEGACY_STEPS
 from services.portfolio.valuation import Holding
 
@@ -255,8 +256,7 @@ SCHEMA = Schema("portfolio", (Base.metadata,), Path(__file__).with_name("migrati
 def open_database(url: str) -> Database:
     """The portfolio's database; its transactions note the tables they write (`wrote`)."""
     db = Database(url, SCHEMA)
-    db.listen("before_flush", _flushing)
-    db.listen("do_orm_execute", _executing)
+    db.revisions  # noqa: B018 -- start noting the tables each transaction writes (services/common/revisions.py)
     return db
 
 
@@ -364,50 +364,6 @@ def book_cash(session: Session) -> dict[str, float]:
     the database; BookCash keeps the same figure without reading the whole ledger each time)."""
     return {c: a for c, a in session.execute(select(CashFlowRow.currency, func.sum(CashFlowRow.amount))
                                              .group_by(CashFlowRow.currency))}
-
-
-WRITTEN = "trader.portfolio.written"  # session.info key: the tables this transaction has written
-ANY_TABLE = "*"  # a write whose table is not known: every table counts as written
-
-
-def _flushing(session: Session, *_) -> None:
-    tables = {type(row).__table__.name for row in (*session.new, *session.dirty, *session.deleted)}
-    if tables:
-        session.info.setdefault(WRITTEN, set()).update(tables)
-
-
-def _executing(state) -> None:
-    if state.is_insert or state.is_update or state.is_delete:
-        table = getattr(state.statement, "table", None)
-        state.session.info.setdefault(WRITTEN, set()).add(getattr(table, "name", ANY_TABLE))
-
-
-class Revisions:
-    """Per table, how many transactions that wrote it this process has committed: what was read
-    from tables whose revisions have not moved since is still what they hold. Sound because the
-    service is the only writer of its database (a restore needs it stopped) and every write goes
-    through its sessions (the ORM's flush or a DML statement, both noted by open_database's
-    listeners)."""
-
-    def __init__(self, db: Database):
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-        db.listen("after_commit", self._committed)
-        db.listen("after_rollback", lambda session: session.info.pop(WRITTEN, None))
-
-    def _committed(self, session: Session) -> None:
-        with self._lock:
-            for table in session.info.pop(WRITTEN, ()):
-                self._counts[table] = self._counts.get(table, 0) + 1
-
-    def of(self, tables: Iterable[str]) -> tuple[int, ...]:
-        with self._lock:
-            return (self._counts.get(ANY_TABLE, 0), *(self._counts.get(t, 0) for t in tables))
-
-
-def wrote(session: Session) -> bool:
-    """Whether this transaction has written anything yet (what it reads may be uncommitted)."""
-    return bool(session.info.get(WRITTEN))
 
 
 class BookCash:
