@@ -7,11 +7,10 @@ clean: nothing here carries state from one cycle to the next.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,6 +24,7 @@ from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 
 from gateway import book
+from services.common.background import ContextExecutor
 from services.common.client import Clients
 from services.common.logs import event
 from services.common.tracing import current_trace_id
@@ -42,12 +42,12 @@ REFUSABLE_STEPS = ("plan", "execute", "emergency")
 ERROR_TEXT_LENGTH = 120
 # The display's calls run beside the cycle's other calls where their order does not matter (the
 # display is a leaf: nothing the cycle decides depends on it).
-_BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cycle-display")
+_BESIDE = ContextExecutor(max_workers=4, thread_name_prefix="cycle-display")
 
 
 def beside(action: Callable[[], object]) -> Future:
     """`action` in a worker thread, in a copy of this context (the as-of time and the trace go along)."""
-    return _BESIDE.submit(contextvars.copy_context().run, action)
+    return _BESIDE.submit(action)
 
 
 @dataclass

@@ -162,9 +162,8 @@ def test_reads_together_run_in_the_callers_context_and_fail_as_in_order():
     """Peers.together: results in order, every read in the request's as-of context (a read
     made in another thread without it would use the wall clock), every read done before the
     first failing one's error is raised."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from services.common import clock
+    from services.common.background import ContextExecutor
     from services.planner.adapters.peers import read_together
 
     moment = datetime(2020, 3, 16, 21, tzinfo=UTC)
@@ -178,7 +177,7 @@ def test_reads_together_run_in_the_callers_context_and_fail_as_in_order():
             return name, clock.as_of()
         return run
 
-    with ThreadPoolExecutor(max_workers=2) as pool, clock.use_as_of(moment):
+    with ContextExecutor(max_workers=2) as pool, clock.use_as_of(moment):
         assert read_together(pool, read("a"), read("b"), read("c")) == [("a", moment), ("b", moment), ("c", moment)]
         done.clear()
         with pytest.raises(KeyError, match="first"):

@@ -8,14 +8,13 @@ looking the order up at the broker by its client id, never by sending it again.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
+from services.common.background import ContextExecutor
 from services.common.errors import AlreadyExists, DomainError, FailedPrecondition, NotFound, Unavailable
 from services.common.logs import event
 from services.common.money import from_base
@@ -24,7 +23,7 @@ from services.trading.adapters.broker import Account, BrokerRejected, Execution,
 from services.trading.adapters.services import MarketSession, ServiceReads
 
 log = logging.getLogger("trader.trading.engine")
-_READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="order-facts")
+_READS = ContextExecutor(max_workers=4, thread_name_prefix="order-facts")
 DIVIDEND_LOOKBACK = timedelta(days=400)
 
 
@@ -69,7 +68,7 @@ class OrderEngine:
         # call's context, so the as-of time and the trace go along).
         asks = [self._reads.rates, lambda: self._reads.quote(intent.symbol),
                 lambda: self._reads.market_session(security.exchange, now), lambda: self._reads.daily_pnl(now.date())]
-        pending_reads = [_READS.submit(contextvars.copy_context().run, ask) for ask in asks]
+        pending_reads = [_READS.submit(ask) for ask in asks]
         account = self.broker.account()
         held = next((p for p in account.positions if p.symbol == intent.symbol), None)
         ledger_known, last_buy, last_sell, times, pending = True, None, None, None, None

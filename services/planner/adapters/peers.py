@@ -6,11 +6,9 @@ to both."""
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -20,6 +18,7 @@ from trader.data.v1 import data_pb2, data_pb2_grpc
 from trader.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 
+from services.common.background import ContextExecutor
 from services.common.client import Clients
 from services.common.timestamps import from_timestamp, to_timestamp
 from services.planner.eligibility import BarRow, Listing, Quote, TradingRules
@@ -89,7 +88,7 @@ class Peers:
         self._data = clients.stub("data", data_pb2_grpc.MarketDataStub)
         self._portfolio = clients.stub("portfolio", portfolio_pb2_grpc.PortfolioStub)
         self._trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="planner-reads")
+        self._pool = ContextExecutor(max_workers=2, thread_name_prefix="planner-reads")
 
     def together(self, first: Callable[[], Any], *others: Callable[[], Any]) -> list[Any]:
         """read_together on this adapter's pool. Each read should go to another service than
@@ -216,13 +215,13 @@ class Peers:
         return {f.symbol: _fundamentals_view(f) for f in reply.fundamentals}
 
 
-def read_together(pool: Executor, first: Callable[[], Any], *others: Callable[[], Any]) -> list[Any]:
+def read_together(pool: ContextExecutor, first: Callable[[], Any], *others: Callable[[], Any]) -> list[Any]:
     """The results of `first` and `others`, in order, read at the same time: `first` in this
     thread, each other in a `pool` thread within a copy of this thread's context, so its calls
     carry the request's as-of time and trace (services/common/client.py). Every read finishes
     before an error is raised: the first failing read's in order, as if they had been read one
     after the other."""
-    futures = [pool.submit(contextvars.copy_context().run, read) for read in others]
+    futures = [pool.submit(read) for read in others]
     outcomes = [_outcome(read) for read in (first, *(future.result for future in futures))]
     for _, error in outcomes:
         if error is not None:

@@ -5,10 +5,9 @@ peer is down), never a guess."""
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date
 from typing import TypeVar
@@ -17,6 +16,7 @@ import grpc
 from trader.data.v1 import data_pb2, data_pb2_grpc
 from trader.display.v1 import display_pb2, display_pb2_grpc
 
+from services.common.background import ContextExecutor
 from services.common.client import Clients
 from services.common.clock import PerInstant
 from services.common.logs import event
@@ -24,7 +24,7 @@ from services.portfolio.valuation import Quote
 
 log = logging.getLogger("trader.portfolio.peers")
 ALERT_TTL_SECONDS = 24 * 3600
-_READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="portfolio-reads")
+_READS = ContextExecutor(max_workers=4, thread_name_prefix="portfolio-reads")
 T = TypeVar("T")
 
 
@@ -32,7 +32,7 @@ def in_background(read: Callable[..., T], *args) -> Future[T]:
     """Start a read of another service while this call reads its own database; `.result()`
     returns its answer or raises its error. It runs in a copy of this call's context, so the
     as-of time and the trace go along."""
-    return _READS.submit(contextvars.copy_context().run, read, *args)
+    return _READS.submit(read, *args)
 
 
 @dataclass(frozen=True)
