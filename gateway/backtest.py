@@ -54,7 +54,12 @@ class Interrupted(Exception):
 
 
 class BacktestFailed(Exception):
-    """The system could not start or the replay gave up; the message says why."""
+    """The system could not start or the replay gave up; the message says why. `logs`: the
+    services' logs, when the failure is theirs to explain (their state directory is kept)."""
+
+    def __init__(self, message: str, logs: Path | None = None):
+        super().__init__(f"{message}; logs in {logs}" if logs else message)
+        self.logs = logs
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,7 @@ class System:
         except RuntimeError as exc:
             if stop.is_set():
                 raise Interrupted(str(exc)) from exc
-            raise BacktestFailed(f"the services did not start: {exc}; logs in {self.log_dir}") from exc
+            raise BacktestFailed(f"the services did not start: {exc}", self.log_dir) from exc
 
     def check(self) -> None:
         self._supervisor.check()  # restarts a crashed service, as make run does
@@ -255,10 +260,12 @@ def run_backtest(settings: BacktestSettings, stop: StopRequest, base_env: dict[s
                  on_day: Callable[[DayRecord, int, int], None] = lambda *_: None,
                  say: Callable[[str], None] = print, keep_state: Path | None = None) -> BacktestRun:
     """Run the backtest; `on_day(record, done, total)` after each session. Raises Interrupted
-    when `stop` was raised, BacktestFailed when the system failed (the message says why)."""
+    when `stop` was raised, BacktestFailed when the system failed (the message says why; when it
+    names the services' logs, their state directory is kept, even a temporary one)."""
     state_dir = keep_state or Path(tempfile.mkdtemp(prefix="trader-backtest-"))
     state_dir.mkdir(parents=True, exist_ok=True)
     system = System(backtest_env(base_env, state_dir, settings.base_currency), state_dir, say)
+    failed = False
     try:
         system.start(stop)
         clients = Clients(system.config)
@@ -266,9 +273,12 @@ def run_backtest(settings: BacktestSettings, stop: StopRequest, base_env: dict[s
             return _drive(settings, system, clients, stop, on_day)
         finally:
             clients.close()
+    except BacktestFailed as exc:
+        failed = exc.logs is not None  # its message points at the logs: they stay
+        raise
     finally:
         system.stop()
-        if keep_state is None:
+        if keep_state is None and not failed:
             shutil.rmtree(state_dir, ignore_errors=True)
 
 
@@ -320,10 +330,10 @@ def _drive(settings: BacktestSettings, system: System, clients: Clients, stop: S
     worker.join()
     run.seconds = time.monotonic() - started
     if "error" in outcome:
-        raise BacktestFailed(f"the replay gave up: {outcome['error']}") from outcome["error"]
+        raise BacktestFailed(f"the replay gave up: {outcome['error']}", system.log_dir) from outcome["error"]
     closed: CycleResult | None = outcome.get("close_out")
     if closed is None:
-        raise BacktestFailed("the replay ended before its last session")
+        raise BacktestFailed("the replay ended before its last session", system.log_dir)
     last = run.days[-1]
     run.close_out = DayRecord(last.day, closed.as_of, (), closed.total_value_base, closed.cash_base, "")
     with clock.use_as_of(closed.as_of):

@@ -88,3 +88,28 @@ def test_the_sample_range_constants_match_the_bundled_history():
     _, series = read_sample_history()
     assert min(dates[0] for dates, _ in series.values()) == FIRST_CLOSE.toordinal()
     assert max(dates[-1] for dates, _ in series.values()) == LAST_CLOSE.toordinal()
+
+
+@pytest.mark.parametrize("logs", [True, False])
+def test_a_failed_system_keeps_the_logs_its_message_names(tmp_path, monkeypatch, logs):
+    """A start-up or replay failure names the services' logs: a temporary state directory then
+    stays; a failure that names none (a caller's mistake) leaves nothing behind."""
+    from datetime import date
+
+    from gateway import backtest as backtest_module
+    from services.common.shutdown import StopRequest
+
+    state = tmp_path / "state"
+    monkeypatch.setattr(backtest_module.tempfile, "mkdtemp", lambda prefix: str(state))
+
+    def start(system, stop):
+        raise backtest_module.BacktestFailed("data exited with code 1", system.log_dir if logs else None)
+
+    monkeypatch.setattr(backtest_module.System, "start", start)
+    settings = backtest_module.BacktestSettings(date(2018, 1, 2), date(2018, 1, 31), 10_000.0, 1_000.0)
+    with pytest.raises(backtest_module.BacktestFailed) as failed:
+        backtest_module.run_backtest(settings, StopRequest(), {}, say=lambda _: None)
+    if logs:
+        assert str(state / "logs") in str(failed.value) and (state / "logs").is_dir()
+    else:
+        assert "logs in" not in str(failed.value) and not state.exists()
