@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -491,6 +492,7 @@ def backtest(
     if len(settings.base_currency) != 3 or not settings.base_currency.isalpha():
         raise typer.BadParameter(f"--base-currency {base_currency!r}: an ISO code such as EUR")
     _check_backtest_inputs(settings)
+    _check_out_dir(out_dir)
     raise typer.Exit(_run_and_report(settings, out_dir, keep_state))
 
 
@@ -554,17 +556,43 @@ def _summary(run, written) -> None:
 
 def _check_backtest_inputs(settings) -> None:
     """A backtest starts from a fresh state holding only the bundled sample, valued through the
-    ECB's reference rates: dates outside the sample or a currency without rates are refused."""
+    ECB's reference rates: dates outside the sample, a range without a session of the primary
+    exchange, symbols that are not the sample's equities or a currency without rates are
+    refused before anything starts."""
     from services.data.adapters.ecb_rates import latest_fixing  # noqa: PLC0415 - this command only
-    from services.data.adapters.sample_history import FIRST_CLOSE, LAST_CLOSE  # noqa: PLC0415
+    from services.data.adapters.sample_history import FIRST_CLOSE, LAST_CLOSE, load_sample_history  # noqa: PLC0415
+    from services.data.market_hours import sessions  # noqa: PLC0415
 
     for option, day in (("--start", settings.start), ("--end", settings.end)):
         if day is not None and not FIRST_CLOSE <= day <= LAST_CLOSE:
             raise typer.BadParameter(f"{option} {day}: outside the bundled history ({FIRST_CLOSE} to {LAST_CLOSE})")
+    end = settings.end or LAST_CLOSE
+    if not sessions(settings.exchange, settings.start, end):
+        raise typer.BadParameter(f"--start {settings.start} to --end {end}: no {settings.exchange} session "
+                                 "(a weekend or holiday); give a range holding at least one")
+    if settings.universe:
+        equities = {s.symbol for s in load_sample_history().securities if s.kind == "EQUITY"}
+        unknown = [s for s in settings.universe if s not in equities]
+        if unknown:
+            raise typer.BadParameter(f"--universe: not an equity of the bundled sample: {', '.join(unknown)} "
+                                     f"(known: {', '.join(sorted(equities))})")
     known = {"EUR", *latest_fixing()[1]}
     if settings.base_currency not in known:
         raise typer.BadParameter(f"--base-currency {settings.base_currency}: the ECB publishes no reference rate "
                                  f"for it (known: {', '.join(sorted(known))})")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """--out must be a directory the report can be written to: made now if missing, so a run is
+    never lost to an unwritable path at its end."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise typer.BadParameter(f"--out {out_dir}: exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise typer.BadParameter(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _universe(value: str) -> tuple[str, ...]:

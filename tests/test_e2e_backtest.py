@@ -65,8 +65,12 @@ def test_bad_arguments_are_refused_before_anything_starts(tmp_path):
     refused = subprocess.run([sys.executable, "-m", "gateway.cli", "backtest", "--start", "2018-13-01",
                               "--out", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "not a date" in refused.stderr
-    unknown = backtest(tmp_path, "--universe", "AAPL.US,NOPE.US")
-    assert unknown.returncode == 1 and "unknown symbols NOPE.US" in unknown.stderr
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for out, message in ((afile, "exists and is not a directory"), ("/proc/no-such-dir", "cannot write there")):
+        refused = subprocess.run([sys.executable, "-m", "gateway.cli", *ARGS, "--out", str(out)], cwd=REPO_ROOT,
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and message in " ".join(refused.stderr.replace("│", " ").split())
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
@@ -74,8 +78,12 @@ def test_bad_arguments_are_refused_before_anything_starts(tmp_path):
     (("--start", "2023-01-03"), "--start 2023-01-03: outside the bundled history"),
     (("--start", "2019-01-02", "--end", "2030-06-28"), "--end 2030-06-28: outside the bundled history"),
     (("--start", "2019-01-02", "--base-currency", "XXX"), "--base-currency XXX: the ECB publishes no reference rate"),
+    (("--start", "2020-02-15", "--end", "2020-02-16"), "no XNYS session (a weekend or holiday)"),
+    (("--start", "2020-12-25", "--end", "2020-12-25"), "no XNYS session (a weekend or holiday)"),
+    (("--start", "2019-01-02", "--universe", "AAPL.US,NOPE.US"), "not an equity of the bundled sample: NOPE.US"),
+    (("--start", "2019-01-02", "--universe", "SP500.IDX"), "not an equity of the bundled sample: SP500.IDX"),
 ])
-def test_dates_outside_the_history_and_currencies_without_rates_are_refused(tmp_path, arguments, message):
+def test_ranges_symbols_and_currencies_the_sample_cannot_serve_are_refused(tmp_path, arguments, message):
     refused = subprocess.run([sys.executable, "-m", "gateway.cli", "backtest", *arguments, "--out", str(tmp_path)],
                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and message in " ".join(refused.stderr.replace("│", " ").split()), refused.stderr
