@@ -51,7 +51,7 @@ from services.common.errors import InvalidArgument
 app = typer.Typer(help="trader: an autonomous long-term portfolio manager (six gRPC services).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line, however long
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the reply as JSON.")]
 AsOfOption = Annotated[str | None, typer.Option("--as-of", help="Simulated now (ISO 8601, UTC), as a replay sends it.")]

@@ -121,3 +121,21 @@ def test_a_failed_system_keeps_the_logs_its_message_names(tmp_path, monkeypatch,
         assert str(state / "logs") in str(failed.value) and (state / "logs").is_dir()
     else:
         assert "logs in" not in str(failed.value) and not state.exists()
+
+
+def test_a_failure_is_one_line_however_long(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gateway import backtest as backtest_module
+    from gateway.cli import app
+
+    reason = "the replay gave up:" + " a very long reason" * 20
+
+    def failing(*_args, **_kwargs):
+        raise backtest_module.BacktestFailed(reason, tmp_path / "logs")
+
+    monkeypatch.setattr(backtest_module, "run_backtest", failing)
+    result = CliRunner().invoke(app, [*ARGS, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert lines == [f"error: {reason}; logs in {tmp_path / 'logs'}"], result.output
