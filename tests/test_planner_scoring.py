@@ -679,3 +679,14 @@ def test_missing_inputs_give_the_documented_neutral_value(metrics, facts):
     assert result.groups["diversification"] == 0.5  # no portfolio context
     if missing(metrics, "cagr_10y") and not missing(metrics, "cagr_5y"):
         assert result.components["fundamentals"]["consistency"] == 0.6
+
+
+def test_a_holding_valued_below_zero_keeps_the_balance_score_in_range():
+    """The case hypothesis found: a holding valued at -1 of a total of 1 gave a share of -1 and
+    a balance component of -1.5."""
+    bad = Holding(symbol="A", quantity=0, average_cost=None, price=None, value_base=-1.0, lot_size=1,
+                  allow_sell=False, first_buy=None, last_buy=None, last_sell=None, dates_known=False)
+    ctx = PortfolioContext(total_value_base=1.0, holdings={"A": bad}, country_of={"A": "United States"},
+                           industry_of={"A": "Software"}, country_to_group={"United States": "US"},
+                           industry_to_group={"Software": "TECH"}, country_targets={}, industry_targets={})
+    assert 0.0 <= sell.balance_score("A", "United States", "Software", ctx) <= 1.0
