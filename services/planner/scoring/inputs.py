@@ -130,11 +130,12 @@ class PortfolioContext:
         return [self.industry_to_group.get(name, OTHER_GROUP) for name in split_industries(industry)]
 
     def share(self, symbol: str) -> float:
-        """The holding's share of the portfolio's total value (0 when not held)."""
+        """The holding's share of the portfolio's total value (0 when not held, or valued at 0
+        or below: bad data never makes a share, or a group's, negative)."""
         total = known(self.total_value_base)
         holding = self.holdings.get(symbol)
         value = known(holding.value_base) if holding else None
-        return value / total if value and total and total > 0 else 0.0
+        return value / total if value and value > 0 and total and total > 0 else 0.0
 
     def country_group_shares(self) -> dict[str, float]:
         shares: dict[str, float] = {}

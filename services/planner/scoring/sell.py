@@ -129,10 +129,9 @@ def balance_score(symbol: str, country: str, industry: str, context: PortfolioCo
     country_share = context.country_group_shares().get(context.country_group(country), 0.0)
     industry_shares = context.industry_group_shares()
     groups = context.industry_groups(industry)
-    # a share below 0 (a holding valued below 0: bad data) counts as none, so the score stays in 0..1
-    industry_part = (sum(min(1.0, max(0.0, industry_shares.get(g, 0.0)) / 0.3) for g in groups) / len(groups)
+    industry_part = (sum(min(1.0, industry_shares.get(g, 0.0) / 0.3) for g in groups) / len(groups)
                      if groups else NEUTRAL)
-    return (0.5 * min(1.0, max(0.0, country_share) / 0.5) + 0.3 * industry_part
+    return (0.5 * min(1.0, country_share / 0.5) + 0.3 * industry_part
             + 0.2 * concentration_score(context.share(symbol)))
 
 
