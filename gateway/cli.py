@@ -10,6 +10,7 @@ TRADER_<SERVICE>_ADDR).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -48,8 +49,9 @@ from services.common.config import (
 )
 from services.common.errors import InvalidArgument
 
+# rich_markup_mode=None: a usage error is click's one `Error: ...` line, not a panel wrapped at 80 columns.
 app = typer.Typer(help="trader: an autonomous long-term portfolio manager (six gRPC services).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line, however long
 
@@ -284,7 +286,8 @@ def trades(limit: LimitOption = 20, as_json: JsonOption = False) -> None:
 
 # --- jobs ---
 
-job_app = typer.Typer(help="One job of the gateway: run it now, or its history.", no_args_is_help=True)
+job_app = typer.Typer(help="One job of the gateway: run it now, or its history.", no_args_is_help=True,
+                      rich_markup_mode=None)
 app.add_typer(job_app, name="job")
 JobName = Annotated[str, typer.Argument(help="A job of `trader jobs`, e.g. maintenance.")]
 RUN_TIMEOUT_S = 3600.0  # RunJob answers when the job has ended (a maintenance backs up every database)
@@ -451,11 +454,23 @@ def import_prices(symbol: Annotated[str, typer.Argument(help="Broker symbol, e.g
 
 # --- backtest ---
 
-def _day(value: str) -> date:
+def _day(value: str, option: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=f"'{option}'") from None
+
+
+def _amount(most: float) -> Callable[[float], float]:
+    """An amount option's check: a finite number from 0 to `most` (click's own range check
+    refuses NaN with a wrong reason, "less than or equal to")."""
+    def check(value: float) -> float:
+        if not math.isfinite(value):
+            raise typer.BadParameter(f"{value} is not a finite amount")
+        if not 0 <= value <= most:
+            raise typer.BadParameter(f"{value:g} is outside 0..{most:g}")
+        return value
+    return check
 
 
 @app.command()
@@ -463,10 +478,11 @@ def backtest(
         start: Annotated[str, typer.Option(help="First session (YYYY-MM-DD).")] = "2018-01-02",
         end: Annotated[str | None, typer.Option(help="Last session (YYYY-MM-DD); default: the data's last close.")]
         = None,
-        initial_deposit: Annotated[float, typer.Option(min=0, max=1e9, help="Base currency, before the first "
-                                                                            "session.")] = 10_000.0,
-        monthly_deposit: Annotated[float, typer.Option(min=0, max=1e7, help="Base currency, on the first session "
-                                                                           "of each month.")] = 1_000.0,
+        initial_deposit: Annotated[float, typer.Option(callback=_amount(1e9),
+                                                       help="Base currency, before the first session.")] = 10_000.0,
+        monthly_deposit: Annotated[float, typer.Option(callback=_amount(1e7),
+                                                       help="Base currency, on the first session of each month.")]
+        = 1_000.0,
         base_currency: Annotated[str, typer.Option(help="The account's currency (ISO code).")] = "EUR",
         universe: Annotated[str, typer.Option(help="Comma-separated symbols, or @FILE with one a line; "
                                                    "default: the bundled sample's 20 stocks.")] = "",
@@ -485,7 +501,7 @@ def backtest(
         environment.check()
     except ConfigError as exc:
         raise fail(" ".join(str(exc).split()), 2) from None
-    settings = BacktestSettings(_day(start), _day(end) if end else None, initial_deposit, monthly_deposit,
+    settings = BacktestSettings(_day(start, "--start"), _day(end, "--end") if end else None, initial_deposit, monthly_deposit,
                                 base_currency.upper(), _universe(universe), jobs=jobs)
     if settings.end is not None and settings.end < settings.start:
         raise typer.BadParameter(f"--end {settings.end} is before --start {settings.start}")

@@ -90,6 +90,22 @@ def test_ranges_symbols_and_currencies_the_sample_cannot_serve_are_refused(tmp_p
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(("arguments", "message"), [
+    (("--start", "2018-13-01"), "Invalid value for '--start': '2018-13-01' is not a date (YYYY-MM-DD)"),
+    (("--end", "soon"), "Invalid value for '--end': 'soon' is not a date (YYYY-MM-DD)"),
+    (("--initial-deposit", "nan"), "Invalid value for '--initial-deposit': nan is not a finite amount"),
+    (("--monthly-deposit", "inf"), "Invalid value for '--monthly-deposit': inf is not a finite amount"),
+    (("--initial-deposit", "-1"), "Invalid value for '--initial-deposit': -1 is outside 0..1e+09"),
+    (("--monthly-deposit", "abc"), "Invalid value for '--monthly-deposit': Input should be a valid number, unable to parse string as a number"),
+])
+def test_a_bad_option_value_is_one_error_line_naming_the_option(tmp_path, arguments, message):
+    refused = subprocess.run([sys.executable, "-m", "gateway.cli", "backtest", *arguments, "--out", str(tmp_path)],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("Error: ")]
+    assert refused.returncode == 2 and errors == [f"Error: {message}"], refused.stderr
+    assert "\u256d" not in refused.stderr and not any(tmp_path.iterdir())  # no boxed panel, nothing written
+
+
 def test_the_sample_range_constants_match_the_bundled_history():
     from services.data.adapters.sample_history import FIRST_CLOSE, LAST_CLOSE, read_sample_history
 
