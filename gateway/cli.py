@@ -501,8 +501,8 @@ def backtest(
         environment.check()
     except ConfigError as exc:
         raise fail(" ".join(str(exc).split()), 2) from None
-    settings = BacktestSettings(_day(start, "--start"), _day(end, "--end") if end else None, initial_deposit, monthly_deposit,
-                                base_currency.upper(), _universe(universe), jobs=jobs)
+    settings = BacktestSettings(_day(start, "--start"), _day(end, "--end") if end else None, initial_deposit,
+                                monthly_deposit, base_currency.upper(), _universe(universe), jobs=jobs)
     if settings.end is not None and settings.end < settings.start:
         raise typer.BadParameter(f"--end {settings.end} is before --start {settings.start}")
     if len(settings.base_currency) != 3 or not settings.base_currency.isalpha():

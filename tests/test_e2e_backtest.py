@@ -96,7 +96,8 @@ def test_ranges_symbols_and_currencies_the_sample_cannot_serve_are_refused(tmp_p
     (("--initial-deposit", "nan"), "Invalid value for '--initial-deposit': nan is not a finite amount"),
     (("--monthly-deposit", "inf"), "Invalid value for '--monthly-deposit': inf is not a finite amount"),
     (("--initial-deposit", "-1"), "Invalid value for '--initial-deposit': -1 is outside 0..1e+09"),
-    (("--monthly-deposit", "abc"), "Invalid value for '--monthly-deposit': Input should be a valid number, unable to parse string as a number"),
+    (("--monthly-deposit", "abc"),
+     "Invalid value for '--monthly-deposit': Input should be a valid number, unable to parse string as a number"),
 ])
 def test_a_bad_option_value_is_one_error_line_naming_the_option(tmp_path, arguments, message):
     refused = subprocess.run([sys.executable, "-m", "gateway.cli", "backtest", *arguments, "--out", str(tmp_path)],
