@@ -17,7 +17,7 @@ from gateway.jobs.base import rpc_problem
 from gateway.runner import MANUAL, REPLAY, SCHEDULE, JobRun, JobRunner, JobView
 from services.common import clock
 from services.common.client import Clients, health_status, raw_channel
-from services.common.config import SERVICES, CommonConfig
+from services.common.config import SERVICES, SIMULATED_MODES, CommonConfig
 from services.common.db import Database
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.maintenance import Maintenance
@@ -129,7 +129,16 @@ class GatewayServicer(MaintenanceRpc, gateway_pb2_grpc.GatewayServicer):
         self._scheduler = scheduler
 
     def RunSyncCycle(self, request, context):
+        self._simulated_instant("a cycle")
         return result_to_proto(self._runner.run(request.settle_only))
+
+    def _simulated_instant(self, what: str) -> None:
+        """In replay and backtest mode the book lives on simulated time: what acts on it runs at the
+        caller's simulated instant, never at the wall clock (which would value a replay's book at
+        today's prices and write that snapshot into it). FailedPrecondition simulated_clock."""
+        if self._config.mode in SIMULATED_MODES and clock.as_of() is None:
+            raise FailedPrecondition("simulated_clock", f"the gateway runs in {self._config.mode} mode: {what} "
+                                     "runs at a simulated instant; give x-trader-as-of (the CLI's --as-of)")
 
     def GetSystemStatus(self, request, context):
         records = _bounded("log_records_per_service", request.log_records_per_service, MAX_LOG_RECORDS,
@@ -188,8 +197,10 @@ class GatewayServicer(MaintenanceRpc, gateway_pb2_grpc.GatewayServicer):
         name = request.name.strip()
         if not name:
             raise InvalidArgument("name", f"is empty; one of {', '.join(runner.names)}")
-        return gateway_pb2.RunJobResponse(run=run_to_proto(runner.run(name, _run_trigger(request.trigger),
-                                                                      clock.now())))
+        trigger = _run_trigger(request.trigger)
+        if runner.job(name).simulated_clock:
+            self._simulated_instant(f"the {name} job")
+        return gateway_pb2.RunJobResponse(run=run_to_proto(runner.run(name, trigger, clock.now())))
 
     def GetJobHistory(self, request, context):
         runner = self._job_runner()

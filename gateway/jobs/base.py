@@ -47,6 +47,9 @@ class Job:
     run: Callable[[JobPeers, datetime], str]
     simulated: bool = True                      # also runs on a replay's simulated days
     announce: bool = True                       # the scheduler prints a line per run (else: failures only)
+    # It acts on what lives on simulated time in replay and backtest mode (the book, its prices):
+    # there RunJob runs it only at the caller's simulated instant, never at the wall clock.
+    simulated_clock: bool = False
 
     @property
     def variable(self) -> str:

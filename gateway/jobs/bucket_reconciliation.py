@@ -25,4 +25,5 @@ def run(peers: JobPeers, now: datetime) -> str:
     return text
 
 
-JOB = Job(NAME, "Buckets' virtual cash against the broker's, per currency", DEFAULT_SCHEDULE, run)
+JOB = Job(NAME, "Buckets' virtual cash against the broker's, per currency", DEFAULT_SCHEDULE, run,
+          simulated_clock=True)

@@ -48,4 +48,5 @@ def run(peers: JobPeers, now: datetime) -> str:
     return text
 
 
-JOB = Job(NAME, "Dividends reinvested in the same security where the rule says so", DEFAULT_SCHEDULE, run)
+JOB = Job(NAME, "Dividends reinvested in the same security where the rule says so", DEFAULT_SCHEDULE, run,
+          simulated_clock=True)

@@ -23,4 +23,5 @@ def run(peers: JobPeers, now: datetime) -> str:
             f"{prices.latest_bar_date or '-'}; {len(scores.scores)} securities scored")
 
 
-JOB = Job(NAME, "Prices of every active security, then the planner's scores", DEFAULT_SCHEDULE, run)
+JOB = Job(NAME, "Prices of every active security, then the planner's scores", DEFAULT_SCHEDULE, run,
+          simulated_clock=True)

@@ -25,4 +25,4 @@ def run(peers: JobPeers, now: datetime) -> str:
 
 
 JOB = Job(NAME, "The sync cycle: broker, prices, valuation, plan, at most one trade, display",
-          DEFAULT_SCHEDULE, run)
+          DEFAULT_SCHEDULE, run, simulated_clock=True)
