@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Integer, String, delete, select
+from sqlalchemy import Integer, String, delete, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -53,10 +53,18 @@ def messages(session: Session) -> list[Message]:
             for r in session.scalars(select(MessageRow))]
 
 
-def put(session: Session, message: Message) -> None:
-    """Stores the message, replacing the one of the same pool and source."""
-    session.merge(MessageRow(pool=message.pool, source=message.source, text=message.text,
-                             expires_at=message.expires_at, mode=message.mode, posted_at=message.posted_at))
+def put(session: Session, message: Message, exists: bool | None = None) -> None:
+    """Stores the message, replacing the one of the same pool and source. `exists`: whether
+    that source may have a message in the pool (None: not known); with False it is inserted
+    at once, else updated (inserted when there was none)."""
+    values = {"text": message.text, "expires_at": message.expires_at, "mode": message.mode,
+              "posted_at": message.posted_at}
+    if exists is not False:
+        updated = session.execute(update(MessageRow).where(
+            MessageRow.pool == message.pool, MessageRow.source == message.source).values(**values))
+        if updated.rowcount:
+            return
+    session.execute(insert(MessageRow).values(pool=message.pool, source=message.source, **values))
 
 
 def clear(session: Session, pool: str, source: str) -> None:
