@@ -121,9 +121,8 @@ def plumbing() -> dict[str, float]:
                               ("client", Immediate())):
             ours = _intercepted(channel, TOKEN, 5.0)
             read, write, plain = ours.unary_unary(READ), ours.unary_unary(WRITE), channel.unary_unary(READ)
-            results[f"{name}: read"] = _per_call_us(lambda: read(b""))
-            results[f"{name}: write"] = _per_call_us(lambda: write(b""))
-            results[f"{name}: without our layer"] = _per_call_us(lambda: plain(b""))
+            for label, call in (("read", read), ("write", write), ("without our layer", plain)):
+                results[f"{name}: {label}"] = _per_call_us(lambda call=call: call(b""))
     running = start_server(make_config("display", TOKEN), lambda server: None)
     interceptors = running.server._state.interceptor_pipeline.interceptors  # OpenTelemetry's first, then ours
     running.stop(0)
@@ -202,17 +201,20 @@ def main() -> None:
     print("1. the plumbing alone, CPU microseconds per call (no network):")
     for name, us in layers.items():
         print(f"   {name:38s} {us:7.1f}")
-    for side in ("client, traced: read", "client, traced: write"):
-        print(f"   our client layer ({side.split(': ')[1]}) adds {layers[side] - layers['client, traced: without our layer']:.1f}")
-    print(f"   our server layer adds {layers['server, traced'] - layers['server, traced: without our layer']:.1f}"
-          f"; OpenTelemetry's two layers cost {layers['client, traced: without our layer'] - layers['client: without our layer'] + layers['server, traced: without our layer']:.1f}")
+    traced_client = layers["client, traced: without our layer"]
+    for call in ("read", "write"):
+        print(f"   our client layer ({call}) adds {layers[f'client, traced: {call}'] - traced_client:.1f}")
+    otel = traced_client - layers["client: without our layer"] + layers["server, traced: without our layer"]
+    print(f"   our server layer adds {layers['server, traced'] - layers['server, traced: without our layer']:.1f}; "
+          f"OpenTelemetry's two layers cost {otel:.1f}")
     best: dict[tuple[str, str], tuple[float, float]] = {}
     for _ in range(args.runs):  # interleaved, the best of each: the machine is shared
         for kind in ("bare", "stack"):
             for call, (cpu, wall) in run_child(kind, "--calls", str(args.calls)).items():
                 old = best.get((kind, call), (float("inf"), float("inf")))
                 best[(kind, call)] = (min(old[0], cpu), min(old[1], wall))
-    print(f"2. real calls: {'CPU ms/call':>12s} {'wall ms/call':>13s}   (best of {args.runs} runs of {args.calls} calls)")
+    print(f"2. real calls: {'CPU ms/call':>12s} {'wall ms/call':>13s}   "
+          f"(best of {args.runs} runs of {args.calls} calls)")
     for call in ("read", "write"):
         for kind in ("bare", "stack"):
             cpu, wall = best[(kind, call)]
