@@ -47,10 +47,12 @@ class RetryPolicy:
     """Reads answered UNAVAILABLE are tried again with exponential backoff (tenacity): up to
     `attempts` in all, waiting `first_wait_s`, then twice as long each time, at most `max_wait_s`."""
 
-    def __init__(self, attempts: int = 4, first_wait_s: float = 0.1, max_wait_s: float = 2.0):
+    def __init__(self, attempts: int = 4, first_wait_s: float = 0.1, max_wait_s: float = 2.0,
+                 sleep: Callable[[float], None] = time.sleep):
         self.attempts = attempts
         self.first_wait_s = first_wait_s
         self.max_wait_s = max_wait_s
+        self._sleep = sleep
 
     def again(self, first_error: grpc.RpcError, call: Callable[[], Any]) -> Any:
         """The retries after a first attempt that failed with `first_error` (UNAVAILABLE): the
@@ -65,7 +67,7 @@ class RetryPolicy:
 
         return Retrying(stop=stop_after_attempt(self.attempts),
                         wait=wait_exponential(multiplier=self.first_wait_s, max=self.max_wait_s),
-                        retry=retry_if_exception(_unavailable), reraise=True)(attempt)
+                        retry=retry_if_exception(_unavailable), reraise=True, sleep=self._sleep)(attempt)
 
 
 class CallDefaults:
@@ -226,20 +228,22 @@ def raw_channel(address: str, tls: ClientTls | None, options=CHANNEL_OPTIONS) ->
     return grpc.secure_channel(address, channel_credentials(tls), options=options)
 
 
-def _intercepted(channel: grpc.Channel, token: str | None, timeout_s: float) -> grpc.Channel:
-    return DefaultsChannel(channel, CallDefaults(token, timeout_s), RetryPolicy())
+def _intercepted(channel: grpc.Channel, token: str | None, timeout_s: float,
+                 retry: RetryPolicy | None = None) -> grpc.Channel:
+    return DefaultsChannel(channel, CallDefaults(token, timeout_s), retry or RetryPolicy())
 
 
 FROM_ENVIRONMENT: Any = object()
 
 
 def open_channel(address: str, token: str | None, timeout_s: float, tls: ClientTls | None = FROM_ENVIRONMENT,
-                 ) -> grpc.Channel:
+                 retry: RetryPolicy | None = None) -> grpc.Channel:
     """A channel for command-line tools. TLS follows the TRADER_TLS_* variables unless `tls` is
-    given (None: plain text); wrong TLS variables raise ConfigError."""
+    given (None: plain text); wrong TLS variables raise ConfigError. `retry`: how reads are
+    tried again (by default RetryPolicy())."""
     if tls is FROM_ENVIRONMENT:
         tls = load_client_tls()
-    return _intercepted(raw_channel(address, tls), token, timeout_s)
+    return _intercepted(raw_channel(address, tls), token, timeout_s, retry)
 
 
 class Clients:
