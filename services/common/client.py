@@ -133,7 +133,7 @@ class _UnaryUnary(grpc.UnaryUnaryMultiCallable):
 
 
 class _Streaming:
-    """A streaming call (either direction) with the defaults; never retried."""
+    """A server-streaming call with the defaults; never retried."""
 
     def __init__(self, inner, defaults: CallDefaults):
         self._inner = inner
@@ -161,7 +161,8 @@ class _Streaming:
 
 
 class DefaultsChannel(grpc.Channel):
-    """A channel whose calls carry `CallDefaults` and whose reads are retried (`RetryPolicy`).
+    """A channel whose unary and server-streaming calls carry `CallDefaults` and whose reads are
+    retried (`RetryPolicy`).
 
     One thin layer over the (traced) channel, built once per method when a stub is made: it
     replaces two grpc.intercept_channel interceptors, which built a call-details tuple, a
@@ -181,13 +182,12 @@ class DefaultsChannel(grpc.Channel):
         return _Streaming(self._channel.unary_stream(method, request_serializer, response_deserializer,
                                                      _registered_method), self._defaults)
 
+    # Client streams (server reflection's) go as they are: no default deadline on a long-lived stream.
     def stream_unary(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
-        return _Streaming(self._channel.stream_unary(method, request_serializer, response_deserializer,
-                                                     _registered_method), self._defaults)
+        return self._channel.stream_unary(method, request_serializer, response_deserializer, _registered_method)
 
     def stream_stream(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
-        return _Streaming(self._channel.stream_stream(method, request_serializer, response_deserializer,
-                                                      _registered_method), self._defaults)
+        return self._channel.stream_stream(method, request_serializer, response_deserializer, _registered_method)
 
     def subscribe(self, callback, try_to_connect=False):
         self._channel.subscribe(callback, try_to_connect)
