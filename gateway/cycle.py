@@ -228,29 +228,43 @@ class Cycle:
         return outcome
 
     def _display(self, state: dict) -> str:
-        """The display is a leaf: it is handed the value, the cash and the plan's next step."""
+        """The display is a leaf: one call hands it the value, the cash and the plan's next step,
+        the cycle's error (or clears it) and clears the cycle's processing message."""
         problems = [s for s in self.result.steps if s.status == FAILED]
-        # The next actions and the error pool are independent posts (other pools): at once.
-        refreshed = beside(lambda: self.s.display.RefreshNextActions(
-            next_actions_request(state["portfolio"], state.get("plan")))) if "portfolio" in state else None
-        try:
-            if problems:
-                self._post(display_pb2.ERROR, error_text(problems[0]), ERROR_TTL_SECONDS)
-            else:
-                self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.ERROR,
-                                                                            source=DISPLAY_SOURCE))
-        finally:
-            if refreshed is not None:
-                refreshed.result()  # its failure first, as when it ran first
-        shown = self.s.display.ClearMessage(display_pb2.ClearMessageRequest(pool=display_pb2.PROCESSING,
-                                                                            source=DISPLAY_SOURCE))
+        error = (display_pb2.DisplayChange(post=post_request(display_pb2.ERROR, error_text(problems[0]),
+                                                             ERROR_TTL_SECONDS)) if problems
+                 else display_pb2.DisplayChange(clear=display_pb2.ClearMessageRequest(pool=display_pb2.ERROR,
+                                                                                      source=DISPLAY_SOURCE)))
+        done = display_pb2.DisplayChange(clear=display_pb2.ClearMessageRequest(pool=display_pb2.PROCESSING,
+                                                                               source=DISPLAY_SOURCE))
+        if "portfolio" not in state:
+            shown = self.s.display.ApplyChanges(display_pb2.ApplyChangesRequest(changes=[error, done]))
+        else:
+            next_actions = display_pb2.DisplayChange(next_actions=next_actions_request(state["portfolio"],
+                                                                                       state.get("plan")))
+            try:
+                shown = self.s.display.ApplyChanges(display_pb2.ApplyChangesRequest(
+                    changes=[next_actions, error, done]))
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                # Next actions the display refuses (figures it cannot show) still let the error pool
+                # change; the step fails with their refusal, the processing message runs out.
+                self.s.display.ApplyChanges(display_pb2.ApplyChangesRequest(changes=[error]))
+                raise
         self.result.display_text = shown.text
         return f"showing {display_pb2.Pool.Name(shown.pool)}: {shown.text}"
 
     def _post(self, pool: int, text: str, ttl_seconds: int, mode: int = display_pb2.MODE_UNSPECIFIED) -> str:
-        self.s.display.PostMessage(display_pb2.PostMessageRequest(pool=pool, text=text, ttl_seconds=ttl_seconds,
-                                                                  mode=mode, source=DISPLAY_SOURCE))
+        self.s.display.PostMessage(post_request(pool, text, ttl_seconds, mode))
         return text
+
+
+def post_request(pool: int, text: str, ttl_seconds: int, mode: int = display_pb2.MODE_UNSPECIFIED
+                 ) -> display_pb2.PostMessageRequest:
+    """A post of the cycle's own source (DISPLAY_SOURCE)."""
+    return display_pb2.PostMessageRequest(pool=pool, text=text, ttl_seconds=ttl_seconds, mode=mode,
+                                          source=DISPLAY_SOURCE)
 
 
 def next_actions_request(portfolio: portfolio_pb2.GetPortfolioResponse,

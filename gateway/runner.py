@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import grpc
 from opentelemetry import trace
@@ -227,10 +227,11 @@ class JobRunner:
         detail = f"still running since {since:%Y-%m-%dT%H:%M:%SZ} (run {run_id})"
         if trigger == MANUAL:
             raise FailedPrecondition("job_running", f"the {name} job is {detail}; try again when it ends")
+        wall, trace_id = self._wall_now(), current_trace_id()
         with self._db.transaction() as session:
-            row = store.start_job_run(session, name, store.SKIPPED, trigger, now, simulated, self._wall_now(),
-                                      current_trace_id(), detail)
-            run = JobRun.of(row)
+            run_id = store.start_job_run(session, name, store.SKIPPED, trigger, now, simulated, wall, trace_id, detail)
+        run = JobRun(run_id, name, store.SKIPPED, trigger, now.astimezone(UTC), simulated, wall.astimezone(UTC),
+                     wall.astimezone(UTC), 0.0, detail, trace_id)
         self._triggered(name, now, simulated)
         event(log, "job trigger skipped", logging.WARNING, job=name, detail=detail)
         return run
@@ -238,11 +239,10 @@ class JobRunner:
     def _run_locked(self, job: Job, trigger: str, now: datetime, simulated: bool) -> JobRun:
         with tracer.start_as_current_span(f"job.{job.name}", attributes={
                 "job.name": job.name, "job.trigger": trigger, "job.simulated": simulated}) as span:
-            started_at = self._wall_now()
+            started_at, trace_id = self._wall_now(), current_trace_id()
             with self._db.transaction() as session:
-                row = store.start_job_run(session, job.name, store.RUNNING, trigger, now, simulated, started_at,
-                                          current_trace_id())
-                run_id = row.id
+                run_id = store.start_job_run(session, job.name, store.RUNNING, trigger, now, simulated, started_at,
+                                             trace_id)
             with self._guard:
                 self._running[job.name] = (run_id, started_at)
             self._triggered(job.name, now, simulated)
@@ -252,9 +252,11 @@ class JobRunner:
             span.set_attribute("job.status", status)
             if status == store.FAILED:
                 span.set_status(Status(StatusCode.ERROR, detail[:200]))
+            detail, finished_at = detail[:DETAIL_CHARS], self._wall_now()
             with self._db.transaction() as session:
-                run = JobRun.of(store.finish_job_run(session, run_id, status, detail[:DETAIL_CHARS],
-                                                     self._wall_now(), duration_ms))
+                store.finish_job_run(session, run_id, status, detail, finished_at, duration_ms)
+            run = JobRun(run_id, job.name, status, trigger, now.astimezone(UTC), simulated,
+                         started_at.astimezone(UTC), finished_at.astimezone(UTC), duration_ms, detail, trace_id)
         with self._guard:
             self._last_status[job.name] = status
             if status == store.FAILED:

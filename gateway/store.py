@@ -6,7 +6,20 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, Text, delete, func, select, update
+from sqlalchemy import (
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -59,10 +72,17 @@ def open_database(url: str) -> Database:
     return Database(url, SCHEMA)
 
 
+# The statements the cycle and the jobs run on every call: on the tables (no ORM bookkeeping),
+# built once (compiled once), the values given as parameters.
+_ADD_RUN = insert(CycleRunRow.__table__)
+_START_JOB_RUN = insert(JobRunRow.__table__)
+_FINISH_JOB_RUN = update(JobRunRow.__table__).where(JobRunRow.__table__.c.id == bindparam("run_id"))
+
+
 def add_run(session: Session, as_of: datetime, simulated: bool, ok: bool, trace_id: str, steps: list[dict],
             finished_at: datetime) -> None:
-    session.add(CycleRunRow(as_of=as_of, simulated=simulated, ok=ok, trace_id=trace_id,
-                            steps=json.dumps(steps), finished_at=finished_at))
+    session.execute(_ADD_RUN, {"as_of": as_of, "simulated": simulated, "ok": ok, "trace_id": trace_id,
+                               "steps": json.dumps(steps), "finished_at": finished_at})
 
 
 def last_run(session: Session, simulated: bool | None = None, ok: bool | None = None) -> CycleRunRow | None:
@@ -81,21 +101,20 @@ def run_count(session: Session) -> int:
 # --- job runs ---
 
 def start_job_run(session: Session, job: str, status: str, trigger: str, as_of: datetime, simulated: bool,
-                  started_at: datetime, trace_id: str, detail: str = "") -> JobRunRow:
-    row = JobRunRow(job=job, status=status, trigger=trigger, as_of=as_of, simulated=simulated, started_at=started_at,
-                    detail=detail, trace_id=trace_id)
-    if status != RUNNING:
-        row.finished_at, row.duration_ms = started_at, 0.0
-    session.add(row)
-    session.flush()
-    return row
+                  started_at: datetime, trace_id: str, detail: str = "") -> int:
+    """Records a run (RUNNING, or already finished as SKIPPED); returns its id. One INSERT."""
+    finished = status != RUNNING
+    return session.execute(_START_JOB_RUN, {
+        "job": job, "status": status, "trigger": trigger, "as_of": as_of, "simulated": simulated,
+        "started_at": started_at, "finished_at": started_at if finished else None,
+        "duration_ms": 0.0 if finished else None, "detail": detail, "trace_id": trace_id}).inserted_primary_key[0]
 
 
 def finish_job_run(session: Session, run_id: int, status: str, detail: str, finished_at: datetime,
-                   duration_ms: float) -> JobRunRow:
-    row = session.get(JobRunRow, run_id)
-    row.status, row.detail, row.finished_at, row.duration_ms = status, detail, finished_at, duration_ms
-    return row
+                   duration_ms: float) -> None:
+    """One UPDATE."""
+    session.execute(_FINISH_JOB_RUN, {"run_id": run_id, "status": status, "detail": detail,
+                                      "finished_at": finished_at, "duration_ms": duration_ms})
 
 
 def interrupt_running_jobs(session: Session, finished_at: datetime, detail: str) -> int:

@@ -63,3 +63,25 @@ def test_bearer_token_parsing():
     assert bearer_token([("authorization", "Bearer abc")]) == "abc"
     assert bearer_token([("authorization", "Token abc")]) == ""
     assert bearer_token([("other", "x")]) is None
+
+
+def test_every_call_is_checked_though_the_wrapped_handler_is_kept(server_channel):
+    right = [("authorization", f"Bearer {TOKEN}")]
+    for metadata, allowed in ((right, True), ([], False), ([("authorization", "Bearer wrong")], False),
+                              (right, True)):
+        if allowed:
+            assert call_raw(server_channel, METHOD, metadata=metadata) == b"pong"
+        else:
+            with pytest.raises(grpc.RpcError) as caught:
+                call_raw(server_channel, METHOD, metadata=metadata)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_bad_as_of_time_is_invalid_argument_after_the_token(server_channel):
+    with pytest.raises(grpc.RpcError) as caught:
+        call_raw(server_channel, METHOD, metadata=[("authorization", f"Bearer {TOKEN}"), ("x-trader-as-of", "soon")])
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("x-trader-as-of")
+    with pytest.raises(grpc.RpcError) as caught:  # without the token, the token is what is refused
+        call_raw(server_channel, METHOD, metadata=[("x-trader-as-of", "soon")])
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED

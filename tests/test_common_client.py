@@ -2,11 +2,13 @@
 
 import threading
 import time
+from datetime import UTC, datetime
 
 import grpc
 import pytest
 
-from services.common.client import Clients, is_read, open_channel
+from services.common import clock
+from services.common.client import Clients, RetryPolicy, is_read, open_channel
 from tests.helpers import TOKEN, call_raw, make_config, raw_methods, serving
 
 
@@ -104,3 +106,63 @@ def test_wait_serving_watches_health():
             assert clients.health("display") == "NOT_SERVING"
     finally:
         clients.close()
+
+
+# --- the retry schedule and what every call carries (one channel layer since round 2 of issue 11) ---
+
+def test_a_read_that_stays_unavailable_is_tried_four_times_with_backoff():
+    calls = []
+    config = make_config("display")
+
+    def down(request, context):
+        calls.append(1)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "down")
+
+    waits = []
+    retry = RetryPolicy(sleep=waits.append)
+    with serving(config, raw_methods("trader.display.v1.Display", {"GetThing": down})), \
+            open_channel(config.listen_address, TOKEN, 5, retry=retry) as channel, \
+            pytest.raises(grpc.RpcError) as caught:
+        call_raw(channel, "/trader.display.v1.Display/GetThing")
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert len(calls) == 4 and waits == [0.1, 0.2, 0.4]
+
+
+def test_a_read_refused_otherwise_is_not_retried():
+    calls = []
+    config = make_config("display")
+
+    def refuse(request, context):
+        calls.append(1)
+        context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+
+    with serving(config, raw_methods("trader.display.v1.Display", {"GetThing": refuse})), \
+            open_channel(config.listen_address, TOKEN, 5) as channel, pytest.raises(grpc.RpcError) as caught:
+        call_raw(channel, "/trader.display.v1.Display/GetThing")
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND and len(calls) == 1
+
+
+def test_every_call_carries_the_token_and_its_own_as_of_time():
+    seen = []
+    config = make_config("display")
+
+    def record(request, context):
+        metadata = dict(context.invocation_metadata())
+        seen.append((metadata.get("authorization"), metadata.get(clock.METADATA_KEY), metadata.get("x-extra")))
+        return b"ok"
+
+    first, second = datetime(2016, 3, 1, 20, 30, tzinfo=UTC), datetime(2016, 3, 2, 20, 30, tzinfo=UTC)
+    with serving(config, raw_methods("trader.display.v1.Display", {"PutThing": record})), \
+            open_channel(config.listen_address, TOKEN, 5) as channel:
+        method = "/trader.display.v1.Display/PutThing"
+        with clock.use_as_of(first):
+            call_raw(channel, method)
+            call_raw(channel, method, metadata=[("x-extra", "1")])
+        with clock.use_as_of(second):
+            call_raw(channel, method)
+        call_raw(channel, method)  # the wall clock: no as-of time
+        with clock.use_as_of(first):
+            call_raw(channel, method)
+    bearer = f"Bearer {TOKEN}"
+    assert seen == [(bearer, first.isoformat(), None), (bearer, first.isoformat(), "1"),
+                    (bearer, second.isoformat(), None), (bearer, None, None), (bearer, first.isoformat(), None)]

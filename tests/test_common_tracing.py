@@ -3,6 +3,7 @@ OpenTelemetry variables say, checked with a local OTLP/gRPC and OTLP/HTTP receiv
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -138,3 +139,29 @@ def test_a_service_exports_its_spans_over_http(http_collector, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+@pytest.mark.e2e
+def test_without_an_exporter_trace_ids_still_flow_into_a_service_and_its_logs(tmp_path):
+    """No endpoint: spans are not recorded (nobody would read them), but a call's trace id is
+    the service's, in its log lines and in what it passes on."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+           "TRADER_DISPLAY_ADDR": address, "TRADER_API_TOKEN": TOKEN, "TRADER_VAR_DIR": str(tmp_path)}
+    log_path = tmp_path / "display.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "services.display"], cwd=REPO_ROOT, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    try:
+        wait_serving(address, "trader.display.v1.Display", process, time.monotonic() + 60)
+        with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError):
+            display_pb2_grpc.DisplayStub(channel).SetBrightness(
+                display_pb2.SetBrightnessRequest(brightness=999), timeout=10,
+                metadata=[("authorization", f"Bearer {TOKEN}"), ("traceparent", f"00-{trace_id}-00f067aa0ba902b7-00")])
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    refused = [json.loads(line) for line in log_path.read_text().splitlines()
+               if line.startswith("{") and '"call refused"' in line]
+    assert [line.get("trace_id") for line in refused] == [trace_id]

@@ -85,8 +85,8 @@ def services(calls, **overrides):
                          session(d) for d in ("2019-03-01", "2019-03-04", "2019-03-05", "2019-03-06")
                          if request.start <= d <= request.end])),
         "planner": dict(GetRecommendations=plan),
-        "display": dict(PostMessage=display_pb2.DisplayState(), RefreshNextActions=display_pb2.DisplayState(),
-                        ClearMessage=display_pb2.DisplayState(text="EUR 1,000", pool=display_pb2.NEXT_ACTIONS)),
+        "display": dict(PostMessage=display_pb2.DisplayState(),
+                        ApplyChanges=display_pb2.DisplayState(text="EUR 1,000", pool=display_pb2.NEXT_ACTIONS)),
     }
     for key, value in overrides.items():
         service, method = key.split("__")
@@ -108,13 +108,28 @@ def statuses(result) -> dict[str, str]:
     return {s.name: s.status for s in result.steps}
 
 
+def display_changes(calls) -> list[tuple[str, object]]:
+    """(kind, request) of every change the display was asked for: a post, a clear, next actions."""
+    changes = []
+    for method, request, _ in calls:
+        if method == "PostMessage":
+            changes.append(("post", request))
+        elif method == "ApplyChanges":
+            changes.extend((c.WhichOneof("change"), getattr(c, c.WhichOneof("change"))) for c in request.changes)
+    return changes
+
+
+def error_posts(calls) -> list:
+    return [r for kind, r in display_changes(calls) if kind == "post" and r.pool == display_pb2.ERROR]
+
+
 def test_money_without_a_rate_makes_the_cycle_not_ok_and_the_error_names_the_currency():
     calls = []
     result = run_cycle(services(calls, portfolio__TakeSnapshot=NO_CHF_RATE), NOW)
     assert not result.ok
     assert statuses(result) == {"display_processing": OK, "sync_broker": OK, "sync_prices": OK, "valuation": FAILED,
                                 "plan": SKIPPED, "execute": SKIPPED, "display": OK}
-    errors = [r for m, r, _ in calls if m == "PostMessage" and r.pool == display_pb2.ERROR]
+    errors = error_posts(calls)
     assert len(errors) == 1 and "CHF" in errors[0].text and errors[0].text.startswith("VALUATION FAILED")
 
 
@@ -123,7 +138,7 @@ def test_a_refused_trade_is_an_ok_cycle():
     refused = PeerError(grpc.StatusCode.FAILED_PRECONDITION, "buy_cooldown: KO.US was bought 3 days ago")
     result = run_cycle(services(calls, trading__ExecutePlan=refused), NOW)
     assert result.ok and statuses(result)["execute"] == REFUSED
-    assert not [r for m, r, _ in calls if m == "PostMessage" and r.pool == display_pb2.ERROR]
+    assert not error_posts(calls)
 
 
 def test_a_plan_without_steps_sends_no_order_and_the_steps_keep_their_order():
@@ -137,9 +152,30 @@ def test_a_plan_without_steps_sends_no_order_and_the_steps_keep_their_order():
                                               "execute", "display"]
     posts = [r.text for m, r, _ in calls if m == "PostMessage"]
     assert posts == ["SYNCING..."]
-    # the processing pool is cleared last, after the next actions and the error pool
-    display = [(m, getattr(r, "pool", None)) for m, r, _ in calls if m in ("RefreshNextActions", "ClearMessage")]
-    assert display[-1] == ("ClearMessage", display_pb2.PROCESSING) and len(display) == 3
+    # one call ends the cycle's display: the next actions, the error pool cleared, the processing pool last
+    assert [m for m, _, _ in calls if m == "ApplyChanges"] == ["ApplyChanges"]
+    assert [(kind, getattr(r, "pool", None)) for kind, r in display_changes(calls)[1:]] == [
+        ("next_actions", None), ("clear", display_pb2.ERROR), ("clear", display_pb2.PROCESSING)]
+    assert result.display_text == "EUR 1,000"
+
+
+def test_next_actions_the_display_refuses_still_let_the_error_show():
+    calls = []
+    refused = PeerError(grpc.StatusCode.INVALID_ARGUMENT, "changes[0].next_actions.total_value_base: not finite")
+
+    def display(request):
+        return refused if any(c.HasField("next_actions") for c in request.changes) else display_pb2.DisplayState()
+
+    result = run_cycle(services(calls, portfolio__TakeSnapshot=lambda _: portfolio_pb2.Snapshot(
+        portfolio=portfolio_pb2.GetPortfolioResponse(base_currency="EUR", total_value_base=float("nan"))),
+        planner__GetRecommendations=PeerError(grpc.StatusCode.UNAVAILABLE, "planner down"),
+        display__ApplyChanges=display), NOW)
+    assert statuses(result)["plan"] == FAILED and statuses(result)["display"] == FAILED
+    assert "next_actions.total_value_base" in result.steps[-1].detail
+    refused_call, error_only = [r for m, r, _ in calls if m == "ApplyChanges"]  # then the error pool alone
+    assert [c.WhichOneof("change") for c in error_only.changes] == ["post"]
+    error = error_only.changes[0].post
+    assert (error.pool, error.text, error.source) == (display_pb2.ERROR, "PLAN FAILED", "sync_cycle")
 
 
 def test_a_failed_syncing_post_is_reported_in_its_place():

@@ -13,15 +13,15 @@ happen twice; once sent, a lost reply is reported as before and never resent.
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from services.common import clock
 from services.common.config import SERVICES, ClientTls, CommonConfig, load_client_tls
@@ -39,56 +39,171 @@ def is_read(method: str) -> bool:
     return method.rsplit("/", 1)[-1].startswith(READ_PREFIXES)
 
 
-class _CallDetails(
-    collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
-                                            "wait_for_ready", "compression")),
-    grpc.ClientCallDetails,
-):
-    pass
+def _unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, grpc.RpcError) and hasattr(exc, "code") and exc.code() == grpc.StatusCode.UNAVAILABLE
 
 
-class OutgoingInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Adds the bearer token and the current as-of time; sets the default deadline; waits for a
-    connection (wait_for_ready) unless the call says otherwise."""
+class RetryPolicy:
+    """Reads answered UNAVAILABLE are tried again with exponential backoff (tenacity): up to
+    `attempts` in all, waiting `first_wait_s`, then twice as long each time, at most `max_wait_s`."""
+
+    def __init__(self, attempts: int = 4, first_wait_s: float = 0.1, max_wait_s: float = 2.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.attempts = attempts
+        self.first_wait_s = first_wait_s
+        self.max_wait_s = max_wait_s
+        self._sleep = sleep
+
+    def again(self, first_error: grpc.RpcError, call: Callable[[], Any]) -> Any:
+        """The retries after a first attempt that failed with `first_error` (UNAVAILABLE): the
+        same schedule as if tenacity had made that attempt (it is handed to tenacity as attempt 1,
+        so the waits and the count do not change). Raises the last attempt's error."""
+        pending = [first_error]
+
+        def attempt() -> Any:
+            if pending:
+                raise pending.pop()
+            return call()
+
+        return Retrying(stop=stop_after_attempt(self.attempts),
+                        wait=wait_exponential(multiplier=self.first_wait_s, max=self.max_wait_s),
+                        retry=retry_if_exception(_unavailable), reraise=True, sleep=self._sleep)(attempt)
+
+
+class CallDefaults:
+    """What every outgoing call carries: the bearer token, the current as-of time (when there is
+    one), the default deadline, and wait_for_ready unless the call says otherwise."""
 
     def __init__(self, token: str | None, timeout_s: float):
-        self._token = token
-        self._timeout_s = timeout_s
+        self._auth = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout_s = timeout_s
+        self._formatted: tuple[datetime | None, tuple] = (None, ())  # the last as-of time and its metadata
 
-    def _details(self, details: grpc.ClientCallDetails) -> _CallDetails:
-        metadata = list(details.metadata or ())
-        if self._token:
-            metadata.append(("authorization", f"Bearer {self._token}"))
+    def metadata(self, given) -> tuple:
         as_of = clock.as_of()
-        if as_of is not None:
-            metadata.append((clock.METADATA_KEY, clock.format_as_of(as_of)))
-        wait_for_ready = True if details.wait_for_ready is None else details.wait_for_ready
-        return _CallDetails(details.method, details.timeout or self._timeout_s, metadata,
-                            details.credentials, wait_for_ready, details.compression)
-
-    def intercept_unary_unary(self, continuation, client_call_details, request):
-        return continuation(self._details(client_call_details), request)
-
-    def intercept_unary_stream(self, continuation, client_call_details, request):
-        return continuation(self._details(client_call_details), request)
+        if as_of is None:
+            carried = ()
+        else:
+            last, carried = self._formatted  # one tuple: read and replaced atomically across threads
+            if last != as_of:
+                carried = ((clock.METADATA_KEY, clock.format_as_of(as_of)),)
+                self._formatted = (as_of, carried)
+        return (*given, *self._auth, *carried) if given else (*self._auth, *carried)
 
 
-class RetryReadsInterceptor(grpc.UnaryUnaryClientInterceptor):
-    def __init__(self, attempts: int = 4, first_wait_s: float = 0.1, max_wait_s: float = 2.0):
-        self._attempts = attempts
-        self._first_wait_s = first_wait_s
-        self._max_wait_s = max_wait_s
+class _UnaryUnary(grpc.UnaryUnaryMultiCallable):
+    """A unary call with the defaults; a read (`retry` given) is tried again after UNAVAILABLE.
+    The first attempt is a plain call: the retry machinery is only built once it failed."""
 
-    def intercept_unary_unary(self, continuation, client_call_details, request):
-        if not is_read(client_call_details.method):
-            return continuation(client_call_details, request)
-        retrying = Retrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential(multiplier=self._first_wait_s, max=self._max_wait_s),
-            retry=retry_if_result(lambda outcome: outcome.code() == grpc.StatusCode.UNAVAILABLE),
-            retry_error_callback=lambda state: state.outcome.result(),
-        )
-        return retrying(continuation, client_call_details, request)
+    def __init__(self, inner: grpc.UnaryUnaryMultiCallable, defaults: CallDefaults, retry: RetryPolicy | None):
+        self._inner = inner
+        self._defaults = defaults
+        self._retry = retry
+
+    def _invoke(self, call, request, timeout, metadata, credentials, wait_for_ready, compression):
+        defaults = self._defaults
+        arguments = {"timeout": timeout or defaults.timeout_s, "metadata": defaults.metadata(metadata),
+                     "credentials": credentials, "wait_for_ready": True if wait_for_ready is None else wait_for_ready,
+                     "compression": compression}
+        try:
+            return call(request, **arguments)
+        except grpc.RpcError as exc:
+            if self._retry is None or not _unavailable(exc):
+                raise
+            first_error = exc
+        return self._retry.again(first_error, lambda: call(request, **arguments))
+
+    def __call__(self, request, timeout=None, metadata=None, credentials=None, wait_for_ready=None,
+                 compression=None):
+        return self._invoke(self._inner, request, timeout, metadata, credentials, wait_for_ready, compression)
+
+    def with_call(self, request, timeout=None, metadata=None, credentials=None, wait_for_ready=None,
+                  compression=None):
+        return self._invoke(self._inner.with_call, request, timeout, metadata, credentials, wait_for_ready,
+                            compression)
+
+    def future(self, request, timeout=None, metadata=None, credentials=None, wait_for_ready=None,
+               compression=None):
+        """With the defaults but never retried: a future's outcome is its caller's to handle."""
+        defaults = self._defaults
+        return self._inner.future(request, timeout=timeout or defaults.timeout_s,
+                                  metadata=defaults.metadata(metadata), credentials=credentials,
+                                  wait_for_ready=True if wait_for_ready is None else wait_for_ready,
+                                  compression=compression)
+
+
+class _Streaming:
+    """A server-streaming call with the defaults; never retried."""
+
+    def __init__(self, inner, defaults: CallDefaults):
+        self._inner = inner
+        self._defaults = defaults
+
+    def _arguments(self, timeout, metadata, credentials, wait_for_ready, compression) -> dict:
+        defaults = self._defaults
+        return {"timeout": timeout or defaults.timeout_s, "metadata": defaults.metadata(metadata),
+                "credentials": credentials, "wait_for_ready": True if wait_for_ready is None else wait_for_ready,
+                "compression": compression}
+
+    def __call__(self, request, timeout=None, metadata=None, credentials=None, wait_for_ready=None,
+                 compression=None):
+        return self._inner(request, **self._arguments(timeout, metadata, credentials, wait_for_ready, compression))
+
+    def with_call(self, request, timeout=None, metadata=None, credentials=None, wait_for_ready=None,
+                  compression=None):
+        return self._inner.with_call(request, **self._arguments(timeout, metadata, credentials, wait_for_ready,
+                                                                compression))
+
+    def future(self, request, timeout=None, metadata=None, credentials=None, wait_for_ready=None,
+               compression=None):
+        return self._inner.future(request, **self._arguments(timeout, metadata, credentials, wait_for_ready,
+                                                             compression))
+
+
+class DefaultsChannel(grpc.Channel):
+    """A channel whose unary and server-streaming calls carry `CallDefaults` and whose reads are
+    retried (`RetryPolicy`).
+
+    One thin layer over the (traced) channel, built once per method when a stub is made: it
+    replaces two grpc.intercept_channel interceptors, which built a call-details tuple, a
+    continuation and the inner channel's multi-callables on every call, and a tenacity Retrying
+    per read (bench/rpc_overhead.py)."""
+
+    def __init__(self, channel: grpc.Channel, defaults: CallDefaults, retry: RetryPolicy):
+        self._channel = channel
+        self._defaults = defaults
+        self._retry = retry
+
+    def unary_unary(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
+        inner = self._channel.unary_unary(method, request_serializer, response_deserializer, _registered_method)
+        return _UnaryUnary(inner, self._defaults, self._retry if is_read(method) else None)
+
+    def unary_stream(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
+        return _Streaming(self._channel.unary_stream(method, request_serializer, response_deserializer,
+                                                     _registered_method), self._defaults)
+
+    # Client streams (server reflection's) go as they are: no default deadline on a long-lived stream.
+    def stream_unary(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
+        return self._channel.stream_unary(method, request_serializer, response_deserializer, _registered_method)
+
+    def stream_stream(self, method, request_serializer=None, response_deserializer=None, _registered_method=False):
+        return self._channel.stream_stream(method, request_serializer, response_deserializer, _registered_method)
+
+    def subscribe(self, callback, try_to_connect=False):
+        self._channel.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback):
+        self._channel.unsubscribe(callback)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.close()
+        return False
 
 
 def health_status(channel: grpc.Channel, service_name: str, timeout_s: float = 1.0) -> str:
@@ -113,20 +228,22 @@ def raw_channel(address: str, tls: ClientTls | None, options=CHANNEL_OPTIONS) ->
     return grpc.secure_channel(address, channel_credentials(tls), options=options)
 
 
-def _intercepted(channel: grpc.Channel, token: str | None, timeout_s: float) -> grpc.Channel:
-    return grpc.intercept_channel(channel, RetryReadsInterceptor(), OutgoingInterceptor(token, timeout_s))
+def _intercepted(channel: grpc.Channel, token: str | None, timeout_s: float,
+                 retry: RetryPolicy | None = None) -> grpc.Channel:
+    return DefaultsChannel(channel, CallDefaults(token, timeout_s), retry or RetryPolicy())
 
 
 FROM_ENVIRONMENT: Any = object()
 
 
 def open_channel(address: str, token: str | None, timeout_s: float, tls: ClientTls | None = FROM_ENVIRONMENT,
-                 ) -> grpc.Channel:
+                 retry: RetryPolicy | None = None) -> grpc.Channel:
     """A channel for command-line tools. TLS follows the TRADER_TLS_* variables unless `tls` is
-    given (None: plain text); wrong TLS variables raise ConfigError."""
+    given (None: plain text); wrong TLS variables raise ConfigError. `retry`: how reads are
+    tried again (by default RetryPolicy())."""
     if tls is FROM_ENVIRONMENT:
         tls = load_client_tls()
-    return _intercepted(raw_channel(address, tls), token, timeout_s)
+    return _intercepted(raw_channel(address, tls), token, timeout_s, retry)
 
 
 class Clients:

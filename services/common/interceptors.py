@@ -49,32 +49,6 @@ def bearer_token(metadata) -> str | None:
     return None
 
 
-class AuthInterceptor(grpc.ServerInterceptor):
-    """Refuses every call without `authorization: Bearer <token>` (UNAUTHENTICATED)."""
-
-    def __init__(self, token: str):
-        self._token = token.encode()
-
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(AUTH_EXEMPT_PREFIXES):
-            return handler
-        provided = bearer_token(handler_call_details.invocation_metadata)
-        if provided is not None and hmac.compare_digest(provided.encode(), self._token):
-            return handler
-        reason = "missing authorization metadata" if provided is None else "invalid bearer token"
-        event(log, "unauthenticated call refused", logging.WARNING,
-              method=handler_call_details.method, reason=reason)
-
-        def deny(behavior, streams):
-            def refuse(request, context):
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
-
-            return refuse
-
-        return _with_behavior(handler, deny)
-
-
 def _report(context, method: str, exc: BaseException, started: float):
     if context.code() not in (None, grpc.StatusCode.OK):
         raise exc  # the handler chose its status itself (context.abort): keep it
@@ -87,20 +61,46 @@ def _report(context, method: str, exc: BaseException, started: float):
 
 
 class CallContextInterceptor(grpc.ServerInterceptor):
-    """Sets the as-of clock from metadata for the call and maps exceptions to status codes."""
+    """Refuses every call without `authorization: Bearer <token>` (UNAUTHENTICATED) when built
+    with a token, except health and reflection; sets the as-of clock from metadata for the call;
+    maps exceptions to status codes.
+
+    One interceptor for all three (it was two): the wrapped handler of a method is built once
+    and kept, and each call reads its metadata once."""
+
+    def __init__(self, token: str | None = None):
+        self._token = token.encode() if token is not None else None
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
+        kept = self._wrapped.get(method)
+        if kept is not None and kept[0] is handler:
+            return kept[1]
+        wrapped = _with_behavior(handler, self._wrapper(method))
+        self._wrapped[method] = (handler, wrapped)  # a race only builds the same wrapper twice
+        return wrapped
+
+    def _wrapper(self, method: str) -> Callable[[Callable, bool], Callable]:
+        token = None if method.startswith(AUTH_EXEMPT_PREFIXES) else self._token
+
+        def as_of_of(context):
+            """The call's as-of time (None: the wall clock); refuses a call without the token."""
+            authorization, as_of = _read_metadata(context.invocation_metadata())
+            if token is not None:
+                _check_token(context, method, authorization, token)
+            return as_of
 
         def wrap(behavior, streams):
             if streams:
                 def stream(request, context):
+                    at = as_of_of(context)
                     started = time.perf_counter()
                     try:
-                        with clock.use_as_of(clock.from_metadata(context.invocation_metadata())):
+                        with clock.use_as_of(clock.parse_as_of(at) if at is not None else None):
                             yield from behavior(request, context)
                     except Exception as exc:  # noqa: BLE001 - mapped to a status, never swallowed
                         if not context.is_active():  # the client went away (e.g. ended a reflection stream)
@@ -111,13 +111,36 @@ class CallContextInterceptor(grpc.ServerInterceptor):
                 return stream
 
             def unary(request, context):
+                at = as_of_of(context)
                 started = time.perf_counter()
                 try:
-                    with clock.use_as_of(clock.from_metadata(context.invocation_metadata())):
+                    with clock.use_as_of(clock.parse_as_of(at) if at is not None else None):
                         return behavior(request, context)
                 except Exception as exc:  # noqa: BLE001 - mapped to a status, never swallowed
                     _report(context, method, exc, started)
 
             return unary
 
-        return _with_behavior(handler, wrap)
+        return wrap
+
+
+def _read_metadata(metadata) -> tuple[str | None, str | None]:
+    """(the first `authorization` value, the first as-of value) of a call's metadata."""
+    authorization = as_of = None
+    for key, value in metadata or ():
+        if key == "authorization":
+            if authorization is None:
+                authorization = value
+        elif key == clock.METADATA_KEY and as_of is None:
+            as_of = value
+    return authorization, as_of
+
+
+def _check_token(context, method: str, authorization: str | None, token: bytes) -> None:
+    """Aborts the call (UNAUTHENTICATED) unless `authorization` is `Bearer <token>`."""
+    provided = bearer_token((("authorization", authorization),)) if authorization is not None else None
+    if provided is not None and hmac.compare_digest(provided.encode(), token):
+        return
+    reason = "missing authorization metadata" if provided is None else "invalid bearer token"
+    event(log, "unauthenticated call refused", logging.WARNING, method=method, reason=reason)
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)

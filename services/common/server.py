@@ -24,7 +24,7 @@ from trader.common.v1 import info_pb2_grpc
 from services.common import clock, info
 from services.common.config import SERVICES, CommonConfig, ConfigError, ServerTls
 from services.common.db import Database, migrate_in_child_processes
-from services.common.interceptors import AuthInterceptor, CallContextInterceptor
+from services.common.interceptors import CallContextInterceptor
 from services.common.logs import event, setup_logging
 from services.common.reflection import enable_reflection
 from services.common.shutdown import StopRequest, die_with_parent
@@ -88,11 +88,8 @@ def start_server(config: CommonConfig, register: Callable[[grpc.Server], None],
     """Build, bind and start the server for `config.service`; `register` adds the servicer, and
     `service_info` (a service process's) trader.common.v1.ServiceInfo."""
     service_name = SERVICES[config.service][0]
-    interceptors: list[grpc.ServerInterceptor] = []
-    if config.api_token is not None:
-        interceptors.append(AuthInterceptor(config.api_token))
-    interceptors.append(CallContextInterceptor())
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=interceptors)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                         interceptors=[CallContextInterceptor(config.api_token)])
     register(server)
     health_servicer = HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

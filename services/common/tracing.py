@@ -4,8 +4,11 @@ The exporter follows the standard variables: with OTEL_EXPORTER_OTLP_ENDPOINT (o
 variant) set, spans go over OTLP, by gRPC or by HTTP with protobuf as OTEL_EXPORTER_OTLP_PROTOCOL
 (or the traces variant) says (grpc when unset); the exporter itself reads the endpoint (for HTTP
 the base URL, /v1/traces appended), headers, certificates, compression and timeout. With no
-endpoint set, spans are made (trace ids still flow between services and into logs) but not
-exported, and nothing complains.
+endpoint set, nothing is exported and nothing complains: a trace this process starts is not
+sampled, so its spans are not recorded (a recorded span costs about three times as much, for
+nobody), yet each still has its trace and span ids, which flow between services and into logs
+as before. A call from a process that samples its trace (the W3C traceparent's sampled flag) is
+recorded as that process asks (the SDK's ParentBased sampler).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from opentelemetry.instrumentation.grpc import GrpcInstrumentorClient, GrpcInstr
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from services.common.config import Env, otlp_traces_protocol
 
@@ -53,8 +57,12 @@ def setup_tracing(service: str, extra_processors: tuple[SpanProcessor, ...] = ()
     """Install the tracer provider and the gRPC instrumentation (before any server or channel)."""
     global _instrumented
     name = os.environ.get("OTEL_SERVICE_NAME") or f"trader-{service}"
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
     exporter = span_exporter(os.environ)
+    recorded = exporter is not None or bool(extra_processors)
+    # With something to record for, the sampler the OTEL_TRACES_SAMPLER variables ask for (the
+    # SDK's default: every trace); without, traces started here are not sampled (module docstring).
+    provider = TracerProvider(resource=Resource.create({"service.name": name}),
+                              sampler=None if recorded else ParentBased(ALWAYS_OFF))
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     for processor in extra_processors:

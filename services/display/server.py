@@ -11,8 +11,18 @@ from services.common.maintenance import Maintenance
 from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.timestamps import to_timestamp
 from services.common.validate import currency_code, finite_amount, non_negative_amount, required_text
-from services.display import pools, store
-from services.display.controller import CONNECTED, MISSING, NOT_CONFIGURED, DisplayController, Shown
+from services.display import pools
+from services.display.controller import (
+    CONNECTED,
+    MISSING,
+    NOT_CONFIGURED,
+    Change,
+    Clear,
+    DisplayController,
+    Post,
+    Settings,
+    Shown,
+)
 from services.display.text import next_actions_text
 
 _POOLS = {display_pb2.ERROR: pools.ERROR, display_pb2.PROCESSING: pools.PROCESSING,
@@ -22,6 +32,7 @@ _MODES = {display_pb2.MODE_NORMAL: "normal", display_pb2.MODE_SYNCING: "syncing"
 _MODE_VALUES = {name: value for value, name in _MODES.items()}
 # RefreshNextActions posts under this source; the gateway's cycle uses its own ("sync_cycle").
 NEXT_ACTIONS_SOURCE = "next_actions"
+MAX_CHANGES = 16  # ApplyChanges: a cycle makes 3
 _DEVICE = {NOT_CONFIGURED: display_pb2.DEVICE_NOT_CONFIGURED, CONNECTED: display_pb2.DEVICE_CONNECTED,
            MISSING: display_pb2.DEVICE_MISSING}
 
@@ -62,41 +73,72 @@ def _next_actions(request) -> tuple[str, float, float, tuple[str, str, float] | 
     return base, total, cash, (step.side, symbol, non_negative_amount("next_step.value_base", step.value_base))
 
 
+def _post(request: display_pb2.PostMessageRequest) -> Post:
+    return Post(pools.new_message(_POOLS.get(request.pool, ""), request.text, request.ttl_seconds, clock.wall_now(),
+                                  _mode(request.mode), request.source))
+
+
+def _clear(request: display_pb2.ClearMessageRequest) -> Clear:
+    return Clear(_pool(request.pool), pools.check_source(request.source))
+
+
+def _next_actions_post(request: display_pb2.RefreshNextActionsRequest) -> Post:
+    text = next_actions_text(*_next_actions(request))
+    return Post(pools.new_message(pools.NEXT_ACTIONS, text, 0, clock.wall_now(), source=NEXT_ACTIONS_SOURCE))
+
+
+_CHANGES = {"post": _post, "clear": _clear, "next_actions": _next_actions_post}
+
+
+def _changes(request: display_pb2.ApplyChangesRequest) -> list[Change]:
+    """ApplyChanges' changes, each checked as its own RPC checks it; InvalidArgument names the
+    change, e.g. `changes[1].post.text`."""
+    if not request.changes:
+        raise InvalidArgument("changes", f"is empty; give 1 to {MAX_CHANGES} changes")
+    if len(request.changes) > MAX_CHANGES:
+        raise InvalidArgument("changes", f"{len(request.changes)} changes; at most {MAX_CHANGES} in one call")
+    changes = []
+    for index, change in enumerate(request.changes):
+        kind = change.WhichOneof("change")
+        if kind is None:
+            raise InvalidArgument(f"changes[{index}]", "sets none of post, clear, next_actions")
+        try:
+            changes.append(_CHANGES[kind](getattr(change, kind)))
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"changes[{index}].{kind}.{exc.field}", exc.message.partition(": ")[2]) from None
+    return changes
+
+
 class DisplayServicer(MaintenanceRpc, display_pb2_grpc.DisplayServicer):
     def __init__(self, db: Database, controller: DisplayController, maintenance: Maintenance | None = None):
         self.use_maintenance(maintenance)
         self._db = db
         self._controller = controller
 
-    def _changed(self, change=None) -> display_pb2.DisplayState:
-        """The state shown once `change(session)` (if any) is stored: one transaction."""
-        return shown_to_proto(self._controller.refresh(change))
+    def _changed(self, *changes: Change) -> display_pb2.DisplayState:
+        """The state shown once `changes` (if any) are stored: one transaction."""
+        return shown_to_proto(self._controller.refresh(changes))
 
     def PostMessage(self, request, context):
-        message = pools.new_message(_POOLS.get(request.pool, ""), request.text, request.ttl_seconds,
-                                    clock.wall_now(), _mode(request.mode), request.source)
-        return self._changed(lambda session: store.put(session, message))
+        return self._changed(_post(request))
 
     def ClearMessage(self, request, context):
-        pool = _pool(request.pool)
-        source = pools.check_source(request.source)
-        return self._changed(lambda session: store.clear(session, pool, source))
+        return self._changed(_clear(request))
 
     def GetDisplayState(self, request, context):
         return self._changed()
 
     def SetBrightness(self, request, context):
-        brightness = pools.check_brightness(request.brightness)
-        return self._changed(lambda session: store.save_settings(session, brightness, store.settings(session)[1]))
+        return self._changed(Settings(brightness=pools.check_brightness(request.brightness)))
 
     def SetSpeed(self, request, context):
-        speed_ms = pools.check_speed(request.speed_ms)
-        return self._changed(lambda session: store.save_settings(session, store.settings(session)[0], speed_ms))
+        return self._changed(Settings(speed_ms=pools.check_speed(request.speed_ms)))
 
     def RefreshNextActions(self, request, context):
-        text = next_actions_text(*_next_actions(request))
-        message = pools.new_message(pools.NEXT_ACTIONS, text, 0, clock.wall_now(), source=NEXT_ACTIONS_SOURCE)
-        return self._changed(lambda session: store.put(session, message))
+        return self._changed(_next_actions_post(request))
+
+    def ApplyChanges(self, request, context):
+        return self._changed(*_changes(request))
 
     def WatchDisplay(self, request, context):
         version, shown = self._controller.wait_for_change(-1, 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Integer, String, delete, select
+from sqlalchemy import Integer, String, bindparam, delete, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -53,15 +53,30 @@ def messages(session: Session) -> list[Message]:
             for r in session.scalars(select(MessageRow))]
 
 
-def put(session: Session, message: Message) -> None:
-    """Stores the message, replacing the one of the same pool and source."""
-    session.merge(MessageRow(pool=message.pool, source=message.source, text=message.text,
-                             expires_at=message.expires_at, mode=message.mode, posted_at=message.posted_at))
+# A post's and a clear's statements: on the table, built once, the values given as parameters.
+_MESSAGES = MessageRow.__table__
+_THIS_MESSAGE = (_MESSAGES.c.pool == bindparam("key_pool")) & (_MESSAGES.c.source == bindparam("key_source"))
+_UPDATE = update(_MESSAGES).where(_THIS_MESSAGE)
+_INSERT = insert(_MESSAGES)
+_DELETE = delete(_MESSAGES).where(_THIS_MESSAGE)
+
+
+def put(session: Session, message: Message, exists: bool | None = None) -> None:
+    """Stores the message, replacing the one of the same pool and source. `exists`: whether
+    that source may have a message in the pool (None: not known); with False it is inserted
+    at once, else updated (inserted when there was none)."""
+    values = {"text": message.text, "expires_at": message.expires_at, "mode": message.mode,
+              "posted_at": message.posted_at}
+    if exists is not False:
+        updated = session.execute(_UPDATE, {"key_pool": message.pool, "key_source": message.source, **values})
+        if updated.rowcount:
+            return
+    session.execute(_INSERT, {"pool": message.pool, "source": message.source, **values})
 
 
 def clear(session: Session, pool: str, source: str) -> None:
     """Removes the message of this source from the pool; the other sources' stay."""
-    session.execute(delete(MessageRow).where(MessageRow.pool == pool, MessageRow.source == source))
+    session.execute(_DELETE, {"key_pool": pool, "key_source": source})
 
 
 def settings(session: Session) -> tuple[int, int]:
