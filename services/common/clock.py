@@ -95,14 +95,6 @@ def use_as_of(value: datetime | None) -> Iterator[None]:
         _as_of.reset(token)
 
 
-def from_metadata(metadata) -> datetime | None:
-    """The as-of time in a call's invocation metadata, if any (raises InvalidArgument if bad)."""
-    for key, value in metadata or ():
-        if key == METADATA_KEY:
-            return parse_as_of(value)
-    return None
-
-
 T = TypeVar("T")
 
 
