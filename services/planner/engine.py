@@ -46,7 +46,6 @@ from services.planner.eligibility import (
     last_buys_within,
     screen,
     strict_exchanges,
-    valid_closes,
 )
 from services.planner.inputs import (
     PlanningReads,
@@ -66,6 +65,7 @@ from services.planner.optimizer import OptimizerInput, OptimizerResult, optimize
 from services.planner.optimizer.bounds import Bounds
 from services.planner.optimizer.pipeline import Fallback
 from services.planner.optimizer.reserve import regime_reserve
+from services.planner.optimizer.risk import NO_CLOSES, Closes
 from services.planner.plan import Candidate, Cash, Step, plan_id
 from services.planner.recommendations import DISMISSED, EXECUTED, PENDING, Recommendation, recommendation_id
 from services.planner.scoring_engine import ScoringEngine, ScoringReads, StoredScore
@@ -122,7 +122,7 @@ class Targets:
     scores: dict[str, StoredScore] = field(default_factory=dict)
     metrics: dict[str, MetricsView] = field(default_factory=dict)
     facts: dict[str, FundamentalsView] = field(default_factory=dict)
-    closes: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    closes: dict[str, Closes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -255,8 +255,8 @@ class PlannerEngine:
             del candidates[symbol]
             excluded.append(Exclusion(symbol, "dismissed", f"the BUY of {symbol} was dismissed for this state"))
         symbols = sorted(candidates)
-        bars = self._peers.daily_bars(symbols, now.date() - timedelta(days=_LOOKBACK_DAYS))
-        closes = {s: valid_closes(bars.get(s, []))[-defaults.LOOKBACK_BARS:] for s in symbols}
+        read = self._peers.valid_closes(symbols, now.date() - timedelta(days=_LOOKBACK_DAYS), defaults.LOOKBACK_BARS)
+        closes = {s: read.get(s, NO_CLOSES) for s in symbols}
         listings = {s.symbol: s for s in context.listings}
         scored = sorted(set(symbols) | set(held))
         metrics, facts = self._peers.metrics(scored), self._peers.fundamentals(scored)

@@ -21,7 +21,9 @@ from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 from services.common.background import ContextExecutor
 from services.common.client import Clients
 from services.common.timestamps import from_timestamp, to_timestamp
-from services.planner.eligibility import BarRow, Listing, Quote, TradingRules
+from services.planner.adapters.closes import ClosesCache
+from services.planner.eligibility import Listing, Quote, TradingRules
+from services.planner.optimizer.risk import Closes
 from services.planner.optimizer.sectors import GroupTargets
 from services.planner.scoring.inputs import Fundamentals, Holding, Metrics
 from services.planner.settings import NO_ALLOCATIONS_HASH
@@ -89,6 +91,7 @@ class Peers:
         self._portfolio = clients.stub("portfolio", portfolio_pb2_grpc.PortfolioStub)
         self._trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
         self._pool = ContextExecutor(max_workers=2, thread_name_prefix="planner-reads")
+        self._closes = ClosesCache()
 
     def together(self, first: Callable[[], Any], *others: Callable[[], Any]) -> list[Any]:
         """read_together on this adapter's pool. Each read should go to another service than
@@ -186,15 +189,15 @@ class Peers:
         reply = self._data.GetQuotes(data_pb2.GetQuotesRequest(symbols=symbols))
         return {q.symbol: Quote(q.price, date.fromisoformat(q.date)) for q in reply.quotes}
 
-    def daily_bars(self, symbols: Sequence[str], start: date) -> dict[str, list[BarRow]]:
-        """symbol -> its daily bars from `start` up to now, flags included (one call), each as
-        a PriceBar's fields in a plain tuple: (date, close, adj_close or None, flag)."""
+    def valid_closes(self, symbols: Sequence[str], start: date, lookback: int) -> dict[str, Closes]:
+        """symbol -> its last `lookback` valid daily closes from `start` up to now (one call):
+        eligibility.valid_closes of its daily bars, only the bars not seen before converted
+        (adapters/closes.py)."""
         if not symbols:
             return {}
         reply = self._data.GetPriceHistories(data_pb2.GetPriceHistoriesRequest(
             symbols=list(symbols), start=start.isoformat(), interval=data_pb2.DAILY))
-        return {h.symbol: [(b.date, b.close, b.adj_close if b.HasField("adj_close") else None, b.flag)
-                           for b in h.bars] for h in reply.histories}
+        return {h.symbol: self._closes.closes(h, lookback) for h in reply.histories}
 
     def metrics(self, symbols: Sequence[str]) -> dict[str, MetricsView]:
         """symbol -> its metrics as of now (data GetMetrics, one call): what the scoring reads,
