@@ -38,6 +38,7 @@ class PortfolioView:
     total_value_base: float
     cash_base: dict[str, float]   # currency -> balance valued in the base currency
     holdings: dict[str, Holding] = field(default_factory=dict)  # symbol -> position (quantity > 0)
+    cash: dict[str, float] = field(default_factory=dict)  # currency -> balance in that currency
 
     @property
     def held_value_base(self) -> dict[str, float]:
@@ -101,13 +102,7 @@ class Peers:
     def portfolio(self) -> PortfolioView:
         """The positions (quantity, average cost, price, value, the dates of their fills) and
         cash. This is the one place that reads positions."""
-        reply = self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
-        holdings = {p.symbol: Holding(p.symbol, p.quantity, p.average_cost, p.price, p.market_value_base,
-                                      first_buy=_day(p, "first_bought_at"), last_buy=_day(p, "last_bought_at"),
-                                      last_sell=_day(p, "last_sold_at"), dates_known=True)
-                    for p in reply.positions if p.quantity > 0}
-        return PortfolioView(reply.portfolio_hash, reply.base_currency, reply.total_value_base,
-                             {c.currency: c.amount_base for c in reply.cash}, holdings)
+        return portfolio_view(self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest()))
 
     def portfolio_or_none(self) -> PortfolioView | None:
         """`portfolio()`, or None when the portfolio service cannot answer (ScoreSecurities then
@@ -250,6 +245,19 @@ def _fundamentals_view(message: data_pb2.Fundamentals) -> FundamentalsView:
     return FundamentalsView(facts, key, as_of)
 
 
-def _day(position: portfolio_pb2.Position, name: str) -> date | None:
+def portfolio_view(reply: portfolio_pb2.GetPortfolioResponse, field: str = "positions") -> PortfolioView:
+    """The planner's view of a GetPortfolio reply (the positions held, quantity > 0); a fill
+    time out of range is InvalidArgument naming `field`[index].<name>."""
+    holdings = {p.symbol: Holding(p.symbol, p.quantity, p.average_cost, p.price, p.market_value_base,
+                                  first_buy=_day(p, "first_bought_at", f"{field}[{i}]"),
+                                  last_buy=_day(p, "last_bought_at", f"{field}[{i}]"),
+                                  last_sell=_day(p, "last_sold_at", f"{field}[{i}]"), dates_known=True)
+                for i, p in enumerate(reply.positions) if p.quantity > 0}
+    return PortfolioView(reply.portfolio_hash, reply.base_currency, reply.total_value_base,
+                         {c.currency: c.amount_base for c in reply.cash}, holdings,
+                         {c.currency: c.amount for c in reply.cash})
+
+
+def _day(position: portfolio_pb2.Position, name: str, field: str) -> date | None:
     """The date of one of a position's fill times; None when there is no such fill."""
-    return from_timestamp(getattr(position, name), f"positions.{name}").date() if position.HasField(name) else None
+    return from_timestamp(getattr(position, name), f"{field}.{name}").date() if position.HasField(name) else None
