@@ -204,7 +204,10 @@ class Cycle:
                 + (f" ({len(working)} working until the close)" if working else ""))
 
     def _plan(self, state: dict) -> str:
-        plan = self.s.planner.GetRecommendations(planner_pb2.GetRecommendationsRequest())
+        # The valuation's portfolio is handed forward (the planner uses it only if it matches its
+        # hash); after the emergency path changed the books the planner reads them itself.
+        given = None if state.get("negative_cash") else state.get("portfolio")
+        plan = self.s.planner.GetRecommendations(planner_pb2.GetRecommendationsRequest(portfolio=given))
         state["plan"] = plan
         return f"plan {plan.plan_id}: {len(plan.steps)} steps ({plan.method}{', cached' if plan.cached else ''})"
 

@@ -237,6 +237,7 @@ def test_the_stored_configuration_is_parsed_once_per_text_and_an_update_is_seen_
     configs.seed(now)
     first = configs.core().config
     assert configs.core().config is first and first == preset("default")
+    assert configs.core() is configs.core()  # kept until the configurations change
     configs.update(ConfigUpdate(bucket_id="core", toml="[planner]\nmax_depth = 2\n"), now)
     assert configs.core().config.planner.max_depth == 2 and configs.core().config.digest != first.digest
     configs.update(ConfigUpdate(bucket_id="core", preset="default"), now)

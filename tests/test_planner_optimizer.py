@@ -378,3 +378,55 @@ def test_hrp_weights_are_pypfopt_hrpopt_s(count, seed):
     found = hrp_weights(returns)
     assert list(found) == sorted(expected)
     assert found == pytest.approx(expected, abs=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(-0.1, 0.3), st.floats(0, 0.2), st.floats(0, 0.6)), min_size=1, max_size=12))
+def test_highest_return_is_pypfopt_s_highest_return_lp(rows):
+    """The bounds alone give the highest return PyPortfolioOpt's LP finds (or say they cannot)."""
+    from pypfopt import EfficientFrontier
+    from pypfopt.exceptions import OptimizationError
+
+    from services.planner.optimizer.mean_variance import SOLVER, highest_return
+
+    mu = np.array([m for m, _, _ in rows])
+    bounds = [(low, low + width) for _, low, width in rows]
+    found = highest_return(mu, bounds)
+    symbols = [f"S{i}" for i in range(len(rows))]
+    frontier = EfficientFrontier(pd.Series(mu, index=symbols), pd.DataFrame(np.eye(len(rows)) * 0.04, symbols,
+                                                                               symbols),
+                                 weight_bounds=bounds, solver=SOLVER)
+    try:
+        expected = frontier._max_return()
+    except (OptimizationError, ValueError):
+        assert found is None  # the bounds cannot hold with sum(w) = 1: the solver decides
+        return
+    assert found is None or found == pytest.approx(expected, abs=1e-6)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(2, 12), st.integers(0, 10_000), st.floats(0.0, 0.3), st.booleans())
+def test_mean_variance_weights_do_not_depend_on_the_highest_return_shortcut(count, seed, target, sectors):
+    """Telling efficient_return's reachability from the bounds gives the weights (and the
+    objective) the highest-return LP gave."""
+    from services.planner.optimizer import mean_variance as mv
+    from services.planner.optimizer.bounds import Bounds
+    from services.planner.optimizer.risk import aligned_closes, ledoit_wolf
+
+    rng = np.random.default_rng(seed)
+    symbols = [f"S{i}.US" for i in range(count)]
+    prices = aligned_closes({s: walk(seed + i, 120) for i, s in enumerate(symbols)})
+    mu = pd.Series(rng.uniform(-0.1, 0.3, count), index=symbols)
+    upper = rng.uniform(0.1, 0.6, count)
+    bounds = Bounds(dict.fromkeys(symbols, 0.0), dict(zip(symbols, upper.tolist(), strict=True)))
+    levels = [("full", [SectorConstraint("country", "US", tuple(symbols[:2]), 0.2, 0.0, 0.3)] if sectors else []),
+              ("no_sectors", [])]
+    cov = ledoit_wolf(prices)
+    shortcut = mv.mean_variance(mu, cov, bounds, levels, target)
+    original = mv.highest_return
+    try:
+        mv.highest_return = lambda *_: None
+        solved = mv.mean_variance(mu, cov, bounds, levels, target)
+    finally:
+        mv.highest_return = original
+    assert shortcut == solved

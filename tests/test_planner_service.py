@@ -6,10 +6,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import pytest
+from sqlalchemy import select
 from trader.data.v1 import data_pb2
+from trader.portfolio.v1 import portfolio_pb2
 
+from services.common.timestamps import to_timestamp
 from services.data.history import Bar
+from services.planner import store
+from services.planner.adapters.peers import Peers
 from tests.data_fixtures import random_walk, security
 from tests.planner_fixtures import PlannerHarness, as_of
 
@@ -132,3 +138,81 @@ def test_nothing_buyable_gives_an_empty_plan_with_reasons(harness):
     plan = h.plan(LAST_DAY)
     assert not plan.steps and not plan.target_weights and plan.unallocated_weight == 1.0
     assert {e.reason for e in plan.excluded} == {"allow_buy"} and plan.notes
+
+
+# --- GetRecommendationsRequest.portfolio: the cycle's snapshot handed forward ---
+
+def held_harness(harness, name):
+    """A harness whose portfolio holds 12 S1.US (bought 200 days before LAST_DAY) and cash."""
+    h = harness(history(), name=name)
+    bought = datetime(LAST_DAY.year, LAST_DAY.month, LAST_DAY.day, 15, tzinfo=UTC) - timedelta(days=200)
+    h.portfolio_stub.ApplyBrokerState(portfolio_pb2.ApplyBrokerStateRequest(
+        positions=[portfolio_pb2.BrokerPosition(symbol="S1.US", quantity=12, average_cost=90.0, currency="USD")],
+        cash=[portfolio_pb2.BrokerCash(currency="EUR", amount=95_000.0)],
+        fills=[portfolio_pb2.BrokerFill(ledger_id=1, broker_trade_id="T1", client_order_id="old", symbol="S1.US",
+                                        side=portfolio_pb2.BUY, quantity=12, price=90.0, currency="USD",
+                                        executed_at=to_timestamp(bought))]), metadata=[as_of(LAST_DAY)])
+    return h
+
+
+def snapshot(h) -> portfolio_pb2.GetPortfolioResponse:
+    return h.portfolio_stub.TakeSnapshot(portfolio_pb2.TakeSnapshotRequest(), metadata=[as_of(LAST_DAY)]).portfolio
+
+
+def test_the_snapshot_handed_forward_gives_the_plan_without_reading_the_portfolio(harness, monkeypatch):
+    read = held_harness(harness, "read").plan(LAST_DAY)
+    h = held_harness(harness, "given")
+    given = snapshot(h)
+    assert [p.symbol for p in given.positions] == ["S1.US"]
+    monkeypatch.setattr(Peers, "portfolio", lambda self: pytest.fail("the portfolio was read"))
+    plan = h.plan(LAST_DAY, portfolio=given)
+    assert plan.portfolio_hash == read.portfolio_hash == given.portfolio_hash
+    assert plan.steps and [(s.symbol, s.side, s.quantity) for s in plan.steps] == \
+        [(s.symbol, s.side, s.quantity) for s in read.steps]
+    assert dict(plan.target_weights) == dict(read.target_weights)
+
+
+@pytest.mark.parametrize("tamper", ["quantity", "cash", "position", "hash"])
+def test_a_snapshot_not_matching_its_hash_is_not_used(harness, tamper):
+    """A stale or altered portfolio (its quantities or cash are not those its hash was made of)
+    is replaced by the portfolio read now: the plan is the honest one."""
+    honest = held_harness(harness, "honest").plan(LAST_DAY)
+    h = held_harness(harness, "tampered")
+    given = snapshot(h)
+    if tamper == "quantity":
+        given.positions[0].quantity = 500
+    elif tamper == "cash":
+        given.cash[0].amount, given.cash[0].amount_base = 5_000_000.0, 5_000_000.0
+        given.total_value_base += 5_000_000.0
+    elif tamper == "position":
+        given.positions.add(symbol="S2.US", quantity=100, price=100.0, market_value_base=9_000.0)
+    else:
+        given.portfolio_hash = "0badc0de"
+    plan = h.plan(LAST_DAY, portfolio=given)
+    assert plan.portfolio_hash == honest.portfolio_hash
+    assert [(s.symbol, s.side, s.quantity) for s in plan.steps] == [(s.symbol, s.side, s.quantity)
+                                                                   for s in honest.steps]
+
+
+@pytest.mark.parametrize("field,change", [
+    ("portfolio.base_currency", lambda p: setattr(p, "base_currency", " ")),
+    ("portfolio.portfolio_hash", lambda p: setattr(p, "portfolio_hash", "")),
+    ("portfolio.total_value_base", lambda p: setattr(p, "total_value_base", float("nan"))),
+    ("portfolio.positions[0].symbol", lambda p: setattr(p.positions[0], "symbol", "")),
+    ("portfolio.positions[1].symbol", lambda p: p.positions.add(symbol="S1.US", quantity=1)),
+    ("portfolio.positions[0].quantity", lambda p: setattr(p.positions[0], "quantity", -3)),
+    ("portfolio.positions[0].market_value_base", lambda p: setattr(p.positions[0], "market_value_base",
+                                                                     float("inf"))),
+    ("portfolio.positions[0].first_bought_at", lambda p: setattr(p.positions[0].first_bought_at, "nanos", -1)),
+    ("portfolio.cash[1].currency", lambda p: p.cash.add(currency="EUR", amount=1.0)),
+    ("portfolio.cash[0].amount", lambda p: setattr(p.cash[0], "amount", float("-inf"))),
+])
+def test_a_malformed_snapshot_is_invalid_argument_naming_the_field(harness, field, change):
+    h = held_harness(harness, "bad")
+    given = snapshot(h)
+    change(given)
+    with pytest.raises(grpc.RpcError) as caught:
+        h.plan(LAST_DAY, portfolio=given)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in caught.value.details()
+    with h.planner_db.transaction() as session:  # nothing was planned, nothing stored
+        assert session.scalars(select(store.PlanRow)).first() is None

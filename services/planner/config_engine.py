@@ -20,6 +20,7 @@ from functools import lru_cache
 
 from services.common.db import Database
 from services.common.errors import InvalidArgument, NotFound
+from services.common.revisions import KeptReads
 from services.planner import store
 from services.planner.config import (
     PRESET_NAMES,
@@ -85,6 +86,11 @@ def _effective(toml: str, sliders: str) -> PlannerConfig:
     return effective(toml, json.loads(sliders))
 
 
+def _core(session) -> StoredConfig | None:
+    row = store.find_config_by(session, bucket_id=CORE)
+    return _stored(row) if row is not None else None
+
+
 def _checked_toml(toml: str, sliders: Mapping[str, float]) -> None:
     try:
         effective(toml, sliders)
@@ -105,6 +111,7 @@ class ConfigEngine:
         """`bucket_kind(id)` -> "core" or "satellite" from the portfolio (NotFound for none)."""
         self._db = db
         self._bucket_kind = bucket_kind
+        self._kept = KeptReads(db.revisions, max_values=4)
 
     def seed(self, now: datetime) -> None:
         """The core's configuration and the preset templates, when the store has none."""
@@ -123,12 +130,13 @@ class ConfigEngine:
                                       updated_at=now)
 
     def core(self) -> StoredConfig:
-        """The configuration the portfolio's plan uses."""
+        """The configuration the portfolio's plan uses (every plan reads it: kept until the
+        configurations change, services/common/revisions.py)."""
         with self._db.transaction() as session:
-            row = store.find_config_by(session, bucket_id=CORE)
-            if row is None:
-                raise NotFound("the core bucket has no planner configuration")
-            return _stored(row)
+            found = self._kept.read(session, (store.PlannerConfigRow.__tablename__,), CORE, _core)
+        if found is None:
+            raise NotFound("the core bucket has no planner configuration")
+        return found
 
     def list(self) -> list[StoredConfig]:
         with self._db.transaction() as session:

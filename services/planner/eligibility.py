@@ -90,8 +90,7 @@ class PriceBar(NamedTuple):
     flag: str = ""
 
 
-# A PriceBar's fields as a plain tuple, in its order: what the adapter builds for each of the
-# thousands of bars a plan reads (a NamedTuple costs several times more to construct).
+# A PriceBar's fields as a plain tuple, in its order (valid_closes takes either).
 BarRow = tuple[str, float, float | None, str]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta
 
 from services.common.db import Database
 from services.common.errors import FailedPrecondition, NotFound
+from services.common.logs import event
 from services.planner import batch, defaults, evaluation, holistic, store
 from services.planner.adapters.peers import (
     AllocationTargets,
@@ -46,7 +48,6 @@ from services.planner.eligibility import (
     last_buys_within,
     screen,
     strict_exchanges,
-    valid_closes,
 )
 from services.planner.inputs import (
     PlanningReads,
@@ -66,12 +67,17 @@ from services.planner.optimizer import OptimizerInput, OptimizerResult, optimize
 from services.planner.optimizer.bounds import Bounds
 from services.planner.optimizer.pipeline import Fallback
 from services.planner.optimizer.reserve import regime_reserve
+from services.planner.optimizer.risk import NO_CLOSES, Closes
 from services.planner.plan import Candidate, Cash, Step, plan_id
 from services.planner.recommendations import DISMISSED, EXECUTED, PENDING, Recommendation, recommendation_id
 from services.planner.scoring_engine import ScoringEngine, ScoringReads, StoredScore
 from services.planner.sequences import FULL, GenerationInputs
 from services.planner.settings import PlannerSettings, settings_hash, state_key
+from services.portfolio.hashing import UniverseEntry, portfolio_hash
+from services.portfolio.valuation import Holding as PortfolioHolding
 from services.trading.orders import plan_client_order_id  # the id trading gives a plan's step-1 order
+
+log = logging.getLogger("trader.planner.engine")
 
 # Fills read before the longest holding rule's window: those of every step planned in that time.
 FILLS_MARGIN_DAYS = 30
@@ -122,7 +128,7 @@ class Targets:
     scores: dict[str, StoredScore] = field(default_factory=dict)
     metrics: dict[str, MetricsView] = field(default_factory=dict)
     facts: dict[str, FundamentalsView] = field(default_factory=dict)
-    closes: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    closes: dict[str, Closes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -205,7 +211,11 @@ class PlannerEngine:
         refreshed = self._scoring.refresh(tradable, reads, lambda _: metrics, now)
         return {score.symbol: score for score in refreshed}
 
-    def _context(self, now: datetime, config: PlannerConfig | None = None, config_name: str = "") -> Context:
+    def _context(self, now: datetime, config: PlannerConfig | None = None, config_name: str = "",
+                 given: PortfolioView | None = None) -> Context:
+        """`given`: the portfolio the caller read (GetRecommendationsRequest.portfolio), used
+        when its hash is that of its quantities and cash over the universe read now; otherwise
+        (or None) the portfolio is read here."""
         if config is None:
             stored = self._configs.core()
             config, config_name = stored.config, stored.name
@@ -214,8 +224,12 @@ class PlannerEngine:
         # One call at a time per service, the services at the same time (Peers.together).
         (listings, regime), (portfolio, allocations), rules = peers.together(
             lambda: (peers.listings(), peers.market_regime()),
-            lambda: (peers.portfolio(), peers.allocation_targets()),
+            lambda: (given or peers.portfolio(), peers.allocation_targets()),
             peers.trading_rules)
+        if given is not None and not holds_its_hash(given, listings):
+            event(log, "the portfolio handed in does not match its hash (stale): read anew", logging.WARNING,
+                  portfolio_hash=given.portfolio_hash)
+            portfolio = peers.portfolio()
         fills, markets = peers.together(
             lambda: peers.fills(_fills_since(rules, config, now)),
             lambda: {exchange: peers.market_open(exchange, now)
@@ -255,8 +269,8 @@ class PlannerEngine:
             del candidates[symbol]
             excluded.append(Exclusion(symbol, "dismissed", f"the BUY of {symbol} was dismissed for this state"))
         symbols = sorted(candidates)
-        bars = self._peers.daily_bars(symbols, now.date() - timedelta(days=_LOOKBACK_DAYS))
-        closes = {s: valid_closes(bars.get(s, []))[-defaults.LOOKBACK_BARS:] for s in symbols}
+        read = self._peers.valid_closes(symbols, now.date() - timedelta(days=_LOOKBACK_DAYS), defaults.LOOKBACK_BARS)
+        closes = {s: read.get(s, NO_CLOSES) for s in symbols}
         listings = {s.symbol: s for s in context.listings}
         scored = sorted(set(symbols) | set(held))
         metrics, facts = self._peers.metrics(scored), self._peers.fundamentals(scored)
@@ -334,7 +348,8 @@ class PlannerEngine:
 
     # --- GetRecommendations ---
 
-    def recommendations(self, now: datetime, max_steps: int = 0, time_left: float | None = None) -> Plan:
+    def recommendations(self, now: datetime, max_steps: int = 0, time_left: float | None = None,
+                        portfolio: PortfolioView | None = None) -> Plan:
         """The plan for the current state and `now`'s day: computed once, then served from the
         cache while the state, the day, trading's rules, the regime and the state of the markets
         that decide a trade stay the same. Its steps are stored as the state's recommendations;
@@ -343,14 +358,16 @@ class PlannerEngine:
         `max_steps` (> 0) cuts the reply to the first steps; the plan and its id stay those of
         the whole plan. `time_left`: seconds to the caller's deadline (None: none); the cycle's
         evaluation stops REPLY_MARGIN_S before it, whatever the configured budget, so the caller
-        gets a plan (without steps while incomplete) rather than a DEADLINE_EXCEEDED."""
+        gets a plan (without steps while incomplete) rather than a DEADLINE_EXCEEDED. `portfolio`:
+        the caller's (see _context), instead of reading it."""
         deadline = None if time_left is None else self._monotonic() + time_left - REPLY_MARGIN_S
-        plan = self._recommendations(now, deadline)
+        plan = self._recommendations(now, deadline, portfolio)
         return replace(plan, steps=plan.steps[:max_steps]) if max_steps > 0 else plan
 
-    def _recommendations(self, now: datetime, deadline: float | None = None) -> Plan:
+    def _recommendations(self, now: datetime, deadline: float | None = None,
+                         portfolio: PortfolioView | None = None) -> Plan:
         day = now.date().isoformat()
-        context = self._context(now)
+        context = self._context(now, given=portfolio)
         fills = context.fills
         with self._db.transaction() as session:
             store.mark_executed(session, {f.client_order_id: f.executed_at for f in fills if f.client_order_id})
@@ -562,6 +579,15 @@ class PlannerEngine:
             store.forget_plans(session, row.state_key.split(":")[0])
             store.forget_batches(session)
             return store.dismiss(session, row, now)
+
+
+def holds_its_hash(portfolio: PortfolioView, listings: list[Listing]) -> bool:
+    """Whether `portfolio.portfolio_hash` is the portfolio service's hash of its quantities and
+    cash over `listings` (services/portfolio/hashing.py, the one definition)."""
+    holdings = [PortfolioHolding(s, h.quantity, h.average_cost or 0.0, "") for s, h in portfolio.holdings.items()]
+    universe = [UniverseEntry(s.symbol, s.allow_buy, s.allow_sell, s.country, s.industry, s.min_target, s.max_target)
+                for s in listings]
+    return portfolio_hash(holdings, portfolio.cash, universe) == portfolio.portfolio_hash
 
 
 def _fills_since(rules: TradingRules, config: PlannerConfig, now: datetime) -> datetime:

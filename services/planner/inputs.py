@@ -15,7 +15,7 @@ from services.planner.opportunities.book import Book, PositionView, SecurityView
 from services.planner.opportunities.eligibility import HoldingRules, buy_block, sell_block
 from services.planner.optimizer import SecurityInput
 from services.planner.optimizer.bounds import BoundInput
-from services.planner.optimizer.risk import aligned_closes, daily_returns
+from services.planner.optimizer.risk import NO_CLOSES, Closes, aligned, as_closes
 from services.planner.optimizer.sectors import GroupTargets
 from services.planner.plan import Candidate, Cash
 from services.planner.scoring.end_state import Outlook, outlook
@@ -26,7 +26,7 @@ MIN_CORRELATION_RETURNS = 20
 
 
 def security_inputs(candidates: Mapping[str, Candidate], listings: Mapping[str, Listing],
-                    closes: Mapping[str, Sequence[tuple[str, float]]], cagrs: Mapping[str, float | None],
+                    closes: Mapping[str, Closes | Sequence[tuple[str, float]]], cagrs: Mapping[str, float | None],
                     scores: Mapping[str, float | None], yields: Mapping[str, float | None],
                     held_value_base: Mapping[str, float], quantities: Mapping[str, int]) -> list[SecurityInput]:
     """One input per candidate (a security trading would buy now), in symbol order."""
@@ -36,8 +36,9 @@ def security_inputs(candidates: Mapping[str, Candidate], listings: Mapping[str, 
         bounds = BoundInput(listing.min_target, listing.max_target, listing.allow_buy, listing.allow_sell,
                             candidate.lot_size, candidate.price_base, quantities.get(symbol, 0),
                             held_value_base.get(symbol, 0.0))
-        securities.append(SecurityInput(symbol, list(closes.get(symbol, [])), cagrs.get(symbol), yields.get(symbol),
-                                        scores.get(symbol), listing.country, listing.industry, bounds))
+        securities.append(SecurityInput(symbol, as_closes(closes.get(symbol, NO_CLOSES)), cagrs.get(symbol),
+                                        yields.get(symbol), scores.get(symbol), listing.country, listing.industry,
+                                        bounds))
     return securities
 
 
@@ -170,15 +171,17 @@ def outlooks(book: Book, metrics: Mapping[str, MetricsView],
             for s, v in book.securities.items()}
 
 
-def correlations(closes: Mapping[str, Sequence[tuple[str, float]]],
+def correlations(closes: Mapping[str, Closes | Sequence[tuple[str, float]]],
                  window: int = CORRELATION_WINDOW) -> dict[frozenset[str], float]:
     """{a, b} -> correlation of their daily returns over the last `window` aligned valid closes
-    (the optimiser's alignment, optimizer/risk.py): the correlation-aware filter's input. Fewer
-    than 20 returns in common: none."""
-    prices = aligned_closes({s: rows for s, rows in closes.items() if rows}, window + 1)
-    if prices.shape[1] < 2 or len(prices) <= MIN_CORRELATION_RETURNS:
+    (the optimiser's alignment and returns, optimizer/risk.py; pandas' Pearson correlation): the
+    correlation-aware filter's input. Fewer than 20 returns in common: none."""
+    import pandas as pd  # noqa: PLC0415 - heavy: loaded on first use, not at start (bench/footprint.py)
+
+    prices = aligned({s: rows for s, rows in closes.items() if len(rows)}, window + 1)
+    if len(prices.symbols) < 2 or len(prices.days) <= MIN_CORRELATION_RETURNS:
         return {}
-    matrix = daily_returns(prices).corr().to_numpy()
-    symbols = list(prices.columns)
+    matrix = pd.DataFrame(prices.returns()).corr().to_numpy()
+    symbols = prices.symbols
     return {frozenset((a, symbols[j])): float(matrix[i, j]) for i, a in enumerate(symbols)
             for j in range(i + 1, len(symbols)) if np.isfinite(matrix[i, j])}

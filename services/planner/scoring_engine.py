@@ -90,15 +90,16 @@ class ScoringEngine:
         does, and store the scores. `metrics` is asked once, for the securities with a stale
         group that needs them."""
         with self._db.transaction() as session:
-            stored = store.load_scores(session, list(symbols))
+            rows = store.load_scores(session, list(symbols))
+        stored = {s: (row, _stored(row)) for s, row in rows.items()}  # each row's groups parsed once
         quotes, facts = reads.quotes, reads.fundamentals
         current = {s: Inputs(quotes[s].day if s in quotes else None, quotes[s].price if s in quotes else None,
                              facts[s].key if s in facts else "") for s in symbols}
-        stale = {s: stale_groups(_state(stored.get(s)), current[s], now) for s in symbols}
+        stale = {s: stale_groups(_state(*stored[s]) if s in stored else None, current[s], now) for s in symbols}
         seen = metrics([s for s in symbols if stale[s] & NEEDS_METRICS])
         context = portfolio_context(reads.portfolio, reads.securities, reads.groups)
-        results = [self._rescore(reads.securities[s], stored.get(s), current[s], stale[s], seen.get(s),
-                                 facts.get(s), context, now) for s in symbols]
+        results = [self._rescore(reads.securities[s], stored[s][1] if s in stored else None, current[s], stale[s],
+                                 seen.get(s), facts.get(s), context, now) for s in symbols]
         with self._db.transaction() as session:
             store.save_scores(session, [_row(result, inputs)
                                         for result, inputs in zip(results, (current[s] for s in symbols), strict=True)])
@@ -113,10 +114,9 @@ class ScoringEngine:
         missing = [s for s in symbols if s not in visible]
         return [visible[s] for s in (symbols or sorted(visible)) if s in visible], missing
 
-    def _rescore(self, security: Listing, row: store.ScoreRow | None, inputs: Inputs, stale: frozenset[str],
+    def _rescore(self, security: Listing, previous: StoredScore | None, inputs: Inputs, stale: frozenset[str],
                  seen: MetricsView | None, facts: FundamentalsView | None, context: PortfolioContext | None,
                  now: datetime) -> StoredScore:
-        previous = _stored(row) if row is not None else None
         fundamentals = facts.fundamentals if facts is not None else Fundamentals()
         facts_as_of = facts.as_of if facts is not None else None
         if seen is not None:
@@ -159,11 +159,9 @@ def portfolio_context(portfolio: PortfolioView | None, securities: Mapping[str, 
         country_targets=groups.country, industry_targets=groups.industry)
 
 
-def _state(row: store.ScoreRow | None) -> StoredState | None:
-    if row is None:
-        return None
-    groups = json.loads(row.groups)
-    computed = {name: datetime.fromisoformat(g["computed_at"]) for name, g in groups.items() if g.get("computed_at")}
+def _state(row: store.ScoreRow, score: StoredScore) -> StoredState:
+    """What decides which of a stored score's groups are stale (`score`: the row's groups)."""
+    computed = {name: g.computed_at for name, g in score.groups.items() if g.computed_at is not None}
     return StoredState(Inputs(row.price_date, row.price, row.fundamentals_key), row.scored_at, row.version,
                        row.scored, computed)
 

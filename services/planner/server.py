@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict
 
 from trader.planner.v1 import planner_pb2, planner_pb2_grpc
+from trader.portfolio.v1 import portfolio_pb2
 
 from services.common import clock
 from services.common.errors import InvalidArgument
@@ -14,6 +15,7 @@ from services.common.maintenance import Maintenance
 from services.common.maintenance_rpc import MaintenanceRpc
 from services.common.timestamps import to_timestamp
 from services.planner import defaults
+from services.planner.adapters.peers import PortfolioView, portfolio_view
 from services.planner.config import SLIDER_NAMES
 from services.planner.config_engine import MAX_HISTORY, ConfigEngine, ConfigUpdate, ConfigVersion, StoredConfig
 from services.planner.engine import BatchStatus, Plan, PlannerEngine, Targets
@@ -165,6 +167,44 @@ def _optional_in(field: str, request, low: float, high: float) -> float | None:
     return value
 
 
+def _finite(field: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise InvalidArgument(field, f"must be a finite number, got {value!r}")
+
+
+def given_portfolio(message: portfolio_pb2.GetPortfolioResponse) -> PortfolioView:
+    """GetRecommendationsRequest.portfolio as the planner's view. Bad input names its field:
+    an empty base currency or hash, a non-finite amount, an empty or repeated symbol or
+    currency, a negative quantity, an invalid fill time. Whether it is current is the engine's
+    check (its hash)."""
+    for name in ("base_currency", "portfolio_hash"):
+        if not getattr(message, name).strip():
+            raise InvalidArgument(f"portfolio.{name}", "is empty")
+    for name in ("total_value_base", "positions_value_base", "cash_base"):
+        _finite(f"portfolio.{name}", getattr(message, name))
+    symbols: set[str] = set()
+    for index, position in enumerate(message.positions):
+        field = f"portfolio.positions[{index}]"
+        if not position.symbol.strip() or position.symbol in symbols:
+            raise InvalidArgument(f"{field}.symbol", "is empty" if not position.symbol.strip()
+                                  else f"{position.symbol} appears more than once")
+        symbols.add(position.symbol)
+        if position.quantity < 0:
+            raise InvalidArgument(f"{field}.quantity", f"must not be negative, got {position.quantity}")
+        for name in ("average_cost", "price", "market_value", "market_value_base"):
+            _finite(f"{field}.{name}", getattr(position, name))
+    currencies: set[str] = set()
+    for index, balance in enumerate(message.cash):
+        field = f"portfolio.cash[{index}]"
+        if not balance.currency.strip() or balance.currency in currencies:
+            raise InvalidArgument(f"{field}.currency", "is empty" if not balance.currency.strip()
+                                  else f"{balance.currency} appears more than once")
+        currencies.add(balance.currency)
+        for name in ("amount", "amount_base"):
+            _finite(f"{field}.{name}", getattr(balance, name))
+    return portfolio_view(message, "portfolio.positions")
+
+
 MAX_BATCH_SIZE = 100_000
 
 
@@ -180,7 +220,9 @@ class PlannerServicer(MaintenanceRpc, planner_pb2_grpc.PlannerServicer):
         if not 0 <= request.max_steps <= defaults.MAX_PLAN_DEPTH:
             raise InvalidArgument("max_steps", f"must be between 0 (every step) and {defaults.MAX_PLAN_DEPTH}, "
                                                f"got {request.max_steps}")
-        return plan_to_proto(self._engine.recommendations(clock.now(), request.max_steps, context.time_remaining()))
+        portfolio = given_portfolio(request.portfolio) if request.HasField("portfolio") else None
+        return plan_to_proto(self._engine.recommendations(clock.now(), request.max_steps, context.time_remaining(),
+                                                          portfolio))
 
     def CreatePlan(self, request, context):
         config_id = self._configs.get(config_id=request.config_id).id if request.config_id else ""

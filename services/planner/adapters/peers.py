@@ -21,7 +21,9 @@ from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 from services.common.background import ContextExecutor
 from services.common.client import Clients
 from services.common.timestamps import from_timestamp, to_timestamp
-from services.planner.eligibility import BarRow, Listing, Quote, TradingRules
+from services.planner.adapters.closes import ClosesCache
+from services.planner.eligibility import Listing, Quote, TradingRules
+from services.planner.optimizer.risk import Closes
 from services.planner.optimizer.sectors import GroupTargets
 from services.planner.scoring.inputs import Fundamentals, Holding, Metrics
 from services.planner.settings import NO_ALLOCATIONS_HASH
@@ -36,6 +38,7 @@ class PortfolioView:
     total_value_base: float
     cash_base: dict[str, float]   # currency -> balance valued in the base currency
     holdings: dict[str, Holding] = field(default_factory=dict)  # symbol -> position (quantity > 0)
+    cash: dict[str, float] = field(default_factory=dict)  # currency -> balance in that currency
 
     @property
     def held_value_base(self) -> dict[str, float]:
@@ -89,6 +92,7 @@ class Peers:
         self._portfolio = clients.stub("portfolio", portfolio_pb2_grpc.PortfolioStub)
         self._trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
         self._pool = ContextExecutor(max_workers=2, thread_name_prefix="planner-reads")
+        self._closes = ClosesCache()
 
     def together(self, first: Callable[[], Any], *others: Callable[[], Any]) -> list[Any]:
         """read_together on this adapter's pool. Each read should go to another service than
@@ -98,13 +102,7 @@ class Peers:
     def portfolio(self) -> PortfolioView:
         """The positions (quantity, average cost, price, value, the dates of their fills) and
         cash. This is the one place that reads positions."""
-        reply = self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest())
-        holdings = {p.symbol: Holding(p.symbol, p.quantity, p.average_cost, p.price, p.market_value_base,
-                                      first_buy=_day(p, "first_bought_at"), last_buy=_day(p, "last_bought_at"),
-                                      last_sell=_day(p, "last_sold_at"), dates_known=True)
-                    for p in reply.positions if p.quantity > 0}
-        return PortfolioView(reply.portfolio_hash, reply.base_currency, reply.total_value_base,
-                             {c.currency: c.amount_base for c in reply.cash}, holdings)
+        return portfolio_view(self._portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest()))
 
     def portfolio_or_none(self) -> PortfolioView | None:
         """`portfolio()`, or None when the portfolio service cannot answer (ScoreSecurities then
@@ -186,15 +184,15 @@ class Peers:
         reply = self._data.GetQuotes(data_pb2.GetQuotesRequest(symbols=symbols))
         return {q.symbol: Quote(q.price, date.fromisoformat(q.date)) for q in reply.quotes}
 
-    def daily_bars(self, symbols: Sequence[str], start: date) -> dict[str, list[BarRow]]:
-        """symbol -> its daily bars from `start` up to now, flags included (one call), each as
-        a PriceBar's fields in a plain tuple: (date, close, adj_close or None, flag)."""
+    def valid_closes(self, symbols: Sequence[str], start: date, lookback: int) -> dict[str, Closes]:
+        """symbol -> its last `lookback` valid daily closes from `start` up to now (one call):
+        eligibility.valid_closes of its daily bars, only the bars not seen before converted
+        (adapters/closes.py)."""
         if not symbols:
             return {}
         reply = self._data.GetPriceHistories(data_pb2.GetPriceHistoriesRequest(
             symbols=list(symbols), start=start.isoformat(), interval=data_pb2.DAILY))
-        return {h.symbol: [(b.date, b.close, b.adj_close if b.HasField("adj_close") else None, b.flag)
-                           for b in h.bars] for h in reply.histories}
+        return {h.symbol: self._closes.closes(h, lookback) for h in reply.histories}
 
     def metrics(self, symbols: Sequence[str]) -> dict[str, MetricsView]:
         """symbol -> its metrics as of now (data GetMetrics, one call): what the scoring reads,
@@ -247,6 +245,19 @@ def _fundamentals_view(message: data_pb2.Fundamentals) -> FundamentalsView:
     return FundamentalsView(facts, key, as_of)
 
 
-def _day(position: portfolio_pb2.Position, name: str) -> date | None:
+def portfolio_view(reply: portfolio_pb2.GetPortfolioResponse, field: str = "positions") -> PortfolioView:
+    """The planner's view of a GetPortfolio reply (the positions held, quantity > 0); a fill
+    time out of range is InvalidArgument naming `field`[index].<name>."""
+    holdings = {p.symbol: Holding(p.symbol, p.quantity, p.average_cost, p.price, p.market_value_base,
+                                  first_buy=_day(p, "first_bought_at", f"{field}[{i}]"),
+                                  last_buy=_day(p, "last_bought_at", f"{field}[{i}]"),
+                                  last_sell=_day(p, "last_sold_at", f"{field}[{i}]"), dates_known=True)
+                for i, p in enumerate(reply.positions) if p.quantity > 0}
+    return PortfolioView(reply.portfolio_hash, reply.base_currency, reply.total_value_base,
+                         {c.currency: c.amount_base for c in reply.cash}, holdings,
+                         {c.currency: c.amount for c in reply.cash})
+
+
+def _day(position: portfolio_pb2.Position, name: str, field: str) -> date | None:
     """The date of one of a position's fill times; None when there is no such fill."""
-    return from_timestamp(getattr(position, name), f"positions.{name}").date() if position.HasField(name) else None
+    return from_timestamp(getattr(position, name), f"{field}.{name}").date() if position.HasField(name) else None

@@ -4,7 +4,9 @@ Pure.
 At each relaxation level of the sector constraints (full, minimums halved, none) the objectives
 are tried in order: `efficient_return(target)`, `min_volatility`, `efficient_risk(0.15)`,
 `max_sharpe`; the first that solves gives the weights (`clean_weights`). The solver is named, so
-the same inputs give the same weights.
+the same inputs give the same weights. Whether `efficient_return`'s target can be reached is
+told from the bounds (`highest_return`) when it clearly can or cannot, instead of by the
+highest-return LP PyPortfolioOpt solves first; the weights are the same.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from services.planner import defaults
 from services.planner.optimizer.bounds import Bounds
@@ -22,6 +26,9 @@ if TYPE_CHECKING:  # at run time imported where used (bench/footprint.py: they a
     from pypfopt import EfficientFrontier
 
 SOLVER = "CLARABEL"  # interior point, deterministic; solves every objective here (QP and SOCP)
+# How far the target return must be from the highest one for highest_return to decide whether
+# it is reachable (far above the solver's tolerance; nearer, the solver decides as before).
+CLEAR_MARGIN = 1e-4
 
 
 @dataclass(frozen=True)
@@ -61,13 +68,38 @@ def mean_variance(mu: pd.Series, cov: pd.DataFrame, bounds: Bounds,
 
     symbols = list(mu.index)
     weight_bounds = [(bounds.lower[s], bounds.upper[s]) for s in symbols]
+    highest = highest_return(mu.to_numpy(dtype=float), weight_bounds)
     for level, constraints in levels:
         for objective, run in _objectives(target_return, target_volatility):
+            clear = None if objective != "efficient_return" or highest is None else float(target_return) - highest
+            if clear is not None and clear > CLEAR_MARGIN:
+                continue  # above the highest return: efficient_return raises (ValueError)
             frontier = EfficientFrontier(mu, cov, weight_bounds=weight_bounds, solver=solver)
             _add_sectors(frontier, constraints)
+            if clear is not None and clear < -CLEAR_MARGIN and not constraints:
+                # efficient_return would solve the highest-return LP only to compare the target with it
+                frontier._max_return_value = highest  # noqa: SLF001 - the value it compares with
             try:
                 run(frontier)
             except (OptimizationError, ValueError, cp.error.SolverError):
                 continue  # infeasible, or the objective does not apply (no return above 0, ...)
             return MeanVarianceResult(dict(frontier.clean_weights(rounding=None)), level, objective)
     return None
+
+
+def highest_return(mu: np.ndarray, weight_bounds: list[tuple[float, float]]) -> float | None:
+    """The highest return mu . w with lower <= w <= upper and sum(w) = 1 (PyPortfolioOpt's
+    `_max_return` without sector constraints, an upper bound of it with them): each weight at its
+    lower bound, the rest given to the highest returns first (a fractional knapsack). None when
+    the bounds do not allow sum(w) = 1 clearly (then the solver decides)."""
+    lower = np.array([low for low, _ in weight_bounds], dtype=float)
+    upper = np.array([high for _, high in weight_bounds], dtype=float)
+    left = 1.0 - lower.sum()
+    if left < CLEAR_MARGIN or upper.sum() < 1.0 + CLEAR_MARGIN or not np.isfinite(mu).all():
+        return None
+    weights = lower.copy()
+    for index in np.argsort(-mu, kind="stable"):
+        step = min(upper[index] - lower[index], left)
+        weights[index] += step
+        left -= step
+    return float(mu @ weights)

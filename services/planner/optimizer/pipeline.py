@@ -27,7 +27,14 @@ from services.planner.optimizer.bounds import EPSILON, BoundInput, Bounds, round
 from services.planner.optimizer.expected_returns import MarketOutlook, cost_haircut, expected_return
 from services.planner.optimizer.hrp import hrp_weights
 from services.planner.optimizer.mean_variance import mean_variance
-from services.planner.optimizer.risk import Correlation, aligned_closes, daily_returns, ledoit_wolf, top_correlations
+from services.planner.optimizer.risk import (
+    Closes,
+    Correlation,
+    aligned_closes,
+    daily_returns,
+    ledoit_wolf,
+    top_correlations,
+)
 from services.planner.optimizer.sectors import (
     GroupTargets,
     SectorConstraint,
@@ -47,7 +54,7 @@ BLEND, MEAN_VARIANCE, HRP = "blend", "mean_variance", "hrp"
 @dataclass(frozen=True)
 class SecurityInput:
     symbol: str
-    closes: Sequence[tuple[str, float]]   # valid daily closes (ISO date, close), oldest first
+    closes: Closes | Sequence[tuple[str, float]]  # valid daily closes (or (ISO date, close) pairs), oldest first
     cagr: float | None                    # data metrics CAGR_5Y, else CAGR_10Y; None: not computable
     dividend_yield: float | None = None   # fundamentals; None: unknown
     total_score: float | None = None      # 0..1; None: not scored (neutral)

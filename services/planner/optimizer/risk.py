@@ -30,23 +30,88 @@ class Correlation:
     rho: float  # Pearson correlation of daily returns
 
 
-def aligned_closes(closes: Mapping[str, Sequence[tuple[str, float]]],
-                   lookback: int = defaults.LOOKBACK_BARS) -> pd.DataFrame:
-    """One column per symbol (sorted), rows by date: each symbol's last `lookback` valid closes,
-    gaps forward-filled, leading rows where any symbol has no close yet dropped."""
-    import pandas as pd  # noqa: PLC0415 - heavy: loaded on first use, not at start (bench/footprint.py)
+@dataclass(frozen=True)
+class Closes:
+    """A security's valid daily closes, oldest first: `days` (numpy datetime64[D]) and `values`
+    (float64: the adjusted close where the provider has one), of equal length. What the
+    adapter hands the optimiser without building a tuple per bar (adapters/closes.py)."""
 
-    series = {symbol: rows[-lookback:] for symbol, rows in sorted(closes.items())}
-    if not series:
-        return pd.DataFrame()
-    dates = sorted({day for rows in series.values() for day, _ in rows})  # ISO dates sort as dates
-    row_of = {day: i for i, day in enumerate(dates)}
-    matrix = np.full((len(dates), len(series)), np.nan)
-    for column, rows in enumerate(series.values()):
-        matrix[[row_of[day] for day, _ in rows], column] = [close for _, close in rows]
-    frame = pd.DataFrame(matrix, index=dates, columns=list(series)).ffill().dropna()
-    frame.index = pd.to_datetime(frame.index)
-    return frame
+    days: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+    def rows(self) -> list[tuple[str, float]]:
+        """(ISO date, close) pairs, oldest first."""
+        return list(zip(np.datetime_as_string(self.days, unit="D").tolist(), self.values.tolist(), strict=True))
+
+
+NO_CLOSES = Closes(np.empty(0, dtype="datetime64[D]"), np.empty(0))
+
+
+def as_closes(rows: Closes | Sequence[tuple[str, float]]) -> Closes:
+    """`rows` as Closes: (ISO date, close) pairs are converted, Closes pass as they are."""
+    if isinstance(rows, Closes):
+        return rows
+    if not rows:
+        return NO_CLOSES
+    days, values = zip(*rows, strict=True)
+    return Closes(np.array(days, dtype="datetime64[D]"), np.array(values, dtype=float))
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """Closes on common dates: `matrix` has a row per date of `days` (ascending) and a column
+    per symbol of `symbols`."""
+
+    days: np.ndarray      # datetime64[D]
+    symbols: list[str]
+    matrix: np.ndarray    # float64, rows x symbols
+
+    def returns(self) -> np.ndarray:
+        """Daily simple returns, close / previous close - 1, one row fewer (rows where every
+        return is NaN dropped): PyPortfolioOpt `returns_from_prices` on these closes, value for
+        value."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            returns = self.matrix[1:] / self.matrix[:-1] - 1
+        return returns[~np.isnan(returns).all(axis=1)] if returns.size else returns
+
+    def frame(self) -> pd.DataFrame:
+        """The closes as a DataFrame indexed by date (datetime64[us], [s] when empty: what
+        `pd.to_datetime` of the ISO dates gives)."""
+        import pandas as pd  # noqa: PLC0415 - heavy: loaded on first use, not at start (bench/footprint.py)
+
+        if not self.symbols:
+            return pd.DataFrame()
+        unit = "datetime64[us]" if len(self.days) else "datetime64[s]"
+        return pd.DataFrame(self.matrix, index=pd.DatetimeIndex(self.days.astype(unit)), columns=self.symbols)
+
+
+def aligned(closes: Mapping[str, Closes | Sequence[tuple[str, float]]],
+            lookback: int = defaults.LOOKBACK_BARS) -> Aligned:
+    """One column per symbol (sorted), rows by date: each symbol's last `lookback` valid closes,
+    gaps (and NaN closes) forward-filled, leading rows where any symbol has no close yet
+    dropped."""
+    series = [(symbol, as_closes(rows)) for symbol, rows in sorted(closes.items())]
+    series = [(symbol, Closes(c.days[-lookback:], c.values[-lookback:])) for symbol, c in series]
+    symbols = [symbol for symbol, _ in series]
+    days = np.unique(np.concatenate([c.days for _, c in series])) if series else NO_CLOSES.days
+    matrix = np.full((len(days), len(series)), np.nan)
+    for column, (_, c) in enumerate(series):
+        matrix[np.searchsorted(days, c.days), column] = c.values
+    # forward fill: each cell takes the last non-NaN value at or above it in its column
+    present = ~np.isnan(matrix)
+    source = np.maximum.accumulate(np.where(present, np.arange(len(days))[:, None], 0), axis=0)
+    filled = matrix[source, np.arange(len(series))[None, :]] if matrix.size else matrix
+    complete = ~np.isnan(filled).any(axis=1)
+    return Aligned(days[complete], symbols, filled[complete])
+
+
+def aligned_closes(closes: Mapping[str, Closes | Sequence[tuple[str, float]]],
+                   lookback: int = defaults.LOOKBACK_BARS) -> pd.DataFrame:
+    """`aligned` as a DataFrame indexed by date."""
+    return aligned(closes, lookback).frame()
 
 
 def daily_returns(prices: pd.DataFrame) -> pd.DataFrame:
