@@ -354,3 +354,30 @@ def test_only_metrics_as_of_the_last_stored_bar_are_cached_and_dropped_when_it_c
         symbol="TEST.US", csv=f"Date,Open,High,Low,Close\n{bars[-1].date},1,1,1,{bars[-1].close * 1.01}\n"), None)
     changed = metrics()
     assert not changed.cached and changed.values["PRICE"] != latest.values["PRICE"]
+
+
+def test_a_sync_starts_a_week_before_the_last_stored_bar_as_stored_now(tmp_path):
+    """The last stored bars' dates are kept per revision of the bars: a sync or an import that
+    stores a later bar moves where the next sync starts."""
+    bars = random_walk(160, seed=3)
+    starts = []
+
+    class Recording(FakeProvider):
+        def daily_bars(self, securities, start, end):
+            starts.append(start)
+            return super().daily_bars(securities, start, end)
+
+    provider = Recording({"TEST.US": bars[:100]})
+    servicer, _, _ = make_servicer(tmp_path, provider, [security()])
+    sync = data_pb2.SyncPricesRequest()
+    call(servicer.SyncPrices, sync)
+    call(servicer.SyncPrices, sync)
+    provider.bars["TEST.US"] = bars[:150]
+    assert call(servicer.SyncPrices, sync).bars_added == 50
+    call(servicer.SyncPrices, sync)
+    servicer.ImportPrices(data_pb2.ImportPricesRequest(
+        symbol="TEST.US", csv=f"Date,Open,High,Low,Close\n{bars[155].date},1,1,1,{bars[149].close}\n"), None)
+    call(servicer.SyncPrices, sync)
+    week = timedelta(days=7)
+    assert starts == [bars[99].date - week, bars[99].date - week, bars[99].date - week, bars[149].date - week,
+                      bars[155].date - week]

@@ -377,7 +377,8 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             securities = [(i, s) for i, s in securities if s.symbol in set(request.symbols)]
         with self._sync_lock:  # Unavailable from the provider: nothing stored
             result = engine.sync_prices(self._db, self._provider, securities, now.date(),
-                                        sorted(self._config.common.fx_rates), self._base, self._config.retention_days)
+                                        sorted(self._config.common.fx_rates), self._base, self._config.retention_days,
+                                        self._kept)
         latest = None
         with self._db.transaction() as session:
             for security_id, security in self._listed(session, False, True):
