@@ -110,3 +110,19 @@ def test_the_daily_pnl_is_one_read_and_fails_closed(reply, expected):
     reads._portfolio = Replying(reply)
     assert reads.daily_pnl(START.date()) == expected
     assert [r.as_of for r in reads._portfolio.requests] == [START.date().isoformat()]
+
+
+def test_a_cursor_at_the_ledger_end_gets_what_is_booked_after_it(ledger):
+    """SyncBroker answers a cursor at the ledger's end without reading the ledger, as long as
+    nothing was booked since (the kept end moves with each trade and cash movement)."""
+    servicer, db = ledger
+    end = sync(servicer, (0, 0)).cursor
+    at_end = (end.trade_id, end.cash_movement_id)
+    assert not sync(servicer, at_end).trades and sync(servicer, at_end).cursor == end
+    servicer._engine.fund_paper_account(50.0, "EUR", "later", START + timedelta(minutes=90))
+    after_deposit = sync(servicer, at_end)
+    assert [m.reference for m in after_deposit.cash_movements] == ["later"] and not after_deposit.trades
+    at_end = (after_deposit.cursor.trade_id, after_deposit.cursor.cash_movement_id)
+    servicer._engine.submit(intent("c", symbol="KO.US"), None, START + timedelta(minutes=95))
+    after_trade = sync(servicer, at_end)
+    assert [t.client_order_id for t in after_trade.trades] == ["c"]

@@ -14,8 +14,9 @@ PostgreSQL's READ COMMITTED) and a revision moves only after its commit, so a ke
 never older than its revisions. A transaction that wrote a table reads its own uncommitted
 rows: what it reads there is neither served from nor kept in `KeptReads`.
 
-Used by the data service (securities, FX rates, fundamentals, dividends) and the portfolio
-(the valuation's books, the cash ledger's sums).
+Used by the data service (securities, FX rates, fundamentals, dividends), the portfolio (the
+valuation's books, the cash ledger's sums) and trading (the ledger and the paper account a
+sync compares).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.orm import Session
@@ -113,3 +115,17 @@ class KeptReads:
                 while len(self._values) > self._max:
                     self._values.popitem(last=False)
         return value
+
+    def current(self, transaction: Callable[[], AbstractContextManager[Session]], tables: tuple[str, ...],
+                key: Hashable, read: Callable[[Session], T]) -> T:
+        """`read` as `read()` keeps it, for a caller outside any transaction: the value kept for
+        the tables' current revisions without opening one, else read in a `transaction()` of its
+        own (Database.transaction)."""
+        revision = self._revisions.of(tables)
+        with self._lock:
+            kept = self._values.get((tables, key))
+            if kept is not None and kept[0] == revision:
+                self._values.move_to_end((tables, key))
+                return kept[1]  # type: ignore[return-value]
+        with transaction() as session:
+            return self.read(session, tables, key, read)

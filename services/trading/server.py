@@ -34,7 +34,8 @@ def order_to_proto(row: store.OrderRow, events: list[store.OrderEventRow] = ()) 
     )
 
 
-def trade_to_proto(row: store.TradeRow) -> trading_pb2.Trade:
+def trade_to_proto(row) -> trading_pb2.Trade:
+    """`row`: a store.TradeRow, or a row of its columns (store.trades)."""
     return trading_pb2.Trade(
         id=row.id, broker_trade_id=row.broker_trade_id, order_id=row.order_id or 0,
         client_order_id=row.client_order_id, symbol=row.symbol, side=trading_pb2.Side.Value(row.side),
@@ -153,7 +154,9 @@ class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
         imported, moved, account = self._engine.sync_account(now)
         response = trading_pb2.SyncBrokerResponse(broker=self._engine.broker.name, trades_imported=imported,
                                                   cash_movements_imported=moved, synced_at=to_timestamp(now))
-        if after is not None:
+        if after is not None and after == self._engine.ledger_end():
+            response.cursor.trade_id, response.cursor.cash_movement_id = after  # nothing after the ledger's end
+        elif after is not None:
             with self._db.transaction() as session:
                 trades, movements, cursor, more = store.ledger_after(session, *after)
                 response.trades.extend(trade_to_proto(t) for t in trades)
