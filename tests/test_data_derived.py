@@ -381,3 +381,21 @@ def test_a_sync_starts_a_week_before_the_last_stored_bar_as_stored_now(tmp_path)
     week = timedelta(days=7)
     assert starts == [bars[99].date - week, bars[99].date - week, bars[99].date - week, bars[149].date - week,
                       bars[155].date - week]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offset=st.integers(-5, 140), own_day=st.booleans())
+def test_the_quote_is_the_last_valid_bar_on_any_date(flagged_series, offset, own_day):
+    """Series.latest_valid (the quote: the last bar up to the date when it is valid then) is the
+    last of Series.valid: around a spike before and after its flag is known, and where the last
+    bars are flagged on their own day (`own_day`)."""
+    series, bars = flagged_series
+    first = bars[0].date
+    if own_day:
+        closes = [100.0 + i for i in range(60)]
+        series = hand_made_series(closes, first, {i: ("no_session: hand-made", first + timedelta(days=i))
+                                                  for i in (20, 46, 47, 48, 59)})
+    day = first + timedelta(days=offset)
+    index = series.valid(day)
+    expected = (date.fromordinal(int(series.days[index[-1]])), float(series.close[index[-1]])) if len(index) else None
+    assert series.latest_valid(day) == expected

@@ -145,11 +145,15 @@ class _Window(NamedTuple):
 
 def _window(series: Series, through: date) -> _Window | None:
     """The bars valid as of `through`; None when there is none."""
+    flagged = prepared(series).flagged_at
+    if not len(flagged):  # no flag: the valid bars are those up to `through`, and say so for any date
+        end = int(series.days.searchsorted(through.toordinal(), side="right"))
+        return _Window(series, slice(0, end), date.fromordinal(int(series.days[end - 1])), True,
+                       bool(series.days[-1] <= through.toordinal())) if end else None
     index = series.valid(through)
     if not len(index):
         return None
     last = int(index[-1])
-    flagged = prepared(series).flagged_at
     up_to_last = flagged[:int(np.searchsorted(flagged, last, side="right"))]
     return _Window(series, slice(0, len(index)) if last + 1 == len(index) else index,
                    date.fromordinal(int(series.days[last])),

@@ -244,11 +244,21 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
     # --- universe ---
 
     def ListSecurities(self, request, context):
-        with self._db.transaction() as session:
-            securities = self._listed(
-                session, request.include_inactive, request.include_indices, country=request.country,
-                exchange=request.exchange, currency=request.currency, bucket=request.bucket)
-        return data_pb2.ListSecuritiesResponse(securities=[security_to_proto(s) for _, s in securities])
+        """The reply is encoded once per revision of the securities and filter (the cycle asks the
+        same several times), and parsed from those bytes for each call (protobuf's C code)."""
+        filters = (request.include_inactive, request.include_indices, request.country, request.exchange,
+                   request.currency, request.bucket)
+
+        def encoded(session) -> bytes:
+            securities = self._listed(session, *filters[:2], country=request.country, exchange=request.exchange,
+                                      currency=request.currency, bucket=request.bucket)
+            return data_pb2.ListSecuritiesResponse(
+                securities=[security_to_proto(s) for _, s in securities]).SerializeToString()
+
+        response = data_pb2.ListSecuritiesResponse()
+        response.MergeFromString(self._kept.current(self._db.transaction, ("securities",), ("listed", filters),
+                                                    encoded))
+        return response
 
     def GetSecurity(self, request, context):
         if not request.symbol and not request.isin:
