@@ -81,6 +81,10 @@ class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
         self._config = config
         self._db = db
         self._engine = engine
+        # ListTrades' trades executed at or after a date, newest first, each encoded once:
+        # (trades revision, that date, ((executed at, encoded trade), ...)). A later date's are
+        # among them until a trade is recorded.
+        self._recent_trades: tuple | None = None
 
     def SubmitOrder(self, request, context):
         intent, limit_price = _intent(request)
@@ -139,10 +143,32 @@ class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
             return trading_pb2.ListOrdersResponse(orders=[order_to_proto(r) for r in rows])
 
     def ListTrades(self, request, context):
-        with self._db.transaction() as session:
-            since = from_timestamp(request.since, "since") if request.HasField("since") else None
-            rows = store.trades(session, _limit(request.limit), _before_id(request.before_id), since)
+        since = from_timestamp(request.since, "since") if request.HasField("since") else None
+        limit, before_id = _limit(request.limit), _before_id(request.before_id)
+        if since is None or before_id:
+            with self._db.transaction() as session:
+                rows = store.trades(session, limit, before_id, since)
             return trading_pb2.ListTradesResponse(trades=[trade_to_proto(r) for r in rows])
+        response = trading_pb2.ListTradesResponse()  # the cycle's question: the trades since a date
+        response.MergeFromString(b"".join([trade for at, trade in self._trades_since(since) if at >= since][:limit]))
+        return response
+
+    def _trades_since(self, since) -> tuple:
+        """((executed at, the trade encoded as a ListTradesResponse.trades element), ...) of every
+        trade executed at or after `since` (maybe earlier ones too), newest first: kept until a
+        trade is recorded, and read again for an earlier `since` (services/common/revisions.py's
+        rule: kept only when no trade was recorded while it was read)."""
+        revision = self._db.revisions.of(("trades",))
+        kept = self._recent_trades
+        if kept is not None and kept[0] == revision and kept[1] <= since:
+            return kept[2]
+        with self._db.transaction() as session:
+            rows = store.trades(session, None, 0, since)
+        trades = tuple((row.executed_at, trading_pb2.ListTradesResponse(trades=[trade_to_proto(row)])
+                        .SerializeToString()) for row in rows)
+        if self._db.revisions.of(("trades",)) == revision:
+            self._recent_trades = (revision, since, trades)
+        return trades
 
     def SyncBroker(self, request, context):
         after = None

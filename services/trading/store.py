@@ -272,9 +272,9 @@ def orders(session: Session, limit: int, before_id: int = 0) -> list[OrderRow]:
     return list(session.scalars(query.where(OrderRow.id < before_id) if before_id else query))
 
 
-def trades(session: Session, limit: int, before_id: int = 0, since: datetime | None = None) -> list[Row]:
-    """The newest trades (before `before_id`, executed at or after `since`), newest first: rows of
-    TradeRow's columns, read without building ORM objects (each cycle's ListTrades)."""
+def trades(session: Session, limit: int | None, before_id: int = 0, since: datetime | None = None) -> list[Row]:
+    """The newest `limit` trades (None: all) before `before_id`, executed at or after `since`,
+    newest first: rows of TradeRow's columns, read without building ORM objects (ListTrades)."""
     query = select(*TradeRow.__table__.columns).order_by(TradeRow.id.desc()).limit(limit)
     if before_id:
         query = query.where(TradeRow.id < before_id)
