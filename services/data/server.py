@@ -238,8 +238,8 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             reference = reference_in_base(store.reference_fixing(session, latest, oldest), self._base)
             return effective_rates(self._config.common.fx_rates, store.fx_rates_as_of(session, day), reference)
 
-        with self._db.transaction() as session:
-            return dict(self._kept.read(session, ("fx_rates", "reference_rates"), (day, oldest, latest), read))
+        return dict(self._kept.current(self._db.transaction, ("fx_rates", "reference_rates"), (day, oldest, latest),
+                                       read))
 
     # --- universe ---
 
