@@ -635,3 +635,38 @@ def test_the_kept_account_and_ledger_reads_change_with_every_write(tmp_path):
     assert broker.cancel("c2") and same()[6] == set()
     engine.update_settings({"price_band": 0.07}, START)
     assert same()[8].price_band == 0.07
+
+
+def test_kept_rows_since_a_moment_are_read_again_for_an_earlier_one_or_after_a_write(tmp_path):
+    """services/common/revisions.KeptSince: a later moment is served from what an earlier one
+    read (no read), an earlier moment or a committed write reads again, and a read that raced a
+    commit is not kept."""
+    from services.common.revisions import KeptSince
+
+    db = store.open_database(f"sqlite:///{tmp_path / 'since.db'}")
+    broker = PaperBroker(db, lambda value, currency: 0.0)
+    reads = []
+
+    def read(session, since):
+        reads.append(since)
+        return [(m.at, m.broker_id) for m in broker.cash_movements(since)]
+
+    kept = KeptSince(db.revisions, ("paper_transfers",))
+    for day in range(3):
+        broker.deposit(10.0, "EUR", f"d{day}", START + timedelta(days=day))
+    ids = [m.broker_id for m in broker.cash_movements()]
+    assert kept.values(db.transaction, START + timedelta(days=1), read) == ids[1:]
+    assert kept.values(db.transaction, START + timedelta(days=2), read) == ids[2:]  # from what was read
+    assert reads == [START + timedelta(days=1)]
+    assert kept.values(db.transaction, START, read) == ids and reads[-1] == START  # earlier: read again
+    broker.deposit(10.0, "EUR", "d3", START + timedelta(days=3))
+    assert len(kept.values(db.transaction, START + timedelta(days=2), read)) == 2 and len(reads) == 3
+
+    def racing(session, since):  # a write commits while this reads: its answer is served, not kept
+        broker.deposit(1.0, "EUR", f"race{len(reads)}", START + timedelta(days=9))
+        return read(session, since)
+
+    before = START - timedelta(days=1)  # earlier than what is kept: read
+    assert len(kept.values(db.transaction, before, racing)) == 5 and len(reads) == 4
+    assert len(kept.values(db.transaction, before, read)) == 5 and len(reads) == 5  # not kept: read again
+    assert len(kept.values(db.transaction, before, read)) == 5 and len(reads) == 5  # kept now

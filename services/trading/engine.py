@@ -303,7 +303,9 @@ class OrderEngine:
 
     def _record_cash_movements(self, movements: list) -> int:
         """Record the movements not recorded yet (by broker id); returns how many."""
-        known = self._read(("cash_movements",), "ids", store.cash_movement_ids)
+        ids = [m.broker_id for m in movements]  # a week's: the same until one is recorded
+        known = self._read(("cash_movements",), ("known", tuple(ids)), lambda session: store.known_movement_ids(
+            session, ids))
         new = [m for m in movements if m.broker_id not in known]
         if not new:
             return 0
@@ -316,7 +318,8 @@ class OrderEngine:
         costs the same after ten years of trades as after ten. `executions`: those, already read."""
         if executions is None:
             executions = self.broker.executions(_overlap(self._read(("trades",), "latest_fill", store.latest_fill_at)))
-        known = self._read(("trades",), "ids", store.trade_ids)
+        ids = [e.broker_trade_id for e in executions]  # a week's: the same until one is recorded
+        known = self._read(("trades",), ("known", tuple(ids)), lambda session: store.known_trade_ids(session, ids))
         imported = 0
         for execution in executions:
             if execution.broker_trade_id not in known:

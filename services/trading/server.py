@@ -12,6 +12,7 @@ from services.common.db import Database
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.maintenance import Maintenance
 from services.common.maintenance_rpc import MaintenanceRpc
+from services.common.revisions import KeptSince
 from services.common.timestamps import from_timestamp, to_timestamp
 from services.common.validate import currency_code, finite_amount, positive_amount, required_text
 from services.trading import orders, store
@@ -54,6 +55,13 @@ def settings_to_proto(settings: RiskSettings) -> trading_pb2.Settings:
     return trading_pb2.Settings(**asdict(settings))
 
 
+def _encoded_trades(session, since) -> list[tuple]:
+    """(executed at, the trade encoded as a ListTradesResponse.trades element) of the trades
+    executed at or after `since`, newest first."""
+    return [(row.executed_at, trading_pb2.ListTradesResponse(trades=[trade_to_proto(row)]).SerializeToString())
+            for row in store.trades(session, None, 0, since)]
+
+
 def _limit(value: int) -> int:
     if value < 0:
         raise InvalidArgument("limit", "must not be negative")
@@ -81,10 +89,8 @@ class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
         self._config = config
         self._db = db
         self._engine = engine
-        # ListTrades' trades executed at or after a date, newest first, each encoded once:
-        # (trades revision, that date, ((executed at, encoded trade), ...)). A later date's are
-        # among them until a trade is recorded.
-        self._recent_trades: tuple | None = None
+        # ListTrades' trades since a date, newest first, each encoded once until a trade is recorded.
+        self._recent_trades = KeptSince(db.revisions, ("trades",))
 
     def SubmitOrder(self, request, context):
         intent, limit_price = _intent(request)
@@ -150,25 +156,9 @@ class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
                 rows = store.trades(session, limit, before_id, since)
             return trading_pb2.ListTradesResponse(trades=[trade_to_proto(r) for r in rows])
         response = trading_pb2.ListTradesResponse()  # the cycle's question: the trades since a date
-        response.MergeFromString(b"".join([trade for at, trade in self._trades_since(since) if at >= since][:limit]))
+        trades = self._recent_trades.values(self._db.transaction, since, _encoded_trades)
+        response.MergeFromString(b"".join(trades[:limit]))
         return response
-
-    def _trades_since(self, since) -> tuple:
-        """((executed at, the trade encoded as a ListTradesResponse.trades element), ...) of every
-        trade executed at or after `since` (maybe earlier ones too), newest first: kept until a
-        trade is recorded, and read again for an earlier `since` (services/common/revisions.py's
-        rule: kept only when no trade was recorded while it was read)."""
-        revision = self._db.revisions.of(("trades",))
-        kept = self._recent_trades
-        if kept is not None and kept[0] == revision and kept[1] <= since:
-            return kept[2]
-        with self._db.transaction() as session:
-            rows = store.trades(session, None, 0, since)
-        trades = tuple((row.executed_at, trading_pb2.ListTradesResponse(trades=[trade_to_proto(row)])
-                        .SerializeToString()) for row in rows)
-        if self._db.revisions.of(("trades",)) == revision:
-            self._recent_trades = (revision, since, trades)
-        return trades
 
     def SyncBroker(self, request, context):
         after = None

@@ -122,14 +122,16 @@ def record_cash_movements(session: Session, movements: list) -> int:
     return added
 
 
-def cash_movement_ids(session: Session) -> frozenset[str]:
-    """The broker id of every recorded cash movement."""
-    return frozenset(session.scalars(select(CashMovementRow.broker_id)))
+def known_movement_ids(session: Session, broker_ids: list[str]) -> frozenset[str]:
+    """Those of the broker ids that a recorded cash movement has."""
+    return frozenset(session.scalars(select(CashMovementRow.broker_id).where(CashMovementRow.broker_id.in_(
+        broker_ids)))) if broker_ids else frozenset()
 
 
-def trade_ids(session: Session) -> frozenset[str]:
-    """The broker trade id of every recorded trade."""
-    return frozenset(session.scalars(select(TradeRow.broker_trade_id)))
+def known_trade_ids(session: Session, broker_trade_ids: list[str]) -> frozenset[str]:
+    """Those of the broker trade ids that a recorded trade has."""
+    return frozenset(session.scalars(select(TradeRow.broker_trade_id).where(TradeRow.broker_trade_id.in_(
+        broker_trade_ids)))) if broker_trade_ids else frozenset()
 
 
 def ledger_end(session: Session) -> tuple[int, int]:

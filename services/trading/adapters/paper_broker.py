@@ -32,7 +32,7 @@ from sqlalchemy import BigInteger, Boolean, Date, Float, Integer, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import Database, UtcDateTime
-from services.common.revisions import KeptReads
+from services.common.revisions import KeptReads, KeptSince
 from services.trading.adapters.broker import (
     Account,
     BrokerPosition,
@@ -160,6 +160,8 @@ class PaperBroker:
         self._lock = threading.Lock()
         # The account's reads (every sync asks them), kept until a write to their tables commits.
         self._kept = KeptReads(db.revisions)
+        self._executions = KeptSince(db.revisions, ("paper_executions",))
+        self._movements = KeptSince(db.revisions, ("paper_transfers",))
 
     def _read(self, tables: tuple[str, ...], key: str, read: Callable):
         return self._kept.current(self._db.transaction, tables, key, read)
@@ -379,13 +381,11 @@ class PaperBroker:
 
     def cash_movements(self, since: datetime | None = None) -> list[CashMovement]:
         """Every transfer's movements at or after `since` (all for None), by transfer id."""
-        movements = self._read(("paper_transfers",), "movements", _cash_movements)
-        return list(movements) if since is None else [m for m in movements if m.at >= since]
+        return self._movements.values(self._db.transaction, since, _cash_movements)
 
     def executions(self, since: datetime | None = None) -> list[Execution]:
         """The executions at or after `since` (all for None), by id."""
-        executions = self._read(("paper_executions",), "executions", _executions)
-        return list(executions) if since is None else [e for e in executions if e.executed_at >= since]
+        return self._executions.values(self._db.transaction, since, _executions)
 
 
 def _account(session) -> tuple[tuple[BrokerPosition, ...], tuple[tuple[str, float], ...]]:
@@ -397,18 +397,24 @@ def _account(session) -> tuple[tuple[BrokerPosition, ...], tuple[tuple[str, floa
         select(PaperCash.currency, PaperCash.amount)))
 
 
-def _executions(session) -> tuple[Execution, ...]:
-    """Every execution, by id."""
-    return tuple(Execution(f"PAPER-{row[0]}", *row[1:]) for row in session.execute(
-        select(PaperExecution.id, PaperExecution.client_order_id, PaperExecution.symbol, PaperExecution.side,
-               PaperExecution.quantity, PaperExecution.price, PaperExecution.currency, PaperExecution.commission,
-               PaperExecution.executed_at).order_by(PaperExecution.id)))
+def _executions(session, since: datetime | None) -> list[tuple[datetime, Execution]]:
+    """(executed at, execution) of the executions at or after `since` (None: all), by id."""
+    query = select(PaperExecution.id, PaperExecution.client_order_id, PaperExecution.symbol, PaperExecution.side,
+                   PaperExecution.quantity, PaperExecution.price, PaperExecution.currency, PaperExecution.commission,
+                   PaperExecution.executed_at).order_by(PaperExecution.id)
+    if since is not None:
+        query = query.where(PaperExecution.executed_at >= since)
+    return [(row[-1], Execution(f"PAPER-{row[0]}", *row[1:])) for row in session.execute(query)]
 
 
-def _cash_movements(session) -> tuple[CashMovement, ...]:
-    """The movements of every transfer, by transfer id: a conversion is one out and one in."""
+def _cash_movements(session, since: datetime | None) -> list[tuple[datetime, CashMovement]]:
+    """(at, movement) of the transfers at or after `since` (None: all), by transfer id: a
+    conversion is one movement out and one in."""
+    query = select(PaperTransfer).order_by(PaperTransfer.id)
+    if since is not None:
+        query = query.where(PaperTransfer.at >= since)
     movements = []
-    for t in session.scalars(select(PaperTransfer).order_by(PaperTransfer.id)):
+    for t in session.scalars(query):
         at = t.at
         if t.kind == "deposit":
             movements.append(CashMovement(f"PAPER-T{t.id}", "deposit", t.to_amount, t.to_currency, at,
@@ -422,7 +428,7 @@ def _cash_movements(session) -> tuple[CashMovement, ...]:
                                           t.from_currency, at, t.reference, reference=t.reference))
             movements.append(CashMovement(f"PAPER-T{t.id}-in", "conversion_in", t.to_amount, t.to_currency,
                                           at, t.reference, reference=t.reference))
-    return tuple(movements)
+    return [(movement.at, movement) for movement in movements]
 
 
 def _balance(session, currency: str) -> float:
