@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 from trader.data.v1 import data_pb2
 
 from services.common import clock
@@ -299,3 +300,102 @@ def test_metrics_of_a_replay_are_those_of_the_bars_alone(tmp_path):
         closes = np.array([b.close for b in used])
         months = np.array([b.date.year * 12 + b.date.month for b in used])
         assert dict(reply.metrics[0].values) == indicators.compute(closes, None, None, months)
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 10_000), length=st.integers(1, 900), cut=st.floats(0.0, 1.0),
+       plateaus=st.booleans(), ranged=st.booleans())
+def test_running_values_give_the_metrics_of_the_first_bars_bit_for_bit(seed, length, cut, plateaus, ranged):
+    """indicators.Running read at bar k - 1 gives, bit for bit and in the same key order, what
+    compute gives from a copy of the first k closes: for any k, with repeated closes (ties of the
+    peak: DAYS_IN_DRAWDOWN) and with highs and lows."""
+    rng = np.random.default_rng(seed)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, length)))
+    if plateaus:
+        closes = np.round(closes / 5) * 5 + 5  # many equal closes, still above 0
+    months = 2000 * 12 + np.cumsum(rng.random(length) < 0.05)  # months of uneven length
+    highs, lows = (closes * 1.01, closes * 0.99) if ranged else (None, None)
+    first = max(1, int(length * cut))
+    running = indicators.running(closes, months)
+    technical = indicators.technical_at(indicators.technical(closes), first - 1)
+    cut_highs, cut_lows = (highs[:first], lows[:first]) if ranged else (None, None)
+    read = indicators.compute(closes[:first], cut_highs, cut_lows, months[:first], technical, running)
+    computed = indicators.compute(closes[:first].copy(), None if highs is None else cut_highs.copy(),
+                                  None if lows is None else cut_lows.copy(), months[:first].copy())
+    assert list(read.items()) == list(computed.items())
+
+
+def test_running_values_need_every_close_finite_and_above_zero():
+    months = np.full(5, 2000 * 12)
+    assert indicators.running(np.array([1.0, 2.0, 0.0, 3.0, 4.0]), months) is None
+    assert indicators.running(np.array([1.0, np.nan, 2.0, 3.0, 4.0]), months) is None
+    assert indicators.running(np.array([], dtype=float), months[:0]) is None
+    assert indicators.running(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), months) is not None
+
+
+def test_only_metrics_as_of_the_last_stored_bar_are_cached_and_dropped_when_it_changes(tmp_path):
+    """A date before the last stored bar (a replay's) is computed and never stored; one at or
+    after it is stored and served again until the bars change."""
+    bars = random_walk(300, seed=5)
+    servicer, db, _ = make_servicer(tmp_path, FakeProvider({"TEST.US": bars}), [security()])
+
+    def metrics(as_of: str = "") -> data_pb2.GetIndicatorsResponse:
+        return call(servicer.GetMetrics, data_pb2.GetMetricsRequest(symbols=["TEST.US"], as_of=as_of)).metrics[0]
+
+    def entries() -> list[date]:
+        with db.transaction() as session:
+            return sorted(session.scalars(select(store.IndicatorCacheRow.through)))
+
+    past = bars[150].date.isoformat()
+    assert not metrics(past).cached and not metrics(past).cached and entries() == []
+    latest = metrics()
+    assert not latest.cached and metrics().cached and entries() == [bars[-1].date]
+    servicer.ImportPrices(data_pb2.ImportPricesRequest(  # the last bar changes: the entry goes
+        symbol="TEST.US", csv=f"Date,Open,High,Low,Close\n{bars[-1].date},1,1,1,{bars[-1].close * 1.01}\n"), None)
+    changed = metrics()
+    assert not changed.cached and changed.values["PRICE"] != latest.values["PRICE"]
+
+
+def test_a_sync_starts_a_week_before_the_last_stored_bar_as_stored_now(tmp_path):
+    """The last stored bars' dates are kept per revision of the bars: a sync or an import that
+    stores a later bar moves where the next sync starts."""
+    bars = random_walk(160, seed=3)
+    starts = []
+
+    class Recording(FakeProvider):
+        def daily_bars(self, securities, start, end):
+            starts.append(start)
+            return super().daily_bars(securities, start, end)
+
+    provider = Recording({"TEST.US": bars[:100]})
+    servicer, _, _ = make_servicer(tmp_path, provider, [security()])
+    sync = data_pb2.SyncPricesRequest()
+    call(servicer.SyncPrices, sync)
+    call(servicer.SyncPrices, sync)
+    provider.bars["TEST.US"] = bars[:150]
+    assert call(servicer.SyncPrices, sync).bars_added == 50
+    call(servicer.SyncPrices, sync)
+    servicer.ImportPrices(data_pb2.ImportPricesRequest(
+        symbol="TEST.US", csv=f"Date,Open,High,Low,Close\n{bars[155].date},1,1,1,{bars[149].close}\n"), None)
+    call(servicer.SyncPrices, sync)
+    week = timedelta(days=7)
+    assert starts == [bars[99].date - week, bars[99].date - week, bars[99].date - week, bars[149].date - week,
+                      bars[155].date - week]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offset=st.integers(-5, 140), own_day=st.booleans())
+def test_the_quote_is_the_last_valid_bar_on_any_date(flagged_series, offset, own_day):
+    """Series.latest_valid (the quote: the last bar up to the date when it is valid then) is the
+    last of Series.valid: around a spike before and after its flag is known, and where the last
+    bars are flagged on their own day (`own_day`)."""
+    series, bars = flagged_series
+    first = bars[0].date
+    if own_day:
+        closes = [100.0 + i for i in range(60)]
+        series = hand_made_series(closes, first, {i: ("no_session: hand-made", first + timedelta(days=i))
+                                                  for i in (20, 46, 47, 48, 59)})
+    day = first + timedelta(days=offset)
+    index = series.valid(day)
+    expected = (date.fromordinal(int(series.days[index[-1]])), float(series.close[index[-1]])) if len(index) else None
+    assert series.latest_valid(day) == expected

@@ -580,3 +580,93 @@ def test_the_synced_account_includes_the_dividends_that_sync_paid(tmp_path):
     assert (imported, moved) == (0, 1) and after.positions == before.positions
     assert after.cash["USD"] == pytest.approx(before.cash["USD"] + 5.0) == broker.account().cash["USD"]
     assert engine.sync_account(START + timedelta(days=4))[2] == after  # paid once
+
+
+def test_the_kept_account_and_ledger_reads_change_with_every_write(tmp_path):
+    """The paper broker's and the engine's reads kept per table revision answer what fresh
+    reads of the database answer, after every kind of write: a deposit, an order held for the
+    close, its fill at the close, a conversion, a dividend, a cancel, a settings change."""
+    from services.trading.adapters.broker import DividendPerShare, MarketOrder
+
+    day_close = {}
+    db = store.open_database(f"sqlite:///{tmp_path / 'kept.db'}")
+
+    def paper() -> PaperBroker:
+        return PaperBroker(db, lambda value, currency: 1.0, fills="close",
+                           closes=lambda symbols, start: {s: sorted(day_close.items()) for s in symbols})
+
+    broker, reads = paper(), FakeReads()
+    engine = OrderEngine("replay", db, broker, reads)
+
+    def answers(of: PaperBroker, engine: OrderEngine):
+        account = of.account()
+        return (account.positions, account.cash, of.executions(), of.executions(START + timedelta(days=1)),
+                of.cash_movements(), of.cash_movements(START + timedelta(days=1)), of.open_order_ids(),
+                engine.ledger_end(), engine.settings(), engine.reconcile())
+
+    def same() -> tuple:
+        kept = answers(broker, engine)
+        fresh = paper()
+        assert kept == answers(fresh, OrderEngine("replay", db, fresh, reads))
+        return kept
+
+    same()
+    broker.deposit(1000.0, "USD", "d1", START)
+    assert same()[1] == {"USD": 1000.0}
+    close_at = START + timedelta(hours=6)
+    broker.place_market_order(MarketOrder("c1", "AAPL.US", "BUY", 2, "USD", 100.0, 105.0, START.date(), close_at),
+                              START)
+    assert same()[6] == {"c1"}
+    assert broker.settle(close_at) == 0 and same()[6] == {"c1"}  # its close is not known yet
+    day_close[START.date()] = 101.0
+    assert broker.settle(close_at) == 1
+    positions, cash, executions, *_ = same()
+    assert positions[0].quantity == 2 and cash["USD"] == 1000.0 - 203.0 and len(executions) == 1
+    engine.sync(close_at + timedelta(minutes=1), settle=False)  # imports the fill into the ledger
+    assert same()[7][0] == 1
+    broker.convert("USD", 100.0, "EUR", 90.0, "fx1", START + timedelta(days=2))
+    assert len(same()[5]) == 2 and same()[1]["EUR"] == 90.0
+    assert broker.pay_dividends([DividendPerShare("AAPL.US", START.date() + timedelta(days=3), 0.5)],
+                                START + timedelta(days=4)) == 1
+    assert same()[1]["USD"] == 1000.0 - 203.0 - 100.0 + 1.0
+    broker.place_market_order(MarketOrder("c2", "AAPL.US", "SELL", 1, "USD", 100.0, 95.0, START.date(), close_at),
+                              START + timedelta(days=5))
+    assert same()[6] == {"c2"}
+    assert broker.cancel("c2") and same()[6] == set()
+    engine.update_settings({"price_band": 0.07}, START)
+    assert same()[8].price_band == 0.07
+
+
+def test_kept_rows_since_a_moment_are_read_again_for_an_earlier_one_or_after_a_write(tmp_path):
+    """services/common/revisions.KeptSince: a later moment is served from what an earlier one
+    read (no read), an earlier moment or a committed write reads again, and a read that raced a
+    commit is not kept."""
+    from services.common.revisions import KeptSince
+
+    db = store.open_database(f"sqlite:///{tmp_path / 'since.db'}")
+    broker = PaperBroker(db, lambda value, currency: 0.0)
+    reads = []
+
+    def read(session, since):
+        reads.append(since)
+        return [(m.at, m.broker_id) for m in broker.cash_movements(since)]
+
+    kept = KeptSince(db.revisions, ("paper_transfers",))
+    for day in range(3):
+        broker.deposit(10.0, "EUR", f"d{day}", START + timedelta(days=day))
+    ids = [m.broker_id for m in broker.cash_movements()]
+    assert kept.values(db.transaction, START + timedelta(days=1), read) == ids[1:]
+    assert kept.values(db.transaction, START + timedelta(days=2), read) == ids[2:]  # from what was read
+    assert reads == [START + timedelta(days=1)]
+    assert kept.values(db.transaction, START, read) == ids and reads[-1] == START  # earlier: read again
+    broker.deposit(10.0, "EUR", "d3", START + timedelta(days=3))
+    assert len(kept.values(db.transaction, START + timedelta(days=2), read)) == 2 and len(reads) == 3
+
+    def racing(session, since):  # a write commits while this reads: its answer is served, not kept
+        broker.deposit(1.0, "EUR", f"race{len(reads)}", START + timedelta(days=9))
+        return read(session, since)
+
+    before = START - timedelta(days=1)  # earlier than what is kept: read
+    assert len(kept.values(db.transaction, before, racing)) == 5 and len(reads) == 4
+    assert len(kept.values(db.transaction, before, read)) == 5 and len(reads) == 5  # not kept: read again
+    assert len(kept.values(db.transaction, before, read)) == 5 and len(reads) == 5  # kept now

@@ -110,3 +110,43 @@ def test_the_daily_pnl_is_one_read_and_fails_closed(reply, expected):
     reads._portfolio = Replying(reply)
     assert reads.daily_pnl(START.date()) == expected
     assert [r.as_of for r in reads._portfolio.requests] == [START.date().isoformat()]
+
+
+def test_a_cursor_at_the_ledger_end_gets_what_is_booked_after_it(ledger):
+    """SyncBroker answers a cursor at the ledger's end without reading the ledger, as long as
+    nothing was booked since (the kept end moves with each trade and cash movement)."""
+    servicer, db = ledger
+    end = sync(servicer, (0, 0)).cursor
+    at_end = (end.trade_id, end.cash_movement_id)
+    assert not sync(servicer, at_end).trades and sync(servicer, at_end).cursor == end
+    servicer._engine.fund_paper_account(50.0, "EUR", "later", START + timedelta(minutes=90))
+    after_deposit = sync(servicer, at_end)
+    assert [m.reference for m in after_deposit.cash_movements] == ["later"] and not after_deposit.trades
+    at_end = (after_deposit.cursor.trade_id, after_deposit.cursor.cash_movement_id)
+    servicer._engine.submit(intent("c", symbol="KO.US"), None, START + timedelta(minutes=95))
+    after_trade = sync(servicer, at_end)
+    assert [t.client_order_id for t in after_trade.trades] == ["c"]
+
+
+def test_the_trades_since_a_date_change_with_each_trade_and_an_earlier_date(ledger):
+    """ListTrades with `since` (the cycle's question, kept until a trade is recorded) answers as
+    the ledger does: a later date from what was read for an earlier one, an earlier date and a
+    new trade read again; the limit counts the newest."""
+    from services.common.timestamps import to_timestamp
+
+    servicer, db = ledger
+
+    def listed(since, limit=0):
+        request = trading_pb2.ListTradesRequest(limit=limit, since=to_timestamp(since))
+        return [t.client_order_id for t in servicer.ListTrades(request, None).trades]
+
+    def expected(since, limit=100):
+        with db.transaction() as session:
+            return [t.client_order_id for t in store.trades(session, limit, 0, since)]
+
+    first, second = START, START + timedelta(hours=2)  # the fills of "a" and "b"
+    assert listed(second) == expected(second) == ["b"]
+    assert listed(second + timedelta(hours=1)) == [] and listed(first) == ["b", "a"] == expected(first)
+    assert listed(first, limit=1) == ["b"]
+    servicer._engine.submit(intent("c", symbol="KO.US"), None, START + timedelta(hours=4))
+    assert listed(second) == ["c", "b"] == expected(second)

@@ -64,10 +64,15 @@ class Series:
 
     def latest_valid(self, through: date) -> tuple[date, float] | None:
         """(date, close) of the latest bar usable as of `through`: the quote."""
-        index = self.valid(through)
-        if not len(index):
-            return None
-        last = index[-1]
+        t = through.toordinal()
+        end = int(self.days.searchsorted(t, side="right"))
+        if end and self.flag_known[end - 1] > t:  # the last bar up to `through` is valid: valid()'s last
+            last = end - 1
+        else:
+            index = self.valid(through)
+            if not len(index):
+                return None
+            last = index[-1]
         return date.fromordinal(int(self.days[last])), float(self.close[last])
 
     def latest_stored(self, through: date) -> date | None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from services.common.db import Database
 from services.common.errors import NotFound
+from services.common.revisions import KeptReads
 from services.data import store
 from services.data.adapters import ecb_rates
 from services.data.fundamentals import Observation, from_yahoo_info
@@ -107,14 +108,18 @@ def _rebased_series(db: Database, ids: dict[str, int], fetched: dict[str, list[B
 
 
 def sync_prices(db: Database, provider: PriceProvider, listed: list[tuple[int, Security]], end: date,
-                fx_currencies: list[str], base: str, retention_days: int) -> SyncResult:
+                fx_currencies: list[str], base: str, retention_days: int, kept: KeptReads | None = None) -> SyncResult:
     """Fetch bars (from a week before the oldest last stored bar) and FX history for the stored
     securities ((id, security) pairs), replace the history of re-based series with the
-    provider's whole history, store everything. A provider failure (Unavailable) stores nothing."""
+    provider's whole history, store everything. A provider failure (Unavailable) stores nothing.
+    `kept`: the last stored bars' dates are read once per revision of the bars through it."""
     securities = [security for _, security in listed]
     ids = {security.symbol: security_id for security_id, security in listed}
+    wanted = list(ids.values())
     with db.transaction() as session:
-        last = store.last_bar_dates(session, list(ids.values()))
+        last = store.last_bar_dates(session, wanted) if kept is None else kept.read(
+            session, ("daily_bars", "securities"), ("last_bar_dates", tuple(wanted)),
+            lambda read: store.last_bar_dates(read, wanted))
     start = sync_start([last.get(ids.get(s.symbol)) for s in securities])
     fetched = provider.daily_bars(securities, start, end)
     dividends = provider.dividends(securities, start, end)

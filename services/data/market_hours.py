@@ -143,10 +143,13 @@ def _session_index(cal: xcals.ExchangeCalendar, moment: pd.Timestamp) -> int:
     return int(np.searchsorted(cal.last_minutes_nanos, moment.floor("min").value))
 
 
+@functools.lru_cache(maxsize=256)
 def market_status(exchange: str, at: datetime) -> MarketStatus:
     """Open or closed at `at` (timezone-aware), with the next open and close after it; a lunch
     break counts as closed (it closes at the break and opens again after it). Raises
-    OutsideCalendar when `at` or the following session lies outside the calendar's span."""
+    OutsideCalendar when `at` or the following session lies outside the calendar's span.
+    A function of its arguments and the fixed calendars: the last answers are kept (a cycle asks
+    about its instant several times)."""
     cal = calendar(exchange)
     name = xcals.resolve_alias(exchange)
     moment = pd.Timestamp(at.astimezone(UTC))

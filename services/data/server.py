@@ -238,17 +238,27 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             reference = reference_in_base(store.reference_fixing(session, latest, oldest), self._base)
             return effective_rates(self._config.common.fx_rates, store.fx_rates_as_of(session, day), reference)
 
-        with self._db.transaction() as session:
-            return dict(self._kept.read(session, ("fx_rates", "reference_rates"), (day, oldest, latest), read))
+        return dict(self._kept.current(self._db.transaction, ("fx_rates", "reference_rates"), (day, oldest, latest),
+                                       read))
 
     # --- universe ---
 
     def ListSecurities(self, request, context):
-        with self._db.transaction() as session:
-            securities = self._listed(
-                session, request.include_inactive, request.include_indices, country=request.country,
-                exchange=request.exchange, currency=request.currency, bucket=request.bucket)
-        return data_pb2.ListSecuritiesResponse(securities=[security_to_proto(s) for _, s in securities])
+        """The reply is encoded once per revision of the securities and filter (the cycle asks the
+        same several times), and parsed from those bytes for each call (protobuf's C code)."""
+        filters = (request.include_inactive, request.include_indices, request.country, request.exchange,
+                   request.currency, request.bucket)
+
+        def encoded(session) -> bytes:
+            securities = self._listed(session, *filters[:2], country=request.country, exchange=request.exchange,
+                                      currency=request.currency, bucket=request.bucket)
+            return data_pb2.ListSecuritiesResponse(
+                securities=[security_to_proto(s) for _, s in securities]).SerializeToString()
+
+        response = data_pb2.ListSecuritiesResponse()
+        response.MergeFromString(self._kept.current(self._db.transaction, ("securities",), ("listed", filters),
+                                                    encoded))
+        return response
 
     def GetSecurity(self, request, context):
         if not request.symbol and not request.isin:
@@ -377,7 +387,8 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             securities = [(i, s) for i, s in securities if s.symbol in set(request.symbols)]
         with self._sync_lock:  # Unavailable from the provider: nothing stored
             result = engine.sync_prices(self._db, self._provider, securities, now.date(),
-                                        sorted(self._config.common.fx_rates), self._base, self._config.retention_days)
+                                        sorted(self._config.common.fx_rates), self._base, self._config.retention_days,
+                                        self._kept)
         latest = None
         with self._db.transaction() as session:
             for security_id, security in self._listed(session, False, True):

@@ -18,6 +18,7 @@ from services.common.background import ContextExecutor
 from services.common.errors import AlreadyExists, DomainError, FailedPrecondition, NotFound, Unavailable
 from services.common.logs import event
 from services.common.money import from_base
+from services.common.revisions import KeptReads
 from services.trading import emergency, orders, risk, store
 from services.trading.adapters.broker import Account, BrokerRejected, Execution, MarketOrder
 from services.trading.adapters.services import MarketSession, ServiceReads
@@ -44,12 +45,26 @@ class OrderEngine:
         self._lock = threading.RLock()  # one order at a time: checks and fills see one account
         self._emergency_lock = threading.Lock()  # one emergency at a time: never a double sale
         self.reconciliation = Reconciliation(False, ["not reconciled yet"])
+        # What every sync reads of the ledger, kept until a write to its tables commits.
+        self._kept = KeptReads(db.revisions)
+
+    def _read(self, tables: tuple[str, ...], key: str, read: Callable):
+        return self._kept.current(self._db.transaction, tables, key, read)
+
+    def _open_orders(self) -> tuple[tuple[int, str, str], ...]:
+        """(id, client order id, state) of each open order."""
+        return self._read(("orders",), "open", lambda session: tuple(
+            (o.id, o.client_order_id, o.state) for o in store.open_orders(session)))
+
+    def ledger_end(self) -> tuple[int, int]:
+        """The ids of the last trade and the last cash movement (0 without any): a SyncBroker
+        cursor there has nothing after it."""
+        return self._read(("trades", "cash_movements"), "end", store.ledger_end)
 
     # --- settings ---
 
     def settings(self) -> risk.RiskSettings:
-        with self._db.transaction() as session:
-            stored = store.load_settings(session)
+        stored = self._read(("risk_settings",), "settings", store.load_settings)
         known = {k: v for k, v in stored.items() if k in risk.RiskSettings.names()}
         return risk.RiskSettings(**known)
 
@@ -246,9 +261,9 @@ class OrderEngine:
                 if settle:
                     self.broker.settle(now)  # orders whose session closed execute (market-on-close) or expire
                 still_open = self.broker.open_order_ids()  # before the fills: see orders.resolution
-                with self._db.transaction() as session:
-                    fills_since = _overlap(store.latest_fill_at(session))
-                    movements_since = _overlap(store.latest_cash_movement_at(session))
+                fills_since = _overlap(self._read(("trades",), "latest_fill", store.latest_fill_at))
+                movements_since = _overlap(self._read(("cash_movements",), "latest_movement",
+                                                      store.latest_cash_movement_at))
                 # One read of the broker's fills serves the import and the paper dividends.
                 dividends_since = now - DIVIDEND_LOOKBACK if self.broker.pays_dividends else None
                 executions = self.broker.executions(_earliest(fills_since, dividends_since))
@@ -257,9 +272,8 @@ class OrderEngine:
                 if dividends_since is not None and self._pay_paper_dividends(
                         now, _since(executions, dividends_since), account):
                     account = self.broker.account()  # the dividends were credited
-                with self._db.transaction() as session:
-                    moved = store.record_cash_movements(session, self.broker.cash_movements(movements_since))
-                    open_ids = [o.id for o in store.open_orders(session)]
+                moved = self._record_cash_movements(self.broker.cash_movements(movements_since))
+                open_ids = [order_id for order_id, _, _ in self._open_orders()]
                 for order_id in open_ids:
                     self._resolve(order_id, still_open, now)
                 # Resolving moves no position at the broker; with no open order there is no unknown outcome.
@@ -287,16 +301,25 @@ class OrderEngine:
             event(log, "paper dividends paid", count=paid)
         return paid
 
+    def _record_cash_movements(self, movements: list) -> int:
+        """Record the movements not recorded yet (by broker id); returns how many."""
+        ids = [m.broker_id for m in movements]  # a week's: the same until one is recorded
+        known = self._read(("cash_movements",), ("known", tuple(ids)), lambda session: store.known_movement_ids(
+            session, ids))
+        new = [m for m in movements if m.broker_id not in known]
+        if not new:
+            return 0
+        with self._db.transaction() as session:
+            return store.record_cash_movements(session, new)
+
     def _import_fills(self, now: datetime, executions: list[Execution] | None = None) -> int:
         """Record the broker's fills not recorded yet (by broker trade id), asking the broker for
         those from a week before the newest recorded fill on (late reports included): a sync
         costs the same after ten years of trades as after ten. `executions`: those, already read."""
         if executions is None:
-            with self._db.transaction() as session:
-                since = _overlap(store.latest_fill_at(session))
-            executions = self.broker.executions(since)
-        with self._db.transaction() as session:
-            known = store.known_trade_ids(session, [e.broker_trade_id for e in executions])
+            executions = self.broker.executions(_overlap(self._read(("trades",), "latest_fill", store.latest_fill_at)))
+        ids = [e.broker_trade_id for e in executions]  # a week's: the same until one is recorded
+        known = self._read(("trades",), ("known", tuple(ids)), lambda session: store.known_trade_ids(session, ids))
         imported = 0
         for execution in executions:
             if execution.broker_trade_id not in known:
@@ -322,11 +345,9 @@ class OrderEngine:
         orders of unknown outcome (`unknown`: read now when not given)."""
         account = account if account is not None else self.broker.account()
         broker_positions = {p.symbol: p.quantity for p in account.positions}
-        with self._db.transaction() as session:
-            books = store.ledger_positions(session)
-            if unknown is None:
-                unknown = [o.client_order_id for o in store.open_orders(session)
-                           if o.state == orders.UNKNOWN_OUTCOME]
+        books = self._read(("trades", "position_adjustments"), "positions", store.ledger_positions)
+        if unknown is None:
+            unknown = [cid for _, cid, state in self._open_orders() if state == orders.UNKNOWN_OUTCOME]
         issues = [f"{s}: books {books.get(s, 0)}, broker {broker_positions.get(s, 0)}"
                   for s in sorted(set(books) | set(broker_positions)) if books.get(s, 0) != broker_positions.get(s, 0)]
         issues += [f"order {cid} has an unknown outcome" for cid in unknown]

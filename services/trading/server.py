@@ -12,6 +12,7 @@ from services.common.db import Database
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.maintenance import Maintenance
 from services.common.maintenance_rpc import MaintenanceRpc
+from services.common.revisions import KeptSince
 from services.common.timestamps import from_timestamp, to_timestamp
 from services.common.validate import currency_code, finite_amount, positive_amount, required_text
 from services.trading import orders, store
@@ -34,7 +35,8 @@ def order_to_proto(row: store.OrderRow, events: list[store.OrderEventRow] = ()) 
     )
 
 
-def trade_to_proto(row: store.TradeRow) -> trading_pb2.Trade:
+def trade_to_proto(row) -> trading_pb2.Trade:
+    """`row`: a store.TradeRow, or a row of its columns (store.trades)."""
     return trading_pb2.Trade(
         id=row.id, broker_trade_id=row.broker_trade_id, order_id=row.order_id or 0,
         client_order_id=row.client_order_id, symbol=row.symbol, side=trading_pb2.Side.Value(row.side),
@@ -51,6 +53,13 @@ def cash_movement_to_proto(row: store.CashMovementRow) -> trading_pb2.CashMoveme
 
 def settings_to_proto(settings: RiskSettings) -> trading_pb2.Settings:
     return trading_pb2.Settings(**asdict(settings))
+
+
+def _encoded_trades(session, since) -> list[tuple]:
+    """(executed at, the trade encoded as a ListTradesResponse.trades element) of the trades
+    executed at or after `since`, newest first."""
+    return [(row.executed_at, trading_pb2.ListTradesResponse(trades=[trade_to_proto(row)]).SerializeToString())
+            for row in store.trades(session, None, 0, since)]
 
 
 def _limit(value: int) -> int:
@@ -80,6 +89,8 @@ class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
         self._config = config
         self._db = db
         self._engine = engine
+        # ListTrades' trades since a date, newest first, each encoded once until a trade is recorded.
+        self._recent_trades = KeptSince(db.revisions, ("trades",))
 
     def SubmitOrder(self, request, context):
         intent, limit_price = _intent(request)
@@ -138,10 +149,16 @@ class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
             return trading_pb2.ListOrdersResponse(orders=[order_to_proto(r) for r in rows])
 
     def ListTrades(self, request, context):
-        with self._db.transaction() as session:
-            since = from_timestamp(request.since, "since") if request.HasField("since") else None
-            rows = store.trades(session, _limit(request.limit), _before_id(request.before_id), since)
+        since = from_timestamp(request.since, "since") if request.HasField("since") else None
+        limit, before_id = _limit(request.limit), _before_id(request.before_id)
+        if since is None or before_id:
+            with self._db.transaction() as session:
+                rows = store.trades(session, limit, before_id, since)
             return trading_pb2.ListTradesResponse(trades=[trade_to_proto(r) for r in rows])
+        response = trading_pb2.ListTradesResponse()  # the cycle's question: the trades since a date
+        trades = self._recent_trades.values(self._db.transaction, since, _encoded_trades)
+        response.MergeFromString(b"".join(trades[:limit]))
+        return response
 
     def SyncBroker(self, request, context):
         after = None
@@ -153,7 +170,9 @@ class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
         imported, moved, account = self._engine.sync_account(now)
         response = trading_pb2.SyncBrokerResponse(broker=self._engine.broker.name, trades_imported=imported,
                                                   cash_movements_imported=moved, synced_at=to_timestamp(now))
-        if after is not None:
+        if after is not None and after == self._engine.ledger_end():
+            response.cursor.trade_id, response.cursor.cash_movement_id = after  # nothing after the ledger's end
+        elif after is not None:
             with self._db.transaction() as session:
                 trades, movements, cursor, more = store.ledger_after(session, *after)
                 response.trades.extend(trade_to_proto(t) for t in trades)

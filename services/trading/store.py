@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, case, func, select
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, Row, String, case, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -122,18 +122,30 @@ def record_cash_movements(session: Session, movements: list) -> int:
     return added
 
 
+def known_movement_ids(session: Session, broker_ids: list[str]) -> frozenset[str]:
+    """Those of the broker ids that a recorded cash movement has."""
+    return frozenset(session.scalars(select(CashMovementRow.broker_id).where(CashMovementRow.broker_id.in_(
+        broker_ids)))) if broker_ids else frozenset()
+
+
+def known_trade_ids(session: Session, broker_trade_ids: list[str]) -> frozenset[str]:
+    """Those of the broker trade ids that a recorded trade has."""
+    return frozenset(session.scalars(select(TradeRow.broker_trade_id).where(TradeRow.broker_trade_id.in_(
+        broker_trade_ids)))) if broker_trade_ids else frozenset()
+
+
+def ledger_end(session: Session) -> tuple[int, int]:
+    """(the id of the last trade, of the last cash movement), 0 without any."""
+    return (session.scalar(select(func.max(TradeRow.id))) or 0,
+            session.scalar(select(func.max(CashMovementRow.id))) or 0)
+
+
 def latest_cash_movement_at(session: Session) -> datetime | None:
     return session.scalar(select(func.max(CashMovementRow.at)))
 
 
 def latest_fill_at(session: Session) -> datetime | None:
     return session.scalar(select(func.max(TradeRow.executed_at)))
-
-
-def known_trade_ids(session: Session, broker_trade_ids: list[str]) -> set[str]:
-    if not broker_trade_ids:
-        return set()
-    return set(session.scalars(select(TradeRow.broker_trade_id).where(TradeRow.broker_trade_id.in_(broker_trade_ids))))
 
 
 def record_cash_movement(session: Session, movement) -> bool:
@@ -262,13 +274,15 @@ def orders(session: Session, limit: int, before_id: int = 0) -> list[OrderRow]:
     return list(session.scalars(query.where(OrderRow.id < before_id) if before_id else query))
 
 
-def trades(session: Session, limit: int, before_id: int = 0, since: datetime | None = None) -> list[TradeRow]:
-    query = select(TradeRow).order_by(TradeRow.id.desc()).limit(limit)
+def trades(session: Session, limit: int | None, before_id: int = 0, since: datetime | None = None) -> list[Row]:
+    """The newest `limit` trades (None: all) before `before_id`, executed at or after `since`,
+    newest first: rows of TradeRow's columns, read without building ORM objects (ListTrades)."""
+    query = select(*TradeRow.__table__.columns).order_by(TradeRow.id.desc()).limit(limit)
     if before_id:
         query = query.where(TradeRow.id < before_id)
     if since is not None:
         query = query.where(TradeRow.executed_at >= since)
-    return list(session.scalars(query))
+    return list(session.execute(query))
 
 
 def average_cost(session: Session, symbol: str) -> float | None:

@@ -32,6 +32,7 @@ from sqlalchemy import BigInteger, Boolean, Date, Float, Integer, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import Database, UtcDateTime
+from services.common.revisions import KeptReads, KeptSince
 from services.trading.adapters.broker import (
     Account,
     BrokerPosition,
@@ -157,6 +158,19 @@ class PaperBroker:
         self.fills = fills
         self._closes = closes
         self._lock = threading.Lock()
+        # The account's reads (every sync asks them), kept until a write to their tables commits.
+        self._kept = KeptReads(db.revisions)
+        self._executions = KeptSince(db.revisions, ("paper_executions",))
+        self._movements = KeptSince(db.revisions, ("paper_transfers",))
+
+    def _read(self, tables: tuple[str, ...], key: str, read: Callable):
+        return self._kept.current(self._db.transaction, tables, key, read)
+
+    def _open_orders(self) -> tuple[tuple[int, str, str, date, datetime], ...]:
+        """(id, client order id, symbol, session date, session close) of each open order, by id."""
+        return self._read(("paper_orders",), "open", lambda session: tuple(tuple(row) for row in session.execute(
+            select(PaperOrder.id, PaperOrder.client_order_id, PaperOrder.symbol, PaperOrder.session_date,
+                   PaperOrder.session_close).where(PaperOrder.state == OPEN).order_by(PaperOrder.id))))
 
     def _next_fault(self, kinds: tuple[str, ...]) -> str | None:
         """The first queued fault of these kinds, taken off the queue."""
@@ -166,12 +180,8 @@ class PaperBroker:
         return None
 
     def account(self) -> Account:
-        with self._db.transaction() as session:
-            positions = [BrokerPosition(p.symbol, p.quantity, p.average_cost, p.currency)
-                         for p in session.scalars(select(PaperPosition).order_by(PaperPosition.symbol))
-                         if p.quantity > 0]
-            cash = {c.currency: c.amount for c in session.scalars(select(PaperCash))}
-        return Account(positions, cash)
+        positions, cash = self._read(("paper_positions", "paper_cash"), "account", _account)
+        return Account(list(positions), dict(cash))
 
     def deposit(self, amount: float, currency: str, reference: str, now: datetime) -> bool:
         """Credit money arriving in the account; False (and no change) for a seen reference."""
@@ -187,6 +197,8 @@ class PaperBroker:
         """Pay each dividend (ex-date at or before `now`) once, for the shares held before its
         ex-date, in the security's currency, rounded to cents. Returns how many were paid."""
         paid = 0
+        if not per_share:
+            return 0
         with self._lock, self._db.transaction() as session:
             for dividend in sorted(per_share, key=lambda d: (d.ex_date, d.symbol)):
                 reference = f"dividend:{dividend.symbol}:{dividend.ex_date.isoformat()}"
@@ -263,8 +275,7 @@ class PaperBroker:
                                    placed_at=now, state=OPEN, reason="", partial=partial))
 
     def open_order_ids(self) -> set[str]:
-        with self._db.transaction() as session:
-            return set(session.scalars(select(PaperOrder.client_order_id).where(PaperOrder.state == OPEN)))
+        return {client_order_id for _, client_order_id, *_ in self._open_orders()}
 
     def cancel(self, client_order_id: str) -> bool:
         with self._lock, self._db.transaction() as session:
@@ -284,10 +295,7 @@ class PaperBroker:
         """Execute or expire the open orders whose session closed at or before `now` (see the
         module's docstring); an order whose close is not known yet stays open. Returns how many
         were executed. The closes are read in one call for all due orders."""
-        with self._db.transaction() as session:
-            due = [(o.id, o.symbol, o.session_date) for o in session.scalars(
-                select(PaperOrder).where(PaperOrder.state == OPEN, PaperOrder.session_close <= now)
-                .order_by(PaperOrder.id))]
+        due = [(order_id, symbol, day) for order_id, _, symbol, day, close in self._open_orders() if close <= now]
         if not due:
             return 0
         closes = self._closes(sorted({symbol for _, symbol, _ in due}), min(day for _, _, day in due))
@@ -372,33 +380,55 @@ class PaperBroker:
             return None if row is None else row.to_execution()
 
     def cash_movements(self, since: datetime | None = None) -> list[CashMovement]:
-        movements = []
-        query = select(PaperTransfer).order_by(PaperTransfer.id)
-        if since is not None:
-            query = query.where(PaperTransfer.at >= since)
-        with self._db.transaction() as session:
-            for t in session.scalars(query):
-                at = t.at
-                if t.kind == "deposit":
-                    movements.append(CashMovement(f"PAPER-T{t.id}", "deposit", t.to_amount, t.to_currency, at,
-                                                  t.reference, reference=t.reference))
-                elif t.kind == "dividend":  # from_amount holds the amount per share
-                    movements.append(CashMovement(f"PAPER-T{t.id}", "dividend", t.to_amount, t.to_currency, at,
-                                                  f"dividend {t.symbol}: {t.from_amount:g} per share", t.symbol,
-                                                  t.reference))
-                else:
-                    movements.append(CashMovement(f"PAPER-T{t.id}-out", "conversion_out", -t.from_amount,
-                                                  t.from_currency, at, t.reference, reference=t.reference))
-                    movements.append(CashMovement(f"PAPER-T{t.id}-in", "conversion_in", t.to_amount, t.to_currency,
-                                                  at, t.reference, reference=t.reference))
-        return movements
+        """Every transfer's movements at or after `since` (all for None), by transfer id."""
+        return self._movements.values(self._db.transaction, since, _cash_movements)
 
     def executions(self, since: datetime | None = None) -> list[Execution]:
-        query = select(PaperExecution).order_by(PaperExecution.id)
-        if since is not None:
-            query = query.where(PaperExecution.executed_at >= since)
-        with self._db.transaction() as session:
-            return [r.to_execution() for r in session.scalars(query)]
+        """The executions at or after `since` (all for None), by id."""
+        return self._executions.values(self._db.transaction, since, _executions)
+
+
+def _account(session) -> tuple[tuple[BrokerPosition, ...], tuple[tuple[str, float], ...]]:
+    """(the positions held, by symbol; the cash per currency)."""
+    positions = tuple(BrokerPosition(*row) for row in session.execute(
+        select(PaperPosition.symbol, PaperPosition.quantity, PaperPosition.average_cost, PaperPosition.currency)
+        .where(PaperPosition.quantity > 0).order_by(PaperPosition.symbol)))
+    return positions, tuple((currency, amount) for currency, amount in session.execute(
+        select(PaperCash.currency, PaperCash.amount)))
+
+
+def _executions(session, since: datetime | None) -> list[tuple[datetime, Execution]]:
+    """(executed at, execution) of the executions at or after `since` (None: all), by id."""
+    query = select(PaperExecution.id, PaperExecution.client_order_id, PaperExecution.symbol, PaperExecution.side,
+                   PaperExecution.quantity, PaperExecution.price, PaperExecution.currency, PaperExecution.commission,
+                   PaperExecution.executed_at).order_by(PaperExecution.id)
+    if since is not None:
+        query = query.where(PaperExecution.executed_at >= since)
+    return [(row[-1], Execution(f"PAPER-{row[0]}", *row[1:])) for row in session.execute(query)]
+
+
+def _cash_movements(session, since: datetime | None) -> list[tuple[datetime, CashMovement]]:
+    """(at, movement) of the transfers at or after `since` (None: all), by transfer id: a
+    conversion is one movement out and one in."""
+    query = select(PaperTransfer).order_by(PaperTransfer.id)
+    if since is not None:
+        query = query.where(PaperTransfer.at >= since)
+    movements = []
+    for t in session.scalars(query):
+        at = t.at
+        if t.kind == "deposit":
+            movements.append(CashMovement(f"PAPER-T{t.id}", "deposit", t.to_amount, t.to_currency, at,
+                                          t.reference, reference=t.reference))
+        elif t.kind == "dividend":  # from_amount holds the amount per share
+            movements.append(CashMovement(f"PAPER-T{t.id}", "dividend", t.to_amount, t.to_currency, at,
+                                          f"dividend {t.symbol}: {t.from_amount:g} per share", t.symbol,
+                                          t.reference))
+        else:
+            movements.append(CashMovement(f"PAPER-T{t.id}-out", "conversion_out", -t.from_amount,
+                                          t.from_currency, at, t.reference, reference=t.reference))
+            movements.append(CashMovement(f"PAPER-T{t.id}-in", "conversion_in", t.to_amount, t.to_currency,
+                                          at, t.reference, reference=t.reference))
+    return [(movement.at, movement) for movement in movements]
 
 
 def _balance(session, currency: str) -> float:
