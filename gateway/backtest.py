@@ -170,11 +170,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+BACKTEST_CALL_TIMEOUT_S = "60"
+KEPT_VARIABLES = ("TRADER_FX_RATES", "TRADER_PAPER_SLIPPAGE", "TRADER_CALL_TIMEOUT_S")  # of the caller's TRADER_*
+
+
 def backtest_env(base_env: dict[str, str], state_dir: Path, base_currency: str) -> dict[str, str]:
     """The services' environment: backtest mode, a fresh state directory, free ports, a new
     token, no display device, no autostarted replay (this process drives it)."""
     env = {key: value for key, value in base_env.items()
-           if not key.startswith("TRADER_") or key in ("TRADER_FX_RATES", "TRADER_PAPER_SLIPPAGE")}
+           if not key.startswith("TRADER_") or key in KEPT_VARIABLES}
+    # A loaded machine must slow a backtest down, not fail it: its calls get a longer deadline.
+    env.setdefault("TRADER_CALL_TIMEOUT_S", BACKTEST_CALL_TIMEOUT_S)
     env.update({f"TRADER_{name.upper()}_ADDR": f"127.0.0.1:{free_port()}" for name in SERVICES})
     env.update({"TRADER_MODE": "backtest", "TRADER_VAR_DIR": str(state_dir), "TRADER_BASE_CURRENCY": base_currency,
                 "TRADER_API_TOKEN": secrets.token_urlsafe(24), "TRADER_REPLAY_AUTOSTART": "0",

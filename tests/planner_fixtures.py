@@ -54,7 +54,7 @@ class ScriptedTrading(trading_pb2_grpc.TradingServicer):
 
 class PlannerHarness:
     def __init__(self, tmp_path, securities: list[Security], bars: dict[str, list[Bar]], fx: str = "USD=1.10",
-                 cash: float = 100_000.0, config_toml: str | None = None):
+                 cash: float = 100_000.0, config_toml: str | None = None, complete_batches: bool = False):
         env = {"TRADER_AUTH_DISABLED": "1", "TRADER_VAR_DIR": str(tmp_path), "TRADER_FX_RATES": fx,
                **{f"TRADER_{name.upper()}_ADDR": f"127.0.0.1:{free_port()}" for name in PEERS}}
         configs = {name: load_common(name, env) for name in PEERS}
@@ -70,7 +70,7 @@ class PlannerHarness:
         self.configs.seed(datetime(2000, 1, 1, tzinfo=UTC))
         if config_toml is not None:
             self.configs.update(ConfigUpdate(bucket_id="core", toml=config_toml), datetime(2000, 1, 1, tzinfo=UTC))
-        self.engine = PlannerEngine(self.planner_db, peers, scoring, self.configs)
+        self.engine = PlannerEngine(self.planner_db, peers, scoring, self.configs, complete_batches=complete_batches)
         planner = PlannerServicer(self.engine, scoring, self.configs)
         self._servers = [
             start_server(configs["data"], lambda s: data_pb2_grpc.add_MarketDataServicer_to_server(self.data, s)),

@@ -6,6 +6,7 @@ to every new RPC refused (INVALID_ARGUMENT naming the field) without changing an
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, time, timedelta
 from types import SimpleNamespace
 
@@ -186,6 +187,25 @@ def test_the_cycle_budget_stops_before_the_callers_deadline(harness):
         assert rows(h)["recommendations"] == [] and rows(h)["plans"] == []
         done = h.engine.recommendations(moment, time_left=None)
     assert done.complete and done.steps and done.sequences_evaluated == hurried.sequences_generated
+
+
+def test_in_replay_and_backtest_mode_neither_the_budget_nor_the_deadline_cuts_the_batch(harness):
+    """A backtest's plan must not depend on the machine's speed: with complete_batches (the
+    simulated modes) a hurried caller and a zero budget still get the whole batch's plan, the
+    same plan as an unhurried one."""
+    unhurried = harness(name="unhurried")
+    moment = datetime.combine(LAST_DAY, time(22), UTC)
+    with clock.use_as_of(moment):
+        expected = unhurried.engine.recommendations(moment, time_left=None)
+    zero_budget = re.sub(r"cycle_time_budget_seconds = [0-9.]+", "cycle_time_budget_seconds = 0.0",
+                         preset_text("default"))
+    for made in (harness(name="hurried", complete_batches=True),
+                 harness(name="zero", complete_batches=True, config_toml=zero_budget)):
+        with clock.use_as_of(moment):
+            plan = made.engine.recommendations(moment, time_left=0.01)
+        assert plan.complete and plan.steps and plan.sequences_evaluated == plan.sequences_generated
+        assert [(s.symbol, s.side, s.quantity) for s in plan.steps] == \
+            [(s.symbol, s.side, s.quantity) for s in expected.steps]
 
 
 def test_a_new_state_discards_the_old_batch(harness):

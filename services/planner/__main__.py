@@ -6,7 +6,7 @@ from trader.planner.v1 import planner_pb2_grpc
 
 from services.common.client import Clients
 from services.common.clock import wall_now
-from services.common.config import load_common
+from services.common.config import SIMULATED_MODES, load_common
 from services.common.maintenance import Maintenance, load_settings
 from services.common.server import ServiceParts, run_service
 from services.planner import store
@@ -25,7 +25,8 @@ def build(config):
     scoring = ScoringEngine(db, peers)
     configs = ConfigEngine(db, peers.bucket_kind)
     configs.seed(wall_now())
-    servicer = PlannerServicer(PlannerEngine(db, peers, scoring, configs), scoring, configs,
+    engine = PlannerEngine(db, peers, scoring, configs, complete_batches=config.mode in SIMULATED_MODES)
+    servicer = PlannerServicer(engine, scoring, configs,
                                Maintenance(store.SCHEMA, db, settings))
 
     def close():

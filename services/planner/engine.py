@@ -189,12 +189,16 @@ class BatchStatus:
 
 class PlannerEngine:
     def __init__(self, db: Database, peers: Peers, scoring: ScoringEngine, configs: ConfigEngine,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic, complete_batches: bool = False):
+        """`complete_batches` (replay and backtest mode): a request evaluates the state's batch to
+        its end, whatever the time budget and the caller's deadline, so a plan never depends on
+        the machine's speed or load (a backtest's report is a function of its inputs alone)."""
         self._db = db
         self._peers = peers
         self._scoring = scoring
         self._configs = configs
         self._monotonic = monotonic  # measures the cycle's evaluation budget, nothing else
+        self._complete_batches = complete_batches
 
     # --- where inputs come from ---
 
@@ -359,7 +363,8 @@ class PlannerEngine:
         the whole plan. `time_left`: seconds to the caller's deadline (None: none); the cycle's
         evaluation stops REPLY_MARGIN_S before it, whatever the configured budget, so the caller
         gets a plan (without steps while incomplete) rather than a DEADLINE_EXCEEDED. `portfolio`:
-        the caller's (see _context), instead of reading it."""
+        the caller's (see _context), instead of reading it. With `complete_batches` neither the
+        budget nor the deadline cuts the evaluation."""
         deadline = None if time_left is None else self._monotonic() + time_left - REPLY_MARGIN_S
         plan = self._recommendations(now, deadline, portfolio)
         return replace(plan, steps=plan.steps[:max_steps]) if max_steps > 0 else plan
@@ -376,8 +381,8 @@ class PlannerEngine:
         if cached is not None and cached[1].get("cache_key") == _cache_key(context):
             return _plan_from_payload(cached[0], context.portfolio.portfolio_hash, day, cached[1], dismissed, True)
         row = self._batch(context, now, fills, dismissed)
-        budget = context.config.batch.cycle_time_budget_seconds
-        if deadline is not None:
+        budget = None if self._complete_batches else context.config.batch.cycle_time_budget_seconds
+        if deadline is not None and budget is not None:
             budget = max(0.0, min(budget, deadline - self._monotonic()))
         row, _ = self._advance(row, context.config, now, budget=budget)
         if row.completed_at is None:
