@@ -17,12 +17,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.logs import event
 from services.common.money import to_base
-from services.common.revisions import wrote
 from services.portfolio import buckets as bucket_rules
 from services.portfolio import cash_flows, dividends, performance, positions, snapshots, store
 from services.portfolio.adapters.peers import Peers, Rates, Security, in_background
 from services.portfolio.bucket_book import BucketBook, serialized
 from services.portfolio.hashing import UniverseEntry, portfolio_hash
+from services.portfolio.kept import KeptState, written_tables
 from services.portfolio.positions import FillRecord, PositionHistory
 from services.portfolio.valuation import Holding, Quote, ValuedPosition, value_portfolio
 
@@ -143,11 +143,13 @@ class CashFlowFilter:
 @dataclass(frozen=True)
 class _Book:
     """What a valuation reads from the store: the broker's positions and cash as last reported,
-    the books' positions with history and cash per currency. Shared between calls: never changed."""
+    the books' positions with history and cash per currency, the ledger cursor. Shared between
+    calls: never changed."""
 
     holdings: list[Holding]
     cash: dict[str, float]
     synced_at: datetime | None
+    cursor: tuple[int, int]  # the ledger cursor (the trading ledger's entries booked up to)
     histories: dict[str, PositionHistory]
     cash_flows: dict[str, float]  # the book's cash per currency (the cash flows summed)
 
@@ -177,8 +179,8 @@ class PortfolioEngine:
         self._base = base_currency
         self._retention_days = snapshot_retention_days
         self._book_cash = store.BookCash()
-        self._revisions = db.revisions
-        self._kept_book: tuple[tuple[int, ...], _Book] | None = None  # (the tables' revisions, what they held)
+        # the book as its tables hold it, read once or handed forward by the sync that wrote it
+        self._kept_book: KeptState[_Book] = KeptState(db.revisions, _BOOK_TABLES)
         self.lock = threading.RLock()
         self.buckets = BucketBook(db, peers, base_currency, self.lock)
         self.buckets.ensure_core(started_at)
@@ -192,22 +194,21 @@ class PortfolioEngine:
         return self._value(book, quotes.result(), rates.result(), securities.result())
 
     def _book(self, session) -> tuple[_Book, Future[dict[str, Quote]]]:
-        """What a valuation reads from the store, and the holdings' quotes, asked as soon as the
-        holdings are known (while the rest is read). Kept until one of its tables is written:
-        a cycle values the account for the snapshot, the planner and the loss breaker with
-        nothing booked in between."""
-        revisions = self._revisions.of(_BOOK_TABLES)
-        kept = self._kept_book
-        if kept is not None and kept[0] == revisions and not wrote(session):
-            return kept[1], in_background(self.peers.quotes, [h.symbol for h in kept[1].holdings])
-        holdings = store.holdings(session)
-        quotes = in_background(self.peers.quotes, [h.symbol for h in holdings])
-        book = _Book(holdings, store.cash(session), store.broker_synced_at(session),
-                     {s: _history(r) for s, r in store.position_histories(session).items()},
+        """What a valuation reads from the store, and the holdings' quotes (asked in the
+        background). Kept until one of its tables is written (the sync that writes them hands
+        its result forward): a cycle values the account for the snapshot, the planner and the
+        loss breaker with nothing booked in between."""
+        book = self._kept_book.read(session, self._read_book)
+        return book, in_background(self.peers.quotes, [h.symbol for h in book.holdings])
+
+    def _read_book(self, session) -> _Book:
+        synced_at, cursor = store.sync_state(session)
+        return _Book(store.holdings(session), store.cash(session), synced_at, cursor, self._histories(session),
                      self._book_cash.read(session))
-        if not wrote(session):
-            self._kept_book = (revisions, book)
-        return book, quotes
+
+    @staticmethod
+    def _histories(session) -> dict[str, PositionHistory]:
+        return {s: _history(r) for s, r in store.position_histories(session).items()}
 
     def _value(self, book: _Book, quotes: dict[str, Quote], rates: Rates,
                securities: list[Security] | None) -> PortfolioView:
@@ -245,8 +246,11 @@ class PortfolioEngine:
     # --- the book: broker state and ledger entries ---
 
     def ledger_cursor(self) -> tuple[int, int]:
+        kept = self._kept_book.current()
+        if kept is not None:
+            return kept.cursor
         with self._db.transaction() as session:
-            return store.ledger_cursor(session)
+            return self._kept_book.read(session, self._read_book).cursor
 
     @serialized
     def apply_broker_state(self, state: BrokerState, now: datetime) -> ApplyResult:
@@ -256,17 +260,25 @@ class PortfolioEngine:
         securities = in_background(self.peers.securities)
         # the rates value what is booked: read only when there are entries (maybe booked already)
         pending_rates = in_background(self.peers.rates) if state.fills or state.movements else None
+        revisions = self._kept_book.revisions()
         with self._db.transaction() as session:
-            before = (store.holdings(session), store.cash(session))
-            cursor = state.cursor or store.ledger_cursor(session)
-            store.replace_broker_state(session, state.positions, state.cash, state.synced_at, cursor,
-                                       changed=before != (state.positions, state.cash))
+            book = self._kept_book.read(session, self._read_book)
+            before = (book.holdings, book.cash)
+            changed = before != (state.positions, state.cash)
+            cursor = state.cursor or book.cursor
+            store.replace_broker_state(session, state.positions, state.cash, state.synced_at, cursor, changed=changed)
             rates = pending_rates.result() if pending_rates is not None else None
             fills_applied, fill_flows = self._book_fills(session, state.fills, rates, now)
             movement_flows = self._book_movements(session, state.movements, rates, now)
-            histories = {s: _history(r) for s, r in store.position_histories(session).items()}
-            book_cash = self._book_cash.read(session)
+            written = written_tables(session)
+            booked = bool(written & {store.PositionHistoryRow.__tablename__, store.CashFlowRow.__tablename__})
+            histories = self._histories(session) if booked else book.histories
+            book_cash = self._book_cash.read(session) if booked else book.cash_flows
             universe = securities.result()  # inside: without the universe nothing is booked
+        # what the book's tables hold now, for the snapshot and the valuations that follow
+        self._kept_book.handed_forward(revisions, written, _Book(
+            sorted(state.positions, key=lambda h: h.symbol) if changed else book.holdings,
+            dict(state.cash) if changed else book.cash, state.synced_at, cursor, histories, book_cash))
         book_quantities = {s: h.quantity for s, h in histories.items() if h.quantity}
         differences = positions.quantity_differences(book_quantities, {h.symbol: h.quantity for h in state.positions})
         cash_differences = cash_flows.cash_differences(book_cash, state.cash)

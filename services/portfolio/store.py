@@ -10,7 +10,7 @@ from datetime import date, datetime
 from fractions import Fraction
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, String, Text, delete, func, select
+from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, String, Text, delete, func, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -273,32 +273,41 @@ def cash(session: Session) -> dict[str, float]:
 
 
 def broker_synced_at(session: Session) -> datetime | None:
-    row = session.get(SyncStateRow, 1)
-    return row.synced_at if row else None
+    return sync_state(session)[0]
 
 
 def ledger_cursor(session: Session) -> tuple[int, int]:
-    row = session.get(SyncStateRow, 1)
-    return (row.trade_cursor or 0, row.cash_movement_cursor or 0) if row else (0, 0)
+    return sync_state(session)[1]
+
+
+def sync_state(session: Session) -> tuple[datetime | None, tuple[int, int]]:
+    """(when the broker was last synced, the ledger cursor): (None, (0, 0)) before the first sync."""
+    table = SyncStateRow.__table__
+    row = session.execute(select(table.c.synced_at, table.c.trade_cursor, table.c.cash_movement_cursor)
+                          .where(table.c.id == 1)).first()
+    return (row[0], (row[1] or 0, row[2] or 0)) if row else (None, (0, 0))
 
 
 def replace_broker_state(session: Session, new_holdings: list[Holding], new_cash: dict[str, float],
                          synced_at: datetime, cursor: tuple[int, int] | None = None, changed: bool = True) -> None:
     """Store what the broker reported and when; `changed=False` (the caller compared them with
-    what is stored) keeps the stored positions and cash rows as they are."""
+    what is stored) keeps the stored positions and cash rows as they are. Plain statements: a
+    sync writes this every cycle."""
     if changed:
-        session.execute(delete(PositionRow))
-        session.execute(delete(CashRow))
-        session.add_all(PositionRow(symbol=h.symbol, quantity=h.quantity, average_cost=h.average_cost,
-                                    currency=h.currency) for h in new_holdings)
-        session.add_all(CashRow(currency=c, amount=a) for c, a in new_cash.items())
-    row = session.get(SyncStateRow, 1)
-    if row is None:
-        row = SyncStateRow(id=1, synced_at=synced_at, trade_cursor=0, cash_movement_cursor=0)
-        session.add(row)
-    row.synced_at = synced_at
+        session.execute(delete(PositionRow.__table__))
+        session.execute(delete(CashRow.__table__))
+        if new_holdings:
+            session.execute(insert(PositionRow.__table__), [
+                {"symbol": h.symbol, "quantity": h.quantity, "average_cost": h.average_cost, "currency": h.currency}
+                for h in new_holdings])
+        if new_cash:
+            session.execute(insert(CashRow.__table__), [{"currency": c, "amount": a} for c, a in new_cash.items()])
+    table = SyncStateRow.__table__
+    values: dict[str, object] = {"synced_at": synced_at}
     if cursor is not None:
-        row.trade_cursor, row.cash_movement_cursor = cursor
+        values["trade_cursor"], values["cash_movement_cursor"] = cursor
+    if not session.execute(update(table).where(table.c.id == 1).values(values)).rowcount:
+        session.execute(insert(table).values({"id": 1, "trade_cursor": 0, "cash_movement_cursor": 0, **values}))
 
 
 # --- cash flows ---
