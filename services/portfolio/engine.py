@@ -181,8 +181,9 @@ class PortfolioEngine:
         self._book_cash = store.BookCash()
         # the book as its tables hold it, read once or handed forward by the sync that wrote it
         self._kept_book: KeptState[_Book] = KeptState(db.revisions, _BOOK_TABLES)
+        self._kept_days: KeptState[snapshots.SnapshotDays] = KeptState(db.revisions, (store.SnapshotRow.__tablename__,))
         self.lock = threading.RLock()
-        self.buckets = BucketBook(db, peers, base_currency, self.lock)
+        self.buckets = BucketBook(db, peers, base_currency, self.lock, broker=self._broker)
         self.buckets.ensure_core(started_at)
 
     # --- valuation ---
@@ -243,6 +244,11 @@ class PortfolioEngine:
         return PositionView(valued, bucket, average, history.quantity if history else 0, history, unrealized,
                             to_base(unrealized, holding.currency, rates.base, rates.rates))
 
+    def _broker(self, session) -> tuple[datetime | None, dict[str, float]]:
+        """When the broker was last synced and its cash, from the (kept) book."""
+        book = self._kept_book.read(session, self._read_book)
+        return book.synced_at, book.cash
+
     # --- the book: broker state and ledger entries ---
 
     def ledger_cursor(self) -> tuple[int, int]:
@@ -278,7 +284,7 @@ class PortfolioEngine:
         # what the book's tables hold now, for the snapshot and the valuations that follow
         self._kept_book.handed_forward(revisions, written, _Book(
             sorted(state.positions, key=lambda h: h.symbol) if changed else book.holdings,
-            dict(state.cash) if changed else book.cash, state.synced_at, cursor, histories, book_cash))
+            dict(state.cash) if changed else book.cash, state.synced_at.astimezone(UTC), cursor, histories, book_cash))
         book_quantities = {s: h.quantity for s, h in histories.items() if h.quantity}
         differences = positions.quantity_differences(book_quantities, {h.symbol: h.quantity for h in state.positions})
         cash_differences = cash_flows.cash_differences(book_cash, state.cash)
@@ -474,12 +480,13 @@ class PortfolioEngine:
         services are asked while the store is read."""
         securities, rates = in_background(self.peers.securities), in_background(self.peers.rates)
         today = now.date()
+        revisions, bucket_revisions = self._kept_days.revisions(), self.buckets.snapshot_revisions()
         with self._db.transaction() as session:
             book, quotes = self._book(session)
-            last_year = store.snapshot_totals_between(session, today - snapshots.TURNOVER_WINDOW,
-                                                      today - timedelta(days=1))
-            totals = [total for total, _ in last_year]
-            previous = last_year[-1][1] if last_year else _taken_at(store.last_snapshot_before(session, today))
+            days = self._kept_days.read(session, _snapshot_days)
+            last_year = days.between(today - snapshots.TURNOVER_WINDOW, today - timedelta(days=1))
+            totals = [d.total_value_base for d in last_year]
+            previous = last_year[-1].taken_at if last_year else _taken_at(days.last_before(today))
             net = store.flow_totals_base(session, tuple(cash_flows.EXTERNAL_KINDS), None, now)
             traded = store.traded_value_base(session, now - snapshots.TURNOVER_WINDOW, now)
             buckets = self.buckets.snapshot_inputs(session, today, previous, now)
@@ -494,16 +501,20 @@ class PortfolioEngine:
                 snapshots.shares((s.industry if s else "", p.valued.market_value_base) for p, s in held),
                 snapshots.annual_turnover(traded, [*totals, view.total_value_base]) if traded else None)
             row = _snapshot_row(figures, now)
-            position_rows = [store.SnapshotPositionRow(
+            position_rows = [dict(
                 date=today, symbol=p.valued.holding.symbol, quantity=p.valued.holding.quantity,
                 value_base=p.valued.market_value_base, country=(s.country if s else "")[:64],
                 industry=(s.industry if s else "")[:100], bucket=p.bucket) for p, s in held]
             bucket_rows = self.buckets.snapshot_rows(buckets, today, view, view.rates)
-            store.save_snapshot(session, row, position_rows, bucket_rows)
+            store.save_snapshot(session, row, position_rows, bucket_rows, exists=today in days)
             cutoff = snapshots.retention_cutoff(today, self._retention_days)
             if cutoff is not None:
                 store.delete_snapshots_before(session, cutoff)
-        return row, view  # `row` is detached with its values loaded (no expiry on commit)
+            written = written_tables(session)
+        self._kept_days.handed_forward(revisions, written, days.with_day(
+            snapshots.StoredDay(today, row.total_value_base, now.astimezone(UTC)), cutoff))
+        self.buckets.snapshot_taken(bucket_revisions, written, today, bucket_rows, latest=days.none_after(today))
+        return row, view  # `row` is a plain record of what was stored (never in a session)
 
     def snapshots(self, before: date | None, limit: int) -> list[store.SnapshotRow]:
         with self._db.transaction() as session:
@@ -514,12 +525,12 @@ class PortfolioEngine:
         the baseline - 1, the baseline being the last snapshot before `as_of`. Not armed without
         one; armed but unknown (None) when it cannot be computed, so trading refuses."""
         with self._db.transaction() as session:
-            baseline = store.last_snapshot_before(session, as_of)
+            baseline = self._kept_days.read(session, _snapshot_days).last_before(as_of)
             if baseline is None:
                 return DailyPnl(False)
             rates = in_background(self.peers.rates)
             flows = store.external_flows_base(session, baseline.taken_at, now)
-            base_date, base_total = baseline.date, baseline.total_value_base
+            base_date, base_total = baseline.day, baseline.total_value_base
             book, quotes = self._book(session)
         view = self._value(book, quotes.result(), rates.result(), None)
         if any(amount is None for _, amount in flows):
@@ -662,7 +673,11 @@ def _history(row: store.PositionHistoryRow) -> PositionHistory:
                            row.last_bought_at, row.last_sold_at, row.bucket)
 
 
-def _taken_at(snapshot: store.SnapshotRow | None) -> datetime | None:
+def _snapshot_days(session) -> snapshots.SnapshotDays:
+    return snapshots.SnapshotDays(snapshots.StoredDay(*d) for d in store.snapshot_days(session))
+
+
+def _taken_at(snapshot: snapshots.StoredDay | None) -> datetime | None:
     return snapshot.taken_at if snapshot is not None else None
 
 

@@ -488,29 +488,35 @@ def snapshots_between(session: Session, start: date | None, end: date | None) ->
     return list(session.scalars(query))
 
 
-def last_snapshot_before(session: Session, day: date) -> SnapshotRow | None:
-    return session.scalars(select(SnapshotRow).where(SnapshotRow.date < day).order_by(SnapshotRow.date.desc())
-                           .limit(1)).first()
+def snapshot_days(session: Session) -> list[tuple[date, float, datetime]]:
+    """(date, total value, taken at) of every snapshot, by date."""
+    table = SnapshotRow.__table__
+    return [tuple(r) for r in session.execute(select(table.c.date, table.c.total_value_base, table.c.taken_at)
+                                              .order_by(table.c.date))]
 
 
-def snapshot_totals_between(session: Session, start: date, end: date) -> list[tuple[float, datetime]]:
-    """(total value, taken at) of the snapshots dated from `start` to `end` (inclusive), by date."""
-    return [(t, at) for t, at in session.execute(select(SnapshotRow.total_value_base, SnapshotRow.taken_at).where(
-        SnapshotRow.date >= start, SnapshotRow.date <= end).order_by(SnapshotRow.date))]
+def _values(row, table) -> dict:
+    return row if isinstance(row, dict) else {c.key: getattr(row, c.key) for c in table.columns}
 
 
-def save_snapshot(session: Session, row: SnapshotRow, positions: list[SnapshotPositionRow],
-                  buckets: list[SnapshotBucketRow]) -> None:
-    """Store a day's snapshot with its positions and buckets, replacing that day's if there is one."""
-    if session.get(SnapshotRow, row.date) is None:
-        session.add(row)  # positions and buckets refer to a snapshot: none are stored for this day
+def save_snapshot(session: Session, row: SnapshotRow, positions: list[SnapshotPositionRow | dict],
+                  buckets: list[SnapshotBucketRow | dict], exists: bool | None = None) -> None:
+    """Store a day's snapshot with its positions and buckets (rows or their column values),
+    replacing that day's if there is one (`exists`: whether there is, when the caller knows).
+    `row` is not added to the session: plain statements write its values."""
+    table = SnapshotRow.__table__
+    if exists is None:
+        exists = session.execute(select(table.c.date).where(table.c.date == row.date)).first() is not None
+    values = _values(row, table)
+    if exists:
+        session.execute(delete(SnapshotPositionRow.__table__).where(SnapshotPositionRow.date == row.date))
+        session.execute(delete(SnapshotBucketRow.__table__).where(SnapshotBucketRow.date == row.date))
+        session.execute(update(table).where(table.c.date == row.date).values(values))
     else:
-        session.execute(delete(SnapshotPositionRow).where(SnapshotPositionRow.date == row.date))
-        session.execute(delete(SnapshotBucketRow).where(SnapshotBucketRow.date == row.date))
-        session.merge(row)
-    session.flush()
-    session.add_all(positions)
-    session.add_all(buckets)
+        session.execute(insert(table).values(values))
+    for rows, model in ((positions, SnapshotPositionRow), (buckets, SnapshotBucketRow)):
+        if rows:
+            session.execute(insert(model.__table__), [_values(r, model.__table__) for r in rows])
 
 
 def delete_snapshots_before(session: Session, day: date) -> int:
