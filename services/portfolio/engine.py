@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.logs import event
@@ -181,6 +182,10 @@ class PortfolioEngine:
         self._book_cash = store.BookCash()
         # the book as its tables hold it, read once or handed forward by the sync that wrote it
         self._kept_book: KeptState[_Book] = KeptState(db.revisions, _BOOK_TABLES)
+        self._kept_open: KeptState[list[_OpenRow]] = KeptState(db.revisions, (store.DividendRow.__tablename__,))
+        # the latest snapshot's positions: symbol -> value (base)
+        self._kept_held: KeptState[dict[str, float]] = KeptState(db.revisions,
+                                                                 (store.SnapshotPositionRow.__tablename__,))
         self._kept_days: KeptState[snapshots.SnapshotDays] = KeptState(db.revisions, (store.SnapshotRow.__tablename__,))
         self.lock = threading.RLock()
         self.buckets = BucketBook(db, peers, base_currency, self.lock, broker=self._broker)
@@ -481,6 +486,7 @@ class PortfolioEngine:
         securities, rates = in_background(self.peers.securities), in_background(self.peers.rates)
         today = now.date()
         revisions, bucket_revisions = self._kept_days.revisions(), self.buckets.snapshot_revisions()
+        held_revisions = self._kept_held.revisions()
         with self._db.transaction() as session:
             book, quotes = self._book(session)
             days = self._kept_days.read(session, _snapshot_days)
@@ -513,7 +519,11 @@ class PortfolioEngine:
             written = written_tables(session)
         self._kept_days.handed_forward(revisions, written, days.with_day(
             snapshots.StoredDay(today, row.total_value_base, now.astimezone(UTC)), cutoff))
-        self.buckets.snapshot_taken(bucket_revisions, written, today, bucket_rows, latest=days.none_after(today))
+        latest = days.none_after(today)
+        self.buckets.snapshot_taken(bucket_revisions, written, today, bucket_rows, latest)
+        if position_rows and latest:  # without rows the latest positions are an earlier day's
+            self._kept_held.handed_forward(held_revisions, written,
+                                           {p["symbol"]: p["value_base"] for p in position_rows})
         return row, view  # `row` is a plain record of what was stored (never in a session)
 
     def snapshots(self, before: date | None, limit: int) -> list[store.SnapshotRow]:
@@ -613,36 +623,38 @@ class PortfolioEngine:
     @serialized
     def plan_reinvestment(self, now: datetime) -> dividends.Plan:
         """The reinvestment rule over every plannable dividend; assigns the BUYs' client order
-        ids and marks bonuses and pooled dividends (only the fill marks them reinvested)."""
+        ids and marks bonuses and pooled dividends (only the fill marks them reinvested). The
+        market is asked only about the symbols whose dividends add up to a trade."""
         with self._db.transaction() as session:
-            open_rows = store.dividends(session, None, statuses=dividends.PLANNABLE)
-        symbols = sorted({d.symbol for d in open_rows})
-        facts = self._reinvestment_facts(symbols, now) if symbols else {}
+            open_rows = self._kept_open.read(session, _open_dividends)
+            held = self._kept_held.read(session, _latest_held) if open_rows else {}
+        priced = [dividends.OpenDividend(d.id, d.symbol, d.amount_base) for d in open_rows
+                  if d.amount_base is not None]
+        market = sorted(dividends.trade_sized(priced))
+        facts = self._reinvestment_facts(market, now, held) if market else {}
+        for symbol in {d.symbol for d in open_rows} - set(facts):  # below a trade only the value is read
+            facts[symbol] = dividends.SecurityFacts(None, "", 1, None, held.get(symbol), None)
         unpriced = [d.symbol for d in open_rows if d.amount_base is None]
-        plan = dividends.plan([dividends.OpenDividend(d.id, d.symbol, d.amount_base) for d in open_rows
-                               if d.amount_base is not None], facts)
+        plan = dividends.plan(priced, facts)
         plan.notes += [f"{s}: a dividend without a base amount (no FX rate) waits" for s in sorted(set(unpriced))]
-        if not (plan.buys or plan.pooled_ids or plan.bonus_ids):
-            return plan  # nothing to mark
-        with self._db.transaction() as session:
-            for buy in plan.buys:
-                for dividend_id in buy.dividend_ids:
-                    row = session.get(store.DividendRow, dividend_id)
-                    row.status, row.reinvest_client_order_id = dividends.ASSIGNED, buy.client_order_id
-            for ids, status in ((plan.pooled_ids, dividends.POOLED), (plan.bonus_ids, dividends.BONUS)):
-                for dividend_id in ids:
-                    row = session.get(store.DividendRow, dividend_id)
-                    row.status, row.reinvest_client_order_id = status, ""
+        marks = {i: (dividends.ASSIGNED, buy.client_order_id) for buy in plan.buys for i in buy.dividend_ids}
+        for ids, status in ((plan.pooled_ids, dividends.POOLED), (plan.bonus_ids, dividends.BONUS)):
+            marks.update((i, (status, "")) for i in ids)
+        marked = {d.id: (d.status, d.reinvest_client_order_id) for d in open_rows}
+        changes = {i: mark for i, mark in marks.items() if marked.get(i) != mark}
+        if changes:
+            with self._db.transaction() as session:
+                store.mark_dividends(session, changes)
         return plan
 
-    def _reinvestment_facts(self, symbols: list[str], now: datetime) -> dict[str, dividends.SecurityFacts]:
+    def _reinvestment_facts(self, symbols: list[str], now: datetime,
+                            held: dict[str, float]) -> dict[str, dividends.SecurityFacts]:
+        """`held`: symbol -> its value (base) on the latest snapshot."""
         securities = {s.symbol: s for s in self.peers.securities()}
         quotes = self.peers.quotes([s for s in symbols if s in securities])
         rates = self.peers.rates()
         per_share = self.peers.dividends([s for s in symbols if s in securities], now.date() - timedelta(days=365),
                                          now.date())
-        with self._db.transaction() as session:
-            held = {p.symbol: p for p in store.latest_snapshot_positions(session)}
         facts = {}
         for symbol in symbols:
             security, quote = securities.get(symbol), quotes.get(symbol)
@@ -651,8 +663,8 @@ class PortfolioEngine:
             amounts = [(d.day, d.amount) for d in per_share if d.symbol == symbol]
             facts[symbol] = dividends.SecurityFacts(
                 price, currency, security.lot_size if security else 1,
-                dividends.trailing_yield(amounts, price, now.date()),
-                held[symbol].value_base if symbol in held else None, rates.rate(currency) if currency else None)
+                dividends.trailing_yield(amounts, price, now.date()), held.get(symbol),
+                rates.rate(currency) if currency else None)
         return facts
 
     def pending_bonuses(self, symbols: list[str]) -> list[dividends.Bonus]:
@@ -671,6 +683,24 @@ class PortfolioEngine:
 def _history(row: store.PositionHistoryRow) -> PositionHistory:
     return PositionHistory(row.symbol, row.currency, row.quantity, row.cost, row.realized_pnl, row.first_bought_at,
                            row.last_bought_at, row.last_sold_at, row.bucket)
+
+
+class _OpenRow(NamedTuple):
+    id: int
+    symbol: str
+    amount_base: float | None
+    status: str
+    reinvest_client_order_id: str
+
+
+def _open_dividends(session) -> list[_OpenRow]:
+    """The plannable dividends, newest first."""
+    return [_OpenRow(d.id, d.symbol, d.amount_base, d.status, d.reinvest_client_order_id)
+            for d in store.dividends(session, None, statuses=dividends.PLANNABLE)]
+
+
+def _latest_held(session) -> dict[str, float]:
+    return {p.symbol: p.value_base for p in store.latest_snapshot_positions(session)}
 
 
 def _snapshot_days(session) -> snapshots.SnapshotDays:

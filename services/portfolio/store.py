@@ -588,6 +588,18 @@ def dividends_assigned_to(session: Session, client_order_id: str) -> list[Divide
                                                           DividendRow.status == "assigned")))
 
 
+def mark_dividends(session: Session, marks: dict[int, tuple[str, str]]) -> None:
+    """Set dividends' (status, reinvest client order id): id -> the pair."""
+    table = DividendRow.__table__
+    by_mark: dict[tuple[str, str], list[int]] = {}
+    for dividend_id, mark in marks.items():
+        by_mark.setdefault(mark, []).append(dividend_id)
+    for (status, client_order_id), ids in sorted(by_mark.items()):
+        for start in range(0, len(ids), 500):
+            session.execute(update(table).where(table.c.id.in_(sorted(ids)[start:start + 500]))
+                            .values(status=status, reinvest_client_order_id=client_order_id))
+
+
 # --- buckets ---
 
 def buckets(session: Session, include_retired: bool = True) -> list[BucketRow]:
