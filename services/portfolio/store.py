@@ -10,7 +10,21 @@ from datetime import date, datetime
 from fractions import Fraction
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, String, Text, delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -294,20 +308,25 @@ def replace_broker_state(session: Session, new_holdings: list[Holding], new_cash
     what is stored) keeps the stored positions and cash rows as they are. Plain statements: a
     sync writes this every cycle."""
     if changed:
-        session.execute(delete(PositionRow.__table__))
-        session.execute(delete(CashRow.__table__))
+        session.execute(_DELETE_POSITIONS)
+        session.execute(_DELETE_CASH)
         if new_holdings:
-            session.execute(insert(PositionRow.__table__), [
+            session.execute(_INSERT_POSITION, [
                 {"symbol": h.symbol, "quantity": h.quantity, "average_cost": h.average_cost, "currency": h.currency}
                 for h in new_holdings])
         if new_cash:
-            session.execute(insert(CashRow.__table__), [{"currency": c, "amount": a} for c, a in new_cash.items()])
-    table = SyncStateRow.__table__
+            session.execute(_INSERT_CASH, [{"currency": c, "amount": a} for c, a in new_cash.items()])
     values: dict[str, object] = {"synced_at": synced_at}
     if cursor is not None:
         values["trade_cursor"], values["cash_movement_cursor"] = cursor
-    if not session.execute(update(table).where(table.c.id == 1).values(values)).rowcount:
-        session.execute(insert(table).values({"id": 1, "trade_cursor": 0, "cash_movement_cursor": 0, **values}))
+    if not session.execute(_UPDATE_SYNC, values).rowcount:
+        session.execute(_INSERT_SYNC, {"id": 1, "trade_cursor": 0, "cash_movement_cursor": 0, **values})
+
+
+_DELETE_POSITIONS, _DELETE_CASH = delete(PositionRow.__table__), delete(CashRow.__table__)
+_INSERT_POSITION, _INSERT_CASH = insert(PositionRow.__table__), insert(CashRow.__table__)
+_UPDATE_SYNC = update(SyncStateRow.__table__).where(SyncStateRow.__table__.c.id == 1)
+_INSERT_SYNC = insert(SyncStateRow.__table__)
 
 
 # --- cash flows ---
@@ -406,22 +425,30 @@ class BookCash:
         return {c: float(s) for c, s in sums.items()}
 
 
+# The statements a cycle runs are built once, with bound parameters: building a statement
+# (and its cache key) costs several times what running it on a small table does.
+_FLOWS = CashFlowRow.__table__
+_EXTERNAL_FLOWS = select(_FLOWS.c.occurred_at, _FLOWS.c.amount_base).where(
+    _FLOWS.c.kind.in_(("deposit", "withdrawal")), _FLOWS.c.occurred_at <= bindparam("until")).order_by(
+    _FLOWS.c.occurred_at)
+_EXTERNAL_FLOWS_AFTER = _EXTERNAL_FLOWS.where(_FLOWS.c.occurred_at > bindparam("after"))
+_FLOW_TOTAL = select(func.coalesce(func.sum(_FLOWS.c.amount_base), 0.0)).where(
+    _FLOWS.c.kind.in_(bindparam("kinds", expanding=True)), _FLOWS.c.occurred_at <= bindparam("end"))
+_FLOW_TOTAL_AFTER = _FLOW_TOTAL.where(_FLOWS.c.occurred_at > bindparam("start"))
+
+
 def external_flows_base(session: Session, after: datetime | None,
                         until: datetime) -> list[tuple[datetime, float | None]]:
     """(time, base amount) of every deposit and withdrawal in (after, until]."""
-    query = select(CashFlowRow.occurred_at, CashFlowRow.amount_base).where(
-        CashFlowRow.kind.in_(("deposit", "withdrawal")), CashFlowRow.occurred_at <= until)
-    if after is not None:
-        query = query.where(CashFlowRow.occurred_at > after)
-    return list(session.execute(query.order_by(CashFlowRow.occurred_at)))
+    if after is None:
+        return list(session.execute(_EXTERNAL_FLOWS, {"until": until}))
+    return list(session.execute(_EXTERNAL_FLOWS_AFTER, {"until": until, "after": after}))
 
 
 def flow_totals_base(session: Session, kinds: tuple[str, ...], start: datetime | None, end: datetime) -> float:
-    query = select(func.coalesce(func.sum(CashFlowRow.amount_base), 0.0)).where(
-        CashFlowRow.kind.in_(kinds), CashFlowRow.occurred_at <= end)
-    if start is not None:
-        query = query.where(CashFlowRow.occurred_at > start)
-    return float(session.scalar(query))
+    if start is None:
+        return float(session.execute(_FLOW_TOTAL, {"kinds": list(kinds), "end": end}).scalar())
+    return float(session.execute(_FLOW_TOTAL_AFTER, {"kinds": list(kinds), "end": end, "start": start}).scalar())
 
 
 # --- fills and positions with history ---
@@ -461,13 +488,20 @@ def fill_by_client_order_id(session: Session, client_order_id: str) -> FillRow |
     return session.scalars(select(FillRow).where(FillRow.client_order_id == client_order_id)).first()
 
 
+_FILLS = FillRow.__table__
+_TRADED = select(func.coalesce(func.sum(_FILLS.c.value_base), 0.0)).where(
+    _FILLS.c.executed_at > bindparam("since"), _FILLS.c.executed_at <= bindparam("until"))
+
+
 def traded_value_base(session: Session, since: datetime, until: datetime) -> float:
-    return float(session.scalar(select(func.coalesce(func.sum(FillRow.value_base), 0.0)).where(
-        FillRow.executed_at > since, FillRow.executed_at <= until)))
+    return float(session.execute(_TRADED, {"since": since, "until": until}).scalar())
+
+
+_POSITION_HISTORIES = select(PositionHistoryRow)
 
 
 def position_histories(session: Session) -> dict[str, PositionHistoryRow]:
-    return {r.symbol: r for r in session.scalars(select(PositionHistoryRow))}
+    return {r.symbol: r for r in session.scalars(_POSITION_HISTORIES)}
 
 
 # --- snapshots ---
@@ -509,14 +543,20 @@ def save_snapshot(session: Session, row: SnapshotRow, positions: list[SnapshotPo
         exists = session.execute(select(table.c.date).where(table.c.date == row.date)).first() is not None
     values = _values(row, table)
     if exists:
-        session.execute(delete(SnapshotPositionRow.__table__).where(SnapshotPositionRow.date == row.date))
-        session.execute(delete(SnapshotBucketRow.__table__).where(SnapshotBucketRow.date == row.date))
+        for model in (SnapshotPositionRow, SnapshotBucketRow):
+            session.execute(delete(model.__table__).where(model.__table__.c.date == row.date))
         session.execute(update(table).where(table.c.date == row.date).values(values))
     else:
-        session.execute(insert(table).values(values))
-    for rows, model in ((positions, SnapshotPositionRow), (buckets, SnapshotBucketRow)):
+        session.execute(_INSERT_SNAPSHOT, values)
+    for rows, model, statement in ((positions, SnapshotPositionRow, _INSERT_SNAPSHOT_POSITION),
+                                   (buckets, SnapshotBucketRow, _INSERT_SNAPSHOT_BUCKET)):
         if rows:
-            session.execute(insert(model.__table__), [_values(r, model.__table__) for r in rows])
+            session.execute(statement, [_values(r, model.__table__) for r in rows])
+
+
+_INSERT_SNAPSHOT = insert(SnapshotRow.__table__)
+_INSERT_SNAPSHOT_POSITION, _INSERT_SNAPSHOT_BUCKET = insert(SnapshotPositionRow.__table__), insert(
+    SnapshotBucketRow.__table__)
 
 
 def delete_snapshots_before(session: Session, day: date) -> int:
@@ -642,14 +682,19 @@ def any_bucket_transaction(session: Session) -> bool:
     return session.scalar(select(BucketTransactionRow.id).limit(1)) is not None
 
 
+_BUCKET_MOVES = BucketTransactionRow.__table__
+_BUCKET_FLOWS = select(_BUCKET_MOVES.c.bucket, func.coalesce(func.sum(_BUCKET_MOVES.c.amount_base), 0.0)).where(
+    _BUCKET_MOVES.c.kind.in_(bindparam("kinds", expanding=True)), _BUCKET_MOVES.c.at <= bindparam("until"))
+_BUCKET_FLOWS_AFTER = _BUCKET_FLOWS.where(_BUCKET_MOVES.c.at > bindparam("after")).group_by(_BUCKET_MOVES.c.bucket)
+_BUCKET_FLOWS = _BUCKET_FLOWS.group_by(_BUCKET_MOVES.c.bucket)
+
+
 def bucket_flows_base(session: Session, kinds: frozenset[str], after: datetime | None,
                       until: datetime) -> dict[str, float]:
     """bucket -> sum of base amounts of transactions of `kinds` in (after, until]."""
-    query = select(BucketTransactionRow.bucket, func.coalesce(func.sum(BucketTransactionRow.amount_base), 0.0)).where(
-        BucketTransactionRow.kind.in_(sorted(kinds)), BucketTransactionRow.at <= until)
-    if after is not None:
-        query = query.where(BucketTransactionRow.at > after)
-    return dict(session.execute(query.group_by(BucketTransactionRow.bucket)).all())
+    if after is None:
+        return dict(session.execute(_BUCKET_FLOWS, {"kinds": sorted(kinds), "until": until}).all())
+    return dict(session.execute(_BUCKET_FLOWS_AFTER, {"kinds": sorted(kinds), "until": until, "after": after}).all())
 
 
 # --- settings and allocation targets ---
