@@ -186,6 +186,7 @@ class PortfolioEngine:
         # the latest snapshot's positions: symbol -> value (base)
         self._kept_held: KeptState[dict[str, float]] = KeptState(db.revisions,
                                                                  (store.SnapshotPositionRow.__tablename__,))
+        self._last_valuation: tuple[tuple, PortfolioView] | None = None  # ((book, quotes, rates, securities), view)
         self._kept_days: KeptState[snapshots.SnapshotDays] = KeptState(db.revisions, (store.SnapshotRow.__tablename__,))
         self.lock = threading.RLock()
         self.buckets = BucketBook(db, peers, base_currency, self.lock, broker=self._broker)
@@ -219,7 +220,19 @@ class PortfolioEngine:
     def _value(self, book: _Book, quotes: dict[str, Quote], rates: Rates,
                securities: list[Security] | None) -> PortfolioView:
         """The valuation of `book` at `quotes` and `rates`; without `securities` (the universe)
-        no portfolio hash."""
+        no portfolio hash. The last one is kept with everything it was computed from (the book
+        as one kept object: a new one once a table of it is written): a cycle values the same
+        book at the same quotes and rates for the snapshot, the planner and the loss breaker."""
+        inputs = (book, quotes, rates, securities)
+        last = self._last_valuation
+        if last is not None and last[0][0] is book and last[0][1:] == inputs[1:]:
+            return last[1]
+        view = self._valued(book, quotes, rates, securities)
+        self._last_valuation = (inputs, view)
+        return view
+
+    def _valued(self, book: _Book, quotes: dict[str, Quote], rates: Rates,
+                securities: list[Security] | None) -> PortfolioView:
         valuation = value_portfolio(book.holdings, book.cash, quotes, rates.base, rates.rates)
         known = {s.symbol: s for s in securities or ()}
         views = [self._position(p, book.histories.get(p.holding.symbol), known.get(p.holding.symbol), rates)
