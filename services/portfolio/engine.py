@@ -335,12 +335,13 @@ class PortfolioEngine:
                 flows += 1
         session.flush()
         sells = self._replay_positions(session, {f.symbol for f in new.values()})
+        waiting = store.waiting_dividends(session) if any(f.side == positions.BUY for f in new.values()) else []
         for fill in sorted(new.values(), key=positions.fill_order):
             result = sells.get(fill.broker_trade_id)
             if result is not None and result.realized_pnl is not None:
                 self.buckets.after_sell(session, buckets[fill.broker_trade_id], result.realized_pnl, result.cost_basis,
                                         fill.executed_at)
-            self._mark_reinvested(session, fill)
+            self._mark_reinvested(fill, waiting)
         return len(new), flows
 
     def _replay_positions(self, session, symbols: Iterable[str]) -> dict[str, positions.SellResult]:
@@ -361,14 +362,16 @@ class PortfolioEngine:
             results.update(sells)
         return results
 
-    def _mark_reinvested(self, session, fill: FillRecord) -> None:
+    @staticmethod
+    def _mark_reinvested(fill: FillRecord, waiting: list[store.DividendRow]) -> None:
         """A dividend is reinvested once a BUY fills: its own BUY (by client order id), or for
-        pooled dividends the next BUY of anything."""
+        pooled dividends the next BUY of anything. `waiting`: the assigned and pooled dividends
+        (read once for all the fills; marking changes their status)."""
         if fill.side != positions.BUY:
             return
-        assigned = store.dividends_assigned_to(session, fill.client_order_id) if fill.client_order_id else []
-        waiting = assigned or store.dividends(session, None, status=dividends.POOLED)
-        for dividend in waiting:
+        assigned = [d for d in waiting if d.status == dividends.ASSIGNED
+                    and d.reinvest_client_order_id == fill.client_order_id] if fill.client_order_id else []
+        for dividend in assigned or [d for d in waiting if d.status == dividends.POOLED]:
             if dividend.pay_date <= fill.executed_at.date():
                 dividend.status, dividend.reinvested_at = dividends.REINVESTED, fill.executed_at
                 dividend.reinvest_client_order_id = fill.client_order_id

@@ -623,9 +623,12 @@ def dividends(session: Session, limit: int | None, symbol: str = "", status: str
     return list(session.scalars(query if limit is None else query.limit(limit)))
 
 
-def dividends_assigned_to(session: Session, client_order_id: str) -> list[DividendRow]:
-    return list(session.scalars(select(DividendRow).where(DividendRow.reinvest_client_order_id == client_order_id,
-                                                          DividendRow.status == "assigned")))
+def waiting_dividends(session: Session) -> list[DividendRow]:
+    """The dividends waiting for a BUY to fill: assigned to one, or pooled for the next."""
+    return list(session.scalars(_WAITING_DIVIDENDS))
+
+
+_WAITING_DIVIDENDS = select(DividendRow).where(DividendRow.status.in_(("assigned", "pooled"))).order_by(DividendRow.id)
 
 
 def mark_dividends(session: Session, marks: dict[int, tuple[str, str]]) -> None:
@@ -652,23 +655,30 @@ def buckets(session: Session, include_retired: bool = True) -> list[BucketRow]:
 def bucket_balances(session: Session) -> dict[str, dict[str, float]]:
     """bucket -> currency -> amount."""
     result: dict[str, dict[str, float]] = {}
-    for row in session.scalars(select(BucketBalanceRow)):
-        result.setdefault(row.bucket, {})[row.currency] = row.amount
+    for bucket, currency, amount in session.execute(_BALANCES):
+        result.setdefault(bucket, {})[currency] = amount
     return result
 
 
 def book_to_bucket(session: Session, bucket: str, kind: str, amount: float, currency: str, amount_base: float | None,
                    at: datetime, description: str, cash_flow_id: int | None = None) -> None:
-    """Change a bucket's balance and record the transaction, together."""
-    row = session.get(BucketBalanceRow, (bucket, currency))
-    if row is None:
-        session.add(BucketBalanceRow(bucket=bucket, currency=currency, amount=amount))
-    else:
-        row.amount += amount
-    session.add(BucketTransactionRow(bucket=bucket, kind=kind, amount=amount, currency=currency,
-                                     amount_base=amount_base, at=at, description=description[:300],
-                                     cash_flow_id=cash_flow_id))
-    session.flush()
+    """Change a bucket's balance and record the transaction, together (plain statements: the
+    balances are only ever read as plain rows, never as entities a statement could leave stale)."""
+    if not session.execute(_ADD_TO_BALANCE, {"the_bucket": bucket, "the_currency": currency,
+                                              "delta": amount}).rowcount:
+        session.execute(_INSERT_BALANCE, {"bucket": bucket, "currency": currency, "amount": amount})
+    session.execute(_INSERT_BUCKET_TRANSACTION, {
+        "bucket": bucket, "kind": kind, "amount": amount, "currency": currency, "amount_base": amount_base, "at": at,
+        "description": description[:300], "cash_flow_id": cash_flow_id})
+
+
+_BALANCE_TABLE = BucketBalanceRow.__table__
+_BALANCES = select(_BALANCE_TABLE.c.bucket, _BALANCE_TABLE.c.currency, _BALANCE_TABLE.c.amount)
+_ADD_TO_BALANCE = update(_BALANCE_TABLE).where(
+    _BALANCE_TABLE.c.bucket == bindparam("the_bucket"), _BALANCE_TABLE.c.currency == bindparam("the_currency")
+).values(amount=_BALANCE_TABLE.c.amount + bindparam("delta"))
+_INSERT_BALANCE = insert(_BALANCE_TABLE)
+_INSERT_BUCKET_TRANSACTION = insert(BucketTransactionRow.__table__)
 
 
 def bucket_transactions(session: Session, bucket: str, limit: int) -> list[BucketTransactionRow]:
