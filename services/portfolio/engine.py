@@ -323,7 +323,7 @@ class PortfolioEngine:
         buckets = {f.broker_trade_id: self.buckets.trading_bucket(session, f.bucket) for f in new.values()}
         for fill in sorted(new.values(), key=positions.fill_order):
             bucket = buckets[fill.broker_trade_id]
-            session.add(store.FillRow(
+            store.add_fill(session, dict(
                 broker_trade_id=fill.broker_trade_id, client_order_id=fill.client_order_id, symbol=fill.symbol,
                 side=fill.side, quantity=fill.quantity, price=fill.price, currency=fill.currency,
                 commission=fill.commission, executed_at=fill.executed_at, bucket=bucket,
@@ -349,13 +349,13 @@ class PortfolioEngine:
         earlier time changes what later SELLs realised, so every SELL is written again)."""
         results: dict[str, positions.SellResult] = {}
         for symbol in sorted(symbols):
-            rows = store.fills_of(session, symbol)
-            history, sells = positions.replay(symbol, [_fill_record(r) for r in rows])
-            for row in rows:
-                if row.broker_trade_id in sells:
-                    row.realized_pnl = sells[row.broker_trade_id].realized_pnl
-                    row.cost_basis = sells[row.broker_trade_id].cost_basis
-            session.merge(store.PositionHistoryRow(
+            rows = store.fill_rows_of(session, symbol)
+            history, sells = positions.replay(symbol, [FillRecord(*r[:10]) for r in rows])
+            store.set_sell_results(session, [
+                (r.broker_trade_id, sold.realized_pnl, sold.cost_basis) for r in rows
+                if (sold := sells.get(r.broker_trade_id)) is not None
+                and (r.realized_pnl, r.cost_basis) != (sold.realized_pnl, sold.cost_basis)])
+            store.save_position_history(session, dict(
                 symbol=symbol, currency=history.currency, quantity=history.quantity, cost=history.cost,
                 realized_pnl=history.realized_pnl, first_bought_at=history.first_bought_at,
                 last_bought_at=history.last_bought_at, last_sold_at=history.last_sold_at, bucket=history.bucket))
@@ -435,7 +435,7 @@ class PortfolioEngine:
         return self.buckets.trading_bucket(session, fill.bucket) if fill is not None else bucket_rules.CORE
 
     def _record_dividend(self, session, row: store.CashFlowRow, rates: Rates) -> None:
-        history = session.get(store.PositionHistoryRow, row.symbol) if row.symbol else None
+        history = store.position_histories(session).get(row.symbol) if row.symbol else None
         owner = history.bucket if history is not None else bucket_rules.CORE
         bucket = self.buckets.dividend_bucket(session, owner)
         session.add(store.DividendRow(cash_flow_id=row.id, symbol=row.symbol or "UNKNOWN", amount=row.amount,
@@ -696,7 +696,8 @@ class PortfolioEngine:
 
 # --- helpers ---
 
-def _history(row: store.PositionHistoryRow) -> PositionHistory:
+def _history(row) -> PositionHistory:
+    """From a position_history row (store.position_histories)."""
     return PositionHistory(row.symbol, row.currency, row.quantity, row.cost, row.realized_pnl, row.first_bought_at,
                            row.last_bought_at, row.last_sold_at, row.bucket)
 
@@ -725,11 +726,6 @@ def _snapshot_days(session) -> snapshots.SnapshotDays:
 
 def _taken_at(snapshot: snapshots.StoredDay | None) -> datetime | None:
     return snapshot.taken_at if snapshot is not None else None
-
-
-def _fill_record(row: store.FillRow) -> FillRecord:
-    return FillRecord(row.broker_trade_id, row.symbol, row.side, row.quantity, row.price, row.currency,
-                      row.commission, row.executed_at, row.bucket, row.client_order_id)
 
 
 def _base_factor(row: store.FillRow) -> float | None:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -462,11 +463,6 @@ def known_fills(session: Session, ids: Iterable[str]) -> set[str]:
     return found
 
 
-def fills_of(session: Session, symbol: str) -> list[FillRow]:
-    """A symbol's fills in the order they were booked (the ledger's)."""
-    return list(session.scalars(select(FillRow).where(FillRow.symbol == symbol).order_by(FillRow.id)))
-
-
 def fills(session: Session, limit: int | None, symbol: str = "", bucket: str = "", start: datetime | None = None,
           end: datetime | None = None, side: str = "") -> list[FillRow]:
     query = select(FillRow)
@@ -497,11 +493,47 @@ def traded_value_base(session: Session, since: datetime, until: datetime) -> flo
     return float(session.execute(_TRADED, {"since": since, "until": until}).scalar())
 
 
-_POSITION_HISTORIES = select(PositionHistoryRow)
+_HISTORY = PositionHistoryRow.__table__
+_POSITION_HISTORIES = select(*_HISTORY.columns)
+_UPDATE_HISTORY = update(_HISTORY).where(_HISTORY.c.symbol == bindparam("the_symbol"))
+_INSERT_HISTORY = insert(_HISTORY)
 
 
-def position_histories(session: Session) -> dict[str, PositionHistoryRow]:
-    return {r.symbol: r for r in session.scalars(_POSITION_HISTORIES)}
+def position_histories(session: Session) -> dict[str, Row]:
+    """symbol -> its row, as plain rows (with PositionHistoryRow's attributes): plain
+    statements write them (save_position_history), which would leave entities stale."""
+    return {r.symbol: r for r in session.execute(_POSITION_HISTORIES)}
+
+
+def save_position_history(session: Session, values: dict) -> None:
+    """Write a symbol's position with history (`values`: every column of position_history)."""
+    if not session.execute(_UPDATE_HISTORY, {"the_symbol": values["symbol"], **values}).rowcount:
+        session.execute(_INSERT_HISTORY, values)
+
+
+_FILL_RECORDS = select(_FILLS.c.broker_trade_id, _FILLS.c.symbol, _FILLS.c.side, _FILLS.c.quantity, _FILLS.c.price,
+                       _FILLS.c.currency, _FILLS.c.commission, _FILLS.c.executed_at, _FILLS.c.bucket,
+                       _FILLS.c.client_order_id, _FILLS.c.realized_pnl, _FILLS.c.cost_basis).where(
+    _FILLS.c.symbol == bindparam("the_symbol")).order_by(_FILLS.c.id)
+_SET_SELL_RESULT = update(_FILLS).where(_FILLS.c.broker_trade_id == bindparam("the_trade_id"))
+_INSERT_FILL = insert(_FILLS)
+
+
+def fill_rows_of(session: Session, symbol: str) -> list[Row]:
+    """A symbol's fills in the order they were booked (the ledger's), as plain rows: the
+    FillRecord fields, then realized_pnl and cost_basis."""
+    return list(session.execute(_FILL_RECORDS, {"the_symbol": symbol}))
+
+
+def set_sell_results(session: Session, results: list[tuple[str, float | None, float | None]]) -> None:
+    """(broker trade id, realized P&L, cost basis) of SELLs whose figures changed."""
+    if results:
+        session.execute(_SET_SELL_RESULT, [{"the_trade_id": t, "realized_pnl": r, "cost_basis": c}
+                                           for t, r, c in results])
+
+
+def add_fill(session: Session, values: dict) -> None:
+    session.execute(_INSERT_FILL, values)
 
 
 # --- snapshots ---
