@@ -431,8 +431,8 @@ class PortfolioEngine:
         """A conversion made for an order (reference fx:<client order id>) belongs to the bucket
         of that order's fill; any other to core."""
         prefix, _, client_order_id = reference.partition(":")
-        fill = store.fill_by_client_order_id(session, client_order_id) if prefix == "fx" and client_order_id else None
-        return self.buckets.trading_bucket(session, fill.bucket) if fill is not None else bucket_rules.CORE
+        bucket = store.fill_bucket(session, client_order_id) if prefix == "fx" and client_order_id else None
+        return self.buckets.trading_bucket(session, bucket) if bucket is not None else bucket_rules.CORE
 
     def _record_dividend(self, session, row: store.CashFlowRow, rates: Rates) -> None:
         history = store.position_histories(session).get(row.symbol) if row.symbol else None

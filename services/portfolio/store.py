@@ -340,21 +340,26 @@ def add_cash_flow(session: Session, kind: str, amount: float, currency: str, ref
                   occurred_at: datetime, *, broker_id: str | None = None, source: str = "manual",
                   amount_base: float | None = None, symbol: str = "", description: str = "",
                   broker_reference: str = "") -> CashFlowRow:
-    row = CashFlowRow(kind=kind, amount=amount, currency=currency, reference=reference, occurred_at=occurred_at,
-                      broker_id=broker_id, source=source, amount_base=amount_base, symbol=symbol,
-                      description=description[:300], broker_reference=broker_reference[:128])
-    session.add(row)
-    session.flush()
-    return row
+    """Book a cash flow; returns a plain record of it (with its id; never in a session)."""
+    values = dict(kind=kind, amount=amount, currency=currency, reference=reference, occurred_at=occurred_at,
+                  broker_id=broker_id, source=source, amount_base=amount_base, symbol=symbol,
+                  description=description[:300], broker_reference=broker_reference[:128])
+    return CashFlowRow(id=session.execute(_INSERT_CASH_FLOW, values).scalar_one(), **values)
+
+
+_INSERT_CASH_FLOW = insert(CashFlowRow.__table__).returning(CashFlowRow.__table__.c.id)
 
 
 def known_broker_ids(session: Session, ids: Iterable[str]) -> set[str]:
     ids = list(ids)
     found: set[str] = set()
     for start in range(0, len(ids), 500):
-        found |= set(session.scalars(select(CashFlowRow.broker_id).where(
-            CashFlowRow.broker_id.in_(ids[start:start + 500]))))
+        found |= set(session.scalars(_KNOWN_BROKER_IDS, {"ids": ids[start:start + 500]}))
     return found
+
+
+_KNOWN_BROKER_IDS = select(CashFlowRow.__table__.c.broker_id).where(
+    CashFlowRow.__table__.c.broker_id.in_(bindparam("ids", expanding=True)))
 
 
 def _flow_filter(query, kinds, currency, start, end):
@@ -458,9 +463,12 @@ def known_fills(session: Session, ids: Iterable[str]) -> set[str]:
     ids = list(ids)
     found: set[str] = set()
     for start in range(0, len(ids), 500):
-        found |= set(session.scalars(select(FillRow.broker_trade_id).where(
-            FillRow.broker_trade_id.in_(ids[start:start + 500]))))
+        found |= set(session.scalars(_KNOWN_FILLS, {"ids": ids[start:start + 500]}))
     return found
+
+
+_KNOWN_FILLS = select(FillRow.__table__.c.broker_trade_id).where(
+    FillRow.__table__.c.broker_trade_id.in_(bindparam("ids", expanding=True)))
 
 
 def fills(session: Session, limit: int | None, symbol: str = "", bucket: str = "", start: datetime | None = None,
@@ -480,8 +488,13 @@ def fills(session: Session, limit: int | None, symbol: str = "", bucket: str = "
     return list(session.scalars(query if limit is None else query.limit(limit)))
 
 
-def fill_by_client_order_id(session: Session, client_order_id: str) -> FillRow | None:
-    return session.scalars(select(FillRow).where(FillRow.client_order_id == client_order_id)).first()
+def fill_bucket(session: Session, client_order_id: str) -> str | None:
+    """The bucket of the fill of an order (None: no fill of it)."""
+    return session.execute(_FILL_BUCKET, {"client_order_id": client_order_id}).scalar()
+
+
+_FILL_BUCKET = select(FillRow.__table__.c.bucket).where(
+    FillRow.__table__.c.client_order_id == bindparam("client_order_id")).order_by(FillRow.__table__.c.id).limit(1)
 
 
 _FILLS = FillRow.__table__
