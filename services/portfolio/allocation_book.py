@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from services.portfolio import allocations, store
 from services.portfolio.adapters.peers import Peers, Security, in_background
 from services.portfolio.hashing import allocations_hash
+from services.portfolio.kept import KeptState
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,18 @@ def _facts(securities: list[Security]) -> list[allocations.SecurityFacts]:
     return [allocations.SecurityFacts(s.symbol, s.country, s.industry, s.sector) for s in securities]
 
 
+_TABLES = (store.AllocationGroupRow.__tablename__, store.AllocationMemberRow.__tablename__,
+           store.AllocationTargetRow.__tablename__)
+_Stored = tuple[dict[str, allocations.GroupMapping], dict[str, dict[str, float]]]
+
+
 class AllocationBook:
     def __init__(self, db, peers: Peers):
         self._db = db
         self._peers = peers
+        # the mappings and targets, kept until written; the state last answered, with its inputs
+        self._stored: KeptState[_Stored] = KeptState(db.revisions, _TABLES)
+        self._last: tuple[_Stored, list[Security], AllocationState] | None = None
 
     def _mappings(self, session) -> dict[str, allocations.GroupMapping]:
         stored = store.allocation_groups(session)
@@ -52,10 +61,18 @@ class AllocationBook:
                 else allocations.default_mapping(kind) for kind in allocations.KINDS}
 
     def state(self) -> AllocationState:
+        """The mappings, targets and every security's groups; the universe asked each time (the
+        answer is computed again only when it or the stored mappings and targets changed)."""
         securities = in_background(self._peers.securities)  # asked while the store is read
         with self._db.transaction() as session:
-            mappings, targets = self._mappings(session), store.allocation_targets(session)
-        return self._combined(mappings, targets, securities.result())
+            stored = self._stored.read(session, lambda s: (self._mappings(s), store.allocation_targets(s)))
+        universe = securities.result()
+        last = self._last
+        if last is not None and last[0] is stored and last[1] == universe:
+            return last[2]
+        state = self._combined(*stored, universe)
+        self._last = (stored, universe, state)
+        return state
 
     def _state(self, session, securities: list[Security]) -> AllocationState:
         return self._combined(self._mappings(session), store.allocation_targets(session), securities)

@@ -7,14 +7,19 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
+
+from sqlalchemy.orm import Session
 
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.logs import event
 from services.portfolio import buckets as rules
 from services.portfolio import cash_flows, performance, snapshots, store
 from services.portfolio.adapters.peers import Peers, Rates
+from services.portfolio.kept import KeptState
 
 log = logging.getLogger("trader.portfolio.buckets")
 SETTINGS_KEY = "bucket_settings"
@@ -51,12 +56,25 @@ class MetaChange:
     change: str
 
 
+class BucketState(NamedTuple):
+    id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class LatestSnapshotBuckets:
+    """The buckets' rows on the latest day the snapshots have bucket rows for."""
+
+    day: date
+    rows: dict[str, store.SnapshotBucketRow]
+
+
 @dataclass(frozen=True)
 class SnapshotInputs:
     """The buckets, their balances (bucket -> currency -> amount), their external flows since
     the previous snapshot (base) and their rows on that snapshot."""
 
-    buckets: list[store.BucketRow]
+    buckets: list[BucketState]
     balances: dict[str, dict[str, float]]
     flows: dict[str, float]
     before: dict[str, store.SnapshotBucketRow]
@@ -70,6 +88,14 @@ def serialized(method):
         with self.lock:
             return method(self, *args, **kwargs)
     return locked
+
+
+def _bucket_states(session) -> list[BucketState]:
+    return [BucketState(r.id, r.status) for r in store.buckets(session)]
+
+
+def _broker_from_store(session) -> tuple[datetime | None, dict[str, float]]:
+    return store.broker_synced_at(session), store.cash(session)
 
 
 def _rule(row: store.BucketRow) -> rules.Bucket:
@@ -88,8 +114,11 @@ def _save(row: store.BucketRow, bucket: rules.Bucket, now: datetime) -> None:
 
 
 class BucketBook:
-    def __init__(self, db, peers: Peers, base_currency: str, lock: threading.RLock | None = None):
+    def __init__(self, db, peers: Peers, base_currency: str, lock: threading.RLock | None = None,
+                 broker: Callable[[Session], tuple[datetime | None, dict[str, float]]] = _broker_from_store):
+        """`broker(session)`: when the broker was last synced (None: never) and its cash."""
         self._db = db
+        self._broker = broker
         self._peers = peers
         self._base = base_currency
         self.lock = lock or threading.RLock()
@@ -97,6 +126,14 @@ class BucketBook:
         # process started, or the display was unreachable), so the next clean day clears it.
         # Only this book posts under ALERT_SOURCE.
         self._alert_shown: bool | None = None
+        # what a cycle reads of the buckets, kept until written (services/portfolio/kept.py);
+        # the values are shared: never change them
+        self._states: KeptState[list[BucketState]] = KeptState(db.revisions, (store.BucketRow.__tablename__,))
+        self._balances: KeptState[dict[str, dict[str, float]]] = KeptState(
+            db.revisions, (store.BucketBalanceRow.__tablename__,))
+        self._any_transaction: KeptState[bool] = KeptState(db.revisions, (store.BucketTransactionRow.__tablename__,))
+        self._latest_rows: KeptState[LatestSnapshotBuckets] = KeptState(
+            db.revisions, (store.SnapshotBucketRow.__tablename__,))
 
     def ensure_core(self, now: datetime) -> None:
         """The core bucket exists from the first start ("Core Portfolio", active)."""
@@ -215,10 +252,26 @@ class BucketBook:
                         now: datetime) -> SnapshotInputs:
         """What snapshot_rows needs from the store (read before the valuation is known); the
         flows are those since the previous snapshot was taken (all without one)."""
-        return SnapshotInputs(store.buckets(session), store.bucket_balances(session),
+        latest = self._latest_rows.current()
+        before = (latest.rows if latest is not None and latest.day < today
+                  else store.last_snapshot_buckets_before(session, today))
+        return SnapshotInputs(self._states.read(session, _bucket_states), self._balances.read(session,
+                                                                                              store.bucket_balances),
                               store.bucket_flows_base(session, rules.EXTERNAL_TRANSACTION_KINDS, previous_taken_at,
                                                       now),
-                              store.last_snapshot_buckets_before(session, today))
+                              before)
+
+    def snapshot_revisions(self) -> tuple[int, ...]:
+        """Taken before a snapshot's transaction begins (for `snapshot_taken`)."""
+        return self._latest_rows.revisions()
+
+    def snapshot_taken(self, revisions: tuple[int, ...], written: frozenset[str], today: date,
+                       rows: list[store.SnapshotBucketRow], latest: bool) -> None:
+        """A snapshot of `today` was committed with these bucket rows (`latest`: no later day
+        is stored): they are the latest, unless none were written."""
+        if rows and latest:
+            self._latest_rows.handed_forward(revisions, written,
+                                             LatestSnapshotBuckets(today, {r.bucket: r for r in rows}))
 
     def snapshot_rows(self, inputs: SnapshotInputs, today: date, view, rates: Rates) -> list[store.SnapshotBucketRow]:
         """Each bucket's value on a snapshot: virtual cash + its positions at today's valuation,
@@ -396,13 +449,15 @@ class BucketBook:
         the alert only when one may be showing (`_alert_shown`): a clean day asks no service."""
         rates: Rates | None = None
         with self._db.transaction() as session:
-            if store.broker_synced_at(session) is None:
+            synced_at, broker_cash = self._broker(session)
+            if synced_at is None:
                 raise FailedPrecondition("not_synced", "no broker state yet: sync the broker first")
             virtual: dict[str, float] = {}
-            for balances in store.bucket_balances(session).values():
+            for balances in self._balances.read(session, store.bucket_balances).values():
                 for currency, amount in balances.items():
                     virtual[currency] = virtual.get(currency, 0.0) + amount
-            checks = rules.reconcile(virtual, store.cash(session), not store.any_bucket_transaction(session))
+            checks = rules.reconcile(virtual, broker_cash,
+                                     not self._any_transaction.read(session, store.any_bucket_transaction))
             for check in checks:
                 if check.action in ("opening_balance", "corrected") and rates is None:
                     rates = self._peers.rates()

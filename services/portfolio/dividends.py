@@ -96,12 +96,24 @@ def bonus_of(amount_base: float, position_value_base: float | None) -> float | N
     return min(1.0, max(0.0, amount_base / position_value_base))
 
 
-def plan(open_dividends: Iterable[OpenDividend], facts: Mapping[str, SecurityFacts],
-         min_trade_base: float = MIN_TRADE_BASE) -> Plan:
-    """The reinvestment of every plannable dividend, per symbol (see the module docstring)."""
+def _by_symbol(open_dividends: Iterable[OpenDividend]) -> dict[str, list[OpenDividend]]:
     by_symbol: dict[str, list[OpenDividend]] = {}
     for dividend in open_dividends:
         by_symbol.setdefault(dividend.symbol, []).append(dividend)
+    return by_symbol
+
+
+def trade_sized(open_dividends: Iterable[OpenDividend], min_trade_base: float = MIN_TRADE_BASE) -> set[str]:
+    """The symbols whose dividends add up to a trade: the only ones whose price, yield, lot and
+    rate `plan` reads (below the minimum it reads only the position's value)."""
+    return {s for s, dividends in _by_symbol(open_dividends).items()
+            if sum(d.amount_base for d in dividends) >= min_trade_base}
+
+
+def plan(open_dividends: Iterable[OpenDividend], facts: Mapping[str, SecurityFacts],
+         min_trade_base: float = MIN_TRADE_BASE) -> Plan:
+    """The reinvestment of every plannable dividend, per symbol (see the module docstring)."""
+    by_symbol = _by_symbol(open_dividends)
     result = Plan()
     for symbol in sorted(by_symbol):
         dividends = by_symbol[symbol]

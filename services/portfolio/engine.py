@@ -13,16 +13,17 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.logs import event
 from services.common.money import to_base
-from services.common.revisions import wrote
 from services.portfolio import buckets as bucket_rules
 from services.portfolio import cash_flows, dividends, performance, positions, snapshots, store
 from services.portfolio.adapters.peers import Peers, Rates, Security, in_background
 from services.portfolio.bucket_book import BucketBook, serialized
 from services.portfolio.hashing import UniverseEntry, portfolio_hash
+from services.portfolio.kept import KeptState, written_tables
 from services.portfolio.positions import FillRecord, PositionHistory
 from services.portfolio.valuation import Holding, Quote, ValuedPosition, value_portfolio
 
@@ -143,11 +144,13 @@ class CashFlowFilter:
 @dataclass(frozen=True)
 class _Book:
     """What a valuation reads from the store: the broker's positions and cash as last reported,
-    the books' positions with history and cash per currency. Shared between calls: never changed."""
+    the books' positions with history and cash per currency, the ledger cursor. Shared between
+    calls: never changed."""
 
     holdings: list[Holding]
     cash: dict[str, float]
     synced_at: datetime | None
+    cursor: tuple[int, int]  # the ledger cursor (the trading ledger's entries booked up to)
     histories: dict[str, PositionHistory]
     cash_flows: dict[str, float]  # the book's cash per currency (the cash flows summed)
 
@@ -177,10 +180,16 @@ class PortfolioEngine:
         self._base = base_currency
         self._retention_days = snapshot_retention_days
         self._book_cash = store.BookCash()
-        self._revisions = db.revisions
-        self._kept_book: tuple[tuple[int, ...], _Book] | None = None  # (the tables' revisions, what they held)
+        # the book as its tables hold it, read once or handed forward by the sync that wrote it
+        self._kept_book: KeptState[_Book] = KeptState(db.revisions, _BOOK_TABLES)
+        self._kept_open: KeptState[list[_OpenRow]] = KeptState(db.revisions, (store.DividendRow.__tablename__,))
+        # the latest snapshot's positions: symbol -> value (base)
+        self._kept_held: KeptState[dict[str, float]] = KeptState(db.revisions,
+                                                                 (store.SnapshotPositionRow.__tablename__,))
+        self._last_valuation: tuple[tuple, PortfolioView] | None = None  # ((book, quotes, rates, securities), view)
+        self._kept_days: KeptState[snapshots.SnapshotDays] = KeptState(db.revisions, (store.SnapshotRow.__tablename__,))
         self.lock = threading.RLock()
-        self.buckets = BucketBook(db, peers, base_currency, self.lock)
+        self.buckets = BucketBook(db, peers, base_currency, self.lock, broker=self._broker)
         self.buckets.ensure_core(started_at)
 
     # --- valuation ---
@@ -192,27 +201,38 @@ class PortfolioEngine:
         return self._value(book, quotes.result(), rates.result(), securities.result())
 
     def _book(self, session) -> tuple[_Book, Future[dict[str, Quote]]]:
-        """What a valuation reads from the store, and the holdings' quotes, asked as soon as the
-        holdings are known (while the rest is read). Kept until one of its tables is written:
-        a cycle values the account for the snapshot, the planner and the loss breaker with
-        nothing booked in between."""
-        revisions = self._revisions.of(_BOOK_TABLES)
-        kept = self._kept_book
-        if kept is not None and kept[0] == revisions and not wrote(session):
-            return kept[1], in_background(self.peers.quotes, [h.symbol for h in kept[1].holdings])
-        holdings = store.holdings(session)
-        quotes = in_background(self.peers.quotes, [h.symbol for h in holdings])
-        book = _Book(holdings, store.cash(session), store.broker_synced_at(session),
-                     {s: _history(r) for s, r in store.position_histories(session).items()},
+        """What a valuation reads from the store, and the holdings' quotes (asked in the
+        background). Kept until one of its tables is written (the sync that writes them hands
+        its result forward): a cycle values the account for the snapshot, the planner and the
+        loss breaker with nothing booked in between."""
+        book = self._kept_book.read(session, self._read_book)
+        return book, in_background(self.peers.quotes, [h.symbol for h in book.holdings])
+
+    def _read_book(self, session) -> _Book:
+        synced_at, cursor = store.sync_state(session)
+        return _Book(store.holdings(session), store.cash(session), synced_at, cursor, self._histories(session),
                      self._book_cash.read(session))
-        if not wrote(session):
-            self._kept_book = (revisions, book)
-        return book, quotes
+
+    @staticmethod
+    def _histories(session) -> dict[str, PositionHistory]:
+        return {s: _history(r) for s, r in store.position_histories(session).items()}
 
     def _value(self, book: _Book, quotes: dict[str, Quote], rates: Rates,
                securities: list[Security] | None) -> PortfolioView:
         """The valuation of `book` at `quotes` and `rates`; without `securities` (the universe)
-        no portfolio hash."""
+        no portfolio hash. The last one is kept with everything it was computed from (the book
+        as one kept object: a new one once a table of it is written): a cycle values the same
+        book at the same quotes and rates for the snapshot, the planner and the loss breaker."""
+        inputs = (book, quotes, rates, securities)
+        last = self._last_valuation
+        if last is not None and last[0][0] is book and last[0][1:] == inputs[1:]:
+            return last[1]
+        view = self._valued(book, quotes, rates, securities)
+        self._last_valuation = (inputs, view)
+        return view
+
+    def _valued(self, book: _Book, quotes: dict[str, Quote], rates: Rates,
+                securities: list[Security] | None) -> PortfolioView:
         valuation = value_portfolio(book.holdings, book.cash, quotes, rates.base, rates.rates)
         known = {s.symbol: s for s in securities or ()}
         views = [self._position(p, book.histories.get(p.holding.symbol), known.get(p.holding.symbol), rates)
@@ -242,11 +262,19 @@ class PortfolioEngine:
         return PositionView(valued, bucket, average, history.quantity if history else 0, history, unrealized,
                             to_base(unrealized, holding.currency, rates.base, rates.rates))
 
+    def _broker(self, session) -> tuple[datetime | None, dict[str, float]]:
+        """When the broker was last synced and its cash, from the (kept) book."""
+        book = self._kept_book.read(session, self._read_book)
+        return book.synced_at, book.cash
+
     # --- the book: broker state and ledger entries ---
 
     def ledger_cursor(self) -> tuple[int, int]:
+        kept = self._kept_book.current()
+        if kept is not None:
+            return kept.cursor
         with self._db.transaction() as session:
-            return store.ledger_cursor(session)
+            return self._kept_book.read(session, self._read_book).cursor
 
     @serialized
     def apply_broker_state(self, state: BrokerState, now: datetime) -> ApplyResult:
@@ -256,17 +284,25 @@ class PortfolioEngine:
         securities = in_background(self.peers.securities)
         # the rates value what is booked: read only when there are entries (maybe booked already)
         pending_rates = in_background(self.peers.rates) if state.fills or state.movements else None
+        revisions = self._kept_book.revisions()
         with self._db.transaction() as session:
-            before = (store.holdings(session), store.cash(session))
-            cursor = state.cursor or store.ledger_cursor(session)
-            store.replace_broker_state(session, state.positions, state.cash, state.synced_at, cursor,
-                                       changed=before != (state.positions, state.cash))
+            book = self._kept_book.read(session, self._read_book)
+            before = (book.holdings, book.cash)
+            changed = before != (state.positions, state.cash)
+            cursor = state.cursor or book.cursor
+            store.replace_broker_state(session, state.positions, state.cash, state.synced_at, cursor, changed=changed)
             rates = pending_rates.result() if pending_rates is not None else None
             fills_applied, fill_flows = self._book_fills(session, state.fills, rates, now)
             movement_flows = self._book_movements(session, state.movements, rates, now)
-            histories = {s: _history(r) for s, r in store.position_histories(session).items()}
-            book_cash = self._book_cash.read(session)
+            written = written_tables(session)
+            booked = bool(written & {store.PositionHistoryRow.__tablename__, store.CashFlowRow.__tablename__})
+            histories = self._histories(session) if booked else book.histories
+            book_cash = self._book_cash.read(session) if booked else book.cash_flows
             universe = securities.result()  # inside: without the universe nothing is booked
+        # what the book's tables hold now, for the snapshot and the valuations that follow
+        self._kept_book.handed_forward(revisions, written, _Book(
+            sorted(state.positions, key=lambda h: h.symbol) if changed else book.holdings,
+            dict(state.cash) if changed else book.cash, state.synced_at.astimezone(UTC), cursor, histories, book_cash))
         book_quantities = {s: h.quantity for s, h in histories.items() if h.quantity}
         differences = positions.quantity_differences(book_quantities, {h.symbol: h.quantity for h in state.positions})
         cash_differences = cash_flows.cash_differences(book_cash, state.cash)
@@ -287,7 +323,7 @@ class PortfolioEngine:
         buckets = {f.broker_trade_id: self.buckets.trading_bucket(session, f.bucket) for f in new.values()}
         for fill in sorted(new.values(), key=positions.fill_order):
             bucket = buckets[fill.broker_trade_id]
-            session.add(store.FillRow(
+            store.add_fill(session, dict(
                 broker_trade_id=fill.broker_trade_id, client_order_id=fill.client_order_id, symbol=fill.symbol,
                 side=fill.side, quantity=fill.quantity, price=fill.price, currency=fill.currency,
                 commission=fill.commission, executed_at=fill.executed_at, bucket=bucket,
@@ -299,12 +335,13 @@ class PortfolioEngine:
                 flows += 1
         session.flush()
         sells = self._replay_positions(session, {f.symbol for f in new.values()})
+        waiting = store.waiting_dividends(session) if any(f.side == positions.BUY for f in new.values()) else []
         for fill in sorted(new.values(), key=positions.fill_order):
             result = sells.get(fill.broker_trade_id)
             if result is not None and result.realized_pnl is not None:
                 self.buckets.after_sell(session, buckets[fill.broker_trade_id], result.realized_pnl, result.cost_basis,
                                         fill.executed_at)
-            self._mark_reinvested(session, fill)
+            self._mark_reinvested(fill, waiting)
         return len(new), flows
 
     def _replay_positions(self, session, symbols: Iterable[str]) -> dict[str, positions.SellResult]:
@@ -312,27 +349,29 @@ class PortfolioEngine:
         earlier time changes what later SELLs realised, so every SELL is written again)."""
         results: dict[str, positions.SellResult] = {}
         for symbol in sorted(symbols):
-            rows = store.fills_of(session, symbol)
-            history, sells = positions.replay(symbol, [_fill_record(r) for r in rows])
-            for row in rows:
-                if row.broker_trade_id in sells:
-                    row.realized_pnl = sells[row.broker_trade_id].realized_pnl
-                    row.cost_basis = sells[row.broker_trade_id].cost_basis
-            session.merge(store.PositionHistoryRow(
+            rows = store.fill_rows_of(session, symbol)
+            history, sells = positions.replay(symbol, [FillRecord(*r[:10]) for r in rows])
+            store.set_sell_results(session, [
+                (r.broker_trade_id, sold.realized_pnl, sold.cost_basis) for r in rows
+                if (sold := sells.get(r.broker_trade_id)) is not None
+                and (r.realized_pnl, r.cost_basis) != (sold.realized_pnl, sold.cost_basis)])
+            store.save_position_history(session, dict(
                 symbol=symbol, currency=history.currency, quantity=history.quantity, cost=history.cost,
                 realized_pnl=history.realized_pnl, first_bought_at=history.first_bought_at,
                 last_bought_at=history.last_bought_at, last_sold_at=history.last_sold_at, bucket=history.bucket))
             results.update(sells)
         return results
 
-    def _mark_reinvested(self, session, fill: FillRecord) -> None:
+    @staticmethod
+    def _mark_reinvested(fill: FillRecord, waiting: list[store.DividendRow]) -> None:
         """A dividend is reinvested once a BUY fills: its own BUY (by client order id), or for
-        pooled dividends the next BUY of anything."""
+        pooled dividends the next BUY of anything. `waiting`: the assigned and pooled dividends
+        (read once for all the fills; marking changes their status)."""
         if fill.side != positions.BUY:
             return
-        assigned = store.dividends_assigned_to(session, fill.client_order_id) if fill.client_order_id else []
-        waiting = assigned or store.dividends(session, None, status=dividends.POOLED)
-        for dividend in waiting:
+        assigned = [d for d in waiting if d.status == dividends.ASSIGNED
+                    and d.reinvest_client_order_id == fill.client_order_id] if fill.client_order_id else []
+        for dividend in assigned or [d for d in waiting if d.status == dividends.POOLED]:
             if dividend.pay_date <= fill.executed_at.date():
                 dividend.status, dividend.reinvested_at = dividends.REINVESTED, fill.executed_at
                 dividend.reinvest_client_order_id = fill.client_order_id
@@ -392,11 +431,11 @@ class PortfolioEngine:
         """A conversion made for an order (reference fx:<client order id>) belongs to the bucket
         of that order's fill; any other to core."""
         prefix, _, client_order_id = reference.partition(":")
-        fill = store.fill_by_client_order_id(session, client_order_id) if prefix == "fx" and client_order_id else None
-        return self.buckets.trading_bucket(session, fill.bucket) if fill is not None else bucket_rules.CORE
+        bucket = store.fill_bucket(session, client_order_id) if prefix == "fx" and client_order_id else None
+        return self.buckets.trading_bucket(session, bucket) if bucket is not None else bucket_rules.CORE
 
     def _record_dividend(self, session, row: store.CashFlowRow, rates: Rates) -> None:
-        history = session.get(store.PositionHistoryRow, row.symbol) if row.symbol else None
+        history = store.position_histories(session).get(row.symbol) if row.symbol else None
         owner = history.bucket if history is not None else bucket_rules.CORE
         bucket = self.buckets.dividend_bucket(session, owner)
         session.add(store.DividendRow(cash_flow_id=row.id, symbol=row.symbol or "UNKNOWN", amount=row.amount,
@@ -462,12 +501,14 @@ class PortfolioEngine:
         services are asked while the store is read."""
         securities, rates = in_background(self.peers.securities), in_background(self.peers.rates)
         today = now.date()
+        revisions, bucket_revisions = self._kept_days.revisions(), self.buckets.snapshot_revisions()
+        held_revisions = self._kept_held.revisions()
         with self._db.transaction() as session:
             book, quotes = self._book(session)
-            last_year = store.snapshot_totals_between(session, today - snapshots.TURNOVER_WINDOW,
-                                                      today - timedelta(days=1))
-            totals = [total for total, _ in last_year]
-            previous = last_year[-1][1] if last_year else _taken_at(store.last_snapshot_before(session, today))
+            days = self._kept_days.read(session, _snapshot_days)
+            last_year = days.between(today - snapshots.TURNOVER_WINDOW, today - timedelta(days=1))
+            totals = [d.total_value_base for d in last_year]
+            previous = last_year[-1].taken_at if last_year else _taken_at(days.last_before(today))
             net = store.flow_totals_base(session, tuple(cash_flows.EXTERNAL_KINDS), None, now)
             traded = store.traded_value_base(session, now - snapshots.TURNOVER_WINDOW, now)
             buckets = self.buckets.snapshot_inputs(session, today, previous, now)
@@ -482,16 +523,24 @@ class PortfolioEngine:
                 snapshots.shares((s.industry if s else "", p.valued.market_value_base) for p, s in held),
                 snapshots.annual_turnover(traded, [*totals, view.total_value_base]) if traded else None)
             row = _snapshot_row(figures, now)
-            position_rows = [store.SnapshotPositionRow(
+            position_rows = [dict(
                 date=today, symbol=p.valued.holding.symbol, quantity=p.valued.holding.quantity,
                 value_base=p.valued.market_value_base, country=(s.country if s else "")[:64],
                 industry=(s.industry if s else "")[:100], bucket=p.bucket) for p, s in held]
             bucket_rows = self.buckets.snapshot_rows(buckets, today, view, view.rates)
-            store.save_snapshot(session, row, position_rows, bucket_rows)
+            store.save_snapshot(session, row, position_rows, bucket_rows, exists=today in days)
             cutoff = snapshots.retention_cutoff(today, self._retention_days)
             if cutoff is not None:
                 store.delete_snapshots_before(session, cutoff)
-        return row, view  # `row` is detached with its values loaded (no expiry on commit)
+            written = written_tables(session)
+        self._kept_days.handed_forward(revisions, written, days.with_day(
+            snapshots.StoredDay(today, row.total_value_base, now.astimezone(UTC)), cutoff))
+        latest = days.none_after(today)
+        self.buckets.snapshot_taken(bucket_revisions, written, today, bucket_rows, latest)
+        if position_rows and latest:  # without rows the latest positions are an earlier day's
+            self._kept_held.handed_forward(held_revisions, written,
+                                           {p["symbol"]: p["value_base"] for p in position_rows})
+        return row, view  # `row` is a plain record of what was stored (never in a session)
 
     def snapshots(self, before: date | None, limit: int) -> list[store.SnapshotRow]:
         with self._db.transaction() as session:
@@ -502,12 +551,12 @@ class PortfolioEngine:
         the baseline - 1, the baseline being the last snapshot before `as_of`. Not armed without
         one; armed but unknown (None) when it cannot be computed, so trading refuses."""
         with self._db.transaction() as session:
-            baseline = store.last_snapshot_before(session, as_of)
+            baseline = self._kept_days.read(session, _snapshot_days).last_before(as_of)
             if baseline is None:
                 return DailyPnl(False)
             rates = in_background(self.peers.rates)
             flows = store.external_flows_base(session, baseline.taken_at, now)
-            base_date, base_total = baseline.date, baseline.total_value_base
+            base_date, base_total = baseline.day, baseline.total_value_base
             book, quotes = self._book(session)
         view = self._value(book, quotes.result(), rates.result(), None)
         if any(amount is None for _, amount in flows):
@@ -590,36 +639,38 @@ class PortfolioEngine:
     @serialized
     def plan_reinvestment(self, now: datetime) -> dividends.Plan:
         """The reinvestment rule over every plannable dividend; assigns the BUYs' client order
-        ids and marks bonuses and pooled dividends (only the fill marks them reinvested)."""
+        ids and marks bonuses and pooled dividends (only the fill marks them reinvested). The
+        market is asked only about the symbols whose dividends add up to a trade."""
         with self._db.transaction() as session:
-            open_rows = store.dividends(session, None, statuses=dividends.PLANNABLE)
-        symbols = sorted({d.symbol for d in open_rows})
-        facts = self._reinvestment_facts(symbols, now) if symbols else {}
+            open_rows = self._kept_open.read(session, _open_dividends)
+            held = self._kept_held.read(session, _latest_held) if open_rows else {}
+        priced = [dividends.OpenDividend(d.id, d.symbol, d.amount_base) for d in open_rows
+                  if d.amount_base is not None]
+        market = sorted(dividends.trade_sized(priced))
+        facts = self._reinvestment_facts(market, now, held) if market else {}
+        for symbol in {d.symbol for d in open_rows} - set(facts):  # below a trade only the value is read
+            facts[symbol] = dividends.SecurityFacts(None, "", 1, None, held.get(symbol), None)
         unpriced = [d.symbol for d in open_rows if d.amount_base is None]
-        plan = dividends.plan([dividends.OpenDividend(d.id, d.symbol, d.amount_base) for d in open_rows
-                               if d.amount_base is not None], facts)
+        plan = dividends.plan(priced, facts)
         plan.notes += [f"{s}: a dividend without a base amount (no FX rate) waits" for s in sorted(set(unpriced))]
-        if not (plan.buys or plan.pooled_ids or plan.bonus_ids):
-            return plan  # nothing to mark
-        with self._db.transaction() as session:
-            for buy in plan.buys:
-                for dividend_id in buy.dividend_ids:
-                    row = session.get(store.DividendRow, dividend_id)
-                    row.status, row.reinvest_client_order_id = dividends.ASSIGNED, buy.client_order_id
-            for ids, status in ((plan.pooled_ids, dividends.POOLED), (plan.bonus_ids, dividends.BONUS)):
-                for dividend_id in ids:
-                    row = session.get(store.DividendRow, dividend_id)
-                    row.status, row.reinvest_client_order_id = status, ""
+        marks = {i: (dividends.ASSIGNED, buy.client_order_id) for buy in plan.buys for i in buy.dividend_ids}
+        for ids, status in ((plan.pooled_ids, dividends.POOLED), (plan.bonus_ids, dividends.BONUS)):
+            marks.update((i, (status, "")) for i in ids)
+        marked = {d.id: (d.status, d.reinvest_client_order_id) for d in open_rows}
+        changes = {i: mark for i, mark in marks.items() if marked.get(i) != mark}
+        if changes:
+            with self._db.transaction() as session:
+                store.mark_dividends(session, changes)
         return plan
 
-    def _reinvestment_facts(self, symbols: list[str], now: datetime) -> dict[str, dividends.SecurityFacts]:
+    def _reinvestment_facts(self, symbols: list[str], now: datetime,
+                            held: dict[str, float]) -> dict[str, dividends.SecurityFacts]:
+        """`held`: symbol -> its value (base) on the latest snapshot."""
         securities = {s.symbol: s for s in self.peers.securities()}
         quotes = self.peers.quotes([s for s in symbols if s in securities])
         rates = self.peers.rates()
         per_share = self.peers.dividends([s for s in symbols if s in securities], now.date() - timedelta(days=365),
                                          now.date())
-        with self._db.transaction() as session:
-            held = {p.symbol: p for p in store.latest_snapshot_positions(session)}
         facts = {}
         for symbol in symbols:
             security, quote = securities.get(symbol), quotes.get(symbol)
@@ -628,8 +679,8 @@ class PortfolioEngine:
             amounts = [(d.day, d.amount) for d in per_share if d.symbol == symbol]
             facts[symbol] = dividends.SecurityFacts(
                 price, currency, security.lot_size if security else 1,
-                dividends.trailing_yield(amounts, price, now.date()),
-                held[symbol].value_base if symbol in held else None, rates.rate(currency) if currency else None)
+                dividends.trailing_yield(amounts, price, now.date()), held.get(symbol),
+                rates.rate(currency) if currency else None)
         return facts
 
     def pending_bonuses(self, symbols: list[str]) -> list[dividends.Bonus]:
@@ -645,18 +696,36 @@ class PortfolioEngine:
 
 # --- helpers ---
 
-def _history(row: store.PositionHistoryRow) -> PositionHistory:
+def _history(row) -> PositionHistory:
+    """From a position_history row (store.position_histories)."""
     return PositionHistory(row.symbol, row.currency, row.quantity, row.cost, row.realized_pnl, row.first_bought_at,
                            row.last_bought_at, row.last_sold_at, row.bucket)
 
 
-def _taken_at(snapshot: store.SnapshotRow | None) -> datetime | None:
+class _OpenRow(NamedTuple):
+    id: int
+    symbol: str
+    amount_base: float | None
+    status: str
+    reinvest_client_order_id: str
+
+
+def _open_dividends(session) -> list[_OpenRow]:
+    """The plannable dividends, newest first."""
+    return [_OpenRow(d.id, d.symbol, d.amount_base, d.status, d.reinvest_client_order_id)
+            for d in store.dividends(session, None, statuses=dividends.PLANNABLE)]
+
+
+def _latest_held(session) -> dict[str, float]:
+    return {p.symbol: p.value_base for p in store.latest_snapshot_positions(session)}
+
+
+def _snapshot_days(session) -> snapshots.SnapshotDays:
+    return snapshots.SnapshotDays(snapshots.StoredDay(*d) for d in store.snapshot_days(session))
+
+
+def _taken_at(snapshot: snapshots.StoredDay | None) -> datetime | None:
     return snapshot.taken_at if snapshot is not None else None
-
-
-def _fill_record(row: store.FillRow) -> FillRecord:
-    return FillRecord(row.broker_trade_id, row.symbol, row.side, row.quantity, row.price, row.currency,
-                      row.commission, row.executed_at, row.bucket, row.client_order_id)
 
 
 def _base_factor(row: store.FillRow) -> float | None:

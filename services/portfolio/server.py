@@ -55,11 +55,22 @@ class PortfolioServicer(MaintenanceRpc, portfolio_pb2_grpc.PortfolioServicer):
         self._engine = PortfolioEngine(db, peers, config.base_currency, snapshot_retention_days, clock.wall_now())
         self._buckets = self._engine.buckets
         self._allocations = AllocationBook(db, peers)
+        self._last_portfolio: tuple[PortfolioView, portfolio_pb2.GetPortfolioResponse] | None = None
 
     # --- the book ---
 
     def GetPortfolio(self, request, context):
-        return portfolio_to_proto(self._engine.portfolio())
+        return self._portfolio_proto(self._engine.portfolio())
+
+    def _portfolio_proto(self, view: PortfolioView) -> portfolio_pb2.GetPortfolioResponse:
+        """A copy of the reply for `view`, converted once per view (the engine hands the same
+        view to the snapshot and the planner while nothing it was computed from changed)."""
+        last = self._last_portfolio
+        if last is None or last[0] is not view:
+            last = self._last_portfolio = (view, portfolio_to_proto(view))
+        response = portfolio_pb2.GetPortfolioResponse()
+        response.CopyFrom(last[1])
+        return response
 
     def RecordDeposit(self, request, context):
         amount = positive_amount("amount", request.amount, maximum=1e9)
@@ -113,7 +124,7 @@ class PortfolioServicer(MaintenanceRpc, portfolio_pb2_grpc.PortfolioServicer):
     def TakeSnapshot(self, request, context):
         row, view = self._engine.take_snapshot(clock.now())
         snapshot = snapshot_to_proto(row)
-        snapshot.portfolio.CopyFrom(portfolio_to_proto(view))
+        snapshot.portfolio.CopyFrom(self._portfolio_proto(view))
         return snapshot
 
     def ListSnapshots(self, request, context):

@@ -3,9 +3,10 @@ snapshot holds, computed from the valuation and the books. Pure functions on pla
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from services.portfolio.performance import turnover
 
@@ -69,3 +70,39 @@ def next_index(previous_index: float | None, previous_value: float | None, value
 def retention_cutoff(today: date, retention_days: int) -> date | None:
     """Snapshots before this date are deleted; None keeps every snapshot (retention 0)."""
     return today - timedelta(days=retention_days) if retention_days > 0 else None
+
+
+@dataclass(frozen=True)
+class StoredDay:
+    day: date
+    total_value_base: float
+    taken_at: datetime
+
+
+class SnapshotDays:
+    """The stored snapshots' dates, totals and times, by date (what a snapshot and the daily
+    P&L read of the earlier ones). Never changed: `with_day` returns a new one."""
+
+    def __init__(self, days: Iterable[StoredDay]):
+        self._days = sorted(days, key=lambda d: d.day)
+        self._dates = [d.day for d in self._days]
+
+    def __contains__(self, day: date) -> bool:
+        index = bisect_left(self._dates, day)
+        return index < len(self._dates) and self._dates[index] == day
+
+    def between(self, start: date, end: date) -> list[StoredDay]:
+        """The days from `start` to `end`, both included."""
+        return self._days[bisect_left(self._dates, start):bisect_right(self._dates, end)]
+
+    def none_after(self, day: date) -> bool:
+        return not self._dates or self._dates[-1] <= day
+
+    def last_before(self, day: date) -> StoredDay | None:
+        index = bisect_left(self._dates, day)
+        return self._days[index - 1] if index else None
+
+    def with_day(self, stored: StoredDay, cutoff: date | None) -> SnapshotDays:
+        """These days with `stored` added (replacing its day's) and those before `cutoff` gone."""
+        return SnapshotDays([d for d in self._days if d.day != stored.day and (cutoff is None or d.day >= cutoff)]
+                            + [stored])

@@ -10,7 +10,22 @@ from datetime import date, datetime
 from fractions import Fraction
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, String, Text, delete, func, select
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -273,32 +288,46 @@ def cash(session: Session) -> dict[str, float]:
 
 
 def broker_synced_at(session: Session) -> datetime | None:
-    row = session.get(SyncStateRow, 1)
-    return row.synced_at if row else None
+    return sync_state(session)[0]
 
 
 def ledger_cursor(session: Session) -> tuple[int, int]:
-    row = session.get(SyncStateRow, 1)
-    return (row.trade_cursor or 0, row.cash_movement_cursor or 0) if row else (0, 0)
+    return sync_state(session)[1]
+
+
+def sync_state(session: Session) -> tuple[datetime | None, tuple[int, int]]:
+    """(when the broker was last synced, the ledger cursor): (None, (0, 0)) before the first sync."""
+    table = SyncStateRow.__table__
+    row = session.execute(select(table.c.synced_at, table.c.trade_cursor, table.c.cash_movement_cursor)
+                          .where(table.c.id == 1)).first()
+    return (row[0], (row[1] or 0, row[2] or 0)) if row else (None, (0, 0))
 
 
 def replace_broker_state(session: Session, new_holdings: list[Holding], new_cash: dict[str, float],
                          synced_at: datetime, cursor: tuple[int, int] | None = None, changed: bool = True) -> None:
     """Store what the broker reported and when; `changed=False` (the caller compared them with
-    what is stored) keeps the stored positions and cash rows as they are."""
+    what is stored) keeps the stored positions and cash rows as they are. Plain statements: a
+    sync writes this every cycle."""
     if changed:
-        session.execute(delete(PositionRow))
-        session.execute(delete(CashRow))
-        session.add_all(PositionRow(symbol=h.symbol, quantity=h.quantity, average_cost=h.average_cost,
-                                    currency=h.currency) for h in new_holdings)
-        session.add_all(CashRow(currency=c, amount=a) for c, a in new_cash.items())
-    row = session.get(SyncStateRow, 1)
-    if row is None:
-        row = SyncStateRow(id=1, synced_at=synced_at, trade_cursor=0, cash_movement_cursor=0)
-        session.add(row)
-    row.synced_at = synced_at
+        session.execute(_DELETE_POSITIONS)
+        session.execute(_DELETE_CASH)
+        if new_holdings:
+            session.execute(_INSERT_POSITION, [
+                {"symbol": h.symbol, "quantity": h.quantity, "average_cost": h.average_cost, "currency": h.currency}
+                for h in new_holdings])
+        if new_cash:
+            session.execute(_INSERT_CASH, [{"currency": c, "amount": a} for c, a in new_cash.items()])
+    values: dict[str, object] = {"synced_at": synced_at}
     if cursor is not None:
-        row.trade_cursor, row.cash_movement_cursor = cursor
+        values["trade_cursor"], values["cash_movement_cursor"] = cursor
+    if not session.execute(_UPDATE_SYNC, values).rowcount:
+        session.execute(_INSERT_SYNC, {"id": 1, "trade_cursor": 0, "cash_movement_cursor": 0, **values})
+
+
+_DELETE_POSITIONS, _DELETE_CASH = delete(PositionRow.__table__), delete(CashRow.__table__)
+_INSERT_POSITION, _INSERT_CASH = insert(PositionRow.__table__), insert(CashRow.__table__)
+_UPDATE_SYNC = update(SyncStateRow.__table__).where(SyncStateRow.__table__.c.id == 1)
+_INSERT_SYNC = insert(SyncStateRow.__table__)
 
 
 # --- cash flows ---
@@ -311,21 +340,26 @@ def add_cash_flow(session: Session, kind: str, amount: float, currency: str, ref
                   occurred_at: datetime, *, broker_id: str | None = None, source: str = "manual",
                   amount_base: float | None = None, symbol: str = "", description: str = "",
                   broker_reference: str = "") -> CashFlowRow:
-    row = CashFlowRow(kind=kind, amount=amount, currency=currency, reference=reference, occurred_at=occurred_at,
-                      broker_id=broker_id, source=source, amount_base=amount_base, symbol=symbol,
-                      description=description[:300], broker_reference=broker_reference[:128])
-    session.add(row)
-    session.flush()
-    return row
+    """Book a cash flow; returns a plain record of it (with its id; never in a session)."""
+    values = dict(kind=kind, amount=amount, currency=currency, reference=reference, occurred_at=occurred_at,
+                  broker_id=broker_id, source=source, amount_base=amount_base, symbol=symbol,
+                  description=description[:300], broker_reference=broker_reference[:128])
+    return CashFlowRow(id=session.execute(_INSERT_CASH_FLOW, values).scalar_one(), **values)
+
+
+_INSERT_CASH_FLOW = insert(CashFlowRow.__table__).returning(CashFlowRow.__table__.c.id)
 
 
 def known_broker_ids(session: Session, ids: Iterable[str]) -> set[str]:
     ids = list(ids)
     found: set[str] = set()
     for start in range(0, len(ids), 500):
-        found |= set(session.scalars(select(CashFlowRow.broker_id).where(
-            CashFlowRow.broker_id.in_(ids[start:start + 500]))))
+        found |= set(session.scalars(_KNOWN_BROKER_IDS, {"ids": ids[start:start + 500]}))
     return found
+
+
+_KNOWN_BROKER_IDS = select(CashFlowRow.__table__.c.broker_id).where(
+    CashFlowRow.__table__.c.broker_id.in_(bindparam("ids", expanding=True)))
 
 
 def _flow_filter(query, kinds, currency, start, end):
@@ -397,22 +431,30 @@ class BookCash:
         return {c: float(s) for c, s in sums.items()}
 
 
+# The statements a cycle runs are built once, with bound parameters: building a statement
+# (and its cache key) costs several times what running it on a small table does.
+_FLOWS = CashFlowRow.__table__
+_EXTERNAL_FLOWS = select(_FLOWS.c.occurred_at, _FLOWS.c.amount_base).where(
+    _FLOWS.c.kind.in_(("deposit", "withdrawal")), _FLOWS.c.occurred_at <= bindparam("until")).order_by(
+    _FLOWS.c.occurred_at)
+_EXTERNAL_FLOWS_AFTER = _EXTERNAL_FLOWS.where(_FLOWS.c.occurred_at > bindparam("after"))
+_FLOW_TOTAL = select(func.coalesce(func.sum(_FLOWS.c.amount_base), 0.0)).where(
+    _FLOWS.c.kind.in_(bindparam("kinds", expanding=True)), _FLOWS.c.occurred_at <= bindparam("end"))
+_FLOW_TOTAL_AFTER = _FLOW_TOTAL.where(_FLOWS.c.occurred_at > bindparam("start"))
+
+
 def external_flows_base(session: Session, after: datetime | None,
                         until: datetime) -> list[tuple[datetime, float | None]]:
     """(time, base amount) of every deposit and withdrawal in (after, until]."""
-    query = select(CashFlowRow.occurred_at, CashFlowRow.amount_base).where(
-        CashFlowRow.kind.in_(("deposit", "withdrawal")), CashFlowRow.occurred_at <= until)
-    if after is not None:
-        query = query.where(CashFlowRow.occurred_at > after)
-    return list(session.execute(query.order_by(CashFlowRow.occurred_at)))
+    if after is None:
+        return list(session.execute(_EXTERNAL_FLOWS, {"until": until}))
+    return list(session.execute(_EXTERNAL_FLOWS_AFTER, {"until": until, "after": after}))
 
 
 def flow_totals_base(session: Session, kinds: tuple[str, ...], start: datetime | None, end: datetime) -> float:
-    query = select(func.coalesce(func.sum(CashFlowRow.amount_base), 0.0)).where(
-        CashFlowRow.kind.in_(kinds), CashFlowRow.occurred_at <= end)
-    if start is not None:
-        query = query.where(CashFlowRow.occurred_at > start)
-    return float(session.scalar(query))
+    if start is None:
+        return float(session.execute(_FLOW_TOTAL, {"kinds": list(kinds), "end": end}).scalar())
+    return float(session.execute(_FLOW_TOTAL_AFTER, {"kinds": list(kinds), "end": end, "start": start}).scalar())
 
 
 # --- fills and positions with history ---
@@ -421,14 +463,12 @@ def known_fills(session: Session, ids: Iterable[str]) -> set[str]:
     ids = list(ids)
     found: set[str] = set()
     for start in range(0, len(ids), 500):
-        found |= set(session.scalars(select(FillRow.broker_trade_id).where(
-            FillRow.broker_trade_id.in_(ids[start:start + 500]))))
+        found |= set(session.scalars(_KNOWN_FILLS, {"ids": ids[start:start + 500]}))
     return found
 
 
-def fills_of(session: Session, symbol: str) -> list[FillRow]:
-    """A symbol's fills in the order they were booked (the ledger's)."""
-    return list(session.scalars(select(FillRow).where(FillRow.symbol == symbol).order_by(FillRow.id)))
+_KNOWN_FILLS = select(FillRow.__table__.c.broker_trade_id).where(
+    FillRow.__table__.c.broker_trade_id.in_(bindparam("ids", expanding=True)))
 
 
 def fills(session: Session, limit: int | None, symbol: str = "", bucket: str = "", start: datetime | None = None,
@@ -448,17 +488,65 @@ def fills(session: Session, limit: int | None, symbol: str = "", bucket: str = "
     return list(session.scalars(query if limit is None else query.limit(limit)))
 
 
-def fill_by_client_order_id(session: Session, client_order_id: str) -> FillRow | None:
-    return session.scalars(select(FillRow).where(FillRow.client_order_id == client_order_id)).first()
+def fill_bucket(session: Session, client_order_id: str) -> str | None:
+    """The bucket of the fill of an order (None: no fill of it)."""
+    return session.execute(_FILL_BUCKET, {"client_order_id": client_order_id}).scalar()
+
+
+_FILL_BUCKET = select(FillRow.__table__.c.bucket).where(
+    FillRow.__table__.c.client_order_id == bindparam("client_order_id")).order_by(FillRow.__table__.c.id).limit(1)
+
+
+_FILLS = FillRow.__table__
+_TRADED = select(func.coalesce(func.sum(_FILLS.c.value_base), 0.0)).where(
+    _FILLS.c.executed_at > bindparam("since"), _FILLS.c.executed_at <= bindparam("until"))
 
 
 def traded_value_base(session: Session, since: datetime, until: datetime) -> float:
-    return float(session.scalar(select(func.coalesce(func.sum(FillRow.value_base), 0.0)).where(
-        FillRow.executed_at > since, FillRow.executed_at <= until)))
+    return float(session.execute(_TRADED, {"since": since, "until": until}).scalar())
 
 
-def position_histories(session: Session) -> dict[str, PositionHistoryRow]:
-    return {r.symbol: r for r in session.scalars(select(PositionHistoryRow))}
+_HISTORY = PositionHistoryRow.__table__
+_POSITION_HISTORIES = select(*_HISTORY.columns)
+_UPDATE_HISTORY = update(_HISTORY).where(_HISTORY.c.symbol == bindparam("the_symbol"))
+_INSERT_HISTORY = insert(_HISTORY)
+
+
+def position_histories(session: Session) -> dict[str, Row]:
+    """symbol -> its row, as plain rows (with PositionHistoryRow's attributes): plain
+    statements write them (save_position_history), which would leave entities stale."""
+    return {r.symbol: r for r in session.execute(_POSITION_HISTORIES)}
+
+
+def save_position_history(session: Session, values: dict) -> None:
+    """Write a symbol's position with history (`values`: every column of position_history)."""
+    if not session.execute(_UPDATE_HISTORY, {"the_symbol": values["symbol"], **values}).rowcount:
+        session.execute(_INSERT_HISTORY, values)
+
+
+_FILL_RECORDS = select(_FILLS.c.broker_trade_id, _FILLS.c.symbol, _FILLS.c.side, _FILLS.c.quantity, _FILLS.c.price,
+                       _FILLS.c.currency, _FILLS.c.commission, _FILLS.c.executed_at, _FILLS.c.bucket,
+                       _FILLS.c.client_order_id, _FILLS.c.realized_pnl, _FILLS.c.cost_basis).where(
+    _FILLS.c.symbol == bindparam("the_symbol")).order_by(_FILLS.c.id)
+_SET_SELL_RESULT = update(_FILLS).where(_FILLS.c.broker_trade_id == bindparam("the_trade_id"))
+_INSERT_FILL = insert(_FILLS)
+
+
+def fill_rows_of(session: Session, symbol: str) -> list[Row]:
+    """A symbol's fills in the order they were booked (the ledger's), as plain rows: the
+    FillRecord fields, then realized_pnl and cost_basis."""
+    return list(session.execute(_FILL_RECORDS, {"the_symbol": symbol}))
+
+
+def set_sell_results(session: Session, results: list[tuple[str, float | None, float | None]]) -> None:
+    """(broker trade id, realized P&L, cost basis) of SELLs whose figures changed."""
+    if results:
+        session.execute(_SET_SELL_RESULT, [{"the_trade_id": t, "realized_pnl": r, "cost_basis": c}
+                                           for t, r, c in results])
+
+
+def add_fill(session: Session, values: dict) -> None:
+    session.execute(_INSERT_FILL, values)
 
 
 # --- snapshots ---
@@ -479,29 +567,41 @@ def snapshots_between(session: Session, start: date | None, end: date | None) ->
     return list(session.scalars(query))
 
 
-def last_snapshot_before(session: Session, day: date) -> SnapshotRow | None:
-    return session.scalars(select(SnapshotRow).where(SnapshotRow.date < day).order_by(SnapshotRow.date.desc())
-                           .limit(1)).first()
+def snapshot_days(session: Session) -> list[tuple[date, float, datetime]]:
+    """(date, total value, taken at) of every snapshot, by date."""
+    table = SnapshotRow.__table__
+    return [tuple(r) for r in session.execute(select(table.c.date, table.c.total_value_base, table.c.taken_at)
+                                              .order_by(table.c.date))]
 
 
-def snapshot_totals_between(session: Session, start: date, end: date) -> list[tuple[float, datetime]]:
-    """(total value, taken at) of the snapshots dated from `start` to `end` (inclusive), by date."""
-    return [(t, at) for t, at in session.execute(select(SnapshotRow.total_value_base, SnapshotRow.taken_at).where(
-        SnapshotRow.date >= start, SnapshotRow.date <= end).order_by(SnapshotRow.date))]
+def _values(row, table) -> dict:
+    return row if isinstance(row, dict) else {c.key: getattr(row, c.key) for c in table.columns}
 
 
-def save_snapshot(session: Session, row: SnapshotRow, positions: list[SnapshotPositionRow],
-                  buckets: list[SnapshotBucketRow]) -> None:
-    """Store a day's snapshot with its positions and buckets, replacing that day's if there is one."""
-    if session.get(SnapshotRow, row.date) is None:
-        session.add(row)  # positions and buckets refer to a snapshot: none are stored for this day
+def save_snapshot(session: Session, row: SnapshotRow, positions: list[SnapshotPositionRow | dict],
+                  buckets: list[SnapshotBucketRow | dict], exists: bool | None = None) -> None:
+    """Store a day's snapshot with its positions and buckets (rows or their column values),
+    replacing that day's if there is one (`exists`: whether there is, when the caller knows).
+    `row` is not added to the session: plain statements write its values."""
+    table = SnapshotRow.__table__
+    if exists is None:
+        exists = session.execute(select(table.c.date).where(table.c.date == row.date)).first() is not None
+    values = _values(row, table)
+    if exists:
+        for model in (SnapshotPositionRow, SnapshotBucketRow):
+            session.execute(delete(model.__table__).where(model.__table__.c.date == row.date))
+        session.execute(update(table).where(table.c.date == row.date).values(values))
     else:
-        session.execute(delete(SnapshotPositionRow).where(SnapshotPositionRow.date == row.date))
-        session.execute(delete(SnapshotBucketRow).where(SnapshotBucketRow.date == row.date))
-        session.merge(row)
-    session.flush()
-    session.add_all(positions)
-    session.add_all(buckets)
+        session.execute(_INSERT_SNAPSHOT, values)
+    for rows, model, statement in ((positions, SnapshotPositionRow, _INSERT_SNAPSHOT_POSITION),
+                                   (buckets, SnapshotBucketRow, _INSERT_SNAPSHOT_BUCKET)):
+        if rows:
+            session.execute(statement, [_values(r, model.__table__) for r in rows])
+
+
+_INSERT_SNAPSHOT = insert(SnapshotRow.__table__)
+_INSERT_SNAPSHOT_POSITION, _INSERT_SNAPSHOT_BUCKET = insert(SnapshotPositionRow.__table__), insert(
+    SnapshotBucketRow.__table__)
 
 
 def delete_snapshots_before(session: Session, day: date) -> int:
@@ -568,9 +668,24 @@ def dividends(session: Session, limit: int | None, symbol: str = "", status: str
     return list(session.scalars(query if limit is None else query.limit(limit)))
 
 
-def dividends_assigned_to(session: Session, client_order_id: str) -> list[DividendRow]:
-    return list(session.scalars(select(DividendRow).where(DividendRow.reinvest_client_order_id == client_order_id,
-                                                          DividendRow.status == "assigned")))
+def waiting_dividends(session: Session) -> list[DividendRow]:
+    """The dividends waiting for a BUY to fill: assigned to one, or pooled for the next."""
+    return list(session.scalars(_WAITING_DIVIDENDS))
+
+
+_WAITING_DIVIDENDS = select(DividendRow).where(DividendRow.status.in_(("assigned", "pooled"))).order_by(DividendRow.id)
+
+
+def mark_dividends(session: Session, marks: dict[int, tuple[str, str]]) -> None:
+    """Set dividends' (status, reinvest client order id): id -> the pair."""
+    table = DividendRow.__table__
+    by_mark: dict[tuple[str, str], list[int]] = {}
+    for dividend_id, mark in marks.items():
+        by_mark.setdefault(mark, []).append(dividend_id)
+    for (status, client_order_id), ids in sorted(by_mark.items()):
+        for start in range(0, len(ids), 500):
+            session.execute(update(table).where(table.c.id.in_(sorted(ids)[start:start + 500]))
+                            .values(status=status, reinvest_client_order_id=client_order_id))
 
 
 # --- buckets ---
@@ -585,23 +700,30 @@ def buckets(session: Session, include_retired: bool = True) -> list[BucketRow]:
 def bucket_balances(session: Session) -> dict[str, dict[str, float]]:
     """bucket -> currency -> amount."""
     result: dict[str, dict[str, float]] = {}
-    for row in session.scalars(select(BucketBalanceRow)):
-        result.setdefault(row.bucket, {})[row.currency] = row.amount
+    for bucket, currency, amount in session.execute(_BALANCES):
+        result.setdefault(bucket, {})[currency] = amount
     return result
 
 
 def book_to_bucket(session: Session, bucket: str, kind: str, amount: float, currency: str, amount_base: float | None,
                    at: datetime, description: str, cash_flow_id: int | None = None) -> None:
-    """Change a bucket's balance and record the transaction, together."""
-    row = session.get(BucketBalanceRow, (bucket, currency))
-    if row is None:
-        session.add(BucketBalanceRow(bucket=bucket, currency=currency, amount=amount))
-    else:
-        row.amount += amount
-    session.add(BucketTransactionRow(bucket=bucket, kind=kind, amount=amount, currency=currency,
-                                     amount_base=amount_base, at=at, description=description[:300],
-                                     cash_flow_id=cash_flow_id))
-    session.flush()
+    """Change a bucket's balance and record the transaction, together (plain statements: the
+    balances are only ever read as plain rows, never as entities a statement could leave stale)."""
+    if not session.execute(_ADD_TO_BALANCE, {"the_bucket": bucket, "the_currency": currency,
+                                              "delta": amount}).rowcount:
+        session.execute(_INSERT_BALANCE, {"bucket": bucket, "currency": currency, "amount": amount})
+    session.execute(_INSERT_BUCKET_TRANSACTION, {
+        "bucket": bucket, "kind": kind, "amount": amount, "currency": currency, "amount_base": amount_base, "at": at,
+        "description": description[:300], "cash_flow_id": cash_flow_id})
+
+
+_BALANCE_TABLE = BucketBalanceRow.__table__
+_BALANCES = select(_BALANCE_TABLE.c.bucket, _BALANCE_TABLE.c.currency, _BALANCE_TABLE.c.amount)
+_ADD_TO_BALANCE = update(_BALANCE_TABLE).where(
+    _BALANCE_TABLE.c.bucket == bindparam("the_bucket"), _BALANCE_TABLE.c.currency == bindparam("the_currency")
+).values(amount=_BALANCE_TABLE.c.amount + bindparam("delta"))
+_INSERT_BALANCE = insert(_BALANCE_TABLE)
+_INSERT_BUCKET_TRANSACTION = insert(BucketTransactionRow.__table__)
 
 
 def bucket_transactions(session: Session, bucket: str, limit: int) -> list[BucketTransactionRow]:
@@ -615,14 +737,19 @@ def any_bucket_transaction(session: Session) -> bool:
     return session.scalar(select(BucketTransactionRow.id).limit(1)) is not None
 
 
+_BUCKET_MOVES = BucketTransactionRow.__table__
+_BUCKET_FLOWS = select(_BUCKET_MOVES.c.bucket, func.coalesce(func.sum(_BUCKET_MOVES.c.amount_base), 0.0)).where(
+    _BUCKET_MOVES.c.kind.in_(bindparam("kinds", expanding=True)), _BUCKET_MOVES.c.at <= bindparam("until"))
+_BUCKET_FLOWS_AFTER = _BUCKET_FLOWS.where(_BUCKET_MOVES.c.at > bindparam("after")).group_by(_BUCKET_MOVES.c.bucket)
+_BUCKET_FLOWS = _BUCKET_FLOWS.group_by(_BUCKET_MOVES.c.bucket)
+
+
 def bucket_flows_base(session: Session, kinds: frozenset[str], after: datetime | None,
                       until: datetime) -> dict[str, float]:
     """bucket -> sum of base amounts of transactions of `kinds` in (after, until]."""
-    query = select(BucketTransactionRow.bucket, func.coalesce(func.sum(BucketTransactionRow.amount_base), 0.0)).where(
-        BucketTransactionRow.kind.in_(sorted(kinds)), BucketTransactionRow.at <= until)
-    if after is not None:
-        query = query.where(BucketTransactionRow.at > after)
-    return dict(session.execute(query.group_by(BucketTransactionRow.bucket)).all())
+    if after is None:
+        return dict(session.execute(_BUCKET_FLOWS, {"kinds": sorted(kinds), "until": until}).all())
+    return dict(session.execute(_BUCKET_FLOWS_AFTER, {"kinds": sorted(kinds), "until": until, "after": after}).all())
 
 
 # --- settings and allocation targets ---
