@@ -172,6 +172,15 @@ def _finite(field: str, value: float) -> None:
         raise InvalidArgument(field, f"must be a finite number, got {value!r}")
 
 
+def _first_of(field: str, key: str, seen: set[str]) -> None:
+    """`key` is not empty and not in `seen` (then added); else InvalidArgument naming `field`."""
+    if not key.strip():
+        raise InvalidArgument(field, "is empty")
+    if key in seen:
+        raise InvalidArgument(field, f"{key} appears more than once")
+    seen.add(key)
+
+
 def given_portfolio(message: portfolio_pb2.GetPortfolioResponse) -> PortfolioView:
     """GetRecommendationsRequest.portfolio as the planner's view. Bad input names its field:
     an empty base currency or hash, a non-finite amount, an empty or repeated symbol or
@@ -185,10 +194,7 @@ def given_portfolio(message: portfolio_pb2.GetPortfolioResponse) -> PortfolioVie
     symbols: set[str] = set()
     for index, position in enumerate(message.positions):
         field = f"portfolio.positions[{index}]"
-        if not position.symbol.strip() or position.symbol in symbols:
-            raise InvalidArgument(f"{field}.symbol", "is empty" if not position.symbol.strip()
-                                  else f"{position.symbol} appears more than once")
-        symbols.add(position.symbol)
+        _first_of(f"{field}.symbol", position.symbol, symbols)
         if position.quantity < 0:
             raise InvalidArgument(f"{field}.quantity", f"must not be negative, got {position.quantity}")
         for name in ("average_cost", "price", "market_value", "market_value_base"):
@@ -196,10 +202,7 @@ def given_portfolio(message: portfolio_pb2.GetPortfolioResponse) -> PortfolioVie
     currencies: set[str] = set()
     for index, balance in enumerate(message.cash):
         field = f"portfolio.cash[{index}]"
-        if not balance.currency.strip() or balance.currency in currencies:
-            raise InvalidArgument(f"{field}.currency", "is empty" if not balance.currency.strip()
-                                  else f"{balance.currency} appears more than once")
-        currencies.add(balance.currency)
+        _first_of(f"{field}.currency", balance.currency, currencies)
         for name in ("amount", "amount_base"):
             _finite(f"{field}.{name}", getattr(balance, name))
     return portfolio_view(message, "portfolio.positions")
