@@ -44,8 +44,10 @@ from services.common.config import (
     CommonConfig,
     ConfigError,
     Env,
+    default_fx_rates,
     load_client_tls,
     load_common,
+    parse_fx_rates,
 )
 from services.common.errors import InvalidArgument
 
@@ -596,6 +598,24 @@ def _check_backtest_inputs(settings) -> None:
     if settings.base_currency not in known:
         raise typer.BadParameter(f"--base-currency {settings.base_currency}: the ECB publishes no reference rate "
                                  f"for it (known: {', '.join(sorted(known))})")
+    _check_fee_rates(settings.base_currency, {s.currency for s in load_sample_history().securities
+                                              if not settings.universe or s.symbol in settings.universe})
+
+
+def _check_fee_rates(base: str, currencies: set[str]) -> None:
+    """The paper broker charges its fee (a fixed part in the base currency) converted at the
+    configured rates, TRADER_FX_RATES, as the benchmarks do: each currency of the universe needs
+    one (a GBP account's USD fills failed on the second session without)."""
+    text = os.environ.get("TRADER_FX_RATES", default_fx_rates(base))
+    try:
+        rates = parse_fx_rates(text, base)
+    except ValueError:
+        return  # the services refuse the variable themselves, naming the problem
+    missing = sorted(c for c in currencies if c != base and c not in rates)
+    if missing:
+        raise typer.BadParameter(f"--base-currency {base}: the paper broker converts its fee at TRADER_FX_RATES, "
+                                 f"which has no rate for {', '.join(missing)}; set it, e.g. "
+                                 f"TRADER_FX_RATES={missing[0]}=<{missing[0]} per {base}>")
 
 
 def _check_out_dir(out_dir: Path) -> None:

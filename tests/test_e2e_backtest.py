@@ -78,6 +78,8 @@ def test_bad_arguments_are_refused_before_anything_starts(tmp_path):
     (("--start", "2023-01-03"), "--start 2023-01-03: outside the bundled history"),
     (("--start", "2019-01-02", "--end", "2030-06-28"), "--end 2030-06-28: outside the bundled history"),
     (("--start", "2019-01-02", "--base-currency", "XXX"), "--base-currency XXX: the ECB publishes no reference rate"),
+    (("--start", "2019-01-02", "--base-currency", "GBP"),
+     "--base-currency GBP: the paper broker converts its fee at TRADER_FX_RATES, which has no rate for USD"),
     (("--start", "2020-02-15", "--end", "2020-02-16"), "no XNYS session (a weekend or holiday)"),
     (("--start", "2020-12-25", "--end", "2020-12-25"), "no XNYS session (a weekend or holiday)"),
     (("--start", "2019-01-02", "--universe", "AAPL.US,NOPE.US"), "not an equity of the bundled sample: NOPE.US"),

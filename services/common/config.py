@@ -118,6 +118,12 @@ class Env:
             raise ConfigError(self.problems)
 
 
+def default_fx_rates(base: str) -> str:
+    """TRADER_FX_RATES when unset: the fallback rate is a EUR account's; another base currency
+    gets none unless it sets its own."""
+    return "USD=1.10" if base == "EUR" else ""
+
+
 def parse_fx_rates(text: str, base: str) -> dict[str, float]:
     """Parse `USD=1.08,GBP=0.85`: units of each currency per 1 unit of the base (decision 1)."""
     rates: dict[str, float] = {}
@@ -342,8 +348,7 @@ def load_common(service: str, environ: Mapping[str, str] | None = None, env: Env
             f"TRADER_MODE={mode!r}: not available in this build (supported: {', '.join(SUPPORTED_MODES)})"
         )
     base = env.currency("TRADER_BASE_CURRENCY", "EUR")
-    # The fallback rate is a EUR account's; another base currency gets none unless it sets its own.
-    fx_text = env.text("TRADER_FX_RATES", "USD=1.10" if base == "EUR" else "")
+    fx_text = env.text("TRADER_FX_RATES", default_fx_rates(base))
     try:
         fx_rates = parse_fx_rates(fx_text, base)
     except ValueError as exc:
