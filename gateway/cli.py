@@ -510,6 +510,8 @@ def backtest(
     if len(settings.base_currency) != 3 or not settings.base_currency.isalpha():
         raise typer.BadParameter(f"--base-currency {base_currency!r}: an ISO code such as EUR")
     _check_backtest_inputs(settings)
+    if keep_state is not None:
+        _check_state_dir(keep_state)
     _check_out_dir(out_dir)
     raise typer.Exit(_run_and_report(settings, out_dir, keep_state))
 
@@ -616,6 +618,15 @@ def _check_fee_rates(base: str, currencies: set[str]) -> None:
         raise typer.BadParameter(f"--base-currency {base}: the paper broker converts its fee at TRADER_FX_RATES, "
                                  f"which has no rate for {', '.join(missing)}; set it, e.g. "
                                  f"TRADER_FX_RATES={missing[0]}=<{missing[0]} per {base}>")
+
+
+def _check_state_dir(state_dir: Path) -> None:
+    """--keep-state must be a new or empty directory: a backtest starts from a fresh state, and
+    an earlier run's databases there would be carried into this one's report."""
+    if state_dir.exists() and (not state_dir.is_dir() or any(state_dir.iterdir())):
+        raise typer.BadParameter(f"--keep-state {state_dir}: " + ("exists and is not a directory"
+                                 if not state_dir.is_dir() else "is not empty (a backtest starts from a fresh "
+                                 "state); give a new or empty directory"))
 
 
 def _check_out_dir(out_dir: Path) -> None:

@@ -67,6 +67,13 @@ def test_bad_arguments_are_refused_before_anything_starts(tmp_path):
     assert refused.returncode == 2 and "not a date" in refused.stderr
     afile = tmp_path / "afile"
     afile.write_text("")
+    used = tmp_path / "used-state"
+    (used / "logs").mkdir(parents=True)
+    for state, message in ((afile, "exists and is not a directory"), (used, "is not empty (a backtest starts from")):
+        refused = subprocess.run([sys.executable, "-m", "gateway.cli", *ARGS, "--out", str(tmp_path / "r"),
+                                  "--keep-state", str(state)], cwd=REPO_ROOT, capture_output=True, text=True,
+                                 timeout=60)
+        assert refused.returncode == 2 and f"--keep-state {state}: {message}" in refused.stderr, refused.stderr
     for out, message in ((afile, "exists and is not a directory"), ("/proc/no-such-dir", "cannot write there")):
         refused = subprocess.run([sys.executable, "-m", "gateway.cli", *ARGS, "--out", str(out)], cwd=REPO_ROOT,
                                  capture_output=True, text=True, timeout=60)
