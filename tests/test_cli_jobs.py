@@ -82,24 +82,20 @@ def test_trader_status_shows_each_services_version_uptime_database_and_disk(runn
     assert trader(running_suite, "status", "--log-records", "51").exit_code == 2
 
 
-def test_in_replay_mode_a_cycle_at_a_simulated_instant_runs(running_suite):
-    ran = trader(running_suite, "cycle", "--as-of", "2018-01-05T20:30:00+00:00", "--json")
-    assert ran.exit_code == 0, ran.output
-    assert json.loads(ran.stdout)["as_of"].startswith("2018-01-05T20:30:00")
-
-
 @pytest.mark.parametrize("command", [["cycle"], ["cycle", "--settle-only"], ["job", "run", "sync_cycle"],
                                      ["job", "run", "dividend_reinvestment"], ["job", "run", "bucket_reconciliation"],
                                      ["job", "run", "securities_data_sync"]])
 def test_in_replay_mode_what_acts_on_the_book_refuses_the_wall_clock(running_suite, command):
     """A replay's book lives on simulated time: a cycle at the wall clock would value it at today's
-    prices and write that snapshot into it. Refused, nothing run; with --as-of it runs."""
+    prices and write that snapshot into it. Refused, nothing run (with --as-of it runs: the e2e
+    cycle tests)."""
     before = json.loads(trader(running_suite, "status", "--json").stdout)
     refused = trader(running_suite, *command)
     assert refused.exit_code == 1 and refused.stderr.count("\n") == 1, refused.output
     assert refused.stderr.startswith("error: FAILED_PRECONDITION: simulated_clock: the gateway runs in replay mode")
     after = json.loads(trader(running_suite, "status", "--json").stdout)
-    assert int(after["cycles_run"]) == int(before["cycles_run"]) >= 1  # the simulated one before ran
+    # (a cycle run here would leave a snapshot that the shared suite's later tests do not expect)
+    assert int(after.get("cycles_run", 0)) == int(before.get("cycles_run", 0))
     if command[0] == "job":
         history = json.loads(trader(running_suite, "job", "history", command[2], "--json").stdout)
         assert not history.get("runs")
