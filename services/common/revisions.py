@@ -95,16 +95,23 @@ class KeptReads:
         self._lock = threading.Lock()
         self._values: OrderedDict[tuple[tuple[str, ...], Hashable], tuple[tuple[int, ...], object]] = OrderedDict()
 
+    def _kept(self, tables: tuple[str, ...], key: Hashable, revision: tuple[int, ...]) -> tuple[bool, object]:
+        """(True, the value kept under `key` at `revision`), or (False, None)."""
+        with self._lock:
+            kept = self._values.get((tables, key))
+            if kept is None or kept[0] != revision:
+                return False, None
+            self._values.move_to_end((tables, key))
+            return True, kept[1]
+
     def read(self, session: Session, tables: tuple[str, ...], key: Hashable, read: Callable[[Session], T]) -> T:
         """`read(session)`, which reads `tables` only, kept under `key` until one of them changes."""
         if wrote(session, tables):
             return read(session)  # this transaction's own, uncommitted rows: neither served nor kept
         revision = self._revisions.of(tables)
-        with self._lock:
-            kept = self._values.get((tables, key))
-            if kept is not None and kept[0] == revision:
-                self._values.move_to_end((tables, key))
-                return kept[1]  # type: ignore[return-value]
+        found, kept = self._kept(tables, key, revision)
+        if found:
+            return kept  # type: ignore[return-value]
         value = read(session)
         if wrote(session, tables):
             return value  # it read this transaction's own, uncommitted rows
@@ -121,12 +128,9 @@ class KeptReads:
         """`read` as `read()` keeps it, for a caller outside any transaction: the value kept for
         the tables' current revisions without opening one, else read in a `transaction()` of its
         own (Database.transaction)."""
-        revision = self._revisions.of(tables)
-        with self._lock:
-            kept = self._values.get((tables, key))
-            if kept is not None and kept[0] == revision:
-                self._values.move_to_end((tables, key))
-                return kept[1]  # type: ignore[return-value]
+        found, kept = self._kept(tables, key, self._revisions.of(tables))
+        if found:
+            return kept  # type: ignore[return-value]
         with transaction() as session:
             return self.read(session, tables, key, read)
 
