@@ -54,7 +54,9 @@ from services.common.errors import InvalidArgument
 # rich_markup_mode=None: a usage error is click's one `Error: ...` line, not a panel wrapped at 80 columns.
 app = typer.Typer(help="trader: an autonomous long-term portfolio manager (six gRPC services).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-out = Console(highlight=False)
+# Piped or redirected (not a terminal, no COLUMNS), a table keeps each row on one line instead of
+# rich's 80-column default, which wrapped and cut cells, so `trader trades > f` or `| grep` sees them whole.
+out = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 1000)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line, however long
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the reply as JSON.")]
@@ -506,7 +508,7 @@ def backtest(
     settings = BacktestSettings(_day(start, "--start"), _day(end, "--end") if end else None, initial_deposit,
                                 monthly_deposit, base_currency.upper(), _universe(universe), jobs=jobs)
     if settings.end is not None and settings.end < settings.start:
-        raise typer.BadParameter(f"--end {settings.end} is before --start {settings.start}")
+        raise typer.BadParameter(f"{settings.end} is before --start {settings.start}", param_hint="'--end'")
     if len(settings.base_currency) != 3 or not settings.base_currency.isalpha():
         raise typer.BadParameter(f"--base-currency {base_currency!r}: an ISO code such as EUR")
     _check_backtest_inputs(settings)
@@ -643,12 +645,20 @@ def _check_out_dir(out_dir: Path) -> None:
 
 
 def _universe(value: str) -> tuple[str, ...]:
+    """The symbols of --universe (comma-separated, or @FILE with one a line), in order, once each;
+    () when the option is left out (the whole sample). A given value naming no symbol (",,", an
+    empty file) is refused rather than read as the whole sample."""
+    given = value
     if value.startswith("@"):
         try:
             value = ",".join(Path(value[1:]).read_text().split())
         except OSError as exc:
-            raise typer.BadParameter(f"--universe {value}: {exc.strerror}") from None
-    return tuple(dict.fromkeys(s.strip() for s in value.split(",") if s.strip()))
+            raise typer.BadParameter(f"{given}: {exc.strerror}", param_hint="'--universe'") from None
+    symbols = tuple(dict.fromkeys(s.strip() for s in value.split(",") if s.strip()))
+    if given and not symbols:
+        raise typer.BadParameter(f"{given!r} names no symbol; give comma-separated symbols or @FILE with one a "
+                                 "line, or leave the option out for the whole sample", param_hint="'--universe'")
+    return symbols
 
 
 def main() -> None:  # pragma: no cover - `python -m gateway.cli`

@@ -14,14 +14,6 @@ from tests.test_service_inputs import trader
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(autouse=True)
-def wide_tables(monkeypatch):
-    """Tables as a wide terminal shows them (a narrow one wraps the cells)."""
-    from gateway import cli
-
-    monkeypatch.setattr(cli.out, "_width", 250)
-
-
 def test_trader_jobs_lists_every_job_with_its_schedule_and_next_run(running_suite):
     shown = trader(running_suite, "jobs")
     assert shown.exit_code == 0, shown.output

@@ -105,6 +105,14 @@ def test_ranges_symbols_and_currencies_the_sample_cannot_serve_are_refused(tmp_p
     (("--initial-deposit", "nan"), "Invalid value for '--initial-deposit': nan is not a finite amount"),
     (("--monthly-deposit", "inf"), "Invalid value for '--monthly-deposit': inf is not a finite amount"),
     (("--initial-deposit", "-1"), "Invalid value for '--initial-deposit': -1 is outside 0..1e+09"),
+    (("--universe", ",,"), "Invalid value for '--universe': ',,' names no symbol; give comma-separated symbols or "
+                           "@FILE with one a line, or leave the option out for the whole sample"),
+    (("--universe", "@/dev/null"), "Invalid value for '--universe': '@/dev/null' names no symbol; give "
+                                   "comma-separated symbols or @FILE with one a line, or leave the option out for "
+                                   "the whole sample"),
+    (("--universe", "@/no/such/file"), "Invalid value for '--universe': @/no/such/file: No such file or directory"),
+    (("--start", "2019-01-02", "--end", "2018-12-31"), "Invalid value for '--end': 2018-12-31 is before --start "
+                                                       "2019-01-02"),
     (("--monthly-deposit", "abc"),
      "Invalid value for '--monthly-deposit': Input should be a valid number, unable to parse string as a number"),
 ])
