@@ -203,3 +203,25 @@ def test_without_the_instrumentation_the_client_layer_and_interceptor_carry_the_
             clients.close()
     assert seen[0] == (format(trace_id, "032x"), "one")
     assert seen[1][0] != format(trace_id, "032x") and seen[1][1] is None
+
+
+def test_step_spans_where_nothing_is_recorded(monkeypatch):
+    """Without anything to record, a step within a trace runs in the current span (same trace
+    id, no new span); outside a trace it starts one; where spans are recorded, always a new one."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    from services.common import tracing
+
+    tracer = TracerProvider(sampler=ParentBased(ALWAYS_OFF)).get_tracer("test")
+    monkeypatch.setattr(tracing, "_recording", False)
+    with tracer.start_as_current_span("server") as server:
+        with tracing.step_span(tracer, "cycle.plan") as step:
+            assert step is server and trace.get_current_span() is server
+    with tracing.step_span(tracer, "job.tidy") as root:
+        assert root.get_span_context().is_valid and trace.get_current_span() is root
+    monkeypatch.setattr(tracing, "_recording", True)
+    with tracer.start_as_current_span("server") as server, tracing.step_span(tracer, "cycle.plan") as step:
+        assert step is not server
+        assert step.get_span_context().trace_id == server.get_span_context().trace_id

@@ -22,6 +22,7 @@ here (bench/rpc_overhead.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 
@@ -36,6 +37,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from services.common.config import Env, otlp_traces_protocol
 
 _instrumented = False
+_recording = True  # spans may be recorded (False once setup_tracing found nothing to record for)
 # The metadata keys the default propagators use (W3C trace context and baggage).
 CONTEXT_KEYS = frozenset(("traceparent", "tracestate", "baggage"))
 _server_tracer = trace.get_tracer("trader.rpc")
@@ -71,7 +73,7 @@ def setup_tracing(service: str, extra_processors: tuple[SpanProcessor, ...] = ()
     """Install the tracer provider and, when spans are recorded, the gRPC instrumentation (before
     any server or channel). `instrument`: install it or not whatever is recorded (None: as said;
     bench/rpc_overhead.py compares the two ways)."""
-    global _instrumented
+    global _instrumented, _recording
     name = os.environ.get("OTEL_SERVICE_NAME") or f"trader-{service}"
     exporter = span_exporter(os.environ)
     recorded = exporter is not None or bool(extra_processors)
@@ -84,6 +86,7 @@ def setup_tracing(service: str, extra_processors: tuple[SpanProcessor, ...] = ()
     for processor in extra_processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
+    _recording = recorded
     instrument = recorded if instrument is None else instrument
     if instrument and not _instrumented:
         GrpcInstrumentorServer().instrument()
@@ -94,6 +97,19 @@ def setup_tracing(service: str, extra_processors: tuple[SpanProcessor, ...] = ()
         GrpcInstrumentorClient().uninstrument()
         _instrumented = False
     return provider
+
+
+def step_span(tracer: trace.Tracer, name: str, attributes: dict | None = None
+              ) -> contextlib.AbstractContextManager[trace.Span]:
+    """`tracer.start_as_current_span(name, attributes=...)` where spans are recorded or no trace
+    is current (the span starts one). Where this process records nothing (setup_tracing without
+    an exporter), within a trace the current span stands for it: an unsampled span costs ~16 us
+    and nobody sees it; its trace id, all that replies, logs and the next calls carry, is the
+    current one's anyway."""
+    current = trace.get_current_span()
+    if _recording or not current.get_span_context().is_valid:
+        return tracer.start_as_current_span(name, attributes=attributes)
+    return contextlib.nullcontext(current)
 
 
 def layers_propagate() -> bool:
