@@ -5,11 +5,14 @@ Two measurements, each configuration in a child process of its own:
 1. The plumbing alone, without a network (steady even on a busy machine): a read and a write
    through the client's channel (services/common/client.py) over a channel that answers at once,
    and a call through the server's interceptors (services/common/server.py) to a handler that
-   answers at once, each with OpenTelemetry's gRPC instrumentation as the services install it
-   (services/common/tracing.py) and without it. Microseconds of CPU per call.
+   answers at once, inside a trace as in a cycle. Two ways (services/common/tracing.py): as the
+   services run without an exporter (our layers carry the trace context), and with
+   OpenTelemetry's gRPC instrumentation (as with an exporter; here unsampled). Microseconds of
+   CPU per call.
 2. Real calls on 127.0.0.1, server and client in one process (both ends count): bare gRPC
-   (no interceptors, no tracing) against the services' stack, each call carrying an as-of time
-   as in a backtest. Milliseconds of process CPU per call; noisy on a shared machine.
+   (no interceptors, no tracing) against the services' stack, both ways, each call carrying an
+   as-of time and a trace as in a backtest. Milliseconds of process CPU per call; noisy on a
+   shared machine.
 
     .venv/bin/python bench/rpc_overhead.py [--calls 3000] [--runs 3]
 """
@@ -39,12 +42,11 @@ def _per_call_us(call, number: int = 20000) -> float:
     return min(timeit.repeat(call, number=number, repeat=5)) / number * 1e6
 
 
-def plumbing() -> dict[str, float]:
+def plumbing(instrumented: bool) -> dict[str, float]:
     """Microseconds per call of the client's and the server's plumbing, without a network."""
     import grpc
     from grpc._interceptor import service_pipeline
-    from opentelemetry.instrumentation.grpc import client_interceptor
-    from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
+    from opentelemetry import trace
 
     sys.path.insert(0, str(ROOT))
     from services.common import clock
@@ -95,7 +97,7 @@ def plumbing() -> dict[str, float]:
     Metadatum = namedtuple("Metadatum", "key value")
     metadata = tuple(Metadatum(k, v) for k, v in (
         ("authorization", f"Bearer {TOKEN}"), ("x-trader-as-of", clock.format_as_of(AS_OF)),
-        ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), ("user-agent", "grpc-python")))
+        ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"), ("user-agent", "grpc-python")))
 
     class Context:
         def invocation_metadata(self):
@@ -114,22 +116,26 @@ def plumbing() -> dict[str, float]:
         method = READ
         invocation_metadata = metadata
 
-    setup_tracing("bench")
+    setup_tracing("bench", instrument=instrumented)
     results = {}
-    with clock.use_as_of(AS_OF):
-        for name, channel in (("client, traced", intercept_channel(Immediate(), client_interceptor())),
-                              ("client", Immediate())):
-            ours = _intercepted(channel, TOKEN, 5.0)
-            read, write, plain = ours.unary_unary(READ), ours.unary_unary(WRITE), channel.unary_unary(READ)
-            for label, call in (("read", read), ("write", write), ("without our layer", plain)):
-                results[f"{name}: {label}"] = _per_call_us(lambda call=call: call(b""))
+    channel = Immediate()
+    if instrumented:
+        from opentelemetry.instrumentation.grpc import client_interceptor
+        from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
+
+        channel = intercept_channel(channel, client_interceptor())
+    with clock.use_as_of(AS_OF), trace.get_tracer("bench").start_as_current_span("cycle"):
+        ours = _intercepted(channel, TOKEN, 5.0)
+        read, write, plain = ours.unary_unary(READ), ours.unary_unary(WRITE), channel.unary_unary(READ)
+        for label, call in (("read", read), ("write", write), ("without our layer", plain)):
+            results[f"client: {label}"] = _per_call_us(lambda call=call: call(b""))
     running = start_server(make_config("display", TOKEN), lambda server: None)
-    interceptors = running.server._state.interceptor_pipeline.interceptors  # OpenTelemetry's first, then ours
+    interceptors = running.server._state.interceptor_pipeline.interceptors  # OpenTelemetry's first, if any
     running.stop(0)
     handler = grpc.unary_unary_rpc_method_handler(lambda request, context: b"ok")
     context, details = Context(), Details()
-    for name, chosen in (("server, traced", interceptors), ("server", interceptors[1:]),
-                         ("server, traced: without our layer", interceptors[:1])):
+    layers = [("server", interceptors)] + ([("server: without our layer", interceptors[:1])] if instrumented else [])
+    for name, chosen in layers:
         pipeline = service_pipeline(chosen)
         results[name] = _per_call_us(
             lambda pipeline=pipeline: pipeline.execute(lambda _: handler, details).unary_unary(b"", context))
@@ -147,6 +153,7 @@ def _measure(call, calls: int) -> tuple[float, float]:
 
 
 def round_trips(kind: str, calls: int) -> dict[str, tuple[float, float]]:
+    """`kind`: bare, stack (as the services run without an exporter) or instrumented."""
     import grpc
 
     sys.path.insert(0, str(ROOT))
@@ -163,18 +170,20 @@ def round_trips(kind: str, calls: int) -> dict[str, tuple[float, float]]:
         result = {"read": _measure(lambda: read(b""), calls), "write": _measure(lambda: write(b""), calls)}
         server.stop(0)
         return result
+    from opentelemetry import trace
+
     from services.common import clock
     from services.common.client import Clients
     from services.common.server import start_server
     from services.common.tracing import setup_tracing
 
-    setup_tracing("bench")
+    setup_tracing("bench", instrument=kind == "instrumented")
     config = make_config("display", TOKEN)
     running = start_server(config, raw_methods(SERVICE, methods))
     clients = Clients(config)
     channel = clients.channel("display")
     read, write = channel.unary_unary(READ), channel.unary_unary(WRITE)
-    with clock.use_as_of(AS_OF):
+    with clock.use_as_of(AS_OF), trace.get_tracer("bench").start_as_current_span("cycle"):
         result = {"read": _measure(lambda: read(b""), calls), "write": _measure(lambda: write(b""), calls)}
     clients.close()
     running.stop(0)
@@ -195,33 +204,35 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind = args.child[0]
-        print(json.dumps(plumbing() if kind == "plumbing" else round_trips(kind, args.calls)))
+        if kind.startswith("plumbing"):
+            print(json.dumps(plumbing(kind == "plumbing-instrumented")))
+        else:
+            print(json.dumps(round_trips(kind, args.calls)))
         return
-    layers = run_child("plumbing")
-    print("1. the plumbing alone, CPU microseconds per call (no network):")
-    for name, us in layers.items():
-        print(f"   {name:38s} {us:7.1f}")
-    traced_client = layers["client, traced: without our layer"]
-    for call in ("read", "write"):
-        print(f"   our client layer ({call}) adds {layers[f'client, traced: {call}'] - traced_client:.1f}")
-    otel = traced_client - layers["client: without our layer"] + layers["server, traced: without our layer"]
-    print(f"   our server layer adds {layers['server, traced'] - layers['server, traced: without our layer']:.1f}; "
-          f"OpenTelemetry's two layers cost {otel:.1f}")
+    ours, instrumented = run_child("plumbing"), run_child("plumbing-instrumented")
+    print("1. the plumbing alone, CPU microseconds per call (no network), inside a trace:")
+    print(f"   {'':30s} {'ours':>8s} {'instrumented':>13s}")
+    for name in ("client: read", "client: write", "client: without our layer", "server"):
+        print(f"   {name:30s} {ours[name]:8.1f} {instrumented[name]:13.1f}")
+    both = {way: layers["client: read"] + layers["server"] for way, layers in (("ours", ours),
+                                                                               ("instrumented", instrumented))}
+    print(f"   a read at both ends: {both['ours']:.1f} ours, {both['instrumented']:.1f} with the instrumentation "
+          f"({both['instrumented'] / both['ours']:.1f}x)")
     best: dict[tuple[str, str], tuple[float, float]] = {}
+    kinds = ("bare", "stack", "instrumented")
     for _ in range(args.runs):  # interleaved, the best of each: the machine is shared
-        for kind in ("bare", "stack"):
+        for kind in kinds:
             for call, (cpu, wall) in run_child(kind, "--calls", str(args.calls)).items():
                 old = best.get((kind, call), (float("inf"), float("inf")))
                 best[(kind, call)] = (min(old[0], cpu), min(old[1], wall))
-    print(f"2. real calls: {'CPU ms/call':>12s} {'wall ms/call':>13s}   "
+    print(f"2. real calls: {'CPU ms/call':>16s} {'wall ms/call':>13s}   "
           f"(best of {args.runs} runs of {args.calls} calls)")
     for call in ("read", "write"):
-        for kind in ("bare", "stack"):
+        bare_cpu = best[("bare", call)][0]
+        for kind in kinds:
             cpu, wall = best[(kind, call)]
-            print(f"   {kind + ' ' + call:12s} {cpu:12.3f} {wall:13.3f}")
-        bare_cpu, stack_cpu = best[("bare", call)][0], best[("stack", call)][0]
-        print(f"   {'  overhead':12s} {stack_cpu - bare_cpu:12.3f}   stack / bare CPU {stack_cpu / bare_cpu:.2f}x")
-
+            ratio = "" if kind == "bare" else f"   overhead {cpu - bare_cpu:.3f}, {cpu / bare_cpu:.2f}x bare CPU"
+            print(f"   {kind + ' ' + call:18s} {cpu:10.3f} {wall:13.3f}{ratio}")
 
 if __name__ == "__main__":
     main()

@@ -35,13 +35,13 @@ from gateway.cycle import CycleResult, Services
 from gateway.jobs import REPLAY_DEFAULT
 from gateway.launch import START_ORDER, Supervisor
 from gateway.replay import Replay, ReplayJobs, SimulatedDay
-from gateway.schedule import parse_schedule
+from gateway.schedule import Due, parse_schedule
 from gateway.server import result_from_proto
 from services.common import clock
 from services.common.client import Clients
 from services.common.config import SERVICES, CommonConfig, load_common
 from services.common.shutdown import StopRequest
-from services.common.timestamps import from_timestamp
+from services.common.timestamps import from_timestamp, to_timestamp
 
 INDEX = "SP500.IDX"           # the index benchmark (the bundled sample's; history only, never traded)
 CYCLE_TIMEOUT_S = 300.0       # one cycle (or the close-out) through every service
@@ -235,17 +235,33 @@ def rpc_cycle(gateway: gateway_pb2_grpc.GatewayStub) -> Callable[[bool], CycleRe
 
 
 def rpc_jobs(gateway: gateway_pb2_grpc.GatewayStub, names: tuple[str, ...]) -> ReplayJobs:
-    """The jobs `names` on the gateway's schedules (ListJobs; those not `off`), each run through
-    RunJob as a REPLAY run at the caller's simulated instant."""
+    """The jobs `names` on the gateway's schedules (ListJobs; those not `off`), each run as a
+    REPLAY run at its slot: in the day's RunSyncCycle (jobs_before), or through RunJob at the
+    caller's simulated instant on a day with deposits."""
     listed = gateway.ListJobs(gateway_pb2.ListJobsRequest(), timeout=CYCLE_TIMEOUT_S).jobs
     schedules = {job.name: parse_schedule(job.schedule, job.time_zone or "UTC") for job in listed if job.name in names}
 
     def run(name: str) -> tuple[str, str]:
         reply = gateway.RunJob(gateway_pb2.RunJobRequest(name=name, trigger=gateway_pb2.TRIGGER_REPLAY),
                                timeout=CYCLE_TIMEOUT_S)
-        return gateway_pb2.JobRunStatus.Name(reply.run.status).removeprefix("JOB_"), reply.run.detail
+        return _run_outcome(reply.run)
 
-    return ReplayJobs({name: schedule for name, schedule in schedules.items() if schedule is not None}, run)
+    def with_cycle(due: list[Due]) -> tuple[CycleResult, list[tuple[str, str]]]:
+        reply = gateway.RunSyncCycle(gateway_pb2.RunSyncCycleRequest(jobs_before=[
+            gateway_pb2.ReplayJobRun(name=item.name, as_of=to_timestamp(item.slot)) for item in due]),
+            timeout=CYCLE_TIMEOUT_S)
+        if len(reply.job_runs) != len(due):
+            raise RuntimeError(f"the gateway answered {len(reply.job_runs)} job runs for the {len(due)} jobs due "
+                               "before the cycle (does it know RunSyncCycle's jobs_before?)")
+        return result_from_proto(reply), [_run_outcome(run) for run in reply.job_runs]
+
+    return ReplayJobs({name: schedule for name, schedule in schedules.items() if schedule is not None}, run,
+                      with_cycle)
+
+
+def _run_outcome(run: gateway_pb2.JobRun) -> tuple[str, str]:
+    """(status as gateway/store.py spells it, detail) of a job run."""
+    return gateway_pb2.JobRunStatus.Name(run.status).removeprefix("JOB_"), run.detail
 
 
 def apply_universe(services: Services, wanted: tuple[str, ...]) -> list[str]:

@@ -532,7 +532,8 @@ def _run_and_report(settings, out_dir: Path, keep_state: Path | None) -> int:
     seen = {"orders": 0, "first": 0.0}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=out, transient=False) as progress:
+        # Redrawn 4 times a second (rich: 10): enough for a day counter, less of the driver's CPU.
+        with Progress(*columns, console=out, transient=False, refresh_per_second=4) as progress:
             task = progress.add_task("starting the six services", total=None)
 
             def on_day(record, done: int, total: int) -> None:

@@ -27,7 +27,7 @@ from gateway import book
 from services.common.background import ContextExecutor
 from services.common.client import Clients
 from services.common.logs import event
-from services.common.tracing import current_trace_id
+from services.common.tracing import current_trace_id, step_span
 
 log = logging.getLogger("trader.cycle")
 tracer = trace.get_tracer("trader.gateway.cycle")
@@ -127,7 +127,7 @@ class Cycle:
 
     def _run_step(self, name: str, action: Callable[[], str | None]) -> StepResult:
         started = time.perf_counter()
-        with tracer.start_as_current_span(f"cycle.{name}") as span:
+        with step_span(tracer, f"cycle.{name}") as span:
             try:
                 detail = action() or ""
                 status = OK

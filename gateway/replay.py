@@ -90,6 +90,10 @@ class ReplayJobs:
 
     schedules: dict[str, CronSchedule]
     run: Callable[[str], tuple[str, str]]
+    # The day's due jobs and then its cycle in one call (RunSyncCycle's jobs_before), on a day
+    # without deposits (they come between the jobs and the cycle): `with_cycle(due)` -> (the
+    # cycle's result, each job's (status, detail) in order). None: each job runs on its own.
+    with_cycle: Callable[[list[Due]], tuple[CycleResult, list[tuple[str, str]]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -205,9 +209,12 @@ class Replay:
                 return None
             started = time.monotonic()
             made = deposits_of(self._config, day.day, count == 1, (day.day.year, day.day.month) != last_month)
-            if not self._run_jobs(day, last_jobs, jobs_since):
-                return None
-            done, result = self._run_day(day, made)
+            jobs = self._due_jobs(day, last_jobs, jobs_since)
+            if jobs and (made or self._jobs.with_cycle is None):
+                if not self._run_jobs(day, jobs, last_jobs):
+                    return None
+                jobs = []
+            done, result = self._run_day(day, made, jobs, last_jobs)
             if not done:
                 return None
             self._on_day(day, made, result)
@@ -218,31 +225,49 @@ class Replay:
         done, result = self._retrying("the close-out after the last session", lambda: self._close_out(plan))
         return result if done else None
 
-    def _run_jobs(self, day: SimulatedDay, last_runs: dict[str, datetime], since: datetime) -> bool:
-        """The jobs due at `day`'s cycle instant, oldest slot first, each at its slot; False when
-        a stop was requested. `last_runs` (job -> its last slot) is updated as they run."""
+    def _due_jobs(self, day: SimulatedDay, last_runs: dict[str, datetime], since: datetime) -> list[Due]:
+        """The jobs due at `day`'s cycle instant, oldest slot first (gateway/schedule.py)."""
         if self._jobs is None:
-            return True
-        for item in due(self._jobs.schedules, last_runs, day.at, since):
-            done, _ = self._retrying(f"the {item.name} job of {day.day}", lambda item=item: self._run_job(item))
+            return []
+        return due(self._jobs.schedules, last_runs, day.at, since)
+
+    def _run_jobs(self, day: SimulatedDay, jobs: list[Due], last_runs: dict[str, datetime]) -> bool:
+        """`jobs`, each at its slot, one call each; False when a stop was requested. `last_runs`
+        (job -> its last slot) is updated as they run."""
+        for item in jobs:
+            done, outcome = self._retrying(f"the {item.name} job of {day.day}", lambda item=item: self._run_job(item))
             if not done:
                 return False
-            last_runs[item.name] = item.slot
+            self._job_ran(item, outcome, last_runs)
         return True
 
-    def _run_job(self, item: Due) -> None:
+    def _run_job(self, item: Due) -> tuple[str, str]:
         with clock.use_as_of(item.slot.astimezone(UTC)):
-            status, detail = self._jobs.run(item.name)
+            return self._jobs.run(item.name)
+
+    def _job_ran(self, item: Due, outcome: tuple[str, str], last_runs: dict[str, datetime]) -> None:
+        status, detail = outcome
+        last_runs[item.name] = item.slot
         if status != store.OK:
             self._say(f"{item.slot.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}  {item.name}  {status}  {detail}")
 
-    def _run_day(self, day: SimulatedDay, made: list[tuple[str, float]]):
-        """One simulated day: deposits (idempotent by reference) and the cycle, until it is ok."""
+    def _run_day(self, day: SimulatedDay, made: list[tuple[str, float]], jobs: list[Due],
+                 last_runs: dict[str, datetime]):
+        """One simulated day: deposits (idempotent by reference) and the cycle, until it is ok;
+        `jobs` (due, on a day without deposits) go in the cycle's call until they have run."""
+        pending = list(jobs)
+
         def attempt():
             with clock.use_as_of(day.at), tracer.start_as_current_span("replay.day"):
                 for reference, amount in made:
                     deposit(self._services, amount, self._base, reference)
-                result = self._run_cycle(False)
+                if pending:
+                    result, outcomes = self._jobs.with_cycle(pending)
+                    for item, outcome in zip(pending, outcomes, strict=True):
+                        self._job_ran(item, outcome, last_runs)
+                    pending.clear()  # they ran: a retried day does not run them again
+                else:
+                    result = self._run_cycle(False)
             if not result.ok:
                 self._say(cycle_line(day.day, result))
                 raise CycleNotOk("the cycle failed: " + "; ".join(

@@ -37,7 +37,7 @@ from services.common import clock
 from services.common.db import Database
 from services.common.errors import FailedPrecondition, NotFound
 from services.common.logs import event
-from services.common.tracing import current_trace_id
+from services.common.tracing import current_trace_id, step_span
 
 log = logging.getLogger("trader.jobs")
 tracer = trace.get_tracer("trader.gateway.jobs")
@@ -237,7 +237,7 @@ class JobRunner:
         return run
 
     def _run_locked(self, job: Job, trigger: str, now: datetime, simulated: bool) -> JobRun:
-        with tracer.start_as_current_span(f"job.{job.name}", attributes={
+        with step_span(tracer, f"job.{job.name}", attributes={
                 "job.name": job.name, "job.trigger": trigger, "job.simulated": simulated}) as span:
             started_at, trace_id = self._wall_now(), current_trace_id()
             with self._db.transaction() as session:

@@ -19,6 +19,7 @@ No I/O, no clock reads: `now` is passed in, every instant is timezone-aware.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -87,9 +88,25 @@ def check_zone(zone: str) -> ZoneInfo:
         raise ScheduleError(f"unknown time zone {zone!r}; expected an IANA name, e.g. UTC or Europe/Athens") from None
 
 
+_kept = threading.local()  # this thread's croniter of each expression (see _iterator)
+
+
 def _iterator(schedule: CronSchedule, start: datetime) -> croniter:
-    return croniter(schedule.expression, start.astimezone(ZoneInfo(schedule.zone)),
-                    second_at_beginning=schedule.seconds)
+    """A croniter of `schedule` at `start`, in its zone. One per expression and thread is kept:
+    building one parses the expression, half the cost of a look-up (a replay asks every day for
+    every job). Setting its current time resets everything a look-up reads (time, zone, the
+    daylight-saving start), so it answers as a new one would."""
+    zoned = start.astimezone(ZoneInfo(schedule.zone))
+    kept = getattr(_kept, "iterators", None)
+    if kept is None:
+        kept = _kept.iterators = {}
+    key = (schedule.expression, schedule.seconds)
+    iterator = kept.get(key)
+    if iterator is None:
+        iterator = kept[key] = croniter(schedule.expression, zoned, second_at_beginning=schedule.seconds)
+    else:
+        iterator.set_current(zoned, force=True)
+    return iterator
 
 
 def _repeated(schedule: CronSchedule, fire: datetime) -> bool:

@@ -6,6 +6,7 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from datetime import datetime
 
 import grpc
 from trader.common.v1 import info_pb2, info_pb2_grpc
@@ -29,6 +30,7 @@ DEFAULT_HISTORY = 20
 MAX_LOG_RECORDS = 50
 DEFAULT_LOG_RECORDS = 10
 STATUS_CALL_TIMEOUT_S = 3.0  # GetSystemStatus asks every service at once and waits at most this long
+MAX_JOBS_BEFORE = 20  # RunSyncCycle's jobs_before (a replay's day has a few due jobs)
 _RUN_STATUS = {store.RUNNING: gateway_pb2.JOB_RUNNING, store.OK: gateway_pb2.JOB_OK,
                store.FAILED: gateway_pb2.JOB_FAILED, store.SKIPPED: gateway_pb2.JOB_SKIPPED}
 _TRIGGER = {SCHEDULE: gateway_pb2.TRIGGER_SCHEDULE, MANUAL: gateway_pb2.TRIGGER_MANUAL,
@@ -130,7 +132,42 @@ class GatewayServicer(MaintenanceRpc, gateway_pb2_grpc.GatewayServicer):
 
     def RunSyncCycle(self, request, context):
         self._simulated_instant("a cycle")
-        return result_to_proto(self._runner.run(request.settle_only))
+        jobs = self._jobs_before(request.jobs_before)
+        runs = []
+        for name, at in jobs:
+            with clock.use_as_of(at):
+                runs.append(self._job_runner().run(name, REPLAY, at))
+        reply = result_to_proto(self._runner.run(request.settle_only))
+        reply.job_runs.extend(run_to_proto(run) for run in runs)
+        return reply
+
+    def _jobs_before(self, entries) -> list[tuple[str, datetime]]:
+        """RunSyncCycle's jobs_before as (name, as-of), all checked before any runs: at most
+        MAX_JOBS_BEFORE, known jobs, each at or before the call's simulated instant."""
+        if not entries:
+            return []
+        if len(entries) > MAX_JOBS_BEFORE:
+            raise InvalidArgument("jobs_before", f"at most {MAX_JOBS_BEFORE} jobs, got {len(entries)}")
+        call_as_of = clock.as_of()
+        if call_as_of is None:
+            raise InvalidArgument("jobs_before", "jobs run at a replay's simulated instants: the call must carry "
+                                                 "x-trader-as-of")
+        runner = self._job_runner()
+        jobs = []
+        for index, entry in enumerate(entries):
+            field = f"jobs_before[{index}]"
+            name = entry.name.strip()
+            if not name:
+                raise InvalidArgument(f"{field}.name", f"is empty; one of {', '.join(runner.names)}")
+            runner.job(name)
+            if not entry.HasField("as_of"):
+                raise InvalidArgument(f"{field}.as_of", "is required: the job's scheduled time")
+            at = from_timestamp(entry.as_of, f"{field}.as_of")
+            if at > call_as_of:
+                raise InvalidArgument(f"{field}.as_of", f"{at.isoformat()} is after the cycle's as-of "
+                                                        f"{call_as_of.isoformat()}: a job before it runs no later")
+            jobs.append((name, at))
+        return jobs
 
     def _simulated_instant(self, what: str) -> None:
         """In replay and backtest mode the book lives on simulated time: what acts on it runs at the

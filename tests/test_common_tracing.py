@@ -165,3 +165,63 @@ def test_without_an_exporter_trace_ids_still_flow_into_a_service_and_its_logs(tm
     refused = [json.loads(line) for line in log_path.read_text().splitlines()
                if line.startswith("{") and '"call refused"' in line]
     assert [line.get("trace_id") for line in refused] == [trace_id]
+
+
+def test_without_the_instrumentation_the_client_layer_and_interceptor_carry_the_trace():
+    """No instrumentation (no exporter): a call made inside a trace carries its context in the
+    client layer, and the handler (and its log lines) run in that trace; baggage goes along."""
+    from opentelemetry import baggage, context
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, use_span
+
+    from services.common.client import Clients
+    from services.common.tracing import current_trace_id, layers_propagate
+    from tests.helpers import make_config, raw_methods, serving
+
+    assert layers_propagate()  # this process installed no instrumentation
+    seen = []
+
+    def handler(request, context_):
+        seen.append((current_trace_id(), baggage.get_baggage("tenant")))
+        return b"ok"
+
+    config = make_config("display")
+    trace_id = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    caller = NonRecordingSpan(SpanContext(trace_id, 0x00F067AA0BA902B7, is_remote=False,
+                                          trace_flags=TraceFlags(TraceFlags.DEFAULT)))
+    with serving(config, raw_methods("trader.display.v1.Display", {"GetThing": handler})):
+        clients = Clients(config)
+        try:
+            call = clients.channel("display").unary_unary("/trader.display.v1.Display/GetThing")
+            token = context.attach(baggage.set_baggage("tenant", "one"))
+            try:
+                with use_span(caller):
+                    call(b"")
+            finally:
+                context.detach(token)
+            call(b"")  # outside the trace: nothing is carried
+        finally:
+            clients.close()
+    assert seen[0] == (format(trace_id, "032x"), "one")
+    assert seen[1][0] != format(trace_id, "032x") and seen[1][1] is None
+
+
+def test_step_spans_where_nothing_is_recorded(monkeypatch):
+    """Without anything to record, a step within a trace runs in the current span (same trace
+    id, no new span); outside a trace it starts one; where spans are recorded, always a new one."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    from services.common import tracing
+
+    tracer = TracerProvider(sampler=ParentBased(ALWAYS_OFF)).get_tracer("test")
+    monkeypatch.setattr(tracing, "_recording", False)
+    with tracer.start_as_current_span("server") as server:
+        with tracing.step_span(tracer, "cycle.plan") as step:
+            assert step is server and trace.get_current_span() is server
+    with tracing.step_span(tracer, "job.tidy") as root:
+        assert root.get_span_context().is_valid and trace.get_current_span() is root
+    monkeypatch.setattr(tracing, "_recording", True)
+    with tracer.start_as_current_span("server") as server, tracing.step_span(tracer, "cycle.plan") as step:
+        assert step is not server
+        assert step.get_span_context().trace_id == server.get_span_context().trace_id

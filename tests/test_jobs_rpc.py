@@ -24,6 +24,7 @@ from gateway.server import MAX_HISTORY, CycleRunner, GatewayServicer
 from services.common import clock, logs
 from services.common.client import Clients
 from services.common.config import SERVICES
+from services.common.errors import InvalidArgument
 from services.common.info import ServiceInfoServicer
 from services.common.server import start_server
 from tests.helpers import TOKEN, free_port, make_config
@@ -267,3 +268,95 @@ def test_run_job_records_a_replay_trigger_at_a_simulated_time_only(gateway):
     for trigger in (gateway_pb2.TRIGGER_SCHEDULE, 99):
         refused(gateway.stub.RunJob, gateway_pb2.RunJobRequest(name="tidy", trigger=trigger),
                 grpc.StatusCode.INVALID_ARGUMENT, "trigger")
+
+
+def _jobs_before(*entries: tuple[str, str | None]) -> gateway_pb2.RunSyncCycleRequest:
+    def entry(name, at):
+        run = gateway_pb2.ReplayJobRun(name=name)
+        if at is not None:
+            run.as_of.FromDatetime(datetime.fromisoformat(at))
+        return run
+    return gateway_pb2.RunSyncCycleRequest(jobs_before=[entry(name, at) for name, at in entries])
+
+
+def _counts(gateway) -> tuple[int, int]:
+    """(job runs, cycle runs) recorded."""
+    with gateway.db.transaction() as session:
+        return len(store.job_runs(session, None, MAX_HISTORY)), store.run_count(session)
+
+
+CYCLE_AT = [("x-trader-as-of", "2019-06-05T20:30:00Z")]
+
+
+def test_run_sync_cycle_runs_the_jobs_before_it_each_at_its_slot(gateway):
+    jobs, cycles = _counts(gateway)
+    reply = gateway.stub.RunSyncCycle(_jobs_before(("broken", "2019-06-05T03:30:00"), (" tidy", "2019-06-05T03:45:00")),
+                                      metadata=AUTH + CYCLE_AT, timeout=30)
+    replayed = gateway_pb2.TRIGGER_REPLAY
+    assert [(r.job, r.status, r.trigger, r.simulated, r.as_of.ToDatetime(tzinfo=UTC).strftime("%d %H:%M"))
+            for r in reply.job_runs] == [("broken", gateway_pb2.JOB_FAILED, replayed, True, "05 03:30"),
+                                         ("tidy", gateway_pb2.JOB_OK, replayed, True, "05 03:45")]
+    assert reply.job_runs[0].detail == "the disk is full" and reply.job_runs[0].id < reply.job_runs[1].id
+    # the cycle ran after them, at the call's instant (its steps fail here: no services run)
+    assert reply.steps and reply.as_of.ToDatetime(tzinfo=UTC) == datetime(2019, 6, 5, 20, 30, tzinfo=UTC)
+    assert _counts(gateway) == (jobs + 2, cycles + 1)
+    history = gateway.stub.GetJobHistory(gateway_pb2.GetJobHistoryRequest(limit=2), metadata=AUTH, timeout=10).runs
+    assert [r.id for r in history] == [r.id for r in reversed(reply.job_runs)]
+    # without jobs_before: the cycle alone, as before
+    assert not gateway.stub.RunSyncCycle(gateway_pb2.RunSyncCycleRequest(), metadata=AUTH + CYCLE_AT,
+                                         timeout=30).job_runs
+
+
+@pytest.mark.parametrize(("request_", "metadata", "code", "text"), [
+    (_jobs_before(("tidy", "2019-06-05T03:30:00+00:00")), AUTH, grpc.StatusCode.FAILED_PRECONDITION,
+     "simulated_clock"),  # this gateway replays: its cycles need the instant (on the wall clock: below)
+    (_jobs_before(("tidy", "2019-06-05T03:30:00+00:00"), ("nope", "2019-06-05T03:30:00+00:00")), AUTH + CYCLE_AT,
+     grpc.StatusCode.NOT_FOUND, "unknown job 'nope'"),
+    (_jobs_before((" ", "2019-06-05T03:30:00+00:00")), AUTH + CYCLE_AT, grpc.StatusCode.INVALID_ARGUMENT,
+     "jobs_before[0].name: is empty"),
+    (_jobs_before(("tidy", "2019-06-05T03:30:00+00:00"), ("tidy", None)), AUTH + CYCLE_AT,
+     grpc.StatusCode.INVALID_ARGUMENT, "jobs_before[1].as_of: is required"),
+    (_jobs_before(("tidy", "2019-06-05T20:30:01+00:00")), AUTH + CYCLE_AT, grpc.StatusCode.INVALID_ARGUMENT,
+     "jobs_before[0].as_of: 2019-06-05T20:30:01+00:00 is after the cycle's as-of"),
+    (_jobs_before(("tidy", "1800-01-01T00:00:00+00:00")), AUTH + CYCLE_AT, grpc.StatusCode.INVALID_ARGUMENT,
+     "jobs_before[0].as_of: 1800-01-01T00:00:00+00:00 is outside the supported range"),
+    (_jobs_before(*[("tidy", "2019-06-05T03:30:00+00:00")] * 21), AUTH + CYCLE_AT, grpc.StatusCode.INVALID_ARGUMENT,
+     "jobs_before: at most 20 jobs, got 21"),
+])
+def test_run_sync_cycle_refuses_bad_jobs_before_and_runs_nothing(gateway, request_, metadata, code, text):
+    before = _counts(gateway)
+    with pytest.raises(grpc.RpcError) as raised:
+        gateway.stub.RunSyncCycle(request_, metadata=metadata, timeout=30)
+    assert raised.value.code() == code and text in raised.value.details(), raised.value.details()
+    assert _counts(gateway) == before
+
+
+def test_jobs_before_need_the_calls_simulated_instant(gateway):
+    """Where cycles run on the wall clock (paper, live), jobs_before still needs x-trader-as-of."""
+    servicer = GatewayServicer(gateway.config, gateway.db, None, None, gateway.jobs)
+    with pytest.raises(InvalidArgument, match="jobs_before: jobs run at a replay's simulated instants"):
+        servicer._jobs_before(_jobs_before(("tidy", "2019-06-05T03:30:00+00:00")).jobs_before)
+    with clock.use_as_of(datetime(2019, 6, 5, 20, 30, tzinfo=UTC)):
+        assert servicer._jobs_before(_jobs_before(("tidy", "2019-06-05T03:30:00+00:00")).jobs_before) == [
+            ("tidy", datetime(2019, 6, 5, 3, 30, tzinfo=UTC))]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seconds=INT64, nanos=INT32, name=st.sampled_from(["tidy", "", "nope", "TIDY"]))
+def test_run_sync_cycle_jobs_before_boundaries(gateway, seconds, nanos, name):
+    """Any slot: run (at or before the cycle's instant, in the clock's range) or INVALID_ARGUMENT
+    naming it; any name: run, or refused by name. Never INTERNAL, nothing run when refused."""
+    entry = gateway_pb2.ReplayJobRun(name=name)
+    entry.as_of.seconds, entry.as_of.nanos = seconds, nanos
+    before = _counts(gateway)
+    try:
+        reply = gateway.stub.RunSyncCycle(gateway_pb2.RunSyncCycleRequest(jobs_before=[entry]),
+                                          metadata=AUTH + CYCLE_AT, timeout=30)
+    except grpc.RpcError as exc:
+        assert exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), exc.details()
+        assert ("jobs_before[0]" in exc.details()) if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else \
+            "unknown job" in exc.details()
+        assert _counts(gateway) == before
+        return
+    assert name == "tidy" and len(reply.job_runs) == 1
+    assert reply.job_runs[0].as_of.ToDatetime(tzinfo=UTC) <= datetime(2019, 6, 5, 20, 30, tzinfo=UTC)

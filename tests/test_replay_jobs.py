@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from trader.data.v1 import data_pb2
@@ -39,33 +40,61 @@ class Sessions:
 
 
 class Services:
-    data = Sessions()
+    """ListSessions, and the deposits' two calls (recorded in `done`)."""
+
+    def __init__(self, done: list | None = None):
+        self.data = Sessions()
+        recorded = SimpleNamespace(FundPaperAccount=lambda request: None,
+                                   RecordDeposit=lambda request: (done or []).append(("deposit", clock.now())))
+        self.trading = self.portfolio = recorded
 
 
-def replay(schedules: dict[str, str]) -> list[tuple[str, datetime]]:
-    """What a replay from FIRST to LAST did, in order: ("cycle", as of) and (job, as of)."""
+class Clients:
+    def wait_serving(self, services, timeout_s, stopped):
+        return True
+
+
+def replay(schedules: dict[str, str], in_the_cycle: bool = False, first: date = FIRST, last: date = LAST,
+           monthly_deposit: float = 0.0, failing: frozenset[int] = frozenset()
+           ) -> tuple[list[tuple[str, datetime]], list[int]]:
+    """What a replay from `first` to `last` did, in order: ("cycle", as of), (job, as of) and
+    ("deposit", as of); and how many jobs went in each cycle's call (`in_the_cycle`: the jobs
+    due on a day without deposits go in its cycle's call). The cycles numbered in `failing` fail."""
     done: list[tuple[str, datetime]] = []
+    calls: list[int] = []
 
     def cycle(settle_only: bool) -> CycleResult:
         done.append(("close-out" if settle_only else "cycle", clock.now()))
-        return CycleResult(clock.now(), "0" * 32, [StepResult("sync", "OK", 1.0, "")])
+        status = "FAILED" if len([name for name, _ in done if name == "cycle"]) in failing else "OK"
+        return CycleResult(clock.now(), "0" * 32, [StepResult("sync", status, 1.0, "")])
 
     def run(name: str) -> tuple[str, str]:
         done.append((name, clock.now()))
         return ("FAILED", "the disk is full") if name == "integrity_check" else ("OK", "")
 
-    config = ReplayConfig(autostart=False, start=FIRST, end=LAST, cycles_per_second=0, initial_deposit=0,
-                          monthly_deposit=0, max_cycles=0, day_tries=1)
-    jobs = ReplayJobs({name: parse_schedule(text, "UTC") for name, text in schedules.items()}, run)
+    def with_cycle(due):
+        calls.append(len(due))
+        outcomes = []
+        for item in due:
+            with clock.use_as_of(item.slot.astimezone(UTC)):
+                outcomes.append(run(item.name))
+        return cycle(False), outcomes
+
+    config = ReplayConfig(autostart=False, start=first, end=last, cycles_per_second=0, initial_deposit=0,
+                          monthly_deposit=monthly_deposit, max_cycles=0, day_tries=2)
+    jobs = ReplayJobs({name: parse_schedule(text, "UTC") for name, text in schedules.items()}, run,
+                      with_cycle if in_the_cycle else None)
     said: list[str] = []
-    Replay(config, "EUR", Services(), cycle, None, threading.Event(), lambda *_: None, said.append, jobs).run(FIRST)
-    assert said == [f"{at:%Y-%m-%dT%H:%M:%SZ}  integrity_check  FAILED  the disk is full"
-                    for name, at in done if name == "integrity_check"]
-    return done
+    Replay(config, "EUR", Services(done), cycle, Clients(), threading.Event(), lambda *_: None, said.append,
+           jobs).run(first)
+    assert [line for line in said if "integrity_check" in line] == [
+        f"{at:%Y-%m-%dT%H:%M:%SZ}  integrity_check  FAILED  the disk is full"
+        for name, at in done if name == "integrity_check"]
+    return done, calls
 
 
 def test_jobs_run_before_the_cycle_of_each_day_at_their_slot():
-    done = replay({"dividend_reinvestment": "30 3 * * *", "integrity_check": "0 4 * * 0"})
+    done, _ = replay({"dividend_reinvestment": "30 3 * * *", "integrity_check": "0 4 * * 0"})
     cycles = [at for name, at in done if name == "cycle"]
     assert [at.date() for at in cycles] == [date(2018, 1, d) for d in (2, 3, 4, 5, 8, 9, 10)]
     assert all(at.hour == 20 and at.minute == 30 for at in cycles)  # 30 minutes before the close
@@ -83,8 +112,36 @@ def test_jobs_run_before_the_cycle_of_each_day_at_their_slot():
 
 
 def test_a_job_off_never_runs():
-    done = replay({"bucket_reconciliation": "off"})
+    done, _ = replay({"bucket_reconciliation": "off"})
     assert {name for name, _ in done} == {"cycle", "close-out"}
+
+
+def test_jobs_in_the_cycles_call_run_as_one_by_one():
+    """RunSyncCycle's jobs_before: the same runs at the same slots in the same order as a call
+    each, one call a day; a day with deposits runs its jobs on their own first (the deposits
+    come between the jobs and the cycle)."""
+    schedules = {"dividend_reinvestment": "30 3 * * *", "bucket_reconciliation": "45 3 * * *",
+                 "integrity_check": "0 4 * * 0"}
+    one_by_one, none = replay(schedules)
+    together, calls = replay(schedules, in_the_cycle=True)
+    assert together == one_by_one and none == []
+    assert calls == [2, 2, 2, 3, 2, 2]  # Monday's call has the weekend's integrity check too
+    first, last = date(2018, 1, 29), date(2018, 2, 2)  # 1 February: the month's deposit
+    one_by_one, _ = replay(schedules, first=first, last=last, monthly_deposit=100.0)
+    together, calls = replay(schedules, in_the_cycle=True, first=first, last=last, monthly_deposit=100.0)
+    assert together == one_by_one and calls == [2, 2, 2]  # 30, 31 January; 2 February
+    names = [name for name, _ in together]
+    february = names.index("deposit")
+    assert names[february - 2:february + 2] == ["dividend_reinvestment", "bucket_reconciliation", "deposit", "cycle"]
+
+
+def test_a_retried_day_does_not_run_its_jobs_again():
+    """The first day with jobs: its cycle fails; the retry runs the cycle only."""
+    done, calls = replay({"dividend_reinvestment": "30 3 * * *"}, in_the_cycle=True, failing=frozenset({2}))
+    names = [name for name, _ in done]
+    # day 1; day 2: the job and the cycle, which failed, then the cycle again; day 3: job, cycle
+    assert names[:6] == ["cycle", "dividend_reinvestment", "cycle", "cycle", "dividend_reinvestment", "cycle"]
+    assert calls == [1] * 6 and names.count("dividend_reinvestment") == 6
 
 
 def test_the_replay_jobs_setting():

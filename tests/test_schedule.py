@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -173,3 +174,25 @@ def test_the_scheduler_runs_where_the_clock_is_the_wall_clock(mode, replaying, s
     if not scheduler:
         with pytest.raises(Exception, match="TRADER_SCHEDULER: the scheduler runs the jobs on the wall clock"):
             load({**env, "TRADER_SCHEDULER": "on"})
+
+
+@settings(max_examples=200, deadline=None)
+@given(at=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)),
+       text=st.sampled_from(["30 3 * * *", "CRON_TZ=America/New_York 30 2 * * *", "CRON_TZ=Europe/Athens 30 3 * * 0",
+                             "CRON_TZ=America/New_York */15 9-16 * * 1-5", "*/10 * * * * *"]))
+def test_kept_iterators_answer_as_new_ones(at, text):
+    """The kept croniter per expression (schedule._iterator) answers latest_fire and next_fire as
+    a new one would, whatever it answered before, in another zone or direction."""
+    schedule = parse_schedule(text, "UTC")
+    same_fields_elsewhere = parse_schedule(text.split(" ", 1)[-1] if text.startswith("CRON_TZ") else text,
+                                           "Asia/Kolkata")
+    for other in (same_fields_elsewhere, schedule):  # leave the kept one in another state first
+        latest_fire(other, at + timedelta(days=3))
+        next_fire(other, at - timedelta(days=5))
+    fresh_prev = croniter(schedule.expression, (at + timedelta(microseconds=1)).astimezone(ZoneInfo(schedule.zone)),
+                          second_at_beginning=schedule.seconds).get_prev(datetime)
+    fresh_next = croniter(schedule.expression, at.astimezone(ZoneInfo(schedule.zone)),
+                          second_at_beginning=schedule.seconds).get_next(datetime)
+    for fire, fresh in ((latest_fire(schedule, at), fresh_prev), (next_fire(schedule, at), fresh_next)):
+        if not fresh.fold or fresh.replace(fold=0).utcoffset() == fresh.utcoffset():  # not a skipped repeat
+            assert fire == fresh and fire.utcoffset() == fresh.utcoffset()

@@ -23,7 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from services.common import clock
+from services.common import clock, tracing
 from services.common.config import SERVICES, ClientTls, CommonConfig, load_client_tls
 
 READ_PREFIXES = ("Get", "List", "Check")
@@ -72,7 +72,8 @@ class RetryPolicy:
 
 class CallDefaults:
     """What every outgoing call carries: the bearer token, the current as-of time (when there is
-    one), the default deadline, and wait_for_ready unless the call says otherwise."""
+    one), the current trace context (where this layer carries it: tracing.layers_propagate), the
+    default deadline, and wait_for_ready unless the call says otherwise."""
 
     def __init__(self, token: str | None, timeout_s: float):
         self._auth = (("authorization", f"Bearer {token}"),) if token else ()
@@ -88,7 +89,8 @@ class CallDefaults:
             if last != as_of:
                 carried = ((clock.METADATA_KEY, clock.format_as_of(as_of)),)
                 self._formatted = (as_of, carried)
-        return (*given, *self._auth, *carried) if given else (*self._auth, *carried)
+        metadata = (*given, *self._auth, *carried) if given else (*self._auth, *carried)
+        return tracing.with_trace_context(metadata) if tracing.layers_propagate() else metadata
 
 
 class _UnaryUnary(grpc.UnaryUnaryMultiCallable):

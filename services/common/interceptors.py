@@ -1,5 +1,6 @@
-"""Server interceptors: bearer-token auth, and the per-call context (as-of clock, error mapping,
-one log line per failed call)."""
+"""Server interceptors: bearer-token auth, and the per-call context (as-of clock, the caller's
+trace context where no instrumentation carries it (tracing.py), error mapping, one log line per
+failed call)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 
 import grpc
 
-from services.common import clock
+from services.common import clock, tracing
 from services.common.errors import DomainError, status_for
 from services.common.logs import event
 
@@ -87,17 +88,23 @@ class CallContextInterceptor(grpc.ServerInterceptor):
     def _wrapper(self, method: str) -> Callable[[Callable, bool], Callable]:
         token = None if method.startswith(AUTH_EXEMPT_PREFIXES) else self._token
 
-        def as_of_of(context):
-            """The call's as-of time (None: the wall clock); refuses a call without the token."""
-            authorization, as_of = _read_metadata(context.invocation_metadata())
+        def enter(context):
+            """(the call's as-of time or None: the wall clock, the attached trace context or None);
+            refuses a call without the token."""
+            authorization, as_of, carrier = _read_metadata(context.invocation_metadata())
+            attached = tracing.attach_call_context(carrier, method) if tracing.layers_propagate() else None
             if token is not None:
-                _check_token(context, method, authorization, token)
-            return as_of
+                try:
+                    _check_token(context, method, authorization, token)
+                except BaseException:
+                    _leave(attached)
+                    raise
+            return as_of, attached
 
         def wrap(behavior, streams):
             if streams:
                 def stream(request, context):
-                    at = as_of_of(context)
+                    at, attached = enter(context)
                     started = time.perf_counter()
                     try:
                         with clock.use_as_of(clock.parse_as_of(at) if at is not None else None):
@@ -107,33 +114,47 @@ class CallContextInterceptor(grpc.ServerInterceptor):
                             event(log, "call cancelled by the client", logging.INFO, method=method)
                             return
                         _report(context, method, exc, started)
+                    finally:
+                        _leave(attached)
 
                 return stream
 
             def unary(request, context):
-                at = as_of_of(context)
+                at, attached = enter(context)
                 started = time.perf_counter()
                 try:
                     with clock.use_as_of(clock.parse_as_of(at) if at is not None else None):
                         return behavior(request, context)
                 except Exception as exc:  # noqa: BLE001 - mapped to a status, never swallowed
                     _report(context, method, exc, started)
+                finally:
+                    _leave(attached)
 
             return unary
 
         return wrap
 
 
-def _read_metadata(metadata) -> tuple[str | None, str | None]:
-    """(the first `authorization` value, the first as-of value) of a call's metadata."""
+def _leave(attached) -> None:
+    if attached is not None:
+        tracing.detach_call_context(attached)
+
+
+def _read_metadata(metadata) -> tuple[str | None, str | None, dict[str, str]]:
+    """(the first `authorization` value, the first as-of value, the trace context's headers) of a
+    call's metadata."""
     authorization = as_of = None
+    carrier: dict[str, str] = {}
     for key, value in metadata or ():
         if key == "authorization":
             if authorization is None:
                 authorization = value
-        elif key == clock.METADATA_KEY and as_of is None:
-            as_of = value
-    return authorization, as_of
+        elif key == clock.METADATA_KEY:
+            if as_of is None:
+                as_of = value
+        elif key in tracing.CONTEXT_KEYS:
+            carrier.setdefault(key, value)
+    return authorization, as_of, carrier
 
 
 def _check_token(context, method: str, authorization: str | None, token: bytes) -> None:
