@@ -325,6 +325,25 @@ def test_running_values_give_the_metrics_of_the_first_bars_bit_for_bit(seed, len
     assert list(read.items()) == list(computed.items())
 
 
+@pytest.mark.parametrize("plateaus", [False, True])
+def test_running_values_of_every_first_bars_are_bit_for_bit_those_computed_alone(plateaus):
+    """Every k of one series in turn, as a replay asks (the windowed values are computed a block
+    of bars at a time, the last month's average from its bars alone): the same keys in the same
+    order with the same bits as compute from a copy of the first k closes."""
+    rng = np.random.default_rng(5)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 1100)))
+    if plateaus:
+        closes = np.round(closes / 5) * 5 + 5
+    months = 2000 * 12 + np.cumsum(rng.random(len(closes)) < 0.05)
+    running, technical = indicators.running(closes, months), indicators.technical(closes)
+    for first in range(1, len(closes) + 1):
+        read = indicators.compute(closes[:first], None, None, months[:first],
+                                  indicators.technical_at(technical, first - 1), running)
+        computed = indicators.compute(closes[:first].copy(), None, None, months[:first].copy())
+        assert [(key, value.hex()) for key, value in read.items()] == \
+            [(key, value.hex()) for key, value in computed.items()], first
+
+
 def test_running_values_need_every_close_finite_and_above_zero():
     months = np.full(5, 2000 * 12)
     assert indicators.running(np.array([1.0, 2.0, 0.0, 3.0, 4.0]), months) is None
