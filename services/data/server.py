@@ -25,7 +25,7 @@ from services.data.bar_cache import BarCache, Series
 from services.data.config import DataConfig
 from services.data.fundamentals import IMPORT_SOURCE, TEXT_FIELDS, parse_import
 from services.data.fundamentals import as_of as fundamentals_as_of
-from services.data.fx import effective_rates, reference_in_base, reference_window
+from services.data.fx import effective_rates, fixing_between, rates_as_of, reference_in_base, reference_window
 from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
 from services.data.market_hours import MAX_SESSION_DAYS, OutsideCalendar, exchange_from_name, market_status, sessions
 from services.data.providers import PriceProvider
@@ -230,13 +230,19 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         return day
 
     def _rates(self, day: date, now: datetime) -> dict[str, tuple[float, str, str]]:
-        """The rates that apply on `day` (store and fx.py decide which), as seen at `now`; read once
-        per day and window until a rate is stored."""
+        """The rates that apply on `day` (store and fx.py decide which), as seen at `now`; kept per
+        day and window until a rate is stored, from the stored rates and each year's fixings, kept
+        until a rate is stored (a replay asks about a new day each cycle: no query for it)."""
         oldest, latest = reference_window(day, now)
 
         def read(session) -> dict[str, tuple[float, str, str]]:
-            reference = reference_in_base(store.reference_fixing(session, latest, oldest), self._base)
-            return effective_rates(self._config.common.fx_rates, store.fx_rates_as_of(session, day), reference)
+            def fixings_of_year(year: int):
+                return self._kept.read(session, ("reference_rates",), ("fixings", year),
+                                       lambda read: store.reference_fixings(read, year))
+
+            reference = reference_in_base(fixing_between(fixings_of_year, oldest, latest), self._base)
+            stored = rates_as_of(self._kept.read(session, ("fx_rates",), "history", store.fx_rate_history), day)
+            return effective_rates(self._config.common.fx_rates, stored, reference)
 
         return dict(self._kept.current(self._db.transaction, ("fx_rates", "reference_rates"), (day, oldest, latest),
                                        read))
