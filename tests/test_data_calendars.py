@@ -142,17 +142,23 @@ def test_outside_a_calendar_is_precise_never_internal(tmp_path):
 
 @pytest.mark.parametrize("exchange", ["XNYS", "XHKG", "XETR", "ASEX"])
 def test_session_intervals_from_the_arrays_are_the_calendar_lookups(exchange):
-    """market_status reads opens, closes and lunch breaks by index: the same instants as the
-    library's per-session look-ups, half days and breaks included."""
+    """market_status reads opens, closes and lunch breaks by index (as integers, kept per
+    session): the same instants and answers as the library's per-session look-ups, half days and
+    breaks included."""
     cal = market_hours.calendar(exchange)
 
     @settings(max_examples=300, deadline=None)
     @given(st.datetimes(datetime(1995, 1, 1), datetime(2040, 1, 1)))
     def check(naive):
-        moment = pd.Timestamp(naive.replace(tzinfo=UTC))
+        moment = pd.Timestamp(naive.replace(tzinfo=UTC))  # with microseconds: market_status's are exact
         session = market_hours.session_at(cal, moment)
         index = market_hours._session_index(cal, moment)
         assert market_hours._intervals_at(cal, index) == market_hours._intervals(cal, session)
         assert market_hours._intervals_at(cal, index + 1) == market_hours._intervals(cal, cal.next_session(session))
+        intervals = market_hours._intervals(cal, session) + market_hours._intervals(cal, cal.next_session(session))
+        assert market_status(exchange, moment.to_pydatetime()) == market_hours.MarketStatus(
+            exchange, any(start <= moment < end for start, end in intervals),
+            next(start for start, _ in intervals if start > moment).to_pydatetime(),
+            next(end for _, end in intervals if end > moment).to_pydatetime(), session.date())
 
     check()

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from trader.data.v1 import data_pb2
 
 from services.common import clock
+from services.common.errors import NotFound
 from services.data import analytics, bar_cache, indicators, store
 from services.data.bar_cache import Series
 from services.data.history import Bar
@@ -98,6 +99,33 @@ def test_histories_change_when_an_import_or_a_sync_replaces_bars_or_flags(tmp_pa
     call(servicer.SyncPrices, data_pb2.SyncPricesRequest())
     synced = call(servicer.GetPriceHistories, request).histories[0].bars
     assert len(synced) == len(before.bars) + 1 and synced[-1].close == 1.0
+
+
+def test_a_read_answered_from_kept_values_begins_no_transaction_and_sees_every_write(tmp_path):
+    """Quotes, histories, metrics, the regime, dividends and fundamentals read on demand: once
+    their bars and rows are kept a repeated call begins no transaction; after an import (a
+    write) the next call reads the new bar."""
+    bars = random_walk(80, seed=5)
+    servicer, db, _ = make_servicer(tmp_path, FakeProvider({"TEST.US": bars}), [security()])
+    begun = []
+    db.listen("after_transaction_create", lambda session, transaction: begun.append(transaction))
+    as_of = bars[60].date.isoformat()
+    calls = [(servicer.GetQuotes, data_pb2.GetQuotesRequest(symbols=["TEST.US"])),
+             (servicer.GetPriceHistories, data_pb2.GetPriceHistoriesRequest(symbols=["TEST.US"])),
+             (servicer.GetMetrics, data_pb2.GetMetricsRequest(symbols=["TEST.US"], as_of=as_of)),
+             (servicer.GetDividends, data_pb2.GetDividendsRequest(symbols=["TEST.US"])),
+             (servicer.GetFundamentals, data_pb2.GetFundamentalsRequest(symbols=["TEST.US"]))]
+    first = [call(method, request) for method, request in calls]
+    begun.clear()
+    assert [call(method, request) for method, request in calls] == first
+    assert not begun
+    day = bars[-1].date
+    servicer.ImportPrices(data_pb2.ImportPricesRequest(
+        symbol="TEST.US", csv=f"Date,Open,High,Low,Close\n{day},1,1000,1,{bars[-1].close * 1.01}\n"), None)
+    quote = call(servicer.GetQuotes, data_pb2.GetQuotesRequest(symbols=["TEST.US"])).quotes[0]
+    assert quote.price == pytest.approx(bars[-1].close * 1.01)
+    with pytest.raises(NotFound):  # an error inside: nothing is left open
+        call(servicer.GetQuotes, data_pb2.GetQuotesRequest(symbols=["TEST.US", "NOPE.US"]))
 
 
 # --- securities and FX rates kept per revision (services/common/revisions.py) ---
@@ -323,6 +351,25 @@ def test_running_values_give_the_metrics_of_the_first_bars_bit_for_bit(seed, len
     computed = indicators.compute(closes[:first].copy(), None if highs is None else cut_highs.copy(),
                                   None if lows is None else cut_lows.copy(), months[:first].copy())
     assert list(read.items()) == list(computed.items())
+
+
+@pytest.mark.parametrize("plateaus", [False, True])
+def test_running_values_of_every_first_bars_are_bit_for_bit_those_computed_alone(plateaus):
+    """Every k of one series in turn, as a replay asks (the windowed values are computed a block
+    of bars at a time, the last month's average from its bars alone): the same keys in the same
+    order with the same bits as compute from a copy of the first k closes."""
+    rng = np.random.default_rng(5)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 1100)))
+    if plateaus:
+        closes = np.round(closes / 5) * 5 + 5
+    months = 2000 * 12 + np.cumsum(rng.random(len(closes)) < 0.05)
+    running, technical = indicators.running(closes, months), indicators.technical(closes)
+    for first in range(1, len(closes) + 1):
+        read = indicators.compute(closes[:first], None, None, months[:first],
+                                  indicators.technical_at(technical, first - 1), running)
+        computed = indicators.compute(closes[:first].copy(), None, None, months[:first].copy())
+        assert [(key, value.hex()) for key, value in read.items()] == \
+            [(key, value.hex()) for key, value in computed.items()], first
 
 
 def test_running_values_need_every_close_finite_and_above_zero():

@@ -5,7 +5,7 @@ per 1 base unit whatever the base, and configured rates remain the fallback."""
 from __future__ import annotations
 
 import zipfile
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from trader.data.v1 import data_pb2
@@ -152,3 +152,38 @@ def test_the_shipped_file_is_read_as_published():
     assert last_day >= date(2026, 1, 1) and latest["USD"] > 0 and latest["CYP"] is None
     history = ecb_rates.read_rates({"USD"}, {"USD": date(2008, 7, 14)})["USD"]
     assert history[0] == (date(2008, 7, 15), 1.599) and history == sorted(history)
+
+
+def test_kept_fx_rates_are_what_the_queries_read_on_any_day_and_change_with_a_stored_rate(tmp_path):
+    """GetFxRates answers from every stored provider rate and each year's ECB fixings, kept
+    until a rate is stored: for any day (before the first fixing, across a year's end, over
+    Easter, after the file's last day) the same fixing and rates as the per-day queries, and a
+    fixing stored later is served from then on, never before its date."""
+    from services.data.fx import fixing_between, rates_as_of, reference_window
+
+    provider = FakeProvider({"A.US": []}, fx={"USD": [(date(2015, 12, 30), 1.1), (date(2016, 1, 4), 1.2)],
+                                              "GBP": [(date(2016, 1, 2), 0.8)]})
+    servicer, db, _ = make_servicer(tmp_path, provider, [security("A.US")])
+    engine.load_reference_rates(db, {"USD", "GBP", "JPY"})
+    last_day, _ = ecb_rates.latest_fixing()
+    now = datetime(last_day.year + 1, 1, 20, 18, tzinfo=UTC)
+    call(servicer.GetFxRates, data_pb2.GetFxRatesRequest(), now)
+    call(servicer.SyncPrices, data_pb2.SyncPricesRequest(), now)
+    starts = [date(1998, 12, 28), date(2015, 12, 20), date(2020, 4, 5), last_day]
+    for day in (date.fromordinal(start.toordinal() + offset) for start in starts for offset in range(20)):
+        with db.transaction() as session:
+            oldest, latest = reference_window(day, now)
+            assert fixing_between(lambda year: store.reference_fixings(session, year), oldest, latest) == \
+                store.reference_fixing(session, latest, oldest)
+            assert rates_as_of(store.fx_rate_history(session), day) == store.fx_rates_as_of(session, day)
+
+    def chf(as_of):
+        reply = call(servicer.GetFxRates, data_pb2.GetFxRatesRequest(as_of=as_of.isoformat()), now)
+        return {r.currency: (r.rate, r.date, r.source) for r in reply.rates}.get("CHF")
+
+    later = last_day + timedelta(days=2)
+    assert chf(later) is None and chf(last_day) is None
+    with db.transaction() as session:  # a fixing after the file's last day (the base is EUR)
+        store.save_reference_rates(session, {"CHF": [(later, 0.9)]})
+    assert chf(later) == (0.9, later.isoformat(), "ECB")
+    assert chf(last_day) is None  # the day before it: not yet known

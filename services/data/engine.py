@@ -95,10 +95,11 @@ def _rebased_series(db: Database, ids: dict[str, int], fetched: dict[str, list[B
     provider: its bars overlapping the stored ones all differ from them by one factor (a split,
     a re-adjustment, a change of unit), or the stored series ends in an unresolved unit change."""
     found: dict[str, Rebase] = {}
+    compared = {symbol: bars for symbol, bars in fetched.items() if bars and symbol in ids}
+    if not compared:
+        return found  # nothing new from the provider (a replay's usual sync): nothing to compare
     with db.transaction() as session:
-        for symbol, bars in fetched.items():
-            if not bars or symbol not in ids:
-                continue  # nothing new from the provider (a replay's usual sync): nothing to compare
+        for symbol, bars in compared.items():
             factors = rebase_factors(store.daily_bars(session, ids[symbol], start, end), bars)
             if factors is None and (store.latest_flag(session, ids[symbol]) or "").startswith("unit_change"):
                 factors = Rebase(1.0, 1.0)
@@ -116,10 +117,12 @@ def sync_prices(db: Database, provider: PriceProvider, listed: list[tuple[int, S
     securities = [security for _, security in listed]
     ids = {security.symbol: security_id for security_id, security in listed}
     wanted = list(ids.values())
-    with db.transaction() as session:
-        last = store.last_bar_dates(session, wanted) if kept is None else kept.read(
-            session, ("daily_bars", "securities"), ("last_bar_dates", tuple(wanted)),
-            lambda read: store.last_bar_dates(read, wanted))
+    if kept is None:
+        with db.transaction() as session:
+            last = store.last_bar_dates(session, wanted)
+    else:  # without a transaction while kept
+        last = kept.current(db.transaction, ("daily_bars", "securities"), ("last_bar_dates", tuple(wanted)),
+                            lambda read: store.last_bar_dates(read, wanted))
     start = sync_start([last.get(ids.get(s.symbol)) for s in securities])
     fetched = provider.daily_bars(securities, start, end)
     dividends = provider.dividends(securities, start, end)

@@ -12,7 +12,8 @@ rate for ever. Nothing is interpolated: a rate is never taken from after the day
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from bisect import bisect_right
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -68,3 +69,28 @@ def effective_rates(configured: Mapping[str, float], stored: Mapping[str, tuple[
             dated[currency] = (rate, day, reference_source)
     rates.update({currency: (rate, day.isoformat(), source) for currency, (rate, day, source) in dated.items()})
     return rates
+
+
+def rates_as_of(history: Mapping[str, tuple[tuple[date, ...], tuple[tuple[float, date, str], ...]]],
+                day: date) -> dict[str, tuple[float, date, str]]:
+    """currency -> (rate, its date, source) of the latest rate at or before `day`, from every
+    stored rate (store.fx_rate_history): what store.fx_rates_as_of reads."""
+    found = {}
+    for currency, (days, entries) in history.items():
+        index = bisect_right(days, day)
+        if index:
+            found[currency] = entries[index - 1]
+    return found
+
+
+def fixing_between(fixings_of_year: Callable[[int], tuple[tuple[date, ...], tuple[Mapping[str, float], ...]]],
+                   oldest: date, latest: date) -> tuple[date, Mapping[str, float]] | None:
+    """(date, currency -> units per 1 EUR) of the latest fixing from `oldest` to `latest`, from
+    the fixings of each year (store.reference_fixings), the latest year first: what
+    store.reference_fixing reads."""
+    for year in range(latest.year, oldest.year - 1, -1):
+        days, rates = fixings_of_year(year)
+        index = bisect_right(days, latest)
+        if index:
+            return (days[index - 1], rates[index - 1]) if days[index - 1] >= oldest else None
+    return None

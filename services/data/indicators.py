@@ -64,8 +64,9 @@ class Running(NamedTuple):
     """Causal values of a whole chronological series of closes, one per bar (or per return): each
     depends on its bar and the bars before only, so those of the series' first n closes are read
     at index n - 1 instead of recomputed from the first bar (compute's `running_values`). Each is exact
-    (an elementwise operation, a running or windowed maximum or minimum), so a value read here is
-    the very float computing it from the first n closes gives (tests/test_data_derived.py)."""
+    (an elementwise operation, a running or windowed maximum or minimum, a complete month's
+    average, a window's sums as numpy sums that window alone), so a value read here is the very
+    float computing it from the first n closes gives (tests/test_data_derived.py)."""
 
     returns: np.ndarray       # closes[1:] / closes[:-1] - 1
     losses: np.ndarray        # the returns below 0, else 0 (Sortino's downside)
@@ -75,6 +76,8 @@ class Running(NamedTuple):
     high: np.ndarray          # the highest close of the last TRADING_DAYS bars up to each bar
     low: np.ndarray           # the lowest
     month_starts: np.ndarray  # the index of each calendar month's first bar
+    monthly: np.ndarray       # monthly_average_closes of the whole series (its last month may be partial)
+    windows: Windowed         # the last year's and last 60 returns' values, per bar, as asked for
 
 
 def running(closes: np.ndarray, month_ordinals: np.ndarray) -> Running | None:
@@ -94,7 +97,66 @@ def running(closes: np.ndarray, month_ordinals: np.ndarray) -> Running | None:
         high, low = np.concatenate((high, windows.max(axis=1))), np.concatenate((low, windows.min(axis=1)))
     months = np.asarray(month_ordinals)
     return Running(returns, np.minimum(returns, 0.0), peaks, drawdowns, np.minimum.accumulate(drawdowns), high, low,
-                   np.concatenate(([0], np.flatnonzero(np.diff(months)) + 1)))
+                   np.concatenate(([0], np.flatnonzero(np.diff(months)) + 1)), monthly_average_closes(months, closes),
+                   Windowed(closes, returns))
+
+
+class Windowed:
+    """What _risk computes over a fixed window ending at a bar, for every bar with a full window:
+    the sample standard deviation of the last 60 returns and of the last year's (TRADING_DAYS - 1)
+    returns, and _drawdowns of the last TRADING_DAYS closes. Computed for blocks of BLOCK bars as
+    they are asked for (a replay reads a day after the other), each row with the very operations
+    numpy's std and _drawdowns apply to one window: the windows are copied into a C-contiguous
+    block whose rows numpy reduces one by one with the same pairwise sum as a 1-D array
+    (numpy sums pairwise along the fast axis), so a value read here is bit for bit that of
+    computing it from the window alone (tests/test_data_derived.py)."""
+
+    BLOCK = 256
+    SHORT = 60                  # VOLATILITY_60D's returns
+    YEAR = TRADING_DAYS - 1     # VOLATILITY_1Y's returns (the returns of the last TRADING_DAYS closes)
+
+    def __init__(self, closes: np.ndarray, returns: np.ndarray):
+        self.closes, self._returns = closes, returns
+        size = len(closes)
+        self.std_short = np.full(size, np.nan)    # at bar i: std(returns[i - 60:i], ddof=1), from i = 60
+        self.std_year = np.full(size, np.nan)     # at bar i: std(returns[i - 251:i], ddof=1), from i = 251
+        self.max_drawdown = np.full(size, np.nan)  # at bar i: _drawdowns of closes[i - 251:i + 1], from i = 251
+        self.drawdown = np.full(size, np.nan)
+        self.days = np.zeros(size, dtype=np.int64)
+        self._done: set[int] = set()
+
+    def at(self, index: int) -> Windowed:
+        """This object, with the values of the block holding bar `index` computed."""
+        block = index // self.BLOCK
+        if block not in self._done:
+            self._compute(block * self.BLOCK, min(len(self.closes), (block + 1) * self.BLOCK))
+            self._done.add(block)  # last: a concurrent reader computes a block again, never reads it half done
+        return self
+
+    def _compute(self, first: int, last: int) -> None:
+        start = max(first, self.SHORT)
+        if start < last:
+            self.std_short[start:last] = _window_std(self._returns, self.SHORT, start, last)
+        start = max(first, self.YEAR)
+        if start < last:
+            self.std_year[start:last] = _window_std(self._returns, self.YEAR, start, last)
+            windows = sliding_window_view(self.closes, TRADING_DAYS)
+            closes = np.ascontiguousarray(windows[start - self.YEAR:last - self.YEAR])
+            peaks = np.maximum.accumulate(closes, axis=1)
+            drawdowns = closes / peaks - 1
+            self.max_drawdown[start:last] = drawdowns.min(axis=1)
+            self.drawdown[start:last] = drawdowns[:, -1]
+            self.days[start:last] = TRADING_DAYS - 1 - np.argmax(closes == peaks[:, -1:], axis=1)
+
+
+def _window_std(values: np.ndarray, width: int, first: int, last: int) -> np.ndarray:
+    """std(values[i - width:i], ddof=1) for i from first to last - 1, as numpy's _var computes
+    each (sum, mean, squared deviations, their sum over width - 1, square root), row by row."""
+    rows = np.ascontiguousarray(sliding_window_view(values, width)[first - width:last - width])
+    mean = np.add.reduce(rows, axis=1, keepdims=True) / width
+    deviations = rows - mean
+    np.square(deviations, out=deviations)
+    return np.sqrt(np.add.reduce(deviations, axis=1) / (width - 1))
 
 
 def technical_at(values: dict[str, np.ndarray], index: int) -> dict[str, float | None]:
@@ -136,20 +198,22 @@ def compute(closes: np.ndarray, highs: np.ndarray | None, lows: np.ndarray | Non
         monthly = monthly_average_closes(np.asarray(month_ordinals), closes)
         month_count = len(monthly)
     else:
-        monthly, month_count = _last_months(closes, running_values.month_starts, 121)
+        monthly, month_count = _last_months(closes, running_values, 121)
     out["CAGR_5Y"] = cagr(monthly, 60)
     out["CAGR_10Y"] = cagr(monthly, 120) if month_count > 60 else None
     return {key: float(value) for key, value in out.items() if value is not None and math.isfinite(value)}
 
 
-def _last_months(closes: np.ndarray, month_starts: np.ndarray, count: int) -> tuple[np.ndarray, int]:
+def _last_months(closes: np.ndarray, running_values: Running, count: int) -> tuple[np.ndarray, int]:
     """(the last `count` values of monthly_average_closes of `closes`, how many months they
-    have): the same sums of the same bars (np.add.reduceat), over those months only.
-    `month_starts`: the first bar of each month of a series whose first bars `closes` are."""
-    months = int(month_starts.searchsorted(len(closes)))  # the months starting within `closes`
-    starts = month_starts[max(0, months - count):months]
-    counts = np.diff(np.append(starts, len(closes)))
-    return np.add.reduceat(closes[starts[0]:], starts - starts[0]) / counts, months
+    have), `closes` being the first of the series `running_values` come from: each month but
+    the last is complete within them, so its average is the whole series' (np.add.reduceat sums
+    each month on its own, over the same bars); the last month's is computed as reduceat does."""
+    starts = running_values.month_starts
+    months = int(starts.searchsorted(len(closes)))  # the months starting within `closes`
+    first = starts[months - 1]
+    last = np.add.reduceat(closes[first:], [0]) / np.array([len(closes) - first])
+    return np.concatenate((running_values.monthly[max(0, months - count):months - 1], last)), months
 
 
 def _range_52w(out: dict, closes: np.ndarray, highs: np.ndarray | None, lows: np.ndarray | None,
@@ -171,11 +235,11 @@ def _range_52w(out: dict, closes: np.ndarray, highs: np.ndarray | None, lows: np
 
 
 def _risk(out: dict, closes: np.ndarray, running_values: Running | None = None) -> None:
-    n = len(closes)
     if running_values is not None:
-        returns = running_values.returns[:n - 1]
-    else:
-        returns = closes[1:] / closes[:-1] - 1 if n > 1 else np.empty(0)
+        _risk_running(out, len(closes), running_values)
+        return
+    n = len(closes)
+    returns = closes[1:] / closes[:-1] - 1 if n > 1 else np.empty(0)
     annualise = math.sqrt(TRADING_DAYS)
     if n >= MIN_CLOSES["VOLATILITY"]:
         mean = float(returns.mean())
@@ -183,22 +247,53 @@ def _risk(out: dict, closes: np.ndarray, running_values: Running | None = None) 
         out["VOLATILITY_ANNUAL"] = std * annualise
         if n >= MIN_CLOSES["SHARPE"]:
             out["SHARPE"] = mean / std * annualise if std > 0 else None
-            losses = np.minimum(returns, 0.0) if running_values is None else running_values.losses[:n - 1]
+            losses = np.minimum(returns, 0.0)
             downside = math.sqrt(float(losses @ losses) / len(losses))
             out["SORTINO"] = mean / downside * annualise if downside > 0 else None
     if n > 60:
         out["VOLATILITY_60D"] = float(returns[-60:].std(ddof=1)) * annualise
     if n >= MIN_CLOSES["VOLATILITY"]:  # the last year alone: the scoring's short-term view
         out["VOLATILITY_1Y"] = float(returns[-(TRADING_DAYS - 1):].std(ddof=1)) * annualise
-    if running_values is None:
-        _drawdowns(out, closes, "")
-    elif n >= MIN_CLOSES["DRAWDOWN"]:  # _drawdowns' values, read at the last bar
+    _drawdowns(out, closes, "")
+    _drawdowns(out, closes[-TRADING_DAYS:], "_1Y")
+
+
+def _risk_running(out: dict, n: int, running_values: Running) -> None:
+    """_risk of the first `n` closes of the series `running_values` come from, the same keys in
+    the same order with the same floats: the whole history's mean and standard deviation with
+    the operations of numpy's mean and std(ddof=1) (one sum serves both), the windows' values
+    read from running_values.windows, the drawdowns from the running ones."""
+    returns = running_values.returns[:n - 1]
+    annualise = math.sqrt(TRADING_DAYS)
+    windows = running_values.windows.at(n - 1)
+    if n >= MIN_CLOSES["VOLATILITY"]:
+        total = np.add.reduce(returns)
+        mean = float(total / (n - 1))
+        deviations = returns - total / (n - 1)
+        np.square(deviations, out=deviations)
+        std = float(np.sqrt(np.add.reduce(deviations) / (n - 2)))
+        out["VOLATILITY_ANNUAL"] = std * annualise
+        if n >= MIN_CLOSES["SHARPE"]:
+            out["SHARPE"] = mean / std * annualise if std > 0 else None
+            losses = running_values.losses[:n - 1]
+            downside = math.sqrt(float(losses @ losses) / len(losses))
+            out["SORTINO"] = mean / downside * annualise if downside > 0 else None
+    if n > 60:
+        out["VOLATILITY_60D"] = float(windows.std_short[n - 1]) * annualise
+    if n >= MIN_CLOSES["VOLATILITY"]:  # the whole history's when it is a year or less
+        out["VOLATILITY_1Y"] = (float(windows.std_year[n - 1]) if n > TRADING_DAYS else std) * annualise
+    if n >= MIN_CLOSES["DRAWDOWN"]:  # _drawdowns' values, read at the last bar
         peak = running_values.peaks[n - 1]
         out["MAX_DRAWDOWN"] = float(running_values.max_drawdown[n - 1])
         out["CURRENT_DRAWDOWN"] = float(running_values.drawdowns[n - 1])
         # the first close equal to the peak is where the (non-decreasing) running maximum reached it
         out["DAYS_IN_DRAWDOWN"] = float(n - 1 - int(running_values.peaks[:n].searchsorted(peak)))
-    _drawdowns(out, closes[-TRADING_DAYS:], "_1Y")
+    if n < TRADING_DAYS:
+        _drawdowns(out, running_values.windows.closes[:n], "_1Y")
+    else:  # the last TRADING_DAYS closes: _drawdowns' values, read at the last bar
+        out["MAX_DRAWDOWN_1Y"] = float(windows.max_drawdown[n - 1])
+        out["CURRENT_DRAWDOWN_1Y"] = float(windows.drawdown[n - 1])
+        out["DAYS_IN_DRAWDOWN_1Y"] = float(windows.days[n - 1])
 
 
 def _drawdowns(out: dict, closes: np.ndarray, suffix: str) -> None:

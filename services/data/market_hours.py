@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import exchange_calendars as xcals
 import numpy as np
@@ -149,28 +149,46 @@ def market_status(exchange: str, at: datetime) -> MarketStatus:
     break counts as closed (it closes at the break and opens again after it). Raises
     OutsideCalendar when `at` or the following session lies outside the calendar's span.
     A function of its arguments and the fixed calendars: the last answers are kept (a cycle asks
-    about its instant several times)."""
+    about its instant several times), and each session's intervals (_session_intervals)."""
     cal = calendar(exchange)
     name = xcals.resolve_alias(exchange)
-    moment = pd.Timestamp(at.astimezone(UTC))
+    moment = (at - _EPOCH) // _MICROSECOND * 1000  # in nanoseconds, exact: a datetime holds microseconds
     first_minute, last_close = _status_span(name)
     if not first_minute <= moment < last_close:
         raise OutsideCalendar(exchange, at, cal.first_session.date(), cal.last_session.date())
-    index = _session_index(cal, moment)
-    session = cal.sessions[index]
-    intervals = _intervals_at(cal, index) + _intervals_at(cal, index + 1)
+    index = int(np.searchsorted(cal.last_minutes_nanos, moment - moment % _MINUTE))  # _session_index
+    session, today = _session_intervals(name, index)
+    intervals = today + _session_intervals(name, index + 1)[1]
     is_open = any(start <= moment < end for start, end in intervals)
     next_open = next(start for start, _ in intervals if start > moment)
     next_close = next(end for _, end in intervals if end > moment)
-    return MarketStatus(exchange, is_open, next_open.to_pydatetime(), next_close.to_pydatetime(), session.date())
+    return MarketStatus(exchange, is_open, _instant(next_open), _instant(next_close), session)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_MINUTE = 60 * 10**9  # in nanoseconds
+
+
+def _instant(nanos: int) -> datetime:
+    """A session edge (UTC nanoseconds, a whole minute) as a datetime in UTC."""
+    return _EPOCH + nanos // 1000 * _MICROSECOND
 
 
 @functools.cache
-def _status_span(name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The instants market_status answers for: the session at one and the one after it must both
-    lie inside the calendar's span."""
+def _status_span(name: str) -> tuple[int, int]:
+    """The instants (UTC nanoseconds) market_status answers for: the session at one and the one
+    after it must both lie inside the calendar's span."""
     cal = _build(name)
-    return cal.session_first_minute(cal.first_session), cal.session_close(cal.sessions[-2])
+    return cal.session_first_minute(cal.first_session).value, cal.session_close(cal.sessions[-2]).value
+
+
+@functools.lru_cache(maxsize=1024)
+def _session_intervals(name: str, index: int) -> tuple[date, tuple[tuple[int, int], ...]]:
+    """The date of the session at `index` of `name`'s calendar and its open intervals in UTC
+    nanoseconds (_intervals_at's, as integers): one look-up per session, not per question."""
+    cal = _build(name)
+    return cal.sessions[index].date(), tuple((start.value, end.value) for start, end in _intervals_at(cal, index))
 
 
 _NAT = np.iinfo(np.int64).min  # a session without a lunch break has NaT (this) as its break times

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import date, datetime
 
 import numpy as np
+from sqlalchemy.orm import Session
 from trader.data.v1 import data_pb2, data_pb2_grpc
 
 from services.common import clock
@@ -25,7 +27,7 @@ from services.data.bar_cache import BarCache, Series
 from services.data.config import DataConfig
 from services.data.fundamentals import IMPORT_SOURCE, TEXT_FIELDS, parse_import
 from services.data.fundamentals import as_of as fundamentals_as_of
-from services.data.fx import effective_rates, reference_in_base, reference_window
+from services.data.fx import effective_rates, fixing_between, rates_as_of, reference_in_base, reference_window
 from services.data.history import Bar, last_final_date, monthly_bars, resolve_range
 from services.data.market_hours import MAX_SESSION_DAYS, OutsideCalendar, exchange_from_name, market_status, sessions
 from services.data.providers import PriceProvider
@@ -184,6 +186,36 @@ def fill_history(response: data_pb2.GetPriceHistoryResponse, security: Security,
         response.CopyFrom(history_to_proto(security, series.rows(start, end), end, interval))
 
 
+class OnDemand:
+    """A session of `db` in one transaction (Database.transaction), begun on first use: a call
+    that only reads, answered from kept values (the securities, the bar cache, kept reads),
+    begins none. Beginning and committing one (with its commit hooks) costs about as much as
+    a small handler. Used as a context manager; an error rolls the transaction back."""
+
+    def __init__(self, db: Database):
+        self._db = db
+        self._stack = contextlib.ExitStack()
+        self._session: Session | None = None
+
+    def _open(self) -> Session:
+        if self._session is None:
+            self._session = self._stack.enter_context(self._db.transaction())
+        return self._session
+
+    def transaction(self) -> contextlib.AbstractContextManager[Session]:
+        """The session, begun now if not yet, for KeptReads.current (which ends nothing)."""
+        return contextlib.nullcontext(self._open())
+
+    def __getattr__(self, name: str):
+        return getattr(self._open(), name)
+
+    def __enter__(self) -> OnDemand:
+        return self
+
+    def __exit__(self, *exc) -> bool | None:
+        return self._stack.__exit__(*exc)
+
+
 class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
     def __init__(self, config: DataConfig, db: Database, provider: PriceProvider,
                  maintenance: Maintenance | None = None):
@@ -198,9 +230,20 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
 
     # --- helpers ---
 
+    def _reading(self) -> OnDemand:
+        """A session for a call that only reads, begun on first use (OnDemand)."""
+        return OnDemand(self._db)
+
+    def _kept_read(self, session, tables: tuple[str, ...], key, read):
+        """self._kept.read(session, ...); for an OnDemand session, the kept value without
+        beginning it (KeptReads.current)."""
+        if isinstance(session, OnDemand):
+            return self._kept.current(session.transaction, tables, key, read)
+        return self._kept.read(session, tables, key, read)
+
     def _all_securities(self, session) -> tuple[tuple[int, Security], ...]:
         """store.all_securities, read once per revision of the securities."""
-        return self._kept.read(session, ("securities",), "all", store.all_securities)
+        return self._kept_read(session, ("securities",), "all", store.all_securities)
 
     def _listed(self, session, include_inactive: bool, include_indices: bool,
                 **filters: str) -> list[tuple[int, Security]]:
@@ -230,13 +273,19 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         return day
 
     def _rates(self, day: date, now: datetime) -> dict[str, tuple[float, str, str]]:
-        """The rates that apply on `day` (store and fx.py decide which), as seen at `now`; read once
-        per day and window until a rate is stored."""
+        """The rates that apply on `day` (store and fx.py decide which), as seen at `now`; kept per
+        day and window until a rate is stored, from the stored rates and each year's fixings, kept
+        until a rate is stored (a replay asks about a new day each cycle: no query for it)."""
         oldest, latest = reference_window(day, now)
 
         def read(session) -> dict[str, tuple[float, str, str]]:
-            reference = reference_in_base(store.reference_fixing(session, latest, oldest), self._base)
-            return effective_rates(self._config.common.fx_rates, store.fx_rates_as_of(session, day), reference)
+            def fixings_of_year(year: int):
+                return self._kept.read(session, ("reference_rates",), ("fixings", year),
+                                       lambda read: store.reference_fixings(read, year))
+
+            reference = reference_in_base(fixing_between(fixings_of_year, oldest, latest), self._base)
+            stored = rates_as_of(self._kept.read(session, ("fx_rates",), "history", store.fx_rate_history), day)
+            return effective_rates(self._config.common.fx_rates, stored, reference)
 
         return dict(self._kept.current(self._db.transaction, ("fx_rates", "reference_rates"), (day, oldest, latest),
                                        read))
@@ -303,7 +352,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
     def GetPriceHistory(self, request, context):
         interval, start, end = history_request(request)
         now = clock.now()
-        with self._db.transaction() as session:
+        with self._reading() as session:
             security_id, security = self._security(session, request.symbol)
             start, end = resolve_range(start, end, last_final_date(now, security.exchange))
             series = self._bars.series(session, security_id)
@@ -314,7 +363,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
     def GetPriceHistories(self, request, context):
         interval, start, end = history_request(request)
         now = clock.now()
-        with self._db.transaction() as session:
+        with self._reading() as session:
             found = self._securities(session, list(request.symbols))
             ranges = {s: resolve_range(start, end, last_final_date(now, found[s][1].exchange)) for s in found}
             series = {s: self._bars.series(session, security_id) for s, (security_id, _) in found.items()}
@@ -346,7 +395,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             if not symbol:
                 raise InvalidArgument(f"symbols[{index}]", "is empty")
         response = data_pb2.GetQuotesResponse()
-        with self._db.transaction() as session:
+        with self._reading() as session:
             if requested:
                 found = self._found(session, requested)
                 unknown = [s for s in requested if s not in found]
@@ -377,7 +426,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
 
     def SyncPrices(self, request, context):
         now = clock.now()
-        with self._db.transaction() as session:
+        with self._reading() as session:
             securities = self._listed(session, False, True)
         if request.symbols:
             known = {s.symbol for _, s in securities}
@@ -390,7 +439,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
                                         sorted(self._config.common.fx_rates), self._base, self._config.retention_days,
                                         self._kept)
         latest = None
-        with self._db.transaction() as session:
+        with self._reading() as session:
             for security_id, security in self._listed(session, False, True):
                 day = self._bars.series(session, security_id).latest_stored(last_final_date(now, security.exchange))
                 if day is not None and (latest is None or day > latest):
@@ -416,13 +465,13 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
                                             strict=True)]
 
     def GetIndicators(self, request, context):
-        with self._db.transaction() as session:
+        with self._reading() as session:
             return self._indicators(session, [self._security(session, request.symbol)], request.as_of)[0]
 
     def GetMetrics(self, request, context):
         """One reply per requested symbol, in order (every active equity when none is); the
         securities are read in one query."""
-        with self._db.transaction() as session:
+        with self._reading() as session:
             if not request.symbols:
                 found = self._listed(session, False, False)
             else:
@@ -499,7 +548,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             for s in found])
 
     def GetMarketRegime(self, request, context):
-        with self._db.transaction() as session:
+        with self._reading() as session:
             security_id, security = self._security(session, self._config.regime_index)
             through = self._as_of_date(request.as_of, last_final_date(clock.now(), security.exchange))
             series = self._bars.series(session, security_id)
@@ -518,18 +567,18 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         symbols = _symbols(field, requested)
         if symbols:
             return symbols
-        with self._db.transaction() as session:
+        with self._reading() as session:
             return [s.symbol for _, s in self._listed(session, False, False)]
 
     def GetFundamentals(self, request, context):
         day = self._as_of_date(request.as_of, clock.now().date())
         symbols = self._equities("symbols", request.symbols)
-        with self._db.transaction() as session:
+        with self._reading() as session:
             found = self._found(session, symbols)
             unknown = [symbol for symbol in symbols if symbol not in found]
             if unknown:
                 raise NotFound(f"unknown symbols: {', '.join(unknown)}")
-            history = self._kept.read(session, ("fundamentals",), "all", store.fundamentals_history)
+            history = self._kept_read(session, ("fundamentals",), "all", store.fundamentals_history)
         known = fundamentals_as_of(history, [found[symbol][0] for symbol in symbols], day)
         return data_pb2.GetFundamentalsResponse(as_of=day.isoformat(), fundamentals=[
             fundamentals_to_proto(symbol, known.get(found[symbol][0], {})) for symbol in symbols])
@@ -568,7 +617,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         for index, symbol in enumerate(requested):
             if not symbol:
                 raise InvalidArgument(f"symbols[{index}]", "is empty")
-        with self._db.transaction() as session:
+        with self._reading() as session:
             if requested:
                 found = self._found(session, requested)
                 unknown = [s for s in requested if s not in found]
@@ -577,7 +626,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             else:
                 found = {s.symbol: (i, s) for i, s in self._listed(session, False, False)}
             by_id = {security_id: security for security_id, security in found.values()}
-            stored = self._kept.read(session, ("dividends",), "all", store.all_dividends)
+            stored = self._kept_read(session, ("dividends",), "all", store.all_dividends)
         rows = store.dividends_between(stored, by_id, start, end)
         return data_pb2.GetDividendsResponse(dividends=sorted(
             (data_pb2.Dividend(symbol=by_id[i].symbol, date=day.isoformat(), amount=amount,

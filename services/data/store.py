@@ -397,6 +397,19 @@ def fx_rates_as_of(session: Session, day: date) -> dict[str, tuple[float, date, 
             for currency, rate, rate_day, source in session.execute(_FX_RATES_AS_OF, {"day": day})}
 
 
+def fx_rate_history(session: Session) -> dict[str, tuple[tuple[date, ...], tuple[tuple[float, date, str], ...]]]:
+    """currency -> (its stored rates' dates, ascending; (rate, date, source) of each), in one
+    query: fx.rates_as_of answers fx_rates_as_of for any day from it."""
+    found: dict[str, tuple[list, list]] = {}
+    for currency, day, rate, source in session.execute(
+            select(FxRateRow.currency, FxRateRow.date, FxRateRow.rate, FxRateRow.source)
+            .order_by(FxRateRow.currency, FxRateRow.date)):
+        days, entries = found.setdefault(currency, ([], []))
+        days.append(day)
+        entries.append((rate, day, source))
+    return {currency: (tuple(days), tuple(entries)) for currency, (days, entries) in found.items()}
+
+
 # --- ECB reference rates ---
 
 def reference_rate_extent(session: Session) -> dict[str, date]:
@@ -427,6 +440,22 @@ def reference_fixing(session: Session, day: date, oldest: date) -> tuple[date, d
     if fixing_day is None:
         return None
     return fixing_day, dict(session.execute(_FIXING, {"day": fixing_day}).all())
+
+
+def reference_fixings(session: Session, year: int) -> tuple[tuple[date, ...], tuple[dict[str, float], ...]]:
+    """The fixings dated in `year`: (their dates, ascending; currency -> units per 1 EUR of
+    each), in one query: fx.fixing_between answers reference_fixing from a window's years."""
+    days: list[date] = []
+    rates: list[dict[str, float]] = []
+    for day, currency, rate in session.execute(
+            select(ReferenceRateRow.date, ReferenceRateRow.currency, ReferenceRateRow.rate)
+            .where(ReferenceRateRow.date >= date(year, 1, 1), ReferenceRateRow.date <= date(year, 12, 31))
+            .order_by(ReferenceRateRow.date, ReferenceRateRow.currency)):
+        if not days or days[-1] != day:
+            days.append(day)
+            rates.append({})
+        rates[-1][currency] = rate
+    return tuple(days), tuple(rates)
 
 
 # --- fundamentals ---
