@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     delete,
     func,
     insert,
@@ -238,16 +239,16 @@ def load_scores(session: Session, symbols: list[str] | None = None) -> dict[str,
 
 
 def save_scores(session: Session, rows: list[dict]) -> None:
-    """Store many scores (one per symbol, each a dict of every ScoreRow column): which are
-    stored is read in one query (their symbols only), the stored ones are updated in one bulk
-    UPDATE by primary key and the others inserted in one INSERT, without an ORM object each."""
-    stored = set(session.scalars(select(ScoreRow.symbol).where(ScoreRow.symbol.in_([r["symbol"] for r in rows]))))
-    updated = [row for row in rows if row["symbol"] in stored]
-    added = [row for row in rows if row["symbol"] not in stored]
-    if updated:
-        session.execute(update(ScoreRow), updated)
-    if added:
-        session.execute(insert(ScoreRow), added)
+    """Store many scores (one per symbol, each a dict of every ScoreRow column), replacing the
+    stored ones: one DELETE of their symbols and one INSERT, statements built once."""
+    if not rows:
+        return
+    session.execute(_DELETE_SCORES, {"symbols": [row["symbol"] for row in rows]})
+    session.execute(_INSERT_SCORES, rows)
+
+
+_DELETE_SCORES = delete(ScoreRow.__table__).where(ScoreRow.__table__.c.symbol.in_(bindparam("symbols", expanding=True)))
+_INSERT_SCORES = insert(ScoreRow.__table__)
 
 
 # --- recommendations ---
