@@ -324,19 +324,20 @@ def latest_batch(session: Session) -> BatchRow | None:
 
 def forget_batches(session: Session, keep: str | None = None) -> None:
     """Delete every batch but `keep` (None: all), with their sequences and evaluations."""
+    if keep is None:
+        for statement in _FORGET_ALL:
+            session.execute(statement)
+        return
     for table in (EvaluationRow, SequenceRow, BatchRow):
-        query = delete(table)
-        if keep is not None:
-            query = query.where(table.batch_key != keep)
-        session.execute(query)
+        session.execute(delete(table).where(table.batch_key != keep))
 
 
 def add_batch(session: Session, batch: BatchRow, sequences: list[dict]) -> None:
-    """Store a new batch and its sequences (one insert for all of them)."""
-    session.add(batch)
-    session.flush()
+    """Store a new batch (`batch` stays out of the session) and its sequences (one insert for
+    all of them)."""
+    session.execute(_INSERT_BATCH, {column.key: getattr(batch, column.key) for column in _BATCHES.columns})
     if sequences:
-        session.execute(insert(SequenceRow), [{**row, "batch_key": batch.batch_key} for row in sequences])
+        session.execute(_INSERT_SEQUENCES, [{**row, "batch_key": batch.batch_key} for row in sequences])
 
 
 def pending_sequences(session: Session, batch_key: str, limit: int) -> list[SequenceRow]:
@@ -349,11 +350,29 @@ def pending_sequences(session: Session, batch_key: str, limit: int) -> list[Sequ
 def record_evaluations(session: Session, batch_key: str, rows: list[dict], completed: list[str]) -> None:
     """Store evaluations and mark `completed` sequences (evaluated or skipped) done."""
     if rows:
-        session.execute(insert(EvaluationRow), [{**row, "batch_key": batch_key} for row in rows])
+        session.execute(_INSERT_EVALUATIONS, [{**row, "batch_key": batch_key} for row in rows])
     for start in range(0, len(completed), 500):
-        session.execute(update(SequenceRow).where(SequenceRow.batch_key == batch_key,
-                                                  SequenceRow.sequence_hash.in_(completed[start:start + 500]))
-                        .values(completed=True))
+        session.execute(_COMPLETE_SEQUENCES, {"key": batch_key, "hashes": completed[start:start + 500]})
+
+
+def update_progress(session: Session, batch: BatchRow) -> None:
+    """Store `batch`'s progress (the columns an evaluation changes) under its key."""
+    session.execute(_UPDATE_PROGRESS, {"key": batch.batch_key, **{name: getattr(batch, name) for name in PROGRESS}})
+
+
+# The columns of a batch an evaluation changes.
+PROGRESS = ("evaluated", "skipped", "plateau", "beam", "best_sequence_hash", "best_score", "updated_at",
+            "completed_at")
+_BATCHES, _SEQUENCES = BatchRow.__table__, SequenceRow.__table__
+_FORGET_ALL = tuple(delete(table.__table__) for table in (EvaluationRow, SequenceRow, BatchRow))
+_INSERT_BATCH = insert(_BATCHES)
+_INSERT_SEQUENCES = insert(_SEQUENCES)
+_INSERT_EVALUATIONS = insert(EvaluationRow.__table__)
+_COMPLETE_SEQUENCES = update(_SEQUENCES).where(
+    _SEQUENCES.c.batch_key == bindparam("key"), _SEQUENCES.c.sequence_hash.in_(bindparam("hashes", expanding=True)),
+).values(completed=True)
+_UPDATE_PROGRESS = update(_BATCHES).where(_BATCHES.c.batch_key == bindparam("key")).values(
+    {name: bindparam(name) for name in PROGRESS})
 
 
 def skip_pending(session: Session, batch_key: str) -> int:
