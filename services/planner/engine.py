@@ -615,10 +615,7 @@ class Generated:
 
 def _stored_batch(session: Session, context: Context, now: datetime) -> store.BatchRow | None:
     """The stored batch of the state and `now`'s day (out of the session), or None."""
-    row = store.find_batch(session, batch.batch_key(_cache_key(context), now.date().isoformat()))
-    if row is not None:
-        session.expunge(row)
-    return row
+    return store.stored_batch(session, batch.batch_key(_cache_key(context), now.date().isoformat()))
 
 
 def _copy(row: store.BatchRow) -> store.BatchRow:
