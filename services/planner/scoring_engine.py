@@ -161,7 +161,7 @@ class ScoringEngine:
             return StoredScore(security.symbol, False, now, "metrics_unavailable",
                                f"the data service returned no metrics for {security.symbol}")
         elif not previous.scored:  # nothing changed: the verdict stands
-            return previous
+            return replace(previous, recomputed=[])
         kept = ({name: group for name, group in previous.groups.items() if name in STATIC_GROUPS and name not in stale}
                 if previous is not None and previous.scored else {})
         fresh = static_groups(seen.metrics if seen is not None else Metrics(), fundamentals,
@@ -199,13 +199,12 @@ def _state(row: store.ScoreRow, score: StoredScore) -> StoredState:
 
 
 def _as_read(score: StoredScore, inputs: Inputs) -> Previous:
-    """`score` as store.load_scores and _stored give it back once saved by _row: the groups and
-    their components in the JSON's key order, no `recomputed`."""
-    groups = {name: StoredGroup(group.score, dict(sorted(group.components.items())), group.computed_at)
-              for name, group in sorted(score.groups.items())}
-    read = replace(score, groups=groups, recomputed=[])
-    computed = {name: g.computed_at for name, g in groups.items() if g.computed_at is not None}
-    return read, StoredState(inputs, score.scored_at, SCORING_VERSION, score.scored, computed)
+    """`score` and its staleness state as store.load_scores, _stored and _state give them back
+    once saved by _row (`recomputed` aside, which _rescore never passes on from a stored score;
+    the order of the groups and components, which nothing reads: the JSON sorts them, the
+    protos are maps, combine reads the groups by name)."""
+    computed = {name: g.computed_at for name, g in score.groups.items() if g.computed_at is not None}
+    return score, StoredState(inputs, score.scored_at, SCORING_VERSION, score.scored, computed)
 
 
 def _stored(row: store.ScoreRow) -> StoredScore:
@@ -218,8 +217,10 @@ def _stored(row: store.ScoreRow) -> StoredScore:
 
 def _row(score: StoredScore, inputs: Inputs) -> dict:
     """The score's store.ScoreRow columns (store.save_scores)."""
+    iso: dict[datetime, str] = {}  # the groups share a few computation times
     groups = {name: {"score": g.score, "components": g.components,
-                     "computed_at": g.computed_at.isoformat() if g.computed_at else None}
+                     "computed_at": (iso.get(g.computed_at) or iso.setdefault(g.computed_at, g.computed_at.isoformat()))
+                     if g.computed_at else None}
               for name, g in score.groups.items()}
     return dict(
         symbol=score.symbol, scored_at=score.scored_at, version=SCORING_VERSION, scored=score.scored,
