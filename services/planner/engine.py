@@ -131,6 +131,7 @@ class Targets:
     metrics: dict[str, MetricsView] = field(default_factory=dict)
     facts: dict[str, FundamentalsView] = field(default_factory=dict)
     closes: dict[str, Closes] = field(default_factory=dict)
+    unsaved: tuple[str, str, dict] | None = None  # (state key, targets key, payload) to keep for reuse
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ class PlannerEngine:
         self._configs = configs
         self._monotonic = monotonic  # measures the cycle's evaluation budget, nothing else
         self._complete_batches = complete_batches
+        self._settings: tuple[PlannerConfig | None, PlannerSettings | None, str] = (None, None, "")
 
     # --- where inputs come from ---
 
@@ -225,7 +227,7 @@ class PlannerEngine:
         if config is None:
             stored = self._configs.core()
             config, config_name = stored.config, stored.name
-        settings = PlannerSettings.from_config(config)
+        settings, hashed = self._settings_of(config)
         peers = self._peers
         # One call at a time per service, the services at the same time (Peers.together).
         (listings, regime), (portfolio, allocations), rules = peers.together(
@@ -241,9 +243,19 @@ class PlannerEngine:
             lambda: {exchange: peers.market_open(exchange, now)
                      for exchange in strict_exchanges(listings, portfolio.holdings)})
         return Context(
-            portfolio=portfolio, settings=settings, settings_hash=settings_hash(settings),
+            portfolio=portfolio, settings=settings, settings_hash=hashed,
             allocations=allocations, rules=rules, listings=listings, markets=markets,
             regime=regime, config=config, config_name=config_name, fills=fills)
+
+    def _settings_of(self, config: PlannerConfig) -> tuple[PlannerSettings, str]:
+        """The settings of a configuration and their hash, derived once per configuration (the
+        core's is the same object while it is not updated: ConfigEngine keeps it)."""
+        kept, settings, hashed = self._settings
+        if kept is not config:
+            settings = PlannerSettings.from_config(config)
+            hashed = settings_hash(settings)
+            self._settings = (config, settings, hashed)
+        return settings, hashed
 
     # --- Optimize ---
 
@@ -262,7 +274,8 @@ class PlannerEngine:
         fundamentals, scores) and the optimiser's targets for them. `reuse`: targets computed for
         the same state and the same buyable securities under the same rules, markets and regime
         within TARGETS_TTL_HOURS are reused instead of running the optimiser again (the original's
-        48-hour cache per portfolio hash, planner.md section 6), and new ones are kept for reuse."""
+        48-hour cache per portfolio hash, planner.md section 6), and new ones are to be kept for
+        reuse (`Targets.unsaved`: the caller stores them with what it writes, _batch)."""
         portfolio, rules = context.portfolio, context.rules
         base, rates = self._peers.fx_rates()
         held = sorted(portfolio.holdings)
@@ -293,9 +306,6 @@ class PlannerEngine:
                 securities, portfolio.total_value_base, context.reserve_base, context.regime.name, context.settings,
                 context.allocations.groups,
                 fixed_weight=held_elsewhere(portfolio.held_value_base, set(symbols), portfolio.total_value_base)))
-            if reuse:
-                with self._db.transaction() as session:
-                    store.save_targets(session, context.state_key, key, _targets_payload(result), now)
         excluded = sorted(excluded + result.excluded, key=lambda e: e.symbol)
         notes = [context.regime.note] if context.regime.note else []
         if reused:
@@ -305,7 +315,8 @@ class PlannerEngine:
         notes += _unmet_minimums(context.listings, excluded)
         return Targets(context, cash, candidates, excluded, result,
                        current_weights(portfolio.held_value_base, portfolio.total_value_base), notes,
-                       scores, metrics, facts, closes)
+                       scores, metrics, facts, closes,
+                       (context.state_key, key, _targets_payload(result)) if reuse and not reused else None)
 
     def _reused_targets(self, state_key: str, key: str, now: datetime) -> tuple[datetime, OptimizerResult] | None:
         """(when computed, the optimiser's result) kept for the state under `key` within
@@ -456,6 +467,8 @@ class PlannerEngine:
                              best_sequence_hash=None, best_score=None, created_at=now, updated_at=now,
                              completed_at=now if not rows else None)
         with self._db.transaction() as session:
+            if targets.unsaved is not None:
+                store.save_targets(session, *targets.unsaved, now)
             store.forget_batches(session)
             store.add_batch(session, row, rows)
         first = {}
