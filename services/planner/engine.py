@@ -51,6 +51,7 @@ from services.planner.eligibility import (
     screen,
     strict_exchanges,
 )
+from services.planner.evaluation import EvaluationBook
 from services.planner.inputs import (
     PlanningReads,
     cagrs,
@@ -347,9 +348,9 @@ class PlannerEngine:
                              context.regime.name)
 
     def _candidates(self, context: Context, now: datetime, fills: list[Fill], dismissed: list[Recommendation],
-                    reuse: bool = True) -> tuple[Targets, holistic.Candidates, dict, dict]:
+                    reuse: bool = True) -> tuple[Targets, holistic.Candidates, EvaluationBook, dict]:
         """The optimiser's targets, the candidates of the plan, the evaluation's books (the
-        books after the mandatory steps, as stored: batch.book_to_json) and the scores of doing
+        books after the mandatory steps; stored as batch.book_to_json) and the scores of doing
         nothing (before and after the mandatory steps). `reuse`: as _targets."""
         targets = self._targets(context, now, fills, {r.symbol for r in dismissed if r.side == "BUY"}, reuse)
         book = self._book(targets, fills, frozenset((r.symbol, r.side) for r in dismissed), now)
@@ -361,7 +362,7 @@ class PlannerEngine:
         after = holistic.evaluation_book(found.book, parts, config)
         scores = {"current": evaluation.current_score(config, holistic.evaluation_book(book, parts, config)),
                   "baseline": evaluation.current_score(config, after), "holds_positions": bool(found.book.positions)}
-        return targets, found, batch.book_to_json(after), scores
+        return targets, found, after, scores
 
     # --- GetRecommendations ---
 
@@ -456,7 +457,8 @@ class PlannerEngine:
             return stored, None
         key = batch.batch_key(_cache_key(context), now.date().isoformat())
         targets, found, book, scores = self._candidates(context, now, fills, dismissed)
-        inputs = {"book": book, "mandatory": [batch.action_to_json(a) for a in found.mandatory], "scores": scores,
+        inputs = {"book": batch.book_to_json(book), "mandatory": [batch.action_to_json(a) for a in found.mandatory],
+                  "scores": scores,
                   "payload": _payload(targets, _cache_key(context)),
                   "start": {"balances": dict(targets.cash.balances), "reserve": targets.cash.reserve_base,
                             "auto_convert": targets.cash.auto_convert}}
@@ -475,7 +477,7 @@ class PlannerEngine:
         for sequence in found.sequences:
             first.setdefault(sequence.sequence_hash, sequence.actions)
         return row, Generated([(r["sequence_hash"], first[r["sequence_hash"]]) for r in rows],
-                              {r["sequence_hash"]: r["steps"] for r in rows})
+                              {r["sequence_hash"]: r["steps"] for r in rows}, book)
 
     def _advance(self, row: store.BatchRow, config: PlannerConfig, now: datetime, budget: float | None = None,
                  size: int | None = None, generated: Generated | None = None) -> tuple[store.BatchRow, int]:
@@ -484,7 +486,7 @@ class PlannerEngine:
         `generated`: the batch's sequences, when this request generated it (none evaluated
         yet): taken from there in order rather than read back."""
         started, done, taken = self._monotonic(), 0, 0
-        book = batch.book_from_json(json.loads(row.inputs)["book"])
+        book = generated.book if generated is not None else batch.book_from_json(json.loads(row.inputs)["book"])
         progress = batch.Progress(row.evaluated, row.skipped, row.plateau, tuple(json.loads(row.beam)),
                                   row.best_sequence_hash, row.best_score)
         chunk = BEAM_ROWS if config.planner.mode == FULL else EVALUATION_ROWS
@@ -576,8 +578,9 @@ class PlannerEngine:
         fills = context.fills
         with self._db.transaction() as session:
             dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
-        targets, found, book_json, scores = self._candidates(context, now, fills, dismissed, reuse=False)
-        progress, _ = batch.evaluate_all(batch.book_from_json(book_json), context.config, found.sequences)
+        targets, found, book, scores = self._candidates(context, now, fills, dismissed, reuse=False)
+        progress, _ = batch.evaluate_all(batch.book_from_json(batch.book_to_json(book)), context.config,
+                                         found.sequences)
         actions = list(found.mandatory)
         end = scores["baseline"]
         if batch.beat(progress.best_score, end, scores["holds_positions"]):
@@ -624,6 +627,7 @@ class Generated:
 
     pending: list[tuple[str, tuple[Action, ...]]]
     steps: dict[str, str]
+    book: EvaluationBook  # what its stored books (batch.book_to_json) give back (batch.book_from_json)
 
 
 def _stored_batch(session: Session, context: Context, now: datetime) -> store.BatchRow | None:
