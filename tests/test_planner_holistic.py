@@ -170,6 +170,24 @@ def test_a_cycle_without_time_budget_waits_for_the_batches(harness):
     assert [(s.symbol, s.quantity) for s in once.plan(LAST_DAY).steps] == [(s.symbol, s.quantity) for s in done.steps]
 
 
+def test_a_batch_evaluated_by_the_request_that_generated_it_scores_as_one_read_back(harness):
+    """The request that generates a batch evaluates it from the sequences and books it has in
+    memory; RunPlannerBatch reads them back from the store: every evaluation and the best are
+    bit for bit the same."""
+    pieces = harness(name="pieces", config_toml="[batch]\ncycle_time_budget_seconds = 0.0\n")
+    assert not pieces.plan(LAST_DAY).complete
+    status = pieces.planner_stub.RunPlannerBatch(planner_pb2.RunPlannerBatchRequest(size=3),
+                                                 metadata=[as_of(LAST_DAY)])
+    while not status.complete:
+        status = pieces.planner_stub.RunPlannerBatch(planner_pb2.RunPlannerBatchRequest(), metadata=[as_of(LAST_DAY)])
+    once = harness(name="once")
+    assert once.plan(LAST_DAY).complete
+    scored = [sorted(r[1:6] for r in rows(h)["evaluations"]) for h in (pieces, once)]
+    assert scored[0] == scored[1] and len(scored[0]) == status.generated
+    best = [[r[11:13] for r in rows(h)["batches"]] for h in (pieces, once)]  # best_sequence_hash, best_score
+    assert best[0] == best[1] and best[0][0][1] is not None
+
+
 def test_the_cycle_budget_stops_before_the_callers_deadline(harness):
     """A caller whose deadline is closer than the reply margin gets a plan without steps (its
     batch stored, nothing evaluated) instead of a DEADLINE_EXCEEDED; without a deadline the

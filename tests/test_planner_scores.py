@@ -5,11 +5,13 @@ bar; bad input refused over gRPC with nothing stored."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import numpy as np
 import pytest
+from sqlalchemy import update
 from trader.data.v1 import data_pb2
 from trader.planner.v1 import planner_pb2
 from trader.portfolio.v1 import portfolio_pb2
@@ -26,6 +28,7 @@ from services.planner.scoring.refresh import (
     stale_groups,
 )
 from services.planner.scoring.security import GROUP_WEIGHTS, STATIC_GROUPS, SecurityInput, score_security
+from services.planner.scoring_engine import ScoringEngine
 from tests.data_fixtures import random_walk, security
 from tests.planner_fixtures import PlannerHarness
 
@@ -203,3 +206,33 @@ def test_bad_input_is_refused_and_stores_nothing(harness, symbols, code, fragmen
     with pytest.raises(grpc.RpcError) as refused:
         harness.planner_stub.GetScores(planner_pb2.GetScoresRequest(symbols=["", "S0.US"]), metadata=at(LAST))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "symbols[0]" in refused.value.details()
+
+
+# --- the scores kept after storing them (scoring_engine.ScoringEngine._previous) ---
+
+def test_the_scores_kept_are_what_a_fresh_process_reads(harness):
+    symbols = ["NEW.US", "S0.US", "S1.US"]
+    score(harness, BARS["S0.US"][-2].date)
+    assert set(harness.engine._scoring._kept[1]) == set(symbols)  # served from what was stored
+    kept = harness.engine._scoring._previous(symbols)[1]
+    assert set(kept) == set(symbols)
+    fresh_db = planner_store.open_database(str(harness.planner_db.engine.url))
+    try:
+        read = ScoringEngine(fresh_db, harness.engine._peers)._previous(symbols)[1]
+    finally:
+        fresh_db.close()
+    # as read, but for `recomputed` (never passed on from a stored score) and the order of the
+    # groups and components (the JSON sorts them; nothing reads their order)
+    assert {s: (replace(score, recomputed=[]), state) for s, (score, state) in kept.items()} == read
+    again = score(harness, BARS["S0.US"][-2].date)  # from the kept scores: nothing stale, the verdict stands
+    assert [list(again[s].recomputed) for s in symbols] == [[], [], []] and not again["NEW.US"].scored
+
+
+def test_a_write_to_the_scores_table_is_read_not_the_kept_scores(harness):
+    first = score(harness, LAST, "S0.US")["S0.US"]
+    assert list(score(harness, LAST, "S0.US")["S0.US"].recomputed) == []  # kept: nothing stale
+    with harness.planner_db.transaction() as session:  # another transaction of this process
+        session.execute(update(planner_store.ScoreRow).where(planner_store.ScoreRow.symbol == "S0.US")
+                        .values(version=SCORING_VERSION - 1))
+    again = score(harness, LAST, "S0.US")["S0.US"]
+    assert sorted(again.recomputed) == sorted(STATIC_GROUPS) and again.total == first.total

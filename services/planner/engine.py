@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
+from sqlalchemy.orm import Session
+
 from services.common.db import Database
 from services.common.errors import FailedPrecondition, NotFound
 from services.common.logs import event
@@ -49,6 +51,7 @@ from services.planner.eligibility import (
     screen,
     strict_exchanges,
 )
+from services.planner.evaluation import EvaluationBook
 from services.planner.inputs import (
     PlanningReads,
     cagrs,
@@ -61,7 +64,7 @@ from services.planner.inputs import (
     planning_book,
     security_inputs,
 )
-from services.planner.opportunities.book import Book, PositionView
+from services.planner.opportunities.book import Action, Book, PositionView
 from services.planner.opportunities.eligibility import holding_rules
 from services.planner.optimizer import OptimizerInput, OptimizerResult, optimize
 from services.planner.optimizer.bounds import Bounds
@@ -129,6 +132,7 @@ class Targets:
     metrics: dict[str, MetricsView] = field(default_factory=dict)
     facts: dict[str, FundamentalsView] = field(default_factory=dict)
     closes: dict[str, Closes] = field(default_factory=dict)
+    unsaved: tuple[str, str, dict] | None = None  # (state key, targets key, payload) to keep for reuse
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,7 @@ class PlannerEngine:
         self._configs = configs
         self._monotonic = monotonic  # measures the cycle's evaluation budget, nothing else
         self._complete_batches = complete_batches
+        self._settings: tuple[PlannerConfig | None, PlannerSettings | None, str] = (None, None, "")
 
     # --- where inputs come from ---
 
@@ -223,7 +228,7 @@ class PlannerEngine:
         if config is None:
             stored = self._configs.core()
             config, config_name = stored.config, stored.name
-        settings = PlannerSettings.from_config(config)
+        settings, hashed = self._settings_of(config)
         peers = self._peers
         # One call at a time per service, the services at the same time (Peers.together).
         (listings, regime), (portfolio, allocations), rules = peers.together(
@@ -239,9 +244,19 @@ class PlannerEngine:
             lambda: {exchange: peers.market_open(exchange, now)
                      for exchange in strict_exchanges(listings, portfolio.holdings)})
         return Context(
-            portfolio=portfolio, settings=settings, settings_hash=settings_hash(settings),
+            portfolio=portfolio, settings=settings, settings_hash=hashed,
             allocations=allocations, rules=rules, listings=listings, markets=markets,
             regime=regime, config=config, config_name=config_name, fills=fills)
+
+    def _settings_of(self, config: PlannerConfig) -> tuple[PlannerSettings, str]:
+        """The settings of a configuration and their hash, derived once per configuration (the
+        core's is the same object while it is not updated: ConfigEngine keeps it)."""
+        kept, settings, hashed = self._settings
+        if kept is not config:
+            settings = PlannerSettings.from_config(config)
+            hashed = settings_hash(settings)
+            self._settings = (config, settings, hashed)
+        return settings, hashed
 
     # --- Optimize ---
 
@@ -260,7 +275,8 @@ class PlannerEngine:
         fundamentals, scores) and the optimiser's targets for them. `reuse`: targets computed for
         the same state and the same buyable securities under the same rules, markets and regime
         within TARGETS_TTL_HOURS are reused instead of running the optimiser again (the original's
-        48-hour cache per portfolio hash, planner.md section 6), and new ones are kept for reuse."""
+        48-hour cache per portfolio hash, planner.md section 6), and new ones are to be kept for
+        reuse (`Targets.unsaved`: the caller stores them with what it writes, _batch)."""
         portfolio, rules = context.portfolio, context.rules
         base, rates = self._peers.fx_rates()
         held = sorted(portfolio.holdings)
@@ -291,9 +307,6 @@ class PlannerEngine:
                 securities, portfolio.total_value_base, context.reserve_base, context.regime.name, context.settings,
                 context.allocations.groups,
                 fixed_weight=held_elsewhere(portfolio.held_value_base, set(symbols), portfolio.total_value_base)))
-            if reuse:
-                with self._db.transaction() as session:
-                    store.save_targets(session, context.state_key, key, _targets_payload(result), now)
         excluded = sorted(excluded + result.excluded, key=lambda e: e.symbol)
         notes = [context.regime.note] if context.regime.note else []
         if reused:
@@ -303,7 +316,8 @@ class PlannerEngine:
         notes += _unmet_minimums(context.listings, excluded)
         return Targets(context, cash, candidates, excluded, result,
                        current_weights(portfolio.held_value_base, portfolio.total_value_base), notes,
-                       scores, metrics, facts, closes)
+                       scores, metrics, facts, closes,
+                       (context.state_key, key, _targets_payload(result)) if reuse and not reused else None)
 
     def _reused_targets(self, state_key: str, key: str, now: datetime) -> tuple[datetime, OptimizerResult] | None:
         """(when computed, the optimiser's result) kept for the state under `key` within
@@ -334,9 +348,9 @@ class PlannerEngine:
                              context.regime.name)
 
     def _candidates(self, context: Context, now: datetime, fills: list[Fill], dismissed: list[Recommendation],
-                    reuse: bool = True) -> tuple[Targets, holistic.Candidates, dict, dict]:
+                    reuse: bool = True) -> tuple[Targets, holistic.Candidates, EvaluationBook, dict]:
         """The optimiser's targets, the candidates of the plan, the evaluation's books (the
-        books after the mandatory steps, as stored: batch.book_to_json) and the scores of doing
+        books after the mandatory steps; stored as batch.book_to_json) and the scores of doing
         nothing (before and after the mandatory steps). `reuse`: as _targets."""
         targets = self._targets(context, now, fills, {r.symbol for r in dismissed if r.side == "BUY"}, reuse)
         book = self._book(targets, fills, frozenset((r.symbol, r.side) for r in dismissed), now)
@@ -348,7 +362,7 @@ class PlannerEngine:
         after = holistic.evaluation_book(found.book, parts, config)
         scores = {"current": evaluation.current_score(config, holistic.evaluation_book(book, parts, config)),
                   "baseline": evaluation.current_score(config, after), "holds_positions": bool(found.book.positions)}
-        return targets, found, batch.book_to_json(after), scores
+        return targets, found, after, scores
 
     # --- GetRecommendations ---
 
@@ -378,16 +392,17 @@ class PlannerEngine:
             store.mark_executed(session, {f.client_order_id: f.executed_at for f in fills if f.client_order_id})
             cached = store.find_plan(session, context.portfolio.portfolio_hash, day)
             dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
+            stored = _stored_batch(session, context, now)
         if cached is not None and cached[1].get("cache_key") == _cache_key(context):
             return _plan_from_payload(cached[0], context.portfolio.portfolio_hash, day, cached[1], dismissed, True)
-        row = self._batch(context, now, fills, dismissed)
+        row, generated = self._batch(context, now, fills, dismissed, stored)
         budget = None if self._complete_batches else context.config.batch.cycle_time_budget_seconds
         if deadline is not None and budget is not None:
             budget = max(0.0, min(budget, deadline - self._monotonic()))
-        row, _ = self._advance(row, context.config, now, budget=budget)
+        row, _ = self._advance(row, context.config, now, budget=budget, generated=generated)
         if row.completed_at is None:
             return self._incomplete(row, context, day, dismissed, budget)
-        identifier, payload = self._plan_payload(row, context, day)
+        identifier, payload = self._plan_payload(row, context, day, generated)
         steps = [Step(**s) for s in payload["steps"]]
         with self._db.transaction() as session:
             stored = [store.upsert_recommendation(session, _recommendation(context.state_key, identifier, n, step, now),
@@ -397,17 +412,17 @@ class PlannerEngine:
                 store.save_plan(session, context.portfolio.portfolio_hash, day, identifier, payload, now)
         return _plan_from_payload(identifier, context.portfolio.portfolio_hash, day, payload, dismissed, False)
 
-    def _plan_payload(self, row: store.BatchRow, context: Context, day: str) -> tuple[str, dict]:
+    def _plan_payload(self, row: store.BatchRow, context: Context, day: str,
+                      generated: Generated | None = None) -> tuple[str, dict]:
         """The plan of a complete batch: its mandatory steps, then its best sequence when that
-        beats doing nothing; (plan id, the payload stored and served)."""
+        beats doing nothing; (plan id, the payload stored and served). `generated`: the batch's
+        sequences when this request generated it."""
         inputs = json.loads(row.inputs)
         config = context.config
         actions = [batch.action_from_json(a) for a in inputs["mandatory"]]
         end = inputs["scores"]["baseline"]
         if batch.beat(row.best_score, end, inputs["scores"]["holds_positions"]):
-            with self._db.transaction() as session:
-                best = store.find_sequence(session, row.batch_key, row.best_sequence_hash)
-            actions += batch.actions_of(best.steps)
+            actions += self._best_actions(row, generated)
             end = row.best_score
         start = _start_book(inputs["start"], context)
         built = holistic.build_plan(start, actions[:defaults.MAX_PLAN_DEPTH], inputs["scores"]["current"], end, config)
@@ -434,18 +449,16 @@ class PlannerEngine:
 
     # --- batches ---
 
-    def _batch(self, context: Context, now: datetime, fills: list[Fill],
-               dismissed: list[Recommendation]) -> store.BatchRow:
-        """The stored batch of the state and day; generated (and the other batches discarded)
-        when there is none."""
+    def _batch(self, context: Context, now: datetime, fills: list[Fill], dismissed: list[Recommendation],
+               stored: store.BatchRow | None) -> tuple[store.BatchRow, Generated | None]:
+        """The batch of the state and day: `stored` (_stored_batch), else generated and stored
+        (the other batches discarded), with its sequences as generated (None: `stored`)."""
+        if stored is not None:
+            return stored, None
         key = batch.batch_key(_cache_key(context), now.date().isoformat())
-        with self._db.transaction() as session:
-            row = store.find_batch(session, key)
-            if row is not None:
-                session.expunge(row)
-                return row
         targets, found, book, scores = self._candidates(context, now, fills, dismissed)
-        inputs = {"book": book, "mandatory": [batch.action_to_json(a) for a in found.mandatory], "scores": scores,
+        inputs = {"book": batch.book_to_json(book), "mandatory": [batch.action_to_json(a) for a in found.mandatory],
+                  "scores": scores,
                   "payload": _payload(targets, _cache_key(context)),
                   "start": {"balances": dict(targets.cash.balances), "reserve": targets.cash.reserve_base,
                             "auto_convert": targets.cash.auto_convert}}
@@ -456,18 +469,24 @@ class PlannerEngine:
                              best_sequence_hash=None, best_score=None, created_at=now, updated_at=now,
                              completed_at=now if not rows else None)
         with self._db.transaction() as session:
+            if targets.unsaved is not None:
+                store.save_targets(session, *targets.unsaved, now)
             store.forget_batches(session)
             store.add_batch(session, row, rows)
-            session.flush()
-            session.expunge(row)
-        return row
+        first = {}
+        for sequence in found.sequences:
+            first.setdefault(sequence.sequence_hash, sequence.actions)
+        return row, Generated([(r["sequence_hash"], first[r["sequence_hash"]]) for r in rows],
+                              {r["sequence_hash"]: r["steps"] for r in rows}, book)
 
     def _advance(self, row: store.BatchRow, config: PlannerConfig, now: datetime, budget: float | None = None,
-                 size: int | None = None) -> tuple[store.BatchRow, int]:
+                 size: int | None = None, generated: Generated | None = None) -> tuple[store.BatchRow, int]:
         """Evaluate the batch's next sequences: until it is complete, `size` are done, or
-        `budget` seconds have passed. (the batch row after, how many were evaluated)."""
-        started, done = self._monotonic(), 0
-        book = batch.book_from_json(json.loads(row.inputs)["book"])
+        `budget` seconds have passed. (the batch row after, how many were evaluated).
+        `generated`: the batch's sequences, when this request generated it (none evaluated
+        yet): taken from there in order rather than read back."""
+        started, done, taken = self._monotonic(), 0, 0
+        book = generated.book if generated is not None else batch.book_from_json(json.loads(row.inputs)["book"])
         progress = batch.Progress(row.evaluated, row.skipped, row.plateau, tuple(json.loads(row.beam)),
                                   row.best_sequence_hash, row.best_score)
         chunk = BEAM_ROWS if config.planner.mode == FULL else EVALUATION_ROWS
@@ -475,9 +494,12 @@ class PlannerEngine:
             if (size is not None and done >= size) or (budget is not None and self._monotonic() - started >= budget):
                 break
             limit = chunk if size is None else min(chunk, size - done)
-            with self._db.transaction() as session:
-                pending = [(s.sequence_hash, batch.actions_of(s.steps))
-                           for s in store.pending_sequences(session, row.batch_key, limit)]
+            if generated is not None:
+                pending, taken = generated.pending[taken:taken + limit], taken + limit
+            else:
+                with self._db.transaction() as session:
+                    pending = [(s.sequence_hash, batch.actions_of(s.steps))
+                               for s in store.pending_sequences(session, row.batch_key, limit)]
             result = batch.evaluate_next(book, config, pending, progress) if pending \
                 else batch.ChunkResult(progress=progress)
             progress, done = result.progress, done + len(result.scored)
@@ -485,6 +507,8 @@ class PlannerEngine:
         return row, done
 
     def _record(self, row: store.BatchRow, result: batch.ChunkResult, now: datetime, stop: bool) -> store.BatchRow:
+        """Store a chunk's evaluations and the progress after it; the batch row after (a copy,
+        out of any session)."""
         progress = result.progress
         with self._db.transaction() as session:
             store.record_evaluations(session, row.batch_key, [
@@ -492,16 +516,24 @@ class PlannerEngine:
                  "end_cash_base": s.end_cash_base, "cost_base": s.cost_base, "evaluated_at": now}
                 for s in result.scored], [s.sequence_hash for s in result.scored])
             skipped = store.skip_pending(session, row.batch_key) if result.stop else 0
-            stored = store.find_batch(session, row.batch_key)
-            stored.evaluated, stored.skipped = progress.evaluated, progress.skipped + skipped
-            stored.plateau, stored.beam = progress.plateau, json.dumps(list(progress.beam))
-            stored.best_sequence_hash, stored.best_score = progress.best_hash, progress.best_score
-            stored.updated_at = now
-            if stop or stored.evaluated + stored.skipped >= stored.generated:
-                stored.completed_at = now
-            session.flush()
-            session.expunge(stored)
-        return stored
+            after = _copy(row)
+            after.evaluated, after.skipped = progress.evaluated, progress.skipped + skipped
+            after.plateau, after.beam = progress.plateau, json.dumps(list(progress.beam))
+            after.best_sequence_hash, after.best_score = progress.best_hash, progress.best_score
+            after.updated_at = now
+            if stop or after.evaluated + after.skipped >= after.generated:
+                after.completed_at = now
+            store.update_progress(session, after)
+        return after
+
+    def _best_actions(self, row: store.BatchRow, generated: Generated | None = None) -> list[Action]:
+        """The actions of the batch's best sequence (`generated`: the batch's sequences, when
+        this request generated it)."""
+        if generated is not None:
+            return batch.actions_of(generated.steps[row.best_sequence_hash])
+        with self._db.transaction() as session:
+            best = store.find_sequence(session, row.batch_key, row.best_sequence_hash)
+            return batch.actions_of(best.steps) if best is not None else []
 
     def run_batch(self, now: datetime, size: int) -> BatchStatus:
         """Evaluate the next `size` sequences of the current state's batch (generating it when
@@ -510,9 +542,11 @@ class PlannerEngine:
         fills = context.fills
         with self._db.transaction() as session:
             dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
-        row = self._batch(context, now, fills, dismissed)
-        row, done = self._advance(row, context.config, now, size=size or context.config.batch.size)
-        return replace(self._status(row), evaluated_now=done)
+            stored = _stored_batch(session, context, now)
+        row, generated = self._batch(context, now, fills, dismissed, stored)
+        row, done = self._advance(row, context.config, now, size=size or context.config.batch.size,
+                                  generated=generated)
+        return replace(self._status(row, generated), evaluated_now=done)
 
     def status(self) -> BatchStatus:
         """The progress of the stored batch (the latest state planned); empty when there is none."""
@@ -523,12 +557,10 @@ class PlannerEngine:
             session.expunge(row)
         return self._status(row)
 
-    def _status(self, row: store.BatchRow) -> BatchStatus:
+    def _status(self, row: store.BatchRow, generated: Generated | None = None) -> BatchStatus:
         steps: list[Step] = []
         if row.best_sequence_hash is not None:
-            with self._db.transaction() as session:
-                best = store.find_sequence(session, row.batch_key, row.best_sequence_hash)
-                actions = batch.actions_of(best.steps) if best is not None else []
+            actions = self._best_actions(row, generated)
             steps = [Step(a.symbol, a.side, a.quantity, a.price, a.currency, a.value_base, a.reason,
                           category=a.category) for a in actions]
         return BatchStatus(row.batch_key, row.state_key, row.as_of_date, row.mode, row.generated, row.evaluated,
@@ -546,8 +578,9 @@ class PlannerEngine:
         fills = context.fills
         with self._db.transaction() as session:
             dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
-        targets, found, book_json, scores = self._candidates(context, now, fills, dismissed, reuse=False)
-        progress, _ = batch.evaluate_all(batch.book_from_json(book_json), context.config, found.sequences)
+        targets, found, book, scores = self._candidates(context, now, fills, dismissed, reuse=False)
+        progress, _ = batch.evaluate_all(batch.book_from_json(batch.book_to_json(book)), context.config,
+                                         found.sequences)
         actions = list(found.mandatory)
         end = scores["baseline"]
         if batch.beat(progress.best_score, end, scores["holds_positions"]):
@@ -584,6 +617,27 @@ class PlannerEngine:
             store.forget_plans(session, row.state_key.split(":")[0])
             store.forget_batches(session)
             return store.dismiss(session, row, now)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A batch's sequences as the request that generated (and stored) them has them, so it
+    reads none of them back: (hash, actions) in evaluation order, and each one's stored steps
+    (JSON, what a read would parse)."""
+
+    pending: list[tuple[str, tuple[Action, ...]]]
+    steps: dict[str, str]
+    book: EvaluationBook  # what its stored books (batch.book_to_json) give back (batch.book_from_json)
+
+
+def _stored_batch(session: Session, context: Context, now: datetime) -> store.BatchRow | None:
+    """The stored batch of the state and `now`'s day (out of the session), or None."""
+    return store.stored_batch(session, batch.batch_key(_cache_key(context), now.date().isoformat()))
+
+
+def _copy(row: store.BatchRow) -> store.BatchRow:
+    """A batch row with the same column values, in no session."""
+    return store.BatchRow(**{column.key: getattr(row, column.key) for column in store.BatchRow.__table__.columns})
 
 
 def holds_its_hash(portfolio: PortfolioView, listings: list[Listing]) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from services.common.db import Database
@@ -64,12 +64,20 @@ class ScoringReads:
 
 
 MetricsReader = Callable[[Sequence[str]], Mapping[str, MetricsView]]
+# A stored score as refresh reads it: the score (groups parsed) and what decides its staleness.
+Previous = tuple[StoredScore, StoredState]
+_SCORES = (store.ScoreRow.__tablename__,)
 
 
 class ScoringEngine:
     def __init__(self, db: Database, peers: Peers):
         self._db = db
         self._peers = peers
+        self._revisions = db.revisions
+        # The scores this process last stored (symbol -> as a read would give them back), true
+        # while the scores table stays at the revision their commit moved it to: refresh reads
+        # back neither its own writes nor their JSON (services/common/revisions.py).
+        self._kept: tuple[tuple[int, ...], dict[str, Previous]] = ((), {})
 
     def score(self, symbols: list[str], now: datetime) -> list[StoredScore]:
         """Score `symbols` (every active equity when empty) as of `now`: stale groups are
@@ -89,21 +97,45 @@ class ScoringEngine:
         """Score `symbols` (each in `reads.securities`) from inputs already read, as `score`
         does, and store the scores. `metrics` is asked once, for the securities with a stale
         group that needs them."""
-        with self._db.transaction() as session:
-            rows = store.load_scores(session, list(symbols))
-        stored = {s: (row, _stored(row)) for s, row in rows.items()}  # each row's groups parsed once
+        revision, stored = self._previous(symbols)
         quotes, facts = reads.quotes, reads.fundamentals
         current = {s: Inputs(quotes[s].day if s in quotes else None, quotes[s].price if s in quotes else None,
                              facts[s].key if s in facts else "") for s in symbols}
-        stale = {s: stale_groups(_state(*stored[s]) if s in stored else None, current[s], now) for s in symbols}
+        stale = {s: stale_groups(stored[s][1] if s in stored else None, current[s], now) for s in symbols}
         seen = metrics([s for s in symbols if stale[s] & NEEDS_METRICS])
         context = portfolio_context(reads.portfolio, reads.securities, reads.groups)
-        results = [self._rescore(reads.securities[s], stored[s][1] if s in stored else None, current[s], stale[s],
+        results = [self._rescore(reads.securities[s], stored[s][0] if s in stored else None, current[s], stale[s],
                                  seen.get(s), facts.get(s), context, now) for s in symbols]
+        inputs = [current[s] for s in symbols]
         with self._db.transaction() as session:
-            store.save_scores(session, [_row(result, inputs)
-                                        for result, inputs in zip(results, (current[s] for s in symbols), strict=True)])
+            store.save_scores(session, [_row(result, given) for result, given in zip(results, inputs, strict=True)])
+        self._keep(revision, results, inputs)
         return results
+
+    def _previous(self, symbols: Sequence[str]) -> tuple[tuple[int, ...], dict[str, Previous]]:
+        """(the scores table's revision, symbol -> its stored score) for `symbols`: those this
+        process stored while the table has not changed since, the others read."""
+        revision = self._revisions.of(_SCORES)
+        kept_at, kept = self._kept
+        known = {s: kept[s] for s in symbols if s in kept} if kept_at == revision else {}
+        missing = [s for s in symbols if s not in known]
+        if missing:
+            with self._db.transaction() as session:
+                rows = store.load_scores(session, missing)
+            for symbol, row in rows.items():
+                score = _stored(row)
+                known[symbol] = (score, _state(row, score))
+        return revision, known
+
+    def _keep(self, revision: tuple[int, ...], results: list[StoredScore], inputs: list[Inputs]) -> None:
+        """Keep the scores just stored as a read would give them back, when that store was the
+        only change to the scores table since `revision` (read before the previous scores)."""
+        after = self._revisions.of(_SCORES)
+        if not results or after != (revision[0], revision[1] + 1):
+            return
+        kept_at, kept = self._kept
+        written = {result.symbol: _as_read(result, given) for result, given in zip(results, inputs, strict=True)}
+        self._kept = (after, {**(kept if kept_at == revision else {}), **written})
 
     def scores(self, symbols: list[str], now: datetime) -> tuple[list[StoredScore], list[str]]:
         """The stored scores of `symbols` (all when empty) and the symbols without one visible
@@ -129,7 +161,7 @@ class ScoringEngine:
             return StoredScore(security.symbol, False, now, "metrics_unavailable",
                                f"the data service returned no metrics for {security.symbol}")
         elif not previous.scored:  # nothing changed: the verdict stands
-            return previous
+            return replace(previous, recomputed=[])
         kept = ({name: group for name, group in previous.groups.items() if name in STATIC_GROUPS and name not in stale}
                 if previous is not None and previous.scored else {})
         fresh = static_groups(seen.metrics if seen is not None else Metrics(), fundamentals,
@@ -166,6 +198,15 @@ def _state(row: store.ScoreRow, score: StoredScore) -> StoredState:
                        row.scored, computed)
 
 
+def _as_read(score: StoredScore, inputs: Inputs) -> Previous:
+    """`score` and its staleness state as store.load_scores, _stored and _state give them back
+    once saved by _row (`recomputed` aside, which _rescore never passes on from a stored score;
+    the order of the groups and components, which nothing reads: the JSON sorts them, the
+    protos are maps, combine reads the groups by name)."""
+    computed = {name: g.computed_at for name, g in score.groups.items() if g.computed_at is not None}
+    return score, StoredState(inputs, score.scored_at, SCORING_VERSION, score.scored, computed)
+
+
 def _stored(row: store.ScoreRow) -> StoredScore:
     groups = {name: StoredGroup(g["score"], g["components"],
                                 datetime.fromisoformat(g["computed_at"]) if g.get("computed_at") else None)
@@ -176,8 +217,10 @@ def _stored(row: store.ScoreRow) -> StoredScore:
 
 def _row(score: StoredScore, inputs: Inputs) -> dict:
     """The score's store.ScoreRow columns (store.save_scores)."""
+    iso: dict[datetime, str] = {}  # the groups share a few computation times
     groups = {name: {"score": g.score, "components": g.components,
-                     "computed_at": g.computed_at.isoformat() if g.computed_at else None}
+                     "computed_at": (iso.get(g.computed_at) or iso.setdefault(g.computed_at, g.computed_at.isoformat()))
+                     if g.computed_at else None}
               for name, g in score.groups.items()}
     return dict(
         symbol=score.symbol, scored_at=score.scored_at, version=SCORING_VERSION, scored=score.scored,

@@ -167,10 +167,13 @@ def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, 
         return []
     rng = np.random.default_rng([config.evaluation.seed, depth])
     attempts = params.max_attempts
-    n_sells = rng.integers(1 if most_sells else 0, most_sells + 1, attempts)
-    n_buys = rng.integers(1 if most_buys else 0, most_buys + 1, attempts)
-    drawn_sells = rng.choice(len(sells), (attempts, most_sells), p=_sampling_weights(sells)) if most_sells else None
-    drawn_buys = rng.choice(len(buys), (attempts, most_buys), p=_sampling_weights(buys)) if most_buys else None
+    # The draws as Python lists: indexing numpy arrays one scalar at a time is slow.
+    n_sells = rng.integers(1 if most_sells else 0, most_sells + 1, attempts).tolist()
+    n_buys = rng.integers(1 if most_buys else 0, most_buys + 1, attempts).tolist()
+    drawn_sells = rng.choice(len(sells), (attempts, most_sells), p=_sampling_weights(sells)).tolist() \
+        if most_sells else None
+    drawn_buys = rng.choice(len(buys), (attempts, most_buys), p=_sampling_weights(buys)).tolist() \
+        if most_buys else None
     groups = {a.key: (a.group_tags("COUNTRY:"), a.group_tags("INDUSTRY:")) for a in sells + buys}
     possible = sum(math.comb(len(sells), k) * math.comb(len(buys), j)  # at most this many samples differ
                    for k in range(1 if most_sells else 0, most_sells + 1)
@@ -181,20 +184,22 @@ def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, 
     for attempt in range(attempts):
         if len(accepted) >= params.max_combinations or len(seen) >= possible:
             break
-        count_sells, count_buys = int(n_sells[attempt]), int(n_buys[attempt])
+        count_sells, count_buys = n_sells[attempt], n_buys[attempt]
         if count_sells + count_buys == 0 or count_sells + count_buys > depth:
             continue
-        chosen_sells = [sells[i] for i in drawn_sells[attempt, :count_sells]] if count_sells else []
-        chosen_buys = [buys[i] for i in drawn_buys[attempt, :count_buys]] if count_buys else []
+        chosen_sells = [sells[i] for i in drawn_sells[attempt][:count_sells]] if count_sells else []
+        chosen_buys = [buys[i] for i in drawn_buys[attempt][:count_buys]] if count_buys else []
         actions = _ordered(dict.fromkeys(chosen_sells), dict.fromkeys(chosen_buys))
         if actions is None:
             continue
         key = tuple(a.key for a in actions)
+        if key in seen:
+            continue
         countries = frozenset().union(*(groups[a.key][0] for a in actions))
         industries = frozenset().union(*(groups[a.key][1] for a in actions))
         too_alike = any(_jaccard(countries, c) > JACCARD_LIMIT and _jaccard(industries, i) > JACCARD_LIMIT
                         for c, i in recent[-JACCARD_WINDOW:])
-        if key in seen or too_alike:
+        if too_alike:
             continue
         seen.add(key)
         recent.append((countries, industries))

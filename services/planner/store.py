@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     delete,
     func,
     insert,
@@ -195,14 +196,24 @@ def open_database(url: str) -> Database:
 # --- plans (a cache) ---
 
 def find_plan(session: Session, portfolio_hash: str, as_of_date: str) -> tuple[str, dict] | None:
-    row = session.get(PlanRow, (portfolio_hash, as_of_date))
+    row = session.execute(_FIND_PLAN, {"hash": portfolio_hash, "day": as_of_date}).first()
     return None if row is None else (row.plan_id, json.loads(row.payload))
 
 
 def save_plan(session: Session, portfolio_hash: str, as_of_date: str, plan_id: str, payload: dict,
               created_at: datetime) -> None:
-    session.merge(PlanRow(portfolio_hash=portfolio_hash, as_of_date=as_of_date, plan_id=plan_id,
-                          payload=json.dumps(payload, sort_keys=True), created_at=created_at))
+    """Store the plan of a portfolio hash and day, replacing the one stored."""
+    session.execute(_FORGET_PLAN, {"hash": portfolio_hash, "day": as_of_date})
+    session.execute(_INSERT_PLAN, {"portfolio_hash": portfolio_hash, "as_of_date": as_of_date, "plan_id": plan_id,
+                                   "payload": json.dumps(payload, sort_keys=True), "created_at": created_at})
+
+
+_PLANS = PlanRow.__table__
+_FIND_PLAN = select(_PLANS.c.plan_id, _PLANS.c.payload).where(
+    _PLANS.c.portfolio_hash == bindparam("hash"), _PLANS.c.as_of_date == bindparam("day"))
+_FORGET_PLAN = delete(_PLANS).where(_PLANS.c.portfolio_hash == bindparam("hash"),
+                                    _PLANS.c.as_of_date == bindparam("day"))
+_INSERT_PLAN = insert(_PLANS)
 
 
 def forget_plans(session: Session, portfolio_hash: str) -> None:
@@ -216,15 +227,24 @@ def find_targets(session: Session, state_key: str, cache_key: str, since: dateti
                  until: datetime) -> tuple[datetime, dict] | None:
     """(computed_at, payload) of the state's targets when computed under `cache_key` between
     `since` and `until` (a later computation is never seen: no lookahead)."""
-    row = session.get(TargetsRow, state_key)
+    row = session.execute(_FIND_TARGETS, {"key": state_key}).first()
     if row is None or row.cache_key != cache_key or not since <= row.computed_at <= until:
         return None
     return row.computed_at, json.loads(row.payload)
 
 
 def save_targets(session: Session, state_key: str, cache_key: str, payload: dict, computed_at: datetime) -> None:
-    session.merge(TargetsRow(state_key=state_key, cache_key=cache_key, computed_at=computed_at,
-                             payload=json.dumps(payload, sort_keys=True)))
+    """Store the targets of a state, replacing the ones stored."""
+    session.execute(_FORGET_TARGETS, {"key": state_key})
+    session.execute(_INSERT_TARGETS, {"state_key": state_key, "cache_key": cache_key, "computed_at": computed_at,
+                                      "payload": json.dumps(payload, sort_keys=True)})
+
+
+_TARGETS = TargetsRow.__table__
+_FIND_TARGETS = select(_TARGETS.c.cache_key, _TARGETS.c.computed_at, _TARGETS.c.payload).where(
+    _TARGETS.c.state_key == bindparam("key"))
+_FORGET_TARGETS = delete(_TARGETS).where(_TARGETS.c.state_key == bindparam("key"))
+_INSERT_TARGETS = insert(_TARGETS)
 
 
 # --- scores ---
@@ -238,16 +258,16 @@ def load_scores(session: Session, symbols: list[str] | None = None) -> dict[str,
 
 
 def save_scores(session: Session, rows: list[dict]) -> None:
-    """Store many scores (one per symbol, each a dict of every ScoreRow column): which are
-    stored is read in one query (their symbols only), the stored ones are updated in one bulk
-    UPDATE by primary key and the others inserted in one INSERT, without an ORM object each."""
-    stored = set(session.scalars(select(ScoreRow.symbol).where(ScoreRow.symbol.in_([r["symbol"] for r in rows]))))
-    updated = [row for row in rows if row["symbol"] in stored]
-    added = [row for row in rows if row["symbol"] not in stored]
-    if updated:
-        session.execute(update(ScoreRow), updated)
-    if added:
-        session.execute(insert(ScoreRow), added)
+    """Store many scores (one per symbol, each a dict of every ScoreRow column), replacing the
+    stored ones: one DELETE of their symbols and one INSERT, statements built once."""
+    if not rows:
+        return
+    session.execute(_DELETE_SCORES, {"symbols": [row["symbol"] for row in rows]})
+    session.execute(_INSERT_SCORES, rows)
+
+
+_DELETE_SCORES = delete(ScoreRow.__table__).where(ScoreRow.__table__.c.symbol.in_(bindparam("symbols", expanding=True)))
+_INSERT_SCORES = insert(ScoreRow.__table__)
 
 
 # --- recommendations ---
@@ -257,11 +277,18 @@ def find_recommendation(session: Session, uuid: str) -> RecommendationRow | None
 
 
 def recommendations_of(session: Session, state_key: str, status: str | None = None) -> list[Recommendation]:
-    query = select(RecommendationRow).where(RecommendationRow.state_key == state_key)
+    """The recommendations of a state (with `status` only, unless None), by symbol and side."""
     if status is not None:
-        query = query.where(RecommendationRow.status == status)
-    return [row.to_domain() for row in session.scalars(query.order_by(RecommendationRow.symbol,
-                                                                       RecommendationRow.side))]
+        rows = session.execute(_RECOMMENDATIONS_WITH, {"state": state_key, "status": status})
+    else:
+        rows = session.execute(_RECOMMENDATIONS_OF, {"state": state_key})
+    return [Recommendation(**row._mapping) for row in rows]
+
+
+_RECOMMENDATIONS = RecommendationRow.__table__
+_RECOMMENDATIONS_OF = select(*(_RECOMMENDATIONS.c[f.name] for f in fields(Recommendation))).where(
+    _RECOMMENDATIONS.c.state_key == bindparam("state")).order_by(_RECOMMENDATIONS.c.symbol, _RECOMMENDATIONS.c.side)
+_RECOMMENDATIONS_WITH = _RECOMMENDATIONS_OF.where(_RECOMMENDATIONS.c.status == bindparam("status"))
 
 
 def upsert_recommendation(session: Session, step: Recommendation, client_order_id: str | None,
@@ -307,14 +334,19 @@ def _pending_client_order_ids(session: Session, candidates: Iterable[str]) -> se
     ids = list(candidates)
     if not ids:
         return set()
-    return set(session.scalars(select(RecommendationRow.client_order_id).where(
-        RecommendationRow.client_order_id.in_(ids), RecommendationRow.status == PENDING)))
+    return set(session.scalars(_PENDING_ORDER_IDS, {"ids": ids}))
+
+
+_PENDING_ORDER_IDS = select(_RECOMMENDATIONS.c.client_order_id).where(
+    _RECOMMENDATIONS.c.client_order_id.in_(bindparam("ids", expanding=True)), _RECOMMENDATIONS.c.status == PENDING)
 
 
 # --- incremental batches ---
 
-def find_batch(session: Session, batch_key: str) -> BatchRow | None:
-    return session.get(BatchRow, batch_key)
+def stored_batch(session: Session, batch_key: str) -> BatchRow | None:
+    """The batch stored under `batch_key` as a row in no session (its column values), or None."""
+    row = session.execute(_FIND_BATCH, {"key": batch_key}).first()
+    return None if row is None else BatchRow(**row._mapping)
 
 
 def latest_batch(session: Session) -> BatchRow | None:
@@ -323,19 +355,20 @@ def latest_batch(session: Session) -> BatchRow | None:
 
 def forget_batches(session: Session, keep: str | None = None) -> None:
     """Delete every batch but `keep` (None: all), with their sequences and evaluations."""
+    if keep is None:
+        for statement in _FORGET_ALL:
+            session.execute(statement)
+        return
     for table in (EvaluationRow, SequenceRow, BatchRow):
-        query = delete(table)
-        if keep is not None:
-            query = query.where(table.batch_key != keep)
-        session.execute(query)
+        session.execute(delete(table).where(table.batch_key != keep))
 
 
 def add_batch(session: Session, batch: BatchRow, sequences: list[dict]) -> None:
-    """Store a new batch and its sequences (one insert for all of them)."""
-    session.add(batch)
-    session.flush()
+    """Store a new batch (`batch` stays out of the session) and its sequences (one insert for
+    all of them)."""
+    session.execute(_INSERT_BATCH, {column.key: getattr(batch, column.key) for column in _BATCHES.columns})
     if sequences:
-        session.execute(insert(SequenceRow), [{**row, "batch_key": batch.batch_key} for row in sequences])
+        session.execute(_INSERT_SEQUENCES, [{**row, "batch_key": batch.batch_key} for row in sequences])
 
 
 def pending_sequences(session: Session, batch_key: str, limit: int) -> list[SequenceRow]:
@@ -348,11 +381,30 @@ def pending_sequences(session: Session, batch_key: str, limit: int) -> list[Sequ
 def record_evaluations(session: Session, batch_key: str, rows: list[dict], completed: list[str]) -> None:
     """Store evaluations and mark `completed` sequences (evaluated or skipped) done."""
     if rows:
-        session.execute(insert(EvaluationRow), [{**row, "batch_key": batch_key} for row in rows])
+        session.execute(_INSERT_EVALUATIONS, [{**row, "batch_key": batch_key} for row in rows])
     for start in range(0, len(completed), 500):
-        session.execute(update(SequenceRow).where(SequenceRow.batch_key == batch_key,
-                                                  SequenceRow.sequence_hash.in_(completed[start:start + 500]))
-                        .values(completed=True))
+        session.execute(_COMPLETE_SEQUENCES, {"key": batch_key, "hashes": completed[start:start + 500]})
+
+
+def update_progress(session: Session, batch: BatchRow) -> None:
+    """Store `batch`'s progress (the columns an evaluation changes) under its key."""
+    session.execute(_UPDATE_PROGRESS, {"key": batch.batch_key, **{name: getattr(batch, name) for name in PROGRESS}})
+
+
+# The columns of a batch an evaluation changes.
+PROGRESS = ("evaluated", "skipped", "plateau", "beam", "best_sequence_hash", "best_score", "updated_at",
+            "completed_at")
+_BATCHES, _SEQUENCES = BatchRow.__table__, SequenceRow.__table__
+_FORGET_ALL = tuple(delete(table.__table__) for table in (EvaluationRow, SequenceRow, BatchRow))
+_INSERT_BATCH = insert(_BATCHES)
+_FIND_BATCH = select(*_BATCHES.columns).where(_BATCHES.c.batch_key == bindparam("key"))
+_INSERT_SEQUENCES = insert(_SEQUENCES)
+_INSERT_EVALUATIONS = insert(EvaluationRow.__table__)
+_COMPLETE_SEQUENCES = update(_SEQUENCES).where(
+    _SEQUENCES.c.batch_key == bindparam("key"), _SEQUENCES.c.sequence_hash.in_(bindparam("hashes", expanding=True)),
+).values(completed=True)
+_UPDATE_PROGRESS = update(_BATCHES).where(_BATCHES.c.batch_key == bindparam("key")).values(
+    {name: bindparam(name) for name in PROGRESS})
 
 
 def skip_pending(session: Session, batch_key: str) -> int:

@@ -13,6 +13,7 @@ on the data service's answer itself, so it cannot serve anything the answer no l
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -49,13 +50,14 @@ def _varint_size(value: int) -> int:
 
 def _convert(bars, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """(starts from `offset`, days, values, valid, bytes) of `bars` (repeated data_pb2.Bar)."""
-    sizes = [bar.ByteSize() for bar in bars]
-    lengths = np.array([_BAR_TAG + _varint_size(size) + size for size in sizes], dtype=np.int64)
-    starts = offset + np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(sizes) else np.empty(0, np.int64)
+    # Offsets summed in Python: a reply usually adds one bar, too few for numpy's calls to pay.
+    lengths = [_BAR_TAG + _varint_size(size) + size for size in (bar.ByteSize() for bar in bars)]
+    starts = np.fromiter(itertools.accumulate(lengths[:-1], initial=offset), dtype=np.int64, count=len(lengths)) \
+        if lengths else np.empty(0, np.int64)
     days = np.array([bar.date for bar in bars], dtype="datetime64[D]")
     values = np.array([bar.adj_close if bar.HasField("adj_close") else bar.close for bar in bars], dtype=float)
     valid = np.array([not bar.flag for bar in bars], dtype=bool)
-    return starts, days, values, valid, int(lengths.sum())
+    return starts, days, values, valid, sum(lengths)
 
 
 def _ascending(days: np.ndarray) -> bool:
