@@ -524,6 +524,22 @@ def test_mean_variance_takes_pypfopt_s_path_for_exact_zeros_and_gives_its_weight
     assert found == mv.MeanVarianceResult(expected, "no_sectors", "efficient_return")
 
 
+def test_a_covariance_cvxpy_does_not_take_as_positive_semidefinite_goes_through_pypfopt():
+    """cvxpy tests a constant and a parameter for semidefiniteness differently: such a
+    covariance is PyPortfolioOpt's to solve (or refuse), and the weights are its."""
+    from services.planner.optimizer import mean_variance as mv
+    from services.planner.optimizer.bounds import Bounds
+
+    symbols = ["A.US", "B.US", "C.US"]
+    cov = np.array([[0.04, 0.05, 0.01], [0.05, 0.04, 0.01], [0.01, 0.01, 0.04]])  # an eigenvalue below 0
+    mu = np.array([0.05, 0.08, 0.1])
+    assert not mv._compilable(mu, cov)
+    bounds = Bounds(dict.fromkeys(symbols, 0.0), dict.fromkeys(symbols, 0.6))
+    found = mv.mean_variance(symbols, mu, cov, bounds, [("no_sectors", [])], 0.07)
+    expected, _ = frontier_weights("efficient_return", symbols, mu, cov, [(0.0, 0.6)] * 3, 0.07)
+    assert found == mv.MeanVarianceResult(expected, "no_sectors", "efficient_return")
+
+
 def test_compiled_programs_kept_are_bounded_least_recently_used_first():
     from services.planner.optimizer import mean_variance as mv
 

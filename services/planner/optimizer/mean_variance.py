@@ -94,9 +94,9 @@ def mean_variance(symbols: Sequence[str], mu: np.ndarray, cov: np.ndarray, bound
             fast = compiled and not constraints and objective in COMPILED \
                 and (reachable or objective != "efficient_return")
             try:
-                if fast:
-                    weights = _solve_compiled(objective, symbols, mu, cov, weight_bounds, target_return, solver)
-                else:
+                weights = _solve_compiled(objective, symbols, mu, cov, weight_bounds, target_return, solver) \
+                    if fast else None
+                if weights is None:
                     weights = _solve_frontier(run, symbols, mu, cov, weight_bounds, constraints,
                                               highest if reachable and not constraints else None, solver)
             except (OptimizationError, ValueError, cp.error.SolverError):
@@ -123,9 +123,13 @@ def _solve_frontier(run: Callable, symbols: Sequence[str], mu: np.ndarray, cov: 
 
 def _compilable(mu: np.ndarray, cov: np.ndarray) -> bool:
     """Whether a compiled program gets PyPortfolioOpt's matrices: no exact zero in `mu` or `cov`
-    (cvxpy drops a constant's zeros from the matrices it builds, a parameter's it keeps) and a
-    covariance exactly symmetric and finite."""
-    return bool(np.isfinite(cov).all() and (cov != 0).all() and (mu != 0).all() and np.array_equal(cov, cov.T))
+    (cvxpy drops a constant's zeros from the matrices it builds, a parameter's it keeps), a
+    covariance exactly symmetric and finite, and positive semidefinite by the test cvxpy makes
+    of a constant (else PyPortfolioOpt's problem is refused as not convex, and so is this one)."""
+    import cvxpy as cp  # noqa: PLC0415 - as in mean_variance
+
+    return bool(np.isfinite(cov).all() and (cov != 0).all() and (mu != 0).all() and np.array_equal(cov, cov.T)
+                and cp.Constant(cov).is_psd())
 
 
 @dataclass(frozen=True)
@@ -164,10 +168,12 @@ def _program(objective: str, count: int) -> _Program:
 
 
 def _solve_compiled(objective: str, symbols: Sequence[str], mu: np.ndarray, cov: np.ndarray,
-                    weight_bounds: list[tuple[float, float]], target_return: float, solver: str) -> dict[str, float]:
+                    weight_bounds: list[tuple[float, float]], target_return: float,
+                    solver: str) -> dict[str, float] | None:
     """The objective's weights from its compiled program, as PyPortfolioOpt gives them
-    (base_optimizer.py `_solve_cvxpy_opt_problem`, then `clean_weights(rounding=None)`).
-    Raises OptimizationError when the solver finds no optimum (as PyPortfolioOpt does)."""
+    (base_optimizer.py `_solve_cvxpy_opt_problem`, then `clean_weights(rounding=None)`); None
+    when cvxpy refuses the data as a parameter value. Raises OptimizationError when the solver
+    finds no optimum (as PyPortfolioOpt does)."""
     import cvxpy as cp  # noqa: PLC0415 - as in mean_variance
     from pypfopt.base_optimizer import BaseOptimizer  # noqa: PLC0415
     from pypfopt.exceptions import OptimizationError  # noqa: PLC0415
@@ -177,8 +183,11 @@ def _solve_compiled(objective: str, symbols: Sequence[str], mu: np.ndarray, cov:
         program = _program(objective, len(symbols))
         values = {"cov": cov, "lower": np.nan_to_num(limits[:, 0], nan=-np.inf),
                   "upper": np.nan_to_num(limits[:, 1], nan=np.inf), "mu": mu, "target_return": float(target_return)}
-        for name, parameter in program.parameters.items():
-            parameter.value = values[name]
+        try:
+            for name, parameter in program.parameters.items():
+                parameter.value = values[name]
+        except ValueError:
+            return None  # a covariance cvxpy's parameter check refuses: PyPortfolioOpt's problem decides
         try:
             program.problem.solve(solver=solver, verbose=False, warm_start=False)  # a fresh solve, as the first
         except (TypeError, cp.DCPError) as e:
