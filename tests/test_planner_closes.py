@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pypfopt.expected_returns import returns_from_prices
 from trader.data.v1 import data_pb2
 
 from services.planner.adapters.closes import ClosesCache
@@ -124,12 +125,17 @@ def test_numpy_alignment_and_returns_are_pandas_value_for_value(series, lookback
     expected = reference_aligned(closes, lookback)
     pd.testing.assert_frame_equal(aligned_closes(closes, lookback), expected, check_exact=True)
     if len(expected):
-        returns = aligned(closes, lookback).returns()
-        assert np.array_equal(returns, daily_returns(expected).to_numpy(), equal_nan=True)
+        returns = daily_returns(aligned(closes, lookback))
+        reference = returns_from_prices(expected).to_numpy()
+        assert np.array_equal(returns, reference, equal_nan=True)
+        # the memory order of PyPortfolioOpt's returns of the aligned frame: what is summed from
+        # them (np.cov, Ledoit-Wolf) sums in the same order
+        pypfopt_s = returns_from_prices(aligned_closes(closes, lookback)).to_numpy()
+        assert returns.flags.f_contiguous == pypfopt_s.flags.f_contiguous
     window = reference_aligned({s: r for s, r in closes.items() if r}, 21)
     pairs = {}
     if len(window.columns) >= 2 and len(window) > 20:
-        matrix = daily_returns(window).corr().to_numpy()
+        matrix = returns_from_prices(window).corr().to_numpy()
         pairs = {frozenset((a, b)): float(matrix[i, j]) for i, a in enumerate(window.columns)
                  for j, b in enumerate(window.columns) if j > i and np.isfinite(matrix[i, j])}
     assert correlations(closes, 20) == pairs

@@ -375,7 +375,7 @@ def test_hrp_weights_are_pypfopt_hrpopt_s(count, seed):
     reference = HRPOpt(returns)
     reference.optimize()
     expected = dict(reference.clean_weights(rounding=None))
-    found = hrp_weights(returns)
+    found = hrp_weights(np.asfortranarray(returns.to_numpy()), list(returns.columns))
     assert list(found) == sorted(expected)
     assert found == pytest.approx(expected, abs=1e-12)
 
@@ -411,22 +411,140 @@ def test_mean_variance_weights_do_not_depend_on_the_highest_return_shortcut(coun
     objective) the highest-return LP gave."""
     from services.planner.optimizer import mean_variance as mv
     from services.planner.optimizer.bounds import Bounds
-    from services.planner.optimizer.risk import aligned_closes, ledoit_wolf
 
     rng = np.random.default_rng(seed)
     symbols = [f"S{i}.US" for i in range(count)]
-    prices = aligned_closes({s: walk(seed + i, 120) for i, s in enumerate(symbols)})
-    mu = pd.Series(rng.uniform(-0.1, 0.3, count), index=symbols)
+    cov = covariance({s: walk(seed + i, 120) for i, s in enumerate(symbols)})
+    mu = rng.uniform(-0.1, 0.3, count)
     upper = rng.uniform(0.1, 0.6, count)
     bounds = Bounds(dict.fromkeys(symbols, 0.0), dict(zip(symbols, upper.tolist(), strict=True)))
     levels = [("full", [SectorConstraint("country", "US", tuple(symbols[:2]), 0.2, 0.0, 0.3)] if sectors else []),
               ("no_sectors", [])]
-    cov = ledoit_wolf(prices)
-    shortcut = mv.mean_variance(mu, cov, bounds, levels, target)
+    shortcut = mv.mean_variance(symbols, mu, cov, bounds, levels, target)
     original = mv.highest_return
     try:
         mv.highest_return = lambda *_: None
-        solved = mv.mean_variance(mu, cov, bounds, levels, target)
+        solved = mv.mean_variance(symbols, mu, cov, bounds, levels, target)
     finally:
         mv.highest_return = original
     assert shortcut == solved
+
+
+def covariance(closes) -> np.ndarray:
+    from services.planner.optimizer.risk import aligned, daily_returns, ledoit_wolf
+
+    return ledoit_wolf(daily_returns(aligned(closes)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 15), st.integers(30, 300), st.integers(0, 2**32 - 1), st.booleans())
+def test_ledoit_wolf_is_pypfopt_covariance_shrinkage_bit_for_bit(count, days, seed, flat):
+    """Ledoit-Wolf from the shared numpy returns is PyPortfolioOpt's CovarianceShrinkage on the
+    aligned frame, bit for bit (a security whose close never moves included)."""
+    from pypfopt.risk_models import CovarianceShrinkage
+
+    from services.planner.optimizer.risk import aligned, aligned_closes, daily_returns, ledoit_wolf
+
+    closes = {f"S{i}.US": walk(seed % 10_000 + i, days) for i in range(count)}
+    if flat:
+        closes["S0.US"] = [(day, 50.0) for day, _ in closes["S0.US"]]
+    expected = CovarianceShrinkage(aligned_closes(closes), frequency=252).ledoit_wolf().to_numpy()
+    assert np.array_equal(ledoit_wolf(daily_returns(aligned(closes))), expected)
+
+
+def frontier_weights(objective: str, symbols, mu, cov, weight_bounds, target: float):
+    """PyPortfolioOpt's own weights and problem data for the objective (None when it finds none)."""
+    from pypfopt import EfficientFrontier
+    from pypfopt.exceptions import OptimizationError
+
+    frontier = EfficientFrontier(pd.Series(mu, index=symbols), pd.DataFrame(cov, symbols, symbols),
+                                 weight_bounds=weight_bounds, solver="CLARABEL")
+    try:
+        frontier.efficient_return(target) if objective == "efficient_return" else frontier.min_volatility()
+    except (OptimizationError, ValueError):
+        return None, None
+    return dict(frontier.clean_weights(rounding=None)), frontier._opt.get_problem_data(solver="CLARABEL")[0]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(2, 9), st.integers(0, 2**32 - 1), st.floats(0.0, 0.2),
+                          st.sampled_from(["efficient_return", "min_volatility"]), st.booleans()),
+                min_size=1, max_size=6))
+def test_compiled_programs_give_pypfopt_s_weights_bit_for_bit(solves):
+    """A compiled program, solved again and again with other data (and other sizes between),
+    hands the solver PyPortfolioOpt's matrices and gives its weights bit for bit; data cvxpy
+    would treat otherwise (exact zeros) goes through PyPortfolioOpt and gives them too."""
+    import scipy.sparse as sp
+    from pypfopt.exceptions import OptimizationError
+
+    from services.planner.optimizer import mean_variance as mv
+
+    for count, seed, target, objective, zeros in solves:
+        rng = np.random.default_rng(seed)
+        symbols = [f"S{i}.US" for i in range(count)]
+        cov = covariance({s: walk(seed % 10_000 + i, 120) for i, s in enumerate(symbols)})
+        mu = rng.uniform(-0.1, 0.3, count)
+        if zeros:
+            mu[0] = 0.0
+        lower = rng.uniform(0.0, 0.5 / count, count) * (rng.uniform(size=count) < 0.5)
+        weight_bounds = list(zip(lower.tolist(), rng.uniform(0.15, 0.6, count).tolist(), strict=True))
+        expected, data = frontier_weights(objective, symbols, mu, cov, weight_bounds, target)
+        if zeros:
+            assert not mv._compilable(mu, cov)
+        if not mv._compilable(mu, cov):
+            continue  # exact zeros (also a Ledoit-Wolf shrunk fully to its target): PyPortfolioOpt's path
+        try:
+            found = mv._solve_compiled(objective, symbols, mu, cov, weight_bounds, target, mv.SOLVER)
+        except (OptimizationError, ValueError):
+            found = None
+        assert found == expected
+        if data is not None:
+            compiled = mv._programs[(objective, count)].problem.get_problem_data(solver="CLARABEL")[0]
+            for key in ("P", "A"):
+                assert (data[key] != compiled[key]).nnz == 0 and data[key].nnz == compiled[key].nnz
+                assert np.array_equal(sp.csc_array(data[key]).indices, sp.csc_array(compiled[key]).indices)
+            for key in ("c", "b"):
+                assert np.array_equal(data[key], compiled[key])
+
+
+def test_mean_variance_takes_pypfopt_s_path_for_exact_zeros_and_gives_its_weights():
+    """An exact zero in the returns or the covariance (cvxpy drops it from a constant problem's
+    matrices) is solved through PyPortfolioOpt: the weights are PyPortfolioOpt's."""
+    from services.planner.optimizer import mean_variance as mv
+    from services.planner.optimizer.bounds import Bounds
+
+    symbols = [f"S{i}.US" for i in range(5)]
+    cov = covariance({s: walk(i, 200) for i, s in enumerate(symbols)})
+    cov[1, 2] = cov[2, 1] = 0.0
+    mu = np.array([0.1, 0.0, 0.05, 0.2, 0.08])
+    bounds = Bounds(dict.fromkeys(symbols, 0.0), dict.fromkeys(symbols, 0.5))
+    assert not mv._compilable(mu, cov)
+    found = mv.mean_variance(symbols, mu, cov, bounds, [("no_sectors", [])], 0.09)
+    expected, _ = frontier_weights("efficient_return", symbols, mu, cov, [(0.0, 0.5)] * 5, 0.09)
+    assert found == mv.MeanVarianceResult(expected, "no_sectors", "efficient_return")
+
+
+def test_a_covariance_cvxpy_does_not_take_as_positive_semidefinite_goes_through_pypfopt():
+    """cvxpy tests a constant and a parameter for semidefiniteness differently: such a
+    covariance is PyPortfolioOpt's to solve (or refuse), and the weights are its."""
+    from services.planner.optimizer import mean_variance as mv
+    from services.planner.optimizer.bounds import Bounds
+
+    symbols = ["A.US", "B.US", "C.US"]
+    cov = np.array([[0.04, 0.05, 0.01], [0.05, 0.04, 0.01], [0.01, 0.01, 0.04]])  # an eigenvalue below 0
+    mu = np.array([0.05, 0.08, 0.1])
+    assert not mv._compilable(mu, cov)
+    bounds = Bounds(dict.fromkeys(symbols, 0.0), dict.fromkeys(symbols, 0.6))
+    found = mv.mean_variance(symbols, mu, cov, bounds, [("no_sectors", [])], 0.07)
+    expected, _ = frontier_weights("efficient_return", symbols, mu, cov, [(0.0, 0.6)] * 3, 0.07)
+    assert found == mv.MeanVarianceResult(expected, "no_sectors", "efficient_return")
+
+
+def test_compiled_programs_kept_are_bounded_least_recently_used_first():
+    from services.planner.optimizer import mean_variance as mv
+
+    mv._programs.clear()
+    for count in range(2, mv.PROGRAMS_KEPT + 4):
+        mv._program("min_volatility", count)
+    assert len(mv._programs) == mv.PROGRAMS_KEPT
+    assert ("min_volatility", 2) not in mv._programs and ("min_volatility", mv.PROGRAMS_KEPT + 3) in mv._programs

@@ -10,24 +10,22 @@ weights (tests/test_planner_optimizer.py compares them with HRPOpt's) in about a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:  # at run time pandas comes with the returns (bench/footprint.py: it is heavy)
-    import pandas as pd
 
-
-def hrp_weights(returns: pd.DataFrame) -> dict[str, float] | None:
-    """Weights summing to 1 from daily returns (single linkage, HRPOpt's default), or None with
-    fewer than 2 securities or when the clustering cannot be built (a series without variance)."""
+def hrp_weights(returns: np.ndarray, symbols: Sequence[str]) -> dict[str, float] | None:
+    """Weights summing to 1 from daily returns (rows x symbols, risk.daily_returns; single
+    linkage, HRPOpt's default), or None with fewer than 2 securities or when the clustering
+    cannot be built (a series without variance)."""
     if returns.shape[1] < 2 or len(returns) < 2:
         return None
     # heavy: loaded on first use, not at start (bench/footprint.py)
     import scipy.cluster.hierarchy as sch  # noqa: PLC0415
     import scipy.spatial.distance as ssd  # noqa: PLC0415
 
-    values = returns.to_numpy(dtype=float)
+    values = np.asarray(returns, dtype=float)
     if not np.isfinite(values).all():
         return None
     cov = np.cov(values, rowvar=False)
@@ -41,7 +39,6 @@ def hrp_weights(returns: pd.DataFrame) -> dict[str, float] | None:
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
         return None
     weights = _bisection(cov, np.asarray(order))
-    symbols = list(returns.columns)
     return {symbols[i]: float(weights[i]) for i in sorted(range(len(symbols)), key=lambda i: symbols[i])}
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+
+import numpy as np
 
 from services.planner import defaults
 from services.planner.eligibility import Exclusion
@@ -28,9 +29,10 @@ from services.planner.optimizer.expected_returns import MarketOutlook, cost_hair
 from services.planner.optimizer.hrp import hrp_weights
 from services.planner.optimizer.mean_variance import mean_variance
 from services.planner.optimizer.risk import (
+    Aligned,
     Closes,
     Correlation,
-    aligned_closes,
+    aligned,
     daily_returns,
     ledoit_wolf,
     top_correlations,
@@ -43,9 +45,6 @@ from services.planner.optimizer.sectors import (
     sector_constraints,
 )
 from services.planner.settings import PlannerSettings
-
-if TYPE_CHECKING:  # at run time imported where used (bench/footprint.py: it is heavy)
-    import pandas as pd
 
 AT_CAPS = "at_caps"  # the method reported when the caps alone decide the weights
 BLEND, MEAN_VARIANCE, HRP = "blend", "mean_variance", "hrp"
@@ -103,8 +102,6 @@ class OptimizerResult:
 
 
 def optimize(inputs: OptimizerInput) -> OptimizerResult:
-    import pandas as pd  # noqa: PLC0415 - heavy: loaded on first use, not at start (bench/footprint.py)
-
     usable, excluded = _usable(inputs.securities)
     value = inputs.portfolio_value_base
     left_out = {e.symbol for e in excluded}
@@ -114,22 +111,23 @@ def optimize(inputs: OptimizerInput) -> OptimizerResult:
     notes = _input_notes(inputs, usable)
     if value <= 0:
         notes.append("the portfolio has no value yet: the targets are shares of a fully invested portfolio")
-    prices = aligned_closes({s.symbol: s.closes for s in usable})
-    if not usable or investable <= 0 or len(prices) < defaults.MIN_HISTORY_BARS:
+    prices = aligned({s.symbol: s.closes for s in usable})
+    if not usable or investable <= 0 or len(prices.days) < defaults.MIN_HISTORY_BARS:
         why = ("no security has the history to be optimised" if not usable else
                f"nothing may be invested (portfolio value {value:,.2f}, reserve {inputs.reserve_base:,.2f})"
-               if investable <= 0 else f"the securities share only {len(prices)} dates with valid closes "
+               if investable <= 0 else f"the securities share only {len(prices.days)} dates with valid closes "
                                        f"({defaults.MIN_HISTORY_BARS} needed)")
         return OptimizerResult({}, "", None, 0.0, {}, [], Bounds({}, {}), [], investable, excluded, notes + [why])
-    symbols = list(prices.columns)
+    symbols = prices.symbols
     by_symbol = {s.symbol: s for s in usable}
     mu = _expected_returns(inputs, [by_symbol[s] for s in symbols])
     bounds, constraints = _constraints(inputs, [by_symbol[s] for s in symbols], investable)
     levels = relaxation_levels(constraints)
     returns = daily_returns(prices)
-    raw, method, fallback = _raw_weights(inputs.settings, prices, returns, pd.Series(mu)[symbols], bounds, levels)
+    correlations = top_correlations(returns, symbols)
+    raw, method, fallback = _raw_weights(inputs.settings, prices, returns, mu, bounds, levels)
     if method == "":
-        return OptimizerResult({}, "", None, 0.0, mu, top_correlations(returns), bounds, [], investable, excluded,
+        return OptimizerResult({}, "", None, 0.0, mu, correlations, bounds, [], investable, excluded,
                                notes + bounds.notes + ["neither mean-variance nor HRP found weights"])
     applied = dict(levels)[fallback.level] if fallback else constraints
     current = {s: by_symbol[s].bounds.value_base / value if value > 0 else 0.0 for s in symbols}
@@ -138,7 +136,7 @@ def optimize(inputs: OptimizerInput) -> OptimizerResult:
     weights = rounded(weights, bounds, total=sum(weights.values()) + EPSILON)
     notes += bounds.notes + _outcome_notes(method, fallback, halfway, groups_held, applied, weights, bounds, investable)
     return OptimizerResult(weights, method, fallback, sum(mu[s] * w for s, w in weights.items()), mu,
-                           top_correlations(returns), bounds, applied if groups_held else [], investable, excluded,
+                           correlations, bounds, applied if groups_held else [], investable, excluded,
                            notes, halfway)
 
 
@@ -177,14 +175,17 @@ def _constraints(inputs: OptimizerInput, securities: list[SecurityInput],
     return Bounds(lower, bounds.upper, bounds.notes + notes + more), constraints
 
 
-def _raw_weights(settings: PlannerSettings, prices: pd.DataFrame, returns: pd.DataFrame, mu: pd.Series,
+def _raw_weights(settings: PlannerSettings, prices: Aligned, returns: np.ndarray, mu: dict[str, float],
                  bounds: Bounds, levels) -> tuple[dict[str, float], str, Fallback | None]:
+    """Mean-variance and HRP weights from the same daily returns (`returns`, a row per date of
+    `prices` after its first, a column per symbol)."""
     if bounds.upper_total <= 1 + EPSILON:
         return dict(bounds.upper), AT_CAPS, None
     share = settings.optimizer_blend
-    found = mean_variance(mu, ledoit_wolf(prices), bounds, levels, settings.optimizer_target_return) \
-        if share < 1 else None
-    hrp = hrp_weights(returns) if share > 0 or found is None else None
+    symbols = prices.symbols
+    found = mean_variance(symbols, np.array([mu[s] for s in symbols], dtype=float), ledoit_wolf(returns), bounds,
+                          levels, settings.optimizer_target_return) if share < 1 else None
+    hrp = hrp_weights(returns, symbols) if share > 0 or found is None else None
     mv_weights = found.weights if found else None
     fallback = Fallback(found.level, found.objective) if found else None
     if mv_weights is not None and hrp is not None:

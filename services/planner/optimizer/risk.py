@@ -114,27 +114,36 @@ def aligned_closes(closes: Mapping[str, Closes | Sequence[tuple[str, float]]],
     return aligned(closes, lookback).frame()
 
 
-def daily_returns(prices: pd.DataFrame) -> pd.DataFrame:
-    from pypfopt.expected_returns import returns_from_prices  # noqa: PLC0415 - as in aligned_closes
-
-    return returns_from_prices(prices)
-
-
-def ledoit_wolf(prices: pd.DataFrame) -> pd.DataFrame:
-    """Annualised Ledoit-Wolf shrunk covariance (PyPortfolioOpt `CovarianceShrinkage.ledoit_wolf`,
-    constant-variance target)."""
-    from pypfopt import risk_models  # noqa: PLC0415 - as in aligned_closes
-
-    return risk_models.CovarianceShrinkage(prices, frequency=TRADING_DAYS).ledoit_wolf()
+def daily_returns(prices: Aligned) -> np.ndarray:
+    """Daily simple returns of the aligned closes, rows x symbols: PyPortfolioOpt
+    `returns_from_prices` value for value, and column-major as pandas hands its values over, so
+    that what is computed from them (np.cov, sklearn's Ledoit-Wolf) sums in the same order and
+    gives the same bits."""
+    return np.asfortranarray(prices.returns())
 
 
-def top_correlations(returns: pd.DataFrame, threshold: float = defaults.CORRELATION_THRESHOLD,
+def ledoit_wolf(returns: np.ndarray) -> np.ndarray:
+    """Annualised Ledoit-Wolf shrunk covariance (constant-variance target), symbols x symbols,
+    from `daily_returns`: PyPortfolioOpt `CovarianceShrinkage(prices, frequency=252).ledoit_wolf()`
+    value for value (sklearn.covariance.ledoit_wolf on the returns, NaN as 0, times 252, the
+    spectral fix when not positive semidefinite), without its pandas frames and unused sample
+    covariance."""
+    from pypfopt.risk_models import fix_nonpositive_semidefinite  # noqa: PLC0415 - as in aligned_closes
+    from sklearn.covariance import ledoit_wolf as shrunk_covariance  # noqa: PLC0415
+
+    shrunk, _ = shrunk_covariance(np.nan_to_num(returns))
+    return fix_nonpositive_semidefinite(shrunk * TRADING_DAYS, fix_method="spectral")
+
+
+def top_correlations(returns: np.ndarray, symbols: Sequence[str], threshold: float = defaults.CORRELATION_THRESHOLD,
                      limit: int = defaults.TOP_CORRELATIONS) -> list[Correlation]:
-    """Pairs with |rho| >= threshold, strongest first (ties by symbol), at most `limit`."""
+    """Pairs with |rho| >= threshold (pandas' Pearson correlation of the daily returns, a column
+    per symbol), strongest first (ties by symbol), at most `limit`."""
+    import pandas as pd  # noqa: PLC0415 - as in Aligned.frame
+
     if returns.shape[1] < 2:
         return []
-    matrix = returns.corr().to_numpy()
-    symbols = list(returns.columns)
+    matrix = pd.DataFrame(returns).corr().to_numpy()
     first, second = np.triu_indices(len(symbols), k=1)
     pairs = [Correlation(symbols[i], symbols[j], float(matrix[i, j])) for i, j in zip(first, second, strict=True)
              if np.isfinite(matrix[i, j]) and abs(matrix[i, j]) >= threshold]
