@@ -187,6 +187,7 @@ class PortfolioEngine:
         self._kept_held: KeptState[dict[str, float]] = KeptState(db.revisions,
                                                                  (store.SnapshotPositionRow.__tablename__,))
         self._last_valuation: tuple[tuple, PortfolioView] | None = None  # ((book, quotes, rates, securities), view)
+        self._last_hash: tuple[tuple, str] | None = None  # ((holdings, cash, universe), portfolio hash)
         self._kept_days: KeptState[snapshots.SnapshotDays] = KeptState(db.revisions, (store.SnapshotRow.__tablename__,))
         self.lock = threading.RLock()
         self.buckets = BucketBook(db, peers, base_currency, self.lock, broker=self._broker)
@@ -241,8 +242,7 @@ class PortfolioEngine:
         return PortfolioView(
             base_currency=rates.base, positions=views, cash=valuation.cash,
             positions_value_base=valuation.positions_value_base, cash_base=valuation.cash_base,
-            portfolio_hash=portfolio_hash(book.holdings, book.cash, [_universe_entry(s) for s in securities])
-            if securities is not None else "",
+            portfolio_hash=self._hash(book.holdings, book.cash, securities) if securities is not None else "",
             synced_at=book.synced_at,
             position_differences=positions.quantity_differences(book_quantities,
                                                                 {h.symbol: h.quantity for h in book.holdings}),
@@ -250,6 +250,18 @@ class PortfolioEngine:
             if book.synced_at is not None else [],
             rates=rates,
         )
+
+    def _hash(self, holdings: list[Holding], cash: dict[str, float], universe: list[Security]) -> str:
+        """portfolio_hash, kept with its inputs (the universe by identity: Peers.securities
+        answers an unchanged universe with the same list): a cycle's sync and snapshot hash the
+        same quantities, cash and universe."""
+        inputs = (tuple(holdings), dict(cash), universe)
+        last = self._last_hash
+        if last is not None and last[0][2] is universe and last[0][:2] == inputs[:2]:
+            return last[1]
+        value = portfolio_hash(holdings, cash, [_universe_entry(s) for s in universe])
+        self._last_hash = (inputs, value)
+        return value
 
     def _position(self, valued: ValuedPosition, history: PositionHistory | None, security: Security | None,
                   rates: Rates) -> PositionView:
@@ -310,7 +322,7 @@ class PortfolioEngine:
             event(log, "the books and the broker disagree (the broker is right)", logging.WARNING,
                   positions=differences, cash=cash_differences)
         return ApplyResult(before != (state.positions, state.cash),
-                           portfolio_hash(state.positions, state.cash, [_universe_entry(s) for s in universe]),
+                           self._hash(state.positions, state.cash, universe),
                            fills_applied, fill_flows + movement_flows, differences, cash_differences, cursor)
 
     def _book_fills(self, session, fills: list[FillRecord], rates: Rates, now: datetime) -> tuple[int, int]:
