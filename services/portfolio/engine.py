@@ -223,10 +223,12 @@ class PortfolioEngine:
         """The valuation of `book` at `quotes` and `rates`; without `securities` (the universe)
         no portfolio hash. The last one is kept with everything it was computed from (the book
         as one kept object: a new one once a table of it is written): a cycle values the same
-        book at the same quotes and rates for the snapshot, the planner and the loss breaker."""
+        book at the same quotes and rates for the snapshot, the planner and the loss breaker.
+        Without `securities` the last valuation with a hash serves too (only the hash needs them)."""
         inputs = (book, quotes, rates, securities)
         last = self._last_valuation
-        if last is not None and last[0][0] is book and last[0][1:] == inputs[1:]:
+        if last is not None and last[0][0] is book and last[0][1:3] == inputs[1:3] and (
+                securities is None or last[0][3] == securities):
             return last[1]
         view = self._valued(book, quotes, rates, securities)
         self._last_valuation = (inputs, view)
@@ -653,9 +655,12 @@ class PortfolioEngine:
         """The reinvestment rule over every plannable dividend; assigns the BUYs' client order
         ids and marks bonuses and pooled dividends (only the fill marks them reinvested). The
         market is asked only about the symbols whose dividends add up to a trade."""
-        with self._db.transaction() as session:
-            open_rows = self._kept_open.read(session, _open_dividends)
-            held = self._kept_held.read(session, _latest_held) if open_rows else {}
+        open_rows = self._kept_open.current()
+        held = self._kept_held.current() if open_rows else {}
+        if open_rows is None or held is None:  # not kept, or changed since: read (and keep) them
+            with self._db.transaction() as session:
+                open_rows = self._kept_open.read(session, _open_dividends)
+                held = self._kept_held.read(session, _latest_held) if open_rows else {}
         priced = [dividends.OpenDividend(d.id, d.symbol, d.amount_base) for d in open_rows
                   if d.amount_base is not None]
         market = sorted(dividends.trade_sized(priced))
