@@ -189,6 +189,9 @@ class PortfolioEngine:
         self._last_valuation: tuple[tuple, PortfolioView] | None = None  # ((book, quotes, rates, securities), view)
         self._last_hash: tuple[tuple, str] | None = None  # ((holdings, cash, universe), portfolio hash)
         self._kept_days: KeptState[snapshots.SnapshotDays] = KeptState(db.revisions, (store.SnapshotRow.__tablename__,))
+        # the deposits less withdrawals up to an instant, when the latest of them occurred, that instant
+        self._kept_net: KeptState[tuple[float, datetime | None, datetime]] = KeptState(
+            db.revisions, (store.CashFlowRow.__tablename__,))
         self.lock = threading.RLock()
         self.buckets = BucketBook(db, peers, base_currency, self.lock, broker=self._broker)
         self.buckets.ensure_core(started_at)
@@ -523,7 +526,7 @@ class PortfolioEngine:
             last_year = days.between(today - snapshots.TURNOVER_WINDOW, today - timedelta(days=1))
             totals = [d.total_value_base for d in last_year]
             previous = last_year[-1].taken_at if last_year else _taken_at(days.last_before(today))
-            net = store.flow_totals_base(session, tuple(cash_flows.EXTERNAL_KINDS), None, now)
+            net = self._net_deposits(session, now)
             traded = store.traded_value_base(session, now - snapshots.TURNOVER_WINDOW, now)
             buckets = self.buckets.snapshot_inputs(session, today, previous, now)
             universe = securities.result()
@@ -555,6 +558,17 @@ class PortfolioEngine:
             self._kept_held.handed_forward(held_revisions, written,
                                            {p["symbol"]: p["value_base"] for p in position_rows})
         return row, view  # `row` is a plain record of what was stored (never in a session)
+
+    def _net_deposits(self, session, now: datetime) -> float:
+        """The deposits less withdrawals up to `now` (base): a snapshot's net deposits. Kept until
+        the cash flows change: while none is later than `now`, the sum up to `now` is the sum of
+        them all (the same rows, so the same figure as the query at `now`)."""
+        kinds = tuple(sorted(cash_flows.EXTERNAL_KINDS))
+        total, latest, read_at = self._kept_net.read(session, lambda s: (
+            store.flow_totals_base(s, kinds, None, now), store.latest_flow_at(s, kinds), now))
+        if latest is None or (latest <= read_at and latest <= now):
+            return total
+        return store.flow_totals_base(session, kinds, None, now)
 
     def snapshots(self, before: date | None, limit: int) -> list[store.SnapshotRow]:
         with self._db.transaction() as session:

@@ -322,7 +322,8 @@ def open_orders(session: Session) -> list[OrderRow]:
 
 # An order's checks run these: built once, with bound parameters.
 _LAST_TRADE_AT = select(func.max(TradeRow.executed_at)).where(
-    TradeRow.symbol == bindparam("symbol"), TradeRow.side == bindparam("side"), TradeRow.executed_at <= bindparam("now"))
+    TradeRow.symbol == bindparam("symbol"), TradeRow.side == bindparam("side"),
+    TradeRow.executed_at <= bindparam("now"))
 _TRADE_TIMES = select(TradeRow.executed_at).where(TradeRow.executed_at >= bindparam("since"),
                                                   TradeRow.executed_at <= bindparam("now"))
 _OPEN_ORDERS = select(OrderRow).where(OrderRow.state.in_(OPEN_STATES))
