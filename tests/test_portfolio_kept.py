@@ -280,3 +280,21 @@ def test_an_unchanged_universe_is_the_same_list_and_a_changed_one_is_read_anew()
     changed = peers.securities()
     assert changed is not first and not changed[0].allow_buy and first[0].allow_buy
     assert [s.symbol for s in changed] == ["SAP.DE"]
+
+
+def test_a_clean_reconciliation_from_kept_values_sees_the_next_change_of_the_broker_cash(tmp_path):
+    engine, peers, db = portfolio_engine(tmp_path)
+    try:
+        engine.apply_broker_state(BrokerState([], {"EUR": 1_000.0}, START, [], [], None), START)
+        assert [c.action for c in engine.buckets.reconcile(START)[0]] == ["opening_balance"]
+        assert [c.action for c in engine.buckets.reconcile(START)[0]] == ["ok"]  # kept: no transaction
+        later = START + timedelta(days=1)
+        engine.apply_broker_state(BrokerState([], {"EUR": 1_003.0}, later, [], [], None), later)
+        assert [c.action for c in engine.buckets.reconcile(later)[0]] == ["corrected"]
+        assert [c.action for c in engine.buckets.reconcile(later)[0]] == ["ok"]
+        engine.apply_broker_state(BrokerState([], {"EUR": 1_500.0}, later, [], [], None), later)
+        assert [c.action for c in engine.buckets.reconcile(later)[0]] == ["alert"]
+        fresh = PortfolioEngine(db, peers, "EUR", 0, START)
+        assert fresh.buckets.reconcile(later)[0] == engine.buckets.reconcile(later)[0]
+    finally:
+        db.close()

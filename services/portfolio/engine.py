@@ -193,7 +193,8 @@ class PortfolioEngine:
         self._kept_net: KeptState[tuple[float, datetime | None, datetime]] = KeptState(
             db.revisions, (store.CashFlowRow.__tablename__,))
         self.lock = threading.RLock()
-        self.buckets = BucketBook(db, peers, base_currency, self.lock, broker=self._broker)
+        self.buckets = BucketBook(db, peers, base_currency, self.lock, broker=self._broker,
+                                  kept_broker=self._kept_broker)
         self.buckets.ensure_core(started_at)
 
     # --- valuation ---
@@ -283,6 +284,11 @@ class PortfolioEngine:
         """When the broker was last synced and its cash, from the (kept) book."""
         book = self._kept_book.read(session, self._read_book)
         return book.synced_at, book.cash
+
+    def _kept_broker(self) -> tuple[datetime | None, dict[str, float]] | None:
+        """`_broker` without a transaction while the book is kept; else None."""
+        book = self._kept_book.current()
+        return None if book is None else (book.synced_at, book.cash)
 
     # --- the book: broker state and ledger entries ---
 

@@ -47,6 +47,7 @@ class OrderEngine:
         self.reconciliation = Reconciliation(False, ["not reconciled yet"])
         # What every sync reads of the ledger, kept until a write to its tables commits.
         self._kept = KeptReads(db.revisions)
+        self._last_settings: tuple[dict, risk.RiskSettings] | None = None  # (the stored values, as settings)
 
     def _read(self, tables: tuple[str, ...], key: str, read: Callable):
         return self._kept.current(self._db.transaction, tables, key, read)
@@ -64,9 +65,15 @@ class OrderEngine:
     # --- settings ---
 
     def settings(self) -> risk.RiskSettings:
+        """The stored settings; the same object while the stored ones are kept (unchanged)."""
         stored = self._read(("risk_settings",), "settings", store.load_settings)
+        last = self._last_settings
+        if last is not None and last[0] is stored:
+            return last[1]
         known = {k: v for k, v in stored.items() if k in risk.RiskSettings.names()}
-        return risk.RiskSettings(**known)
+        settings = risk.RiskSettings(**known)
+        self._last_settings = (stored, settings)
+        return settings
 
     def update_settings(self, changes: dict, now: datetime) -> risk.RiskSettings:
         updated = replace(self.settings(), **changes).validated()
