@@ -207,3 +207,94 @@ def test_a_state_is_handed_forward_only_when_no_other_transaction_wrote_its_tabl
     finally:
         db.close()
 
+
+
+def test_the_net_deposits_follow_each_deposit_and_leave_out_one_later_than_the_snapshot(tmp_path):
+    """A snapshot's net deposits, kept until the cash flows change: a deposit recorded since
+    counts, one that occurred after the snapshot's instant does not (the sum up to that instant)."""
+    engine, peers, db = portfolio_engine(tmp_path)
+    try:
+        engine.apply_broker_state(BrokerState([], {"EUR": 1_500.0}, START, [], [], None), START)
+        engine.record_deposit(1_000.0, "EUR", "first", START)
+        assert engine.take_snapshot(START + timedelta(days=1))[0].net_deposits_base == 1_000.0
+        assert engine.take_snapshot(START + timedelta(days=2))[0].net_deposits_base == 1_000.0  # kept
+        engine.record_deposit(500.0, "EUR", "later", START + timedelta(days=5))
+        assert engine.take_snapshot(START + timedelta(days=3))[0].net_deposits_base == 1_000.0  # not yet
+        assert engine.take_snapshot(START + timedelta(days=4))[0].net_deposits_base == 1_000.0
+        assert engine.take_snapshot(START + timedelta(days=5))[0].net_deposits_base == 1_500.0
+        fresh = PortfolioEngine(db, peers, "EUR", 0, START)
+        assert fresh.take_snapshot(START + timedelta(days=4))[0].net_deposits_base == 1_000.0
+    finally:
+        db.close()
+
+
+def test_a_day_appended_to_the_snapshot_days_is_what_sorting_them_again_gives():
+    from datetime import date, datetime
+
+    from services.portfolio.snapshots import SnapshotDays, StoredDay
+
+    def day(n: int, total: float = 1.0) -> StoredDay:
+        return StoredDay(date(2024, 1, 1) + timedelta(days=n), total, datetime(2024, 1, 1) + timedelta(days=n))
+
+    def listed(days: SnapshotDays) -> list[StoredDay]:
+        return days.between(date.min, date.max)
+
+    days = SnapshotDays([day(3), day(1), day(2)])
+    for stored, cutoff in ((day(4), None), (day(9), day(1).day), (day(2, 7.0), None), (day(0), None),
+                           (day(5), day(2).day), (day(1, 3.0), day(0).day)):
+        expected = sorted([d for d in listed(days) if d.day != stored.day and (cutoff is None or d.day >= cutoff)]
+                          + [stored], key=lambda d: d.day)
+        assert listed(days.with_day(stored, cutoff)) == expected
+        assert listed(SnapshotDays(listed(days)).with_day(stored, cutoff)) == expected
+    assert listed(SnapshotDays(()).with_day(day(1), None)) == [day(1)]
+    appended = days.with_day(day(4), None)
+    assert day(4).day in appended and appended.last_before(day(4).day) == day(3) and listed(days) == [
+        day(1), day(2), day(3)]  # the first one is unchanged
+
+
+def test_an_unchanged_universe_is_the_same_list_and_a_changed_one_is_read_anew():
+    from trader.data.v1 import data_pb2
+
+    from services.portfolio.adapters.peers import Peers
+
+    class Data:
+        def __init__(self):
+            self.securities = [data_pb2.Security(symbol="SAP.DE", currency="EUR", country="Germany", lot_size=1,
+                                                 allow_buy=True, allow_sell=True)]
+
+        def ListSecurities(self, request):
+            return data_pb2.ListSecuritiesResponse(securities=self.securities)
+
+    class Clients:
+        def __init__(self):
+            self.data = Data()
+
+        def stub(self, service, stub_class):
+            return self.data if service == "data" else None
+
+    clients = Clients()
+    peers = Peers(clients)
+    first = peers.securities()
+    assert peers.securities() is first and first[0].allow_buy
+    clients.data.securities[0].allow_buy = False  # the owner changed a flag
+    changed = peers.securities()
+    assert changed is not first and not changed[0].allow_buy and first[0].allow_buy
+    assert [s.symbol for s in changed] == ["SAP.DE"]
+
+
+def test_a_clean_reconciliation_from_kept_values_sees_the_next_change_of_the_broker_cash(tmp_path):
+    engine, peers, db = portfolio_engine(tmp_path)
+    try:
+        engine.apply_broker_state(BrokerState([], {"EUR": 1_000.0}, START, [], [], None), START)
+        assert [c.action for c in engine.buckets.reconcile(START)[0]] == ["opening_balance"]
+        assert [c.action for c in engine.buckets.reconcile(START)[0]] == ["ok"]  # kept: no transaction
+        later = START + timedelta(days=1)
+        engine.apply_broker_state(BrokerState([], {"EUR": 1_003.0}, later, [], [], None), later)
+        assert [c.action for c in engine.buckets.reconcile(later)[0]] == ["corrected"]
+        assert [c.action for c in engine.buckets.reconcile(later)[0]] == ["ok"]
+        engine.apply_broker_state(BrokerState([], {"EUR": 1_500.0}, later, [], [], None), later)
+        assert [c.action for c in engine.buckets.reconcile(later)[0]] == ["alert"]
+        fresh = PortfolioEngine(db, peers, "EUR", 0, START)
+        assert fresh.buckets.reconcile(later)[0] == engine.buckets.reconcile(later)[0]
+    finally:
+        db.close()

@@ -670,3 +670,20 @@ def test_kept_rows_since_a_moment_are_read_again_for_an_earlier_one_or_after_a_w
     assert len(kept.values(db.transaction, before, racing)) == 5 and len(reads) == 4
     assert len(kept.values(db.transaction, before, read)) == 5 and len(reads) == 5  # not kept: read again
     assert len(kept.values(db.transaction, before, read)) == 5 and len(reads) == 5  # kept now
+
+
+def test_an_open_buy_holds_back_its_cash_from_the_next_orders_check(tmp_path):
+    """The cash an order's check sees is the broker's less what the open BUYs in that currency
+    still hold (read with the ledger the check reads anyway)."""
+    db = store.open_database(f"sqlite:///{tmp_path / 'held.db'}")
+    broker = PaperBroker(db, lambda value, currency: 0.0, fills="close", closes=lambda symbols, start: {})
+    engine = OrderEngine("replay", db, broker, FakeReads())
+    engine.reconcile()
+    broker.deposit(1_500.0, "USD", "seed", START)
+    later = START + timedelta(hours=5)
+    assert engine.check(intent("k1", "KO.US", quantity=9), None, later)[0].quantity == 9  # 9 x 60: cash enough
+    held = engine.submit(intent("b1", quantity=10), None, START)  # held for the close: 10 x its limit
+    assert held.state == orders.SUBMITTED
+    with pytest.raises(FailedPrecondition, match="cash"):
+        engine.check(intent("k2", "KO.US", quantity=9), None, later)
+    assert engine.check(intent("k3", "KO.US", quantity=3), None, later)[0].quantity == 3

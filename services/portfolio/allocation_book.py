@@ -64,8 +64,10 @@ class AllocationBook:
         """The mappings, targets and every security's groups; the universe asked each time (the
         answer is computed again only when it or the stored mappings and targets changed)."""
         securities = in_background(self._peers.securities)  # asked while the store is read
-        with self._db.transaction() as session:
-            stored = self._stored.read(session, lambda s: (self._mappings(s), store.allocation_targets(s)))
+        stored = self._stored.current()  # kept and unchanged: no transaction
+        if stored is None:
+            with self._db.transaction() as session:
+                stored = self._stored.read(session, lambda s: (self._mappings(s), store.allocation_targets(s)))
         universe = securities.result()
         last = self._last
         if last is not None and last[0] is stored and last[1] == universe:

@@ -90,6 +90,15 @@ def serialized(method):
     return locked
 
 
+def _virtual(balances: dict[str, dict[str, float]]) -> dict[str, float]:
+    """currency -> the buckets' balances in it, summed (bucket by bucket, as stored)."""
+    virtual: dict[str, float] = {}
+    for per_currency in balances.values():
+        for currency, amount in per_currency.items():
+            virtual[currency] = virtual.get(currency, 0.0) + amount
+    return virtual
+
+
 def _bucket_states(session) -> list[BucketState]:
     return [BucketState(r.id, r.status) for r in store.buckets(session)]
 
@@ -115,10 +124,13 @@ def _save(row: store.BucketRow, bucket: rules.Bucket, now: datetime) -> None:
 
 class BucketBook:
     def __init__(self, db, peers: Peers, base_currency: str, lock: threading.RLock | None = None,
-                 broker: Callable[[Session], tuple[datetime | None, dict[str, float]]] = _broker_from_store):
-        """`broker(session)`: when the broker was last synced (None: never) and its cash."""
+                 broker: Callable[[Session], tuple[datetime | None, dict[str, float]]] = _broker_from_store,
+                 kept_broker: Callable[[], tuple[datetime | None, dict[str, float]] | None] = lambda: None):
+        """`broker(session)`: when the broker was last synced (None: never) and its cash;
+        `kept_broker()`: the same without a transaction when it is kept, else None."""
         self._db = db
         self._broker = broker
+        self._kept_broker = kept_broker
         self._peers = peers
         self._base = base_currency
         self.lock = lock or threading.RLock()
@@ -447,26 +459,9 @@ class BucketBook:
         into core (reallocation), a larger one is an alert on the display (nothing changed).
         The FX rates are read only when something is booked, and the display is told to clear
         the alert only when one may be showing (`_alert_shown`): a clean day asks no service."""
-        rates: Rates | None = None
-        with self._db.transaction() as session:
-            synced_at, broker_cash = self._broker(session)
-            if synced_at is None:
-                raise FailedPrecondition("not_synced", "no broker state yet: sync the broker first")
-            virtual: dict[str, float] = {}
-            for balances in self._balances.read(session, store.bucket_balances).values():
-                for currency, amount in balances.items():
-                    virtual[currency] = virtual.get(currency, 0.0) + amount
-            checks = rules.reconcile(virtual, broker_cash,
-                                     not self._any_transaction.read(session, store.any_bucket_transaction))
-            for check in checks:
-                if check.action in ("opening_balance", "corrected") and rates is None:
-                    rates = self._peers.rates()
-                if check.action == "opening_balance":
-                    self.book(session, rules.CORE, "opening_balance", check.broker, check.currency, rates, now,
-                              "the broker's balance when the buckets began")
-                elif check.action == "corrected":
-                    self.book(session, rules.CORE, "reallocation", -check.difference, check.currency, rates, now,
-                              f"reconciliation: virtual {check.virtual_total:.2f} vs broker {check.broker:.2f}")
+        checks = self._kept_checks()
+        if checks is None or any(c.action in ("opening_balance", "corrected") for c in checks):
+            checks = self._reconciled(now)
         alerts = [c for c in checks if c.action == "alert"]
         if alerts:
             text = "BUCKETS OFF: " + ", ".join(f"{c.currency} {c.difference:+,.2f}" for c in alerts)
@@ -478,6 +473,36 @@ class BucketBook:
         if self._alert_shown is not False:
             self._alert_shown = False if self._peers.clear_alert(ALERT_SOURCE) else None
         return checks, False
+
+    def _kept_checks(self) -> list[rules.CurrencyCheck] | None:
+        """The checks from what is kept (the book's cash, the balances, whether any transaction
+        exists), without a transaction; None when one of them is not kept."""
+        broker = self._kept_broker()
+        balances, any_transaction = self._balances.current(), self._any_transaction.current()
+        if broker is None or broker[0] is None or balances is None or any_transaction is None:
+            return None
+        return rules.reconcile(_virtual(balances), broker[1], not any_transaction)
+
+    def _reconciled(self, now: datetime) -> list[rules.CurrencyCheck]:
+        """The checks, read in a transaction that books what they correct."""
+        rates: Rates | None = None
+        with self._db.transaction() as session:
+            synced_at, broker_cash = self._broker(session)
+            if synced_at is None:
+                raise FailedPrecondition("not_synced", "no broker state yet: sync the broker first")
+            virtual = _virtual(self._balances.read(session, store.bucket_balances))
+            checks = rules.reconcile(virtual, broker_cash,
+                                     not self._any_transaction.read(session, store.any_bucket_transaction))
+            for check in checks:
+                if check.action in ("opening_balance", "corrected") and rates is None:
+                    rates = self._peers.rates()
+                if check.action == "opening_balance":
+                    self.book(session, rules.CORE, "opening_balance", check.broker, check.currency, rates, now,
+                              "the broker's balance when the buckets began")
+                elif check.action == "corrected":
+                    self.book(session, rules.CORE, "reallocation", -check.difference, check.currency, rates, now,
+                              f"reconciliation: virtual {check.virtual_total:.2f} vs broker {check.broker:.2f}")
+        return checks
 
     @serialized
     def maintain(self, now: datetime) -> list[Maintenance]:

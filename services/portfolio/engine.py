@@ -187,9 +187,14 @@ class PortfolioEngine:
         self._kept_held: KeptState[dict[str, float]] = KeptState(db.revisions,
                                                                  (store.SnapshotPositionRow.__tablename__,))
         self._last_valuation: tuple[tuple, PortfolioView] | None = None  # ((book, quotes, rates, securities), view)
+        self._last_hash: tuple[tuple, str] | None = None  # ((holdings, cash, universe), portfolio hash)
         self._kept_days: KeptState[snapshots.SnapshotDays] = KeptState(db.revisions, (store.SnapshotRow.__tablename__,))
+        # the deposits less withdrawals up to an instant, when the latest of them occurred, that instant
+        self._kept_net: KeptState[tuple[float, datetime | None, datetime]] = KeptState(
+            db.revisions, (store.CashFlowRow.__tablename__,))
         self.lock = threading.RLock()
-        self.buckets = BucketBook(db, peers, base_currency, self.lock, broker=self._broker)
+        self.buckets = BucketBook(db, peers, base_currency, self.lock, broker=self._broker,
+                                  kept_broker=self._kept_broker)
         self.buckets.ensure_core(started_at)
 
     # --- valuation ---
@@ -222,10 +227,12 @@ class PortfolioEngine:
         """The valuation of `book` at `quotes` and `rates`; without `securities` (the universe)
         no portfolio hash. The last one is kept with everything it was computed from (the book
         as one kept object: a new one once a table of it is written): a cycle values the same
-        book at the same quotes and rates for the snapshot, the planner and the loss breaker."""
+        book at the same quotes and rates for the snapshot, the planner and the loss breaker.
+        Without `securities` the last valuation with a hash serves too (only the hash needs them)."""
         inputs = (book, quotes, rates, securities)
         last = self._last_valuation
-        if last is not None and last[0][0] is book and last[0][1:] == inputs[1:]:
+        if last is not None and last[0][0] is book and last[0][1:3] == inputs[1:3] and (
+                securities is None or last[0][3] == securities):
             return last[1]
         view = self._valued(book, quotes, rates, securities)
         self._last_valuation = (inputs, view)
@@ -241,8 +248,7 @@ class PortfolioEngine:
         return PortfolioView(
             base_currency=rates.base, positions=views, cash=valuation.cash,
             positions_value_base=valuation.positions_value_base, cash_base=valuation.cash_base,
-            portfolio_hash=portfolio_hash(book.holdings, book.cash, [_universe_entry(s) for s in securities])
-            if securities is not None else "",
+            portfolio_hash=self._hash(book.holdings, book.cash, securities) if securities is not None else "",
             synced_at=book.synced_at,
             position_differences=positions.quantity_differences(book_quantities,
                                                                 {h.symbol: h.quantity for h in book.holdings}),
@@ -250,6 +256,18 @@ class PortfolioEngine:
             if book.synced_at is not None else [],
             rates=rates,
         )
+
+    def _hash(self, holdings: list[Holding], cash: dict[str, float], universe: list[Security]) -> str:
+        """portfolio_hash, kept with its inputs (the universe by identity: Peers.securities
+        answers an unchanged universe with the same list): a cycle's sync and snapshot hash the
+        same quantities, cash and universe."""
+        inputs = (tuple(holdings), dict(cash), universe)
+        last = self._last_hash
+        if last is not None and last[0][2] is universe and last[0][:2] == inputs[:2]:
+            return last[1]
+        value = portfolio_hash(holdings, cash, [_universe_entry(s) for s in universe])
+        self._last_hash = (inputs, value)
+        return value
 
     def _position(self, valued: ValuedPosition, history: PositionHistory | None, security: Security | None,
                   rates: Rates) -> PositionView:
@@ -266,6 +284,11 @@ class PortfolioEngine:
         """When the broker was last synced and its cash, from the (kept) book."""
         book = self._kept_book.read(session, self._read_book)
         return book.synced_at, book.cash
+
+    def _kept_broker(self) -> tuple[datetime | None, dict[str, float]] | None:
+        """`_broker` without a transaction while the book is kept; else None."""
+        book = self._kept_book.current()
+        return None if book is None else (book.synced_at, book.cash)
 
     # --- the book: broker state and ledger entries ---
 
@@ -310,7 +333,7 @@ class PortfolioEngine:
             event(log, "the books and the broker disagree (the broker is right)", logging.WARNING,
                   positions=differences, cash=cash_differences)
         return ApplyResult(before != (state.positions, state.cash),
-                           portfolio_hash(state.positions, state.cash, [_universe_entry(s) for s in universe]),
+                           self._hash(state.positions, state.cash, universe),
                            fills_applied, fill_flows + movement_flows, differences, cash_differences, cursor)
 
     def _book_fills(self, session, fills: list[FillRecord], rates: Rates, now: datetime) -> tuple[int, int]:
@@ -509,7 +532,7 @@ class PortfolioEngine:
             last_year = days.between(today - snapshots.TURNOVER_WINDOW, today - timedelta(days=1))
             totals = [d.total_value_base for d in last_year]
             previous = last_year[-1].taken_at if last_year else _taken_at(days.last_before(today))
-            net = store.flow_totals_base(session, tuple(cash_flows.EXTERNAL_KINDS), None, now)
+            net = self._net_deposits(session, now)
             traded = store.traded_value_base(session, now - snapshots.TURNOVER_WINDOW, now)
             buckets = self.buckets.snapshot_inputs(session, today, previous, now)
             universe = securities.result()
@@ -541,6 +564,17 @@ class PortfolioEngine:
             self._kept_held.handed_forward(held_revisions, written,
                                            {p["symbol"]: p["value_base"] for p in position_rows})
         return row, view  # `row` is a plain record of what was stored (never in a session)
+
+    def _net_deposits(self, session, now: datetime) -> float:
+        """The deposits less withdrawals up to `now` (base): a snapshot's net deposits. Kept until
+        the cash flows change: while none is later than `now`, the sum up to `now` is the sum of
+        them all (the same rows, so the same figure as the query at `now`)."""
+        kinds = tuple(sorted(cash_flows.EXTERNAL_KINDS))
+        total, latest, read_at = self._kept_net.read(session, lambda s: (
+            store.flow_totals_base(s, kinds, None, now), store.latest_flow_at(s, kinds), now))
+        if latest is None or (latest <= read_at and latest <= now):
+            return total
+        return store.flow_totals_base(session, kinds, None, now)
 
     def snapshots(self, before: date | None, limit: int) -> list[store.SnapshotRow]:
         with self._db.transaction() as session:
@@ -641,9 +675,12 @@ class PortfolioEngine:
         """The reinvestment rule over every plannable dividend; assigns the BUYs' client order
         ids and marks bonuses and pooled dividends (only the fill marks them reinvested). The
         market is asked only about the symbols whose dividends add up to a trade."""
-        with self._db.transaction() as session:
-            open_rows = self._kept_open.read(session, _open_dividends)
-            held = self._kept_held.read(session, _latest_held) if open_rows else {}
+        open_rows = self._kept_open.current()
+        held = self._kept_held.current() if open_rows else {}
+        if open_rows is None or held is None:  # not kept, or changed since: read (and keep) them
+            with self._db.transaction() as session:
+                open_rows = self._kept_open.read(session, _open_dividends)
+                held = self._kept_held.read(session, _latest_held) if open_rows else {}
         priced = [dividends.OpenDividend(d.id, d.symbol, d.amount_base) for d in open_rows
                   if d.amount_base is not None]
         market = sorted(dividends.trade_sized(priced))

@@ -56,6 +56,7 @@ class PortfolioServicer(MaintenanceRpc, portfolio_pb2_grpc.PortfolioServicer):
         self._buckets = self._engine.buckets
         self._allocations = AllocationBook(db, peers)
         self._last_portfolio: tuple[PortfolioView, portfolio_pb2.GetPortfolioResponse] | None = None
+        self._last_allocations: tuple[AllocationState, portfolio_pb2.AllocationTargets] | None = None
 
     # --- the book ---
 
@@ -271,7 +272,13 @@ class PortfolioServicer(MaintenanceRpc, portfolio_pb2_grpc.PortfolioServicer):
     # --- allocation targets ---
 
     def GetAllocationTargets(self, request, context):
-        return allocations_to_proto(self._allocations.state())
+        state = self._allocations.state()
+        last = self._last_allocations  # converted once per state (AllocationBook keeps it while unchanged)
+        if last is None or last[0] is not state:
+            last = self._last_allocations = (state, allocations_to_proto(state))
+        response = portfolio_pb2.AllocationTargets()
+        response.CopyFrom(last[1])
+        return response
 
     def SetAllocationTargets(self, request, context):
         country = [(t.group, t.share) for t in request.country_targets]

@@ -103,6 +103,13 @@ class SnapshotDays:
         return self._days[index - 1] if index else None
 
     def with_day(self, stored: StoredDay, cutoff: date | None) -> SnapshotDays:
-        """These days with `stored` added (replacing its day's) and those before `cutoff` gone."""
+        """These days with `stored` added (replacing its day's) and those before `cutoff` gone.
+        A day after every stored one, nothing cut (a cycle's new day): appended without sorting
+        again (the days of years of snapshots)."""
+        if (not self._dates or self._dates[-1] < stored.day) and (
+                cutoff is None or not self._dates or self._dates[0] >= cutoff):
+            appended = SnapshotDays(())
+            appended._days, appended._dates = [*self._days, stored], [*self._dates, stored.day]
+            return appended
         return SnapshotDays([d for d in self._days if d.day != stored.day and (cutoff is None or d.day >= cutoff)]
                             + [stored])

@@ -441,6 +441,7 @@ _EXTERNAL_FLOWS_AFTER = _EXTERNAL_FLOWS.where(_FLOWS.c.occurred_at > bindparam("
 _FLOW_TOTAL = select(func.coalesce(func.sum(_FLOWS.c.amount_base), 0.0)).where(
     _FLOWS.c.kind.in_(bindparam("kinds", expanding=True)), _FLOWS.c.occurred_at <= bindparam("end"))
 _FLOW_TOTAL_AFTER = _FLOW_TOTAL.where(_FLOWS.c.occurred_at > bindparam("start"))
+_LATEST_FLOW = select(func.max(_FLOWS.c.occurred_at)).where(_FLOWS.c.kind.in_(bindparam("kinds", expanding=True)))
 
 
 def external_flows_base(session: Session, after: datetime | None,
@@ -449,6 +450,11 @@ def external_flows_base(session: Session, after: datetime | None,
     if after is None:
         return list(session.execute(_EXTERNAL_FLOWS, {"until": until}))
     return list(session.execute(_EXTERNAL_FLOWS_AFTER, {"until": until, "after": after}))
+
+
+def latest_flow_at(session: Session, kinds: tuple[str, ...]) -> datetime | None:
+    """When the latest cash flow of `kinds` occurred (None without one)."""
+    return session.execute(_LATEST_FLOW, {"kinds": list(kinds)}).scalar()
 
 
 def flow_totals_base(session: Session, kinds: tuple[str, ...], start: datetime | None, end: datetime) -> float:

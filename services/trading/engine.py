@@ -47,6 +47,7 @@ class OrderEngine:
         self.reconciliation = Reconciliation(False, ["not reconciled yet"])
         # What every sync reads of the ledger, kept until a write to its tables commits.
         self._kept = KeptReads(db.revisions)
+        self._last_settings: tuple[dict, risk.RiskSettings] | None = None  # (the stored values, as settings)
 
     def _read(self, tables: tuple[str, ...], key: str, read: Callable):
         return self._kept.current(self._db.transaction, tables, key, read)
@@ -64,9 +65,15 @@ class OrderEngine:
     # --- settings ---
 
     def settings(self) -> risk.RiskSettings:
+        """The stored settings; the same object while the stored ones are kept (unchanged)."""
         stored = self._read(("risk_settings",), "settings", store.load_settings)
+        last = self._last_settings
+        if last is not None and last[0] is stored:
+            return last[1]
         known = {k: v for k, v in stored.items() if k in risk.RiskSettings.names()}
-        return risk.RiskSettings(**known)
+        settings = risk.RiskSettings(**known)
+        self._last_settings = (stored, settings)
+        return settings
 
     def update_settings(self, changes: dict, now: datetime) -> risk.RiskSettings:
         updated = replace(self.settings(), **changes).validated()
@@ -86,7 +93,7 @@ class OrderEngine:
         pending_reads = [_READS.submit(ask) for ask in asks]
         account = self.broker.account()
         held = next((p for p in account.positions if p.symbol == intent.symbol), None)
-        ledger_known, last_buy, last_sell, times, pending = True, None, None, None, None
+        ledger_known, last_buy, last_sell, times, pending, held_back = True, None, None, None, None, None
         try:
             with self._db.transaction() as session:
                 last_buy = store.last_trade_at(session, intent.symbol, orders.BUY, now)
@@ -97,16 +104,18 @@ class OrderEngine:
                     o.created_at for o in open_orders
                     if o.state != orders.NEW and not o.filled_quantity and o.created_at <= now]
                 pending = any(o.symbol == intent.symbol and o.side == intent.side for o in open_orders)
+                held_back = _pending_buys(open_orders)
         except Exception:  # noqa: BLE001 - an unreadable ledger refuses the order
             ledger_known = False
             event(log, "ledger read failed", logging.ERROR, exc_info=True)
         (base, rates), quote, market, (armed, pnl) = (f.result() for f in pending_reads)
         settings = self.settings()
-        cash = account.cash.get(security.currency, 0.0) - self._pending_buys(security.currency)
+        pending_buys = (lambda currency: held_back.get(currency, 0.0)) if held_back is not None else self._pending_buys
+        cash = account.cash.get(security.currency, 0.0) - pending_buys(security.currency)
         convertible = None
         if (intent.side == orders.BUY and security.currency != base and settings.auto_convert_currency
                 and self.broker.converts_currency):
-            convertible = account.cash.get(base, 0.0) - self._pending_buys(base)
+            convertible = account.cash.get(base, 0.0) - pending_buys(base)
         commission: float | None = 0.0
         if quote is not None:
             try:
@@ -133,8 +142,7 @@ class OrderEngine:
     def _pending_buys(self, currency: str) -> float:
         """Cash the open BUYs in `currency` still hold: their unfilled rest at the limit price."""
         with self._db.transaction() as session:
-            return sum((o.quantity - (o.filled_quantity or 0)) * o.limit_price for o in store.open_orders(session)
-                       if o.side == orders.BUY and o.currency == currency and o.state != orders.NEW)
+            return _pending_buys(store.open_orders(session)).get(currency, 0)
 
     # --- the order path ---
 
@@ -502,6 +510,16 @@ class OrderEngine:
         return {"settings": settings, "trades_today": today, "trades_week": len(times), "last_trade_at": last,
                 "next_allowed": next_trade_allowed(times, now, settings), "breaker": breaker, "daily_pnl": pnl,
                 "open_orders": open_count}
+
+
+def _pending_buys(open_orders: list[store.OrderRow]) -> dict[str, float]:
+    """currency -> the cash the open BUYs in it still hold: their unfilled rest at the limit price
+    (summed in the orders' order)."""
+    held: dict[str, float] = {}
+    for o in open_orders:
+        if o.side == orders.BUY and o.state != orders.NEW:
+            held[o.currency] = held.get(o.currency, 0) + (o.quantity - (o.filled_quantity or 0)) * o.limit_price
+    return held
 
 
 LEDGER_OVERLAP = timedelta(days=7)  # fills and cash movements are asked for again from this long before the newest

@@ -91,6 +91,7 @@ class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
         self._engine = engine
         # ListTrades' trades since a date, newest first, each encoded once until a trade is recorded.
         self._recent_trades = KeptSince(db.revisions, ("trades",))
+        self._last_settings: tuple[RiskSettings, trading_pb2.Settings] | None = None
 
     def SubmitOrder(self, request, context):
         intent, limit_price = _intent(request)
@@ -203,7 +204,13 @@ class TradingServicer(MaintenanceRpc, trading_pb2_grpc.TradingServicer):
         return reply
 
     def GetSettings(self, request, context):
-        return settings_to_proto(self._engine.settings())
+        settings = self._engine.settings()
+        last = self._last_settings  # converted once per settings object (the engine's, while unchanged)
+        if last is None or last[0] is not settings:
+            last = self._last_settings = (settings, settings_to_proto(settings))
+        response = trading_pb2.Settings()
+        response.CopyFrom(last[1])
+        return response
 
     def UpdateSettings(self, request, context):
         changes = {name: getattr(request, name) for name in RiskSettings.names() if request.HasField(name)}

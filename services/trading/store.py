@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, Row, String, case, func, select
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, Row, String, bindparam, case, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -169,18 +169,25 @@ def ledger_after(session: Session, trade_id: int,
     (a newer database than the caller's cursor) starts again from the beginning: the caller
     books every entry once by its broker id, so nothing is counted twice and nothing is lost."""
     limit = LEDGER_PAGE
-    last_trade = session.scalar(select(func.max(TradeRow.id))) or 0
-    last_movement = session.scalar(select(func.max(CashMovementRow.id))) or 0
+    last_trade = session.scalar(_LAST_TRADE) or 0
+    last_movement = session.scalar(_LAST_MOVEMENT) or 0
     if trade_id > last_trade or movement_id > last_movement:
         trade_id = movement_id = 0
-    trades = list(session.scalars(select(TradeRow).where(TradeRow.id > trade_id).order_by(TradeRow.id)
-                                  .limit(limit + 1)))
-    movements = list(session.scalars(select(CashMovementRow).where(CashMovementRow.id > movement_id)
-                                     .order_by(CashMovementRow.id).limit(limit + 1)))
+    trades = list(session.scalars(_TRADES_AFTER, {"after": trade_id}))
+    movements = list(session.scalars(_MOVEMENTS_AFTER, {"after": movement_id}))
     more = len(trades) > limit or len(movements) > limit
     trades, movements = trades[:limit], movements[:limit]
     cursor = (trades[-1].id if trades else trade_id, movements[-1].id if movements else movement_id)
     return trades, movements, cursor, more
+
+
+# Built once, with bound parameters: a sync after a trade runs them (building one costs more than
+# running it on a small table).
+_LAST_TRADE = select(func.max(TradeRow.id))
+_LAST_MOVEMENT = select(func.max(CashMovementRow.id))
+_TRADES_AFTER = select(TradeRow).where(TradeRow.id > bindparam("after")).order_by(TradeRow.id).limit(LEDGER_PAGE + 1)
+_MOVEMENTS_AFTER = select(CashMovementRow).where(CashMovementRow.id > bindparam("after")).order_by(
+    CashMovementRow.id).limit(LEDGER_PAGE + 1)
 
 
 # The paper broker keeps its simulated account in the same database: one schema, one history.
@@ -302,18 +309,24 @@ def average_cost(session: Session, symbol: str) -> float | None:
 
 def last_trade_at(session: Session, symbol: str, side: str, now: datetime) -> datetime | None:
     """The latest fill of a symbol and side at or before `now` (a replay never sees its future)."""
-    value = session.scalar(select(func.max(TradeRow.executed_at)).where(
-        TradeRow.symbol == symbol, TradeRow.side == side, TradeRow.executed_at <= now))
-    return value
+    return session.scalar(_LAST_TRADE_AT, {"symbol": symbol, "side": side, "now": now})
 
 
 def trade_times_between(session: Session, since: datetime, now: datetime) -> list[datetime]:
-    return list(session.scalars(select(TradeRow.executed_at).where(
-        TradeRow.executed_at >= since, TradeRow.executed_at <= now)))
+    return list(session.scalars(_TRADE_TIMES, {"since": since, "now": now}))
 
 
 def open_orders(session: Session) -> list[OrderRow]:
-    return list(session.scalars(select(OrderRow).where(OrderRow.state.in_(OPEN_STATES))))
+    return list(session.scalars(_OPEN_ORDERS))
+
+
+# An order's checks run these: built once, with bound parameters.
+_LAST_TRADE_AT = select(func.max(TradeRow.executed_at)).where(
+    TradeRow.symbol == bindparam("symbol"), TradeRow.side == bindparam("side"),
+    TradeRow.executed_at <= bindparam("now"))
+_TRADE_TIMES = select(TradeRow.executed_at).where(TradeRow.executed_at >= bindparam("since"),
+                                                  TradeRow.executed_at <= bindparam("now"))
+_OPEN_ORDERS = select(OrderRow).where(OrderRow.state.in_(OPEN_STATES))
 
 
 def ledger_positions(session: Session) -> dict[str, int]:

@@ -70,16 +70,30 @@ class Peers:
     """In simulated time the rates and the quotes read for the current as-of instant are kept
     for it (clock.PerInstant): a replay cycle values the account three times at one instant
     (snapshot, planner, loss breaker) with one read of each. The universe is read every time:
-    the owner may change a security's targets or flags at any instant, and the hash must follow."""
+    the owner may change a security's targets or flags at any instant, and the hash must follow;
+    an answer the same as the last one (byte for byte) is the same list, converted once, so what
+    was computed from it is recognised by identity."""
 
     def __init__(self, clients: Clients):
         self._data = clients.stub("data", data_pb2_grpc.MarketDataStub)
         self._display = clients.stub("display", display_pb2_grpc.DisplayStub)
         self._instant = PerInstant()
+        self._universe: tuple[bytes, list[Security]] | None = None  # (the reply's bytes, its securities)
 
     def securities(self) -> list[Security]:
-        """Every active equity of the universe (one ListSecurities)."""
+        """Every active equity of the universe (one ListSecurities). Shared between calls: never
+        change the list."""
         reply = self._data.ListSecurities(data_pb2.ListSecuritiesRequest())
+        encoded = reply.SerializeToString(deterministic=True)
+        kept = self._universe
+        if kept is not None and kept[0] == encoded:
+            return kept[1]
+        securities = self._securities(reply)
+        self._universe = (encoded, securities)
+        return securities
+
+    @staticmethod
+    def _securities(reply: data_pb2.ListSecuritiesResponse) -> list[Security]:
         return [Security(s.symbol, s.currency, s.country, s.sector, s.industry, s.bucket or "core",
                          max(1, s.lot_size), s.allow_buy, s.allow_sell,
                          s.min_portfolio_target if s.HasField("min_portfolio_target") else None,
