@@ -159,7 +159,13 @@ def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, 
     weighted by priority; a sample too like one of the last 10 accepted (country and industry
     Jaccard both above 0.8) is redrawn; at most max_combinations per depth and max_attempts draws.
     Every draw is made at once up front (one generator seeded by the configuration and depth),
-    so the same opportunities always give the same samples."""
+    so the same opportunities always give the same samples.
+
+    A sample is SELLs then BUYs, each by priority (as `_ordered`), with no symbol twice. The
+    loop works on indices into the candidates: each side is already by priority, so a sample's
+    distinct indices in ascending order are its actions by priority (equal sort keys mean one
+    symbol twice, a sample refused either way); equal actions count once (the first index);
+    country and industry groups are bit masks (the same Jaccard ratios of the same counts)."""
     params = config.sequence_generators.enhanced_combinatorial
     sells, buys = _sides(opportunities, config.planner.priority_threshold, params.max_candidates)
     most_sells, most_buys = min(params.max_sells, depth // 2, len(sells)), min(params.max_buys, depth, len(buys))
@@ -174,37 +180,73 @@ def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, 
         if most_sells else None
     drawn_buys = rng.choice(len(buys), (attempts, most_buys), p=_sampling_weights(buys)).tolist() \
         if most_buys else None
-    groups = {a.key: (a.group_tags("COUNTRY:"), a.group_tags("INDUSTRY:")) for a in sells + buys}
     possible = sum(math.comb(len(sells), k) * math.comb(len(buys), j)  # at most this many samples differ
                    for k in range(1 if most_sells else 0, most_sells + 1)
                    for j in range(1 if most_buys else 0, most_buys + 1) if 0 < k + j <= depth)
+    table = _SampleTable(sells + buys)
+    first_sell, first_buy = table.first[:len(sells)], table.first[len(sells):]
+    symbol_of, key_of, countries_of, industries_of = table.symbol, table.key, table.countries, table.industries
     accepted: list[ActionSequence] = []
-    seen: set[tuple] = set()
-    recent: list[tuple[frozenset[str], frozenset[str]]] = []
+    seen: set[tuple[int, ...]] = set()
+    recent: list[tuple[int, int]] = []
     for attempt in range(attempts):
         if len(accepted) >= params.max_combinations or len(seen) >= possible:
             break
         count_sells, count_buys = n_sells[attempt], n_buys[attempt]
         if count_sells + count_buys == 0 or count_sells + count_buys > depth:
             continue
-        chosen_sells = [sells[i] for i in drawn_sells[attempt][:count_sells]] if count_sells else []
-        chosen_buys = [buys[i] for i in drawn_buys[attempt][:count_buys]] if count_buys else []
-        actions = _ordered(dict.fromkeys(chosen_sells), dict.fromkeys(chosen_buys))
-        if actions is None:
+        order = sorted({first_sell[i] for i in drawn_sells[attempt][:count_sells]}) if count_sells else []
+        if count_buys:
+            order += sorted({first_buy[i] for i in drawn_buys[attempt][:count_buys]})
+        if len({symbol_of[i] for i in order}) != len(order):
             continue
-        key = tuple(a.key for a in actions)
+        key = tuple([key_of[i] for i in order])
         if key in seen:
             continue
-        countries = frozenset().union(*(groups[a.key][0] for a in actions))
-        industries = frozenset().union(*(groups[a.key][1] for a in actions))
-        too_alike = any(_jaccard(countries, c) > JACCARD_LIMIT and _jaccard(industries, i) > JACCARD_LIMIT
-                        for c, i in recent[-JACCARD_WINDOW:])
-        if too_alike:
+        countries = industries = 0
+        for i in order:
+            countries |= countries_of[i]
+            industries |= industries_of[i]
+        if any(_jaccard_bits(countries, c) > JACCARD_LIMIT and _jaccard_bits(industries, i) > JACCARD_LIMIT
+               for c, i in recent[-JACCARD_WINDOW:]):
             continue
         seen.add(key)
         recent.append((countries, industries))
-        accepted.append(ActionSequence(actions, "enhanced_combinatorial"))
+        accepted.append(ActionSequence(tuple([table.actions[i] for i in order]), "enhanced_combinatorial"))
     return accepted
+
+
+class _SampleTable:
+    """Per candidate (sells then buys, one index space): the first index of an equal action,
+    a number per symbol and per (symbol, side) key, and its country and industry groups as bit
+    masks (those of the last candidate with its key, as a dict built over them would hold)."""
+
+    def __init__(self, actions: list[Action]) -> None:
+        self.actions = actions
+        firsts: dict[Action, int] = {}
+        self.first = [firsts.setdefault(a, i) for i, a in enumerate(actions)]
+        symbols: dict[str, int] = {}
+        self.symbol = [symbols.setdefault(a.symbol, len(symbols)) for a in actions]
+        keys: dict[tuple[str, str], int] = {}
+        self.key = [keys.setdefault(a.key, len(keys)) for a in actions]
+        bits: dict[str, int] = {}
+        by_key = {a.key: (self._mask(a.group_tags("COUNTRY:"), bits), self._mask(a.group_tags("INDUSTRY:"), bits))
+                  for a in actions}
+        self.countries = [by_key[a.key][0] for a in actions]
+        self.industries = [by_key[a.key][1] for a in actions]
+
+    @staticmethod
+    def _mask(groups: frozenset[str], bits: dict[str, int]) -> int:
+        mask = 0
+        for group in groups:
+            mask |= 1 << bits.setdefault(group, len(bits))
+        return mask
+
+
+def _jaccard_bits(a: int, b: int) -> float:
+    """_jaccard of two sets given as bit masks."""
+    union = (a | b).bit_count()
+    return (a & b).bit_count() / union if union else 1.0
 
 
 def exhaustive(opportunities: Opportunities, config: PlannerConfig, depth: int) -> list[ActionSequence]:

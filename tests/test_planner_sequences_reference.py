@@ -1,0 +1,113 @@
+"""The fast sequence generation against the plain one it replaced (same samples, same order,
+same hashes): `reference_enhanced_combinatorial` is the former implementation, kept verbatim
+as the yardstick, run over random opportunities (hypothesis) with repeated symbols, equal
+priorities, equal actions in two places and a wide range of generator settings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.planner.config import preset
+from services.planner.opportunities.book import BUY, CATEGORIES, SELL, SELL_CATEGORIES, Action, by_priority
+from services.planner.sequences import (
+    JACCARD_LIMIT,
+    JACCARD_WINDOW,
+    ActionSequence,
+    _jaccard,
+    _sampling_weights,
+    _sides,
+    enhanced_combinatorial,
+)
+
+
+def _ordered(sells, buys):
+    actions = tuple(by_priority(list(sells))) + tuple(by_priority(list(buys)))
+    return actions if len({a.symbol for a in actions}) == len(actions) else None
+
+
+def reference_enhanced_combinatorial(opportunities, config, depth):
+    params = config.sequence_generators.enhanced_combinatorial
+    sells, buys = _sides(opportunities, config.planner.priority_threshold, params.max_candidates)
+    most_sells, most_buys = min(params.max_sells, depth // 2, len(sells)), min(params.max_buys, depth, len(buys))
+    if most_sells + most_buys == 0:
+        return []
+    rng = np.random.default_rng([config.evaluation.seed, depth])
+    attempts = params.max_attempts
+    n_sells = rng.integers(1 if most_sells else 0, most_sells + 1, attempts).tolist()
+    n_buys = rng.integers(1 if most_buys else 0, most_buys + 1, attempts).tolist()
+    drawn_sells = rng.choice(len(sells), (attempts, most_sells), p=_sampling_weights(sells)).tolist() \
+        if most_sells else None
+    drawn_buys = rng.choice(len(buys), (attempts, most_buys), p=_sampling_weights(buys)).tolist() \
+        if most_buys else None
+    groups = {a.key: (a.group_tags("COUNTRY:"), a.group_tags("INDUSTRY:")) for a in sells + buys}
+    possible = sum(math.comb(len(sells), k) * math.comb(len(buys), j)
+                   for k in range(1 if most_sells else 0, most_sells + 1)
+                   for j in range(1 if most_buys else 0, most_buys + 1) if 0 < k + j <= depth)
+    accepted, seen, recent = [], set(), []
+    for attempt in range(attempts):
+        if len(accepted) >= params.max_combinations or len(seen) >= possible:
+            break
+        count_sells, count_buys = n_sells[attempt], n_buys[attempt]
+        if count_sells + count_buys == 0 or count_sells + count_buys > depth:
+            continue
+        chosen_sells = [sells[i] for i in drawn_sells[attempt][:count_sells]] if count_sells else []
+        chosen_buys = [buys[i] for i in drawn_buys[attempt][:count_buys]] if count_buys else []
+        actions = _ordered(dict.fromkeys(chosen_sells), dict.fromkeys(chosen_buys))
+        if actions is None:
+            continue
+        key = tuple(a.key for a in actions)
+        if key in seen:
+            continue
+        countries = frozenset().union(*(groups[a.key][0] for a in actions))
+        industries = frozenset().union(*(groups[a.key][1] for a in actions))
+        if any(_jaccard(countries, c) > JACCARD_LIMIT and _jaccard(industries, i) > JACCARD_LIMIT
+               for c, i in recent[-JACCARD_WINDOW:]):
+            continue
+        seen.add(key)
+        recent.append((countries, industries))
+        accepted.append(ActionSequence(actions, "enhanced_combinatorial"))
+    return accepted
+
+
+GROUPS = ("US", "EU", "ASIA", "OTHER")
+INDUSTRIES = ("Tech", "Energy", "Health")
+
+
+@st.composite
+def actions(draw, category: str):
+    side = SELL if category in SELL_CATEGORIES else BUY
+    tags = tuple(f"COUNTRY:{g}" for g in draw(st.sets(st.sampled_from(GROUPS), max_size=2))) + \
+        tuple(f"INDUSTRY:{g}" for g in draw(st.sets(st.sampled_from(INDUSTRIES), max_size=2)))
+    return Action(side, draw(st.sampled_from([f"S{i}" for i in range(9)])), draw(st.integers(1, 50)), 10.0, "EUR",
+                  100.0, draw(st.sampled_from([0.2, 0.5, 0.5, 0.9, 1.0, 1.3])), category, "r", tags)
+
+
+@st.composite
+def opportunities(draw):
+    found = {c: draw(st.lists(actions(c), max_size=7)) for c in CATEGORIES}
+    if draw(st.booleans()):  # an equal action twice in its category
+        category = draw(st.sampled_from([c for c in CATEGORIES if found[c]] or [CATEGORIES[0]]))
+        if found[category]:
+            found[category].append(found[category][draw(st.integers(0, len(found[category]) - 1))])
+    return {c: by_priority(a) for c, a in found.items()}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(opportunities(), st.integers(1, 10), st.integers(1, 6), st.integers(1, 6), st.integers(1, 60),
+       st.integers(1, 14), st.integers(1, 400), st.integers(0, 2**31))
+def test_enhanced_combinatorial_gives_the_reference_samples(found, depth, max_sells, max_buys, max_combinations,
+                                                            max_candidates, max_attempts, seed):
+    config = preset("default")
+    params = replace(config.sequence_generators.enhanced_combinatorial, max_sells=max_sells, max_buys=max_buys,
+                     max_combinations=max_combinations, max_candidates=max_candidates, max_attempts=max_attempts)
+    config = replace(config, evaluation=replace(config.evaluation, seed=seed),
+                     sequence_generators=replace(config.sequence_generators, enhanced_combinatorial=params))
+    expected = reference_enhanced_combinatorial(found, config, depth)
+    got = enhanced_combinatorial(found, config, depth)
+    assert [(s.actions, s.generator, s.sequence_hash) for s in got] == \
+        [(s.actions, s.generator, s.sequence_hash) for s in expected]
