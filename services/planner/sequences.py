@@ -189,6 +189,7 @@ def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, 
     accepted: list[ActionSequence] = []
     seen: set[tuple[int, ...]] = set()
     recent: list[tuple[int, int]] = []
+    alike: dict[tuple[int, int], bool] = {}  # (countries, industries) -> too like the recent window
     for attempt in range(attempts):
         if len(accepted) >= params.max_combinations or len(seen) >= possible:
             break
@@ -207,11 +208,17 @@ def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, 
         for i in order:
             countries |= countries_of[i]
             industries |= industries_of[i]
-        if any(_jaccard_bits(countries, c) > JACCARD_LIMIT and _jaccard_bits(industries, i) > JACCARD_LIMIT
-               for c, i in recent[-JACCARD_WINDOW:]):
+        groups = (countries, industries)
+        too_alike = alike.get(groups)
+        if too_alike is None:
+            too_alike = alike[groups] = any(
+                _jaccard_bits(countries, c) > JACCARD_LIMIT and _jaccard_bits(industries, i) > JACCARD_LIMIT
+                for c, i in recent[-JACCARD_WINDOW:])
+        if too_alike:
             continue
         seen.add(key)
-        recent.append((countries, industries))
+        recent.append(groups)
+        alike.clear()  # the answers held for the window before this sample
         accepted.append(ActionSequence(tuple([table.actions[i] for i in order]), "enhanced_combinatorial"))
     return accepted
 
