@@ -47,11 +47,12 @@ def batch_key(cache_key: Mapping, day: str) -> str:
 
 
 def action_to_json(action: Action) -> dict:
-    data = asdict(action)
-    data["tags"] = list(action.tags)
-    if not math.isfinite(action.priority):
-        data["priority"] = None  # the mandatory steps' (first, whatever the others)
-    return data
+    """Its fields in their order (as dataclasses.asdict, whose deep copy of plain values
+    changes nothing), the tags as a list, an infinite priority as null."""
+    return {"side": action.side, "symbol": action.symbol, "quantity": action.quantity, "price": action.price,
+            "currency": action.currency, "value_base": action.value_base,
+            "priority": action.priority if math.isfinite(action.priority) else None,  # the mandatory steps'
+            "category": action.category, "reason": action.reason, "tags": list(action.tags)}
 
 
 def action_from_json(data: Mapping) -> Action:
@@ -62,14 +63,17 @@ def action_from_json(data: Mapping) -> Action:
 def sequence_rows(sequences: Sequence[ActionSequence]) -> list[dict]:
     """One row per sequence (the first of equal hashes), `position` in the given order."""
     rows, seen = [], set()
+    encoded: dict[int, str] = {}  # id(action) -> its JSON (actions recur across sequences; all alive here)
     for sequence in sequences:
         if sequence.sequence_hash in seen:
             continue
         seen.add(sequence.sequence_hash)
+        steps = [encoded.get(id(a)) or encoded.setdefault(id(a), json.dumps(action_to_json(a)))
+                 for a in sequence.actions]
         rows.append({"sequence_hash": sequence.sequence_hash, "position": len(rows), "priority": sequence.priority,
                      "depth": len(sequence.actions), "pattern_type": sequence.pattern_type,
                      "generator": sequence.generator, "completed": False,
-                     "steps": json.dumps([action_to_json(a) for a in sequence.actions])})
+                     "steps": "[" + ", ".join(steps) + "]"})  # json.dumps of the list, its separator
     return rows
 
 
