@@ -1,23 +1,29 @@
-"""The fast sequence generation against the plain one it replaced (same samples, same order,
-same hashes): `reference_enhanced_combinatorial` is the former implementation, kept verbatim
-as the yardstick, run over random opportunities (hypothesis) with repeated symbols, equal
-priorities, equal actions in two places and a wide range of generator settings."""
+"""The fast sequence generation and batch rows against the plain ones they replaced (same
+samples, same order, same hashes, same stored JSON): `reference_enhanced_combinatorial` and
+`reference_action_to_json` are the former implementations, kept verbatim as the yardsticks,
+run over random opportunities (hypothesis) with repeated symbols, equal priorities, equal
+actions in two places and a wide range of generator settings."""
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.planner import batch
 from services.planner.config import preset
 from services.planner.opportunities.book import BUY, CATEGORIES, SELL, SELL_CATEGORIES, Action, by_priority
 from services.planner.sequences import (
     JACCARD_LIMIT,
     JACCARD_WINDOW,
     ActionSequence,
+    _choices,
+    _draws,
     _jaccard,
     _sampling_weights,
     _sides,
@@ -111,3 +117,43 @@ def test_enhanced_combinatorial_gives_the_reference_samples(found, depth, max_se
     got = enhanced_combinatorial(found, config, depth)
     assert [(s.actions, s.generator, s.sequence_hash) for s in got] == \
         [(s.actions, s.generator, s.sequence_hash) for s in expected]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 5.0), min_size=1, max_size=14), st.integers(1, 300), st.integers(1, 10),
+       st.integers(0, 2**31))
+def test_choices_draw_what_generator_choice_draws(priorities, attempts, most, seed):
+    found = [Action(BUY, f"S{i}", 1, 1.0, "EUR", 1.0, p, "opportunity_buys", "r") for i, p in enumerate(priorities)]
+    expected = np.random.default_rng(seed).choice(len(found), (attempts, most), p=_sampling_weights(found))
+    assert _choices(found, np.random.default_rng(seed).random((attempts, most))) == expected.tolist()
+
+
+def test_the_draws_are_shared_read_only():
+    first = _draws(20260101, 3, 150, 1, 2)
+    assert _draws(20260101, 3, 150, 1, 2) is first
+    with pytest.raises(ValueError):
+        first[3][0, 0] = 0.5
+
+
+def reference_action_to_json(action: Action) -> dict:
+    data = asdict(action)
+    data["tags"] = list(action.tags)
+    if not math.isfinite(action.priority):
+        data["priority"] = None
+    return data
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(opportunities(), st.sampled_from([1.0, math.inf]), st.integers(1, 6))
+def test_sequence_rows_store_what_json_dumps_of_the_actions_gives(found, priority, depth):
+    config = preset("default")
+    mandatory = Action(SELL, "M", 3, 10.0, "EUR", 30.0, priority, "emergency", "cash", ("COUNTRY:EU",))
+    sequences = [ActionSequence((mandatory, *s.actions), s.generator)
+                 for s in enhanced_combinatorial(found, config, depth)]
+    sequences += sequences[:3]  # equal hashes: the first kept
+    rows = batch.sequence_rows(sequences)
+    assert len(rows) == len({s.sequence_hash for s in sequences})
+    for row, sequence in zip(rows, sequences, strict=False):
+        assert row["steps"] == json.dumps([reference_action_to_json(a) for a in sequence.actions])
+        assert batch.action_to_json(sequence.actions[0]) == reference_action_to_json(sequence.actions[0])
+        assert batch.actions_of(row["steps"]) == list(sequence.actions)

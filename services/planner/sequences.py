@@ -8,6 +8,7 @@ executed. Pure.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -43,15 +44,17 @@ INCREMENTAL, FULL = "incremental", "full"
 
 @dataclass(frozen=True)
 class ActionSequence:
+    """Immutable: its key, priority and hash are computed once (they are asked many times)."""
+
     actions: tuple[Action, ...]
     generator: str                  # the pattern or generator that made it
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[tuple[str, str], ...]:
         """The ordered (symbol, side) tuple duplicates are recognised by."""
         return tuple(a.key for a in self.actions)
 
-    @property
+    @functools.cached_property
     def priority(self) -> float:
         """The sum of its actions' priorities (the batch order)."""
         return float(sum(a.priority for a in self.actions))
@@ -60,7 +63,7 @@ class ActionSequence:
     def mean_priority(self) -> float:
         return self.priority / len(self.actions) if self.actions else 0.0
 
-    @property
+    @functools.cached_property
     def sequence_hash(self) -> str:
         """MD5 of the JSON of the ordered [symbol, side, quantity] list (planner.md section 2)."""
         steps = [[a.symbol, a.side, a.quantity] for a in self.actions]
@@ -149,6 +152,34 @@ def _sampling_weights(actions: Sequence[Action]) -> np.ndarray:
     return weights / weights.sum()
 
 
+@functools.lru_cache(maxsize=512)
+def _draws(seed: int, depth: int, attempts: int, most_sells: int,
+           most_buys: int) -> tuple[tuple[int, ...], tuple[int, ...], np.ndarray | None, np.ndarray | None]:
+    """One depth's seeded draws, in the generator's order: per attempt the number of sells and
+    of buys, then the uniforms, (attempts, most) per side, that Generator.choice(n, size, p)
+    turns into candidates (_choices). They depend on nothing else, so they are drawn once per
+    key. Read-only: shared by every call with the key."""
+    rng = np.random.default_rng([seed, depth])
+    # As Python lists: indexing numpy arrays one scalar at a time is slow.
+    n_sells = rng.integers(1 if most_sells else 0, most_sells + 1, attempts).tolist()
+    n_buys = rng.integers(1 if most_buys else 0, most_buys + 1, attempts).tolist()
+    uniform_sells = rng.random((attempts, most_sells)) if most_sells else None
+    uniform_buys = rng.random((attempts, most_buys)) if most_buys else None
+    for uniforms in (uniform_sells, uniform_buys):
+        if uniforms is not None:
+            uniforms.flags.writeable = False
+    return tuple(n_sells), tuple(n_buys), uniform_sells, uniform_buys
+
+
+def _choices(actions: Sequence[Action], uniforms: np.ndarray) -> list[list[int]]:
+    """The indices into `actions` drawn with _sampling_weights from `uniforms`, as numpy's
+    Generator.choice(len(actions), uniforms.shape, p=weights) draws them (inverse CDF: the
+    normalised cumulative weights searched right of each uniform), without its checks of p."""
+    cdf = _sampling_weights(actions).cumsum()
+    cdf /= cdf[-1]
+    return cdf.searchsorted(uniforms, side="right").tolist()
+
+
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
@@ -171,15 +202,11 @@ def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, 
     most_sells, most_buys = min(params.max_sells, depth // 2, len(sells)), min(params.max_buys, depth, len(buys))
     if most_sells + most_buys == 0:
         return []
-    rng = np.random.default_rng([config.evaluation.seed, depth])
     attempts = params.max_attempts
-    # The draws as Python lists: indexing numpy arrays one scalar at a time is slow.
-    n_sells = rng.integers(1 if most_sells else 0, most_sells + 1, attempts).tolist()
-    n_buys = rng.integers(1 if most_buys else 0, most_buys + 1, attempts).tolist()
-    drawn_sells = rng.choice(len(sells), (attempts, most_sells), p=_sampling_weights(sells)).tolist() \
-        if most_sells else None
-    drawn_buys = rng.choice(len(buys), (attempts, most_buys), p=_sampling_weights(buys)).tolist() \
-        if most_buys else None
+    n_sells, n_buys, uniform_sells, uniform_buys = _draws(config.evaluation.seed, depth, attempts, most_sells,
+                                                          most_buys)
+    drawn_sells = _choices(sells, uniform_sells) if most_sells else None
+    drawn_buys = _choices(buys, uniform_buys) if most_buys else None
     possible = sum(math.comb(len(sells), k) * math.comb(len(buys), j)  # at most this many samples differ
                    for k in range(1 if most_sells else 0, most_sells + 1)
                    for j in range(1 if most_buys else 0, most_buys + 1) if 0 < k + j <= depth)
