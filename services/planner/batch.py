@@ -19,7 +19,9 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
 
 from services.planner.config import PlannerConfig
 from services.planner.evaluation import (
@@ -81,13 +83,16 @@ def actions_of(steps_json: str) -> list[Action]:
     return [action_from_json(a) for a in json.loads(steps_json)]
 
 
+_OUTLOOK_FIELDS = tuple(f.name for f in fields(Outlook))  # asdict's keys (its values are plain: no copy needed)
+
+
 def book_to_json(book: EvaluationBook) -> dict:
     return {"symbols": list(book.symbols), "prices_base": book.prices_base.tolist(),
             "quantities": book.quantities.tolist(), "currencies_of": [book.currencies[i] for i in book.currency_of],
             "cash": dict(zip(book.currencies, book.cash.tolist(), strict=True)),
             "base": book.currencies[book.base_index], "reserve_base": book.reserve_base,
             "auto_convert": book.auto_convert, "price_band": book.price_band,
-            "outlooks": {s: asdict(o) for s, o in book.outlooks.items()},
+            "outlooks": {s: {f: getattr(o, f) for f in _OUTLOOK_FIELDS} for s, o in book.outlooks.items()},
             "country_targets": dict(book.country_targets),
             "volatility": [None if math.isnan(v) else v for v in book.volatility.tolist()],
             "costs": asdict(book.costs), "weights": _weights_name(book),
@@ -140,8 +145,9 @@ def _score(book: EvaluationBook, config: PlannerConfig,
     encoded = encode([actions for _, actions in sequences], book)
     outcome = evaluate(book, encoded)
     scores = outcome.scores if config.evaluation.mode == DETERMINISTIC else score_with(config, book, encoded)
-    return [Scored(h, float(s), float(e), float(c), float(k)) for (h, _), s, e, c, k in
-            zip(sequences, scores, outcome.end_scores, outcome.end_cash, outcome.costs, strict=True)]
+    return [Scored(h, s, e, c, k) for (h, _), s, e, c, k in  # tolist: Python floats, as float() of each
+            zip(sequences, np.asarray(scores, dtype=float).tolist(), outcome.end_scores.tolist(),
+                outcome.end_cash.tolist(), outcome.costs.tolist(), strict=True)]
 
 
 def _best(progress: Progress, scored: Sequence[Scored]) -> Progress:
