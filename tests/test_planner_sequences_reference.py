@@ -85,17 +85,20 @@ INDUSTRIES = ("Tech", "Energy", "Health")
 
 
 @st.composite
-def actions(draw, category: str):
+def actions(draw, category: str, symbols: int = 9):
     side = SELL if category in SELL_CATEGORIES else BUY
     tags = tuple(f"COUNTRY:{g}" for g in draw(st.sets(st.sampled_from(GROUPS), max_size=2))) + \
         tuple(f"INDUSTRY:{g}" for g in draw(st.sets(st.sampled_from(INDUSTRIES), max_size=2)))
-    return Action(side, draw(st.sampled_from([f"S{i}" for i in range(9)])), draw(st.integers(1, 50)), 10.0, "EUR",
+    return Action(side, f"S{draw(st.integers(0, symbols - 1))}", draw(st.integers(1, 50)), 10.0, "EUR",
                   100.0, draw(st.sampled_from([0.2, 0.5, 0.5, 0.9, 1.0, 1.3])), category, "r", tags)
 
 
 @st.composite
-def opportunities(draw):
-    found = {c: draw(st.lists(actions(c), max_size=7)) for c in CATEGORIES}
+def opportunities(draw, most: int = 7):
+    """Few symbols: (symbol, side) keys repeat (EnhancedSampler's sample-by-sample path); many:
+    they do not (its bit-mask path)."""
+    symbols = draw(st.sampled_from([9, 60]))
+    found = {c: draw(st.lists(actions(c, symbols), max_size=most)) for c in CATEGORIES}
     if draw(st.booleans()):  # an equal action twice in its category
         category = draw(st.sampled_from([c for c in CATEGORIES if found[c]] or [CATEGORIES[0]]))
         if found[category]:
@@ -119,6 +122,17 @@ def test_enhanced_combinatorial_gives_the_reference_samples(found, depth, max_se
         [(s.actions, s.generator, s.sequence_hash) for s in expected]
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(opportunities(most=40), st.integers(2, 10), st.integers(0, 2**31))
+def test_more_candidates_than_a_bit_mask_holds_give_the_reference_samples(found, depth, seed):
+    config = preset("default")
+    params = replace(config.sequence_generators.enhanced_combinatorial, max_candidates=100, max_sells=5, max_buys=8)
+    config = replace(config, evaluation=replace(config.evaluation, seed=seed),
+                     sequence_generators=replace(config.sequence_generators, enhanced_combinatorial=params))
+    assert [(s.actions, s.sequence_hash) for s in enhanced_combinatorial(found, config, depth)] == \
+        [(s.actions, s.sequence_hash) for s in reference_enhanced_combinatorial(found, config, depth)]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(0.0, 5.0), min_size=1, max_size=14), st.integers(1, 300), st.integers(1, 10),
        st.integers(0, 2**31))
@@ -131,8 +145,9 @@ def test_choices_draw_what_generator_choice_draws(priorities, attempts, most, se
 def test_the_draws_are_shared_read_only():
     first = _draws(20260101, 3, 150, 1, 2)
     assert _draws(20260101, 3, 150, 1, 2) is first
-    with pytest.raises(ValueError):
-        first[3][0, 0] = 0.5
+    for drawn in first:
+        with pytest.raises(ValueError):
+            drawn[0] = 0
 
 
 def reference_action_to_json(action: Action) -> dict:

@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -154,30 +154,34 @@ def _sampling_weights(actions: Sequence[Action]) -> np.ndarray:
 
 @functools.lru_cache(maxsize=512)
 def _draws(seed: int, depth: int, attempts: int, most_sells: int,
-           most_buys: int) -> tuple[tuple[int, ...], tuple[int, ...], np.ndarray | None, np.ndarray | None]:
+           most_buys: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """One depth's seeded draws, in the generator's order: per attempt the number of sells and
     of buys, then the uniforms, (attempts, most) per side, that Generator.choice(n, size, p)
-    turns into candidates (_choices). They depend on nothing else, so they are drawn once per
-    key. Read-only: shared by every call with the key."""
+    turns into candidates (_cdf). They depend on nothing else, so they are drawn once per key.
+    Read-only: shared by every call with the key."""
     rng = np.random.default_rng([seed, depth])
-    # As Python lists: indexing numpy arrays one scalar at a time is slow.
-    n_sells = rng.integers(1 if most_sells else 0, most_sells + 1, attempts).tolist()
-    n_buys = rng.integers(1 if most_buys else 0, most_buys + 1, attempts).tolist()
+    n_sells = rng.integers(1 if most_sells else 0, most_sells + 1, attempts)
+    n_buys = rng.integers(1 if most_buys else 0, most_buys + 1, attempts)
     uniform_sells = rng.random((attempts, most_sells)) if most_sells else None
     uniform_buys = rng.random((attempts, most_buys)) if most_buys else None
-    for uniforms in (uniform_sells, uniform_buys):
-        if uniforms is not None:
-            uniforms.flags.writeable = False
-    return tuple(n_sells), tuple(n_buys), uniform_sells, uniform_buys
+    for drawn in (n_sells, n_buys, uniform_sells, uniform_buys):
+        if drawn is not None:
+            drawn.flags.writeable = False
+    return n_sells, n_buys, uniform_sells, uniform_buys
+
+
+def _cdf(actions: Sequence[Action]) -> np.ndarray:
+    """The normalised cumulative _sampling_weights: Generator.choice(len(actions), size,
+    p=weights) draws cdf.searchsorted(uniforms, side="right") (inverse CDF), without its
+    checks of p."""
+    cdf = _sampling_weights(actions).cumsum()
+    cdf /= cdf[-1]
+    return cdf
 
 
 def _choices(actions: Sequence[Action], uniforms: np.ndarray) -> list[list[int]]:
-    """The indices into `actions` drawn with _sampling_weights from `uniforms`, as numpy's
-    Generator.choice(len(actions), uniforms.shape, p=weights) draws them (inverse CDF: the
-    normalised cumulative weights searched right of each uniform), without its checks of p."""
-    cdf = _sampling_weights(actions).cumsum()
-    cdf /= cdf[-1]
-    return cdf.searchsorted(uniforms, side="right").tolist()
+    """The indices into `actions` drawn from `uniforms` as Generator.choice draws them."""
+    return _cdf(actions).searchsorted(uniforms, side="right").tolist()
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -190,70 +194,83 @@ def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, 
     weighted by priority; a sample too like one of the last 10 accepted (country and industry
     Jaccard both above 0.8) is redrawn; at most max_combinations per depth and max_attempts draws.
     Every draw is made at once up front (one generator seeded by the configuration and depth),
-    so the same opportunities always give the same samples.
+    so the same opportunities always give the same samples. (EnhancedSampler: for every depth.)"""
+    return EnhancedSampler(opportunities, config).sample(depth)
 
-    A sample is SELLs then BUYs, each by priority (as `_ordered`), with no symbol twice. The
-    loop works on indices into the candidates: each side is already by priority, so a sample's
-    distinct indices in ascending order are its actions by priority (equal sort keys mean one
-    symbol twice, a sample refused either way); equal actions count once (the first index);
-    country and industry groups are bit masks (the same Jaccard ratios of the same counts)."""
-    params = config.sequence_generators.enhanced_combinatorial
-    sells, buys = _sides(opportunities, config.planner.priority_threshold, params.max_candidates)
-    most_sells, most_buys = min(params.max_sells, depth // 2, len(sells)), min(params.max_buys, depth, len(buys))
-    if most_sells + most_buys == 0:
-        return []
-    attempts = params.max_attempts
-    n_sells, n_buys, uniform_sells, uniform_buys = _draws(config.evaluation.seed, depth, attempts, most_sells,
-                                                          most_buys)
-    drawn_sells = _choices(sells, uniform_sells) if most_sells else None
-    drawn_buys = _choices(buys, uniform_buys) if most_buys else None
-    possible = sum(math.comb(len(sells), k) * math.comb(len(buys), j)  # at most this many samples differ
-                   for k in range(1 if most_sells else 0, most_sells + 1)
-                   for j in range(1 if most_buys else 0, most_buys + 1) if 0 < k + j <= depth)
-    table = _SampleTable(sells + buys)
-    first_sell, first_buy = table.first[:len(sells)], table.first[len(sells):]
-    symbol_of, key_of, countries_of, industries_of = table.symbol, table.key, table.countries, table.industries
-    accepted: list[ActionSequence] = []
-    seen: set[tuple[int, ...]] = set()
-    recent: list[tuple[int, int]] = []
-    alike: dict[tuple[int, int], bool] = {}  # (countries, industries) -> too like the recent window
-    for attempt in range(attempts):
-        if len(accepted) >= params.max_combinations or len(seen) >= possible:
-            break
-        count_sells, count_buys = n_sells[attempt], n_buys[attempt]
-        if count_sells + count_buys == 0 or count_sells + count_buys > depth:
-            continue
-        order = sorted({first_sell[i] for i in drawn_sells[attempt][:count_sells]}) if count_sells else []
-        if count_buys:
-            order += sorted({first_buy[i] for i in drawn_buys[attempt][:count_buys]})
-        if len({symbol_of[i] for i in order}) != len(order):
-            continue
-        key = tuple([key_of[i] for i in order])
-        if key in seen:
-            continue
-        countries = industries = 0
-        for i in order:
-            countries |= countries_of[i]
-            industries |= industries_of[i]
-        groups = (countries, industries)
-        too_alike = alike.get(groups)
-        if too_alike is None:
-            too_alike = alike[groups] = any(
-                _jaccard_bits(countries, c) > JACCARD_LIMIT and _jaccard_bits(industries, i) > JACCARD_LIMIT
-                for c, i in recent[-JACCARD_WINDOW:])
-        if too_alike:
-            continue
-        seen.add(key)
-        recent.append(groups)
-        alike.clear()  # the answers held for the window before this sample
-        accepted.append(ActionSequence(tuple([table.actions[i] for i in order]), "enhanced_combinatorial"))
-    return accepted
+
+class EnhancedSampler:
+    """enhanced_combinatorial for any depth of one set of opportunities; what does not depend
+    on the depth (each side's candidates by priority, their sampling CDFs, _SampleTable) is
+    made once.
+
+    A sample is SELLs then BUYs, each by priority (as `_ordered`), with no symbol twice. It is
+    worked out on indices into the candidates (sells then buys): each side is already by
+    priority, so a sample's distinct indices in ascending order are its actions by priority
+    (equal sort keys mean one symbol twice, a sample refused either way); equal actions count
+    once (the first index); country and industry groups are bit masks (the same Jaccard ratios
+    of the same counts). With at most 62 candidates, 62 groups and one candidate per (symbol,
+    side) key, every attempt's sample is a bit mask of indices computed for all attempts at
+    once (numpy); otherwise attempt by attempt. Only the acceptance (seen, the recent window)
+    runs in order."""
+
+    def __init__(self, opportunities: Opportunities, config: PlannerConfig) -> None:
+        self._params = config.sequence_generators.enhanced_combinatorial
+        self._seed = config.evaluation.seed
+        self._sells, self._buys = _sides(opportunities, config.planner.priority_threshold, self._params.max_candidates)
+        self._cdfs = (_cdf(self._sells) if self._sells else None, _cdf(self._buys) if self._buys else None)
+        self._table = _SampleTable(self._sells + self._buys)
+
+    def sample(self, depth: int) -> list[ActionSequence]:
+        params, sells, buys = self._params, self._sells, self._buys
+        most_sells, most_buys = min(params.max_sells, depth // 2, len(sells)), min(params.max_buys, depth, len(buys))
+        if most_sells + most_buys == 0:
+            return []
+        n_sells, n_buys, uniform_sells, uniform_buys = _draws(self._seed, depth, params.max_attempts, most_sells,
+                                                              most_buys)
+        drawn_sells = self._cdfs[0].searchsorted(uniform_sells, side="right") if most_sells else None
+        drawn_buys = self._cdfs[1].searchsorted(uniform_buys, side="right") + len(sells) if most_buys else None
+        possible = sum(math.comb(len(sells), k) * math.comb(len(buys), j)  # at most this many samples differ
+                       for k in range(1 if most_sells else 0, most_sells + 1)
+                       for j in range(1 if most_buys else 0, most_buys + 1) if 0 < k + j <= depth)
+        sampled = self._table.masked if self._table.fits_masks else self._table.listed
+        keys, countries, industries, actions_of = sampled(depth, n_sells, n_buys, drawn_sells, drawn_buys)
+        accepted: list[ActionSequence] = []
+        seen: set = set()
+        recent: list[tuple[int, int]] = []
+        alike: dict[tuple[int, int], bool] = {}  # (countries, industries) -> too like the recent window
+        for attempt, key in enumerate(keys):
+            if len(accepted) >= params.max_combinations or len(seen) >= possible:
+                break
+            if key is None or key in seen:  # a refused draw, or a sample already taken
+                continue
+            groups = (countries[attempt], industries[attempt])
+            too_alike = alike.get(groups)
+            if too_alike is None:
+                too_alike = alike[groups] = any(
+                    _jaccard_bits(groups[0], c) > JACCARD_LIMIT and _jaccard_bits(groups[1], i) > JACCARD_LIMIT
+                    for c, i in recent[-JACCARD_WINDOW:])
+            if too_alike:
+                continue
+            seen.add(key)
+            recent.append(groups)
+            alike.clear()  # the answers held for the window before this sample
+            accepted.append(ActionSequence(actions_of(attempt), "enhanced_combinatorial"))
+        return accepted
+
+
+MASK_BITS = 62  # indices and groups that fit an int64 bit mask (and its popcount)
 
 
 class _SampleTable:
     """Per candidate (sells then buys, one index space): the first index of an equal action,
     a number per symbol and per (symbol, side) key, and its country and industry groups as bit
-    masks (those of the last candidate with its key, as a dict built over them would hold)."""
+    masks (those of the last candidate with its key, as a dict built over them would hold).
+
+    `masked` and `listed` give, per attempt, the sample's key (None: refused: no candidate,
+    more than `depth`, or a symbol twice) and its groups' masks, and the function from an
+    attempt to its sample's actions in order. The key is what tells two samples apart: their ordered
+    (symbol, side) keys, as numbers (listed) or, where each candidate has its own key, the bit
+    mask of the candidates (masked)."""
 
     def __init__(self, actions: list[Action]) -> None:
         self.actions = actions
@@ -268,6 +285,14 @@ class _SampleTable:
                   for a in actions}
         self.countries = [by_key[a.key][0] for a in actions]
         self.industries = [by_key[a.key][1] for a in actions]
+        distinct = set(self.first)
+        self.fits_masks = (len(actions) <= MASK_BITS and len(bits) <= MASK_BITS
+                           and len({self.key[i] for i in distinct}) == len(distinct))
+        if self.fits_masks:
+            self._bit = np.array([1 << i for i in self.first], dtype=np.int64)
+            self._symbol_bit = np.array([1 << s for s in self.symbol], dtype=np.int64)
+            self._country_bits = np.array(self.countries, dtype=np.int64)
+            self._industry_bits = np.array(self.industries, dtype=np.int64)
 
     @staticmethod
     def _mask(groups: frozenset[str], bits: dict[str, int]) -> int:
@@ -275,6 +300,55 @@ class _SampleTable:
         for group in groups:
             mask |= 1 << bits.setdefault(group, len(bits))
         return mask
+
+    def masked(self, depth: int, n_sells: np.ndarray, n_buys: np.ndarray, drawn_sells: np.ndarray | None,
+               drawn_buys: np.ndarray | None) -> tuple[list, list[int], list[int], Callable]:
+        def union(bits: np.ndarray) -> np.ndarray:  # per attempt, the OR of its drawn candidates' bits
+            total = np.zeros(len(n_sells), dtype=np.int64)
+            for drawn, counts in ((drawn_sells, n_sells), (drawn_buys, n_buys)):
+                if drawn is not None:
+                    taken = np.arange(drawn.shape[1]) < counts[:, None]  # the first `count` draws
+                    total |= np.bitwise_or.reduce(np.where(taken, bits[drawn], 0), axis=1)
+            return total
+        chosen, symbols = union(self._bit), union(self._symbol_bit)
+        size = n_sells + n_buys
+        kept = (size > 0) & (size <= depth) & (np.bitwise_count(chosen) == np.bitwise_count(symbols))
+        keys = [m if k else None for m, k in zip(chosen.tolist(), kept.tolist(), strict=True)]
+        return (keys, union(self._country_bits).tolist(), union(self._industry_bits).tolist(),
+                lambda attempt: self._of_mask(keys[attempt]))
+
+    def listed(self, depth: int, n_sells: np.ndarray, n_buys: np.ndarray, drawn_sells: np.ndarray | None,
+               drawn_buys: np.ndarray | None) -> tuple[list, list[int], list[int], Callable]:
+        first, symbol_of, key_of = self.first, self.symbol, self.key
+        sells_drawn = drawn_sells.tolist() if drawn_sells is not None else None
+        buys_drawn = drawn_buys.tolist() if drawn_buys is not None else None
+        keys: list = []
+        countries: list[int] = []
+        industries: list[int] = []
+        orders: list[list[int]] = []
+        for attempt, (count_sells, count_buys) in enumerate(zip(n_sells.tolist(), n_buys.tolist(), strict=True)):
+            order = sorted({first[i] for i in sells_drawn[attempt][:count_sells]}) if count_sells else []
+            if count_buys:
+                order += sorted({first[i] for i in buys_drawn[attempt][:count_buys]})
+            orders.append(order)
+            if count_sells + count_buys == 0 or count_sells + count_buys > depth or \
+                    len({symbol_of[i] for i in order}) != len(order):
+                keys.append(None)
+                countries.append(0)
+                industries.append(0)
+                continue
+            key = tuple([key_of[i] for i in order])
+            keys.append(key)
+            country = industry = 0
+            for i in order:
+                country |= self.countries[i]
+                industry |= self.industries[i]
+            countries.append(country)
+            industries.append(industry)
+        return keys, countries, industries, lambda attempt: tuple([self.actions[i] for i in orders[attempt]])
+
+    def _of_mask(self, mask: int) -> tuple[Action, ...]:
+        return tuple([self.actions[i] for i in range(len(self.actions)) if mask >> i & 1])
 
 
 def _jaccard_bits(a: int, b: int) -> float:
@@ -358,12 +432,13 @@ def generate(book: Book, opportunities: Opportunities, config: PlannerConfig,
     enabled = [(name, build) for name, build in PATTERNS.items()
                if getattr(patterns, name).enabled and (name not in FULL_MODE_ONLY or inputs.mode == FULL)]
     generators = config.sequence_generators
+    sampler = EnhancedSampler(opportunities, config) if generators.enhanced_combinatorial.enabled else None
     found: list[ActionSequence] = []
     for depth in range(1, config.planner.max_depth + 1):
         found += [ActionSequence(tuple(actions), name) for name, build in enabled
                   if (actions := build(pattern_inputs, depth))]
-        if generators.enhanced_combinatorial.enabled:
-            found += enhanced_combinatorial(opportunities, config, depth)
+        if sampler is not None:
+            found += sampler.sample(depth)
         if generators.combinatorial.enabled:
             found += exhaustive(opportunities, config, depth)
     found = dedupe(found)
