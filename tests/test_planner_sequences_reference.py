@@ -24,7 +24,6 @@ from services.planner.sequences import (
     ActionSequence,
     _choices,
     _draws,
-    _jaccard,
     _sampling_weights,
     _sides,
     enhanced_combinatorial,
@@ -34,6 +33,10 @@ from services.planner.sequences import (
 def _ordered(sells, buys):
     actions = tuple(by_priority(list(sells))) + tuple(by_priority(list(buys)))
     return actions if len({a.symbol for a in actions}) == len(actions) else None
+
+
+def _jaccard(a, b):
+    return len(a & b) / len(a | b) if a | b else 1.0
 
 
 def reference_enhanced_combinatorial(opportunities, config, depth):

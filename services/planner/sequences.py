@@ -184,10 +184,6 @@ def _choices(actions: Sequence[Action], uniforms: np.ndarray) -> list[list[int]]
     return _cdf(actions).searchsorted(uniforms, side="right").tolist()
 
 
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    return len(a & b) / len(a | b) if a | b else 1.0
-
-
 def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, depth: int) -> list[ActionSequence]:
     """Seeded samples of sells and buys (planner.md: nS in [1, min(max_sells, depth // 2)],
     nB in [1, min(max_buys, depth)], nS + nB <= depth; a side without candidates draws 0),
@@ -352,7 +348,8 @@ class _SampleTable:
 
 
 def _jaccard_bits(a: int, b: int) -> float:
-    """_jaccard of two sets given as bit masks."""
+    """The Jaccard index |a & b| / |a | b| (1 when both are empty) of two sets given as bit
+    masks."""
     union = (a | b).bit_count()
     return (a & b).bit_count() / union if union else 1.0
 
