@@ -5,7 +5,7 @@ it, and the beam search's stopping rule."""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -152,7 +152,9 @@ def test_many_sequences_in_chunks_give_the_same_scores(monkeypatch):
 def test_books_survive_their_stored_form():
     book = small_book(volatility=[0.3, None], country_targets={"US": 0.4}, costs=Costs(1.0, 0.001, 0.2),
                       weights=END_STATE_WEIGHTS["aggressive"], multi_timeframe=True)
-    again = batch.book_from_json(batch.book_to_json(book))
+    stored = batch.book_to_json(book)
+    assert stored["outlooks"] == {s: asdict(o) for s, o in book.outlooks.items()}
+    again = batch.book_from_json(stored)
     sequences = encoded([(1, SELL_SIDE, 20), (0, BUY_SIDE, 9)])
     assert (evaluate(again, sequences).scores == evaluate(book, sequences).scores).all()
     assert math.isnan(again.volatility[1]) and again.weights == book.weights
@@ -181,6 +183,7 @@ def test_full_mode_runs_the_beam_search_and_incremental_mode_evaluates_everythin
     default = preset("default")
     everything, scored = batch.evaluate_all(book, default, sequences)
     assert (everything.evaluated, everything.skipped) == (120, 0)
+    assert all(type(x) is float for s in scored for x in (s.score, s.end_score, s.end_cash_base, s.cost_base))
     by_score = {s.sequence_hash: s.score for s in scored}
     sequences.sort(key=lambda s: -by_score[s.sequence_hash])
     full = replace(default, planner=replace(default.planner, mode="full", beam_width=3))

@@ -19,7 +19,9 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
 
 from services.planner.config import PlannerConfig
 from services.planner.evaluation import (
@@ -47,11 +49,12 @@ def batch_key(cache_key: Mapping, day: str) -> str:
 
 
 def action_to_json(action: Action) -> dict:
-    data = asdict(action)
-    data["tags"] = list(action.tags)
-    if not math.isfinite(action.priority):
-        data["priority"] = None  # the mandatory steps' (first, whatever the others)
-    return data
+    """Its fields in their order (as dataclasses.asdict, whose deep copy of plain values
+    changes nothing), the tags as a list, an infinite priority as null."""
+    return {"side": action.side, "symbol": action.symbol, "quantity": action.quantity, "price": action.price,
+            "currency": action.currency, "value_base": action.value_base,
+            "priority": action.priority if math.isfinite(action.priority) else None,  # the mandatory steps'
+            "category": action.category, "reason": action.reason, "tags": list(action.tags)}
 
 
 def action_from_json(data: Mapping) -> Action:
@@ -62,19 +65,25 @@ def action_from_json(data: Mapping) -> Action:
 def sequence_rows(sequences: Sequence[ActionSequence]) -> list[dict]:
     """One row per sequence (the first of equal hashes), `position` in the given order."""
     rows, seen = [], set()
+    encoded: dict[int, str] = {}  # id(action) -> its JSON (actions recur across sequences; all alive here)
     for sequence in sequences:
         if sequence.sequence_hash in seen:
             continue
         seen.add(sequence.sequence_hash)
+        steps = [encoded.get(id(a)) or encoded.setdefault(id(a), json.dumps(action_to_json(a)))
+                 for a in sequence.actions]
         rows.append({"sequence_hash": sequence.sequence_hash, "position": len(rows), "priority": sequence.priority,
                      "depth": len(sequence.actions), "pattern_type": sequence.pattern_type,
                      "generator": sequence.generator, "completed": False,
-                     "steps": json.dumps([action_to_json(a) for a in sequence.actions])})
+                     "steps": "[" + ", ".join(steps) + "]"})  # json.dumps of the list, its separator
     return rows
 
 
 def actions_of(steps_json: str) -> list[Action]:
     return [action_from_json(a) for a in json.loads(steps_json)]
+
+
+_OUTLOOK_FIELDS = tuple(f.name for f in fields(Outlook))  # asdict's keys (its values are plain: no copy needed)
 
 
 def book_to_json(book: EvaluationBook) -> dict:
@@ -83,7 +92,7 @@ def book_to_json(book: EvaluationBook) -> dict:
             "cash": dict(zip(book.currencies, book.cash.tolist(), strict=True)),
             "base": book.currencies[book.base_index], "reserve_base": book.reserve_base,
             "auto_convert": book.auto_convert, "price_band": book.price_band,
-            "outlooks": {s: asdict(o) for s, o in book.outlooks.items()},
+            "outlooks": {s: {f: getattr(o, f) for f in _OUTLOOK_FIELDS} for s, o in book.outlooks.items()},
             "country_targets": dict(book.country_targets),
             "volatility": [None if math.isnan(v) else v for v in book.volatility.tolist()],
             "costs": asdict(book.costs), "weights": _weights_name(book),
@@ -136,8 +145,9 @@ def _score(book: EvaluationBook, config: PlannerConfig,
     encoded = encode([actions for _, actions in sequences], book)
     outcome = evaluate(book, encoded)
     scores = outcome.scores if config.evaluation.mode == DETERMINISTIC else score_with(config, book, encoded)
-    return [Scored(h, float(s), float(e), float(c), float(k)) for (h, _), s, e, c, k in
-            zip(sequences, scores, outcome.end_scores, outcome.end_cash, outcome.costs, strict=True)]
+    return [Scored(h, s, e, c, k) for (h, _), s, e, c, k in  # tolist: Python floats, as float() of each
+            zip(sequences, np.asarray(scores, dtype=float).tolist(), outcome.end_scores.tolist(),
+                outcome.end_cash.tolist(), outcome.costs.tolist(), strict=True)]
 
 
 def _best(progress: Progress, scored: Sequence[Scored]) -> Progress:

@@ -8,11 +8,12 @@ executed. Pure.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,15 +44,17 @@ INCREMENTAL, FULL = "incremental", "full"
 
 @dataclass(frozen=True)
 class ActionSequence:
+    """Immutable: its key, priority and hash are computed once (they are asked many times)."""
+
     actions: tuple[Action, ...]
     generator: str                  # the pattern or generator that made it
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[tuple[str, str], ...]:
         """The ordered (symbol, side) tuple duplicates are recognised by."""
         return tuple(a.key for a in self.actions)
 
-    @property
+    @functools.cached_property
     def priority(self) -> float:
         """The sum of its actions' priorities (the batch order)."""
         return float(sum(a.priority for a in self.actions))
@@ -60,7 +63,7 @@ class ActionSequence:
     def mean_priority(self) -> float:
         return self.priority / len(self.actions) if self.actions else 0.0
 
-    @property
+    @functools.cached_property
     def sequence_hash(self) -> str:
         """MD5 of the JSON of the ordered [symbol, side, quantity] list (planner.md section 2)."""
         steps = [[a.symbol, a.side, a.quantity] for a in self.actions]
@@ -149,8 +152,36 @@ def _sampling_weights(actions: Sequence[Action]) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    return len(a & b) / len(a | b) if a | b else 1.0
+@functools.lru_cache(maxsize=512)
+def _draws(seed: int, depth: int, attempts: int, most_sells: int,
+           most_buys: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """One depth's seeded draws, in the generator's order: per attempt the number of sells and
+    of buys, then the uniforms, (attempts, most) per side, that Generator.choice(n, size, p)
+    turns into candidates (_cdf). They depend on nothing else, so they are drawn once per key.
+    Read-only: shared by every call with the key."""
+    rng = np.random.default_rng([seed, depth])
+    n_sells = rng.integers(1 if most_sells else 0, most_sells + 1, attempts)
+    n_buys = rng.integers(1 if most_buys else 0, most_buys + 1, attempts)
+    uniform_sells = rng.random((attempts, most_sells)) if most_sells else None
+    uniform_buys = rng.random((attempts, most_buys)) if most_buys else None
+    for drawn in (n_sells, n_buys, uniform_sells, uniform_buys):
+        if drawn is not None:
+            drawn.flags.writeable = False
+    return n_sells, n_buys, uniform_sells, uniform_buys
+
+
+def _cdf(actions: Sequence[Action]) -> np.ndarray:
+    """The normalised cumulative _sampling_weights: Generator.choice(len(actions), size,
+    p=weights) draws cdf.searchsorted(uniforms, side="right") (inverse CDF), without its
+    checks of p."""
+    cdf = _sampling_weights(actions).cumsum()
+    cdf /= cdf[-1]
+    return cdf
+
+
+def _choices(actions: Sequence[Action], uniforms: np.ndarray) -> list[list[int]]:
+    """The indices into `actions` drawn from `uniforms` as Generator.choice draws them."""
+    return _cdf(actions).searchsorted(uniforms, side="right").tolist()
 
 
 def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, depth: int) -> list[ActionSequence]:
@@ -159,52 +190,168 @@ def enhanced_combinatorial(opportunities: Opportunities, config: PlannerConfig, 
     weighted by priority; a sample too like one of the last 10 accepted (country and industry
     Jaccard both above 0.8) is redrawn; at most max_combinations per depth and max_attempts draws.
     Every draw is made at once up front (one generator seeded by the configuration and depth),
-    so the same opportunities always give the same samples."""
-    params = config.sequence_generators.enhanced_combinatorial
-    sells, buys = _sides(opportunities, config.planner.priority_threshold, params.max_candidates)
-    most_sells, most_buys = min(params.max_sells, depth // 2, len(sells)), min(params.max_buys, depth, len(buys))
-    if most_sells + most_buys == 0:
-        return []
-    rng = np.random.default_rng([config.evaluation.seed, depth])
-    attempts = params.max_attempts
-    # The draws as Python lists: indexing numpy arrays one scalar at a time is slow.
-    n_sells = rng.integers(1 if most_sells else 0, most_sells + 1, attempts).tolist()
-    n_buys = rng.integers(1 if most_buys else 0, most_buys + 1, attempts).tolist()
-    drawn_sells = rng.choice(len(sells), (attempts, most_sells), p=_sampling_weights(sells)).tolist() \
-        if most_sells else None
-    drawn_buys = rng.choice(len(buys), (attempts, most_buys), p=_sampling_weights(buys)).tolist() \
-        if most_buys else None
-    groups = {a.key: (a.group_tags("COUNTRY:"), a.group_tags("INDUSTRY:")) for a in sells + buys}
-    possible = sum(math.comb(len(sells), k) * math.comb(len(buys), j)  # at most this many samples differ
-                   for k in range(1 if most_sells else 0, most_sells + 1)
-                   for j in range(1 if most_buys else 0, most_buys + 1) if 0 < k + j <= depth)
-    accepted: list[ActionSequence] = []
-    seen: set[tuple] = set()
-    recent: list[tuple[frozenset[str], frozenset[str]]] = []
-    for attempt in range(attempts):
-        if len(accepted) >= params.max_combinations or len(seen) >= possible:
-            break
-        count_sells, count_buys = n_sells[attempt], n_buys[attempt]
-        if count_sells + count_buys == 0 or count_sells + count_buys > depth:
-            continue
-        chosen_sells = [sells[i] for i in drawn_sells[attempt][:count_sells]] if count_sells else []
-        chosen_buys = [buys[i] for i in drawn_buys[attempt][:count_buys]] if count_buys else []
-        actions = _ordered(dict.fromkeys(chosen_sells), dict.fromkeys(chosen_buys))
-        if actions is None:
-            continue
-        key = tuple(a.key for a in actions)
-        if key in seen:
-            continue
-        countries = frozenset().union(*(groups[a.key][0] for a in actions))
-        industries = frozenset().union(*(groups[a.key][1] for a in actions))
-        too_alike = any(_jaccard(countries, c) > JACCARD_LIMIT and _jaccard(industries, i) > JACCARD_LIMIT
-                        for c, i in recent[-JACCARD_WINDOW:])
-        if too_alike:
-            continue
-        seen.add(key)
-        recent.append((countries, industries))
-        accepted.append(ActionSequence(actions, "enhanced_combinatorial"))
-    return accepted
+    so the same opportunities always give the same samples. (EnhancedSampler: for every depth.)"""
+    return EnhancedSampler(opportunities, config).sample(depth)
+
+
+class EnhancedSampler:
+    """enhanced_combinatorial for any depth of one set of opportunities; what does not depend
+    on the depth (each side's candidates by priority, their sampling CDFs, _SampleTable) is
+    made once.
+
+    A sample is SELLs then BUYs, each by priority (as `_ordered`), with no symbol twice. It is
+    worked out on indices into the candidates (sells then buys): each side is already by
+    priority, so a sample's distinct indices in ascending order are its actions by priority
+    (equal sort keys mean one symbol twice, a sample refused either way); equal actions count
+    once (the first index); country and industry groups are bit masks (the same Jaccard ratios
+    of the same counts). With at most 62 candidates, 62 groups and one candidate per (symbol,
+    side) key, every attempt's sample is a bit mask of indices computed for all attempts at
+    once (numpy); otherwise attempt by attempt. Only the acceptance (seen, the recent window)
+    runs in order."""
+
+    def __init__(self, opportunities: Opportunities, config: PlannerConfig) -> None:
+        self._params = config.sequence_generators.enhanced_combinatorial
+        self._seed = config.evaluation.seed
+        self._sells, self._buys = _sides(opportunities, config.planner.priority_threshold, self._params.max_candidates)
+        self._cdfs = (_cdf(self._sells) if self._sells else None, _cdf(self._buys) if self._buys else None)
+        self._table = _SampleTable(self._sells + self._buys)
+
+    def sample(self, depth: int) -> list[ActionSequence]:
+        params, sells, buys = self._params, self._sells, self._buys
+        most_sells, most_buys = min(params.max_sells, depth // 2, len(sells)), min(params.max_buys, depth, len(buys))
+        if most_sells + most_buys == 0:
+            return []
+        n_sells, n_buys, uniform_sells, uniform_buys = _draws(self._seed, depth, params.max_attempts, most_sells,
+                                                              most_buys)
+        drawn_sells = self._cdfs[0].searchsorted(uniform_sells, side="right") if most_sells else None
+        drawn_buys = self._cdfs[1].searchsorted(uniform_buys, side="right") + len(sells) if most_buys else None
+        possible = sum(math.comb(len(sells), k) * math.comb(len(buys), j)  # at most this many samples differ
+                       for k in range(1 if most_sells else 0, most_sells + 1)
+                       for j in range(1 if most_buys else 0, most_buys + 1) if 0 < k + j <= depth)
+        sampled = self._table.masked if self._table.fits_masks else self._table.listed
+        keys, countries, industries, actions_of = sampled(depth, n_sells, n_buys, drawn_sells, drawn_buys)
+        accepted: list[ActionSequence] = []
+        seen: set = set()
+        recent: list[tuple[int, int]] = []
+        alike: dict[tuple[int, int], bool] = {}  # (countries, industries) -> too like the recent window
+        for attempt, key in enumerate(keys):
+            if len(accepted) >= params.max_combinations or len(seen) >= possible:
+                break
+            if key is None or key in seen:  # a refused draw, or a sample already taken
+                continue
+            groups = (countries[attempt], industries[attempt])
+            too_alike = alike.get(groups)
+            if too_alike is None:
+                too_alike = alike[groups] = any(
+                    _jaccard_bits(groups[0], c) > JACCARD_LIMIT and _jaccard_bits(groups[1], i) > JACCARD_LIMIT
+                    for c, i in recent[-JACCARD_WINDOW:])
+            if too_alike:
+                continue
+            seen.add(key)
+            recent.append(groups)
+            alike.clear()  # the answers held for the window before this sample
+            accepted.append(ActionSequence(actions_of(attempt), "enhanced_combinatorial"))
+        return accepted
+
+
+MASK_BITS = 62  # indices and groups that fit an int64 bit mask (and its popcount)
+
+
+class _SampleTable:
+    """Per candidate (sells then buys, one index space): the first index of an equal action,
+    a number per symbol and per (symbol, side) key, and its country and industry groups as bit
+    masks (those of the last candidate with its key, as a dict built over them would hold).
+
+    `masked` and `listed` give, per attempt, the sample's key (None: refused: no candidate,
+    more than `depth`, or a symbol twice) and its groups' masks, and the function from an
+    attempt to its sample's actions in order. The key is what tells two samples apart: their ordered
+    (symbol, side) keys, as numbers (listed) or, where each candidate has its own key, the bit
+    mask of the candidates (masked)."""
+
+    def __init__(self, actions: list[Action]) -> None:
+        self.actions = actions
+        firsts: dict[Action, int] = {}
+        self.first = [firsts.setdefault(a, i) for i, a in enumerate(actions)]
+        symbols: dict[str, int] = {}
+        self.symbol = [symbols.setdefault(a.symbol, len(symbols)) for a in actions]
+        keys: dict[tuple[str, str], int] = {}
+        self.key = [keys.setdefault(a.key, len(keys)) for a in actions]
+        bits: dict[str, int] = {}
+        by_key = {a.key: (self._mask(a.group_tags("COUNTRY:"), bits), self._mask(a.group_tags("INDUSTRY:"), bits))
+                  for a in actions}
+        self.countries = [by_key[a.key][0] for a in actions]
+        self.industries = [by_key[a.key][1] for a in actions]
+        distinct = set(self.first)
+        self.fits_masks = (len(actions) <= MASK_BITS and len(bits) <= MASK_BITS
+                           and len({self.key[i] for i in distinct}) == len(distinct))
+        if self.fits_masks:
+            self._bit = np.array([1 << i for i in self.first], dtype=np.int64)
+            self._symbol_bit = np.array([1 << s for s in self.symbol], dtype=np.int64)
+            self._country_bits = np.array(self.countries, dtype=np.int64)
+            self._industry_bits = np.array(self.industries, dtype=np.int64)
+
+    @staticmethod
+    def _mask(groups: frozenset[str], bits: dict[str, int]) -> int:
+        mask = 0
+        for group in groups:
+            mask |= 1 << bits.setdefault(group, len(bits))
+        return mask
+
+    def masked(self, depth: int, n_sells: np.ndarray, n_buys: np.ndarray, drawn_sells: np.ndarray | None,
+               drawn_buys: np.ndarray | None) -> tuple[list, list[int], list[int], Callable]:
+        def union(bits: np.ndarray) -> np.ndarray:  # per attempt, the OR of its drawn candidates' bits
+            total = np.zeros(len(n_sells), dtype=np.int64)
+            for drawn, counts in ((drawn_sells, n_sells), (drawn_buys, n_buys)):
+                if drawn is not None:
+                    taken = np.arange(drawn.shape[1]) < counts[:, None]  # the first `count` draws
+                    total |= np.bitwise_or.reduce(np.where(taken, bits[drawn], 0), axis=1)
+            return total
+        chosen, symbols = union(self._bit), union(self._symbol_bit)
+        size = n_sells + n_buys
+        kept = (size > 0) & (size <= depth) & (np.bitwise_count(chosen) == np.bitwise_count(symbols))
+        keys = [m if k else None for m, k in zip(chosen.tolist(), kept.tolist(), strict=True)]
+        return (keys, union(self._country_bits).tolist(), union(self._industry_bits).tolist(),
+                lambda attempt: self._of_mask(keys[attempt]))
+
+    def listed(self, depth: int, n_sells: np.ndarray, n_buys: np.ndarray, drawn_sells: np.ndarray | None,
+               drawn_buys: np.ndarray | None) -> tuple[list, list[int], list[int], Callable]:
+        first, symbol_of, key_of = self.first, self.symbol, self.key
+        sells_drawn = drawn_sells.tolist() if drawn_sells is not None else None
+        buys_drawn = drawn_buys.tolist() if drawn_buys is not None else None
+        keys: list = []
+        countries: list[int] = []
+        industries: list[int] = []
+        orders: list[list[int]] = []
+        for attempt, (count_sells, count_buys) in enumerate(zip(n_sells.tolist(), n_buys.tolist(), strict=True)):
+            order = sorted({first[i] for i in sells_drawn[attempt][:count_sells]}) if count_sells else []
+            if count_buys:
+                order += sorted({first[i] for i in buys_drawn[attempt][:count_buys]})
+            orders.append(order)
+            if count_sells + count_buys == 0 or count_sells + count_buys > depth or \
+                    len({symbol_of[i] for i in order}) != len(order):
+                keys.append(None)
+                countries.append(0)
+                industries.append(0)
+                continue
+            key = tuple([key_of[i] for i in order])
+            keys.append(key)
+            country = industry = 0
+            for i in order:
+                country |= self.countries[i]
+                industry |= self.industries[i]
+            countries.append(country)
+            industries.append(industry)
+        return keys, countries, industries, lambda attempt: tuple([self.actions[i] for i in orders[attempt]])
+
+    def _of_mask(self, mask: int) -> tuple[Action, ...]:
+        return tuple([self.actions[i] for i in range(len(self.actions)) if mask >> i & 1])
+
+
+def _jaccard_bits(a: int, b: int) -> float:
+    """The Jaccard index |a & b| / |a | b| (1 when both are empty) of two sets given as bit
+    masks."""
+    union = (a | b).bit_count()
+    return (a & b).bit_count() / union if union else 1.0
 
 
 def exhaustive(opportunities: Opportunities, config: PlannerConfig, depth: int) -> list[ActionSequence]:
@@ -282,12 +429,13 @@ def generate(book: Book, opportunities: Opportunities, config: PlannerConfig,
     enabled = [(name, build) for name, build in PATTERNS.items()
                if getattr(patterns, name).enabled and (name not in FULL_MODE_ONLY or inputs.mode == FULL)]
     generators = config.sequence_generators
+    sampler = EnhancedSampler(opportunities, config) if generators.enhanced_combinatorial.enabled else None
     found: list[ActionSequence] = []
     for depth in range(1, config.planner.max_depth + 1):
         found += [ActionSequence(tuple(actions), name) for name, build in enabled
                   if (actions := build(pattern_inputs, depth))]
-        if generators.enhanced_combinatorial.enabled:
-            found += enhanced_combinatorial(opportunities, config, depth)
+        if sampler is not None:
+            found += sampler.sample(depth)
         if generators.combinatorial.enabled:
             found += exhaustive(opportunities, config, depth)
     found = dedupe(found)
