@@ -25,6 +25,7 @@ from services.planner.optimizer.risk import Closes
 
 CAPACITY = 4096  # symbols kept (least recently read dropped first); the universe is far smaller
 _BAR_TAG = 1     # bytes of a `bars` record's tag (field 4, length-delimited: 0x22)
+_HISTORY_TAG = 0x0A  # a GetPriceHistoriesResponse `histories` record's tag (field 1, length-delimited)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,32 @@ def _convert(bars, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return starts, days, values, valid, sum(lengths)
 
 
+def history_records(reply: bytes, count: int) -> list[bytes | None]:
+    """The bytes of each of the `count` histories of a serialized GetPriceHistoriesResponse
+    (field 1, length-delimited records, in order); all None when the reply holds anything else."""
+    records: list[bytes | None] = []
+    at = 0
+    while at < len(reply):
+        if reply[at] != _HISTORY_TAG:
+            return [None] * count
+        size, at = _varint(reply, at + 1)
+        records.append(reply[at:at + size])
+        at += size
+    return records if len(records) == count and at == len(reply) else [None] * count
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """(value, position after it) of the base-128 varint at `at`."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
 def _ascending(days: np.ndarray) -> bool:
     return bool((days[1:] > days[:-1]).all())
 
@@ -73,10 +100,11 @@ class ClosesCache:
         self._lock = threading.Lock()
         self.converted = 0  # bars converted so far (what the cache saves is what it does not count)
 
-    def closes(self, history: data_pb2.GetPriceHistoryResponse, lookback: int) -> Closes:
+    def closes(self, history: data_pb2.GetPriceHistoryResponse, lookback: int, received: bytes | None = None) -> Closes:
         """The last `lookback` valid closes of a daily `history`, oldest first: exactly
-        eligibility.valid_closes(its bars)[-lookback:]."""
-        raw = history.SerializeToString()
+        eligibility.valid_closes(its bars)[-lookback:]. `received`: the bytes `history` was
+        parsed from (history_records), saving serializing it again."""
+        raw = history.SerializeToString() if received is None else received
         header = data_pb2.GetPriceHistoryResponse(symbol=history.symbol, currency=history.currency,
                                                   interval=history.interval).SerializeToString()
         raw = raw[len(header):] if raw.startswith(header) else b""

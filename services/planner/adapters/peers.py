@@ -21,7 +21,7 @@ from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 from services.common.background import ContextExecutor
 from services.common.client import Clients
 from services.common.timestamps import from_timestamp, to_timestamp
-from services.planner.adapters.closes import ClosesCache
+from services.planner.adapters.closes import ClosesCache, history_records
 from services.planner.eligibility import Listing, Quote, TradingRules
 from services.planner.optimizer.risk import Closes
 from services.planner.optimizer.sectors import GroupTargets
@@ -93,6 +93,12 @@ class Peers:
         self._trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
         self._pool = ContextExecutor(max_workers=2, thread_name_prefix="planner-reads")
         self._closes = ClosesCache()
+        # GetPriceHistories as received (bytes): the cache compares each history's bytes with the
+        # last ones it converted, instead of serializing the parsed reply again.
+        self._price_histories = clients.channel("data").unary_unary(
+            "/trader.data.v1.MarketData/GetPriceHistories",
+            request_serializer=data_pb2.GetPriceHistoriesRequest.SerializeToString, response_deserializer=None,
+            _registered_method=True)
         self._listings = _Converted(_listings)
         self._fundamentals = _Converted(_fundamentals_view)
 
@@ -187,9 +193,11 @@ class Peers:
         (adapters/closes.py)."""
         if not symbols:
             return {}
-        reply = self._data.GetPriceHistories(data_pb2.GetPriceHistoriesRequest(
+        received = self._price_histories(data_pb2.GetPriceHistoriesRequest(
             symbols=list(symbols), start=start.isoformat(), interval=data_pb2.DAILY))
-        return {h.symbol: self._closes.closes(h, lookback) for h in reply.histories}
+        histories = data_pb2.GetPriceHistoriesResponse.FromString(received).histories
+        return {h.symbol: self._closes.closes(h, lookback, record)
+                for h, record in zip(histories, history_records(received, len(histories)), strict=True)}
 
     def metrics(self, symbols: Sequence[str]) -> dict[str, MetricsView]:
         """symbol -> its metrics as of now (data GetMetrics, one call): what the scoring reads,
