@@ -589,3 +589,18 @@ def test_hrp_leaf_order_is_scipy_s_pre_order(count, seed, method):
     points[count // 2] = points[0]  # a tie
     link = sch.linkage(points, method)
     assert _leaves(link) == sch.to_tree(link, rd=False).pre_order()
+
+
+@pytest.mark.parametrize("value", [np.array([0.1, -np.inf, np.inf]), np.array([0.1, np.nan, 0.2]), 0.05, float("nan"),
+                                   np.array([1, 2, 3]), np.array([0.1, 0.2])])
+def test_a_value_taken_as_plain_is_one_cvxpy_s_check_keeps_as_it_is(value):
+    """_plain (the compiled program's values set without cvxpy's check) holds only for values
+    that check passes and stores unchanged."""
+    import cvxpy as cp
+
+    from services.planner.optimizer import mean_variance as mv
+
+    parameter = cp.Parameter(np.shape(value) if np.ndim(value) == 0 else (3,))
+    if mv._plain(value, parameter.shape):
+        parameter.value = value
+        assert parameter.value is value or parameter.value == value

@@ -197,10 +197,11 @@ def _solve_compiled(objective: str, symbols: Sequence[str], mu: np.ndarray, cov:
         clear = cov.dtype == np.float64 and cov.shape == (len(symbols), len(symbols)) and _clearly_psd(cov)
         try:
             for name, parameter in program.parameters.items():
-                if name == "cov" and clear:
-                    parameter.save_value(cov)  # what `value =` stores; its PSD test would pass (CLEARLY_PSD)
+                value = values[name]
+                if clear if name == "cov" else _plain(value, parameter.shape):
+                    parameter.save_value(value)  # what `value =` stores, its checks passing (see _plain)
                 else:
-                    parameter.value = values[name]
+                    parameter.value = value
         except ValueError:
             return None  # a covariance cvxpy's parameter check refuses: PyPortfolioOpt's problem decides
         try:
@@ -212,6 +213,14 @@ def _solve_compiled(objective: str, symbols: Sequence[str], mu: np.ndarray, cov:
         output = BaseOptimizer(len(symbols), list(symbols))
         output.weights = program.weights.value.round(16) + 0.0  # +0.0 removes signed zero
     return dict(output.clean_weights(rounding=None))
+
+
+def _plain(value: Any, shape: tuple[int, ...]) -> bool:
+    """Whether cvxpy's check of a Parameter without attributes passes for `value` and keeps it
+    as it is: float64 (a float or an array) of the parameter's shape, without NaN (what the check
+    refuses besides another shape; an infinite bound passes)."""
+    array = np.asarray(value)
+    return array.dtype == np.float64 and array.shape == shape and not np.isnan(array).any()
 
 
 def highest_return(mu: np.ndarray, weight_bounds: list[tuple[float, float]]) -> float | None:
