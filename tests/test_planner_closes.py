@@ -67,6 +67,18 @@ def test_histories_as_received_are_each_history_s_bytes_and_give_the_same_closes
     assert history_records(received, 2) == [None] * 2
 
 
+@pytest.mark.parametrize("moves", [[0, 0, 1], [5, 1, 0, 17], [1, 2, 3]])
+def test_a_window_unmoved_or_moved_by_several_bars_converts_only_the_new_bars(moves):
+    cache = ClosesCache()
+    bars = [bar(d, 100.0 + d, 99.0 + d, flag="gap: x" if d % 11 == 0 else "") for d in range(400)]
+    start = 0
+    cache.closes(history(bars[:250]), 200)
+    for move in moves:
+        start += move
+        assert cache.closes(history(bars[start:250 + start]), 200).rows() == plain(bars[start:250 + start], 200)
+    assert cache.converted == 250 + sum(moves)
+
+
 @pytest.mark.parametrize("change", ["corrected", "flagged", "readjusted", "unflagged"])
 def test_a_changed_bar_already_seen_is_never_served_from_before(change):
     """A correction, a flag found later, a new adjustment (a dividend re-adjusts every close

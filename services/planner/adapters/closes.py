@@ -87,6 +87,20 @@ def _varint(data: bytes, at: int) -> tuple[int, int]:
         shift += 7
 
 
+def _position(days: np.ndarray, day: np.datetime64) -> int:
+    """The index of `day` in the strictly ascending `days`, -1 when absent. A window moved on by
+    a session starts at the second day, an unmoved one at the first: those are compared first (as
+    dates: a numpy search costs more)."""
+    wanted = day.item()
+    if wanted is None:  # not a date (NaT): never among kept days
+        return -1
+    for guess in (1, 0):
+        if guess < len(days) and days[guess].item() == wanted:
+            return guess
+    index = int(np.searchsorted(days, day))
+    return index if index < len(days) and days[index] == day else -1
+
+
 def _ascending(days: np.ndarray) -> bool:
     return bool((days[1:] > days[:-1]).all())
 
@@ -97,6 +111,7 @@ class ClosesCache:
     def __init__(self, capacity: int = CAPACITY):
         self._capacity = capacity
         self._kept: OrderedDict[str, _Bars] = OrderedDict()
+        self._headers: dict[tuple[str, str, int], bytes] = {}
         self._lock = threading.Lock()
         self.converted = 0  # bars converted so far (what the cache saves is what it does not count)
 
@@ -105,8 +120,7 @@ class ClosesCache:
         eligibility.valid_closes(its bars)[-lookback:]. `received`: the bytes `history` was
         parsed from (history_records), saving serializing it again."""
         raw = history.SerializeToString() if received is None else received
-        header = data_pb2.GetPriceHistoryResponse(symbol=history.symbol, currency=history.currency,
-                                                  interval=history.interval).SerializeToString()
+        header = self._header(history)
         raw = raw[len(header):] if raw.startswith(header) else b""
         with self._lock:
             before = self._kept.get(history.symbol)
@@ -123,6 +137,18 @@ class ClosesCache:
                 self._kept.pop(history.symbol, None)
         return bars.closes(lookback)
 
+    def _header(self, history: data_pb2.GetPriceHistoryResponse) -> bytes:
+        """The serialized fields of `history` before its bars (symbol, currency, interval)."""
+        key = (history.symbol, history.currency, history.interval)
+        header = self._headers.get(key)
+        if header is None:
+            header = data_pb2.GetPriceHistoryResponse(symbol=key[0], currency=key[1], interval=key[2]) \
+                .SerializeToString()
+            if len(self._headers) >= self._capacity:
+                self._headers.clear()
+            self._headers[key] = header
+        return header
+
     def _whole(self, history: data_pb2.GetPriceHistoryResponse, raw: bytes) -> _Bars:
         """Every bar converted; kept (`raw` set) only when `raw` is exactly the bars' records
         (no unknown field) and their dates ascend."""
@@ -136,12 +162,12 @@ class ClosesCache:
         None unless the reply's bytes continue `before`'s from that first bar."""
         if before is None or not history.bars or not len(before.days):
             return None
-        first = np.datetime64(history.bars[0].date, "D")
-        index = int(np.searchsorted(before.days, first))
-        if index >= len(before.days) or before.days[index] != first:
+        index = _position(before.days, np.datetime64(history.bars[0].date, "D"))
+        if index < 0:
             return None
-        kept = len(before.raw) - int(before.starts[index])
-        if len(raw) < kept or raw[:kept] != before.raw[-kept:]:
+        shift = int(before.starts[index])
+        kept = len(before.raw) - shift
+        if len(raw) < kept or not raw.startswith(memoryview(before.raw)[shift:]):  # raw[:kept] == before's last
             return None
         tail = raw[kept:]
         new = data_pb2.GetPriceHistoryResponse.FromString(tail).bars
@@ -149,7 +175,6 @@ class ClosesCache:
         self.converted += len(days)
         if size != len(tail) or not _ascending(np.concatenate((before.days[-1:], days))):
             return None
-        shift = int(before.starts[index])
         return _Bars(raw, np.concatenate((before.starts[index:] - shift, starts)),
                      np.concatenate((before.days[index:], days)), np.concatenate((before.values[index:], values)),
                      np.concatenate((before.valid[index:], valid)))
