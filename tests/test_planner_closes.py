@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pypfopt.expected_returns import returns_from_prices
 from trader.data.v1 import data_pb2
 
-from services.planner.adapters.closes import ClosesCache
+from services.planner.adapters.closes import ClosesCache, history_records
 from services.planner.eligibility import valid_closes
 from services.planner.inputs import correlations
 from services.planner.optimizer.risk import aligned, aligned_closes, daily_returns
@@ -46,6 +46,37 @@ def test_a_window_moved_on_converts_only_the_new_bars():
     for end in range(251, 300):  # each day: the oldest bar goes, a new one comes
         assert cache.closes(history(bars[end - 250:end]), 200).rows() == plain(bars[end - 250:end], 200)
     assert cache.converted == 250 + 49
+
+
+def test_histories_as_received_are_each_history_s_bytes_and_give_the_same_closes():
+    """history_records splits a GetPriceHistories reply as received into its histories' bytes
+    (those the cache compares), and closes from them are those from serializing again; a reply
+    holding anything else gives none (then the cache serializes)."""
+    bars = [bar(d, 100.0 + d, 99.0 + d if d % 3 else None, flag="gap: x" if d == 7 else "") for d in range(400)]
+    for end in (250, 251, 300):
+        reply = data_pb2.GetPriceHistoriesResponse(histories=[
+            history(bars[end - 250:end], "A.US"), history([], "B.US"), history(bars[:end - 100], "C.US")])
+        received = reply.SerializeToString()
+        records = history_records(received, 3)
+        assert records == [h.SerializeToString() for h in reply.histories]
+        parsed = data_pb2.GetPriceHistoriesResponse.FromString(received).histories
+        by_bytes, serialized = ClosesCache(), ClosesCache()
+        for h, record in zip(parsed, records, strict=True):
+            assert by_bytes.closes(h, 200, record).rows() == serialized.closes(h, 200).rows()
+    assert history_records(received + b"\x12\x00", 3) == [None] * 3  # a field the reply does not have
+    assert history_records(received, 2) == [None] * 2
+
+
+@pytest.mark.parametrize("moves", [[0, 0, 1], [5, 1, 0, 17], [1, 2, 3]])
+def test_a_window_unmoved_or_moved_by_several_bars_converts_only_the_new_bars(moves):
+    cache = ClosesCache()
+    bars = [bar(d, 100.0 + d, 99.0 + d, flag="gap: x" if d % 11 == 0 else "") for d in range(400)]
+    start = 0
+    cache.closes(history(bars[:250]), 200)
+    for move in moves:
+        start += move
+        assert cache.closes(history(bars[start:250 + start]), 200).rows() == plain(bars[start:250 + start], 200)
+    assert cache.converted == 250 + sum(moves)
 
 
 @pytest.mark.parametrize("change", ["corrected", "flagged", "readjusted", "unflagged"])

@@ -548,3 +548,59 @@ def test_compiled_programs_kept_are_bounded_least_recently_used_first():
         mv._program("min_volatility", count)
     assert len(mv._programs) == mv.PROGRAMS_KEPT
     assert ("min_volatility", 2) not in mv._programs and ("min_volatility", mv.PROGRAMS_KEPT + 3) in mv._programs
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 12), st.integers(30, 260), st.integers(0, 2**32 - 1))
+def test_a_covariance_clearly_psd_passes_both_of_cvxpy_s_tests(count, days, seed):
+    """What lets the compiled program skip cvxpy's semidefiniteness tests implies both pass:
+    the constant's (is_psd) and the parameter's (assigning a PSD parameter's value)."""
+    import cvxpy as cp
+
+    from services.planner.optimizer import mean_variance as mv
+
+    cov = covariance({f"S{i}.US": walk(seed % 10_000 + i, days) for i in range(count)})
+    if mv._clearly_psd(cov):
+        assert cp.Constant(cov).is_psd()
+        cp.Parameter(cov.shape, PSD=True).value = cov  # raises ValueError when not PSD
+
+
+def test_a_covariance_near_singular_is_left_to_cvxpy_s_own_tests():
+    """A covariance with an eigenvalue below CLEARLY_PSD (here one just below 0, one just above)
+    is decided by cvxpy as before: the one within its tolerance is compiled, the other is not."""
+    from services.planner.optimizer import mean_variance as mv
+
+    basis, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(4, 4)))
+    for smallest, compilable in ((1e-11, True), (-1e-6, False)):
+        cov = basis @ np.diag([0.09, 0.04, 0.02, smallest]) @ basis.T
+        cov = (cov + cov.T) / 2
+        assert not mv._clearly_psd(cov)
+        assert mv._compilable(np.full(4, 0.05), cov) is compilable
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 25), st.integers(0, 2**32 - 1), st.sampled_from(["single", "average", "ward"]))
+def test_hrp_leaf_order_is_scipy_s_pre_order(count, seed, method):
+    import scipy.cluster.hierarchy as sch
+
+    from services.planner.optimizer.hrp import _leaves
+
+    points = np.random.default_rng(seed).normal(size=(count, 3))
+    points[count // 2] = points[0]  # a tie
+    link = sch.linkage(points, method)
+    assert _leaves(link) == sch.to_tree(link, rd=False).pre_order()
+
+
+@pytest.mark.parametrize("value", [np.array([0.1, -np.inf, np.inf]), np.array([0.1, np.nan, 0.2]), 0.05, float("nan"),
+                                   np.array([1, 2, 3]), np.array([0.1, 0.2])])
+def test_a_value_taken_as_plain_is_one_cvxpy_s_check_keeps_as_it_is(value):
+    """_plain (the compiled program's values set without cvxpy's check) holds only for values
+    that check passes and stores unchanged."""
+    import cvxpy as cp
+
+    from services.planner.optimizer import mean_variance as mv
+
+    parameter = cp.Parameter(np.shape(value) if np.ndim(value) == 0 else (3,))
+    if mv._plain(value, parameter.shape):
+        parameter.value = value
+        assert parameter.value is value or parameter.value == value

@@ -143,9 +143,21 @@ class CountingStub:
         return call
 
 
-def data_calls_of_a_plan(h: PlannerHarness) -> Counter:
-    peers = h.engine._peers
+def counting_data(peers) -> CountingStub:
+    """Counts the calls `peers` makes to the data service from now on (GetPriceHistories
+    included: Peers.valid_closes calls it for the reply's bytes, not through the stub)."""
     peers._data = counting = CountingStub(peers._data)
+    histories = peers._price_histories
+
+    def price_histories(*args, **kwargs):
+        counting.calls["GetPriceHistories"] += 1
+        return histories(*args, **kwargs)
+    peers._price_histories = price_histories
+    return counting
+
+
+def data_calls_of_a_plan(h: PlannerHarness) -> Counter:
+    counting = counting_data(h.engine._peers)
     assert h.plan(LAST_DAY).steps
     return counting.calls
 
@@ -398,7 +410,7 @@ def test_targets_are_reused_for_the_same_state_for_48_hours(harness, monkeypatch
     assert not any("reused" in note for note in first.notes) and len(runs) == 1
     peers = h.engine._peers
     original = peers._data
-    peers._data = counting = CountingStub(original)
+    counting = counting_data(peers)
     next_day = h.plan(LAST_DAY + timedelta(days=1))
     assert [note for note in next_day.notes if "reused" in note] == [
         f"targets computed {NOW:%Y-%m-%d %H:%M} UTC for this state reused (at most 48 hours)"]

@@ -183,5 +183,6 @@ def correlations(closes: Mapping[str, Closes | Sequence[tuple[str, float]]],
         return {}
     matrix = pd.DataFrame(prices.returns()).corr().to_numpy()
     symbols = prices.symbols
-    return {frozenset((a, symbols[j])): float(matrix[i, j]) for i, a in enumerate(symbols)
-            for j in range(i + 1, len(symbols)) if np.isfinite(matrix[i, j])}
+    values, finite = matrix.tolist(), np.isfinite(matrix).tolist()  # Python floats: float(matrix[i, j])
+    return {frozenset((a, symbols[j])): values[i][j] for i, a in enumerate(symbols)
+            for j in range(i + 1, len(symbols)) if finite[i][j]}

@@ -25,6 +25,7 @@ from services.planner.optimizer.risk import Closes
 
 CAPACITY = 4096  # symbols kept (least recently read dropped first); the universe is far smaller
 _BAR_TAG = 1     # bytes of a `bars` record's tag (field 4, length-delimited: 0x22)
+_HISTORY_TAG = 0x0A  # a GetPriceHistoriesResponse `histories` record's tag (field 1, length-delimited)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,46 @@ def _convert(bars, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return starts, days, values, valid, sum(lengths)
 
 
+def history_records(reply: bytes, count: int) -> list[bytes | None]:
+    """The bytes of each of the `count` histories of a serialized GetPriceHistoriesResponse
+    (field 1, length-delimited records, in order); all None when the reply holds anything else."""
+    records: list[bytes | None] = []
+    at = 0
+    while at < len(reply):
+        if reply[at] != _HISTORY_TAG:
+            return [None] * count
+        size, at = _varint(reply, at + 1)
+        records.append(reply[at:at + size])
+        at += size
+    return records if len(records) == count and at == len(reply) else [None] * count
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """(value, position after it) of the base-128 varint at `at`."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _position(days: np.ndarray, day: np.datetime64) -> int:
+    """The index of `day` in the strictly ascending `days`, -1 when absent. A window moved on by
+    a session starts at the second day, an unmoved one at the first: those are compared first (as
+    dates: a numpy search costs more)."""
+    wanted = day.item()
+    if wanted is None:  # not a date (NaT): never among kept days
+        return -1
+    for guess in (1, 0):
+        if guess < len(days) and days[guess].item() == wanted:
+            return guess
+    index = int(np.searchsorted(days, day))
+    return index if index < len(days) and days[index] == day else -1
+
+
 def _ascending(days: np.ndarray) -> bool:
     return bool((days[1:] > days[:-1]).all())
 
@@ -70,15 +111,16 @@ class ClosesCache:
     def __init__(self, capacity: int = CAPACITY):
         self._capacity = capacity
         self._kept: OrderedDict[str, _Bars] = OrderedDict()
+        self._headers: dict[tuple[str, str, int], bytes] = {}
         self._lock = threading.Lock()
         self.converted = 0  # bars converted so far (what the cache saves is what it does not count)
 
-    def closes(self, history: data_pb2.GetPriceHistoryResponse, lookback: int) -> Closes:
+    def closes(self, history: data_pb2.GetPriceHistoryResponse, lookback: int, received: bytes | None = None) -> Closes:
         """The last `lookback` valid closes of a daily `history`, oldest first: exactly
-        eligibility.valid_closes(its bars)[-lookback:]."""
-        raw = history.SerializeToString()
-        header = data_pb2.GetPriceHistoryResponse(symbol=history.symbol, currency=history.currency,
-                                                  interval=history.interval).SerializeToString()
+        eligibility.valid_closes(its bars)[-lookback:]. `received`: the bytes `history` was
+        parsed from (history_records), saving serializing it again."""
+        raw = history.SerializeToString() if received is None else received
+        header = self._header(history)
         raw = raw[len(header):] if raw.startswith(header) else b""
         with self._lock:
             before = self._kept.get(history.symbol)
@@ -95,6 +137,18 @@ class ClosesCache:
                 self._kept.pop(history.symbol, None)
         return bars.closes(lookback)
 
+    def _header(self, history: data_pb2.GetPriceHistoryResponse) -> bytes:
+        """The serialized fields of `history` before its bars (symbol, currency, interval)."""
+        key = (history.symbol, history.currency, history.interval)
+        header = self._headers.get(key)
+        if header is None:
+            header = data_pb2.GetPriceHistoryResponse(symbol=key[0], currency=key[1], interval=key[2]) \
+                .SerializeToString()
+            if len(self._headers) >= self._capacity:
+                self._headers.clear()
+            self._headers[key] = header
+        return header
+
     def _whole(self, history: data_pb2.GetPriceHistoryResponse, raw: bytes) -> _Bars:
         """Every bar converted; kept (`raw` set) only when `raw` is exactly the bars' records
         (no unknown field) and their dates ascend."""
@@ -108,12 +162,12 @@ class ClosesCache:
         None unless the reply's bytes continue `before`'s from that first bar."""
         if before is None or not history.bars or not len(before.days):
             return None
-        first = np.datetime64(history.bars[0].date, "D")
-        index = int(np.searchsorted(before.days, first))
-        if index >= len(before.days) or before.days[index] != first:
+        index = _position(before.days, np.datetime64(history.bars[0].date, "D"))
+        if index < 0:
             return None
-        kept = len(before.raw) - int(before.starts[index])
-        if len(raw) < kept or raw[:kept] != before.raw[-kept:]:
+        shift = int(before.starts[index])
+        kept = len(before.raw) - shift
+        if len(raw) < kept or not raw.startswith(memoryview(before.raw)[shift:]):  # raw[:kept] == before's last
             return None
         tail = raw[kept:]
         new = data_pb2.GetPriceHistoryResponse.FromString(tail).bars
@@ -121,7 +175,6 @@ class ClosesCache:
         self.converted += len(days)
         if size != len(tail) or not _ascending(np.concatenate((before.days[-1:], days))):
             return None
-        shift = int(before.starts[index])
         return _Bars(raw, np.concatenate((before.starts[index:] - shift, starts)),
                      np.concatenate((before.days[index:], days)), np.concatenate((before.values[index:], values)),
                      np.concatenate((before.valid[index:], valid)))

@@ -21,7 +21,7 @@ from trader.trading.v1 import trading_pb2, trading_pb2_grpc
 from services.common.background import ContextExecutor
 from services.common.client import Clients
 from services.common.timestamps import from_timestamp, to_timestamp
-from services.planner.adapters.closes import ClosesCache
+from services.planner.adapters.closes import ClosesCache, history_records
 from services.planner.eligibility import Listing, Quote, TradingRules
 from services.planner.optimizer.risk import Closes
 from services.planner.optimizer.sectors import GroupTargets
@@ -93,6 +93,14 @@ class Peers:
         self._trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
         self._pool = ContextExecutor(max_workers=2, thread_name_prefix="planner-reads")
         self._closes = ClosesCache()
+        # GetPriceHistories as received (bytes): the cache compares each history's bytes with the
+        # last ones it converted, instead of serializing the parsed reply again.
+        self._price_histories = clients.channel("data").unary_unary(
+            "/trader.data.v1.MarketData/GetPriceHistories",
+            request_serializer=data_pb2.GetPriceHistoriesRequest.SerializeToString, response_deserializer=None,
+            _registered_method=True)
+        self._listings = _Converted(_listings)
+        self._fundamentals = _Converted(_fundamentals_view)
 
     def together(self, first: Callable[[], Any], *others: Callable[[], Any]) -> list[Any]:
         """read_together on this adapter's pool. Each read should go to another service than
@@ -150,12 +158,7 @@ class Peers:
                      t.client_order_id) for t in trades]
 
     def listings(self) -> list[Listing]:
-        securities = self._data.ListSecurities(data_pb2.ListSecuritiesRequest()).securities
-        return [Listing(s.symbol, s.currency, s.lot_size, s.allow_buy, s.kind == data_pb2.EQUITY,
-                        s.min_portfolio_target if s.HasField("min_portfolio_target") else None,
-                        s.max_portfolio_target if s.HasField("max_portfolio_target") else None, s.exchange,
-                        s.allow_sell, s.country, s.industry)
-                for s in securities]
+        return list(self._listings(self._data.ListSecurities(data_pb2.ListSecuritiesRequest())))
 
     def market_open(self, exchange: str, now: datetime) -> bool | None:
         """Whether `exchange` is open at `now`; None when it cannot be told (counted closed)."""
@@ -190,9 +193,11 @@ class Peers:
         (adapters/closes.py)."""
         if not symbols:
             return {}
-        reply = self._data.GetPriceHistories(data_pb2.GetPriceHistoriesRequest(
+        received = self._price_histories(data_pb2.GetPriceHistoriesRequest(
             symbols=list(symbols), start=start.isoformat(), interval=data_pb2.DAILY))
-        return {h.symbol: self._closes.closes(h, lookback) for h in reply.histories}
+        histories = data_pb2.GetPriceHistoriesResponse.FromString(received).histories
+        return {h.symbol: self._closes.closes(h, lookback, record)
+                for h, record in zip(histories, history_records(received, len(histories)), strict=True)}
 
     def metrics(self, symbols: Sequence[str]) -> dict[str, MetricsView]:
         """symbol -> its metrics as of now (data GetMetrics, one call): what the scoring reads,
@@ -210,7 +215,39 @@ class Peers:
         if not symbols:
             return {}
         reply = self._data.GetFundamentals(data_pb2.GetFundamentalsRequest(symbols=list(symbols)))
-        return {f.symbol: _fundamentals_view(f) for f in reply.fundamentals}
+        return {f.symbol: self._fundamentals(f) for f in reply.fundamentals}
+
+
+class _Converted:
+    """A conversion of protobuf messages that reuses its last result for a message whose bytes
+    (serialized, in C) are those it was converted from: equal bytes are the same message, so the
+    result is the same. Keeps the last result per kind of message and symbol; thread-safe (a race
+    converts again)."""
+
+    def __init__(self, convert: Callable[[Any], Any], capacity: int = 4096):
+        self._convert = convert
+        self._capacity = capacity
+        self._kept: dict[tuple[str, str], tuple[bytes, Any]] = {}
+
+    def __call__(self, message: Any) -> Any:
+        key = (type(message).__name__, getattr(message, "symbol", ""))
+        raw = message.SerializeToString(deterministic=True)
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == raw:
+            return kept[1]
+        value = self._convert(message)
+        if len(self._kept) >= self._capacity and key not in self._kept:
+            self._kept.clear()
+        self._kept[key] = (raw, value)
+        return value
+
+
+def _listings(reply: data_pb2.ListSecuritiesResponse) -> tuple[Listing, ...]:
+    return tuple(Listing(s.symbol, s.currency, s.lot_size, s.allow_buy, s.kind == data_pb2.EQUITY,
+                         s.min_portfolio_target if s.HasField("min_portfolio_target") else None,
+                         s.max_portfolio_target if s.HasField("max_portfolio_target") else None, s.exchange,
+                         s.allow_sell, s.country, s.industry)
+                 for s in reply.securities)
 
 
 def read_together(pool: ContextExecutor, first: Callable[[], Any], *others: Callable[[], Any]) -> list[Any]:

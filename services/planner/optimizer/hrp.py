@@ -35,11 +35,28 @@ def hrp_weights(returns: np.ndarray, symbols: Sequence[str]) -> dict[str, float]
     corr = cov / np.outer(std, std)
     try:
         distance = np.sqrt(np.clip((1.0 - corr) / 2.0, a_min=0.0, a_max=1.0))
-        order = sch.to_tree(sch.linkage(ssd.squareform(distance, checks=False), "single"), rd=False).pre_order()
+        order = _leaves(sch.linkage(ssd.squareform(distance, checks=False), "single"))
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
         return None
     weights = _bisection(cov, np.asarray(order))
     return {symbols[i]: float(weights[i]) for i in sorted(range(len(symbols)), key=lambda i: symbols[i])}
+
+
+def _leaves(link: np.ndarray) -> list[int]:
+    """The leaves of a linkage matrix (scipy's, from `linkage`) from left to right: what
+    `to_tree(link).pre_order()` gives (a merged cluster's left child is its row's first column),
+    without building a ClusterNode per cluster and validating the matrix `linkage` just made."""
+    count = len(link) + 1
+    children = link[:, :2].astype(np.int64).tolist()
+    order, stack = [], [2 * count - 2]
+    while stack:
+        node = stack.pop()
+        if node < count:
+            order.append(node)
+        else:
+            left, right = children[node - count]
+            stack += (right, left)
+    return order
 
 
 def _cluster_variance(cov: np.ndarray, items: np.ndarray) -> float:

@@ -42,6 +42,12 @@ SOLVER = "CLARABEL"  # interior point, deterministic; solves every objective her
 # it is reachable (far above the solver's tolerance; nearer, the solver decides as before).
 CLEAR_MARGIN = 1e-4
 COMPILED = ("efficient_return", "min_volatility")  # the objectives with a compiled program
+# A covariance whose smallest eigenvalue (LAPACK, error ~1e-15 here) is at least this is positive
+# semidefinite beyond doubt for cvxpy's tests (a constant's: >= -1e-10, settings.EIGVAL_TOL; a
+# PSD parameter's: projection distance <= 1e-8), which then need not be made (their ARPACK and
+# SVD runs cost more than the solve). Ledoit-Wolf's shrinkage keeps it far above (its target's
+# eigenvalues are the mean variance); nearer, cvxpy's own tests decide as before.
+CLEARLY_PSD = 1e-9
 PROGRAMS_KEPT = 16  # compiled programs kept, the least recently used dropped first
 
 
@@ -129,7 +135,12 @@ def _compilable(mu: np.ndarray, cov: np.ndarray) -> bool:
     import cvxpy as cp  # noqa: PLC0415 - as in mean_variance
 
     return bool(np.isfinite(cov).all() and (cov != 0).all() and (mu != 0).all() and np.array_equal(cov, cov.T)
-                and cp.Constant(cov).is_psd())
+                and (_clearly_psd(cov) or cp.Constant(cov).is_psd()))
+
+
+def _clearly_psd(cov: np.ndarray) -> bool:
+    """Whether a finite symmetric `cov`'s smallest eigenvalue is at least CLEARLY_PSD."""
+    return bool(np.linalg.eigvalsh(cov)[0] >= CLEARLY_PSD)
 
 
 @dataclass(frozen=True)
@@ -183,9 +194,14 @@ def _solve_compiled(objective: str, symbols: Sequence[str], mu: np.ndarray, cov:
         program = _program(objective, len(symbols))
         values = {"cov": cov, "lower": np.nan_to_num(limits[:, 0], nan=-np.inf),
                   "upper": np.nan_to_num(limits[:, 1], nan=np.inf), "mu": mu, "target_return": float(target_return)}
+        clear = cov.dtype == np.float64 and cov.shape == (len(symbols), len(symbols)) and _clearly_psd(cov)
         try:
             for name, parameter in program.parameters.items():
-                parameter.value = values[name]
+                value = values[name]
+                if clear if name == "cov" else _plain(value, parameter.shape):
+                    parameter.save_value(value)  # what `value =` stores, its checks passing (see _plain)
+                else:
+                    parameter.value = value
         except ValueError:
             return None  # a covariance cvxpy's parameter check refuses: PyPortfolioOpt's problem decides
         try:
@@ -197,6 +213,14 @@ def _solve_compiled(objective: str, symbols: Sequence[str], mu: np.ndarray, cov:
         output = BaseOptimizer(len(symbols), list(symbols))
         output.weights = program.weights.value.round(16) + 0.0  # +0.0 removes signed zero
     return dict(output.clean_weights(rounding=None))
+
+
+def _plain(value: Any, shape: tuple[int, ...]) -> bool:
+    """Whether cvxpy's check of a Parameter without attributes passes for `value` and keeps it
+    as it is: float64 (a float or an array) of the parameter's shape, without NaN (what the check
+    refuses besides another shape; an infinite bound passes)."""
+    array = np.asarray(value)
+    return array.dtype == np.float64 and array.shape == shape and not np.isnan(array).any()
 
 
 def highest_return(mu: np.ndarray, weight_bounds: list[tuple[float, float]]) -> float | None:

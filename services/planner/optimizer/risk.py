@@ -129,9 +129,13 @@ def ledoit_wolf(returns: np.ndarray) -> np.ndarray:
     spectral fix when not positive semidefinite), without its pandas frames and unused sample
     covariance."""
     from pypfopt.risk_models import fix_nonpositive_semidefinite  # noqa: PLC0415 - as in aligned_closes
+    from sklearn import config_context  # noqa: PLC0415
     from sklearn.covariance import ledoit_wolf as shrunk_covariance  # noqa: PLC0415
 
-    shrunk, _ = shrunk_covariance(np.nan_to_num(returns))
+    # Its keyword arguments are the defaults: checking them against their constraints on every
+    # call cost more than the estimate (the data itself is still checked).
+    with config_context(skip_parameter_validation=True):
+        shrunk, _ = shrunk_covariance(np.nan_to_num(returns))
     return fix_nonpositive_semidefinite(shrunk * TRADING_DAYS, fix_method="spectral")
 
 
