@@ -379,13 +379,20 @@ def broker_state_from_proto(request: portfolio_pb2.ApplyBrokerStateRequest) -> B
             raise InvalidArgument(f"cash[{i}].currency", f"{currency} is listed twice")
         cash[currency] = finite_amount(f"cash[{i}].amount", balance.amount)
     synced_at = from_timestamp(request.synced_at, "synced_at") if request.HasField("synced_at") else clock.now()
-    cursor = None
-    if request.HasField("ledger_cursor"):
-        if request.ledger_cursor.trade_id < 0 or request.ledger_cursor.cash_movement_id < 0:
-            raise InvalidArgument("ledger_cursor", "ids must not be negative")
-        cursor = (request.ledger_cursor.trade_id, request.ledger_cursor.cash_movement_id)
+    cursor = _cursor(request, "ledger_cursor")
     return BrokerState(holdings, cash, synced_at, [_fill(i, f) for i, f in enumerate(request.fills)],
-                       [_movement(i, m) for i, m in enumerate(request.cash_movements)], cursor)
+                       [_movement(i, m) for i, m in enumerate(request.cash_movements)], cursor,
+                       after=_cursor(request, "after"))
+
+
+def _cursor(request: portfolio_pb2.ApplyBrokerStateRequest, field: str) -> tuple[int, int] | None:
+    """(trade id, cash movement id) of the LedgerCursor `field`; None when unset."""
+    if not request.HasField(field):
+        return None
+    given = getattr(request, field)
+    if given.trade_id < 0 or given.cash_movement_id < 0:
+        raise InvalidArgument(field, "ids must not be negative")
+    return given.trade_id, given.cash_movement_id
 
 
 # --- replies ---
