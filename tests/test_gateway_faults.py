@@ -237,8 +237,9 @@ def applied_at(trade_id: int, movement_id: int):
 
 def test_the_next_sync_asks_from_the_cursor_the_last_one_applied_and_hands_it_back_to_be_checked():
     calls, ledger = [], KeptLedgerCursor()
-    assert statuses(run_cycle(services(calls, portfolio__GetLedgerCursor=portfolio_pb2.LedgerCursor(trade_id=4),
-                                       portfolio__ApplyBrokerState=applied_at(5, 7)), NOW, ledger=ledger))["sync_broker"] == OK
+    first = run_cycle(services(calls, portfolio__GetLedgerCursor=portfolio_pb2.LedgerCursor(trade_id=4),
+                               portfolio__ApplyBrokerState=applied_at(5, 7)), NOW, ledger=ledger)
+    assert statuses(first)["sync_broker"] == OK
     assert ledger_calls(calls) == [("GetLedgerCursor", None), ("SyncBroker", (4, 0)), ("ApplyBrokerState", None)]
     calls.clear()
     assert run_cycle(services(calls, portfolio__ApplyBrokerState=applied_at(6, 7)), NOW, ledger=ledger).ok

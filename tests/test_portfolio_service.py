@@ -268,7 +268,8 @@ def test_a_kept_cursor_handed_in_as_after_applies_only_while_the_books_are_still
     reply instead of read with GetLedgerCursor; checked before anything is applied."""
     stub, db, _ = service
     seeded(stub)
-    cash = [pb.BrokerCash(currency="EUR", amount=5000 - 1034.26 / 1.10 + 100), pb.BrokerCash(currency="USD", amount=0.0)]
+    cash = [pb.BrokerCash(currency="EUR", amount=5000 - 1034.26 / 1.10 + 100),
+            pb.BrokerCash(currency="USD", amount=0.0)]
     deposit = pb.BrokerCashMovement(ledger_id=3, broker_id="PAPER-D3", kind="deposit", amount=100, currency="EUR",
                                     at=to_timestamp(datetime(2024, 1, 8, 20, tzinfo=UTC)))
     position = pb.BrokerPosition(symbol="AAPL.US", quantity=10, average_cost=103.0, currency="USD")
@@ -283,7 +284,8 @@ def test_a_kept_cursor_handed_in_as_after_applies_only_while_the_books_are_still
         assert refused.value.details().startswith("ledger_cursor_moved: "), refused.value.details()
         assert digest(db) == before  # nothing applied
     reply = stub.ApplyBrokerState(pb.ApplyBrokerStateRequest(
-        positions=[position], cash=cash, cash_movements=[deposit], after=pb.LedgerCursor(trade_id=1, cash_movement_id=2),
+        positions=[position], cash=cash, cash_movements=[deposit],
+        after=pb.LedgerCursor(trade_id=1, cash_movement_id=2),
         ledger_cursor=pb.LedgerCursor(trade_id=1, cash_movement_id=3)), metadata=at(DAYS[4]))
     assert reply.cash_flows_applied == 1
     assert reply.ledger_cursor == pb.LedgerCursor(trade_id=1, cash_movement_id=3)
