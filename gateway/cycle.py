@@ -163,7 +163,7 @@ class Cycle:
         join_processing = self.step_beside("display_processing",
                                            lambda: self._post(display_pb2.PROCESSING, "SYNCING...", 120))
         self.step("sync_broker", lambda: self._sync_broker(state))
-        self.step("sync_prices", self._sync_prices)
+        self.step("sync_prices", lambda: self._sync_prices(state))
         self.step("valuation", lambda: self._valuation(state), needs=("sync_broker",))
         if state.get("negative_cash"):
             self.step("emergency", self._emergency, needs=("valuation",))
@@ -209,14 +209,17 @@ class Cycle:
         broker = self.s.trading.SyncBroker(book.sync_request(cursor))
         return broker, self.s.portfolio.ApplyBrokerState(book.apply_request(broker, after=kept))
 
-    def _sync_prices(self) -> str:
+    def _sync_prices(self, state: dict) -> str:
         reply = self.s.data.SyncPrices(data_pb2.SyncPricesRequest())
+        state["securities_revision"] = reply.securities_revision  # handed to the valuation
         return f"{reply.provider}: {reply.bars_added} bars added, latest {reply.latest_bar_date}"
 
     def _valuation(self, state: dict) -> str:
         """Today's snapshot (for the loss breaker and the performance), and the valuation it was
-        taken from: one call, one valuation per cycle."""
-        portfolio = self.s.portfolio.TakeSnapshot(portfolio_pb2.TakeSnapshotRequest()).portfolio
+        taken from: one call, one valuation per cycle. The securities' revision the price sync
+        reported is handed forward: a universe the portfolio read at it is not read again."""
+        request = portfolio_pb2.TakeSnapshotRequest(universe_revision=state.get("securities_revision", ""))
+        portfolio = self.s.portfolio.TakeSnapshot(request).portfolio
         state["portfolio"] = portfolio
         self.result.base_currency = portfolio.base_currency
         self.result.total_value_base = portfolio.total_value_base

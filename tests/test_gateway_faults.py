@@ -275,6 +275,16 @@ def test_a_failed_sync_keeps_no_cursor_and_another_refusal_is_not_retried():
     assert ledger_calls(calls)[0] == ("GetLedgerCursor", None)
 
 
+def test_the_valuation_is_handed_the_securities_revision_the_price_sync_reported():
+    calls = []
+    run_cycle(services(calls, data__SyncPrices=data_pb2.SyncPricesResponse(provider="sample",
+                                                                            securities_revision="r1:0.3")), NOW)
+    assert [r.universe_revision for m, r, _ in calls if m == "TakeSnapshot"] == ["r1:0.3"]
+    calls.clear()
+    run_cycle(services(calls, data__SyncPrices=PeerError(grpc.StatusCode.UNAVAILABLE, "down")), NOW)
+    assert [r.universe_revision for m, r, _ in calls if m == "TakeSnapshot"] == [""]  # none heard: it reads
+
+
 def test_a_failed_call_is_retried_for_the_same_day(tmp_path, capsys):
     calls = []
     outcomes = iter([PeerError(grpc.StatusCode.UNAVAILABLE, "trading restarting"),

@@ -27,7 +27,7 @@ from services.common.validate import (
 )
 from services.portfolio import buckets as bucket_rules
 from services.portfolio import cash_flows, dividends, store
-from services.portfolio.adapters.peers import Peers
+from services.portfolio.adapters.peers import Peers, universe_at
 from services.portfolio.allocation_book import AllocationBook, AllocationState
 from services.portfolio.bucket_book import BucketView
 from services.portfolio.engine import BrokerState, CashFlowFilter, PerformanceReport, PortfolioEngine, PortfolioView
@@ -123,7 +123,8 @@ class PortfolioServicer(MaintenanceRpc, portfolio_pb2_grpc.PortfolioServicer):
     # --- snapshots, the breaker, performance ---
 
     def TakeSnapshot(self, request, context):
-        row, view = self._engine.take_snapshot(clock.now())
+        with universe_at(_revision("universe_revision", request.universe_revision)):
+            row, view = self._engine.take_snapshot(clock.now())
         snapshot = snapshot_to_proto(row)
         snapshot.portfolio.CopyFrom(self._portfolio_proto(view))
         return snapshot
@@ -383,6 +384,14 @@ def broker_state_from_proto(request: portfolio_pb2.ApplyBrokerStateRequest) -> B
     return BrokerState(holdings, cash, synced_at, [_fill(i, f) for i, f in enumerate(request.fills)],
                        [_movement(i, m) for i, m in enumerate(request.cash_movements)], cursor,
                        after=_cursor(request, "after"))
+
+
+def _revision(field: str, text: str) -> str:
+    """A revision handed forward (an opaque token of another service): at most 64 printable
+    ASCII characters; "" when not given."""
+    if len(text) > 64 or not (text.isascii() and text.isprintable()):
+        raise InvalidArgument(field, "must be at most 64 printable ASCII characters, as the data service gives it")
+    return text
 
 
 def _cursor(request: portfolio_pb2.ApplyBrokerStateRequest, field: str) -> tuple[int, int] | None:
