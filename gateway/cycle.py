@@ -249,13 +249,20 @@ class Cycle:
         if not plan.steps:  # ExecutePlan's answer to a plan without steps (trading.proto): nothing to send
             return trading_pb2.ExecutePlanResponse.Outcome.Name(trading_pb2.ExecutePlanResponse.NOTHING_TO_DO)
         first = plan.steps[0]
-        self._post(display_pb2.PROCESSING, f"{planner_pb2.Side.Name(first.side)} {first.symbol.split('.')[0]} "
-                   f"{first.currency} {first.quantity * first.estimated_price:,.0f}", 120, display_pb2.MODE_TRADE)
-        reply = self.s.trading.ExecutePlan(trading_pb2.ExecutePlanRequest(
-            plan_id=plan.plan_id,
-            steps=[trading_pb2.PlanStep(symbol=s.symbol, side=trading_pb2.Side.Value(planner_pb2.Side.Name(s.side)),
-                                        quantity=s.quantity, reason=s.reason) for s in plan.steps],
-        ))
+        # The trade's text goes up while trading executes it: a step of its own (display_trade,
+        # recorded before execute), so a display that fails changes nothing about the trade.
+        text = (f"{planner_pb2.Side.Name(first.side)} {first.symbol.split('.')[0]} "
+                f"{first.currency} {first.quantity * first.estimated_price:,.0f}")
+        join_post = self.step_beside("display_trade",
+                                     lambda: self._post(display_pb2.PROCESSING, text, 120, display_pb2.MODE_TRADE))
+        try:
+            reply = self.s.trading.ExecutePlan(trading_pb2.ExecutePlanRequest(
+                plan_id=plan.plan_id,
+                steps=[trading_pb2.PlanStep(symbol=s.symbol, side=trading_pb2.Side.Value(planner_pb2.Side.Name(s.side)),
+                                            quantity=s.quantity, reason=s.reason) for s in plan.steps],
+            ))
+        finally:
+            join_post()
         outcome = trading_pb2.ExecutePlanResponse.Outcome.Name(reply.outcome)
         if reply.outcome == trading_pb2.ExecutePlanResponse.EXECUTED:
             self.result.last_trade = trade_text(reply.order)

@@ -186,6 +186,18 @@ def test_a_failed_syncing_post_is_reported_in_its_place():
     assert [statuses(result)[name] for name in ("sync_broker", "sync_prices", "valuation", "plan")] == [OK] * 4
 
 
+def test_a_failed_trade_post_changes_nothing_about_the_trade_and_is_reported_before_it():
+    calls = []
+    down = PeerError(grpc.StatusCode.UNAVAILABLE, "display down")
+    result = run_cycle(services(calls, display__PostMessage=lambda r: down if r.mode == display_pb2.MODE_TRADE
+                                else display_pb2.DisplayState()), NOW)
+    names = [s.name for s in result.steps]
+    assert names.index("display_trade") == names.index("execute") - 1
+    assert statuses(result)["display_trade"] == FAILED and statuses(result)["execute"] == OK
+    assert [m for m, _, _ in calls].count("ExecutePlan") == 1 and not result.ok
+    assert [r.text for m, r, _ in calls if m == "PostMessage"] == ["SYNCING...", "BUY KO USD 40"]
+
+
 def replay_config(**changes) -> ReplayConfig:
     values = dict(autostart=True, start=date(2019, 3, 1), end=date(2019, 3, 5), cycles_per_second=0,
                   initial_deposit=1000, monthly_deposit=100, max_cycles=0, day_tries=4)
