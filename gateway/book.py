@@ -13,7 +13,9 @@ def sync_request(cursor: portfolio_pb2.LedgerCursor) -> trading_pb2.SyncBrokerRe
                                                                         cash_movement_id=cursor.cash_movement_id))
 
 
-def apply_request(broker: trading_pb2.SyncBrokerResponse) -> portfolio_pb2.ApplyBrokerStateRequest:
+def apply_request(broker: trading_pb2.SyncBrokerResponse, after: portfolio_pb2.LedgerCursor | None = None
+                  ) -> portfolio_pb2.ApplyBrokerStateRequest:
+    """`after`: the books' cursor SyncBroker was asked from, for the portfolio to check (a kept one)."""
     return portfolio_pb2.ApplyBrokerStateRequest(
         positions=[portfolio_pb2.BrokerPosition(symbol=p.symbol, quantity=p.quantity, average_cost=p.average_cost,
                                                 currency=p.currency) for p in broker.positions],
@@ -29,4 +31,5 @@ def apply_request(broker: trading_pb2.SyncBrokerResponse) -> portfolio_pb2.Apply
             description=m.description, symbol=m.symbol, reference=m.reference) for m in broker.cash_movements],
         ledger_cursor=portfolio_pb2.LedgerCursor(trade_id=broker.cursor.trade_id,
                                                  cash_movement_id=broker.cursor.cash_movement_id),
+        after=after,
     )

@@ -2,7 +2,8 @@
 
 A step that fails is reported, never hidden; steps that need it are skipped; and no trade is
 attempted unless every step before execution succeeded (fail closed). The next cycle starts
-clean: nothing here carries state from one cycle to the next.
+clean: nothing here carries state from one cycle to the next but the portfolio's ledger cursor
+(KeptLedgerCursor), a hint the portfolio checks before it applies anything.
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ class CycleResult:
         return all(step.status != FAILED for step in self.steps)
 
 
+class KeptLedgerCursor:
+    """The portfolio's ledger cursor as its last ApplyBrokerState reply gave it, so the next sync
+    asks trading from it without a GetLedgerCursor. It is handed back as ApplyBrokerState's
+    `after`, which the portfolio checks: if another sync moved the books meanwhile, it refuses
+    (ledger_cursor_moved) and applies nothing, and the cycle reads the cursor and syncs again."""
+
+    def __init__(self) -> None:
+        self.cursor: portfolio_pb2.LedgerCursor | None = None
+
+
 class Services:
     """Stubs of the five services the cycle talks to."""
 
@@ -83,6 +94,12 @@ class Services:
         self.planner = clients.stub("planner", planner_pb2_grpc.PlannerStub)
         self.trading = clients.stub("trading", trading_pb2_grpc.TradingStub)
         self.display = clients.stub("display", display_pb2_grpc.DisplayStub)
+
+
+def _cursor_moved(exc: grpc.RpcError) -> bool:
+    """ApplyBrokerState's refusal of a kept cursor another sync moved (portfolio.proto, `after`)."""
+    return (hasattr(exc, "code") and exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+            and (exc.details() or "").startswith("ledger_cursor_moved"))
 
 
 def _outcome(exc: Exception) -> tuple[str, str]:
@@ -101,8 +118,9 @@ def error_text(step: StepResult) -> str:
 
 
 class Cycle:
-    def __init__(self, services: Services, now: datetime):
+    def __init__(self, services: Services, now: datetime, ledger: KeptLedgerCursor | None = None):
         self.s = services
+        self.ledger = ledger if ledger is not None else KeptLedgerCursor()
         self.result = CycleResult(as_of=now, trace_id=current_trace_id())
 
     def step(self, name: str, action: Callable[[], str | None], needs: tuple[str, ...] = ()):
@@ -145,7 +163,7 @@ class Cycle:
         join_processing = self.step_beside("display_processing",
                                            lambda: self._post(display_pb2.PROCESSING, "SYNCING...", 120))
         self.step("sync_broker", lambda: self._sync_broker(state))
-        self.step("sync_prices", self._sync_prices)
+        self.step("sync_prices", lambda: self._sync_prices(state))
         self.step("valuation", lambda: self._valuation(state), needs=("sync_broker",))
         if state.get("negative_cash"):
             self.step("emergency", self._emergency, needs=("valuation",))
@@ -171,22 +189,37 @@ class Cycle:
     # --- steps ---
 
     def _sync_broker(self, state: dict) -> str:
-        """Trading imports what the broker reports; the portfolio books the entries after its cursor."""
-        cursor = self.s.portfolio.GetLedgerCursor(portfolio_pb2.GetLedgerCursorRequest())
-        broker = self.s.trading.SyncBroker(book.sync_request(cursor))
-        reply = self.s.portfolio.ApplyBrokerState(book.apply_request(broker))
+        """Trading imports what the broker reports; the portfolio books the entries after its cursor
+        (the one kept from the last sync, checked by the portfolio; else read)."""
+        kept, self.ledger.cursor = self.ledger.cursor, None  # kept again only once this sync succeeded
+        try:
+            broker, reply = self._sync_from(kept)
+        except grpc.RpcError as exc:
+            if kept is None or not _cursor_moved(exc):
+                raise
+            broker, reply = self._sync_from(None)
+        self.ledger.cursor = reply.ledger_cursor
         return f"{broker.broker}: {len(broker.positions)} positions, {broker.trades_imported} trades imported, " \
                f"{reply.fills_applied} fills and {reply.cash_flows_applied} cash flows booked, " \
                f"hash {reply.portfolio_hash}"
 
-    def _sync_prices(self) -> str:
+    def _sync_from(self, kept: portfolio_pb2.LedgerCursor | None
+                   ) -> tuple[trading_pb2.SyncBrokerResponse, portfolio_pb2.ApplyBrokerStateResponse]:
+        cursor = kept if kept is not None else self.s.portfolio.GetLedgerCursor(portfolio_pb2.GetLedgerCursorRequest())
+        broker = self.s.trading.SyncBroker(book.sync_request(cursor))
+        return broker, self.s.portfolio.ApplyBrokerState(book.apply_request(broker, after=kept))
+
+    def _sync_prices(self, state: dict) -> str:
         reply = self.s.data.SyncPrices(data_pb2.SyncPricesRequest())
+        state["securities_revision"] = reply.securities_revision  # handed to the valuation
         return f"{reply.provider}: {reply.bars_added} bars added, latest {reply.latest_bar_date}"
 
     def _valuation(self, state: dict) -> str:
         """Today's snapshot (for the loss breaker and the performance), and the valuation it was
-        taken from: one call, one valuation per cycle."""
-        portfolio = self.s.portfolio.TakeSnapshot(portfolio_pb2.TakeSnapshotRequest()).portfolio
+        taken from: one call, one valuation per cycle. The securities' revision the price sync
+        reported is handed forward: a universe the portfolio read at it is not read again."""
+        request = portfolio_pb2.TakeSnapshotRequest(universe_revision=state.get("securities_revision", ""))
+        portfolio = self.s.portfolio.TakeSnapshot(request).portfolio
         state["portfolio"] = portfolio
         self.result.base_currency = portfolio.base_currency
         self.result.total_value_base = portfolio.total_value_base
@@ -216,13 +249,20 @@ class Cycle:
         if not plan.steps:  # ExecutePlan's answer to a plan without steps (trading.proto): nothing to send
             return trading_pb2.ExecutePlanResponse.Outcome.Name(trading_pb2.ExecutePlanResponse.NOTHING_TO_DO)
         first = plan.steps[0]
-        self._post(display_pb2.PROCESSING, f"{planner_pb2.Side.Name(first.side)} {first.symbol.split('.')[0]} "
-                   f"{first.currency} {first.quantity * first.estimated_price:,.0f}", 120, display_pb2.MODE_TRADE)
-        reply = self.s.trading.ExecutePlan(trading_pb2.ExecutePlanRequest(
-            plan_id=plan.plan_id,
-            steps=[trading_pb2.PlanStep(symbol=s.symbol, side=trading_pb2.Side.Value(planner_pb2.Side.Name(s.side)),
-                                        quantity=s.quantity, reason=s.reason) for s in plan.steps],
-        ))
+        # The trade's text goes up while trading executes it: a step of its own (display_trade,
+        # recorded before execute), so a display that fails changes nothing about the trade.
+        text = (f"{planner_pb2.Side.Name(first.side)} {first.symbol.split('.')[0]} "
+                f"{first.currency} {first.quantity * first.estimated_price:,.0f}")
+        join_post = self.step_beside("display_trade",
+                                     lambda: self._post(display_pb2.PROCESSING, text, 120, display_pb2.MODE_TRADE))
+        try:
+            reply = self.s.trading.ExecutePlan(trading_pb2.ExecutePlanRequest(
+                plan_id=plan.plan_id,
+                steps=[trading_pb2.PlanStep(symbol=s.symbol, side=trading_pb2.Side.Value(planner_pb2.Side.Name(s.side)),
+                                            quantity=s.quantity, reason=s.reason) for s in plan.steps],
+            ))
+        finally:
+            join_post()
         outcome = trading_pb2.ExecutePlanResponse.Outcome.Name(reply.outcome)
         if reply.outcome == trading_pb2.ExecutePlanResponse.EXECUTED:
             self.result.last_trade = trade_text(reply.order)
@@ -291,6 +331,9 @@ def trade_text(order: trading_pb2.Order) -> str:
     return f"{head} at the close (limit {order.limit_price:.2f} {order.currency})"
 
 
-def run_cycle(services: Services, now: datetime, settle_only: bool = False) -> CycleResult:
-    cycle = Cycle(services, now)
+def run_cycle(services: Services, now: datetime, settle_only: bool = False,
+              ledger: KeptLedgerCursor | None = None) -> CycleResult:
+    """One cycle (or its settling part) at `now`; `ledger`: the cursor kept between cycles (None:
+    the portfolio is asked for it)."""
+    cycle = Cycle(services, now, ledger)
     return cycle.settle() if settle_only else cycle.run()

@@ -13,7 +13,7 @@ from trader.common.v1 import info_pb2, info_pb2_grpc
 from trader.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 from gateway import store
-from gateway.cycle import CycleResult, Services, StepResult, run_cycle
+from gateway.cycle import CycleResult, KeptLedgerCursor, Services, StepResult, run_cycle
 from gateway.jobs.base import rpc_problem
 from gateway.runner import MANUAL, REPLAY, SCHEDULE, JobRun, JobRunner, JobView
 from services.common import clock
@@ -63,10 +63,11 @@ class CycleRunner:
         self._db = db
         self._services = services
         self._lock = threading.Lock()
+        self._ledger = KeptLedgerCursor()  # the portfolio's cursor from one cycle's sync to the next's
 
     def run(self, settle_only: bool = False) -> CycleResult:
         with self._lock:
-            result = run_cycle(self._services, clock.now(), settle_only)
+            result = run_cycle(self._services, clock.now(), settle_only, self._ledger)
             with self._db.transaction() as session:
                 store.add_run(session, result.as_of, clock.as_of() is not None, result.ok, result.trace_id,
                               [asdict(s) for s in result.steps], clock.wall_now())

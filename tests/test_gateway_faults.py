@@ -20,7 +20,7 @@ from trader.trading.v1 import trading_pb2
 
 from gateway import store
 from gateway.config import ReplayConfig
-from gateway.cycle import FAILED, OK, REFUSED, SKIPPED, run_cycle
+from gateway.cycle import FAILED, OK, REFUSED, SKIPPED, KeptLedgerCursor, run_cycle
 from gateway.replay import ReplayDriver
 from gateway.server import CycleRunner
 from services.common import clock
@@ -186,6 +186,18 @@ def test_a_failed_syncing_post_is_reported_in_its_place():
     assert [statuses(result)[name] for name in ("sync_broker", "sync_prices", "valuation", "plan")] == [OK] * 4
 
 
+def test_a_failed_trade_post_changes_nothing_about_the_trade_and_is_reported_before_it():
+    calls = []
+    down = PeerError(grpc.StatusCode.UNAVAILABLE, "display down")
+    result = run_cycle(services(calls, display__PostMessage=lambda r: down if r.mode == display_pb2.MODE_TRADE
+                                else display_pb2.DisplayState()), NOW)
+    names = [s.name for s in result.steps]
+    assert names.index("display_trade") == names.index("execute") - 1
+    assert statuses(result)["display_trade"] == FAILED and statuses(result)["execute"] == OK
+    assert [m for m, _, _ in calls].count("ExecutePlan") == 1 and not result.ok
+    assert [r.text for m, r, _ in calls if m == "PostMessage"] == ["SYNCING...", "BUY KO USD 40"]
+
+
 def replay_config(**changes) -> ReplayConfig:
     values = dict(autostart=True, start=date(2019, 3, 1), end=date(2019, 3, 5), cycles_per_second=0,
                   initial_deposit=1000, monthly_deposit=100, max_cycles=0, day_tries=4)
@@ -213,6 +225,76 @@ def run_replay(tmp_path, fake_services, **config) -> list:
 
 def cycle_days(calls) -> list[date]:
     return [as_of.date() for method, _, as_of in calls if method == "SyncBroker"]
+
+
+def ledger_calls(calls) -> list[tuple[str, object]]:
+    """(method, the cursor asked from / handed back as `after`, None when unset) of the sync's calls."""
+    seen = []
+    for method, request, _ in calls:
+        if method == "GetLedgerCursor":
+            seen.append((method, None))
+        elif method == "SyncBroker":
+            seen.append((method, (request.after.trade_id, request.after.cash_movement_id)))
+        elif method == "ApplyBrokerState":
+            seen.append((method, (request.after.trade_id, request.after.cash_movement_id)
+                         if request.HasField("after") else None))
+    return seen
+
+
+def applied_at(trade_id: int, movement_id: int):
+    reply = portfolio_pb2.ApplyBrokerStateResponse(portfolio_hash="h", ledger_cursor=portfolio_pb2.LedgerCursor(
+        trade_id=trade_id, cash_movement_id=movement_id))
+    return lambda _: reply
+
+
+def test_the_next_sync_asks_from_the_cursor_the_last_one_applied_and_hands_it_back_to_be_checked():
+    calls, ledger = [], KeptLedgerCursor()
+    first = run_cycle(services(calls, portfolio__GetLedgerCursor=portfolio_pb2.LedgerCursor(trade_id=4),
+                               portfolio__ApplyBrokerState=applied_at(5, 7)), NOW, ledger=ledger)
+    assert statuses(first)["sync_broker"] == OK
+    assert ledger_calls(calls) == [("GetLedgerCursor", None), ("SyncBroker", (4, 0)), ("ApplyBrokerState", None)]
+    calls.clear()
+    assert run_cycle(services(calls, portfolio__ApplyBrokerState=applied_at(6, 7)), NOW, ledger=ledger).ok
+    assert ledger_calls(calls) == [("SyncBroker", (5, 7)), ("ApplyBrokerState", (5, 7))]  # no GetLedgerCursor
+    calls.clear()
+    run_cycle(services(calls, portfolio__GetLedgerCursor=portfolio_pb2.LedgerCursor(trade_id=9)), NOW)
+    assert ledger_calls(calls)[0] == ("GetLedgerCursor", None)  # a cycle without a kept cursor reads it
+
+
+def test_a_kept_cursor_another_sync_moved_is_read_again_and_the_sync_repeated_from_it():
+    calls, ledger = [], KeptLedgerCursor()
+    ledger.cursor = portfolio_pb2.LedgerCursor(trade_id=5, cash_movement_id=7)
+    moved = PeerError(grpc.StatusCode.FAILED_PRECONDITION, "ledger_cursor_moved: the books are at (8, 7)")
+    result = run_cycle(services(calls, portfolio__GetLedgerCursor=portfolio_pb2.LedgerCursor(trade_id=8,
+                                                                                           cash_movement_id=7),
+                                portfolio__ApplyBrokerState=lambda r: moved if r.HasField("after") else
+                                applied_at(9, 7)(r)), NOW, ledger=ledger)
+    assert statuses(result)["sync_broker"] == OK and result.ok
+    assert ledger_calls(calls) == [("SyncBroker", (5, 7)), ("ApplyBrokerState", (5, 7)), ("GetLedgerCursor", None),
+                                   ("SyncBroker", (8, 7)), ("ApplyBrokerState", None)]
+    assert ledger.cursor == portfolio_pb2.LedgerCursor(trade_id=9, cash_movement_id=7)
+
+
+def test_a_failed_sync_keeps_no_cursor_and_another_refusal_is_not_retried():
+    calls, ledger = [], KeptLedgerCursor()
+    ledger.cursor = portfolio_pb2.LedgerCursor(trade_id=5, cash_movement_id=7)
+    other = PeerError(grpc.StatusCode.FAILED_PRECONDITION, "fx_rate_missing: no exchange rate for CHF (base EUR)")
+    result = run_cycle(services(calls, portfolio__ApplyBrokerState=other), NOW, ledger=ledger)
+    assert statuses(result)["sync_broker"] == FAILED and ledger.cursor is None
+    assert ledger_calls(calls) == [("SyncBroker", (5, 7)), ("ApplyBrokerState", (5, 7))]
+    calls.clear()
+    run_cycle(services(calls), NOW, ledger=ledger)
+    assert ledger_calls(calls)[0] == ("GetLedgerCursor", None)
+
+
+def test_the_valuation_is_handed_the_securities_revision_the_price_sync_reported():
+    calls = []
+    run_cycle(services(calls, data__SyncPrices=data_pb2.SyncPricesResponse(provider="sample",
+                                                                            securities_revision="r1:0.3")), NOW)
+    assert [r.universe_revision for m, r, _ in calls if m == "TakeSnapshot"] == ["r1:0.3"]
+    calls.clear()
+    run_cycle(services(calls, data__SyncPrices=PeerError(grpc.StatusCode.UNAVAILABLE, "down")), NOW)
+    assert [r.universe_revision for m, r, _ in calls if m == "TakeSnapshot"] == [""]  # none heard: it reads
 
 
 def test_a_failed_call_is_retried_for_the_same_day(tmp_path, capsys):

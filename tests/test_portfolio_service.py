@@ -150,6 +150,7 @@ BAD = [
         kind="deposit", amount=1, currency="EUR", at=to_timestamp(datetime(2024, 1, 5, tzinfo=UTC)))]),
      "cash_movements[0].broker_id"),
     ("ApplyBrokerState", pb.ApplyBrokerStateRequest(ledger_cursor=pb.LedgerCursor(trade_id=-1)), "ledger_cursor"),
+    ("ApplyBrokerState", pb.ApplyBrokerStateRequest(after=pb.LedgerCursor(cash_movement_id=-3)), "after"),
     ("ApplyBrokerState", pb.ApplyBrokerStateRequest(synced_at={"seconds": 10**12}), "synced_at"),
     ("ListFills", pb.ListFillsRequest(end="yesterday"), "end"),
     ("ListSnapshots", pb.ListSnapshotsRequest(before="2024-1-1"), "before"),
@@ -260,6 +261,38 @@ def test_positions_carry_their_history_and_the_snapshot_its_valuation(service):
     totals = {(t.kind, t.currency): t.amount for t in stub.ListCashFlows(pb.ListCashFlowsRequest()).totals}
     assert totals[("deposit", "EUR")] == 5000.0 and totals[("fx_conversion", "USD")] == pytest.approx(1034.26)
     assert stub.GetLedgerCursor(pb.GetLedgerCursorRequest()) == pb.LedgerCursor(trade_id=1, cash_movement_id=2)
+
+
+def test_a_kept_cursor_handed_in_as_after_applies_only_while_the_books_are_still_at_it(service):
+    """`after` (portfolio.proto): the books' cursor the caller synced from, kept from the last
+    reply instead of read with GetLedgerCursor; checked before anything is applied."""
+    stub, db, _ = service
+    seeded(stub)
+    cash = [pb.BrokerCash(currency="EUR", amount=5000 - 1034.26 / 1.10 + 100),
+            pb.BrokerCash(currency="USD", amount=0.0)]
+    deposit = pb.BrokerCashMovement(ledger_id=3, broker_id="PAPER-D3", kind="deposit", amount=100, currency="EUR",
+                                    at=to_timestamp(datetime(2024, 1, 8, 20, tzinfo=UTC)))
+    position = pb.BrokerPosition(symbol="AAPL.US", quantity=10, average_cost=103.0, currency="USD")
+    before = digest(db)
+    for stale in (pb.LedgerCursor(trade_id=1, cash_movement_id=1), pb.LedgerCursor(trade_id=1, cash_movement_id=3),
+                  pb.LedgerCursor()):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ApplyBrokerState(pb.ApplyBrokerStateRequest(
+                positions=[position], cash=cash, cash_movements=[deposit], after=stale,
+                ledger_cursor=pb.LedgerCursor(trade_id=1, cash_movement_id=3)), metadata=at(DAYS[4]))
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert refused.value.details().startswith("ledger_cursor_moved: "), refused.value.details()
+        assert digest(db) == before  # nothing applied
+    reply = stub.ApplyBrokerState(pb.ApplyBrokerStateRequest(
+        positions=[position], cash=cash, cash_movements=[deposit],
+        after=pb.LedgerCursor(trade_id=1, cash_movement_id=2),
+        ledger_cursor=pb.LedgerCursor(trade_id=1, cash_movement_id=3)), metadata=at(DAYS[4]))
+    assert reply.cash_flows_applied == 1
+    assert reply.ledger_cursor == pb.LedgerCursor(trade_id=1, cash_movement_id=3)
+    assert stub.GetLedgerCursor(pb.GetLedgerCursorRequest()) == reply.ledger_cursor  # what the reply hands forward
+    unchecked = stub.ApplyBrokerState(pb.ApplyBrokerStateRequest(positions=[position], cash=cash),
+                                      metadata=at(DAYS[4]))  # without `after`, as before: not checked
+    assert unchecked.ledger_cursor == reply.ledger_cursor and unchecked.cash_flows_applied == 0
 
 
 def test_the_daily_pnl_is_armed_by_a_snapshot_before_the_day_and_leaves_deposits_out(service):

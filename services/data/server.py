@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 from datetime import date, datetime
 
@@ -36,6 +37,7 @@ from services.data.universe import EQUITY, Security, detect_metadata, select_sec
 
 _INTERVALS = {data_pb2.INTERVAL_UNSPECIFIED: "DAILY", data_pb2.DAILY: "DAILY", data_pb2.MONTHLY: "MONTHLY"}
 _KINDS = {data_pb2.SECURITY_KIND_UNSPECIFIED: EQUITY, data_pb2.EQUITY: "EQUITY", data_pb2.INDEX: "INDEX"}
+SECURITIES_TABLES = ("securities",)  # what ListSecurities answers from
 
 
 def security_to_proto(security: Security) -> data_pb2.Security:
@@ -227,8 +229,14 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         self._sync_lock = threading.Lock()
         self._bars = BarCache(db)
         self._kept = KeptReads(db.revisions)
+        self._run = secrets.token_hex(4)  # this server run: the revisions count again from 0 after a restart
 
     # --- helpers ---
+
+    def _securities_revision(self) -> str:
+        """ListSecuritiesResponse.revision: this run and the securities table's revision. Taken
+        before a read, so a list is never labelled newer than it is (revisions.py, coherence)."""
+        return f"{self._run}:" + ".".join(map(str, self._db.revisions.of(SECURITIES_TABLES)))
 
     def _reading(self) -> OnDemand:
         """A session for a call that only reads, begun on first use (OnDemand)."""
@@ -304,8 +312,8 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
             return data_pb2.ListSecuritiesResponse(
                 securities=[security_to_proto(s) for _, s in securities]).SerializeToString()
 
-        response = data_pb2.ListSecuritiesResponse()
-        response.MergeFromString(self._kept.current(self._db.transaction, ("securities",), ("listed", filters),
+        response = data_pb2.ListSecuritiesResponse(revision=self._securities_revision())
+        response.MergeFromString(self._kept.current(self._db.transaction, SECURITIES_TABLES, ("listed", filters),
                                                     encoded))
         return response
 
@@ -447,7 +455,7 @@ class MarketDataServicer(MaintenanceRpc, data_pb2_grpc.MarketDataServicer):
         return data_pb2.SyncPricesResponse(
             provider=self._provider.name, bars_added=result.added, bars_updated=result.updated,
             bars_flagged=result.flagged, latest_bar_date=latest.isoformat() if latest else "",
-            symbols_synced=result.synced,
+            symbols_synced=result.synced, securities_revision=self._securities_revision(),
         )
 
     # --- indicators ---

@@ -40,6 +40,7 @@ class BrokerState:
     fills: list[FillRecord]
     movements: list[cash_flows.Movement]
     cursor: tuple[int, int] | None  # the ledger position after these entries; None = unchanged
+    after: tuple[int, int] | None = None  # the position the entries follow, checked; None = unchecked
 
 
 @dataclass(frozen=True)
@@ -310,6 +311,9 @@ class PortfolioEngine:
         revisions = self._kept_book.revisions()
         with self._db.transaction() as session:
             book = self._kept_book.read(session, self._read_book)
+            if state.after is not None and state.after != book.cursor:
+                raise FailedPrecondition("ledger_cursor_moved", f"the books are at ledger cursor {book.cursor}, "
+                                         f"not {state.after}: sync again from the books' cursor")
             before = (book.holdings, book.cash)
             changed = before != (state.positions, state.cash)
             cursor = state.cursor or book.cursor

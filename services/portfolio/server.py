@@ -27,7 +27,7 @@ from services.common.validate import (
 )
 from services.portfolio import buckets as bucket_rules
 from services.portfolio import cash_flows, dividends, store
-from services.portfolio.adapters.peers import Peers
+from services.portfolio.adapters.peers import Peers, universe_at
 from services.portfolio.allocation_book import AllocationBook, AllocationState
 from services.portfolio.bucket_book import BucketView
 from services.portfolio.engine import BrokerState, CashFlowFilter, PerformanceReport, PortfolioEngine, PortfolioView
@@ -123,7 +123,8 @@ class PortfolioServicer(MaintenanceRpc, portfolio_pb2_grpc.PortfolioServicer):
     # --- snapshots, the breaker, performance ---
 
     def TakeSnapshot(self, request, context):
-        row, view = self._engine.take_snapshot(clock.now())
+        with universe_at(_revision("universe_revision", request.universe_revision)):
+            row, view = self._engine.take_snapshot(clock.now())
         snapshot = snapshot_to_proto(row)
         snapshot.portfolio.CopyFrom(self._portfolio_proto(view))
         return snapshot
@@ -379,13 +380,28 @@ def broker_state_from_proto(request: portfolio_pb2.ApplyBrokerStateRequest) -> B
             raise InvalidArgument(f"cash[{i}].currency", f"{currency} is listed twice")
         cash[currency] = finite_amount(f"cash[{i}].amount", balance.amount)
     synced_at = from_timestamp(request.synced_at, "synced_at") if request.HasField("synced_at") else clock.now()
-    cursor = None
-    if request.HasField("ledger_cursor"):
-        if request.ledger_cursor.trade_id < 0 or request.ledger_cursor.cash_movement_id < 0:
-            raise InvalidArgument("ledger_cursor", "ids must not be negative")
-        cursor = (request.ledger_cursor.trade_id, request.ledger_cursor.cash_movement_id)
+    cursor = _cursor(request, "ledger_cursor")
     return BrokerState(holdings, cash, synced_at, [_fill(i, f) for i, f in enumerate(request.fills)],
-                       [_movement(i, m) for i, m in enumerate(request.cash_movements)], cursor)
+                       [_movement(i, m) for i, m in enumerate(request.cash_movements)], cursor,
+                       after=_cursor(request, "after"))
+
+
+def _revision(field: str, text: str) -> str:
+    """A revision handed forward (an opaque token of another service): at most 64 printable
+    ASCII characters; "" when not given."""
+    if len(text) > 64 or not (text.isascii() and text.isprintable()):
+        raise InvalidArgument(field, "must be at most 64 printable ASCII characters, as the data service gives it")
+    return text
+
+
+def _cursor(request: portfolio_pb2.ApplyBrokerStateRequest, field: str) -> tuple[int, int] | None:
+    """(trade id, cash movement id) of the LedgerCursor `field`; None when unset."""
+    if not request.HasField(field):
+        return None
+    given = getattr(request, field)
+    if given.trade_id < 0 or given.cash_movement_id < 0:
+        raise InvalidArgument(field, "ids must not be negative")
+    return given.trade_id, given.cash_movement_id
 
 
 # --- replies ---

@@ -6,8 +6,10 @@ peer is down), never a guess."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from typing import TypeVar
@@ -26,6 +28,21 @@ log = logging.getLogger("trader.portfolio.peers")
 ALERT_TTL_SECONDS = 24 * 3600
 _READS = ContextExecutor(max_workers=4, thread_name_prefix="portfolio-reads")
 T = TypeVar("T")
+# data's securities revision a caller handed forward for the call being served (universe_at)
+_HANDED_REVISION: ContextVar[str] = ContextVar("universe_revision", default="")
+
+
+@contextmanager
+def universe_at(revision: str) -> Iterator[None]:
+    """Within: the universe last read serves without a ListSecurities if it was read at
+    `revision` (data's securities revision as the caller last heard it, e.g. the cycle's
+    SyncPricesResponse.securities_revision); "" or another revision: it is read. Reads started
+    in_background inside go along (they run in a copy of this context)."""
+    token = _HANDED_REVISION.set(revision)
+    try:
+        yield
+    finally:
+        _HANDED_REVISION.reset(token)
 
 
 def in_background(read: Callable[..., T], *args) -> Future[T]:
@@ -72,24 +89,32 @@ class Peers:
     (snapshot, planner, loss breaker) with one read of each. The universe is read every time:
     the owner may change a security's targets or flags at any instant, and the hash must follow;
     an answer the same as the last one (byte for byte) is the same list, converted once, so what
-    was computed from it is recognised by identity."""
+    was computed from it is recognised by identity. Within universe_at(revision) the last list
+    serves as it is when it was read at that revision of data's securities (nothing changed since)."""
 
     def __init__(self, clients: Clients):
         self._data = clients.stub("data", data_pb2_grpc.MarketDataStub)
         self._display = clients.stub("display", display_pb2_grpc.DisplayStub)
         self._instant = PerInstant()
-        self._universe: tuple[bytes, list[Security]] | None = None  # (the reply's bytes, its securities)
+        # (the reply's bytes without its revision, its securities, the revision it was read at)
+        self._universe: tuple[bytes, list[Security], str] | None = None
 
     def securities(self) -> list[Security]:
-        """Every active equity of the universe (one ListSecurities). Shared between calls: never
-        change the list."""
-        reply = self._data.ListSecurities(data_pb2.ListSecuritiesRequest())
-        encoded = reply.SerializeToString(deterministic=True)
+        """Every active equity of the universe (one ListSecurities, none within universe_at of
+        the revision it was last read at). Shared between calls: never change the list."""
         kept = self._universe
+        handed = _HANDED_REVISION.get()
+        if handed and kept is not None and kept[2] == handed:
+            return kept[1]
+        reply = self._data.ListSecurities(data_pb2.ListSecuritiesRequest())
+        revision = reply.revision
+        reply.ClearField("revision")
+        encoded = reply.SerializeToString(deterministic=True)
         if kept is not None and kept[0] == encoded:
+            self._universe = (encoded, kept[1], revision)
             return kept[1]
         securities = self._securities(reply)
-        self._universe = (encoded, securities)
+        self._universe = (encoded, securities, revision)
         return securities
 
     @staticmethod
