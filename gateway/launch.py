@@ -43,6 +43,7 @@ from services.common.shutdown import PARENT_PID_VARIABLE, StopRequest
 START_ORDER = ("data", "portfolio", "planner", "trading", "display")
 STARTUP_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 10
+SERVING_POLL_S = 0.05  # a service starting is asked this often whether it serves yet
 RESTART_FIRST_DELAY_S = 0.5
 RESTART_MAX_DELAY_S = 30.0
 STABLE_AFTER_S = 60.0  # a child that ran this long restarts after the first delay again
@@ -65,7 +66,7 @@ def wait_serving(address: str, service_name: str, process: subprocess.Popen, dea
                 raise RuntimeError(f"stopped by {stop.reason} while starting {service_name}")
             if health_status(channel, service_name) == "SERVING":
                 return
-            time.sleep(0.2)
+            time.sleep(SERVING_POLL_S)
     raise RuntimeError(f"{service_name} did not report SERVING within {STARTUP_TIMEOUT_S} s")
 
 
