@@ -582,10 +582,12 @@ def _check_backtest_inputs(settings) -> None:
     ECB's reference rates: dates outside the sample, a range without a session of the primary
     exchange, symbols that are not the sample's equities or a currency without rates are
     refused before anything starts."""
+    from services.common import templates  # noqa: PLC0415
     from services.data.adapters.ecb_rates import latest_fixing  # noqa: PLC0415 - this command only
     from services.data.adapters.sample_history import FIRST_CLOSE, LAST_CLOSE, load_sample_history  # noqa: PLC0415
     from services.data.market_hours import sessions  # noqa: PLC0415
 
+    templates.enable()  # the bundled history as the data service reads it: kept in var/cache/, not re-read
     for option, day in (("--start", settings.start), ("--end", settings.end)):
         if day is not None and not FIRST_CLOSE <= day <= LAST_CLOSE:
             raise typer.BadParameter(f"{option} {day}: outside the bundled history ({FIRST_CLOSE} to {LAST_CLOSE})")

@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from trader.common.v1 import info_pb2_grpc
 
 from services.common import clock, info, templates
-from services.common.config import REPO_ROOT, SERVICES, CommonConfig, ConfigError, ServerTls
+from services.common.config import SERVICES, CommonConfig, ConfigError, ServerTls
 from services.common.db import Database, migrate_in_child_processes
 from services.common.interceptors import CallContextInterceptor
 from services.common.logs import event, setup_logging
@@ -31,8 +31,8 @@ from services.common.shutdown import StopRequest, die_with_parent
 from services.common.tracing import setup_tracing
 
 log = logging.getLogger("trader.server")
-MAX_LISTED_SERVICES = 100
-TEMPLATE_MODES = ("backtest", "replay")  # the modes that start from fresh state again and again  # as grpc-go: List answers RESOURCE_EXHAUSTED beyond this
+MAX_LISTED_SERVICES = 100  # as grpc-go: List answers RESOURCE_EXHAUSTED beyond this
+TEMPLATE_MODES = ("backtest", "replay")  # the modes that start from a fresh state again and again
 
 
 class HealthServicer(health.HealthServicer):
@@ -142,7 +142,7 @@ def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any]
     stop_requested.install()  # a burst of signals cannot deadlock it (see shutdown.py)
     migrate_in_child_processes()  # the service keeps no Alembic loaded (db.py)
     if common.mode in TEMPLATE_MODES:  # fresh databases from var/cache/ (templates.py)
-        templates.enable(REPO_ROOT / "var" / "cache")
+        templates.enable()
     try:
         parts = build(config)
     except ConfigError as exc:  # found while building, e.g. a database URL that does not connect

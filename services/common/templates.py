@@ -25,18 +25,22 @@ import os
 import shutil
 import sqlite3
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
 from sqlalchemy.engine import Engine, make_url
 
+from services.common.config import REPO_ROOT
+
 log = logging.getLogger("trader.templates")
 COMMON_DIR = Path(__file__).parent
+CACHE_DIR = REPO_ROOT / "var" / "cache"  # the repository's var/ is gitignored
 _directory: Path | None = None  # where templates are kept; None: disabled
 _environment: str | None = None
 
 
-def enable(directory: Path) -> None:
+def enable(directory: Path = CACHE_DIR) -> None:
     """Use (and make) templates in `directory` from now on, in this process."""
     global _directory
     _directory = directory
@@ -53,13 +57,13 @@ def directory() -> Path | None:
 
 def environment() -> str:
     """Python's and SQLite's versions and every installed distribution with its version (the
-    names of the *.dist-info / *.egg-info folders on sys.path), as one text."""
+    names of the *.dist-info / *.egg-info folders of the environment's site-packages), as one text."""
     global _environment
     if _environment is None:
         installed = set()
-        for entry in sys.path:
+        for entry in {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}:
             try:
-                names = os.listdir(entry or ".")
+                names = os.listdir(entry)
             except OSError:
                 continue
             installed.update(name for name in names if name.endswith((".dist-info", ".egg-info")))
@@ -87,8 +91,8 @@ def digest(*parts: str | bytes | Path) -> str:
 def schema_key(schema) -> str:
     """The name of a database migrated from nothing to `schema`'s head revision: its revisions,
     the shared migration environment and the code that runs them."""
-    return digest("schema", schema.service, schema.versions, COMMON_DIR / "migration_env",
-                  COMMON_DIR / "migrations.py", COMMON_DIR / "db.py")
+    return f"schema-{schema.service}-" + digest(schema.versions, COMMON_DIR / "migration_env",
+                                                COMMON_DIR / "migrations.py", COMMON_DIR / "db.py")
 
 
 def fresh_file(url: str) -> Path | None:
@@ -104,7 +108,16 @@ def fresh_file(url: str) -> Path | None:
 
 
 def path_of(key: str, suffix: str = ".db") -> Path | None:
+    """Where the template `key` (its kind, a dash, its digest) is kept."""
     return None if _directory is None else _directory / f"{key}{suffix}"
+
+
+def _prune(kept: Path) -> None:
+    """Remove the other templates of `kept`'s kind: made by another build, never asked for again."""
+    kind = kept.name.rsplit("-", 1)[0]
+    for other in kept.parent.glob(f"{kind}-*{kept.suffix}"):
+        if other != kept and other.name.rsplit("-", 1)[0] == kind:
+            other.unlink(missing_ok=True)
 
 
 def restore(key: str, target: Path) -> bool:
@@ -141,6 +154,7 @@ def save(engine: Engine, key: str) -> None:
                 finally:
                     copy.close()
             os.replace(temporary, target)
+            _prune(target)
         finally:
             Path(temporary).unlink(missing_ok=True)
     except (OSError, sqlite3.Error) as exc:
@@ -159,6 +173,7 @@ def save_bytes(key: str, suffix: str, content: bytes) -> None:
             with os.fdopen(handle, "wb") as file:
                 file.write(content)
             os.replace(temporary, target)
+            _prune(target)
         finally:
             Path(temporary).unlink(missing_ok=True)
     except OSError as exc:

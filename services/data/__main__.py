@@ -30,8 +30,8 @@ def build(config: DataConfig) -> ServiceParts:
         provider = load_sample_history()
         # A fresh database seeded with this data by this code and schema is kept as a template
         # (services/common/templates.py): the bundled history is stored and validated once.
-        seeded = templates.digest("data-seeded", provider.digest, templates.schema_key(store.SCHEMA),
-                                  SERVICE_DIR, COMMON_DIR)
+        seeded = "data-seeded-" + templates.digest(provider.digest, templates.schema_key(store.SCHEMA),
+                                                   SERVICE_DIR, COMMON_DIR)
         db = store.open_database(config.common.db_url, seeded=seeded)
         if db.restored != seeded:
             engine.sync_bars(db, provider.securities, provider.bars)  # first start loads it; later starts add nothing

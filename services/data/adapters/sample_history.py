@@ -103,7 +103,7 @@ def load_sample_history() -> SampleHistory:
     (services/common/templates.py) the child's output is kept in var/cache/, named by the
     bundled files' content, this module and the installed packages, and read from there next
     time. Raises RuntimeError with the child's error output when it cannot be read."""
-    key = templates.digest("sample-history", Path(__file__), *_bundled_files()) if templates.directory() else None
+    key = ("sample-history-" + templates.digest(Path(__file__), *_bundled_files())) if templates.directory() else None
     kept = templates.path_of(key, ".pickle") if key else None
     try:
         output = kept.read_bytes() if kept is not None else None
