@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -538,6 +539,8 @@ def _run_and_report(settings, out_dir: Path, keep_state: Path | None) -> int:
 
             def on_day(record, done: int, total: int) -> None:
                 now = time.monotonic()
+                if not seen["first"]:  # the services serve: the report's libraries load beside the replay
+                    threading.Thread(target=report.preload, name="report-preload", daemon=True).start()
                 seen["first"] = seen["first"] or now
                 seen["orders"] += bool(record.trade)
                 rate = (done - 1) / (now - seen["first"]) if done > 1 else 0.0
