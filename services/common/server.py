@@ -169,4 +169,5 @@ def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any]
     parts.close()
     provider.shutdown()
     event(log, "stopped")
+    gc.freeze()  # what loaded since the start (e.g. the optimiser's libraries) need not be swept at exit
     return 0
