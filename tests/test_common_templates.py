@@ -140,3 +140,11 @@ def test_the_bundled_history_is_read_again_when_its_files_change(cache, tmp_path
     files[1].write_bytes(b"two")
     sample_history.load_sample_history()
     assert len(runs) == 2  # another file: read again
+
+
+def test_a_database_file_left_with_its_log_is_not_fresh(cache, tmp_path):
+    (tmp_path / "left.db-wal").write_bytes(b"a log of an earlier database")
+    assert templates.fresh_file(f"sqlite:///{tmp_path / 'left.db'}") is None
+    assert templates.fresh_file(f"sqlite:///{tmp_path / 'new.db'}") == tmp_path / "new.db"
+    assert templates.fresh_file("sqlite://") is None
+    assert templates.fresh_file("postgresql+psycopg://u:p@localhost/trader") is None

@@ -96,15 +96,18 @@ def schema_key(schema) -> str:
 
 
 def fresh_file(url: str) -> Path | None:
-    """The file of a SQLite URL that does not exist yet (or is empty), when templates are
-    enabled; None otherwise (another database, an existing file, templates disabled)."""
+    """The file of a SQLite URL that does not exist yet (or is empty, without a write-ahead log),
+    when templates are enabled; None otherwise (another database, an existing file, templates
+    disabled)."""
     if _directory is None:
         return None
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     path = Path(parsed.database)
-    return None if path.exists() and path.stat().st_size > 0 else path
+    if path.exists() and path.stat().st_size > 0 or Path(f"{path}-wal").exists():
+        return None  # a database, or what is left of one (its log would be replayed onto the copy)
+    return path
 
 
 def path_of(key: str, suffix: str = ".db") -> Path | None:
