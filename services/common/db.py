@@ -166,6 +166,8 @@ class Database:
         fresh = templates.fresh_file(url)
         schema_key = templates.schema_key(schema) if fresh else None
         self.restored = next((key for key in (seeded, schema_key) if key and templates.restore(key, fresh)), None)
+        if self.restored is not None:
+            log_event(log, "database from template", service=schema.service, template=self.restored)
         self._fresh = fresh
         self.engine = open_engine(schema.service, url)
         try:
