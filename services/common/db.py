@@ -165,7 +165,8 @@ class Database:
         self.schema = schema
         fresh = templates.fresh_file(url)
         schema_key = templates.schema_key(schema) if fresh else None
-        self.restored = next((key for key in (seeded, schema_key) if key and templates.restore(key, fresh)), None)
+        candidates = (seeded, schema_key) if fresh else ()
+        self.restored = next((key for key in candidates if key and templates.restore(key, fresh)), None)
         if self.restored is not None:
             log_event(log, "database from template", service=schema.service, template=self.restored)
         self._fresh = fresh
