@@ -43,6 +43,11 @@ from services.common.shutdown import PARENT_PID_VARIABLE, StopRequest
 START_ORDER = ("data", "portfolio", "planner", "trading", "display")
 STARTUP_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 10
+SERVING_POLL_S = 0.05  # a service starting is asked this often whether it serves yet
+# ... over a channel that tries to connect as often: with the clients' back-off (up to 1 s) a
+# service was seen serving up to a second after it began to.
+SERVING_POLL_OPTIONS = tuple((option, int(SERVING_POLL_S * 1000)) for option in (
+    "grpc.initial_reconnect_backoff_ms", "grpc.min_reconnect_backoff_ms", "grpc.max_reconnect_backoff_ms"))
 RESTART_FIRST_DELAY_S = 0.5
 RESTART_MAX_DELAY_S = 30.0
 STABLE_AFTER_S = 60.0  # a child that ran this long restarts after the first delay again
@@ -57,7 +62,7 @@ def wait_serving(address: str, service_name: str, process: subprocess.Popen, dea
                  stop: StopRequest | None = None, tls: ClientTls | None = None) -> None:
     """Poll the service's health (over TLS with `tls`) until SERVING; raise RuntimeError if its
     process exits, `stop` is requested or `deadline` passes."""
-    with raw_channel(address, tls) as channel:
+    with raw_channel(address, tls, SERVING_POLL_OPTIONS) as channel:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"{service_name} exited with code {process.returncode}")
@@ -65,7 +70,7 @@ def wait_serving(address: str, service_name: str, process: subprocess.Popen, dea
                 raise RuntimeError(f"stopped by {stop.reason} while starting {service_name}")
             if health_status(channel, service_name) == "SERVING":
                 return
-            time.sleep(0.2)
+            time.sleep(SERVING_POLL_S)
     raise RuntimeError(f"{service_name} did not report SERVING within {STARTUP_TIMEOUT_S} s")
 
 

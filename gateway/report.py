@@ -225,6 +225,14 @@ def _drawdowns(line: Line) -> tuple[list[date], list[float]]:
     return days, drawdowns
 
 
+def preload() -> None:
+    """Import the libraries the report uses (skfolio's measures, matplotlib's Agg pyplot), e.g.
+    in a background thread while the replay runs, so the close-out does not wait for them."""
+    from skfolio import measures  # noqa: F401, PLC0415 - as performance.risk imports it
+
+    _pyplot()
+
+
 def _pyplot():
     import matplotlib  # noqa: PLC0415 - heavy; only the report draws
 

@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import DateTime, TypeDecorator
 
+from services.common import templates
 from services.common.config import ConfigError, db_url_variable
 
 if TYPE_CHECKING:
@@ -154,16 +155,30 @@ class Database:
     """An engine plus a session factory for one service's schema, migrated to this build's head
     revision when opened (see services/common/migrations.py)."""
 
-    def __init__(self, url: str, schema):
+    def __init__(self, url: str, schema, seeded: str | None = None):
         """`schema` is the service's `migrations.Schema`. Raises DatabaseConfigError (with
-        SchemaMismatch for a schema this build cannot use)."""
+        SchemaMismatch for a schema this build cannot use).
+
+        A fresh SQLite file is copied from a template when one is kept (services/common/templates.py):
+        the template `seeded` names (the service's seeded start, see `restored`), else the
+        migrated empty schema; a fresh file migrated here is kept as that template."""
         self.schema = schema
+        fresh = templates.fresh_file(url)
+        schema_key = templates.schema_key(schema) if fresh else None
+        candidates = (seeded, schema_key) if fresh else ()
+        self.restored = next((key for key in candidates if key and templates.restore(key, fresh)), None)
+        if self.restored is not None:
+            log_event(log, "database from template", service=schema.service, template=self.restored)
+        self._fresh = fresh
         self.engine = open_engine(schema.service, url)
         try:
-            if _migrate_in_child and make_url(url).database not in (None, "", ":memory:"):
-                _migrate_in_child_process(schema.service, url)
-            else:
-                migrate_logged(self.engine, schema, url)
+            if self.restored is None:
+                if _migrate_in_child and make_url(url).database not in (None, "", ":memory:"):
+                    _migrate_in_child_process(schema.service, url)
+                else:
+                    migrate_logged(self.engine, schema, url)
+                if schema_key is not None:
+                    templates.save(self.engine, schema_key)
         except Exception:
             self.engine.dispose()
             raise
@@ -180,6 +195,11 @@ class Database:
         """Its tables' revisions (services/common/revisions.py), counted from the first use."""
         from services.common.revisions import TableRevisions
         return TableRevisions(self)
+
+    def keep_as_template(self, key: str) -> None:
+        """Keep this database, made from a fresh file, as the template `key` (no-op otherwise)."""
+        if self._fresh is not None:
+            templates.save(self.engine, key)
 
     def listen(self, name: str, listener: Callable[[Session], None]) -> None:
         """Call `listener(session)` on a session event of this database's transactions, e.g.

@@ -21,7 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from trader.common.v1 import info_pb2_grpc
 
-from services.common import clock, info
+from services.common import clock, info, templates
 from services.common.config import SERVICES, CommonConfig, ConfigError, ServerTls
 from services.common.db import Database, migrate_in_child_processes
 from services.common.interceptors import CallContextInterceptor
@@ -32,6 +32,7 @@ from services.common.tracing import setup_tracing
 
 log = logging.getLogger("trader.server")
 MAX_LISTED_SERVICES = 100  # as grpc-go: List answers RESOURCE_EXHAUSTED beyond this
+TEMPLATE_MODES = ("backtest", "replay")  # the modes that start from a fresh state again and again
 
 
 class HealthServicer(health.HealthServicer):
@@ -140,6 +141,8 @@ def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any]
     stop_requested = StopRequest()
     stop_requested.install()  # a burst of signals cannot deadlock it (see shutdown.py)
     migrate_in_child_processes()  # the service keeps no Alembic loaded (db.py)
+    if common.mode in TEMPLATE_MODES:  # fresh databases from var/cache/ (templates.py)
+        templates.enable()
     try:
         parts = build(config)
     except ConfigError as exc:  # found while building, e.g. a database URL that does not connect
@@ -166,4 +169,5 @@ def run_service(name: str, load_config: Callable[[], Any], build: Callable[[Any]
     parts.close()
     provider.shutdown()
     event(log, "stopped")
+    gc.freeze()  # what loaded since the start (e.g. the optimiser's libraries) need not be swept at exit
     return 0

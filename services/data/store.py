@@ -138,8 +138,8 @@ SCHEMA = Schema("data", (Base.metadata,), Path(__file__).with_name("migrations")
                 legacy_version=2, legacy_steps=LEGACY_STEPS)
 
 
-def open_database(url: str) -> Database:
-    return Database(url, SCHEMA)
+def open_database(url: str, seeded: str | None = None) -> Database:
+    return Database(url, SCHEMA, seeded)
 
 
 # --- securities ---

@@ -7,6 +7,8 @@ The metadata below (names, listing exchange, sector) is ours, written for these 
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import pickle
 import subprocess
 import sys
@@ -14,7 +16,9 @@ from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
+from services.common import templates
 from services.data.history import Bar
 from services.data.universe import INDEX, Security
 
@@ -57,6 +61,7 @@ class SampleHistory:
     securities: list[Security]
     closes: dict[str, tuple[array, array]]  # symbol -> (dates as ordinals, closes), chronological
     name: str = PROVIDER
+    digest: str = ""  # of the data as read (its pickle): names the data service's seeded template
 
     @property
     def bars(self) -> dict[str, list[Bar]]:
@@ -94,14 +99,35 @@ def broker_symbol(ticker: str) -> str:
 def load_sample_history() -> SampleHistory:
     """Read the bundled data from the installed skfolio package (no network), in a child process:
     importing skfolio (scikit-learn, SciPy, ...) for this one read would keep about 100 MiB
-    resident for the life of the data service (bench/footprint.py). Raises RuntimeError with
-    the child's error output when it cannot be read."""
-    child = subprocess.run([sys.executable, "-m", __name__], capture_output=True, check=False)
-    if child.returncode != 0:
-        raise RuntimeError(f"reading the bundled history failed (exit code {child.returncode}): "
-                           f"{child.stderr.decode(errors='replace')[-2000:]}")
-    securities, closes = pickle.loads(child.stdout)  # our own child's output
-    return SampleHistory(securities, closes)
+    resident for the life of the data service (bench/footprint.py). With templates enabled
+    (services/common/templates.py) the child's output is kept in var/cache/, named by the
+    bundled files' content, this module and the installed packages, and read from there next
+    time. Raises RuntimeError with the child's error output when it cannot be read."""
+    key = ("sample-history-" + templates.digest(Path(__file__), *_bundled_files())) if templates.directory() else None
+    kept = templates.path_of(key, ".pickle") if key else None
+    try:
+        output = kept.read_bytes() if kept is not None else None
+    except OSError:
+        output = None
+    if output is None:
+        child = subprocess.run([sys.executable, "-m", __name__], capture_output=True, check=False)
+        if child.returncode != 0:
+            raise RuntimeError(f"reading the bundled history failed (exit code {child.returncode}): "
+                               f"{child.stderr.decode(errors='replace')[-2000:]}")
+        output = child.stdout
+        if key:
+            templates.save_bytes(key, ".pickle", output)
+    securities, closes = pickle.loads(output)  # our own child's output
+    return SampleHistory(securities, closes, digest=hashlib.sha256(output).hexdigest())
+
+
+def _bundled_files() -> list[Path]:
+    """skfolio's data files this module reads, found without importing skfolio."""
+    spec = importlib.util.find_spec("skfolio")
+    if spec is None or not spec.submodule_search_locations:
+        return [Path("skfolio-not-installed")]
+    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+    return [folder / "sp500_dataset.csv.gz", folder / "sp500_index.csv.gz"]
 
 
 def read_sample_history() -> tuple[list[Security], dict[str, tuple[array, array]]]:
