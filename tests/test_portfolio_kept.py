@@ -298,3 +298,37 @@ def test_a_clean_reconciliation_from_kept_values_sees_the_next_change_of_the_bro
         assert fresh.buckets.reconcile(later)[0] == engine.buckets.reconcile(later)[0]
     finally:
         db.close()
+
+
+def test_the_buckets_external_flows_follow_each_deposit_and_leave_out_one_later_than_the_snapshot(tmp_path):
+    """A snapshot's bucket flows are those since the previous snapshot: none (without a query)
+    while no external transaction is later than it; a deposit recorded since counts once its
+    instant is reached, and a fresh process stores the same figures."""
+    engine, peers, db = portfolio_engine(tmp_path)
+
+    def flows(day: int) -> float:
+        with db.transaction() as session:
+            return {r.date: r.flows_base for r in store.snapshot_buckets(session, "core")}[
+                (START + timedelta(days=day)).date()]
+
+    try:
+        engine.apply_broker_state(BrokerState([], {"EUR": 1_500.0}, START, [], [], None), START)
+        engine.record_deposit(1_000.0, "EUR", "first", START)
+        for day in (1, 2):
+            engine.take_snapshot(START + timedelta(days=day))
+        engine.record_deposit(500.0, "EUR", "later", START + timedelta(days=5))
+        for day in (3, 4, 5, 6):
+            engine.take_snapshot(START + timedelta(days=day))
+        assert [flows(day) for day in (1, 2, 3, 4, 5, 6)] == [1_000.0, 0.0, 0.0, 0.0, 500.0, 0.0]
+        fresh = PortfolioEngine(db, peers, "EUR", 0, START)
+        fresh.take_snapshot(START + timedelta(days=5, hours=1))  # the same day again, from the store alone
+        assert flows(5) == 500.0
+    finally:
+        db.close()
+
+
+def test_the_snapshot_records_have_the_columns_of_their_tables_in_order():
+    """take_snapshot writes plain records by their field names: each has its table's columns."""
+    for record, row in ((store.SnapshotRecord, store.SnapshotRow), (store.SnapshotBucketRecord,
+                                                                    store.SnapshotBucketRow)):
+        assert record._fields == tuple(c.key for c in row.__table__.columns)

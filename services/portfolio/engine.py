@@ -518,7 +518,7 @@ class PortfolioEngine:
     # --- snapshots and the daily P&L ---
 
     @serialized
-    def take_snapshot(self, now: datetime) -> tuple[store.SnapshotRow, PortfolioView]:
+    def take_snapshot(self, now: datetime) -> tuple[store.SnapshotRecord, PortfolioView]:
         """Value the portfolio and store today's snapshot (replacing an earlier one of today),
         with its positions and buckets; delete snapshots beyond the retention. The other
         services are asked while the store is read."""
@@ -776,8 +776,8 @@ def _universe_entry(security: Security) -> UniverseEntry:
                          security.industry, security.min_target, security.max_target)
 
 
-def _snapshot_row(figures: snapshots.SnapshotFigures, now: datetime) -> store.SnapshotRow:
-    return store.SnapshotRow(
+def _snapshot_row(figures: snapshots.SnapshotFigures, now: datetime) -> store.SnapshotRecord:
+    return store.SnapshotRecord(
         date=figures.day, positions_value_base=figures.positions_value_base, cash_base=figures.cash_base,
         total_value_base=figures.total_value_base, base_currency=figures.base_currency, taken_at=now,
         invested_base=figures.invested_base, net_deposits_base=figures.net_deposits_base,
