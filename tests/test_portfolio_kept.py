@@ -14,6 +14,7 @@ from services.portfolio.adapters.peers import DividendPerShare as PerShare
 from services.portfolio.allocation_book import AllocationBook
 from services.portfolio.engine import BrokerState, PortfolioEngine
 from services.portfolio.kept import KeptState, written_tables
+from services.portfolio.positions import FillRecord
 from services.portfolio.valuation import Holding
 from services.trading.adapters.broker import DividendPerShare
 from tests.portfolio_fixtures import START, Account, portfolio_engine
@@ -332,3 +333,31 @@ def test_the_snapshot_records_have_the_columns_of_their_tables_in_order():
     for record, row in ((store.SnapshotRecord, store.SnapshotRow), (store.SnapshotBucketRecord,
                                                                     store.SnapshotBucketRow)):
         assert record._fields == tuple(c.key for c in row.__table__.columns)
+
+
+def test_the_traded_value_follows_each_fill_into_and_out_of_the_turnover_window(tmp_path):
+    """A snapshot's annual turnover sums the fills of the last year: the same figure while no fill
+    is booked and none enters or leaves the window, a new one when one does (booked, or a year
+    old), as a fresh process computes it."""
+    engine, peers, db = portfolio_engine(tmp_path)
+
+    def book(trade_id: str, quantity: int, at) -> None:
+        fill = FillRecord(trade_id, "SAP.DE", "BUY", quantity, 50.0, "EUR", 0.0, at)
+        engine.apply_broker_state(BrokerState([Holding("SAP.DE", quantity, 50.0, "EUR")], {"EUR": 1_000.0}, at,
+                                              [fill], [], None), at)
+
+    def turnover(day: int) -> tuple[float | None, float | None]:
+        """(this process's figure, a fresh process's for the same instant: its first, queried)."""
+        now = START + timedelta(days=day)
+        kept = engine.take_snapshot(now)[0].annual_turnover
+        return kept, PortfolioEngine(db, peers, "EUR", 0, START).take_snapshot(now)[0].annual_turnover
+
+    try:
+        book("T1", 10, START)
+        figures = [turnover(day) for day in (1, 2)]
+        book("T2", 20, START + timedelta(days=3))
+        figures += [turnover(day) for day in (3, 4, 365, 366, 367, 368, 369)]
+        assert all(kept == fresh for kept, fresh in figures)
+        assert figures[6][0] is not None and figures[7][0] is None  # T1 left the window (day 365), then T2
+    finally:
+        db.close()

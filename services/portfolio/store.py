@@ -545,6 +545,15 @@ def traded_value_base(session: Session, since: datetime, until: datetime) -> flo
     return float(session.execute(_TRADED, {"since": since, "until": until}).scalar())
 
 
+def fill_times_after(session: Session, after: datetime) -> tuple[datetime, ...]:
+    """When each fill later than `after` executed, in order."""
+    return tuple(session.scalars(_FILL_TIMES_AFTER, {"after": after}))
+
+
+_FILL_TIMES_AFTER = select(_FILLS.c.executed_at).where(_FILLS.c.executed_at > bindparam("after")).order_by(
+    _FILLS.c.executed_at)
+
+
 _HISTORY = PositionHistoryRow.__table__
 _POSITION_HISTORIES = select(*_HISTORY.columns)
 _UPDATE_HISTORY = update(_HISTORY).where(_HISTORY.c.symbol == bindparam("the_symbol"))
