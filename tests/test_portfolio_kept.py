@@ -14,6 +14,7 @@ from services.portfolio.adapters.peers import DividendPerShare as PerShare
 from services.portfolio.allocation_book import AllocationBook
 from services.portfolio.engine import BrokerState, PortfolioEngine
 from services.portfolio.kept import KeptState, written_tables
+from services.portfolio.positions import FillRecord
 from services.portfolio.valuation import Holding
 from services.trading.adapters.broker import DividendPerShare
 from tests.portfolio_fixtures import START, Account, portfolio_engine
@@ -296,5 +297,67 @@ def test_a_clean_reconciliation_from_kept_values_sees_the_next_change_of_the_bro
         assert [c.action for c in engine.buckets.reconcile(later)[0]] == ["alert"]
         fresh = PortfolioEngine(db, peers, "EUR", 0, START)
         assert fresh.buckets.reconcile(later)[0] == engine.buckets.reconcile(later)[0]
+    finally:
+        db.close()
+
+
+def test_the_buckets_external_flows_follow_each_deposit_and_leave_out_one_later_than_the_snapshot(tmp_path):
+    """A snapshot's bucket flows are those since the previous snapshot: none (without a query)
+    while no external transaction is later than it; a deposit recorded since counts once its
+    instant is reached, and a fresh process stores the same figures."""
+    engine, peers, db = portfolio_engine(tmp_path)
+
+    def flows(day: int) -> float:
+        with db.transaction() as session:
+            return {r.date: r.flows_base for r in store.snapshot_buckets(session, "core")}[
+                (START + timedelta(days=day)).date()]
+
+    try:
+        engine.apply_broker_state(BrokerState([], {"EUR": 1_500.0}, START, [], [], None), START)
+        engine.record_deposit(1_000.0, "EUR", "first", START)
+        for day in (1, 2):
+            engine.take_snapshot(START + timedelta(days=day))
+        engine.record_deposit(500.0, "EUR", "later", START + timedelta(days=5))
+        for day in (3, 4, 5, 6):
+            engine.take_snapshot(START + timedelta(days=day))
+        assert [flows(day) for day in (1, 2, 3, 4, 5, 6)] == [1_000.0, 0.0, 0.0, 0.0, 500.0, 0.0]
+        fresh = PortfolioEngine(db, peers, "EUR", 0, START)
+        fresh.take_snapshot(START + timedelta(days=5, hours=1))  # the same day again, from the store alone
+        assert flows(5) == 500.0
+    finally:
+        db.close()
+
+
+def test_the_snapshot_records_have_the_columns_of_their_tables_in_order():
+    """take_snapshot writes plain records by their field names: each has its table's columns."""
+    for record, row in ((store.SnapshotRecord, store.SnapshotRow), (store.SnapshotBucketRecord,
+                                                                    store.SnapshotBucketRow)):
+        assert record._fields == tuple(c.key for c in row.__table__.columns)
+
+
+def test_the_traded_value_follows_each_fill_into_and_out_of_the_turnover_window(tmp_path):
+    """A snapshot's annual turnover sums the fills of the last year: the same figure while no fill
+    is booked and none enters or leaves the window, a new one when one does (booked, or a year
+    old), as a fresh process computes it."""
+    engine, peers, db = portfolio_engine(tmp_path)
+
+    def book(trade_id: str, quantity: int, at) -> None:
+        fill = FillRecord(trade_id, "SAP.DE", "BUY", quantity, 50.0, "EUR", 0.0, at)
+        engine.apply_broker_state(BrokerState([Holding("SAP.DE", quantity, 50.0, "EUR")], {"EUR": 1_000.0}, at,
+                                              [fill], [], None), at)
+
+    def turnover(day: int) -> tuple[float | None, float | None]:
+        """(this process's figure, a fresh process's for the same instant: its first, queried)."""
+        now = START + timedelta(days=day)
+        kept = engine.take_snapshot(now)[0].annual_turnover
+        return kept, PortfolioEngine(db, peers, "EUR", 0, START).take_snapshot(now)[0].annual_turnover
+
+    try:
+        book("T1", 10, START)
+        figures = [turnover(day) for day in (1, 2)]
+        book("T2", 20, START + timedelta(days=3))
+        figures += [turnover(day) for day in (3, 4, 365, 366, 367, 368, 369)]
+        assert all(kept == fresh for kept, fresh in figures)
+        assert figures[6][0] is not None and figures[7][0] is None  # T1 left the window (day 365), then T2
     finally:
         db.close()

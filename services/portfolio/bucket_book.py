@@ -66,7 +66,7 @@ class LatestSnapshotBuckets:
     """The buckets' rows on the latest day the snapshots have bucket rows for."""
 
     day: date
-    rows: dict[str, store.SnapshotBucketRow]
+    rows: dict[str, store.SnapshotBucketRow | store.SnapshotBucketRecord]
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class SnapshotInputs:
     buckets: list[BucketState]
     balances: dict[str, dict[str, float]]
     flows: dict[str, float]
-    before: dict[str, store.SnapshotBucketRow]
+    before: dict[str, store.SnapshotBucketRow | store.SnapshotBucketRecord]
 
 
 def serialized(method):
@@ -146,6 +146,9 @@ class BucketBook:
         self._any_transaction: KeptState[bool] = KeptState(db.revisions, (store.BucketTransactionRow.__tablename__,))
         self._latest_rows: KeptState[LatestSnapshotBuckets] = KeptState(
             db.revisions, (store.SnapshotBucketRow.__tablename__,))
+        # when the latest external transaction (rules.EXTERNAL_TRANSACTION_KINDS) occurred
+        self._latest_external: KeptState[datetime | None] = KeptState(
+            db.revisions, (store.BucketTransactionRow.__tablename__,))
 
     def ensure_core(self, now: datetime) -> None:
         """The core bucket exists from the first start ("Core Portfolio", active)."""
@@ -269,23 +272,32 @@ class BucketBook:
                   else store.last_snapshot_buckets_before(session, today))
         return SnapshotInputs(self._states.read(session, _bucket_states), self._balances.read(session,
                                                                                               store.bucket_balances),
-                              store.bucket_flows_base(session, rules.EXTERNAL_TRANSACTION_KINDS, previous_taken_at,
-                                                      now),
-                              before)
+                              self._external_flows(session, previous_taken_at, now), before)
+
+    def _external_flows(self, session, after: datetime | None, until: datetime) -> dict[str, float]:
+        """bucket -> its external flows (base) in (after, until]: none, without a query, while
+        no external transaction is later than `after` (most days: deposits come monthly)."""
+        kinds = rules.EXTERNAL_TRANSACTION_KINDS
+        if after is not None:
+            latest = self._latest_external.read(session, lambda s: store.latest_bucket_transaction_at(s, kinds))
+            if latest is None or latest <= after:
+                return {}
+        return store.bucket_flows_base(session, kinds, after, until)
 
     def snapshot_revisions(self) -> tuple[int, ...]:
         """Taken before a snapshot's transaction begins (for `snapshot_taken`)."""
         return self._latest_rows.revisions()
 
     def snapshot_taken(self, revisions: tuple[int, ...], written: frozenset[str], today: date,
-                       rows: list[store.SnapshotBucketRow], latest: bool) -> None:
+                       rows: list[store.SnapshotBucketRecord], latest: bool) -> None:
         """A snapshot of `today` was committed with these bucket rows (`latest`: no later day
         is stored): they are the latest, unless none were written."""
         if rows and latest:
             self._latest_rows.handed_forward(revisions, written,
                                              LatestSnapshotBuckets(today, {r.bucket: r for r in rows}))
 
-    def snapshot_rows(self, inputs: SnapshotInputs, today: date, view, rates: Rates) -> list[store.SnapshotBucketRow]:
+    def snapshot_rows(self, inputs: SnapshotInputs, today: date, view,
+                      rates: Rates) -> list[store.SnapshotBucketRecord]:
         """Each bucket's value on a snapshot: virtual cash + its positions at today's valuation,
         external flows since the previous snapshot and the growth index."""
         positions_value: dict[str, float] = {}
@@ -303,8 +315,8 @@ class BucketBook:
             last = before.get(row.id)
             index = snapshots.next_index(last.growth_index if last else None, last.value_base if last else None,
                                          value, flow)
-            rows.append(store.SnapshotBucketRow(date=today, bucket=row.id, value_base=value, cash_base=cash_base,
-                                                flows_base=flow, growth_index=index))
+            rows.append(store.SnapshotBucketRecord(date=today, bucket=row.id, value_base=value, cash_base=cash_base,
+                                                   flows_base=flow, growth_index=index))
         return rows
 
     def performance_points(self, session, bucket: str, start: date | None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from bisect import bisect_right
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -193,6 +194,11 @@ class PortfolioEngine:
         # the deposits less withdrawals up to an instant, when the latest of them occurred, that instant
         self._kept_net: KeptState[tuple[float, datetime | None, datetime]] = KeptState(
             db.revisions, (store.CashFlowRow.__tablename__,))
+        # the fills' times after an instant (kept until the fills change), and the last traded
+        # value with the fills it summed ((kept times, (first, end) of those summed), value)
+        self._kept_fill_times: KeptState[tuple[datetime, tuple[datetime, ...]]] = KeptState(
+            db.revisions, (store.FillRow.__tablename__,))
+        self._last_traded: tuple[tuple, tuple[int, int], float] | None = None
         self.lock = threading.RLock()
         self.buckets = BucketBook(db, peers, base_currency, self.lock, broker=self._broker,
                                   kept_broker=self._kept_broker)
@@ -522,7 +528,7 @@ class PortfolioEngine:
     # --- snapshots and the daily P&L ---
 
     @serialized
-    def take_snapshot(self, now: datetime) -> tuple[store.SnapshotRow, PortfolioView]:
+    def take_snapshot(self, now: datetime) -> tuple[store.SnapshotRecord, PortfolioView]:
         """Value the portfolio and store today's snapshot (replacing an earlier one of today),
         with its positions and buckets; delete snapshots beyond the retention. The other
         services are asked while the store is read."""
@@ -537,7 +543,7 @@ class PortfolioEngine:
             totals = [d.total_value_base for d in last_year]
             previous = last_year[-1].taken_at if last_year else _taken_at(days.last_before(today))
             net = self._net_deposits(session, now)
-            traded = store.traded_value_base(session, now - snapshots.TURNOVER_WINDOW, now)
+            traded = self._traded(session, now - snapshots.TURNOVER_WINDOW, now)
             buckets = self.buckets.snapshot_inputs(session, today, previous, now)
             universe = securities.result()
             view = self._value(book, quotes.result(), rates.result(), universe)
@@ -568,6 +574,22 @@ class PortfolioEngine:
             self._kept_held.handed_forward(held_revisions, written,
                                            {p["symbol"]: p["value_base"] for p in position_rows})
         return row, view  # `row` is a plain record of what was stored (never in a session)
+
+    def _traded(self, session, since: datetime, until: datetime) -> float:
+        """store.traded_value_base over (since, until]: the last figure while the fills are
+        unchanged and the window holds the same ones (most days no fill enters or leaves it):
+        the same rows give the same sum."""
+        kept = self._kept_fill_times.read(session, lambda s: (since, store.fill_times_after(s, since)))
+        after, times = kept
+        if since < after:  # earlier than the times kept: they cannot tell
+            return store.traded_value_base(session, since, until)
+        summed = (bisect_right(times, since), bisect_right(times, until))
+        last = self._last_traded
+        if last is not None and last[0] is kept and last[1] == summed:
+            return last[2]
+        value = store.traded_value_base(session, since, until)
+        self._last_traded = (kept, summed, value)
+        return value
 
     def _net_deposits(self, session, now: datetime) -> float:
         """The deposits less withdrawals up to `now` (base): a snapshot's net deposits. Kept until
@@ -780,8 +802,8 @@ def _universe_entry(security: Security) -> UniverseEntry:
                          security.industry, security.min_target, security.max_target)
 
 
-def _snapshot_row(figures: snapshots.SnapshotFigures, now: datetime) -> store.SnapshotRow:
-    return store.SnapshotRow(
+def _snapshot_row(figures: snapshots.SnapshotFigures, now: datetime) -> store.SnapshotRecord:
+    return store.SnapshotRecord(
         date=figures.day, positions_value_base=figures.positions_value_base, cash_base=figures.cash_base,
         total_value_base=figures.total_value_base, base_currency=figures.base_currency, taken_at=now,
         invested_base=figures.invested_base, net_deposits_base=figures.net_deposits_base,

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -163,6 +164,38 @@ class SnapshotBucketRow(Base):
     cash_base: Mapped[float] = mapped_column(Float)
     flows_base: Mapped[float] = mapped_column(Float)
     growth_index: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class SnapshotRecord(NamedTuple):
+    """A snapshot as take_snapshot stores it: SnapshotRow's columns, in their order, as a plain
+    record (built once a cycle; a mapped entity costs far more to build and is never needed:
+    plain statements write it)."""
+
+    date: date
+    positions_value_base: float
+    cash_base: float
+    total_value_base: float
+    base_currency: str
+    taken_at: datetime
+    invested_base: float | None
+    net_deposits_base: float | None
+    unrealized_pnl_base: float | None
+    position_count: int | None
+    country_shares: str | None
+    industry_shares: str | None
+    annual_turnover: float | None
+
+
+class SnapshotBucketRecord(NamedTuple):
+    """A bucket on a snapshot as take_snapshot stores it: SnapshotBucketRow's columns, in their
+    order, as a plain record (read by attribute, as the rows are)."""
+
+    date: date
+    bucket: str
+    value_base: float
+    cash_base: float
+    flows_base: float
+    growth_index: float | None
 
 
 class DividendRow(Base):
@@ -512,6 +545,15 @@ def traded_value_base(session: Session, since: datetime, until: datetime) -> flo
     return float(session.execute(_TRADED, {"since": since, "until": until}).scalar())
 
 
+def fill_times_after(session: Session, after: datetime) -> tuple[datetime, ...]:
+    """When each fill later than `after` executed, in order."""
+    return tuple(session.scalars(_FILL_TIMES_AFTER, {"after": after}))
+
+
+_FILL_TIMES_AFTER = select(_FILLS.c.executed_at).where(_FILLS.c.executed_at > bindparam("after")).order_by(
+    _FILLS.c.executed_at)
+
+
 _HISTORY = PositionHistoryRow.__table__
 _POSITION_HISTORIES = select(*_HISTORY.columns)
 _UPDATE_HISTORY = update(_HISTORY).where(_HISTORY.c.symbol == bindparam("the_symbol"))
@@ -581,11 +623,16 @@ def snapshot_days(session: Session) -> list[tuple[date, float, datetime]]:
 
 
 def _values(row, table) -> dict:
-    return row if isinstance(row, dict) else {c.key: getattr(row, c.key) for c in table.columns}
+    """The column values of a row given as a dict, a plain record (SnapshotRecord, ...) or an entity."""
+    if isinstance(row, dict):
+        return row
+    if isinstance(row, tuple):
+        return row._asdict()
+    return {c.key: getattr(row, c.key) for c in table.columns}
 
 
-def save_snapshot(session: Session, row: SnapshotRow, positions: list[SnapshotPositionRow | dict],
-                  buckets: list[SnapshotBucketRow | dict], exists: bool | None = None) -> None:
+def save_snapshot(session: Session, row: SnapshotRow | SnapshotRecord, positions: list[SnapshotPositionRow | dict],
+                  buckets: list[SnapshotBucketRow | SnapshotBucketRecord | dict], exists: bool | None = None) -> None:
     """Store a day's snapshot with its positions and buckets (rows or their column values),
     replacing that day's if there is one (`exists`: whether there is, when the caller knows).
     `row` is not added to the session: plain statements write its values."""
@@ -748,6 +795,15 @@ _BUCKET_FLOWS = select(_BUCKET_MOVES.c.bucket, func.coalesce(func.sum(_BUCKET_MO
     _BUCKET_MOVES.c.kind.in_(bindparam("kinds", expanding=True)), _BUCKET_MOVES.c.at <= bindparam("until"))
 _BUCKET_FLOWS_AFTER = _BUCKET_FLOWS.where(_BUCKET_MOVES.c.at > bindparam("after")).group_by(_BUCKET_MOVES.c.bucket)
 _BUCKET_FLOWS = _BUCKET_FLOWS.group_by(_BUCKET_MOVES.c.bucket)
+
+
+def latest_bucket_transaction_at(session: Session, kinds: frozenset[str]) -> datetime | None:
+    """When the latest bucket transaction of `kinds` occurred (None without one)."""
+    return session.execute(_LATEST_BUCKET_MOVE, {"kinds": sorted(kinds)}).scalar()
+
+
+_LATEST_BUCKET_MOVE = select(func.max(_BUCKET_MOVES.c.at)).where(
+    _BUCKET_MOVES.c.kind.in_(bindparam("kinds", expanding=True)))
 
 
 def bucket_flows_base(session: Session, kinds: frozenset[str], after: datetime | None,

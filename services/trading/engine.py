@@ -167,23 +167,29 @@ class OrderEngine:
             with self._db.transaction() as session:
                 if store.find_order(session, intent.client_order_id) is not None:
                     raise AlreadyExists(f"client_order_id {intent.client_order_id!r} was used before")
-            facts, security, market = self._facts(intent, limit_price, now, emergency)
-            if whole_lots:
-                orders.check_lot(intent.quantity, facts.lot_size)
-            with self._db.transaction() as session:
-                order_id = store.add_order(session, intent, security.currency, now,  # the intent, first
-                                           security.bucket or "core").id
-            try:
-                approval = risk.check(facts, self.settings())
-                self._convert_if_needed(intent, facts, approval, now)
-            except Exception as exc:  # noqa: BLE001 - nothing was sent: the order ends here, whatever failed
-                answer = _refusal_before_sending(exc)
-                self._set(order_id, orders.REJECTED, answer.message if answer is not None
-                          else f"not sent: internal error: {type(exc).__name__}", now)
-                if answer is None or answer is exc:
-                    raise
-                raise answer from exc
-            return self._place(order_id, intent, security.currency, approval, now, market)
+            return self._submit_new(intent, limit_price, now, emergency, whole_lots)
+
+    def _submit_new(self, intent: orders.OrderIntent, limit_price: float | None, now: datetime, emergency: bool,
+                    whole_lots: bool) -> store.OrderRow:
+        """`submit` of an order whose client order id no order has: the caller holds the lock
+        and has looked it up since taking it."""
+        facts, security, market = self._facts(intent, limit_price, now, emergency)
+        if whole_lots:
+            orders.check_lot(intent.quantity, facts.lot_size)
+        with self._db.transaction() as session:
+            order_id = store.add_order(session, intent, security.currency, now,  # the intent, first
+                                       security.bucket or "core").id
+        try:
+            approval = risk.check(facts, self.settings())
+            self._convert_if_needed(intent, facts, approval, now)
+        except Exception as exc:  # noqa: BLE001 - nothing was sent: the order ends here, whatever failed
+            answer = _refusal_before_sending(exc)
+            self._set(order_id, orders.REJECTED, answer.message if answer is not None
+                      else f"not sent: internal error: {type(exc).__name__}", now)
+            if answer is None or answer is exc:
+                raise
+            raise answer from exc
+        return self._place(order_id, intent, security.currency, approval, now, market)
 
     def _convert_if_needed(self, intent, facts: risk.OrderFacts, approval: risk.Approval, now) -> None:
         """Convert exactly the amount the check computed (whole cents of the base currency)."""
@@ -245,12 +251,14 @@ class OrderEngine:
                      now: datetime) -> tuple[bool, store.OrderRow]:
         """(already executed before, order) for a plan's first step."""
         client_order_id = orders.plan_client_order_id(plan_id, 1, symbol, side)
-        with self._db.transaction() as session:
-            existing = store.find_order(session, client_order_id)
-            if existing is not None:
-                return True, existing
-        intent = orders.validate_intent(client_order_id, symbol, side, quantity, reason or f"plan {plan_id} step 1")
-        return False, self.submit(intent, None, now, whole_lots=False)
+        with self._lock:  # looked up once: no order can take the id before this one is stored
+            with self._db.transaction() as session:
+                existing = store.find_order(session, client_order_id)
+                if existing is not None:
+                    return True, existing
+            intent = orders.validate_intent(client_order_id, symbol, side, quantity,
+                                            reason or f"plan {plan_id} step 1")
+            return False, self._submit_new(intent, None, now, emergency=False, whole_lots=False)
 
     # --- reconciliation ---
 

@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, Row, String, bindparam, case, func, select
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, Row, String, bindparam, case, func, insert, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.common.db import Database, UtcDateTime
@@ -114,12 +114,24 @@ def record_cash_movements(session: Session, movements: list) -> int:
     ids = [m.broker_id for m in movements]
     known = set(session.scalars(select(CashMovementRow.broker_id).where(CashMovementRow.broker_id.in_(ids)))) \
         if ids else set()
-    added = 0
+    new = []
     for movement in movements:
         if movement.broker_id not in known:
             known.add(movement.broker_id)
-            added += record_cash_movement(session, movement)
-    return added
+            new.append(_movement_values(movement))
+    if new:  # one plain statement for all, in their order (the ids follow it)
+        session.execute(_INSERT_CASH_MOVEMENT, new)
+    return len(new)
+
+
+def _movement_values(movement) -> dict:
+    """A movement's columns (record_cash_movement's)."""
+    return {"broker_id": movement.broker_id, "kind": movement.kind, "amount": movement.amount,
+            "currency": movement.currency, "at": movement.at, "description": movement.description[:300],
+            "symbol": movement.symbol[:32], "reference": movement.reference[:128]}
+
+
+_INSERT_CASH_MOVEMENT = insert(CashMovementRow.__table__)
 
 
 def known_movement_ids(session: Session, broker_ids: list[str]) -> frozenset[str]:
@@ -152,9 +164,7 @@ def record_cash_movement(session: Session, movement) -> bool:
     """Add a movement once (keyed by its broker id); False when it is known."""
     if session.scalars(select(CashMovementRow.id).where(CashMovementRow.broker_id == movement.broker_id)).first():
         return False
-    session.add(CashMovementRow(broker_id=movement.broker_id, kind=movement.kind, amount=movement.amount,
-                                currency=movement.currency, at=movement.at, description=movement.description[:300],
-                                symbol=movement.symbol[:32], reference=movement.reference[:128]))
+    session.add(CashMovementRow(**_movement_values(movement)))
     return True
 
 
