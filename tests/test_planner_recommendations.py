@@ -249,6 +249,26 @@ def test_an_executed_step_is_marked_from_trading_fills_and_reset_when_the_state_
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and error.details().startswith("recommendation_executed")
 
 
+def test_a_fill_checked_before_its_step_was_planned_is_marked_once_the_step_is_stored(harness):
+    """The planner keeps the client order ids of fills that matched no pending step and stops
+    asking about them; a step stored later under such an id is pending again: the next request
+    marks it executed."""
+    long_ago = NOW - timedelta(days=100)  # read with the fills, outside every cooldown
+    probe = harness(name="a")
+    probe.trading.buys, probe.trading.client_order_ids = [("S6.US", long_ago)], {"S6.US": "not-a-step"}
+    planned = probe.plan(LAST_DAY)
+    step = planned.steps[0]
+    client_order_id = plan_client_order_id(planned.plan_id, 1, step.symbol, "BUY")
+    h = harness(name="b")
+    h.trading.buys, h.trading.client_order_ids = [("S6.US", long_ago)], {"S6.US": client_order_id}
+    plan = h.plan(LAST_DAY)  # the fill is checked (no step yet), then the step is stored under its id
+    assert plan.plan_id == planned.plan_id
+    assert {r.uuid: r for r in rows(h)["recommendations"]}[step.uuid].status == PENDING
+    assert h.plan(LAST_DAY).cached
+    stored = {r.uuid: r for r in rows(h)["recommendations"]}[step.uuid]
+    assert stored.status == EXECUTED and stored.executed_at == long_ago
+
+
 def test_plan_ids_and_recommendation_ids_are_deterministic(harness):
     first, second = harness(name="a"), harness(name="b")
     one, two = first.plan(LAST_DAY), second.plan(LAST_DAY)

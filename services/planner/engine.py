@@ -81,6 +81,7 @@ from services.portfolio.valuation import Holding as PortfolioHolding
 from services.trading.orders import plan_client_order_id  # the id trading gives a plan's step-1 order
 
 log = logging.getLogger("trader.planner.engine")
+_RECOMMENDATIONS = (store.RecommendationRow.__tablename__,)
 
 # Fills read before the longest holding rule's window: those of every step planned in that time.
 FILLS_MARGIN_DAYS = 30
@@ -204,6 +205,10 @@ class PlannerEngine:
         self._monotonic = monotonic  # measures the cycle's evaluation budget, nothing else
         self._complete_batches = complete_batches
         self._settings: tuple[PlannerConfig | None, PlannerSettings | None, str] = (None, None, "")
+        # The client order ids of fills known to match no pending recommendation (marked executed
+        # already, or never a step's), true while the recommendations table stays at the revision
+        # kept with them (services/common/revisions.py): mark_executed asks only about the others.
+        self._settled: tuple[tuple[int, ...], frozenset[str]] = ((), frozenset())
 
     # --- where inputs come from ---
 
@@ -388,11 +393,15 @@ class PlannerEngine:
         day = now.date().isoformat()
         context = self._context(now, given=portfolio)
         fills = context.fills
+        filled = {f.client_order_id: f.executed_at for f in fills if f.client_order_id}
+        revision = self._db.revisions.of(_RECOMMENDATIONS)
+        settled = self._settled[1] if self._settled[0] == revision else frozenset()
         with self._db.transaction() as session:
-            store.mark_executed(session, {f.client_order_id: f.executed_at for f in fills if f.client_order_id})
+            marked = store.mark_executed(session, {i: t for i, t in filled.items() if i not in settled})
             cached = store.find_plan(session, context.portfolio.portfolio_hash, day)
             dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
             stored = _stored_batch(session, context, now)
+        self._settle(revision, marked > 0, frozenset(filled))
         if cached is not None and cached[1].get("cache_key") == _cache_key(context):
             return _plan_from_payload(cached[0], context.portfolio.portfolio_hash, day, cached[1], dismissed, True)
         row, generated = self._batch(context, now, fills, dismissed, stored)
@@ -404,13 +413,25 @@ class PlannerEngine:
             return self._incomplete(row, context, day, dismissed, budget)
         identifier, payload = self._plan_payload(row, context, day, generated)
         steps = [Step(**s) for s in payload["steps"]]
+        ordered = {_client_order_id(identifier, n, step) for n, step in enumerate(steps, start=1)} - {None}
+        revision = self._db.revisions.of(_RECOMMENDATIONS)
         with self._db.transaction() as session:
             stored = [store.upsert_recommendation(session, _recommendation(context.state_key, identifier, n, step, now),
                                                   _client_order_id(identifier, n, step), now)
                       for n, step in enumerate(steps, start=1)]
             if None not in stored:  # a step dismissed meanwhile: do not cache, the next request replans
                 store.save_plan(session, context.portfolio.portfolio_hash, day, identifier, payload, now)
+        if self._settled[0] == revision:  # the steps' ids may now be pending: no longer settled
+            self._settle(revision, bool(steps), self._settled[1] - ordered)
         return _plan_from_payload(identifier, context.portfolio.portfolio_hash, day, payload, dismissed, False)
+
+    def _settle(self, revision: tuple[int, ...], wrote: bool, settled: frozenset[str]) -> None:
+        """Keep `settled` (client order ids matching no pending recommendation) when the
+        recommendations table moved from `revision` by the caller's own commit alone (one
+        revision when it `wrote` the table, none otherwise); else keep nothing."""
+        after = self._db.revisions.of(_RECOMMENDATIONS)
+        expected = (revision[0], revision[1] + 1) if wrote else revision
+        self._settled = (after, settled) if after == expected else ((), frozenset())
 
     def _plan_payload(self, row: store.BatchRow, context: Context, day: str,
                       generated: Generated | None = None) -> tuple[str, dict]:

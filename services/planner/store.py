@@ -321,12 +321,11 @@ def dismiss(session: Session, row: RecommendationRow, now: datetime) -> Recommen
 
 def mark_executed(session: Session, fills: Mapping[str, datetime]) -> int:
     """Pending steps whose client order id trading has filled (client order id -> fill time)
-    become executed; returns how many. One query finds them, one update each."""
+    become executed; returns how many. One query finds them, one update statement marks them."""
     matched = _pending_client_order_ids(session, fills)
-    for client_order_id in sorted(matched):
-        session.execute(update(RecommendationRow).where(
-            RecommendationRow.client_order_id == client_order_id, RecommendationRow.status == PENDING,
-        ).values(status=EXECUTED, executed_at=fills[client_order_id], updated_at=fills[client_order_id]))
+    if matched:
+        session.execute(_MARK_EXECUTED, [{"id": client_order_id, "at": fills[client_order_id]}
+                                         for client_order_id in sorted(matched)])
     return len(matched)
 
 
@@ -337,6 +336,9 @@ def _pending_client_order_ids(session: Session, candidates: Iterable[str]) -> se
     return set(session.scalars(_PENDING_ORDER_IDS, {"ids": ids}))
 
 
+_MARK_EXECUTED = update(_RECOMMENDATIONS).where(
+    _RECOMMENDATIONS.c.client_order_id == bindparam("id"), _RECOMMENDATIONS.c.status == PENDING,
+).values(status=EXECUTED, executed_at=bindparam("at"), updated_at=bindparam("at"))
 _PENDING_ORDER_IDS = select(_RECOMMENDATIONS.c.client_order_id).where(
     _RECOMMENDATIONS.c.client_order_id.in_(bindparam("ids", expanding=True)), _RECOMMENDATIONS.c.status == PENDING)
 
