@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -692,8 +692,16 @@ def _start_book(start: Mapping, context: Context) -> Book:
 def _cache_key(context: Context) -> dict:
     """What a plan depends on beyond its portfolio hash and day (the configuration is in the
     settings hash, so in the state key)."""
-    return {"state_key": context.state_key, "rules": asdict(context.rules), "markets": context.markets,
+    return {"state_key": context.state_key, "rules": _rules_json(context.rules), "markets": context.markets,
             "regime": context.regime.name}
+
+
+_RULES = tuple(f.name for f in fields(TradingRules))
+
+
+def _rules_json(rules: TradingRules) -> dict:
+    """asdict(rules) (its fields are plain values), without asdict's deep copy."""
+    return {name: getattr(rules, name) for name in _RULES}
 
 
 def _targets_key(context: Context, candidates: list[str]) -> str:
