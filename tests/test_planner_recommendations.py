@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -433,3 +434,44 @@ def test_targets_are_reused_for_the_same_state_for_48_hours(harness, monkeypatch
         cash=[portfolio_pb2.BrokerCash(currency="EUR", amount=90_000.0)]))
     other_state = h.plan(LAST_DAY + timedelta(days=3))
     assert other_state.state_key != later.state_key and not any("reused" in note for note in other_state.notes)
+
+
+def test_upserting_steps_together_stores_what_one_at_a_time_stores(tmp_path):
+    """upsert_recommendations (one read, one INSERT, one UPDATE) = upsert_recommendation per step."""
+    key, later = "aaaaaaaa:bbbbbbbb:00000000", NOW + timedelta(days=1)
+
+    def step(symbol, side="BUY", quantity=10, number=1):
+        return Recommendation(recommendation_id(key, symbol, side), key, symbol, side, quantity, 50.0, "USD", 450.0,
+                              "why", PENDING, "plan-2", number, later, later)
+
+    def stored(db):
+        with db.transaction() as session:
+            found = session.scalars(select(store.RecommendationRow))
+            return sorted(((r.to_domain(), r.client_order_id) for r in found), key=lambda pair: pair[0].uuid)
+
+    planned = [(step("NEW.US"), "coid-n"), (step("PEND.US", quantity=3, number=2), None),
+               (step("EXEC.US", "SELL", number=3), None), (step("DISM.US"), None),
+               (step("NEW.US", quantity=7, number=4), "coid-again"), (step("PEND.US", "SELL", number=5), None)]
+    dbs, results = [], []
+    for name in ("together", "apart"):
+        db = store.open_database(f"sqlite:///{tmp_path / name}.db")
+        dbs.append(db)
+        with db.transaction() as session:
+            for symbol, side in (("PEND.US", "BUY"), ("EXEC.US", "SELL"), ("DISM.US", "BUY")):
+                store.upsert_recommendation(session, replace(step(symbol, side), plan_id="plan-1",
+                                                             created_at=NOW, updated_at=NOW), f"old-{symbol}", NOW)
+            store.mark_executed(session, {"old-EXEC.US": NOW})
+            store.dismiss(session, store.find_recommendation(session, step("DISM.US").uuid), NOW)
+        with db.transaction() as session:
+            if name == "together":
+                results.append(store.upsert_recommendations(session, planned, later))
+            else:
+                results.append([store.upsert_recommendation(session, s, c, later) for s, c in planned])
+    try:
+        assert results[0] == results[1] and results[0][3] is None and results[0][4].quantity == 7
+        assert stored(dbs[0]) == stored(dbs[1])
+        assert {r.symbol: r.status for r, _ in stored(dbs[0])} == {
+            "NEW.US": PENDING, "PEND.US": PENDING, "EXEC.US": PENDING, "DISM.US": DISMISSED}
+    finally:
+        for db in dbs:
+            db.close()

@@ -416,9 +416,9 @@ class PlannerEngine:
         ordered = {_client_order_id(identifier, n, step) for n, step in enumerate(steps, start=1)} - {None}
         revision = self._db.revisions.of(_RECOMMENDATIONS)
         with self._db.transaction() as session:
-            stored = [store.upsert_recommendation(session, _recommendation(context.state_key, identifier, n, step, now),
-                                                  _client_order_id(identifier, n, step), now)
-                      for n, step in enumerate(steps, start=1)]
+            stored = store.upsert_recommendations(session, [
+                (_recommendation(context.state_key, identifier, n, step, now), _client_order_id(identifier, n, step))
+                for n, step in enumerate(steps, start=1)], now)
             if None not in stored:  # a step dismissed meanwhile: do not cache, the next request replans
                 store.save_plan(session, context.portfolio.portfolio_hash, day, identifier, payload, now)
         if self._settled[0] == revision:  # the steps' ids may now be pending: no longer settled
