@@ -436,6 +436,23 @@ def test_targets_are_reused_for_the_same_state_for_48_hours(harness, monkeypatch
     assert other_state.state_key != later.state_key and not any("reused" in note for note in other_state.notes)
 
 
+def test_the_planner_reads_the_targets_anew_once_another_transaction_changed_them(harness, monkeypatch):
+    """The targets' index kept in memory (what reuse is decided on) follows the table: deleted
+    by another transaction (retention), the targets are computed again the next day."""
+    from services.planner import engine as planner_engine
+
+    runs = []
+    optimize = planner_engine.optimize
+    monkeypatch.setattr(planner_engine, "optimize", lambda inputs: runs.append(inputs) or optimize(inputs))
+    h = harness()
+    h.plan(LAST_DAY)
+    with h.planner_db.transaction() as session:
+        assert store.delete_plans_created_before(session, NOW + timedelta(hours=1)) == 2  # the plan, the targets
+    next_day = h.plan(LAST_DAY + timedelta(days=1))
+    assert len(runs) == 2 and not any("reused" in note for note in next_day.notes)
+    assert any("reused" in note for note in h.plan(LAST_DAY + timedelta(days=2)).notes) and len(runs) == 2
+
+
 def test_upserting_steps_together_stores_what_one_at_a_time_stores(tmp_path):
     """upsert_recommendations (one read, one INSERT, one UPDATE) = upsert_recommendation per step."""
     key, later = "aaaaaaaa:bbbbbbbb:00000000", NOW + timedelta(days=1)

@@ -233,16 +233,25 @@ def find_targets(session: Session, state_key: str, cache_key: str, since: dateti
     return row.computed_at, json.loads(row.payload)
 
 
-def save_targets(session: Session, state_key: str, cache_key: str, payload: dict, computed_at: datetime) -> None:
-    """Store the targets of a state, replacing the ones stored."""
+def save_targets(session: Session, state_key: str, cache_key: str, payload: dict, computed_at: datetime) -> str:
+    """Store the targets of a state, replacing the ones stored; returns the payload as stored
+    (JSON)."""
+    text = json.dumps(payload, sort_keys=True)
     session.execute(_FORGET_TARGETS, {"key": state_key})
     session.execute(_INSERT_TARGETS, {"state_key": state_key, "cache_key": cache_key, "computed_at": computed_at,
-                                      "payload": json.dumps(payload, sort_keys=True)})
+                                      "payload": text})
+    return text
+
+
+def targets_index(session: Session) -> dict[str, tuple[str, datetime]]:
+    """state key -> (cache key, computed_at) of every stored optimiser targets (not their payload)."""
+    return {row.state_key: (row.cache_key, row.computed_at) for row in session.execute(_TARGETS_INDEX)}
 
 
 _TARGETS = TargetsRow.__table__
 _FIND_TARGETS = select(_TARGETS.c.cache_key, _TARGETS.c.computed_at, _TARGETS.c.payload).where(
     _TARGETS.c.state_key == bindparam("key"))
+_TARGETS_INDEX = select(_TARGETS.c.state_key, _TARGETS.c.cache_key, _TARGETS.c.computed_at)
 _FORGET_TARGETS = delete(_TARGETS).where(_TARGETS.c.state_key == bindparam("key"))
 _INSERT_TARGETS = insert(_TARGETS)
 
