@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -261,6 +262,26 @@ def test_an_executed_step_is_marked_from_trading_fills_and_reset_when_the_state_
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and error.details().startswith("recommendation_executed")
 
 
+def test_a_fill_checked_before_its_step_was_planned_is_marked_once_the_step_is_stored(harness):
+    """The planner keeps the client order ids of fills that matched no pending step and stops
+    asking about them; a step stored later under such an id is pending again: the next request
+    marks it executed."""
+    long_ago = NOW - timedelta(days=100)  # read with the fills, outside every cooldown
+    probe = harness(name="a")
+    probe.trading.buys, probe.trading.client_order_ids = [("S6.US", long_ago)], {"S6.US": "not-a-step"}
+    planned = probe.plan(LAST_DAY)
+    step = planned.steps[0]
+    client_order_id = plan_client_order_id(planned.plan_id, 1, step.symbol, "BUY")
+    h = harness(name="b")
+    h.trading.buys, h.trading.client_order_ids = [("S6.US", long_ago)], {"S6.US": client_order_id}
+    plan = h.plan(LAST_DAY)  # the fill is checked (no step yet), then the step is stored under its id
+    assert plan.plan_id == planned.plan_id
+    assert {r.uuid: r for r in rows(h)["recommendations"]}[step.uuid].status == PENDING
+    assert h.plan(LAST_DAY).cached
+    stored = {r.uuid: r for r in rows(h)["recommendations"]}[step.uuid]
+    assert stored.status == EXECUTED and stored.executed_at == long_ago
+
+
 def test_plan_ids_and_recommendation_ids_are_deterministic(harness):
     first, second = harness(name="a"), harness(name="b")
     one, two = first.plan(LAST_DAY), second.plan(LAST_DAY)
@@ -425,3 +446,61 @@ def test_targets_are_reused_for_the_same_state_for_48_hours(harness, monkeypatch
         cash=[portfolio_pb2.BrokerCash(currency="EUR", amount=90_000.0)]))
     other_state = h.plan(LAST_DAY + timedelta(days=3))
     assert other_state.state_key != later.state_key and not any("reused" in note for note in other_state.notes)
+
+
+def test_the_planner_reads_the_targets_anew_once_another_transaction_changed_them(harness, monkeypatch):
+    """The targets' index kept in memory (what reuse is decided on) follows the table: deleted
+    by another transaction (retention), the targets are computed again the next day."""
+    from services.planner import engine as planner_engine
+
+    runs = []
+    optimize = planner_engine.optimize
+    monkeypatch.setattr(planner_engine, "optimize", lambda inputs: runs.append(inputs) or optimize(inputs))
+    h = harness()
+    h.plan(LAST_DAY)
+    with h.planner_db.transaction() as session:
+        assert store.delete_plans_created_before(session, NOW + timedelta(hours=1)) == 2  # the plan, the targets
+    next_day = h.plan(LAST_DAY + timedelta(days=1))
+    assert len(runs) == 2 and not any("reused" in note for note in next_day.notes)
+    assert any("reused" in note for note in h.plan(LAST_DAY + timedelta(days=2)).notes) and len(runs) == 2
+
+
+def test_upserting_steps_together_stores_what_one_at_a_time_stores(tmp_path):
+    """upsert_recommendations (one read, one INSERT, one UPDATE) = upsert_recommendation per step."""
+    key, later = "aaaaaaaa:bbbbbbbb:00000000", NOW + timedelta(days=1)
+
+    def step(symbol, side="BUY", quantity=10, number=1):
+        return Recommendation(recommendation_id(key, symbol, side), key, symbol, side, quantity, 50.0, "USD", 450.0,
+                              "why", PENDING, "plan-2", number, later, later)
+
+    def stored(db):
+        with db.transaction() as session:
+            found = session.scalars(select(store.RecommendationRow))
+            return sorted(((r.to_domain(), r.client_order_id) for r in found), key=lambda pair: pair[0].uuid)
+
+    planned = [(step("NEW.US"), "coid-n"), (step("PEND.US", quantity=3, number=2), None),
+               (step("EXEC.US", "SELL", number=3), None), (step("DISM.US"), None),
+               (step("NEW.US", quantity=7, number=4), "coid-again"), (step("PEND.US", "SELL", number=5), None)]
+    dbs, results = [], []
+    for name in ("together", "apart"):
+        db = store.open_database(f"sqlite:///{tmp_path / name}.db")
+        dbs.append(db)
+        with db.transaction() as session:
+            for symbol, side in (("PEND.US", "BUY"), ("EXEC.US", "SELL"), ("DISM.US", "BUY")):
+                store.upsert_recommendation(session, replace(step(symbol, side), plan_id="plan-1",
+                                                             created_at=NOW, updated_at=NOW), f"old-{symbol}", NOW)
+            store.mark_executed(session, {"old-EXEC.US": NOW})
+            store.dismiss(session, store.find_recommendation(session, step("DISM.US").uuid), NOW)
+        with db.transaction() as session:
+            if name == "together":
+                results.append(store.upsert_recommendations(session, planned, later))
+            else:
+                results.append([store.upsert_recommendation(session, s, c, later) for s, c in planned])
+    try:
+        assert results[0] == results[1] and results[0][3] is None and results[0][4].quantity == 7
+        assert stored(dbs[0]) == stored(dbs[1])
+        assert {r.symbol: r.status for r, _ in stored(dbs[0])} == {
+            "NEW.US": PENDING, "PEND.US": PENDING, "EXEC.US": PENDING, "DISM.US": DISMISSED}
+    finally:
+        for db in dbs:
+            db.close()

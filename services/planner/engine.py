@@ -22,8 +22,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -81,6 +81,8 @@ from services.portfolio.valuation import Holding as PortfolioHolding
 from services.trading.orders import plan_client_order_id  # the id trading gives a plan's step-1 order
 
 log = logging.getLogger("trader.planner.engine")
+_RECOMMENDATIONS = (store.RecommendationRow.__tablename__,)
+_TARGETS = (store.TargetsRow.__tablename__,)
 
 # Fills read before the longest holding rule's window: those of every step planned in that time.
 FILLS_MARGIN_DAYS = 30
@@ -204,6 +206,15 @@ class PlannerEngine:
         self._monotonic = monotonic  # measures the cycle's evaluation budget, nothing else
         self._complete_batches = complete_batches
         self._settings: tuple[PlannerConfig | None, PlannerSettings | None, str] = (None, None, "")
+        # The client order ids of fills known to match no pending recommendation (marked executed
+        # already, or never a step's), true while the recommendations table stays at the revision
+        # kept with them (services/common/revisions.py): mark_executed asks only about the others.
+        self._settled: tuple[tuple[int, ...], frozenset[str]] = ((), frozenset())
+        # The stored optimiser targets, state key -> (cache key, computed_at), true while the
+        # targets table stays at the revision kept with them, and the payload (as stored) of the
+        # last ones this process stored: _reused_targets reads only a payload it does not have.
+        self._targets_index: tuple[tuple[int, ...], dict[str, tuple[str, datetime]]] = ((), {})
+        self._last_targets: tuple[tuple[int, ...], str, tuple[str, datetime], str] | None = None
 
     # --- where inputs come from ---
 
@@ -322,16 +333,52 @@ class PlannerEngine:
     def _reused_targets(self, state_key: str, key: str, now: datetime) -> tuple[datetime, OptimizerResult] | None:
         """(when computed, the optimiser's result) kept for the state under `key` within
         TARGETS_TTL_HOURS before `now`; None when there is none."""
-        with self._db.transaction() as session:
-            found = store.find_targets(session, state_key, key, now - timedelta(hours=defaults.TARGETS_TTL_HOURS), now)
-        if found is None:
-            return None
-        computed_at, payload = found
+        since = now - timedelta(hours=defaults.TARGETS_TTL_HOURS)
+        revision, index = self._stored_targets()
+        entry = index.get(state_key)
+        if entry is None or entry[0] != key or not since <= entry[1] <= now:
+            return None  # what store.find_targets would answer
+        last = self._last_targets
+        if last is not None and last[:3] == (revision, state_key, entry):
+            computed_at, payload = entry[1], json.loads(last[3])
+        else:
+            with self._db.transaction() as session:
+                found = store.find_targets(session, state_key, key, since, now)
+            if found is None:
+                return None
+            computed_at, payload = found
         fallback = payload["fallback"]
         return computed_at, OptimizerResult(
             payload["weights"], payload["method"], Fallback(**fallback) if fallback else None,
             payload["expected_return"], payload["expected_returns"], [], Bounds({}, {}), [], payload["investable"],
             [Exclusion(**e) for e in payload["excluded"]], payload["notes"], payload["halfway"])
+
+    def _stored_targets(self) -> tuple[tuple[int, ...], dict[str, tuple[str, datetime]]]:
+        """(the targets table's revision, the stored targets' index: see _targets_index), read
+        when the table moved otherwise than by this process's own save_targets (_saved_targets)."""
+        revision = self._db.revisions.of(_TARGETS)
+        kept_at, kept = self._targets_index
+        if kept_at == revision:
+            return revision, kept
+        with self._db.transaction() as session:
+            index = store.targets_index(session)
+        if self._db.revisions.of(_TARGETS) == revision:
+            self._targets_index = (revision, index)
+        return revision, index
+
+    def _saved_targets(self, revision: tuple[int, ...], state_key: str, cache_key: str, computed_at: datetime,
+                       payload: str) -> None:
+        """Add the targets just stored to the index kept at `revision` (read before storing them),
+        when that store was the only change to the table since; else forget the index."""
+        after = self._db.revisions.of(_TARGETS)
+        kept_at, kept = self._targets_index
+        entry = (cache_key, computed_at.astimezone(UTC))  # as a read gives it back (UtcDateTime)
+        self._last_targets = (after, state_key, entry, payload)
+        if kept_at == revision and after == (revision[0], revision[1] + 1):
+            kept[state_key] = entry  # what the table now holds: only this row changed
+            self._targets_index = (after, kept)
+        else:
+            self._targets_index = ((), {})
 
     # --- the holistic planner's inputs ---
 
@@ -388,11 +435,15 @@ class PlannerEngine:
         day = now.date().isoformat()
         context = self._context(now, given=portfolio)
         fills = context.fills
+        filled = {f.client_order_id: f.executed_at for f in fills if f.client_order_id}
+        revision = self._db.revisions.of(_RECOMMENDATIONS)
+        settled = self._settled[1] if self._settled[0] == revision else frozenset()
         with self._db.transaction() as session:
-            store.mark_executed(session, {f.client_order_id: f.executed_at for f in fills if f.client_order_id})
+            marked = store.mark_executed(session, {i: t for i, t in filled.items() if i not in settled})
             cached = store.find_plan(session, context.portfolio.portfolio_hash, day)
             dismissed = store.recommendations_of(session, context.state_key, DISMISSED)
             stored = _stored_batch(session, context, now)
+        self._settle(revision, marked > 0, frozenset(filled))
         if cached is not None and cached[1].get("cache_key") == _cache_key(context):
             return _plan_from_payload(cached[0], context.portfolio.portfolio_hash, day, cached[1], dismissed, True)
         row, generated = self._batch(context, now, fills, dismissed, stored)
@@ -404,13 +455,25 @@ class PlannerEngine:
             return self._incomplete(row, context, day, dismissed, budget)
         identifier, payload = self._plan_payload(row, context, day, generated)
         steps = [Step(**s) for s in payload["steps"]]
+        ordered = {_client_order_id(identifier, n, step) for n, step in enumerate(steps, start=1)} - {None}
+        revision = self._db.revisions.of(_RECOMMENDATIONS)
         with self._db.transaction() as session:
-            stored = [store.upsert_recommendation(session, _recommendation(context.state_key, identifier, n, step, now),
-                                                  _client_order_id(identifier, n, step), now)
-                      for n, step in enumerate(steps, start=1)]
+            stored = store.upsert_recommendations(session, [
+                (_recommendation(context.state_key, identifier, n, step, now), _client_order_id(identifier, n, step))
+                for n, step in enumerate(steps, start=1)], now)
             if None not in stored:  # a step dismissed meanwhile: do not cache, the next request replans
                 store.save_plan(session, context.portfolio.portfolio_hash, day, identifier, payload, now)
+        if self._settled[0] == revision:  # the steps' ids may now be pending: no longer settled
+            self._settle(revision, bool(steps), self._settled[1] - ordered)
         return _plan_from_payload(identifier, context.portfolio.portfolio_hash, day, payload, dismissed, False)
+
+    def _settle(self, revision: tuple[int, ...], wrote: bool, settled: frozenset[str]) -> None:
+        """Keep `settled` (client order ids matching no pending recommendation) when the
+        recommendations table moved from `revision` by the caller's own commit alone (one
+        revision when it `wrote` the table, none otherwise); else keep nothing."""
+        after = self._db.revisions.of(_RECOMMENDATIONS)
+        expected = (revision[0], revision[1] + 1) if wrote else revision
+        self._settled = (after, settled) if after == expected else ((), frozenset())
 
     def _plan_payload(self, row: store.BatchRow, context: Context, day: str,
                       generated: Generated | None = None) -> tuple[str, dict]:
@@ -468,11 +531,14 @@ class PlannerEngine:
                              evaluated=0, skipped=0, plateau=0, beam="[]", current_score=scores["current"],
                              best_sequence_hash=None, best_score=None, created_at=now, updated_at=now,
                              completed_at=now if not rows else None)
+        revision, saved = self._db.revisions.of(_TARGETS), None
         with self._db.transaction() as session:
             if targets.unsaved is not None:
-                store.save_targets(session, *targets.unsaved, now)
+                saved = store.save_targets(session, *targets.unsaved, now)
             store.forget_batches(session)
             store.add_batch(session, row, rows)
+        if saved is not None:
+            self._saved_targets(revision, targets.unsaved[0], targets.unsaved[1], now, saved)
         first = {}
         for sequence in found.sequences:
             first.setdefault(sequence.sequence_hash, sequence.actions)
@@ -671,8 +737,16 @@ def _start_book(start: Mapping, context: Context) -> Book:
 def _cache_key(context: Context) -> dict:
     """What a plan depends on beyond its portfolio hash and day (the configuration is in the
     settings hash, so in the state key)."""
-    return {"state_key": context.state_key, "rules": asdict(context.rules), "markets": context.markets,
+    return {"state_key": context.state_key, "rules": _rules_json(context.rules), "markets": context.markets,
             "regime": context.regime.name}
+
+
+_RULES = tuple(f.name for f in fields(TradingRules))
+
+
+def _rules_json(rules: TradingRules) -> dict:
+    """asdict(rules) (its fields are plain values), without asdict's deep copy."""
+    return {name: getattr(rules, name) for name in _RULES}
 
 
 def _targets_key(context: Context, candidates: list[str]) -> str:

@@ -215,6 +215,11 @@ def _stored(row: store.ScoreRow) -> StoredScore:
                        row.inputs_as_of, row.fundamentals_as_of)
 
 
+# json.dumps(groups, sort_keys=True) with the encoder built once: the same text (groups are plain
+# dicts, floats and strings: no cycle to check for).
+_GROUPS_JSON = json.JSONEncoder(sort_keys=True, check_circular=False).encode
+
+
 def _row(score: StoredScore, inputs: Inputs) -> dict:
     """The score's store.ScoreRow columns (store.save_scores)."""
     iso: dict[datetime, str] = {}  # the groups share a few computation times
@@ -225,6 +230,6 @@ def _row(score: StoredScore, inputs: Inputs) -> dict:
     return dict(
         symbol=score.symbol, scored_at=score.scored_at, version=SCORING_VERSION, scored=score.scored,
         reason=score.reason, detail=score.detail, total=score.total, quality=score.quality,
-        groups=json.dumps(groups, sort_keys=True), inputs_as_of=score.inputs_as_of,
+        groups=_GROUPS_JSON(groups), inputs_as_of=score.inputs_as_of,
         fundamentals_as_of=score.fundamentals_as_of, price_date=inputs.price_date, price=inputs.price,
         fundamentals_key=inputs.fundamentals_key)

@@ -233,16 +233,25 @@ def find_targets(session: Session, state_key: str, cache_key: str, since: dateti
     return row.computed_at, json.loads(row.payload)
 
 
-def save_targets(session: Session, state_key: str, cache_key: str, payload: dict, computed_at: datetime) -> None:
-    """Store the targets of a state, replacing the ones stored."""
+def save_targets(session: Session, state_key: str, cache_key: str, payload: dict, computed_at: datetime) -> str:
+    """Store the targets of a state, replacing the ones stored; returns the payload as stored
+    (JSON)."""
+    text = json.dumps(payload, sort_keys=True)
     session.execute(_FORGET_TARGETS, {"key": state_key})
     session.execute(_INSERT_TARGETS, {"state_key": state_key, "cache_key": cache_key, "computed_at": computed_at,
-                                      "payload": json.dumps(payload, sort_keys=True)})
+                                      "payload": text})
+    return text
+
+
+def targets_index(session: Session) -> dict[str, tuple[str, datetime]]:
+    """state key -> (cache key, computed_at) of every stored optimiser targets (not their payload)."""
+    return {row.state_key: (row.cache_key, row.computed_at) for row in session.execute(_TARGETS_INDEX)}
 
 
 _TARGETS = TargetsRow.__table__
 _FIND_TARGETS = select(_TARGETS.c.cache_key, _TARGETS.c.computed_at, _TARGETS.c.payload).where(
     _TARGETS.c.state_key == bindparam("key"))
+_TARGETS_INDEX = select(_TARGETS.c.state_key, _TARGETS.c.cache_key, _TARGETS.c.computed_at)
 _FORGET_TARGETS = delete(_TARGETS).where(_TARGETS.c.state_key == bindparam("key"))
 _INSERT_TARGETS = insert(_TARGETS)
 
@@ -295,21 +304,58 @@ def upsert_recommendation(session: Session, step: Recommendation, client_order_i
                           now: datetime) -> Recommendation | None:
     """Store a planned step by the upsert rules (recommendations.py); None when the step was
     dismissed for this state (it is then not planned)."""
-    row = session.scalars(select(RecommendationRow).where(
-        RecommendationRow.state_key == step.state_key, RecommendationRow.symbol == step.symbol,
-        RecommendationRow.side == step.side)).first()
-    action = upsert_action(None if row is None else row.status)
-    if action == SUPPRESS:
-        return None
-    if row is None:
-        row = RecommendationRow(uuid=step.uuid, state_key=step.state_key, symbol=step.symbol, side=step.side,
-                                created_at=now)
-        session.add(row)
-    for name in ("quantity", "estimated_price", "currency", "estimated_value_base", "reason", "plan_id", "step"):
-        setattr(row, name, getattr(step, name))
-    row.client_order_id, row.status, row.updated_at, row.executed_at = client_order_id, PENDING, now, None
-    session.flush()
-    return row.to_domain()
+    return upsert_recommendations(session, [(step, client_order_id)], now)[0]
+
+
+def upsert_recommendations(session: Session, steps: list[tuple[Recommendation, str | None]],
+                           now: datetime) -> list[Recommendation | None]:
+    """Store planned steps (each with its client order id, or None) by the upsert rules
+    (recommendations.py), in order, as upsert_recommendation one after the other would; each
+    step's row after it, None for a step dismissed for its state. One query reads the stored
+    rows, one INSERT and one UPDATE statement write them."""
+    if not steps:
+        return []
+    found = session.execute(_RECOMMENDATIONS_AT, {"states": sorted({step.state_key for step, _ in steps})})
+    rows = {(row.state_key, row.symbol, row.side): dict(row._mapping) for row in found}
+    new: dict[tuple[str, str, str], None] = {}      # keys inserted, in order
+    changed: dict[tuple[str, str, str], None] = {}  # keys of stored rows updated, in order
+    results: list[Recommendation | None] = []
+    for step, client_order_id in steps:
+        key = (step.state_key, step.symbol, step.side)
+        row = rows.get(key)
+        if upsert_action(None if row is None else row["status"]) == SUPPRESS:
+            results.append(None)
+            continue
+        if row is None:
+            row = rows[key] = {"uuid": step.uuid, "state_key": step.state_key, "symbol": step.symbol,
+                               "side": step.side, "created_at": now, "dismissed_at": None}
+            new[key] = None
+        elif key not in new:
+            changed[key] = None
+        row.update({name: getattr(step, name) for name in _PLANNED}, client_order_id=client_order_id,
+                   status=PENDING, updated_at=now, executed_at=None)
+        results.append(Recommendation(**{name: row[name] for name in _DOMAIN}))
+    if new:
+        session.execute(_INSERT_RECOMMENDATION, [rows[key] for key in new])
+    if changed:
+        session.execute(_UPDATE_RECOMMENDATION, [{"key": rows[key]["uuid"], **{name: rows[key][name] for name in _SET}}
+                                                 for key in changed])
+        uuids = {rows[key]["uuid"] for key in changed}
+        for held in list(session.identity_map.values()):  # rows the session holds: read anew when used
+            if isinstance(held, RecommendationRow) and held.uuid in uuids:
+                session.expire(held)
+    return results
+
+
+# The fields a planned step sets on its row; those of the domain's Recommendation.
+_PLANNED = ("quantity", "estimated_price", "currency", "estimated_value_base", "reason", "plan_id", "step")
+_DOMAIN = tuple(f.name for f in fields(Recommendation))
+_RECOMMENDATIONS_AT = select(*_RECOMMENDATIONS.columns).where(
+    _RECOMMENDATIONS.c.state_key.in_(bindparam("states", expanding=True)))
+_INSERT_RECOMMENDATION = insert(_RECOMMENDATIONS)
+_SET = (*_PLANNED, "client_order_id", "status", "updated_at", "executed_at")
+_UPDATE_RECOMMENDATION = update(_RECOMMENDATIONS).where(_RECOMMENDATIONS.c.uuid == bindparam("key")).values(
+    {name: bindparam(name) for name in _SET})
 
 
 def dismiss(session: Session, row: RecommendationRow, now: datetime) -> Recommendation:
@@ -321,12 +367,11 @@ def dismiss(session: Session, row: RecommendationRow, now: datetime) -> Recommen
 
 def mark_executed(session: Session, fills: Mapping[str, datetime]) -> int:
     """Pending steps whose client order id trading has filled (client order id -> fill time)
-    become executed; returns how many. One query finds them, one update each."""
+    become executed; returns how many. One query finds them, one update statement marks them."""
     matched = _pending_client_order_ids(session, fills)
-    for client_order_id in sorted(matched):
-        session.execute(update(RecommendationRow).where(
-            RecommendationRow.client_order_id == client_order_id, RecommendationRow.status == PENDING,
-        ).values(status=EXECUTED, executed_at=fills[client_order_id], updated_at=fills[client_order_id]))
+    if matched:
+        session.execute(_MARK_EXECUTED, [{"id": client_order_id, "at": fills[client_order_id]}
+                                         for client_order_id in sorted(matched)])
     return len(matched)
 
 
@@ -337,6 +382,9 @@ def _pending_client_order_ids(session: Session, candidates: Iterable[str]) -> se
     return set(session.scalars(_PENDING_ORDER_IDS, {"ids": ids}))
 
 
+_MARK_EXECUTED = update(_RECOMMENDATIONS).where(
+    _RECOMMENDATIONS.c.client_order_id == bindparam("id"), _RECOMMENDATIONS.c.status == PENDING,
+).values(status=EXECUTED, executed_at=bindparam("at"), updated_at=bindparam("at"))
 _PENDING_ORDER_IDS = select(_RECOMMENDATIONS.c.client_order_id).where(
     _RECOMMENDATIONS.c.client_order_id.in_(bindparam("ids", expanding=True)), _RECOMMENDATIONS.c.status == PENDING)
 
