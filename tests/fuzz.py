@@ -294,4 +294,7 @@ class State:
                 state[name] = call(request, metadata=self._metadata, timeout=30)
             except grpc.RpcError as exc:
                 state[name] = (exc.code(), exc.details())
+        if not isinstance(state.get("securities"), tuple):
+            # a label of the data server's run and table revisions (a restart changes it), not stored state
+            state["securities"].ClearField("revision")
         return state
