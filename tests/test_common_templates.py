@@ -151,3 +151,52 @@ def test_a_database_file_left_with_its_log_is_not_fresh(cache, tmp_path):
     assert templates.fresh_file(f"sqlite:///{tmp_path / 'new.db'}") == tmp_path / "new.db"
     assert templates.fresh_file("sqlite://") is None
     assert templates.fresh_file("postgresql+psycopg://u:p@localhost/trader") is None
+
+
+def _damage(kind: str, template: Path) -> None:
+    """One kind of damage a kept template can suffer between two runs."""
+    content = template.read_bytes()
+    if kind == "truncated":
+        template.write_bytes(content[: len(content) // 3])
+    elif kind == "garbage":
+        template.write_bytes(b"not a database at all" * 100)
+    elif kind == "edited":  # one byte changed inside: still a readable file, not what was made
+        middle = len(content) // 2
+        template.write_bytes(content[:middle] + bytes([content[middle] ^ 0xFF]) + content[middle + 1:])
+    elif kind == "no record":
+        Path(f"{template}.sha256").unlink()
+    elif kind == "empty":
+        template.write_bytes(b"")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "edited", "no record", "empty"])
+def test_a_damaged_template_is_never_copied_and_is_made_again(cache, tmp_path, kind, caplog):
+    Database(f"sqlite:///{tmp_path / 'one.db'}", display_store.SCHEMA).close()
+    key = templates.schema_key(display_store.SCHEMA)
+    template = templates.path_of(key)
+    _damage(kind, template)
+    with caplog.at_level("WARNING", logger="trader.templates"):
+        second = Database(f"sqlite:///{tmp_path / 'two.db'}", display_store.SCHEMA)
+    second.close()
+    assert second.restored is None  # migrated from the sources, not copied
+    assert schema_of(tmp_path / "two.db") == schema_of(tmp_path / "one.db")
+    assert version_of(tmp_path / "two.db", "display") == version_of(tmp_path / "one.db", "display")
+    assert any(str(template) in record.getMessage() for record in caplog.records)  # named in the log
+    third = Database(f"sqlite:///{tmp_path / 'three.db'}", display_store.SCHEMA)  # made again, and good
+    third.close()
+    assert third.restored == key
+    assert schema_of(tmp_path / "three.db") == schema_of(tmp_path / "one.db")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "edited", "no record"])
+def test_a_damaged_history_read_is_read_again(cache, tmp_path, monkeypatch, kind):
+    files = [tmp_path / "sp500_dataset.csv.gz", tmp_path / "sp500_index.csv.gz"]
+    for file in files:
+        file.write_bytes(b"one")
+    monkeypatch.setattr(sample_history, "_bundled_files", lambda: files)
+    first = sample_history.load_sample_history()
+    kept = next(cache.glob("sample-history-*.pickle"))
+    _damage(kind, kept)
+    again = sample_history.load_sample_history()  # no UnpicklingError: read from the bundled files again
+    assert again.digest == first.digest and again.closes == first.closes
+    assert templates.load(kept.name.removesuffix(".pickle"), ".pickle") is not None  # kept again, whole

@@ -9,7 +9,10 @@ files that make it (migrations, models, seeding code), the bundled data files, a
 environment (Python, SQLite and every installed package's version), so a template can never be
 served stale: any change gives another name, and the old file is simply not asked for again.
 Templates are written whole to a temporary file and renamed, so a reader never sees a partial
-one; two processes making the same template at once both write a complete copy.
+one; two processes making the same template at once both write a complete copy. Beside each
+template its content's SHA-256 is kept (`<name>.sha256`, written first) and checked on every
+use: a template damaged or edited since it was made (a truncated copy, a disk error, a hand
+edit) is deleted and made again, never copied into a state directory.
 
 Only a SQLite file that does not exist yet is made from a template (a run still starts from its
 own fresh state directory; an existing database is migrated as always), and only in the
@@ -22,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import sqlite3
 import sys
 import sysconfig
@@ -121,21 +123,68 @@ def _prune(kept: Path) -> None:
     for other in kept.parent.glob(f"{kind}-*{kept.suffix}"):
         if other != kept and other.name.rsplit("-", 1)[0] == kind:
             other.unlink(missing_ok=True)
+            _record_of(other).unlink(missing_ok=True)
 
 
 def restore(key: str, target: Path) -> bool:
-    """Copy the template `key` to `target` (a fresh file); False when there is none."""
-    source = path_of(key)
-    if source is None or not source.is_file():
+    """Copy the template `key` to `target` (a fresh file); False when there is none or it is not
+    the content it was made with (then it is deleted, see `load`)."""
+    content = load(key)
+    if content is None:
         return False
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        target.write_bytes(content)
     except OSError as exc:
         target.unlink(missing_ok=True)
-        log.warning("template %s not restored: %s", source, exc)
+        log.warning("template %s not restored: %s", key, exc)
         return False
     return True
+
+
+def load(key: str, suffix: str = ".db") -> bytes | None:
+    """The content of the template `key` + `suffix` when it is kept and its SHA-256 is the one
+    recorded when it was made; None otherwise. A template that does not match its record (or
+    has none) is deleted with a warning naming it, so the caller makes it again."""
+    source = path_of(key, suffix)
+    if source is None:
+        return None
+    try:
+        content = source.read_bytes()
+    except OSError:
+        return None  # not kept (yet)
+    record = _record_of(source)
+    try:
+        expected = record.read_text().strip()
+    except OSError:
+        expected = None
+    if expected != hashlib.sha256(content).hexdigest():
+        log.warning("template %s does not match its recorded SHA-256 (damaged or edited): deleted, "
+                    "made again from the sources", source)
+        source.unlink(missing_ok=True)
+        record.unlink(missing_ok=True)
+        return None
+    return content
+
+
+def _record_of(template: Path) -> Path:
+    """Where the SHA-256 of `template`'s content is kept."""
+    return template.with_name(template.name + ".sha256")
+
+
+def _keep(temporary: str, target: Path) -> None:
+    """Record the SHA-256 of the complete file `temporary`, then rename it to `target` (the
+    record first: a template is never in place without its record)."""
+    content_hash = hashlib.sha256(Path(temporary).read_bytes()).hexdigest()
+    handle, record = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(content_hash + "\n")
+        os.replace(record, _record_of(target))
+    finally:
+        Path(record).unlink(missing_ok=True)
+    os.replace(temporary, target)
+    _prune(target)
 
 
 def save(engine: Engine, key: str) -> None:
@@ -156,8 +205,7 @@ def save(engine: Engine, key: str) -> None:
                     copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
                 finally:
                     copy.close()
-            os.replace(temporary, target)
-            _prune(target)
+            _keep(temporary, target)
         finally:
             Path(temporary).unlink(missing_ok=True)
     except (OSError, sqlite3.Error) as exc:
@@ -175,8 +223,7 @@ def save_bytes(key: str, suffix: str, content: bytes) -> None:
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(content)
-            os.replace(temporary, target)
-            _prune(target)
+            _keep(temporary, target)
         finally:
             Path(temporary).unlink(missing_ok=True)
     except OSError as exc:

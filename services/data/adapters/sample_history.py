@@ -104,11 +104,7 @@ def load_sample_history() -> SampleHistory:
     bundled files' content, this module and the installed packages, and read from there next
     time. Raises RuntimeError with the child's error output when it cannot be read."""
     key = ("sample-history-" + templates.digest(Path(__file__), *_bundled_files())) if templates.directory() else None
-    kept = templates.path_of(key, ".pickle") if key else None
-    try:
-        output = kept.read_bytes() if kept is not None else None
-    except OSError:
-        output = None
+    output = templates.load(key, ".pickle") if key else None  # None: not kept, or not as made
     if output is None:
         child = subprocess.run([sys.executable, "-m", __name__], capture_output=True, check=False)
         if child.returncode != 0:
