@@ -6,6 +6,7 @@ end."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import UTC, date, datetime, timedelta
 
@@ -49,14 +50,17 @@ class RecordingDisplay(display_pb2_grpc.DisplayServicer):
         return display_pb2.DisplayState()
 
 
-@pytest.fixture
-def service(tmp_path):
+@contextlib.contextmanager
+def portfolio_system(tmp_path, securities, bars, wrap_data=lambda servicer: servicer):
+    """The portfolio service over gRPC with a data service of scripted `bars` and a recording
+    display, in this process: yields (portfolio channel, data channel, the data servicer as
+    `wrap_data` made it, the display, the portfolio's database); stops all after."""
     names = ("data", "portfolio", "display")
     env = {"TRADER_AUTH_DISABLED": "1", "TRADER_VAR_DIR": str(tmp_path), "TRADER_FX_RATES": "USD=1.10",
            **{f"TRADER_{n.upper()}_ADDR": f"127.0.0.1:{free_port()}" for n in names}}
     configs = {n: load_common(n, env) for n in names}
-    data, data_db, _ = make_servicer(tmp_path, FakeProvider(BARS), SECURITIES, **env)
-    display = RecordingDisplay()
+    servicer, data_db, _ = make_servicer(tmp_path, FakeProvider(bars), securities, **env)
+    data, display = wrap_data(servicer), RecordingDisplay()
     clients = Clients(configs["portfolio"])
     db = store.open_database(f"sqlite:///{tmp_path / 'portfolio.db'}")
     portfolio = PortfolioServicer(configs["portfolio"], db, clients)
@@ -64,14 +68,23 @@ def service(tmp_path):
                start_server(configs["display"], lambda s: display_pb2_grpc.add_DisplayServicer_to_server(display, s)),
                start_server(configs["portfolio"],
                             lambda s: portfolio_pb2_grpc.add_PortfolioServicer_to_server(portfolio, s))]
-    channel = grpc.insecure_channel(configs["portfolio"].listen_address)
-    yield portfolio_pb2_grpc.PortfolioStub(channel), db, display
-    channel.close()
-    clients.close()
-    for server in servers:
-        server.stop(0)
-    db.close()
-    data_db.close()
+    channels = [grpc.insecure_channel(configs[n].listen_address) for n in ("portfolio", "data")]
+    try:
+        yield channels[0], channels[1], data, display, db
+    finally:
+        for channel in channels:
+            channel.close()
+        clients.close()
+        for server in servers:
+            server.stop(0)
+        db.close()
+        data_db.close()
+
+
+@pytest.fixture
+def service(tmp_path):
+    with portfolio_system(tmp_path, SECURITIES, BARS) as (channel, _, _, display, db):
+        yield portfolio_pb2_grpc.PortfolioStub(channel), db, display
 
 
 def at(day: date) -> list[tuple[str, str]]:

@@ -11,21 +11,14 @@ from datetime import UTC, date, datetime
 import grpc
 import pytest
 from trader.data.v1 import data_pb2, data_pb2_grpc
-from trader.display.v1 import display_pb2_grpc
 from trader.portfolio.v1 import portfolio_pb2 as pb
 from trader.portfolio.v1 import portfolio_pb2_grpc
 
 from services.common import clock
-from services.common.client import Clients
-from services.common.config import load_common
-from services.common.server import start_server
 from services.data.history import Bar
 from services.data.server import MarketDataServicer
-from services.portfolio import store
-from services.portfolio.server import PortfolioServicer
 from tests.data_fixtures import FakeProvider, business_days, make_servicer, security
-from tests.helpers import free_port
-from tests.test_portfolio_service import RecordingDisplay
+from tests.test_portfolio_service import portfolio_system
 
 DAYS = business_days(date(2024, 1, 2), 10)
 SECURITIES = [security("AAPL.US"), security("KO.US", sector="Consumer Defensive", industry="Beverages")]
@@ -50,33 +43,12 @@ class CountingData:
 
 @pytest.fixture
 def system(tmp_path):
-    names = ("data", "portfolio", "display")
-    env = {"TRADER_AUTH_DISABLED": "1", "TRADER_VAR_DIR": str(tmp_path), "TRADER_FX_RATES": "USD=1.10",
-           **{f"TRADER_{n.upper()}_ADDR": f"127.0.0.1:{free_port()}" for n in names}}
-    configs = {n: load_common(n, env) for n in names}
-    servicer, data_db, _ = make_servicer(tmp_path, FakeProvider(BARS), SECURITIES, **env)
-    data = CountingData(servicer)
-    clients = Clients(configs["portfolio"])
-    db = store.open_database(f"sqlite:///{tmp_path / 'portfolio.db'}")
-    portfolio = PortfolioServicer(configs["portfolio"], db, clients)
-    servers = [start_server(configs["data"], lambda s: data_pb2_grpc.add_MarketDataServicer_to_server(data, s)),
-               start_server(configs["display"],
-                            lambda s: display_pb2_grpc.add_DisplayServicer_to_server(RecordingDisplay(), s)),
-               start_server(configs["portfolio"],
-                            lambda s: portfolio_pb2_grpc.add_PortfolioServicer_to_server(portfolio, s))]
-    channels = [grpc.insecure_channel(configs[n].listen_address) for n in ("portfolio", "data")]
-    portfolio_stub = portfolio_pb2_grpc.PortfolioStub(channels[0])
-    portfolio_stub.ApplyBrokerState(pb.ApplyBrokerStateRequest(
-        positions=[pb.BrokerPosition(symbol="KO.US", quantity=5, average_cost=100.0, currency="USD")],
-        cash=[pb.BrokerCash(currency="EUR", amount=1000.0)]), metadata=AS_OF)
-    yield portfolio_stub, data_pb2_grpc.MarketDataStub(channels[1]), data, db
-    for channel in channels:
-        channel.close()
-    clients.close()
-    for server in servers:
-        server.stop(0)
-    db.close()
-    data_db.close()
+    with portfolio_system(tmp_path, SECURITIES, BARS, CountingData) as (channel, data_channel, data, _, db):
+        portfolio_stub = portfolio_pb2_grpc.PortfolioStub(channel)
+        portfolio_stub.ApplyBrokerState(pb.ApplyBrokerStateRequest(
+            positions=[pb.BrokerPosition(symbol="KO.US", quantity=5, average_cost=100.0, currency="USD")],
+            cash=[pb.BrokerCash(currency="EUR", amount=1000.0)]), metadata=AS_OF)
+        yield portfolio_stub, data_pb2_grpc.MarketDataStub(data_channel), data, db
 
 
 def test_the_revision_moves_with_a_change_of_a_security_and_with_a_restart(tmp_path):
