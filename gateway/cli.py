@@ -432,7 +432,9 @@ def _call_settings(key: str | None, address: str | None, tls_flags: dict[str, st
     environ = {**os.environ, **{name: value for name, value in tls_flags.items() if value}}
     try:
         tls = load_client_tls(environ)
-        settings = load_common("gateway", environ if needs_token else {**environ, "TRADER_AUTH_DISABLED": "1"})
+        # The addresses and the token; TLS is the client's alone (load_client_tls), not a server's pairing.
+        plain = {name: value for name, value in environ.items() if not name.startswith("TRADER_TLS_")}
+        settings = load_common("gateway", plain if needs_token else {**plain, "TRADER_AUTH_DISABLED": "1"})
     except ConfigError as exc:
         raise fail(" ".join(str(exc).split()), 2) from None
     return address or settings.address_of(key), settings.api_token if needs_token else None, tls
@@ -705,7 +707,7 @@ def _check_fee_rates(base: str, currencies: set[str]) -> None:
     try:
         rates = parse_fx_rates(text, base)
     except ValueError:
-        return  # the services refuse the variable themselves, naming the problem
+        return  # check_settings has refused it already, naming the problem
     missing = sorted(c for c in currencies if c != base and c not in rates)
     if missing:
         raise typer.BadParameter(f"--base-currency {base}: the paper broker converts its fee at TRADER_FX_RATES, "
