@@ -188,6 +188,22 @@ def backtest_env(base_env: dict[str, str], state_dir: Path, base_currency: str) 
     return env
 
 
+def check_settings(base_env: dict[str, str], base_currency: str) -> None:
+    """Every service's settings as a backtest hands them over (`backtest_env`), read by each
+    service's own loader, so a malformed variable (TRADER_FX_RATES=USD=abc) is refused with
+    ConfigError before anything is created or started. Reads only; nothing is written."""
+    from gateway import config as gateway_config  # noqa: PLC0415 - each service's loader, read only here
+    from services.data import config as data_config  # noqa: PLC0415
+    from services.display import config as display_config  # noqa: PLC0415
+    from services.portfolio import config as portfolio_config  # noqa: PLC0415
+    from services.trading import config as trading_config  # noqa: PLC0415
+
+    env = backtest_env(base_env, Path(tempfile.gettempdir()) / "trader-backtest-unmade", base_currency)
+    for load in (data_config.load, portfolio_config.load, trading_config.load, display_config.load,
+                 gateway_config.load, lambda environ: load_common("planner", environ)):
+        load(env)
+
+
 class System:
     """The six services of one backtest, supervised as `make run` supervises them."""
 
@@ -283,24 +299,37 @@ def run_backtest(settings: BacktestSettings, stop: StopRequest, base_env: dict[s
                  say: Callable[[str], None] = print, keep_state: Path | None = None) -> BacktestRun:
     """Run the backtest; `on_day(record, done, total)` after each session. Raises Interrupted
     when `stop` was raised, BacktestFailed when the system failed (the message says why; when it
-    names the services' logs, their state directory is kept, even a temporary one)."""
+    names the services' logs, their state directory is kept, even a temporary one). Raises
+    ConfigError, before creating anything, when a setting is malformed (`check_settings`); a
+    failure that names no logs removes the state directory it made."""
+    check_settings(base_env, settings.base_currency)
+    made = keep_state is None or not keep_state.exists()
     state_dir = keep_state or Path(tempfile.mkdtemp(prefix="trader-backtest-"))
     state_dir.mkdir(parents=True, exist_ok=True)
-    system = System(backtest_env(base_env, state_dir, settings.base_currency), state_dir, say)
-    failed = False
+    system: System | None = None
+    outcome = "failed"  # or "done", "stopped", "logs" (a failure whose message names the services' logs)
     try:
+        system = System(backtest_env(base_env, state_dir, settings.base_currency), state_dir, say)
         system.start(stop)
         clients = Clients(system.config)
         try:
-            return _drive(settings, system, clients, stop, on_day)
+            run = _drive(settings, system, clients, stop, on_day)
         finally:
             clients.close()
+        outcome = "done"
+        return run
+    except Interrupted:
+        outcome = "stopped"
+        raise
     except BacktestFailed as exc:
-        failed = exc.logs is not None  # its message points at the logs: they stay
+        outcome = "logs" if exc.logs is not None else "failed"
         raise
     finally:
-        system.stop()
-        if keep_state is None and not failed:
+        if system is not None:
+            system.stop()
+        # A --keep-state directory stays unless this run made it and failed before naming logs.
+        kept = outcome == "logs" or (keep_state is not None and (outcome != "failed" or not made))
+        if not kept:
             shutil.rmtree(state_dir, ignore_errors=True)
 
 

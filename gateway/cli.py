@@ -2,9 +2,10 @@
 `run` (the services and the replay, as `make run`) and `backtest` (the services over history).
 
 Tables by default, `--json` for the reply as JSON. A refused or failed call prints one line with
-its gRPC status (`error: UNAVAILABLE: ...`) and exits with 1; bad arguments exit with 2. The
-token and the addresses come from the same variables as the services' (TRADER_API_TOKEN,
-TRADER_<SERVICE>_ADDR).
+its gRPC status (`error: UNAVAILABLE: ...`) and exits with 1; a service that accepts no
+connection within CONNECT_TIMEOUT_S is such a line at once (a command's long deadline counts only
+once connected); bad arguments and settings exit with 2. The token and the addresses come from
+the same variables as the services' (TRADER_API_TOKEN, TRADER_<SERVICE>_ADDR).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import grpc
 import typer
 from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from rich.console import Console
 from rich.filesize import decimal
@@ -78,17 +80,58 @@ def config() -> CommonConfig:
         raise fail(" ".join(str(exc).split()), 2) from None
 
 
+CONNECT_TIMEOUT_S = 3.0  # a service that accepts no connection within this is reported UNAVAILABLE
+
+
+def connected(channel: grpc.Channel, address: str, service: str) -> None:
+    """Return once `channel` is connected, within CONNECT_TIMEOUT_S; else fail at once with
+    `UNAVAILABLE` naming the service, the address and gRPC's reason (exit code 1). A command's
+    long deadline (a cycle's 300 s) is for a connected service's work, never for waiting on a
+    service that is not running: every call waits for a connection within its deadline
+    (services/common/client.py), which without this check made `trader plan` hang for minutes."""
+    try:
+        grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_S)
+        return
+    except grpc.FutureTimeoutError:
+        pass
+    try:  # once more without waiting: gRPC's reason (connection refused, a TLS handshake, ...)
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0,
+                                                  wait_for_ready=False)
+    except grpc.RpcError as exc:
+        reason = f": {' '.join((exc.details() or '').split())}" if hasattr(exc, "details") else ""
+        raise fail(f"UNAVAILABLE: no connection to {service} at {address} within {CONNECT_TIMEOUT_S:g} s"
+                   f"{reason}") from None
+
+
+class ConnectedClients(Clients):
+    """Clients whose stubs are handed out only once their service accepts a connection
+    (`connected`)."""
+
+    def __init__(self, settings: CommonConfig):
+        super().__init__(settings)
+        self._addresses = settings.addresses
+        self._connected: set[str] = set()
+
+    def stub(self, service: str, stub_class):
+        channel = self.channel(service)
+        if service not in self._connected:
+            connected(channel, self._addresses[service], service)
+            self._connected.add(service)
+        return stub_class(channel)
+
+
 @contextlib.contextmanager
 def calling(as_of: str | None = None) -> Iterator[Clients]:
     """Clients to the services (token and addresses from the environment), at `as_of` if given;
-    a gRPC error becomes one line with its status and exit code 1."""
+    a service that accepts no connection, or a gRPC error, becomes one line with its status and
+    exit code 1."""
     moment = None
     if as_of:
         try:
             moment = clock.parse_as_of(as_of, "--as-of")
         except InvalidArgument as exc:
             raise fail(exc.message, 2) from None
-    clients = Clients(config())
+    clients = ConnectedClients(config())
     try:
         with clock.use_as_of(moment):
             yield clients
@@ -378,17 +421,23 @@ def _target(target: str, address: str | None) -> tuple[str | None, str, str]:
                "--address)", 2)
 
 
-def _call_settings(key: str | None, address: str | None, tls_flags: dict[str, str | None]):
-    """(address, token or None, TLS or None) from the flags and the environment: the token is
-    optional here (health and reflection need none; the service says UNAUTHENTICATED)."""
+OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+                 "grpc.reflection.v1.ServerReflection")  # served without a token (services/common/interceptors.py)
+
+
+def _call_settings(key: str | None, address: str | None, tls_flags: dict[str, str | None], needs_token: bool):
+    """(address, token or None, TLS or None) from the flags and the environment. A call that
+    needs the token (any method but health's and reflection's) is refused without one, as every
+    other command refuses it: exit code 2, one line (TRADER_AUTH_DISABLED=1 as the services)."""
     environ = {**os.environ, **{name: value for name, value in tls_flags.items() if value}}
     try:
         tls = load_client_tls(environ)
-        if address is None:
-            address = load_common("gateway", {**environ, "TRADER_AUTH_DISABLED": "1"}).address_of(key)
+        # The addresses and the token; TLS is the client's alone (load_client_tls), not a server's pairing.
+        plain = {name: value for name, value in environ.items() if not name.startswith("TRADER_TLS_")}
+        settings = load_common("gateway", plain if needs_token else {**plain, "TRADER_AUTH_DISABLED": "1"})
     except ConfigError as exc:
         raise fail(" ".join(str(exc).split()), 2) from None
-    return address, environ.get("TRADER_API_TOKEN") or None, tls
+    return address or settings.address_of(key), settings.api_token if needs_token else None, tls
 
 
 @app.command(name="call")
@@ -403,18 +452,23 @@ def call_rpc(target: Annotated[str, typer.Argument(help="SERVICE/METHOD, e.g. tr
              cert: Annotated[str | None, typer.Option(help=f"Client certificate for mutual TLS (default "
                                                            f"${TLS_CLIENT_CERT}).")] = None,
              key_file: Annotated[str | None, typer.Option("--key", help=f"Its private key (default "
-                                                                        f"${TLS_CLIENT_KEY}).")] = None) -> None:
+                                                                        f"${TLS_CLIENT_KEY}).")] = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Accepted as by every command; the reply is "
+                                                                  "always JSON.")] = False) -> None:
     """Call any RPC by name with a JSON body (server reflection: no .proto files needed); a
     service alone lists its methods. TLS as grpcurl's flags, or the TRADER_TLS_* variables."""
+    del as_json  # the reply is printed as JSON either way
     key, service, method = _target(target, address)
     address, token, tls = _call_settings(key, address, {TLS_CA: cacert, TLS_CLIENT_CERT: cert,
-                                                        TLS_CLIENT_KEY: key_file})
+                                                        TLS_CLIENT_KEY: key_file},
+                                         needs_token=bool(method) and service not in OPEN_SERVICES)
     try:
         metadata = [(clock.METADATA_KEY, clock.format_as_of(clock.parse_as_of(as_of, "--as-of")))] if as_of else []
     except InvalidArgument as exc:
         raise fail(exc.message, 2) from None
     try:
         with open_channel(address, token, timeout, tls) as channel:
+            connected(channel, address, key or service)
             pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
             if not method:
                 print("\n".join(f"{service}/{m.name}" for m in pool.FindServiceByName(service).methods))
@@ -479,6 +533,16 @@ def _amount(most: float) -> Callable[[float], float]:
     return check
 
 
+def _path(value: str | None) -> Path | None:
+    """A path option's check: an empty value is refused (as a path it would mean the current
+    directory: `--out ""` wrote the report there)."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise typer.BadParameter("an empty path; give a directory (`.` for the current one)")
+    return Path(value)
+
+
 @app.command()
 def backtest(
         start: Annotated[str, typer.Option(help="First session (YYYY-MM-DD).")] = "2018-01-02",
@@ -492,13 +556,13 @@ def backtest(
         base_currency: Annotated[str, typer.Option(help="The account's currency (ISO code).")] = "EUR",
         universe: Annotated[str, typer.Option(help="Comma-separated symbols, or @FILE with one a line; "
                                                    "default: the bundled sample's 20 stocks.")] = "",
-        out_dir: Annotated[Path, typer.Option("--out", help="Where the report goes.")] = Path("report"),
-        keep_state: Annotated[Path | None, typer.Option(help="Keep the services' databases and logs in this "
-                                                             "directory (default: a temporary one, removed).")]
+        out_dir: Annotated[str, typer.Option("--out", callback=_path, help="Where the report goes.")] = "report",
+        keep_state: Annotated[str | None, typer.Option(callback=_path, help=(
+            "Keep the services' databases and logs in this directory (default: a temporary one, removed)."))]
         = None) -> None:
     """Run the whole system over history and write the report (strategy against two benchmarks,
     rule audit, plots) to --out."""
-    from gateway.backtest import BacktestSettings  # noqa: PLC0415 - heavy imports: this command only
+    from gateway.backtest import BacktestSettings, check_settings  # noqa: PLC0415 - heavy imports: this command only
     from gateway.config import replay_jobs  # noqa: PLC0415
 
     environment = Env(os.environ)
@@ -513,11 +577,30 @@ def backtest(
         raise typer.BadParameter(f"{settings.end} is before --start {settings.start}", param_hint="'--end'")
     if len(settings.base_currency) != 3 or not settings.base_currency.isalpha():
         raise typer.BadParameter(f"--base-currency {base_currency!r}: an ISO code such as EUR")
+    try:  # every service's settings as the backtest hands them over, before anything is made
+        check_settings(dict(os.environ), settings.base_currency)
+    except ConfigError as exc:
+        raise fail(" ".join(str(exc).split()), 2) from None
     _check_backtest_inputs(settings)
     if keep_state is not None:
         _check_state_dir(keep_state)
-    _check_out_dir(out_dir)
-    raise typer.Exit(_run_and_report(settings, out_dir, keep_state))
+    made = _check_out_dir(out_dir)
+    code = 1
+    try:
+        code = _run_and_report(settings, out_dir, keep_state)
+    finally:
+        if code not in (0, 3):  # no report: the directories made for it go again
+            _remove_empty(made)
+    raise typer.Exit(code)
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Remove each of `directories` (deepest first) while it is empty; never anything else."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 def _run_and_report(settings, out_dir: Path, keep_state: Path | None) -> int:
@@ -624,7 +707,7 @@ def _check_fee_rates(base: str, currencies: set[str]) -> None:
     try:
         rates = parse_fx_rates(text, base)
     except ValueError:
-        return  # the services refuse the variable themselves, naming the problem
+        return  # check_settings has refused it already, naming the problem
     missing = sorted(c for c in currencies if c != base and c not in rates)
     if missing:
         raise typer.BadParameter(f"--base-currency {base}: the paper broker converts its fee at TRADER_FX_RATES, "
@@ -641,17 +724,20 @@ def _check_state_dir(state_dir: Path) -> None:
                                  "state); give a new or empty directory"))
 
 
-def _check_out_dir(out_dir: Path) -> None:
+def _check_out_dir(out_dir: Path) -> list[Path]:
     """--out must be a directory the report can be written to: made now if missing, so a run is
-    never lost to an unwritable path at its end."""
+    never lost to an unwritable path at its end. Returns the directories it made, deepest first."""
     if out_dir.exists() and not out_dir.is_dir():
         raise typer.BadParameter(f"--out {out_dir}: exists and is not a directory")
+    made = [path for path in (out_dir.absolute(), *out_dir.absolute().parents) if not path.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out_dir):
             pass
     except OSError as exc:
+        _remove_empty(made)
         raise typer.BadParameter(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
+    return made
 
 
 def _universe(value: str) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from gateway.audit import Violation, audit
 from gateway.backtest import INDEX, BacktestRun
 from gateway.benchmarks import INDEX_FUND_DIVISOR, Line, Market, Session, equal_weight_dca, index_dca
 from services.portfolio import performance
-from services.trading.orders import commission
+from services.trading.orders import COMMISSION_FIXED_BASE, COMMISSION_RATE, commission
 
 FIGURES = ("final_value", "net_deposits", "money_weighted_return", "time_weighted_return", "cagr", "volatility",
            "sharpe", "sortino", "max_drawdown", "calmar", "turnover", "fees_paid", "trades")
@@ -131,7 +131,9 @@ def _document(run: BacktestRun, figures: list[dict], violations: list[Violation]
         "settings": {"start": run.days[0].day.isoformat(), "end": run.days[-1].day.isoformat(),
                      "initial_deposit": settings.initial_deposit, "monthly_deposit": settings.monthly_deposit,
                      "base_currency": run.base_currency, "universe": run.universe, "exchange": settings.exchange,
-                     "minutes_before_close": settings.minutes_before_close, "sessions": len(run.days)},
+                     "minutes_before_close": settings.minutes_before_close, "sessions": len(run.days),
+                     "fee": {"fixed_base": COMMISSION_FIXED_BASE, "rate": COMMISSION_RATE,
+                             "fixed_part_rates": dict(sorted(run.fee_rates.items())), "text": fee_text(run)}},
         "deposits": [{"date": day.isoformat(), "amount": amount} for day, amount in run.deposits],
         "lines": [{key: _rounded(value) for key, value in f.items()} for f in figures],
         "rule_audit": {"trades_checked": len(run.fills), "violations": len(violations),
@@ -139,6 +141,20 @@ def _document(run: BacktestRun, figures: list[dict], violations: list[Violation]
                                       "quantity": v.quantity, "at": v.at.isoformat(), "rule": v.rule,
                                       "detail": v.detail} for v in violations]},
     }
+
+
+def fee_text(run: BacktestRun) -> str:
+    """The paper broker's fee as this run charged it and the benchmarks paid it (trading's
+    `commission`: a fixed part in the base currency plus a share of the order value), with the
+    rates the fixed part was converted at for orders in other currencies (TRADER_FX_RATES), e.g.
+    `2 USD + 0.2% of the value per order`."""
+    text = f"{COMMISSION_FIXED_BASE:g} {run.base_currency} + {COMMISSION_RATE * 100:g}% of the value per order"
+    traded = {run.securities[s].currency for s in (*run.universe, INDEX) if s in run.securities}
+    foreign = sorted(c for c in traded if c != run.base_currency)
+    if foreign:
+        rates = ", ".join(f"{c}={run.fee_rates[c]:g}" if c in run.fee_rates else f"{c}: no rate" for c in foreign)
+        text += f", the fixed part converted at {rates} per {run.base_currency} (TRADER_FX_RATES)"
+    return text
 
 
 def formatted(key: str, value) -> str:
@@ -165,11 +181,11 @@ def _markdown(run: BacktestRun, figures: list[dict], violations: list[Violation]
                           f"{v.rule}: {v.detail}" for v in violations)
     return f"""# Backtest {first} to {last}
 
-{len(run.days):,} sessions of {run.settings.exchange}, one cycle each 30 minutes before the close; {base}
-{run.settings.initial_deposit:,.0f} at the start and {run.settings.monthly_deposit:,.0f} on the first session
-of each month, {len(run.universe)} securities. Benchmarks: the same deposits and fees (2 EUR + 0.2%, whole
-shares), monthly into {INDEX} (as a fund at a tenth of the index) and into an equal-weight basket of the
-universe.
+{len(run.days):,} sessions of {run.settings.exchange}, one cycle each {run.settings.minutes_before_close:g} minutes \
+before the close; {base} {run.settings.initial_deposit:,.0f} at the start and {run.settings.monthly_deposit:,.0f} on \
+the first session of each month, {len(run.universe)} securities. Fees: {fee_text(run)}. Benchmarks: the same \
+deposits and fees (whole shares), monthly into {INDEX} (as a fund at 1/{INDEX_FUND_DIVISOR:g} of the index) and \
+into an equal-weight basket of the universe.
 
 {table}
 
