@@ -17,6 +17,7 @@ from gateway.runner import REPLAY, JobRunner, Scheduler
 from gateway.server import CycleRunner, GatewayServicer
 from services.common import clock
 from services.common.client import Clients
+from services.common.config import SIMULATED_MODES
 from services.common.maintenance import Maintenance, load_settings
 from services.common.server import ServiceParts, run_service
 
@@ -45,7 +46,8 @@ def build(config: GatewayConfig) -> ServiceParts:
     db = store.open_database(common.db_url)
     clients = Clients(common)
     services = Services(clients)
-    runner = CycleRunner(db, services)
+    runner = CycleRunner(db, services, simulated=common.mode in SIMULATED_MODES, exchange=config.replay.exchange,
+                         follows_replay=config.replay.autostart)
     maintenance = Maintenance(store.SCHEMA, db, settings)
     jobs = JobRunner(db, JOBS, JobPeers(services, runner, maintenance), config.jobs.schedules, services.display)
     scheduler = Scheduler(jobs, config.jobs.schedules, triggering=config.jobs.scheduler)

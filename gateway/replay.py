@@ -136,6 +136,20 @@ def latest_close(services: Services) -> date:
     return max(date.fromisoformat(q.date) for q in quotes)
 
 
+def history_end(services: Services, exchange: str) -> datetime:
+    """The latest instant a simulated cycle may run at: the open of `exchange`'s first session
+    after the latest close the data service holds (where a replay's close-out runs; a day later
+    when no session follows within CLOSE_OUT_SEARCH_DAYS). Read on the wall clock: a call's
+    simulated as-of would hide the later bars. Raises CycleNotOk when no security has a price."""
+    with clock.use_as_of(None):
+        last = latest_close(services)
+        reply = services.data.ListSessions(data_pb2.ListSessionsRequest(
+            exchange=exchange, start=(last + timedelta(days=1)).isoformat(),
+            end=(last + timedelta(days=CLOSE_OUT_SEARCH_DAYS)).isoformat()))
+    opens = [from_timestamp(session.open, "open") for session in reply.sessions]
+    return min(opens) if opens else datetime.combine(last + timedelta(days=1), datetime.min.time(), UTC)
+
+
 def deposit(services: Services, amount: float, currency: str, reference: str) -> None:
     """Money arrives at the (paper) broker and is recorded as a cash flow; both idempotent."""
     services.trading.FundPaperAccount(trading_pb2.FundPaperAccountRequest(
@@ -178,8 +192,11 @@ class Replay:
     def __init__(self, config: ReplayConfig, base_currency: str, services: Services,
                  run_cycle: Callable[[bool], CycleResult], clients: Clients, stop: threading.Event,
                  on_day: Callable[[SimulatedDay, list[tuple[str, float]], CycleResult], None],
-                 say: Callable[[str], None] = lambda text: print(text, flush=True), jobs: ReplayJobs | None = None):
+                 say: Callable[[str], None] = lambda text: print(text, flush=True), jobs: ReplayJobs | None = None,
+                 reached: Callable[[datetime], None] = lambda at: None):
+        """`reached(at)` is told each day's cycle instant (then the close-out's) before anything of it runs."""
         self._config = config
+        self._reached = reached
         self._base = base_currency
         self._services = services
         self._run_cycle = run_cycle
@@ -208,6 +225,7 @@ class Replay:
             if self._stop.is_set():
                 return None
             started = time.monotonic()
+            self._reached(day.at)
             made = deposits_of(self._config, day.day, count == 1, (day.day.year, day.day.month) != last_month)
             jobs = self._due_jobs(day, last_jobs, jobs_since)
             if jobs and (made or self._jobs.with_cycle is None):
@@ -222,6 +240,7 @@ class Replay:
             if self._config.max_cycles and count >= self._config.max_cycles:
                 return None
             self._stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        self._reached(plan.close_out_at)
         done, result = self._retrying("the close-out after the last session", lambda: self._close_out(plan))
         return result if done else None
 
@@ -319,7 +338,7 @@ class ReplayDriver(threading.Thread):
         self.stop_requested = threading.Event()
         self._replay = Replay(config, base_currency, services, runner.run, clients, self.stop_requested,
                               lambda day, _deposits, result: print(cycle_line(day.day, result), flush=True),
-                              jobs=jobs)
+                              jobs=jobs, reached=runner.follow_replay())
 
     def _first_day(self) -> date:
         with self._db.transaction() as session:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 
 import grpc
 from trader.common.v1 import info_pb2, info_pb2_grpc
@@ -15,6 +16,7 @@ from trader.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from gateway import store
 from gateway.cycle import CycleResult, KeptLedgerCursor, Services, StepResult, run_cycle
 from gateway.jobs.base import rpc_problem
+from gateway.replay import CycleNotOk, history_end
 from gateway.runner import MANUAL, REPLAY, SCHEDULE, JobRun, JobRunner, JobView
 from services.common import clock
 from services.common.client import Clients, health_status, raw_channel
@@ -57,21 +59,100 @@ def result_from_proto(reply: gateway_pb2.RunSyncCycleResponse) -> CycleResult:
 
 
 class CycleRunner:
-    """Runs cycles one at a time (a cycle holds the lock) and records each run."""
+    """Runs cycles one at a time (a cycle holds the lock) and records each run.
 
-    def __init__(self, db: Database, services: Services):
+    `simulated` (replay and backtest mode): the book lives on the replay's simulated clock, which
+    only moves forward, and every cycle keeps to it (`check_clock`). `follows_replay`: a replay
+    driver in this process (`make run`) moves that clock; `follow_replay()` is what it calls with
+    each instant it reaches. `exchange`: the replay's primary exchange (the history's end)."""
+
+    def __init__(self, db: Database, services: Services, simulated: bool = False, exchange: str = "XNYS",
+                 follows_replay: bool = False):
         self._db = db
         self._services = services
         self._lock = threading.Lock()
         self._ledger = KeptLedgerCursor()  # the portfolio's cursor from one cycle's sync to the next's
+        self._simulated = simulated
+        self._exchange = exchange
+        self._follows_replay = follows_replay
+        self._replay_at: datetime | None = None  # the replay driver's current instant
+        self._last_as_of: datetime | None = None  # the last recorded cycle's (read once, then kept)
+        self._last_read = False
+        self._history_end: datetime | None = None  # kept; read again before it refuses
 
     def run(self, settle_only: bool = False) -> CycleResult:
         with self._lock:
-            result = run_cycle(self._services, clock.now(), settle_only, self._ledger)
+            now = clock.now()
+            if self._simulated:
+                self._check_clock(now, "the cycle")
+            result = run_cycle(self._services, now, settle_only, self._ledger)
             with self._db.transaction() as session:
                 store.add_run(session, result.as_of, clock.as_of() is not None, result.ok, result.trace_id,
                               [asdict(s) for s in result.steps], clock.wall_now())
+            self._last_as_of, self._last_read = result.as_of, True
             return result
+
+    def follow_replay(self) -> Callable[[datetime], None]:
+        """The replay driver's report of each instant its clock reaches (a day's cycle instant,
+        then the close-out's): cycles and jobs may run up to it, and not beyond."""
+        self._follows_replay = True
+
+        def reached(at: datetime) -> None:
+            with self._lock:
+                self._replay_at = at
+        return reached
+
+    def check_clock(self, at: datetime, what: str) -> None:
+        """In replay and backtest mode, FailedPrecondition unless `what` at `at` keeps the replay's
+        clock (nothing is checked in the other modes). See `_check_clock`."""
+        if self._simulated:
+            with self._lock:
+                self._check_clock(at, what)
+
+    def _check_clock(self, at: datetime, what: str) -> None:
+        """The rules of a simulated instant (held under the lock):
+        - simulated_clock: the call carries one (the wall clock would value a replay's book at
+          today's prices);
+        - as_of_before_last_cycle: not before the last recorded cycle's as-of (the broker and the
+          books have moved on: an earlier cycle books the past into them, README "Replay");
+        - as_of_after_replay_clock: not after the instant the replay driver in this process reached;
+        - as_of_after_history: without a driver, not after the end of the history (the first
+          session's open after the latest close: a replay's close-out)."""
+        if clock.as_of() is None:
+            raise FailedPrecondition("simulated_clock", f"{what} runs at a simulated instant in replay and "
+                                     "backtest mode; give x-trader-as-of (the CLI's --as-of)")
+        last = self._last_cycle_as_of()
+        if last is not None and at < last:
+            raise FailedPrecondition("as_of_before_last_cycle", f"{what} at {_iso(at)} is before the last "
+                                     f"cycle's as-of {_iso(last)}: a replay's simulated time only moves forward")
+        if self._follows_replay:
+            if self._replay_at is None or at > self._replay_at:
+                reached = _iso(self._replay_at) if self._replay_at else "not started yet"
+                raise FailedPrecondition("as_of_after_replay_clock", f"{what} at {_iso(at)} is after the "
+                                         f"replay's clock ({reached}): the replay runs its days in order")
+            return
+        if self._history_end is None or at > self._history_end:
+            self._history_end = self._read_history_end(what)
+        if at > self._history_end:
+            raise FailedPrecondition("as_of_after_history", f"{what} at {_iso(at)} is after the end of the "
+                                     f"history ({_iso(self._history_end)}, the open after the latest close)")
+
+    def _last_cycle_as_of(self) -> datetime | None:
+        if not self._last_read:
+            with self._db.transaction() as session:
+                last = store.last_run(session, simulated=True)
+            self._last_as_of, self._last_read = (last.as_of if last is not None else None), True
+        return self._last_as_of
+
+    def _read_history_end(self, what: str) -> datetime:
+        try:
+            return history_end(self._services, self._exchange)
+        except CycleNotOk as exc:  # fail closed: without a history there is no simulated clock
+            raise FailedPrecondition("as_of_after_history", f"{what}: {exc}") from exc
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_to_proto(run: JobRun) -> gateway_pb2.JobRun:
@@ -134,6 +215,10 @@ class GatewayServicer(MaintenanceRpc, gateway_pb2_grpc.GatewayServicer):
     def RunSyncCycle(self, request, context):
         self._simulated_instant("a cycle")
         jobs = self._jobs_before(request.jobs_before)
+        # Refused before anything runs: the jobs before it too act on the book.
+        for name, at in jobs:
+            self._runner.check_clock(at, f"the {name} job")
+        self._runner.check_clock(clock.now(), "the cycle")
         runs = []
         for name, at in jobs:
             with clock.use_as_of(at):
@@ -238,6 +323,7 @@ class GatewayServicer(MaintenanceRpc, gateway_pb2_grpc.GatewayServicer):
         trigger = _run_trigger(request.trigger)
         if runner.job(name).simulated_clock:
             self._simulated_instant(f"the {name} job")
+            self._runner.check_clock(clock.now(), f"the {name} job")
         return gateway_pb2.RunJobResponse(run=run_to_proto(runner.run(name, trigger, clock.now())))
 
     def GetJobHistory(self, request, context):
