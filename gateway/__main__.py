@@ -12,7 +12,7 @@ from gateway.config import GatewayConfig, load
 from gateway.cycle import Services
 from gateway.jobs import JOBS
 from gateway.jobs.base import JobPeers
-from gateway.replay import ReplayDriver, ReplayJobs
+from gateway.replay import REPLAY_GAVE_UP_EXIT, ReplayDriver, ReplayJobs
 from gateway.runner import REPLAY, JobRunner, Scheduler
 from gateway.server import CycleRunner, GatewayServicer
 from services.common import clock
@@ -40,6 +40,9 @@ def replay_jobs(config: GatewayConfig, jobs: JobRunner) -> ReplayJobs:
     return ReplayJobs({name: schedule for name, schedule in schedules.items() if schedule is not None}, run)
 
 
+_drivers: list[ReplayDriver] = []  # this process's replay driver (at most one)
+
+
 def build(config: GatewayConfig) -> ServiceParts:
     common = config.common
     settings = load_settings("gateway", common.var_dir, store.RETENTION_RULES)
@@ -52,7 +55,7 @@ def build(config: GatewayConfig) -> ServiceParts:
     jobs = JobRunner(db, JOBS, JobPeers(services, runner, maintenance), config.jobs.schedules, services.display)
     scheduler = Scheduler(jobs, config.jobs.schedules, triggering=config.jobs.scheduler)
     servicer = GatewayServicer(common, db, runner, maintenance, jobs, clients, scheduler_name(config))
-    drivers: list[ReplayDriver] = []
+    drivers = _drivers
 
     def after_start(running, request_stop):
         serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
@@ -77,5 +80,12 @@ def build(config: GatewayConfig) -> ServiceParts:
                         close, after_start, database=db)
 
 
+def main() -> int:
+    """The gateway's exit code: run_service's, or REPLAY_GAVE_UP_EXIT when its replay gave up
+    (the launcher then stops everything and exits 1 instead of restarting it)."""
+    code = run_service("gateway", load, build)
+    return REPLAY_GAVE_UP_EXIT if code == 0 and any(driver.gave_up for driver in _drivers) else code
+
+
 if __name__ == "__main__":
-    sys.exit(run_service("gateway", load, build))
+    sys.exit(main())

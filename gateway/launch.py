@@ -5,7 +5,9 @@ Prints the API token and a grpcurl example, waits until every service reports SE
 passes the gateway's one-line-per-cycle output through. Supervision (as compose's `restart:`
 or Kubernetes would): a service that exits on its own is logged and restarted after a back-off
 (0.5 s, doubling up to 30 s; reset once it has run for a minute). When the gateway exits by
-itself with code 0 the replay is over and everything stops. Ctrl-C or SIGTERM stops everything:
+itself with code 0 the replay is over and everything stops; with REPLAY_GAVE_UP_EXIT its replay
+gave up: everything stops and the launcher exits 1. One launcher at a time uses a state
+directory: a second is refused (exit 1) while the first holds `<var>/run.lock`. Ctrl-C or SIGTERM stops everything:
 the gateway first, then the services, each with SIGTERM (health NOT_SERVING, graceful stop),
 killed if it lingers. Any number of signals at any time only raise a flag (no deadlock). The
 children die with the launcher even if it is killed (PR_SET_PDEATHSIG, services/common/shutdown.py).
@@ -14,6 +16,7 @@ Service logs (JSON lines) go to var/logs/<service>.log.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import signal
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from gateway.replay import REPLAY_GAVE_UP_EXIT
 from services.common.client import health_status, raw_channel
 from services.common.config import (
     REPO_ROOT,
@@ -141,8 +145,8 @@ class Supervisor:
                 continue
             if child.log is not None:
                 child.log.close()
-            if child.name == "gateway" and code == 0:
-                return False  # the replay is over (or the gateway was told to stop)
+            if child.name == "gateway" and code in (0, REPLAY_GAVE_UP_EXIT):
+                return False  # the replay is over or gave up (or the gateway was told to stop)
             child.quick_failures = child.quick_failures + 1 if now - child.started_at < STABLE_AFTER_S else 1
             delay = min(RESTART_MAX_DELAY_S, RESTART_FIRST_DELAY_S * 2 ** (child.quick_failures - 1))
             child.restart_at = now + delay
@@ -215,6 +219,11 @@ def main() -> int:
     env.setdefault("TRADER_REPLAY_AUTOSTART", "0" if config.mode in WALL_CLOCK_ONLY_MODES else "1")
     log_dir = Path(env.get("TRADER_VAR_DIR", REPO_ROOT / "var")) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    lock = hold_state_lock(log_dir.parent)
+    if lock is None:
+        say(f"another `trader run` is using {log_dir.parent} (it holds {log_dir.parent / 'run.lock'}); "
+            "stop it first", error=True)
+        return 1
     token = env["TRADER_API_TOKEN"]
     say(f"mode {config.mode}; API token: {token}")
     say(f"call any service, e.g.:\n  grpcurl {grpcurl_tls_flags(env, config)} -H 'authorization: Bearer {token}' "
@@ -228,6 +237,10 @@ def main() -> int:
         while not stop.wait(0.2):
             if not supervisor.check():
                 break
+        gateway = supervisor.children.get("gateway")
+        if gateway is not None and gateway.process.poll() == REPLAY_GAVE_UP_EXIT:
+            say(f"the replay gave up (the reason is above); see {log_dir}/gateway.log", error=True)
+            return 1
         return 0
     except RuntimeError as exc:
         if stop.is_set():
@@ -240,6 +253,19 @@ def main() -> int:
     finally:
         supervisor.stop_all()
         say("all services stopped")
+        lock.close()
+
+
+def hold_state_lock(var_dir: Path) -> IO | None:
+    """An exclusive lock on `var_dir`/run.lock, held while the returned file is open (and released
+    by the kernel if the process dies); None when another process holds it."""
+    handle = open(var_dir / "run.lock", "a")  # noqa: SIM115 - held for the launcher's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 if __name__ == "__main__":

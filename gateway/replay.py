@@ -64,6 +64,9 @@ CLOSE_OUT_SEARCH_DAYS = 14  # the next session after the last one lies within th
 INITIAL_DEPOSIT_REFERENCE = "replay-initial-deposit"
 
 
+REPLAY_GAVE_UP_EXIT = 3  # the gateway's exit code when its replay gave up (gateway/launch.py: not restarted)
+
+
 class GaveUp(Exception):
     """A day (or the list of days) did not succeed within the allowed tries."""
 
@@ -335,6 +338,7 @@ class ReplayDriver(threading.Thread):
         self._config = config
         self._db = db
         self._on_finished = on_finished
+        self.gave_up = False  # set when the replay gave up or stopped by an error (the exit code says so)
         self.stop_requested = threading.Event()
         self._replay = Replay(config, base_currency, services, runner.run, clients, self.stop_requested,
                               lambda day, _deposits, result: print(cycle_line(day.day, result), flush=True),
@@ -356,9 +360,11 @@ class ReplayDriver(threading.Thread):
                       f"cash {closed.base_currency} {closed.cash_base:,.2f}", flush=True)
                 print("replay reached the end of the history", flush=True)
         except GaveUp as exc:
+            self.gave_up = True
             event(log, "replay gave up", logging.ERROR, reason=str(exc))
             print(f"replay gave up: {exc}", flush=True)
         except Exception:  # noqa: BLE001 - a bug of ours: reported, then the process stops cleanly
+            self.gave_up = True
             event(log, "replay stopped by an error", logging.ERROR, exc_info=True)
             print("replay stopped by an error; see the gateway log", flush=True)
         finally:

@@ -11,8 +11,11 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.launch import wait_serving
-from services.common.config import REPO_ROOT, SERVICES
+from services.common.config import REPO_ROOT, SERVICES, load_common
+from services.common.server import start_server
 from services.common.shutdown import PARENT_PID_VARIABLE, StopRequest
 from tests.helpers import free_port
 
@@ -119,3 +122,15 @@ def test_a_service_dies_with_the_process_that_started_it(tmp_path):
     finally:
         if not gone(child):
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_second_server_on_a_port_in_use_fails_to_bind_instead_of_sharing_it(tmp_path):
+    env = {"TRADER_AUTH_DISABLED": "1", "TRADER_VAR_DIR": str(tmp_path),
+           "TRADER_DISPLAY_ADDR": f"127.0.0.1:{free_port()}"}
+    config = load_common("display", env)
+    first = start_server(config, lambda server: None)
+    try:
+        with pytest.raises(Exception, match="bind|address|port"):  # gRPC's wording varies by version
+            start_server(config, lambda server: None).server.stop(0)
+    finally:
+        first.server.stop(0)

@@ -134,3 +134,19 @@ def test_a_replay_started_again_after_the_end_of_the_history_says_so_and_exits_0
         assert done.returncode == 0, (done.stdout, done.stderr)
     assert "it already reached the end of the history; rm -rf var starts over" in done.stdout
     assert "startup failed" not in done.stdout + done.stderr
+
+
+def test_a_second_launcher_on_the_same_state_directory_is_refused(tmp_path):
+    from gateway.launch import hold_state_lock  # noqa: PLC0415
+
+    held = hold_state_lock(tmp_path)  # as a running `trader run` holds it
+    assert held is not None and hold_state_lock(tmp_path) is None
+    done = subprocess.run([sys.executable, "-m", "gateway.launch"], cwd=REPO_ROOT, env=launcher_env(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"another `trader run` is using {tmp_path}" in done.stderr
+    assert "serving on" not in done.stdout and not list(tmp_path.glob("*.db"))  # nothing started or opened
+    held.close()
+    again = hold_state_lock(tmp_path)  # released with its holder (the kernel releases it if the holder dies)
+    assert again is not None
+    again.close()

@@ -21,7 +21,7 @@ from trader.trading.v1 import trading_pb2
 from gateway import store
 from gateway.config import ReplayConfig
 from gateway.cycle import FAILED, OK, REFUSED, SKIPPED, KeptLedgerCursor, run_cycle
-from gateway.replay import ReplayDriver
+from gateway.replay import REPLAY_GAVE_UP_EXIT, ReplayDriver
 from gateway.server import CycleRunner
 from services.common import clock
 from services.common.timestamps import to_timestamp
@@ -212,7 +212,7 @@ class ServingPeers:
         return True
 
 
-def run_replay(tmp_path, fake_services, **config) -> list:
+def run_replay(tmp_path, fake_services, **config) -> ReplayDriver:
     db = store.open_database(f"sqlite:///{tmp_path / 'gateway.db'}")
     finished = []
     driver = ReplayDriver(replay_config(**config), "EUR", db, fake_services, CycleRunner(db, fake_services),
@@ -220,7 +220,7 @@ def run_replay(tmp_path, fake_services, **config) -> list:
     driver.run()  # in this thread
     db.close()
     assert finished == [True]
-    return finished
+    return driver
 
 
 def cycle_days(calls) -> list[date]:
@@ -304,7 +304,8 @@ def test_a_failed_call_is_retried_for_the_same_day(tmp_path, capsys):
     flaky_sync = lambda _: next(outcomes, None) or trading_pb2.SyncBrokerResponse(broker="paper")  # noqa: E731
     fund_fails_once = iter([PeerError(grpc.StatusCode.UNAVAILABLE, "trading restarting")])
     fund = lambda _: next(fund_fails_once, None) or trading_pb2.FundPaperAccountResponse()  # noqa: E731
-    run_replay(tmp_path, services(calls, trading__SyncBroker=flaky_sync, trading__FundPaperAccount=fund))
+    driver = run_replay(tmp_path, services(calls, trading__SyncBroker=flaky_sync, trading__FundPaperAccount=fund))
+    assert not driver.gave_up  # the gateway exits 0
     # Day 1: the deposit failed once, then two cycles failed at sync_broker; each retry is the same day.
     # The close-out (a sync at the next session's open) follows the last day.
     assert cycle_days(calls) == [date(2019, 3, 1)] * 3 + [date(2019, 3, 4), date(2019, 3, 5), date(2019, 3, 6)]
@@ -316,8 +317,9 @@ def test_a_failed_call_is_retried_for_the_same_day(tmp_path, capsys):
 
 def test_the_replay_gives_up_after_its_tries_saying_why(tmp_path, capsys):
     calls = []
-    run_replay(tmp_path, services(calls, portfolio__TakeSnapshot=NO_CHF_RATE), day_tries=3)
+    driver = run_replay(tmp_path, services(calls, portfolio__TakeSnapshot=NO_CHF_RATE), day_tries=3)
     assert cycle_days(calls) == [date(2019, 3, 1)] * 3
+    assert driver.gave_up  # the gateway exits REPLAY_GAVE_UP_EXIT: the launcher stops all and exits 1
     out = capsys.readouterr().out
     assert "replay gave up: simulated day 2019-03-01 did not succeed in 3 tries" in out
     assert "no exchange rate for CHF" in out.splitlines()[-1]
@@ -341,3 +343,18 @@ def test_listing_the_days_is_retried_too(tmp_path, capsys, code):
     sessions = data_pb2.ListSessionsResponse(sessions=[session("2019-03-01"), session("2019-03-06")])
     run_replay(tmp_path, services(calls, data__ListSessions=lambda _: next(fails_once, None) or sessions))
     assert cycle_days(calls) == [date(2019, 3, 1), date(2019, 3, 6)]  # the day, then the close-out
+
+
+def test_the_gateway_exits_with_the_gave_up_code_only_when_its_replay_gave_up(monkeypatch):
+    import gateway.__main__ as gateway_main  # noqa: PLC0415 - the process's entry point
+
+    class Driver:
+        gave_up = False
+
+    monkeypatch.setattr(gateway_main, "run_service", lambda *_: 0)
+    monkeypatch.setattr(gateway_main, "_drivers", [Driver()])
+    assert gateway_main.main() == 0
+    Driver.gave_up = True
+    assert gateway_main.main() == REPLAY_GAVE_UP_EXIT
+    monkeypatch.setattr(gateway_main, "run_service", lambda *_: 2)  # a failed start keeps its own code
+    assert gateway_main.main() == 2

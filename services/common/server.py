@@ -89,8 +89,10 @@ def start_server(config: CommonConfig, register: Callable[[grpc.Server], None],
     """Build, bind and start the server for `config.service`; `register` adds the servicer, and
     `service_info` (a service process's) trader.common.v1.ServiceInfo."""
     service_name = SERVICES[config.service][0]
+    # No SO_REUSEPORT (gRPC's default on Linux): a second process on a port in use must fail to
+    # bind, not share the port and answer half the first one's calls with another token and state.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                         interceptors=[CallContextInterceptor(config.api_token)])
+                         interceptors=[CallContextInterceptor(config.api_token)], options=[("grpc.so_reuseport", 0)])
     register(server)
     health_servicer = HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
