@@ -22,6 +22,7 @@ cache that cannot be read or written (a read-only checkout) only costs the time 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -29,6 +30,7 @@ import sqlite3
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sqlalchemy.engine import Engine, make_url
@@ -172,17 +174,24 @@ def _record_of(template: Path) -> Path:
     return template.with_name(template.name + ".sha256")
 
 
-def _keep(temporary: str, target: Path) -> None:
+@contextlib.contextmanager
+def _temporary_beside(target: Path) -> Iterator[Path]:
+    """A temporary file in `target`'s folder (so a rename onto `target` is atomic), removed at
+    the end of the block unless it was renamed meanwhile."""
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _keep(temporary: Path, target: Path) -> None:
     """Record the SHA-256 of the complete file `temporary`, then rename it to `target` (the
     record first: a template is never in place without its record)."""
-    content_hash = hashlib.sha256(Path(temporary).read_bytes()).hexdigest()
-    handle, record = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(content_hash + "\n")
+    with _temporary_beside(target) as record:
+        record.write_text(hashlib.sha256(temporary.read_bytes()).hexdigest() + "\n")
         os.replace(record, _record_of(target))
-    finally:
-        Path(record).unlink(missing_ok=True)
     os.replace(temporary, target)
     _prune(target)
 
@@ -190,41 +199,33 @@ def _keep(temporary: str, target: Path) -> None:
 def save(engine: Engine, key: str) -> None:
     """Keep the database behind `engine` (SQLite) as the template `key`: a consistent copy by
     SQLite's online backup, renamed into place."""
-    target = path_of(key)
-    if target is None or target.exists():
-        return
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{key}-", suffix=".tmp", dir=target.parent)
-        os.close(handle)
-        try:
-            with engine.connect() as connection:
-                copy = sqlite3.connect(temporary)
-                try:
-                    connection.connection.dbapi_connection.backup(copy)
-                    copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-                finally:
-                    copy.close()
-            _keep(temporary, target)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
-    except (OSError, sqlite3.Error) as exc:
-        log.warning("template %s not saved: %s", target, exc)
+
+    def backup(temporary: Path) -> None:
+        with engine.connect() as connection:
+            copy = sqlite3.connect(temporary)
+            try:
+                connection.connection.dbapi_connection.backup(copy)
+                copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            finally:
+                copy.close()
+    _save(path_of(key), backup)
 
 
 def save_bytes(key: str, suffix: str, content: bytes) -> None:
     """Keep `content` as the template file `key` + `suffix` (renamed into place)."""
-    target = path_of(key, suffix)
+    _save(path_of(key, suffix), lambda temporary: temporary.write_bytes(content))
+
+
+def _save(target: Path | None, fill: Callable[[Path], object]) -> None:
+    """Make the template `target` (unless templates are disabled or it is kept already): `fill`
+    writes a temporary file beside it, which is recorded and renamed into place (`_keep`). A
+    failure only costs the time the template would save: it is logged."""
     if target is None or target.exists():
         return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{key}-", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(content)
+        with _temporary_beside(target) as temporary:
+            fill(temporary)
             _keep(temporary, target)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         log.warning("template %s not saved: %s", target, exc)
