@@ -54,6 +54,7 @@ from services.common.config import (
     parse_fx_rates,
 )
 from services.common.errors import InvalidArgument
+from services.common.interceptors import AUTH_EXEMPT_PREFIXES
 
 # rich_markup_mode=None: a usage error is click's one `Error: ...` line, not a panel wrapped at 80 columns.
 app = typer.Typer(help="trader: an autonomous long-term portfolio manager (six gRPC services).",
@@ -421,10 +422,6 @@ def _target(target: str, address: str | None) -> tuple[str | None, str, str]:
                "--address)", 2)
 
 
-OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
-                 "grpc.reflection.v1.ServerReflection")  # served without a token (services/common/interceptors.py)
-
-
 def _call_settings(key: str | None, address: str | None, tls_flags: dict[str, str | None], needs_token: bool):
     """(address, token or None, TLS or None) from the flags and the environment. A call that
     needs the token (any method but health's and reflection's) is refused without one, as every
@@ -461,7 +458,7 @@ def call_rpc(target: Annotated[str, typer.Argument(help="SERVICE/METHOD, e.g. tr
     key, service, method = _target(target, address)
     address, token, tls = _call_settings(key, address, {TLS_CA: cacert, TLS_CLIENT_CERT: cert,
                                                         TLS_CLIENT_KEY: key_file},
-                                         needs_token=bool(method) and service not in OPEN_SERVICES)
+                                         needs_token=bool(method) and f"/{service}/" not in AUTH_EXEMPT_PREFIXES)
     try:
         metadata = [(clock.METADATA_KEY, clock.format_as_of(clock.parse_as_of(as_of, "--as-of")))] if as_of else []
     except InvalidArgument as exc:
